@@ -1,0 +1,200 @@
+//! The event stream (`--events`): JSON Lines, one object per event, each with the
+//! stream's version `v`, a timestamp, the run id and the `event` kind.
+//!
+//! Consumers should ignore kinds and fields they do not know; a change that removes or
+//! renames a field bumps [`VERSION`].
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The version of the event stream's format.
+pub const VERSION: u32 = 1;
+
+/// One line of the event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    /// The format version ([`VERSION`]).
+    pub v: u32,
+    /// RFC 3339 time, UTC.
+    pub ts: String,
+    /// The run this event belongs to.
+    pub run_id: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The spec and workspace are valid; the run folder exists.
+    Accepted {
+        /// The job's name.
+        job: String,
+        /// The run folder.
+        run_dir: String,
+    },
+    /// An input (or the code snapshot) starts staging.
+    StageStarted {
+        /// The input's name (`code` for the snapshot).
+        name: String,
+        /// mount or download.
+        mode: String,
+        /// `datastore:path`.
+        source: String,
+        /// The path on the node.
+        destination: String,
+    },
+    /// Bytes moved so far for one input (at most a few per second).
+    StageProgress {
+        /// The input's name.
+        name: String,
+        /// Files done.
+        files: u64,
+        /// Bytes moved.
+        bytes: u64,
+    },
+    /// An input is ready.
+    StageFinished {
+        /// The input's name.
+        name: String,
+        /// Files copied.
+        files: u64,
+        /// Bytes copied.
+        bytes: u64,
+        /// Files already present and unchanged, not copied again.
+        skipped_files: u64,
+        /// Their bytes.
+        skipped_bytes: u64,
+        /// Wall time.
+        duration_ms: u64,
+    },
+    /// Every input is ready and every output folder exists.
+    Staged {
+        /// Bytes moved for all inputs.
+        bytes: u64,
+        /// Wall time of staging.
+        duration_ms: u64,
+    },
+    /// The job was launched.
+    Started {
+        /// The process id (process runner) or none (container runner).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// The container id (container runner).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+    },
+    /// The job ended.
+    Exited {
+        /// Its exit code, when it exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The signal that ended it, when one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// What ended it: `exited` (by itself), `cancelled`, `timed_out`.
+        reason: String,
+        /// Wall time of the job.
+        duration_ms: u64,
+    },
+    /// An output starts uploading.
+    UploadStarted {
+        /// The output's name.
+        name: String,
+        /// The local folder.
+        source: String,
+        /// `datastore:path`.
+        destination: String,
+    },
+    /// Upload progress for one output.
+    UploadProgress {
+        /// The output's name.
+        name: String,
+        /// Files done.
+        files: u64,
+        /// Bytes moved.
+        bytes: u64,
+    },
+    /// An output is uploaded.
+    UploadFinished {
+        /// The output's name.
+        name: String,
+        /// Files uploaded.
+        files: u64,
+        /// Bytes uploaded.
+        bytes: u64,
+        /// Wall time.
+        duration_ms: u64,
+    },
+    /// An output was not uploaded because of its `upload_on` policy.
+    UploadSkipped {
+        /// The output's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Every output that was due has been handled (uploaded or failed).
+    Uploaded {
+        /// Bytes uploaded in all.
+        bytes: u64,
+        /// Wall time of the upload phase.
+        duration_ms: u64,
+    },
+    /// Something worth knowing that did not stop the run.
+    Warning {
+        /// What.
+        message: String,
+    },
+    /// The last event of every run.
+    Finished {
+        /// How the run ended.
+        status: Status,
+        /// The agent's exit code.
+        exit_code: i32,
+        /// The phase the run was in when it ended.
+        phase: Phase,
+        /// What went wrong, when something did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Bytes downloaded for inputs.
+        bytes_downloaded: u64,
+        /// Bytes uploaded for outputs.
+        bytes_uploaded: u64,
+        /// Wall time of the whole run.
+        duration_ms: u64,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The job exited 0 and every due upload landed.
+    Succeeded,
+    /// The job failed, or staging or upload did.
+    Failed,
+    /// SIGINT or SIGTERM reached the agent.
+    Cancelled,
+    /// The job ran past its timeout.
+    TimedOut,
+    /// The agent itself failed.
+    AgentError,
+}
+
+/// The phases of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading the spec and the workspace.
+    Validate,
+    /// Staging code and inputs.
+    Stage,
+    /// The job is running.
+    Run,
+    /// Uploading outputs.
+    Upload,
+    /// Everything is done.
+    Done,
+}

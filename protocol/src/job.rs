@@ -1,0 +1,218 @@
+//! The job spec (`job.yaml`): what to run and which data it reads and writes.
+
+use crate::duration::SpecDuration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One job: a command, its environment, and its data references.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The job's name: in events, logs, `{name}` in output paths and `STAGEHAND_JOB_NAME`.
+    pub name: String,
+    /// The program and its arguments. References to inputs and outputs are substituted
+    /// (`$AZUREML_DATAREFERENCE_x`, `${AZUREML_DATAREFERENCE_x}`, `${{inputs.x}}`,
+    /// `${{outputs.x}}`); nothing else is, and no shell is involved.
+    pub command: Vec<String>,
+    /// Extra environment variables for the job.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Wall-clock limit for the job itself (not staging or upload): SIGTERM, then SIGKILL
+    /// after `kill_grace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<SpecDuration>,
+    /// Time between SIGTERM and SIGKILL when the job is stopped (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<SpecDuration>,
+    /// A code snapshot copied into the job's working folder before launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// Run the job in this container image instead of as a host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+    /// Data the job reads, by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, DataRef>,
+    /// Data the job writes, by name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, DataRef>,
+}
+
+/// How a data reference reaches the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Read-only view of the datastore path, streamed on demand.
+    Mount,
+    /// Copied to the compute node before the job starts.
+    Download,
+    /// A local folder (or file) the job writes; uploaded after the job exits.
+    Upload,
+}
+
+impl Mode {
+    /// The lower-case name as written in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Mount => "mount",
+            Mode::Download => "download",
+            Mode::Upload => "upload",
+        }
+    }
+}
+
+/// When an output is uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadOn {
+    /// Whatever the job's exit code (the default, so a failed run's logs and checkpoints
+    /// are kept).
+    #[default]
+    Always,
+    /// Only when the job exits 0.
+    Success,
+    /// Only when the job fails.
+    Failure,
+}
+
+/// What to do when a mount cannot be made (no FUSE on this node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MountFallback {
+    /// Download the data instead.
+    Download,
+}
+
+/// A data reference: a path on a datastore, a mode, and where it appears on the node.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataRef {
+    /// The datastore's name in the workspace; default: the workspace's `default_datastore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
+    /// The path on the datastore: a file, or a folder (prefix). Outputs may contain
+    /// `{run_id}` and `{name}`.
+    #[serde(default)]
+    pub path: String,
+    /// mount, download or upload.
+    pub mode: Mode,
+    /// Where the data appears on the node; relative paths are under the run folder.
+    /// Default: `inputs/<name>` or `outputs/<name>` in the run folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_on_compute: Option<String>,
+    /// Download: fetch again even if an unchanged copy is present. Upload: replace
+    /// existing files (default false: an existing file fails the upload).
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Upload outputs only: when to upload (always, success, failure).
+    #[serde(default)]
+    pub upload_on: UploadOn,
+    /// Mount inputs only: what to do where FUSE is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_fallback: Option<MountFallback>,
+}
+
+/// A code snapshot: a path on a datastore copied into the job's working folder.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    /// The datastore's name; default: the workspace's `default_datastore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
+    /// The snapshot's folder on the datastore.
+    pub path: String,
+}
+
+/// When to pull the container image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pull {
+    /// Never pull: the image must be present.
+    Never,
+    /// Pull when the image is not present (default).
+    #[default]
+    Missing,
+    /// Pull before every run.
+    Always,
+}
+
+/// Which user the container runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerUser {
+    /// The image's own user (default).
+    #[default]
+    Image,
+    /// The agent's uid:gid, so outputs are not owned by root.
+    Host,
+}
+
+/// GPUs for the container: `all` or a count.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Gpus {
+    /// A number of GPUs.
+    Count(u32),
+    /// `all`.
+    All(AllGpus),
+}
+
+/// The word `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AllGpus {
+    /// Every GPU of the node.
+    All,
+}
+
+/// An extra read-only bind mount into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Absolute path on the node.
+    pub host: String,
+    /// Absolute path in the container.
+    pub container: String,
+}
+
+/// Run the job in a container image.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// The image reference, e.g. `python:3.11`.
+    pub image: String,
+    /// never, missing (default) or always.
+    #[serde(default)]
+    pub pull: Pull,
+    /// Replace the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `image` (default) or `host` (the agent's uid:gid).
+    #[serde(default)]
+    pub user: ContainerUser,
+    /// Working folder inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// `all` or a number of GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<Gpus>,
+    /// Size of /dev/shm, e.g. `2g`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
+    /// CPU limit, e.g. 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory limit, e.g. `4g`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Docker network mode, e.g. `host` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Names of agent environment variables passed through to the container.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Extra read-only bind mounts.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}

@@ -1,0 +1,33 @@
+//! stagehand's data model: the job spec, the datastore registry (workspace), the rules
+//! that validate them, the job's data contract, and the event stream's types.
+//!
+//! This crate is pure data and parsing. It never touches the network, never starts a
+//! process and never resolves a secret's value, so a scheduler, an editor plugin or a
+//! CI check can use it alone.
+
+pub mod duration;
+pub mod events;
+pub mod job;
+pub mod load;
+pub mod locate;
+pub mod path;
+pub mod secret;
+pub mod substitute;
+pub mod workspace;
+
+pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};
+pub use load::{load_job, load_workspace, parse_job, parse_workspace, Problem, Problems};
+pub use secret::Secret;
+pub use workspace::{Credentials, Datastore, Workspace};
+
+/// Whether `name` can follow `AZUREML_DATAREFERENCE_` in an environment variable name.
+pub fn is_env_suffix(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `name` is a valid environment variable name (POSIX portable set).
+pub fn is_env_name(name: &str) -> bool {
+    is_env_suffix(name)
+}

@@ -1,0 +1,504 @@
+//! Reading and validating job and workspace files.
+//!
+//! Every problem is collected in one pass and carries the file, the line and column
+//! where the YAML has them, and the field path, so a person fixes five problems in one
+//! edit, not in five runs. Nothing here touches anything but the file being read.
+
+use crate::job::{DataRef, JobSpec, Mode};
+use crate::locate::{Index, Location};
+use crate::path;
+use crate::secret::Secret;
+use crate::substitute::{references, Reference};
+use crate::workspace::{Datastore, Workspace};
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong (or worth a warning) in a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// Where in the file, when known.
+    pub location: Option<Location>,
+    /// The field path (`inputs.train.mode`); empty for the whole document.
+    pub field: String,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.location {
+            write!(f, ":{}:{}", l.line, l.column)?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// All the problems found in one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A parsed file: its value, where it came from, and where each field sits.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    /// The value.
+    pub value: T,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Field positions, for problems found later.
+    pub index: Index,
+    /// Warnings (valid, but worth a look: a literal secret, say).
+    pub warnings: Vec<Problem>,
+}
+
+impl<T> Parsed<T> {
+    /// A problem at `field` of this file.
+    pub fn problem(&self, field: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            location: self.index.find(field),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The folder of the file, against which relative paths in it are resolved.
+    pub fn folder(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// Collects problems while a document is read field by field.
+struct Reader<'a> {
+    file: &'a Path,
+    index: Index,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            location: self.index.find(field),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserialises one value, recording any error at its precise field path.
+    fn value<T: DeserializeOwned>(&mut self, field: &str, v: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let mut message = e.into_inner().to_string();
+                let mut full = field.to_string();
+                if inner != "." && !inner.is_empty() {
+                    if inner.starts_with('[') {
+                        full.push_str(&inner);
+                    } else {
+                        full = path_join(&full, &inner);
+                    }
+                }
+                // serde reports an unknown field at its parent; point at the field itself.
+                if let Some(rest) = message.strip_prefix("unknown field `") {
+                    if let Some(end) = rest.find('`') {
+                        full = path_join(&full, &rest[..end]);
+                        message = format!("unknown field{}", &rest[end + 1..]);
+                    }
+                }
+                message = message.replace("unknown variant", "unknown value");
+                self.push(&full, message);
+                None
+            }
+        }
+    }
+
+    /// Takes and deserialises a top-level field, if present.
+    fn take<T: DeserializeOwned>(&mut self, f: &mut BTreeMap<String, Value>, key: &str) -> Option<T> {
+        f.remove(key).and_then(|v| self.value(key, v))
+    }
+
+    /// Reads a top-level mapping, or reports that the document is not one.
+    fn mapping(&mut self, text: &str, what: &str) -> Option<Mapping> {
+        match serde_yaml::from_str::<Value>(text) {
+            Err(e) => {
+                let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
+                self.problems.push(Problem {
+                    file: self.file.to_path_buf(),
+                    location,
+                    field: String::new(),
+                    message: format!("not valid YAML: {e}"),
+                });
+                None
+            }
+            Ok(Value::Mapping(m)) => Some(m),
+            Ok(Value::Null) => {
+                self.push("", format!("the file is empty; a {what} is a YAML mapping"));
+                None
+            }
+            Ok(_) => {
+                self.push("", format!("a {what} is a YAML mapping (key: value lines)"));
+                None
+            }
+        }
+    }
+
+    /// Splits a mapping into its known keys, reporting the others.
+    fn fields(
+        &mut self,
+        base: &str,
+        map: Mapping,
+        known: &[&str],
+    ) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            let Some(key) = k.as_str().map(str::to_string) else {
+                self.push(base, format!("keys must be strings, found {k:?}"));
+                continue;
+            };
+            if known.contains(&key.as_str()) {
+                out.insert(key, v);
+            } else {
+                self.push(
+                    &path_join(base, &key),
+                    format!("unknown field, expected one of {}", known.join(", ")),
+                );
+            }
+        }
+        out
+    }
+
+    /// Reads a map of named entries (`inputs`, `datastores`), each on its own.
+    fn entries<T: DeserializeOwned>(&mut self, field: &str, v: Value) -> BTreeMap<String, T> {
+        let mut out = BTreeMap::new();
+        let map = match v {
+            Value::Null => return out,
+            Value::Mapping(m) => m,
+            _ => {
+                self.push(field, "expected a mapping of names to entries");
+                return out;
+            }
+        };
+        for (k, v) in map {
+            let Some(name) = k.as_str().map(str::to_string) else {
+                self.push(field, format!("names must be strings, found {k:?}"));
+                continue;
+            };
+            if let Some(t) = self.value::<T>(&path_join(field, &name), v) {
+                out.insert(name, t);
+            }
+        }
+        out
+    }
+}
+
+fn path_join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
+}
+
+const JOB_FIELDS: &[&str] = &[
+    "name",
+    "command",
+    "environment",
+    "timeout",
+    "kill_grace",
+    "code",
+    "container",
+    "inputs",
+    "outputs",
+];
+
+/// Parses a job spec's text. Checks structure and types only; see [`validate_job`]
+/// for the rules that need the workspace.
+pub fn parse_job(file: &Path, text: &str) -> Result<Parsed<JobSpec>, Problems> {
+    let mut r = Reader { file, index: Index::of(text), problems: Vec::new() };
+    let Some(map) = r.mapping(text, "job spec") else {
+        return Err(Problems(r.problems));
+    };
+    let mut f = r.fields("", map, JOB_FIELDS);
+    let name: Option<String> = r.take(&mut f, "name");
+    let command: Option<Vec<String>> = r.take(&mut f, "command");
+    if !r.problems.iter().any(|p| p.field == "name") && name.is_none() {
+        r.push("name", "missing; every job needs a name");
+    }
+    if !r.problems.iter().any(|p| p.field.starts_with("command")) && command.is_none() {
+        r.push("command", "missing; give the program and its arguments as a list");
+    }
+    let environment = r.take(&mut f, "environment");
+    let timeout = r.take(&mut f, "timeout");
+    let kill_grace = r.take(&mut f, "kill_grace");
+    let code = r.take(&mut f, "code");
+    let container = r.take(&mut f, "container");
+    let inputs = f.remove("inputs").map(|v| r.entries::<DataRef>("inputs", v));
+    let outputs = f.remove("outputs").map(|v| r.entries::<DataRef>("outputs", v));
+    if !r.problems.is_empty() {
+        return Err(Problems(r.problems));
+    }
+    let spec = JobSpec {
+        name: name.unwrap_or_default(),
+        command: command.unwrap_or_default(),
+        environment: environment.unwrap_or_default(),
+        timeout,
+        kill_grace,
+        code,
+        container,
+        inputs: inputs.unwrap_or_default(),
+        outputs: outputs.unwrap_or_default(),
+    };
+    Ok(Parsed { value: spec, file: file.to_path_buf(), index: r.index, warnings: Vec::new() })
+}
+
+/// Reads and parses a job spec file.
+pub fn load_job(file: &Path) -> Result<Parsed<JobSpec>, Problems> {
+    parse_job(file, &read(file, "job spec")?)
+}
+
+fn read(file: &Path, what: &str) -> Result<String, Problems> {
+    std::fs::read_to_string(file).map_err(|e| {
+        Problems(vec![Problem {
+            file: file.to_path_buf(),
+            location: None,
+            field: String::new(),
+            message: format!("cannot read the {what}: {e}"),
+        }])
+    })
+}
+
+/// Parses a workspace file's text and checks it on its own.
+pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Problems> {
+    let mut r = Reader { file, index: Index::of(text), problems: Vec::new() };
+    let Some(map) = r.mapping(text, "workspace") else {
+        return Err(Problems(r.problems));
+    };
+    let mut f = r.fields("", map, &["default_datastore", "datastores"]);
+    let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
+    let datastores: BTreeMap<String, Datastore> =
+        f.remove("datastores").map(|v| r.entries("datastores", v)).unwrap_or_default();
+    let mut warnings = Vec::new();
+    if let Some(d) = &default_datastore {
+        if !datastores.contains_key(d) && r.problems.is_empty() {
+            r.push(
+                "default_datastore",
+                format!("names datastore {d:?}, which is not under `datastores`"),
+            );
+        }
+    }
+    for (name, ds) in &datastores {
+        let base = format!("datastores.{name}");
+        if let Datastore::Local { root } = ds {
+            if root.trim().is_empty() {
+                r.push(&format!("{base}.root"), "empty; give the datastore's folder");
+            }
+        }
+        if let Some(c) = ds.credentials() {
+            let ways = [c.account_key.is_some(), c.sas_token.is_some(), c.connection_string.is_some(), c.client_secret.is_some()];
+            if ways.iter().filter(|w| **w).count() > 1 {
+                r.push(
+                    &format!("{base}.credentials"),
+                    "give one way to authenticate: account_key, sas_token, connection_string, or tenant_id + client_id + client_secret",
+                );
+            }
+            if c.client_secret.is_some() != (c.tenant_id.is_some() && c.client_id.is_some()) {
+                r.push(
+                    &format!("{base}.credentials"),
+                    "a service principal needs all three of tenant_id, client_id and client_secret",
+                );
+            }
+            for (field, secret) in c.secrets() {
+                let at = format!("{base}.credentials.{field}");
+                match secret {
+                    Secret::Literal(_) => warnings.push(Problem {
+                        file: file.to_path_buf(),
+                        location: r.index.find(&at),
+                        field: at,
+                        message: "a literal secret in the workspace file; prefer {env: NAME} or {file: PATH}".into(),
+                    }),
+                    Secret::Env { env } if !crate::is_env_name(env) => {
+                        r.push(&at, format!("{env:?} is not a valid environment variable name"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if !r.problems.is_empty() {
+        return Err(Problems(r.problems));
+    }
+    Ok(Parsed {
+        value: Workspace { default_datastore, datastores },
+        file: file.to_path_buf(),
+        index: r.index,
+        warnings,
+    })
+}
+
+/// Reads and parses a workspace file.
+pub fn load_workspace(file: &Path) -> Result<Parsed<Workspace>, Problems> {
+    parse_workspace(file, &read(file, "workspace")?)
+}
+
+/// The rules that need both files: names, modes, datastores, paths and references.
+pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path>) -> Problems {
+    let spec = &job.value;
+    let mut out = Vec::new();
+    let mut push = |field: &str, msg: String| out.push(job.problem(field, msg));
+
+    if spec.name.trim().is_empty() {
+        push("name", "empty; every job needs a name".into());
+    } else if !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        push("name", format!("{:?}: use letters, digits, `-`, `_` and `.` only (it becomes part of paths)", spec.name));
+    }
+    if spec.command.is_empty() || spec.command[0].is_empty() {
+        push("command", "empty; give the program and its arguments as a list, e.g. [python, train.py]".into());
+    }
+    for k in spec.environment.keys() {
+        if !crate::is_env_name(k) {
+            push(&format!("environment.{k}"), format!("{k:?} is not a valid environment variable name"));
+        }
+    }
+    if let Some(t) = spec.timeout {
+        if t.0.is_zero() {
+            push("timeout", "must be longer than zero; leave it out for no limit".into());
+        }
+    }
+
+    let where_ws = || match ws_file {
+        Some(p) => format!("in {}", p.display()),
+        None => "(no workspace file was found: pass --workspace or put workspace.yaml beside the job)".into(),
+    };
+    let check_datastore = |field: &str, ds: &Option<String>, push: &mut dyn FnMut(&str, String)| {
+        match ds.as_ref().or(ws.default_datastore.as_ref()) {
+            Some(name) if ws.datastores.contains_key(name) => {}
+            Some(name) => push(
+                &format!("{field}.datastore"),
+                format!(
+                    "unknown datastore {name:?}; known: {} {}",
+                    if ws.datastores.is_empty() { "none".to_string() } else { ws.datastores.keys().cloned().collect::<Vec<_>>().join(", ") },
+                    where_ws()
+                ),
+            ),
+            None => push(
+                field,
+                format!("no datastore given and the workspace has no default_datastore {}", where_ws()),
+            ),
+        }
+    };
+
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut on_compute: HashMap<String, String> = HashMap::new();
+    for (kind, refs) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
+        for (name, r) in refs {
+            let field = format!("{kind}.{name}");
+            if !crate::is_env_suffix(name) {
+                push(&field, format!("{name:?} cannot be part of an environment variable name (AZUREML_DATAREFERENCE_{name}); use letters, digits and `_`, not starting with a digit"));
+            }
+            if let Some(other) = seen.insert(name, kind) {
+                push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
+            }
+            check_datastore(&field, &r.datastore, &mut push);
+            match (kind, r.mode) {
+                ("inputs", Mode::Upload) => push(&format!("{field}.mode"), "upload is for outputs; an input is mount or download".into()),
+                ("outputs", Mode::Mount | Mode::Download) => push(&format!("{field}.mode"), format!("{} is for inputs; an output is upload", r.mode.as_str())),
+                _ => {}
+            }
+            let checked = if kind == "outputs" {
+                path::expand_placeholders(&r.path, "run", "job").and_then(|p| path::spec_path(&p))
+            } else {
+                path::spec_path(&r.path)
+            };
+            if let Err(e) = checked {
+                push(&format!("{field}.path"), format!("{e}; paths are relative to the datastore's root and may not leave it"));
+            }
+            if let Some(p) = &r.path_on_compute {
+                if p.contains('\0') || (!p.starts_with('/') && p.split('/').any(|s| s == "..")) {
+                    push(&format!("{field}.path_on_compute"), format!("{p:?} would leave the run folder; use an absolute path or one without `..`"));
+                } else if let Some(other) = on_compute.insert(p.trim_end_matches('/').to_string(), field.clone()) {
+                    push(&format!("{field}.path_on_compute"), format!("{p:?} is also the path_on_compute of {other}"));
+                }
+            }
+            if kind == "inputs" && r.upload_on != Default::default() {
+                push(&format!("{field}.upload_on"), "only outputs are uploaded".into());
+            }
+            if r.mount_fallback.is_some() && r.mode != Mode::Mount {
+                push(&format!("{field}.mount_fallback"), "only mount inputs have a fallback".into());
+            }
+        }
+    }
+    if let Some(code) = &spec.code {
+        check_datastore("code", &code.datastore, &mut push);
+        if let Err(e) = path::spec_path(&code.path) {
+            push("code.path", e.to_string());
+        }
+    }
+    if let Some(c) = &spec.container {
+        if c.image.trim().is_empty() {
+            push("container.image", "empty; name an image such as python:3.11".into());
+        }
+        for (i, v) in c.volumes.iter().enumerate() {
+            if !v.host.starts_with('/') || !v.container.starts_with('/') {
+                push(&format!("container.volumes[{i}]"), "host and container paths must be absolute".into());
+            }
+        }
+        for (i, e) in c.env.iter().enumerate() {
+            if !crate::is_env_name(e) {
+                push(&format!("container.env[{i}]"), format!("{e:?} is not a valid environment variable name"));
+            }
+        }
+    }
+    for (i, arg) in spec.command.iter().enumerate() {
+        for r in references(arg) {
+            let ok = match &r {
+                Reference::Input(n) => spec.inputs.contains_key(n),
+                Reference::Output(n) => spec.outputs.contains_key(n),
+                Reference::DataRef(n) => spec.inputs.contains_key(n) || spec.outputs.contains_key(n),
+            };
+            if !ok {
+                let (what, names) = match &r {
+                    Reference::Input(_) => ("input", spec.inputs.keys().cloned().collect::<Vec<_>>()),
+                    Reference::Output(_) => ("output", spec.outputs.keys().cloned().collect()),
+                    Reference::DataRef(_) => ("input or output", spec.inputs.keys().chain(spec.outputs.keys()).cloned().collect()),
+                };
+                push(
+                    &format!("command[{i}]"),
+                    format!(
+                        "refers to {what} {:?}, which the job does not have (known: {})",
+                        r.name(),
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    ),
+                );
+            }
+        }
+    }
+    Problems(out)
+}

@@ -1,0 +1,147 @@
+//! Path safety: datastore paths from a spec and object names from a listing become
+//! relative paths that can never leave the folder they are joined to.
+//!
+//! Everything that turns a name from outside the process into a local path goes
+//! through here; nothing else may join such a name onto a folder.
+
+use thiserror::Error;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PathError {
+    /// A `..` segment.
+    #[error("{0:?} contains a `..` segment, which would leave the target folder")]
+    ParentSegment(String),
+    /// An absolute name.
+    #[error("{0:?} is absolute (starts with `/`)")]
+    Absolute(String),
+    /// A backslash (a Windows separator: `a\\..\\b` must not become `a/../b`).
+    #[error("{0:?} contains a backslash")]
+    Backslash(String),
+    /// A NUL byte.
+    #[error("{0:?} contains a NUL byte")]
+    Nul(String),
+    /// An empty or `.` segment (`a//b`, `a/./b`) in an object name.
+    #[error("{0:?} has an empty or `.` segment")]
+    EmptySegment(String),
+    /// A placeholder other than `{run_id}` and `{name}`.
+    #[error("{0:?} has an unknown placeholder {1:?}; only {{run_id}} and {{name}} are replaced")]
+    Placeholder(String, String),
+}
+
+/// Normalises a datastore path written in a spec: a leading `/` and empty or `.`
+/// segments are dropped (the path is always relative to the datastore's root), a
+/// trailing `/` is dropped; `..`, backslashes and NUL are refused. `""` is the root.
+pub fn spec_path(path: &str) -> Result<String, PathError> {
+    if path.contains('\0') {
+        return Err(PathError::Nul(path.to_string()));
+    }
+    if path.contains('\\') {
+        return Err(PathError::Backslash(path.to_string()));
+    }
+    let mut parts = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(PathError::ParentSegment(path.to_string())),
+            s => parts.push(s),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Checks an object name from a listing, relative to the prefix being copied, before
+/// it is joined to a local folder. Stricter than [`spec_path`]: nothing is silently
+/// dropped, because two different objects must never land on the same file.
+pub fn object_name(name: &str) -> Result<&str, PathError> {
+    if name.contains('\0') {
+        return Err(PathError::Nul(name.to_string()));
+    }
+    if name.contains('\\') {
+        return Err(PathError::Backslash(name.to_string()));
+    }
+    if name.starts_with('/') {
+        return Err(PathError::Absolute(name.to_string()));
+    }
+    for seg in name.split('/') {
+        match seg {
+            ".." => return Err(PathError::ParentSegment(name.to_string())),
+            "" | "." => return Err(PathError::EmptySegment(name.to_string())),
+            _ => {}
+        }
+    }
+    Ok(name)
+}
+
+/// Joins two normalised datastore paths.
+pub fn join(prefix: &str, name: &str) -> String {
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => prefix.to_string(),
+        _ => format!("{prefix}/{name}"),
+    }
+}
+
+/// Replaces `{run_id}` and `{name}` in an output path; any other `{…}` is an error.
+pub fn expand_placeholders(path: &str, run_id: &str, job_name: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let end = after.find('}').ok_or_else(|| {
+            PathError::Placeholder(path.to_string(), after.to_string())
+        })?;
+        match &after[..=end] {
+            "{run_id}" => out.push_str(run_id),
+            "{name}" => out.push_str(job_name),
+            other => return Err(PathError::Placeholder(path.to_string(), other.to_string())),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_paths() {
+        assert_eq!(spec_path("/datasets//mnist/./").unwrap(), "datasets/mnist");
+        assert_eq!(spec_path("").unwrap(), "");
+        assert!(matches!(spec_path("../.."), Err(PathError::ParentSegment(_))));
+        assert!(matches!(spec_path("a/../b"), Err(PathError::ParentSegment(_))));
+        assert!(matches!(spec_path("a\\b"), Err(PathError::Backslash(_))));
+        assert!(matches!(spec_path("a\0b"), Err(PathError::Nul(_))));
+    }
+
+    #[test]
+    fn hostile_object_names() {
+        for bad in [
+            "back/../../../../x.txt",
+            "/abs/x.txt",
+            "..",
+            "a\\..\\b",
+            "a//b",
+            "./a",
+            "a/",
+            "nul\0",
+        ] {
+            assert!(object_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(object_name("a/b c/ü.txt").unwrap(), "a/b c/ü.txt");
+        assert_eq!(object_name("..hidden").unwrap(), "..hidden");
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(
+            expand_placeholders("runs/{run_id}/{name}/m", "r1", "job").unwrap(),
+            "runs/r1/job/m"
+        );
+        assert!(expand_placeholders("runs/{user}", "r", "j").is_err());
+        assert!(expand_placeholders("runs/{run_id", "r", "j").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The workspace (`workspace.yaml`): the registry of named datastores and the default one.
+//!
+//! Credentials live here and nowhere else; this module only records where each value
+//! comes from (see [`Secret`]).
+
+use crate::secret::Secret;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The datastore registry.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workspace {
+    /// The datastore used by data references that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_datastore: Option<String>,
+    /// Datastores by name.
+    #[serde(default)]
+    pub datastores: BTreeMap<String, Datastore>,
+}
+
+/// One datastore: where data lives and how to reach it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Datastore {
+    /// A folder on this machine (or a network filesystem mounted on it).
+    Local {
+        /// The folder; relative paths are relative to the workspace file's folder.
+        root: String,
+    },
+    /// An Azure Blob Storage container.
+    AzureBlob {
+        /// The storage account.
+        account_name: String,
+        /// The container.
+        container_name: String,
+        /// A DNS suffix (`core.windows.net`, default) or a full blob-service URL
+        /// (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// `https` (default) or `http`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        /// How to authenticate; absent = managed identity / workload identity.
+        #[serde(default)]
+        credentials: Credentials,
+    },
+    /// An Azure Data Lake Storage Gen2 filesystem.
+    AzureDataLakeGen2 {
+        /// The storage account.
+        account_name: String,
+        /// The filesystem (container).
+        filesystem: String,
+        /// A DNS suffix or a full service URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// `https` (default) or `http`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        /// How to authenticate; absent = managed identity / workload identity.
+        #[serde(default)]
+        credentials: Credentials,
+    },
+    /// An Azure Files share.
+    AzureFile {
+        /// The storage account.
+        account_name: String,
+        /// The file share.
+        file_share_name: String,
+        /// A DNS suffix or a full service URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// `https` (default) or `http`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        /// How to authenticate.
+        #[serde(default)]
+        credentials: Credentials,
+    },
+}
+
+impl Datastore {
+    /// The `type` as written in the workspace.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Datastore::Local { .. } => "local",
+            Datastore::AzureBlob { .. } => "azure_blob",
+            Datastore::AzureDataLakeGen2 { .. } => "azure_data_lake_gen2",
+            Datastore::AzureFile { .. } => "azure_file",
+        }
+    }
+
+    /// The credentials, for datastore types that have them.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match self {
+            Datastore::Local { .. } => None,
+            Datastore::AzureBlob { credentials, .. }
+            | Datastore::AzureDataLakeGen2 { credentials, .. }
+            | Datastore::AzureFile { credentials, .. } => Some(credentials),
+        }
+    }
+}
+
+/// Credentials of an Azure datastore. Give at most one way: an account key, a SAS
+/// token, a connection string, or a service principal; none = managed identity.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The storage account key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<Secret>,
+    /// A SAS token (with or without the leading `?`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<Secret>,
+    /// A storage connection string (`UseDevelopmentStorage=true` for Azurite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<Secret>,
+    /// Service principal: the Entra ID tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Service principal: the application (client) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Service principal: the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+}
+
+impl Credentials {
+    /// Every secret with the field it sits in.
+    pub fn secrets(&self) -> Vec<(&'static str, &Secret)> {
+        [
+            ("account_key", &self.account_key),
+            ("sas_token", &self.sas_token),
+            ("connection_string", &self.connection_string),
+            ("client_secret", &self.client_secret),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|s| (k, s)))
+        .collect()
+    }
+}
