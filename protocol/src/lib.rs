@@ -31,3 +31,18 @@ pub fn is_env_suffix(name: &str) -> bool {
 pub fn is_env_name(name: &str) -> bool {
     is_env_suffix(name)
 }
+
+/// The JSON Schema of the job spec.
+pub fn job_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(JobSpec)).unwrap_or_default()
+}
+
+/// The JSON Schema of the workspace file.
+pub fn workspace_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Workspace)).unwrap_or_default()
+}
+
+/// The JSON Schema of one event.
+pub fn event_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(events::Event)).unwrap_or_default()
+}

@@ -1,0 +1,112 @@
+//! The command line (clap derive). Every subcommand's `--help` ends with an example.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// stagehand runs one machine-learning job on this node: it stages the job's data from
+/// its datastores, runs it, uploads its outputs, and reports through its exit code and
+/// a JSON event stream.
+#[derive(Debug, Parser)]
+#[command(name = "stagehand", version, propagate_version = true)]
+#[command(after_help = "Example:\n  stagehand run examples/hello/job.yaml\n  stagehand plan job.yaml --format json")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log detail (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Plan output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For a person.
+    Text,
+    /// For a program (documented in the README).
+    Json,
+}
+
+/// Which JSON Schema to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// The job spec.
+    Job,
+    /// The workspace (datastore registry).
+    Workspace,
+    /// One line of the event stream.
+    Events,
+}
+
+/// Where the job's files are.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job spec (YAML).
+    pub job: PathBuf,
+    /// The workspace file (default: workspace.yaml beside the job, then $STAGEHAND_WORKSPACE).
+    #[arg(long, short = 'w')]
+    pub workspace: Option<PathBuf>,
+    /// The run folder (default: $STAGEHAND_RUNS_DIR/<run id>, else ~/.local/state/stagehand/runs/<run id>).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// The run id (default: a new one from the time and random digits).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stage a job's data, run it, upload its outputs, and exit with its code.
+    #[command(after_help = "Example:\n  stagehand run examples/hello/job.yaml --events run.jsonl\n  stagehand run job.yaml --workspace /etc/stagehand/workspace.yaml --events -")]
+    Run {
+        /// The job and its workspace.
+        #[command(flatten)]
+        job: JobArgs,
+        /// Write events as JSON Lines to this file, or `-` for stdout (the job's stdout then goes to stderr).
+        #[arg(long)]
+        events: Option<String>,
+    },
+    /// Show what `run` would do (paths, environment, command line) without doing it.
+    #[command(after_help = "Example:\n  stagehand plan examples/hello/job.yaml\n  stagehand plan job.yaml --format json | jq .command")]
+    Plan {
+        /// The job and its workspace.
+        #[command(flatten)]
+        job: JobArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Check job specs (and their workspaces) and report every problem.
+    #[command(after_help = "Example:\n  stagehand validate jobs/*.yaml")]
+    Validate {
+        /// The job specs.
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// The workspace file (default: workspace.yaml beside each job, then $STAGEHAND_WORKSPACE).
+        #[arg(long, short = 'w')]
+        workspace: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of a file format.
+    #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]
+    Schema {
+        /// job, workspace or events.
+        #[arg(value_enum)]
+        kind: SchemaKind,
+    },
+}

@@ -1,0 +1,43 @@
+//! The event sink: JSON Lines to a file or stdout (`--events`), one object per event,
+//! flushed as written so a scheduler can follow along. Every line is redacted.
+
+use crate::redact::redact;
+use stagehand_protocol::events::{Event, EventKind, VERSION};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Where events go.
+pub struct Events {
+    run_id: String,
+    out: Option<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Events {
+    /// Events to `dest` (`-` = stdout), or nowhere.
+    pub fn open(dest: Option<&str>, run_id: &str) -> std::io::Result<Events> {
+        let out: Option<Box<dyn Write + Send>> = match dest {
+            None => None,
+            Some("-") => Some(Box::new(std::io::stdout())),
+            Some(path) => Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
+        };
+        Ok(Events { run_id: run_id.to_string(), out: out.map(Mutex::new) })
+    }
+
+    /// Writes one event.
+    pub fn emit(&self, kind: EventKind) {
+        let ev = Event {
+            v: VERSION,
+            ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            run_id: self.run_id.clone(),
+            kind,
+        };
+        let Ok(line) = serde_json::to_string(&ev) else { return };
+        tracing::debug!(target: "stagehand::events", "{line}");
+        if let Some(out) = &self.out {
+            let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(w, "{}", redact(&line));
+            let _ = w.flush();
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The agent's own exit codes. When the job ran, the agent exits with the job's code
+//! (128+N when a signal N ended it); these codes are for everything else. They follow
+//! sysexits.h and GNU timeout where a convention exists.
+
+/// The spec, the workspace or the command line is invalid. Retrying will not help.
+pub const INVALID: i32 = 64;
+/// The agent itself failed (a bug, or the node is broken).
+pub const INTERNAL: i32 = 70;
+/// Uploading an output failed (the job itself succeeded).
+pub const UPLOAD_FAILED: i32 = 73;
+/// Staging code or inputs failed; nothing ran. Usually worth a retry.
+pub const STAGING_FAILED: i32 = 75;
+/// The job ran past its `timeout` and was stopped.
+pub const TIMED_OUT: i32 = 124;
+/// SIGINT or SIGTERM reached the agent and the run was stopped.
+pub const CANCELLED: i32 = 130;

@@ -1,0 +1,15 @@
+//! stagehand's engine: plans a job from its spec and workspace, stages its data through
+//! the `Store` seam, runs it through the `Runner` seam, uploads its outputs, and reports
+//! events. The `stagehand` binary (main.rs) is a thin command line over this.
+
+pub mod cli;
+pub mod credentials;
+pub mod events;
+pub mod exit;
+pub mod lifecycle;
+pub mod plan;
+pub mod redact;
+pub mod run;
+pub mod signals;
+pub mod stage;
+pub mod store;

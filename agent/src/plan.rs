@@ -1,0 +1,394 @@
+//! From files to a plan: load and validate the job and its workspace, then decide
+//! every path, the job's environment and its final command line. `stagehand plan`
+//! prints this; `stagehand run` executes it. Nothing here writes or calls the network.
+
+use crate::store::{local::LocalStore, Store};
+use serde::Serialize;
+use stagehand_protocol::load::{validate_job, Parsed, Problem, Problems};
+use stagehand_protocol::path::{expand_placeholders, spec_path};
+use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
+use stagehand_protocol::{ContainerSpec, Datastore, JobSpec, Mode, UploadOn, Workspace};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default time between SIGTERM and SIGKILL.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// A job with its workspace, both validated.
+pub struct Loaded {
+    /// The job spec.
+    pub job: Parsed<JobSpec>,
+    /// The workspace (empty when no file was found).
+    pub workspace: Workspace,
+    /// The workspace file, when there is one.
+    pub workspace_file: Option<PathBuf>,
+    /// Warnings from either file.
+    pub warnings: Vec<Problem>,
+}
+
+impl Loaded {
+    /// The folder relative paths in the workspace are resolved against.
+    pub fn workspace_dir(&self) -> PathBuf {
+        match &self.workspace_file {
+            Some(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            None => self.job.folder(),
+        }
+    }
+}
+
+/// Finds the workspace: `--workspace`, else `workspace.yaml` beside the job, else
+/// `$STAGEHAND_WORKSPACE`, else none.
+pub fn find_workspace(job: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let beside = job.parent().unwrap_or(Path::new(".")).join("workspace.yaml");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("STAGEHAND_WORKSPACE").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Loads and validates a job and its workspace, collecting every problem of both.
+pub fn load(job_file: &Path, workspace: Option<&Path>) -> Result<Loaded, Problems> {
+    let ws_file = find_workspace(job_file, workspace);
+    let job = stagehand_protocol::load_job(job_file);
+    let ws = match &ws_file {
+        Some(f) => stagehand_protocol::load_workspace(f).map(Some),
+        None => Ok(None),
+    };
+    let (job, ws) = match (job, ws) {
+        (Ok(j), Ok(w)) => (j, w),
+        (j, w) => {
+            let mut all = Vec::new();
+            if let Err(p) = j {
+                all.extend(p.0);
+            }
+            if let Err(p) = w {
+                all.extend(p.0);
+            }
+            return Err(Problems(all));
+        }
+    };
+    let mut warnings = Vec::new();
+    let workspace = match ws {
+        Some(w) => {
+            warnings.extend(w.warnings.clone());
+            w.value
+        }
+        None => Workspace::default(),
+    };
+    let problems = validate_job(&job, &workspace, ws_file.as_deref());
+    if !problems.0.is_empty() {
+        return Err(problems);
+    }
+    Ok(Loaded { job, workspace, workspace_file: ws_file, warnings })
+}
+
+/// Inputs or outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Read by the job.
+    Input,
+    /// Written by the job.
+    Output,
+}
+
+/// One data reference, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataPlan {
+    /// Its name.
+    pub name: String,
+    /// Input or output.
+    pub direction: Direction,
+    /// mount, download or upload.
+    pub mode: Mode,
+    /// The datastore's name.
+    pub datastore: String,
+    /// The datastore's type.
+    pub datastore_type: &'static str,
+    /// The path in the datastore (placeholders expanded).
+    pub path: String,
+    /// Where the data is on this machine.
+    pub local_path: PathBuf,
+    /// The path the job sees (`AZUREML_DATAREFERENCE_<name>`).
+    pub job_path: String,
+    /// See the spec.
+    pub overwrite: bool,
+    /// Outputs: when they are uploaded.
+    pub upload_on: UploadOn,
+}
+
+/// Everything `run` will do, decided before anything is done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The run's id.
+    pub run_id: String,
+    /// The job's name.
+    pub job: String,
+    /// The run folder: logs, default input and output folders.
+    pub run_dir: PathBuf,
+    /// The job's working folder.
+    pub working_dir: PathBuf,
+    /// The code snapshot copied into the working folder, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<DataPlan>,
+    /// Inputs, by name.
+    pub inputs: Vec<DataPlan>,
+    /// Outputs, by name.
+    pub outputs: Vec<DataPlan>,
+    /// The final command line, references substituted.
+    pub command: Vec<String>,
+    /// The variables stagehand sets for the job (on top of its own environment).
+    pub environment: BTreeMap<String, String>,
+    /// Variables of the agent's environment that are removed (they hold secrets).
+    pub removed_environment: Vec<String>,
+    /// The job's time limit, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Grace between SIGTERM and SIGKILL, in seconds.
+    pub kill_grace_secs: f64,
+    /// `process` or `container`.
+    pub runner: &'static str,
+    /// The container, for containerised jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+    /// The workspace file used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
+}
+
+impl Plan {
+    /// The timeout as a duration.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_secs.map(Duration::from_secs_f64)
+    }
+    /// The kill grace as a duration.
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.kill_grace_secs)
+    }
+}
+
+/// A new run id: the time (UTC, to the second) and 6 random hex digits.
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp: String = stamp.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
+    format!("{stamp}-{:06x}", h.finish() & 0xff_ffff)
+}
+
+/// Where run folders go by default: `$STAGEHAND_RUNS_DIR`, else
+/// `$XDG_STATE_HOME/stagehand/runs`, else `~/.local/state/stagehand/runs`.
+pub fn default_runs_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STAGEHAND_RUNS_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    state.join("stagehand/runs")
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Decides every path, the environment and the command line.
+pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> Result<Plan, Problems> {
+    let spec = &loaded.job.value;
+    let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
+    let run_dir = absolute(&run_dir.map(Path::to_path_buf).unwrap_or_else(|| default_runs_dir().join(&run_id)));
+    let mut problems = Vec::new();
+
+    let mut resolve_ref = |field: &str, name: &str, direction: Direction, r: &stagehand_protocol::DataRef| -> Option<DataPlan> {
+        let ds_name = r.datastore.clone().or_else(|| loaded.workspace.default_datastore.clone())?;
+        let ds = loaded.workspace.datastores.get(&ds_name)?;
+        let raw = if direction == Direction::Output {
+            expand_placeholders(&r.path, &run_id, &spec.name).ok()?
+        } else {
+            r.path.clone()
+        };
+        let path = spec_path(&raw).ok()?;
+        let leaf = path.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&ds_name).to_string();
+        let default_dir = run_dir.join(if direction == Direction::Input { "inputs" } else { "outputs" }).join(name);
+        let on_compute = r.path_on_compute.as_ref().map(|p| run_dir.join(p));
+        let local_path = match (r.mode, ds) {
+            (Mode::Mount, Datastore::Local { root }) => {
+                match LocalStore::open(&ds_name, &loaded.workspace_dir().join(root)) {
+                    Ok(store) => match store.local_path(&path) {
+                        Some(p) => p,
+                        None => {
+                            problems.push(loaded.job.problem(&format!("{field}.path"), format!("{path:?} resolves outside datastore {ds_name:?}")));
+                            return None;
+                        }
+                    },
+                    Err(e) => {
+                        problems.push(loaded.job.problem(&format!("{field}.datastore"), e.to_string()));
+                        return None;
+                    }
+                }
+            }
+            (Mode::Mount, other) => {
+                problems.push(loaded.job.problem(
+                    &format!("{field}.mode"),
+                    format!("mount is not yet supported for {} datastores; use mode: download", other.type_name()),
+                ));
+                return None;
+            }
+            (Mode::Download, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
+            (Mode::Upload, _) => on_compute.unwrap_or(default_dir),
+        };
+        if !matches!(ds, Datastore::Local { .. }) {
+            problems.push(loaded.job.problem(
+                &format!("{field}.datastore"),
+                format!("datastore {ds_name:?} is of type {}, which this build of stagehand cannot reach yet", ds.type_name()),
+            ));
+            return None;
+        }
+        let local_path = absolute(&local_path);
+        Some(DataPlan {
+            name: name.to_string(),
+            direction,
+            mode: r.mode,
+            datastore: ds_name.clone(),
+            datastore_type: ds.type_name(),
+            path,
+            job_path: local_path.display().to_string(),
+            local_path,
+            overwrite: r.overwrite,
+            upload_on: r.upload_on,
+        })
+    };
+
+    let inputs: Vec<DataPlan> = spec.inputs.iter().filter_map(|(n, r)| resolve_ref(&format!("inputs.{n}"), n, Direction::Input, r)).collect();
+    let outputs: Vec<DataPlan> = spec.outputs.iter().filter_map(|(n, r)| resolve_ref(&format!("outputs.{n}"), n, Direction::Output, r)).collect();
+    let code = spec.code.as_ref().and_then(|c| {
+        let r = stagehand_protocol::DataRef {
+            datastore: c.datastore.clone(),
+            path: c.path.clone(),
+            mode: Mode::Download,
+            path_on_compute: Some("code".into()),
+            overwrite: true,
+            upload_on: UploadOn::Always,
+            mount_fallback: None,
+        };
+        resolve_ref("code", "code", Direction::Input, &r)
+    });
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let working_dir = match &code {
+        Some(c) => c.local_path.clone(),
+        None => absolute(&loaded.job.folder()),
+    };
+
+    let mut environment: BTreeMap<String, String> = spec.environment.clone();
+    for d in inputs.iter().chain(&outputs) {
+        environment.insert(format!("{DATAREF_PREFIX}{}", d.name), d.job_path.clone());
+    }
+    environment.insert("STAGEHAND_RUN_ID".into(), run_id.clone());
+    environment.insert("STAGEHAND_JOB_NAME".into(), spec.name.clone());
+    environment.insert("STAGEHAND_RUN_DIR".into(), run_dir.display().to_string());
+
+    let lookup = |r: &Reference| -> Option<String> {
+        let find = |list: &[DataPlan], n: &str| list.iter().find(|d| d.name == n).map(|d| d.job_path.clone());
+        match r {
+            Reference::Input(n) => find(&inputs, n),
+            Reference::Output(n) => find(&outputs, n),
+            Reference::DataRef(n) => find(&inputs, n).or_else(|| find(&outputs, n)),
+        }
+    };
+    let command = spec
+        .command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            substitute(a, lookup).map_err(|r| loaded.job.problem(&format!("command[{i}]"), format!("unknown reference to {:?}", r.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|p| Problems(vec![p]))?;
+
+    Ok(Plan {
+        run_id,
+        job: spec.name.clone(),
+        working_dir,
+        code,
+        inputs,
+        outputs,
+        command,
+        environment,
+        removed_environment: crate::credentials::protect(&loaded.workspace),
+        timeout_secs: spec.timeout.map(|t| t.0.as_secs_f64()),
+        kill_grace_secs: spec.kill_grace.map(|t| t.0).unwrap_or(DEFAULT_KILL_GRACE).as_secs_f64(),
+        runner: if spec.container.is_some() { "container" } else { "process" },
+        container: spec.container.clone(),
+        workspace: loaded.workspace_file.as_deref().map(absolute),
+        run_dir,
+    })
+}
+
+/// The plan as text for a person.
+pub fn render_text(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "job        {}", plan.job);
+    let _ = writeln!(s, "run id     {}", plan.run_id);
+    let _ = writeln!(s, "run folder {}", plan.run_dir.display());
+    let _ = writeln!(s, "runner     {}", plan.runner);
+    if let Some(c) = &plan.container {
+        let _ = writeln!(s, "image      {}", c.image);
+    }
+    let _ = writeln!(s, "workdir    {}", plan.working_dir.display());
+    if let Some(t) = plan.timeout_secs {
+        let _ = writeln!(s, "timeout    {}s (then SIGTERM, SIGKILL after {}s)", t, plan.kill_grace_secs);
+    }
+    let _ = writeln!(s, "\ncommand");
+    let _ = writeln!(s, "  {}", plan.command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    if let Some(c) = &plan.code {
+        let _ = writeln!(s, "\ncode\n  {}:{} -> {}", c.datastore, c.path, c.local_path.display());
+    }
+    for (title, list) in [("inputs", &plan.inputs), ("outputs", &plan.outputs)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n{title}");
+        for d in list {
+            let (from, to) = match d.direction {
+                Direction::Input => (format!("{}:{}", d.datastore, d.path), d.local_path.display().to_string()),
+                Direction::Output => (d.local_path.display().to_string(), format!("{}:{}", d.datastore, d.path)),
+            };
+            let mut extra = Vec::new();
+            if d.overwrite {
+                extra.push("overwrite".to_string());
+            }
+            if d.direction == Direction::Output {
+                extra.push(format!("upload_on {}", serde_json::to_value(d.upload_on).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+            }
+            let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
+            let _ = writeln!(s, "  {:<12} {:<8} {from} -> {to}{extra}", d.name, d.mode.as_str());
+        }
+    }
+    let _ = writeln!(s, "\nenvironment");
+    for (k, v) in &plan.environment {
+        let _ = writeln!(s, "  {k}={v}");
+    }
+    if !plan.removed_environment.is_empty() {
+        let _ = writeln!(s, "\nremoved from the job's environment (they hold secrets)\n  {}", plan.removed_environment.join(" "));
+    }
+    s
+}
+
+/// Quotes an argument for display the way a POSIX shell would read it.
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,153 @@
+//! Download: a file or a whole folder of a store onto this machine, many objects at
+//! once, each under a temporary name until complete, skipping unchanged copies.
+
+use super::manifest::{self, Manifest, Record};
+use super::progress::Progress;
+use super::{Moved, TempFile, TransferError, CONCURRENCY};
+use crate::store::{Entry, ObjectMeta, Store, StoreError};
+use futures::stream::{self, TryStreamExt};
+use stagehand_protocol::path::object_name;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What a download produced.
+#[derive(Debug)]
+pub struct Downloaded {
+    /// The local path of the data: the file, or the folder mirroring the prefix.
+    pub path: PathBuf,
+    /// What moved.
+    pub moved: Moved,
+}
+
+/// Downloads `src` (a file or a folder of `store`) to `target`. A file lands as the
+/// file `target`; a folder as the folder `target` mirroring the object names under it.
+/// Unchanged files from an earlier download are kept unless `overwrite`.
+pub async fn download(
+    store: &dyn Store,
+    src: &str,
+    target: &Path,
+    overwrite: bool,
+    progress: &Progress,
+) -> Result<Downloaded, TransferError> {
+    let ds = store.name().to_string();
+    let (objects, is_file) = match store.stat(src).await? {
+        Entry::File(meta) => (vec![(String::new(), meta)], true),
+        Entry::Dir => (plan_names(&ds, src, target, store.list(src).await?)?, false),
+        Entry::Missing => {
+            return Err(StoreError::NotFound { datastore: ds, path: src.to_string() }.into())
+        }
+    };
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(|e| TransferError::io("cannot create", parent, e))?;
+    if !is_file {
+        std::fs::create_dir_all(target).map_err(|e| TransferError::io("cannot create", target, e))?;
+    }
+
+    let source = format!("{ds}:{src}");
+    let old = if overwrite { Manifest::default() } else { Manifest::load(target, &source) };
+    let new = Mutex::new(Manifest { source, ..Default::default() });
+    let skipped = Mutex::new((0u64, 0u64));
+
+    let result = stream::iter(objects.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |(rel, obj)| {
+            let dest = if rel.is_empty() { target.to_path_buf() } else { target.join(rel) };
+            let (old, new, skipped) = (&old, &new, &skipped);
+            async move {
+                if !overwrite && old.is_current(rel, &dest, obj.size, &obj.version) {
+                    let mut s = skipped.lock().unwrap_or_else(|e| e.into_inner());
+                    s.0 += 1;
+                    s.1 += obj.size;
+                    if let Some(r) = old.files.get(rel.as_str()) {
+                        new.lock().unwrap_or_else(|e| e.into_inner()).files.insert(rel.clone(), r.clone());
+                    }
+                    return Ok(());
+                }
+                let n = fetch_one(store, obj, &dest).await?;
+                progress.file_done(n);
+                if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
+                    let rec = Record { size: obj.size, version: obj.version.clone(), local_mtime_ns: mtime };
+                    new.lock().unwrap_or_else(|e| e.into_inner()).files.insert(rel.clone(), rec);
+                }
+                Ok::<(), TransferError>(())
+            }
+        })
+        .await;
+    // Keep what completed, even when something failed, so a re-run resumes.
+    let new = new.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = new.save(target) {
+        tracing::warn!("cannot write the download manifest beside {}: {e}", target.display());
+    }
+    result?;
+    let (files, bytes) = progress.get();
+    let (skipped_files, skipped_bytes) = skipped.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(Downloaded { path: target.to_path_buf(), moved: Moved { files, bytes, skipped_files, skipped_bytes } })
+}
+
+/// Checks every object name under `prefix` before anything is written: each must be a
+/// safe relative name, and no two may land on the same path (or a file on a folder).
+fn plan_names(
+    ds: &str,
+    prefix: &str,
+    target: &Path,
+    objects: Vec<ObjectMeta>,
+) -> Result<Vec<(String, ObjectMeta)>, TransferError> {
+    let mut bad = Vec::new();
+    let mut out = Vec::with_capacity(objects.len());
+    let mut files = BTreeSet::new();
+    let mut dirs = BTreeSet::new();
+    for obj in objects {
+        let rel = if prefix.is_empty() {
+            Some(obj.path.as_str())
+        } else {
+            obj.path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
+        };
+        let Some(rel) = rel else {
+            bad.push(format!("{:?}: not under {prefix:?}", obj.path));
+            continue;
+        };
+        match object_name(rel) {
+            Err(e) => bad.push(e.to_string()),
+            Ok(rel) => {
+                let rel = rel.to_string();
+                let mut at = 0;
+                while let Some(i) = rel[at..].find('/') {
+                    dirs.insert(rel[..at + i].to_string());
+                    at += i + 1;
+                }
+                if !files.insert(rel.clone()) {
+                    bad.push(format!("{rel:?} appears twice"));
+                }
+                out.push((rel, obj));
+            }
+        }
+    }
+    for f in files.intersection(&dirs) {
+        bad.push(format!("{f:?} is both a file and a folder"));
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(TransferError::UnsafeNames { datastore: ds.to_string(), target: target.to_path_buf(), names: bad })
+    }
+}
+
+/// Downloads one object to `dest` through a temporary file.
+async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u64, TransferError> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| TransferError::io("cannot create", parent, e))?;
+    }
+    let tmp = TempFile::beside(dest);
+    let n = store.download(obj, tmp.path()).await?;
+    let len = std::fs::metadata(tmp.path()).map_err(|e| TransferError::io("cannot read", tmp.path(), e))?.len();
+    if len != obj.size || n != obj.size {
+        return Err(TransferError::Truncated {
+            datastore: store.name().to_string(),
+            path: obj.path.clone(),
+            got: len,
+            want: obj.size,
+        });
+    }
+    tmp.persist(dest)?;
+    Ok(n)
+}

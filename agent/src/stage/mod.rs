@@ -1,0 +1,126 @@
+//! Moving data between a store and this machine: downloads before the job, uploads
+//! after it. Generic over the [`Store`](crate::store::Store) seam.
+//!
+//! Files only ever appear under their final name complete: each is written under a
+//! temporary name in the same folder and renamed once its size checks out.
+
+pub mod download;
+pub mod manifest;
+pub mod progress;
+pub mod upload;
+
+use crate::store::StoreError;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use thiserror::Error;
+
+/// How many objects move at once.
+pub const CONCURRENCY: usize = 32;
+
+/// A staging or upload step that failed.
+#[derive(Debug, Error)]
+pub enum TransferError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Objects that would land outside the target, or on top of each other.
+    #[error("datastore {datastore:?}: refused {} object name(s) that would escape or collide in {}: {}", names.len(), target.display(), names.join("; "))]
+    UnsafeNames {
+        /// Datastore name.
+        datastore: String,
+        /// The target folder.
+        target: PathBuf,
+        /// Each name with the reason.
+        names: Vec<String>,
+    },
+    /// `overwrite: false` and these objects exist already.
+    #[error("datastore {datastore:?}: {} file(s) already exist and overwrite is false: {}; nothing was uploaded for this output. Put {{run_id}} in the output's path, or set overwrite: true", paths.len(), paths.join(", "))]
+    Exists {
+        /// Datastore name.
+        datastore: String,
+        /// The existing paths.
+        paths: Vec<String>,
+    },
+    /// A copy ended with a size other than the object's.
+    #[error("datastore {datastore:?}: {path:?} arrived with {got} bytes, expected {want}")]
+    Truncated {
+        /// Datastore name.
+        datastore: String,
+        /// The object.
+        path: String,
+        /// Bytes received.
+        got: u64,
+        /// The object's size.
+        want: u64,
+    },
+    /// A local file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The local path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl TransferError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> TransferError {
+        TransferError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// What a download or upload moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Files copied.
+    pub files: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Files skipped because an unchanged copy was already there.
+    pub skipped_files: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
+}
+
+/// A temporary name beside `dest`, unique within this process, marked as partial.
+pub fn temp_name(dest: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let base = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{base}.stagehand-partial-{}-{n}", std::process::id()))
+}
+
+/// A temporary file that is deleted unless it was renamed into place.
+pub struct TempFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    /// A new temporary name beside `dest` (nothing is created yet).
+    pub fn beside(dest: &Path) -> TempFile {
+        TempFile { path: temp_name(dest), kept: false }
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to `dest`, replacing what was there.
+    pub fn persist(mut self, dest: &Path) -> Result<(), TransferError> {
+        std::fs::rename(&self.path, dest).map_err(|e| TransferError::io("cannot rename into", dest, e))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Upload: a local file or folder the job wrote, to a path of a store, after the job.
+//!
+//! With `overwrite: false` nothing already in the store is replaced: every destination
+//! is checked first and the output fails whole, naming what exists, before a byte
+//! moves; the store's conditional create guards the race that remains.
+
+use super::progress::Progress;
+use super::{Moved, TransferError, CONCURRENCY};
+use crate::store::{Entry, Store};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::path::{Path, PathBuf};
+
+/// Uploads `local` (a file, or a folder and everything in it) to `dest` on `store`.
+pub async fn upload(
+    store: &dyn Store,
+    local: &Path,
+    dest: &str,
+    overwrite: bool,
+    progress: &Progress,
+) -> Result<Moved, TransferError> {
+    let files = local_files(local)?;
+    let pairs: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|rel| {
+            let path = if rel.is_empty() {
+                dest.to_string()
+            } else {
+                stagehand_protocol::path::join(dest, &rel)
+            };
+            (if rel.is_empty() { local.to_path_buf() } else { local.join(&rel) }, path)
+        })
+        .collect();
+    if !overwrite {
+        let existing: Vec<String> = stream::iter(pairs.iter())
+            .map(|(_, p)| async move { (p, store.stat(p).await) })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|(p, e)| async move {
+                match e {
+                    Ok(Entry::Missing) => None,
+                    _ => Some(p.clone()),
+                }
+            })
+            .collect()
+            .await;
+        if !existing.is_empty() {
+            let mut paths = existing;
+            paths.sort();
+            return Err(TransferError::Exists { datastore: store.name().to_string(), paths });
+        }
+    }
+    stream::iter(pairs.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |(src, path)| async move {
+            let n = store.upload(src, path, overwrite).await?;
+            progress.file_done(n);
+            Ok::<(), TransferError>(())
+        })
+        .await?;
+    let (files, bytes) = progress.get();
+    Ok(Moved { files, bytes, ..Default::default() })
+}
+
+/// Relative paths (`/`-separated) of the regular files under `local`; `""` when
+/// `local` is itself a file. Symlinks are followed only when they stay inside `local`,
+/// so a job cannot ship files from elsewhere on the node by linking to them.
+fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
+    let meta = std::fs::metadata(local).map_err(|e| TransferError::io("cannot read output", local, e))?;
+    if meta.is_file() {
+        return Ok(vec![String::new()]);
+    }
+    let root = std::fs::canonicalize(local).map_err(|e| TransferError::io("cannot read output", local, e))?;
+    let mut out = Vec::new();
+    let mut stack = vec![(root.clone(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| TransferError::io("cannot list output", &dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| TransferError::io("cannot list output", &dir, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let child_rel = stagehand_protocol::path::join(&rel, &name);
+            let path = ent.path();
+            let real = std::fs::canonicalize(&path).map_err(|e| TransferError::io("cannot read output", &path, e))?;
+            if !real.starts_with(&root) {
+                return Err(TransferError::io(
+                    "refusing to upload",
+                    &path,
+                    std::io::Error::other(format!("it links to {}, outside the output folder", real.display())),
+                ));
+            }
+            let m = std::fs::metadata(&real).map_err(|e| TransferError::io("cannot read output", &real, e))?;
+            if m.is_dir() {
+                stack.push((real, child_rel));
+            } else if m.is_file() {
+                out.push(child_rel);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! The local datastore: a folder on this machine. Used for `examples/hello`, for tests,
+//! and for network filesystems already mounted on the node.
+//!
+//! Nothing here may read or write outside the root: every path is resolved through
+//! symlinks and checked against the root's canonical path first.
+
+use super::{Entry, ObjectMeta, Store, StoreError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A folder used as a datastore.
+pub struct LocalStore {
+    name: String,
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens the datastore `name` rooted at `root`, which must be an existing folder.
+    pub fn open(name: &str, root: &Path) -> Result<LocalStore, StoreError> {
+        let canon = fs::canonicalize(root).map_err(|e| StoreError::Remote {
+            datastore: name.to_string(),
+            detail: format!("its root folder {} cannot be opened: {e}", root.display()),
+        })?;
+        if !canon.is_dir() {
+            return Err(StoreError::Remote {
+                datastore: name.to_string(),
+                detail: format!("its root {} is not a folder", root.display()),
+            });
+        }
+        Ok(LocalStore { name: name.to_string(), root: canon })
+    }
+
+    fn unsafe_path(&self, path: &str, reason: impl Into<String>) -> StoreError {
+        StoreError::Unsafe { datastore: self.name.clone(), path: path.to_string(), reason: reason.into() }
+    }
+
+    /// The real location of `path`, refusing anything that resolves outside the root.
+    /// A path that does not exist resolves to where it would be.
+    fn resolve(&self, path: &str) -> Result<PathBuf, StoreError> {
+        let joined = self.root.join(path);
+        match fs::canonicalize(&joined) {
+            Ok(real) if real.starts_with(&self.root) => Ok(real),
+            Ok(real) => Err(self.unsafe_path(
+                path,
+                format!("it resolves to {}, outside the datastore's root {}", real.display(), self.root.display()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Check the deepest existing ancestor instead.
+                let mut anc = joined.parent();
+                while let Some(a) = anc {
+                    if let Ok(real) = fs::canonicalize(a) {
+                        if !real.starts_with(&self.root) {
+                            return Err(self.unsafe_path(path, "a folder on its way leaves the datastore's root"));
+                        }
+                        break;
+                    }
+                    anc = a.parent();
+                }
+                Ok(joined)
+            }
+            Err(e) => Err(StoreError::io("cannot resolve", &joined, e)),
+        }
+    }
+
+    fn meta(path: String, m: &fs::Metadata) -> ObjectMeta {
+        let mtime_ns = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+        ObjectMeta { path, size: m.len(), version: Some(format!("{mtime_ns}-{}", m.ino())), md5: None }
+    }
+
+    /// Walks `dir` (a real path inside the root), appending objects named `prefix/…`.
+    fn walk(&self, dir: &Path, prefix: &str, depth: usize, out: &mut Vec<ObjectMeta>) -> Result<(), StoreError> {
+        if depth > 64 {
+            return Err(self.unsafe_path(prefix, "more than 64 nested folders (a symlink loop?)"));
+        }
+        let rd = fs::read_dir(dir).map_err(|e| StoreError::io("cannot list", dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| StoreError::io("cannot list", dir, e))?;
+            let Some(fname) = ent.file_name().to_str().map(str::to_string) else {
+                return Err(self.unsafe_path(&format!("{prefix}/{:?}", ent.file_name()), "the name is not UTF-8"));
+            };
+            let rel = stagehand_protocol::path::join(prefix, &fname);
+            let real = self.resolve(&rel)?;
+            let m = fs::metadata(&real).map_err(|e| StoreError::io("cannot read", &real, e))?;
+            if m.is_dir() {
+                self.walk(&real, &rel, depth + 1, out)?;
+            } else if m.is_file() {
+                out.push(Self::meta(rel, &m));
+            }
+        }
+        Ok(())
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> {
+        let me = LocalStore { name: self.name.clone(), root: self.root.clone() };
+        async move {
+            tokio::task::spawn_blocking(move || f(&me))
+                .await
+                .map_err(|e| StoreError::Remote { datastore: String::new(), detail: format!("worker failed: {e}") })?
+        }
+    }
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
+        let path = path.to_string();
+        self.blocking(move |s| {
+            let real = s.resolve(&path)?;
+            match fs::metadata(&real) {
+                Ok(m) if m.is_dir() => Ok(Entry::Dir),
+                Ok(m) => Ok(Entry::File(Self::meta(path, &m))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Entry::Missing),
+                Err(e) => Err(StoreError::io("cannot read", &real, e)),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| {
+            let real = s.resolve(&prefix)?;
+            let mut out = Vec::new();
+            s.walk(&real, &prefix, 0, &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_dir(&self, prefix: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| {
+            let real = s.resolve(&prefix)?;
+            let (mut files, mut dirs) = (Vec::new(), Vec::new());
+            let rd = fs::read_dir(&real).map_err(|e| StoreError::io("cannot list", &real, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| StoreError::io("cannot list", &real, e))?;
+                let Some(fname) = ent.file_name().to_str().map(str::to_string) else { continue };
+                let rel = stagehand_protocol::path::join(&prefix, &fname);
+                let Ok(target) = s.resolve(&rel) else { continue };
+                match fs::metadata(&target) {
+                    Ok(m) if m.is_dir() => dirs.push(fname),
+                    Ok(m) if m.is_file() => files.push(Self::meta(rel, &m)),
+                    _ => {}
+                }
+            }
+            Ok((files, dirs))
+        })
+        .await
+    }
+
+    async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = path.to_string();
+        self.blocking(move |s| {
+            let real = s.resolve(&path)?;
+            let mut f = fs::File::open(&real).map_err(|e| StoreError::io("cannot open", &real, e))?;
+            f.seek(SeekFrom::Start(range.start)).map_err(|e| StoreError::io("cannot seek", &real, e))?;
+            let mut buf = Vec::with_capacity((range.end - range.start) as usize);
+            f.take(range.end - range.start).read_to_end(&mut buf).map_err(|e| StoreError::io("cannot read", &real, e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
+        let (path, dest) = (object.path.clone(), dest.to_path_buf());
+        self.blocking(move |s| {
+            let real = s.resolve(&path)?;
+            fs::copy(&real, &dest).map_err(|e| StoreError::io("cannot copy to", &dest, e))
+        })
+        .await
+    }
+
+    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
+        let (src, path) = (src.to_path_buf(), path.to_string());
+        self.blocking(move |s| {
+            let dest = s.resolve(&path)?;
+            let parent = dest.parent().ok_or_else(|| s.unsafe_path(&path, "no parent folder"))?;
+            fs::create_dir_all(parent).map_err(|e| StoreError::io("cannot create", parent, e))?;
+            // create_dir_all may have followed a symlink: check again.
+            s.resolve(&path)?;
+            let tmp = crate::stage::temp_name(&dest);
+            let n = fs::copy(&src, &tmp).map_err(|e| StoreError::io("cannot write", &tmp, e))?;
+            let placed = if overwrite {
+                fs::rename(&tmp, &dest)
+            } else {
+                // A hard link never replaces an existing file: an atomic conditional create.
+                fs::hard_link(&tmp, &dest).and_then(|()| fs::remove_file(&tmp))
+            };
+            match placed {
+                Ok(()) => Ok(n),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Err(StoreError::AlreadyExists { datastore: s.name.clone(), path })
+                    } else {
+                        Err(StoreError::io("cannot write", &dest, e))
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        self.resolve(path).ok()
+    }
+}

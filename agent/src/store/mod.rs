@@ -1,0 +1,149 @@
+//! The `Store` seam: one trait every datastore type implements (local folder, Azure
+//! Blob, ADLS Gen2), and on which both the transfer engine and the FUSE mount are
+//! built. A store speaks in datastore paths (`/`-separated, relative to its root,
+//! already checked by `stagehand_protocol::path`) and never in credentials.
+
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// One object (file, blob) in a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its full path in the store.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A token that changes whenever the content changes (ETag, or mtime for files).
+    pub version: Option<String>,
+    /// The content's MD5, when the store keeps one.
+    pub md5: Option<[u8; 16]>,
+}
+
+/// What a path in a store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// One object.
+    File(ObjectMeta),
+    /// A folder (prefix) with objects under it.
+    Dir,
+    /// Nothing is there.
+    Missing,
+}
+
+/// A store call that failed. Each variant says which datastore and which path, and
+/// never carries a credential.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The path does not exist.
+    #[error("datastore {datastore:?}: {path:?} does not exist")]
+    NotFound {
+        /// Datastore name.
+        datastore: String,
+        /// The path.
+        path: String,
+    },
+    /// An upload with `overwrite: false` found the object already there.
+    #[error("datastore {datastore:?}: {path:?} already exists and overwrite is false")]
+    AlreadyExists {
+        /// Datastore name.
+        datastore: String,
+        /// The path.
+        path: String,
+    },
+    /// The store refused our credentials.
+    #[error("datastore {datastore:?}: authentication failed: {detail}")]
+    Auth {
+        /// Datastore name.
+        datastore: String,
+        /// What the service said.
+        detail: String,
+    },
+    /// A name or path that would leave the datastore's root or the target folder.
+    #[error("datastore {datastore:?}: refused {path:?}: {reason}")]
+    Unsafe {
+        /// Datastore name.
+        datastore: String,
+        /// The offending name.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A local file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The local path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Anything else the storage service said.
+    #[error("datastore {datastore:?}: {detail}")]
+    Remote {
+        /// Datastore name.
+        datastore: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// An I/O error on a local path.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// A datastore, as the transfer engine and the mount use it.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The datastore's name in the workspace.
+    fn name(&self) -> &str;
+    /// Whether `path` is an object, a folder, or nothing.
+    async fn stat(&self, path: &str) -> Result<Entry, StoreError>;
+    /// Every object under the folder `prefix` (all levels), with full paths.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// One level under the folder `prefix`: its objects and its sub-folder names.
+    async fn list_dir(&self, prefix: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError>;
+    /// The bytes `range` of the object at `path`.
+    async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// Writes the whole object to the new local file `dest` (the caller renames it into
+    /// place once complete) and returns the bytes written.
+    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError>;
+    /// Uploads the local file `src` to `path`. With `overwrite == false` an existing
+    /// object is never replaced: the call fails with [`StoreError::AlreadyExists`].
+    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError>;
+    /// Where `path` already lives on this machine, for stores that are local folders:
+    /// mount mode then gives the job that path itself.
+    fn local_path(&self, _path: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// A shared store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the workspace's datastore `name`. Relative local roots are resolved against
+/// `workspace_dir`. Credentials are resolved here, and only for the stores opened.
+pub fn open(
+    workspace: &stagehand_protocol::Workspace,
+    workspace_dir: &Path,
+    name: &str,
+) -> Result<DynStore, StoreError> {
+    use stagehand_protocol::Datastore;
+    match workspace.datastores.get(name) {
+        Some(Datastore::Local { root }) => Ok(Arc::new(local::LocalStore::open(name, &workspace_dir.join(root))?)),
+        Some(other) => Err(StoreError::Remote {
+            datastore: name.to_string(),
+            detail: format!("datastores of type {} are not supported by this build", other.type_name()),
+        }),
+        None => Err(StoreError::Remote { datastore: name.to_string(), detail: "no such datastore in the workspace".into() }),
+    }
+}
