@@ -1,0 +1,105 @@
+//! Helpers shared by the end-to-end tests: they drive the built `stagehand` binary the
+//! way a scheduler does (files in, exit code and events out).
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The agent's exit codes, as documented in the README.
+pub mod code {
+    pub const INVALID: i32 = 64;
+    pub const INTERNAL: i32 = 70;
+    pub const UPLOAD_FAILED: i32 = 73;
+    pub const STAGING_FAILED: i32 = 75;
+    pub const TIMED_OUT: i32 = 124;
+    pub const CANCELLED: i32 = 130;
+}
+
+/// Whether a missing service must fail the test (CI) rather than skip it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stagehand"))
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A scratch folder for one test, removed when dropped.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::Builder::new().prefix("stagehand-test-").tempdir().unwrap() }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Writes `text` to `rel` (creating folders) and returns the path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// The run folder tests pass with --run-dir.
+    pub fn run_dir(&self) -> PathBuf {
+        self.path().join("run")
+    }
+    /// The events file tests pass with --events.
+    pub fn events_file(&self) -> PathBuf {
+        self.path().join("events.jsonl")
+    }
+    /// `stagehand run JOB` with --run-dir and --events in this scratch folder.
+    pub fn run_cmd(&self, job: &Path) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("run").arg(job).arg("--run-dir").arg(self.run_dir()).arg("--events").arg(self.events_file());
+        c.env_remove("STAGEHAND_WORKSPACE").env("STAGEHAND_RUNS_DIR", self.path().join("runs"));
+        c
+    }
+    /// Runs the job to completion.
+    pub fn run(&self, job: &Path) -> Output {
+        self.run_cmd(job).output().unwrap()
+    }
+    /// The events written so far.
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.events_file())
+    }
+}
+
+/// Parses a JSON Lines events file; every line must be a versioned event.
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}"));
+            assert_eq!(v["v"], 1, "event without version: {l}");
+            v
+        })
+        .collect()
+}
+
+/// The `event` kinds, in order.
+pub fn kinds(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect()
+}
+
+/// The last event, which must be `finished`.
+pub fn finished(events: &[Value]) -> &Value {
+    let last = events.last().expect("no events");
+    assert_eq!(last["event"], "finished", "last event is not finished: {last}");
+    last
+}
+
+/// Text of an Output's stdout and stderr.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
