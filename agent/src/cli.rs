@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// a JSON event stream.
 #[derive(Debug, Parser)]
 #[command(name = "stagehand", version, propagate_version = true)]
-#[command(after_help = "Example:\n  stagehand run examples/hello/job.yaml\n  stagehand plan job.yaml --format json")]
+#[command(
+    after_help = "Example:\n  stagehand run examples/hello/job.yaml\n  stagehand plan job.yaml --format json"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -73,7 +75,9 @@ pub struct JobArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stage a job's data, run it, upload its outputs, and exit with its code.
-    #[command(after_help = "Example:\n  stagehand run examples/hello/job.yaml --events run.jsonl\n  stagehand run job.yaml --workspace /etc/stagehand/workspace.yaml --events -")]
+    #[command(
+        after_help = "Example:\n  stagehand run examples/hello/job.yaml --events run.jsonl\n  stagehand run job.yaml --workspace /etc/stagehand/workspace.yaml --events -"
+    )]
     Run {
         /// The job and its workspace.
         #[command(flatten)]
@@ -83,7 +87,9 @@ pub enum Command {
         events: Option<String>,
     },
     /// Show what `run` would do (paths, environment, command line) without doing it.
-    #[command(after_help = "Example:\n  stagehand plan examples/hello/job.yaml\n  stagehand plan job.yaml --format json | jq .command")]
+    #[command(
+        after_help = "Example:\n  stagehand plan examples/hello/job.yaml\n  stagehand plan job.yaml --format json | jq .command"
+    )]
     Plan {
         /// The job and its workspace.
         #[command(flatten)]

@@ -35,7 +35,12 @@ pub enum CredentialError {
 
 /// Reads a secret's value and registers it for redaction. Relative `{file:}` paths
 /// are relative to the workspace file's folder.
-pub fn resolve(secret: &Secret, datastore: &str, field: &str, ws_dir: &Path) -> Result<String, CredentialError> {
+pub fn resolve(
+    secret: &Secret,
+    datastore: &str,
+    field: &str,
+    ws_dir: &Path,
+) -> Result<String, CredentialError> {
     let value = match secret {
         Secret::Literal(v) => v.clone(),
         Secret::Env { env } => std::env::var(env).map_err(|_| CredentialError::MissingEnv {

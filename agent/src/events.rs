@@ -19,9 +19,17 @@ impl Events {
         let out: Option<Box<dyn Write + Send>> = match dest {
             None => None,
             Some("-") => Some(Box::new(std::io::stdout())),
-            Some(path) => Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
+            Some(path) => Some(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
         };
-        Ok(Events { run_id: run_id.to_string(), out: out.map(Mutex::new) })
+        Ok(Events {
+            run_id: run_id.to_string(),
+            out: out.map(Mutex::new),
+        })
     }
 
     /// Writes one event.
@@ -32,7 +40,9 @@ impl Events {
             run_id: self.run_id.clone(),
             kind,
         };
-        let Ok(line) = serde_json::to_string(&ev) else { return };
+        let Ok(line) = serde_json::to_string(&ev) else {
+            return;
+        };
         tracing::debug!(target: "stagehand::events", "{line}");
         if let Some(out) = &self.out {
             let mut w = out.lock().unwrap_or_else(|e| e.into_inner());

@@ -32,7 +32,14 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-fn finish(events: &Events, t: &Totals, status: Status, code: i32, phase: Phase, error: Option<String>) -> i32 {
+fn finish(
+    events: &Events,
+    t: &Totals,
+    status: Status,
+    code: i32,
+    phase: Phase,
+    error: Option<String>,
+) -> i32 {
     if let Some(e) = &error {
         tracing::error!("{e}");
     }
@@ -49,29 +56,71 @@ fn finish(events: &Events, t: &Totals, status: Status, code: i32, phase: Phase, 
 }
 
 /// Runs the planned job to the end and returns the agent's exit code.
-pub async fn run(loaded: &Loaded, plan: &Plan, runner: &dyn Runner, events: Arc<Events>, cancel: &Cancel, opts: RunOptions) -> i32 {
-    let mut t = Totals { started: Instant::now(), downloaded: 0, uploaded: 0 };
+pub async fn run(
+    loaded: &Loaded,
+    plan: &Plan,
+    runner: &dyn Runner,
+    events: Arc<Events>,
+    cancel: &Cancel,
+    opts: RunOptions,
+) -> i32 {
+    let mut t = Totals {
+        started: Instant::now(),
+        downloaded: 0,
+        uploaded: 0,
+    };
     let log_dir = plan.run_dir.join("logs");
     if let Err(e) = std::fs::create_dir_all(&log_dir) {
-        return finish(&events, &t, Status::AgentError, exit::INTERNAL, Phase::Stage, Some(format!("cannot create the run folder {}: {e}", log_dir.display())));
+        return finish(
+            &events,
+            &t,
+            Status::AgentError,
+            exit::INTERNAL,
+            Phase::Stage,
+            Some(format!(
+                "cannot create the run folder {}: {e}",
+                log_dir.display()
+            )),
+        );
     }
-    events.emit(EventKind::Accepted { job: plan.job.clone(), run_dir: plan.run_dir.display().to_string() });
+    events.emit(EventKind::Accepted {
+        job: plan.job.clone(),
+        run_dir: plan.run_dir.display().to_string(),
+    });
     tracing::info!(run_id = %plan.run_id, "run folder {}", plan.run_dir.display());
 
     // Stage.
     let staged_at = Instant::now();
     let stores = match open_stores(loaded, plan) {
         Ok(s) => s,
-        Err(e) => return finish(&events, &t, Status::Failed, exit::STAGING_FAILED, Phase::Stage, Some(e)),
+        Err(e) => {
+            return finish(
+                &events,
+                &t,
+                Status::Failed,
+                exit::STAGING_FAILED,
+                Phase::Stage,
+                Some(e),
+            )
+        }
     };
     let stage = async {
         if let Some(code) = &plan.code {
             stage_one(code, "code snapshot".into(), &stores, &events).await?;
         }
-        let inputs = plan.inputs.iter().map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events));
+        let inputs = plan
+            .inputs
+            .iter()
+            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events));
         let moved = try_join_all(inputs).await?;
         for o in &plan.outputs {
-            std::fs::create_dir_all(&o.local_path).map_err(|e| format!("output {:?}: cannot create {}: {e}", o.name, o.local_path.display()))?;
+            std::fs::create_dir_all(&o.local_path).map_err(|e| {
+                format!(
+                    "output {:?}: cannot create {}: {e}",
+                    o.name,
+                    o.local_path.display()
+                )
+            })?;
         }
         Ok::<u64, String>(moved.iter().sum())
     };
@@ -85,27 +134,58 @@ pub async fn run(loaded: &Loaded, plan: &Plan, runner: &dyn Runner, events: Arc<
             return finish(&events, &t, Status::Cancelled, exit::CANCELLED, Phase::Stage, Some("cancelled while staging".into()));
         }
     }
-    events.emit(EventKind::Staged { bytes: t.downloaded, duration_ms: ms(staged_at) });
+    events.emit(EventKind::Staged {
+        bytes: t.downloaded,
+        duration_ms: ms(staged_at),
+    });
 
     // Run.
     let ran_at = Instant::now();
-    let launch = Launch { plan, remove_env: &plan.removed_environment, stdout_to_stderr: opts.stdout_to_stderr, log_dir };
+    let launch = Launch {
+        plan,
+        remove_env: &plan.removed_environment,
+        stdout_to_stderr: opts.stdout_to_stderr,
+        log_dir,
+    };
     let ev = events.clone();
-    let on_start = move |s: Started| ev.emit(EventKind::Started { pid: s.pid, container: s.container });
+    let on_start = move |s: Started| {
+        ev.emit(EventKind::Started {
+            pid: s.pid,
+            container: s.container,
+        })
+    };
     let exit_state = match runner.run(&launch, cancel, &on_start).await {
         Ok(e) => e,
         Err(e @ crate::run::RunError::Spawn { .. }) => {
             tracing::error!("{e}");
-            Exit { code: Some(127), signal: None, ended_by: EndedBy::Itself }
+            Exit {
+                code: Some(127),
+                signal: None,
+                ended_by: EndedBy::Itself,
+            }
         }
-        Err(e) => return finish(&events, &t, Status::AgentError, exit::INTERNAL, Phase::Run, Some(e.to_string())),
+        Err(e) => {
+            return finish(
+                &events,
+                &t,
+                Status::AgentError,
+                exit::INTERNAL,
+                Phase::Run,
+                Some(e.to_string()),
+            )
+        }
     };
     let reason = match exit_state.ended_by {
         EndedBy::Itself => "exited",
         EndedBy::Cancelled => "cancelled",
         EndedBy::TimedOut => "timed_out",
     };
-    events.emit(EventKind::Exited { exit_code: exit_state.code, signal: exit_state.signal, reason: reason.into(), duration_ms: ms(ran_at) });
+    events.emit(EventKind::Exited {
+        exit_code: exit_state.code,
+        signal: exit_state.signal,
+        reason: reason.into(),
+        duration_ms: ms(ran_at),
+    });
     let job_code = exit_state.job_code();
     tracing::info!("job ended ({reason}) with code {job_code}");
 
@@ -124,8 +204,15 @@ pub async fn run(loaded: &Loaded, plan: &Plan, runner: &dyn Runner, events: Arc<
                 UploadOn::Failure => !success,
             };
             if !due {
-                let why = if success { "the job succeeded" } else { "the job failed" };
-                events.emit(EventKind::UploadSkipped { name: o.name.clone(), reason: format!("upload_on is {:?} and {why}", o.upload_on).to_lowercase() });
+                let why = if success {
+                    "the job succeeded"
+                } else {
+                    "the job failed"
+                };
+                events.emit(EventKind::UploadSkipped {
+                    name: o.name.clone(),
+                    reason: format!("upload_on is {:?} and {why}", o.upload_on).to_lowercase(),
+                });
             }
             due
         })
@@ -142,15 +229,54 @@ pub async fn run(loaded: &Loaded, plan: &Plan, runner: &dyn Runner, events: Arc<
         }
         _ = cancel.after(seen) => upload_errors.push("upload interrupted by a signal".into()),
     }
-    events.emit(EventKind::Uploaded { bytes: t.uploaded, duration_ms: ms(upload_at) });
+    events.emit(EventKind::Uploaded {
+        bytes: t.uploaded,
+        duration_ms: ms(upload_at),
+    });
     let upload_error = (!upload_errors.is_empty()).then(|| upload_errors.join("; "));
 
     match exit_state.ended_by {
-        EndedBy::Cancelled => finish(&events, &t, Status::Cancelled, exit::CANCELLED, Phase::Run, Some(upload_error.unwrap_or_else(|| "cancelled by a signal".into()))),
-        EndedBy::TimedOut => finish(&events, &t, Status::TimedOut, exit::TIMED_OUT, Phase::Run, Some(format!("the job ran past its timeout of {}s", plan.timeout_secs.unwrap_or_default()) + &upload_error.map(|e| format!("; {e}")).unwrap_or_default())),
-        EndedBy::Itself if job_code != 0 => finish(&events, &t, Status::Failed, job_code, Phase::Run, Some(format!("the job exited with code {job_code}") + &upload_error.map(|e| format!("; {e}")).unwrap_or_default())),
+        EndedBy::Cancelled => finish(
+            &events,
+            &t,
+            Status::Cancelled,
+            exit::CANCELLED,
+            Phase::Run,
+            Some(upload_error.unwrap_or_else(|| "cancelled by a signal".into())),
+        ),
+        EndedBy::TimedOut => finish(
+            &events,
+            &t,
+            Status::TimedOut,
+            exit::TIMED_OUT,
+            Phase::Run,
+            Some(
+                format!(
+                    "the job ran past its timeout of {}s",
+                    plan.timeout_secs.unwrap_or_default()
+                ) + &upload_error.map(|e| format!("; {e}")).unwrap_or_default(),
+            ),
+        ),
+        EndedBy::Itself if job_code != 0 => finish(
+            &events,
+            &t,
+            Status::Failed,
+            job_code,
+            Phase::Run,
+            Some(
+                format!("the job exited with code {job_code}")
+                    + &upload_error.map(|e| format!("; {e}")).unwrap_or_default(),
+            ),
+        ),
         EndedBy::Itself => match upload_error {
-            Some(e) => finish(&events, &t, Status::Failed, exit::UPLOAD_FAILED, Phase::Upload, Some(e)),
+            Some(e) => finish(
+                &events,
+                &t,
+                Status::Failed,
+                exit::UPLOAD_FAILED,
+                Phase::Upload,
+                Some(e),
+            ),
             None => finish(&events, &t, Status::Succeeded, 0, Phase::Done, None),
         },
     }
@@ -160,14 +286,20 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, DynStore>
     let mut out = HashMap::new();
     for d in plan.code.iter().chain(&plan.inputs).chain(&plan.outputs) {
         if !out.contains_key(&d.datastore) {
-            let s = store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore).map_err(|e| e.to_string())?;
+            let s = store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
+                .map_err(|e| e.to_string())?;
             out.insert(d.datastore.clone(), s);
         }
     }
     Ok(out)
 }
 
-async fn stage_one(d: &DataPlan, what: String, stores: &HashMap<String, DynStore>, events: &Arc<Events>) -> Result<u64, String> {
+async fn stage_one(
+    d: &DataPlan,
+    what: String,
+    stores: &HashMap<String, DynStore>,
+    events: &Arc<Events>,
+) -> Result<u64, String> {
     let store = &stores[&d.datastore];
     let started = Instant::now();
     events.emit(EventKind::StageStarted {
@@ -183,14 +315,31 @@ async fn stage_one(d: &DataPlan, what: String, stores: &HashMap<String, DynStore
             let progress = Arc::new(Progress::default());
             let ev = events.clone();
             let name = d.name.clone();
-            let _ticker = Ticker::start(progress.clone(), move |files, bytes| ev.emit(EventKind::StageProgress { name: name.clone(), files, bytes }));
-            download::download(store.as_ref(), &d.path, &d.local_path, d.overwrite, &progress)
-                .await
-                .map_err(|e| format!("staging {what} failed: {e}"))?
-                .moved
+            let _ticker = Ticker::start(progress.clone(), move |files, bytes| {
+                ev.emit(EventKind::StageProgress {
+                    name: name.clone(),
+                    files,
+                    bytes,
+                })
+            });
+            download::download(
+                store.as_ref(),
+                &d.path,
+                &d.local_path,
+                d.overwrite,
+                &progress,
+            )
+            .await
+            .map_err(|e| format!("staging {what} failed: {e}"))?
+            .moved
         }
     };
-    tracing::info!("{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept", moved.files, moved.bytes, moved.skipped_files);
+    tracing::info!(
+        "{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept",
+        moved.files,
+        moved.bytes,
+        moved.skipped_files
+    );
     events.emit(EventKind::StageFinished {
         name: d.name.clone(),
         files: moved.files,
@@ -202,7 +351,11 @@ async fn stage_one(d: &DataPlan, what: String, stores: &HashMap<String, DynStore
     Ok(moved.bytes)
 }
 
-async fn upload_one(d: &DataPlan, stores: &HashMap<String, DynStore>, events: &Arc<Events>) -> Result<u64, String> {
+async fn upload_one(
+    d: &DataPlan,
+    stores: &HashMap<String, DynStore>,
+    events: &Arc<Events>,
+) -> Result<u64, String> {
     let store = &stores[&d.datastore];
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
@@ -213,11 +366,35 @@ async fn upload_one(d: &DataPlan, stores: &HashMap<String, DynStore>, events: &A
     let progress = Arc::new(Progress::default());
     let ev = events.clone();
     let name = d.name.clone();
-    let _ticker = Ticker::start(progress.clone(), move |files, bytes| ev.emit(EventKind::UploadProgress { name: name.clone(), files, bytes }));
-    let moved = upload::upload(store.as_ref(), &d.local_path, &d.path, d.overwrite, &progress)
-        .await
-        .map_err(|e| format!("uploading output {:?} failed: {e}", d.name))?;
-    tracing::info!("output {:?}: {} file(s), {} bytes uploaded to {}:{}", d.name, moved.files, moved.bytes, d.datastore, d.path);
-    events.emit(EventKind::UploadFinished { name: d.name.clone(), files: moved.files, bytes: moved.bytes, duration_ms: ms(started) });
+    let _ticker = Ticker::start(progress.clone(), move |files, bytes| {
+        ev.emit(EventKind::UploadProgress {
+            name: name.clone(),
+            files,
+            bytes,
+        })
+    });
+    let moved = upload::upload(
+        store.as_ref(),
+        &d.local_path,
+        &d.path,
+        d.overwrite,
+        &progress,
+    )
+    .await
+    .map_err(|e| format!("uploading output {:?} failed: {e}", d.name))?;
+    tracing::info!(
+        "output {:?}: {} file(s), {} bytes uploaded to {}:{}",
+        d.name,
+        moved.files,
+        moved.bytes,
+        d.datastore,
+        d.path
+    );
+    events.emit(EventKind::UploadFinished {
+        name: d.name.clone(),
+        files: moved.files,
+        bytes: moved.bytes,
+        duration_ms: ms(started),
+    });
     Ok(moved.bytes)
 }

@@ -19,7 +19,10 @@ fn main() {
         }
     };
     init_logging(&cli);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stagehand: cannot start the async runtime: {e}");
@@ -42,10 +45,15 @@ fn init_logging(cli: &Cli) {
     };
     let filter = EnvFilter::try_from_env("STAGEHAND_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let writer = || redact::Redacting(std::io::stderr());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
     match cli.log_format {
         LogFormat::Json => b.json().init(),
-        LogFormat::Text => b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Text => b
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -70,7 +78,10 @@ async fn dispatch(cli: Cli) -> i32 {
                 SchemaKind::Workspace => stagehand_protocol::workspace_schema(),
                 SchemaKind::Events => stagehand_protocol::event_schema(),
             };
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             0
         }
         Command::Validate { jobs, workspace } => {
@@ -124,12 +135,21 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>) -> i32 {
         }
     };
     let loaded = plan::load(&job.job, job.workspace.as_deref());
-    let planned = loaded.as_ref().map_err(Clone::clone).and_then(|l| plan::build(l, job.run_id.as_deref(), job.run_dir.as_deref()));
-    let run_id = planned.as_ref().map(|p| p.run_id.clone()).unwrap_or_else(|_| job.run_id.clone().unwrap_or_default());
+    let planned = loaded
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|l| plan::build(l, job.run_id.as_deref(), job.run_dir.as_deref()));
+    let run_id = planned
+        .as_ref()
+        .map(|p| p.run_id.clone())
+        .unwrap_or_else(|_| job.run_id.clone().unwrap_or_default());
     let events = match events::Events::open(events_dest.as_deref(), &run_id) {
         Ok(e) => Arc::new(e),
         Err(e) => {
-            eprintln!("stagehand: cannot open the events file {}: {e}", events_dest.unwrap_or_default());
+            eprintln!(
+                "stagehand: cannot open the events file {}: {e}",
+                events_dest.unwrap_or_default()
+            );
             return exit::INVALID;
         }
     };
@@ -151,6 +171,16 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>) -> i32 {
         (Err(_), Ok(_)) => unreachable!("a plan needs a loaded job"),
     };
     warn_all(&loaded.warnings);
-    let opts = lifecycle::RunOptions { stdout_to_stderr: events_dest.as_deref() == Some("-") };
-    lifecycle::run(&loaded, &plan, &run::process::ProcessRunner, events, &cancel, opts).await
+    let opts = lifecycle::RunOptions {
+        stdout_to_stderr: events_dest.as_deref() == Some("-"),
+    };
+    lifecycle::run(
+        &loaded,
+        &plan,
+        &run::process::ProcessRunner,
+        events,
+        &cancel,
+        opts,
+    )
+    .await
 }

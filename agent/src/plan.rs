@@ -4,7 +4,7 @@
 
 use crate::store::{local::LocalStore, Store};
 use serde::Serialize;
-use stagehand_protocol::load::{validate_job, Parsed, Problem, Problems};
+use stagehand_protocol::load::{Parsed, Problem, Problems};
 use stagehand_protocol::path::{expand_placeholders, spec_path};
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
 use stagehand_protocol::{ContainerSpec, Datastore, JobSpec, Mode, UploadOn, Workspace};
@@ -31,7 +31,11 @@ impl Loaded {
     /// The folder relative paths in the workspace are resolved against.
     pub fn workspace_dir(&self) -> PathBuf {
         match &self.workspace_file {
-            Some(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            Some(f) => f
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
             None => self.job.folder(),
         }
     }
@@ -43,47 +47,36 @@ pub fn find_workspace(job: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.to_path_buf());
     }
-    let beside = job.parent().unwrap_or(Path::new(".")).join("workspace.yaml");
+    let beside = job
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("workspace.yaml");
     if beside.is_file() {
         return Some(beside);
     }
-    std::env::var_os("STAGEHAND_WORKSPACE").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("STAGEHAND_WORKSPACE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Loads and validates a job and its workspace, collecting every problem of both.
 pub fn load(job_file: &Path, workspace: Option<&Path>) -> Result<Loaded, Problems> {
     let ws_file = find_workspace(job_file, workspace);
-    let job = stagehand_protocol::load_job(job_file);
-    let ws = match &ws_file {
-        Some(f) => stagehand_protocol::load_workspace(f).map(Some),
-        None => Ok(None),
-    };
-    let (job, ws) = match (job, ws) {
-        (Ok(j), Ok(w)) => (j, w),
-        (j, w) => {
-            let mut all = Vec::new();
-            if let Err(p) = j {
-                all.extend(p.0);
-            }
-            if let Err(p) = w {
-                all.extend(p.0);
-            }
-            return Err(Problems(all));
+    let (workspace, warnings) = match &ws_file {
+        Some(f) => {
+            let w = stagehand_protocol::load_workspace(f)?;
+            (w.value, w.warnings)
         }
+        None => (Workspace::default(), Vec::new()),
     };
-    let mut warnings = Vec::new();
-    let workspace = match ws {
-        Some(w) => {
-            warnings.extend(w.warnings.clone());
-            w.value
-        }
-        None => Workspace::default(),
-    };
-    let problems = validate_job(&job, &workspace, ws_file.as_deref());
-    if !problems.0.is_empty() {
-        return Err(problems);
-    }
-    Ok(Loaded { job, workspace, workspace_file: ws_file, warnings })
+    let job =
+        stagehand_protocol::load::load_and_validate_job(job_file, &workspace, ws_file.as_deref())?;
+    Ok(Loaded {
+        job,
+        workspace,
+        workspace_file: ws_file,
+        warnings,
+    })
 }
 
 /// Inputs or outputs.
@@ -175,9 +168,17 @@ impl Plan {
 pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let stamp: String = stamp.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
+    let stamp: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
     format!("{stamp}-{:06x}", h.finish() & 0xff_ffff)
 }
 
@@ -200,14 +201,29 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Decides every path, the environment and the command line.
-pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> Result<Plan, Problems> {
+pub fn build(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    run_dir: Option<&Path>,
+) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
     let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
-    let run_dir = absolute(&run_dir.map(Path::to_path_buf).unwrap_or_else(|| default_runs_dir().join(&run_id)));
+    let run_dir = absolute(
+        &run_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| default_runs_dir().join(&run_id)),
+    );
     let mut problems = Vec::new();
 
-    let mut resolve_ref = |field: &str, name: &str, direction: Direction, r: &stagehand_protocol::DataRef| -> Option<DataPlan> {
-        let ds_name = r.datastore.clone().or_else(|| loaded.workspace.default_datastore.clone())?;
+    let mut resolve_ref = |field: &str,
+                           name: &str,
+                           direction: Direction,
+                           r: &stagehand_protocol::DataRef|
+     -> Option<DataPlan> {
+        let ds_name = r
+            .datastore
+            .clone()
+            .or_else(|| loaded.workspace.default_datastore.clone())?;
         let ds = loaded.workspace.datastores.get(&ds_name)?;
         let raw = if direction == Direction::Output {
             expand_placeholders(&r.path, &run_id, &spec.name).ok()?
@@ -215,8 +231,19 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
             r.path.clone()
         };
         let path = spec_path(&raw).ok()?;
-        let leaf = path.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&ds_name).to_string();
-        let default_dir = run_dir.join(if direction == Direction::Input { "inputs" } else { "outputs" }).join(name);
+        let leaf = path
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&ds_name)
+            .to_string();
+        let default_dir = run_dir
+            .join(if direction == Direction::Input {
+                "inputs"
+            } else {
+                "outputs"
+            })
+            .join(name);
         let on_compute = r.path_on_compute.as_ref().map(|p| run_dir.join(p));
         let local_path = match (r.mode, ds) {
             (Mode::Mount, Datastore::Local { root }) => {
@@ -224,12 +251,19 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
                     Ok(store) => match store.local_path(&path) {
                         Some(p) => p,
                         None => {
-                            problems.push(loaded.job.problem(&format!("{field}.path"), format!("{path:?} resolves outside datastore {ds_name:?}")));
+                            problems.push(loaded.job.problem(
+                                &format!("{field}.path"),
+                                format!("{path:?} resolves outside datastore {ds_name:?}"),
+                            ));
                             return None;
                         }
                     },
                     Err(e) => {
-                        problems.push(loaded.job.problem(&format!("{field}.datastore"), e.to_string()));
+                        problems.push(
+                            loaded
+                                .job
+                                .problem(&format!("{field}.datastore"), e.to_string()),
+                        );
                         return None;
                     }
                 }
@@ -237,7 +271,10 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
             (Mode::Mount, other) => {
                 problems.push(loaded.job.problem(
                     &format!("{field}.mode"),
-                    format!("mount is not yet supported for {} datastores; use mode: download", other.type_name()),
+                    format!(
+                        "mount is not yet supported for {} datastores; use mode: download",
+                        other.type_name()
+                    ),
                 ));
                 return None;
             }
@@ -266,8 +303,16 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
         })
     };
 
-    let inputs: Vec<DataPlan> = spec.inputs.iter().filter_map(|(n, r)| resolve_ref(&format!("inputs.{n}"), n, Direction::Input, r)).collect();
-    let outputs: Vec<DataPlan> = spec.outputs.iter().filter_map(|(n, r)| resolve_ref(&format!("outputs.{n}"), n, Direction::Output, r)).collect();
+    let inputs: Vec<DataPlan> = spec
+        .inputs
+        .iter()
+        .filter_map(|(n, r)| resolve_ref(&format!("inputs.{n}"), n, Direction::Input, r))
+        .collect();
+    let outputs: Vec<DataPlan> = spec
+        .outputs
+        .iter()
+        .filter_map(|(n, r)| resolve_ref(&format!("outputs.{n}"), n, Direction::Output, r))
+        .collect();
     let code = spec.code.as_ref().and_then(|c| {
         let r = stagehand_protocol::DataRef {
             datastore: c.datastore.clone(),
@@ -297,7 +342,11 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
     environment.insert("STAGEHAND_RUN_DIR".into(), run_dir.display().to_string());
 
     let lookup = |r: &Reference| -> Option<String> {
-        let find = |list: &[DataPlan], n: &str| list.iter().find(|d| d.name == n).map(|d| d.job_path.clone());
+        let find = |list: &[DataPlan], n: &str| {
+            list.iter()
+                .find(|d| d.name == n)
+                .map(|d| d.job_path.clone())
+        };
         match r {
             Reference::Input(n) => find(&inputs, n),
             Reference::Output(n) => find(&outputs, n),
@@ -309,7 +358,12 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            substitute(a, lookup).map_err(|r| loaded.job.problem(&format!("command[{i}]"), format!("unknown reference to {:?}", r.name())))
+            substitute(a, lookup).map_err(|r| {
+                loaded.job.problem(
+                    &format!("command[{i}]"),
+                    format!("unknown reference to {:?}", r.name()),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|p| Problems(vec![p]))?;
@@ -325,8 +379,16 @@ pub fn build(loaded: &Loaded, run_id: Option<&str>, run_dir: Option<&Path>) -> R
         environment,
         removed_environment: crate::credentials::protect(&loaded.workspace),
         timeout_secs: spec.timeout.map(|t| t.0.as_secs_f64()),
-        kill_grace_secs: spec.kill_grace.map(|t| t.0).unwrap_or(DEFAULT_KILL_GRACE).as_secs_f64(),
-        runner: if spec.container.is_some() { "container" } else { "process" },
+        kill_grace_secs: spec
+            .kill_grace
+            .map(|t| t.0)
+            .unwrap_or(DEFAULT_KILL_GRACE)
+            .as_secs_f64(),
+        runner: if spec.container.is_some() {
+            "container"
+        } else {
+            "process"
+        },
         container: spec.container.clone(),
         workspace: loaded.workspace_file.as_deref().map(absolute),
         run_dir,
@@ -346,12 +408,30 @@ pub fn render_text(plan: &Plan) -> String {
     }
     let _ = writeln!(s, "workdir    {}", plan.working_dir.display());
     if let Some(t) = plan.timeout_secs {
-        let _ = writeln!(s, "timeout    {}s (then SIGTERM, SIGKILL after {}s)", t, plan.kill_grace_secs);
+        let _ = writeln!(
+            s,
+            "timeout    {}s (then SIGTERM, SIGKILL after {}s)",
+            t, plan.kill_grace_secs
+        );
     }
     let _ = writeln!(s, "\ncommand");
-    let _ = writeln!(s, "  {}", plan.command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    let _ = writeln!(
+        s,
+        "  {}",
+        plan.command
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     if let Some(c) = &plan.code {
-        let _ = writeln!(s, "\ncode\n  {}:{} -> {}", c.datastore, c.path, c.local_path.display());
+        let _ = writeln!(
+            s,
+            "\ncode\n  {}:{} -> {}",
+            c.datastore,
+            c.path,
+            c.local_path.display()
+        );
     }
     for (title, list) in [("inputs", &plan.inputs), ("outputs", &plan.outputs)] {
         if list.is_empty() {
@@ -360,18 +440,39 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(s, "\n{title}");
         for d in list {
             let (from, to) = match d.direction {
-                Direction::Input => (format!("{}:{}", d.datastore, d.path), d.local_path.display().to_string()),
-                Direction::Output => (d.local_path.display().to_string(), format!("{}:{}", d.datastore, d.path)),
+                Direction::Input => (
+                    format!("{}:{}", d.datastore, d.path),
+                    d.local_path.display().to_string(),
+                ),
+                Direction::Output => (
+                    d.local_path.display().to_string(),
+                    format!("{}:{}", d.datastore, d.path),
+                ),
             };
             let mut extra = Vec::new();
             if d.overwrite {
                 extra.push("overwrite".to_string());
             }
             if d.direction == Direction::Output {
-                extra.push(format!("upload_on {}", serde_json::to_value(d.upload_on).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+                extra.push(format!(
+                    "upload_on {}",
+                    serde_json::to_value(d.upload_on)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ));
             }
-            let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
-            let _ = writeln!(s, "  {:<12} {:<8} {from} -> {to}{extra}", d.name, d.mode.as_str());
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extra.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<8} {from} -> {to}{extra}",
+                d.name,
+                d.mode.as_str()
+            );
         }
     }
     let _ = writeln!(s, "\nenvironment");
@@ -379,14 +480,21 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(s, "  {k}={v}");
     }
     if !plan.removed_environment.is_empty() {
-        let _ = writeln!(s, "\nremoved from the job's environment (they hold secrets)\n  {}", plan.removed_environment.join(" "));
+        let _ = writeln!(
+            s,
+            "\nremoved from the job's environment (they hold secrets)\n  {}",
+            plan.removed_environment.join(" ")
+        );
     }
     s
 }
 
 /// Quotes an argument for display the way a POSIX shell would read it.
 fn shell_quote(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', r"'\''"))

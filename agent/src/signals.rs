@@ -24,7 +24,14 @@ impl Cancel {
                     _ = int.recv() => libc::SIGINT,
                     _ = term.recv() => libc::SIGTERM,
                 };
-                tracing::warn!("received {}; stopping the run", if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" });
+                tracing::warn!(
+                    "received {}; stopping the run",
+                    if sig == libc::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    }
+                );
                 tx.send_modify(|(n, s)| {
                     *n += 1;
                     *s = sig;

@@ -14,9 +14,10 @@ pub struct JobSpec {
     /// The program and its arguments. References to inputs and outputs are substituted
     /// (`$AZUREML_DATAREFERENCE_x`, `${AZUREML_DATAREFERENCE_x}`, `${{inputs.x}}`,
     /// `${{outputs.x}}`); nothing else is, and no shell is involved.
+    #[serde(deserialize_with = "scalar::list")]
     pub command: Vec<String>,
     /// Extra environment variables for the job.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     pub environment: BTreeMap<String, String>,
     /// Wall-clock limit for the job itself (not staging or upload): SIGTERM, then SIGKILL
     /// after `kill_grace`.
@@ -37,6 +38,59 @@ pub struct JobSpec {
     /// Data the job writes, by name.
     #[serde(default)]
     pub outputs: BTreeMap<String, DataRef>,
+}
+
+/// Arguments and variable values written as YAML numbers or booleans (`[--lr, 0.1]`,
+/// `{EPOCHS: 3}`) are taken as the text they were written as, as a shell would.
+pub(crate) mod scalar {
+    use serde::{de::Error, Deserialize, Deserializer};
+    use serde_yaml::Value;
+    use std::collections::BTreeMap;
+
+    fn text<E: Error>(v: Value) -> Result<String, E> {
+        match v {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(E::custom(format!(
+                "expected a string, found {}",
+                kind(&other)
+            ))),
+        }
+    }
+
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "nothing (null)",
+            Value::Sequence(_) => "a list",
+            Value::Mapping(_) => "a mapping",
+            _ => "a tagged value",
+        }
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Sequence(items) => items.into_iter().map(text).collect(),
+            Value::String(_) => Err(D::Error::custom(
+                "expected a list such as [python, train.py]; a single string is not split into arguments",
+            )),
+            other => Err(D::Error::custom(format!("expected a list, found {}", kind(&other)))),
+        }
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(BTreeMap::new()),
+            Value::Mapping(m) => m
+                .into_iter()
+                .map(|(k, v)| Ok((text(k)?, text(v)?)))
+                .collect(),
+            other => Err(D::Error::custom(format!(
+                "expected a mapping of NAME: value, found {}",
+                kind(&other)
+            ))),
+        }
+    }
 }
 
 /// How a data reference reaches the job.

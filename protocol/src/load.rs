@@ -129,7 +129,10 @@ impl Reader<'_> {
                 // serde reports an unknown field at its parent; point at the field itself.
                 if let Some(rest) = message.strip_prefix("unknown field `") {
                     if let Some(end) = rest.find('`') {
-                        full = path_join(&full, &rest[..end]);
+                        let name = &rest[..end];
+                        if !full.ends_with(&format!(".{name}")) && full != name {
+                            full = path_join(&full, name);
+                        }
                         message = format!("unknown field{}", &rest[end + 1..]);
                     }
                 }
@@ -141,7 +144,11 @@ impl Reader<'_> {
     }
 
     /// Takes and deserialises a top-level field, if present.
-    fn take<T: DeserializeOwned>(&mut self, f: &mut BTreeMap<String, Value>, key: &str) -> Option<T> {
+    fn take<T: DeserializeOwned>(
+        &mut self,
+        f: &mut BTreeMap<String, Value>,
+        key: &str,
+    ) -> Option<T> {
         f.remove(key).and_then(|v| self.value(key, v))
     }
 
@@ -149,7 +156,10 @@ impl Reader<'_> {
     fn mapping(&mut self, text: &str, what: &str) -> Option<Mapping> {
         match serde_yaml::from_str::<Value>(text) {
             Err(e) => {
-                let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
+                let location = e.location().map(|l| Location {
+                    line: l.line(),
+                    column: l.column(),
+                });
                 self.problems.push(Problem {
                     file: self.file.to_path_buf(),
                     location,
@@ -171,12 +181,7 @@ impl Reader<'_> {
     }
 
     /// Splits a mapping into its known keys, reporting the others.
-    fn fields(
-        &mut self,
-        base: &str,
-        map: Mapping,
-        known: &[&str],
-    ) -> BTreeMap<String, Value> {
+    fn fields(&mut self, base: &str, map: Mapping, known: &[&str]) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
         for (k, v) in map {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -227,6 +232,16 @@ fn path_join(a: &str, b: &str) -> String {
     }
 }
 
+/// `command`, read as [`JobSpec`] reads it.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Args(#[serde(deserialize_with = "crate::job::scalar::list")] Vec<String>);
+
+/// `environment`, read as [`JobSpec`] reads it.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Env(#[serde(deserialize_with = "crate::job::scalar::map")] BTreeMap<String, String>);
+
 const JOB_FIELDS: &[&str] = &[
     "name",
     "command",
@@ -242,29 +257,51 @@ const JOB_FIELDS: &[&str] = &[
 /// Parses a job spec's text. Checks structure and types only; see [`validate_job`]
 /// for the rules that need the workspace.
 pub fn parse_job(file: &Path, text: &str) -> Result<Parsed<JobSpec>, Problems> {
-    let mut r = Reader { file, index: Index::of(text), problems: Vec::new() };
+    match parse_job_partial(file, text)? {
+        (parsed, problems) if problems.is_empty() => Ok(parsed),
+        (_, problems) => Err(Problems(problems)),
+    }
+}
+
+/// Like [`parse_job`], but a document that is a mapping always gives a spec: fields
+/// with problems are left at their defaults and the problems are returned beside it,
+/// so that the rules of [`validate_job`] can still run and every problem is reported
+/// in one pass.
+pub fn parse_job_partial(
+    file: &Path,
+    text: &str,
+) -> Result<(Parsed<JobSpec>, Vec<Problem>), Problems> {
+    let mut r = Reader {
+        file,
+        index: Index::of(text),
+        problems: Vec::new(),
+    };
     let Some(map) = r.mapping(text, "job spec") else {
         return Err(Problems(r.problems));
     };
     let mut f = r.fields("", map, JOB_FIELDS);
     let name: Option<String> = r.take(&mut f, "name");
-    let command: Option<Vec<String>> = r.take(&mut f, "command");
+    let command: Option<Vec<String>> = r.take::<Args>(&mut f, "command").map(|a| a.0);
     if !r.problems.iter().any(|p| p.field == "name") && name.is_none() {
         r.push("name", "missing; every job needs a name");
     }
     if !r.problems.iter().any(|p| p.field.starts_with("command")) && command.is_none() {
-        r.push("command", "missing; give the program and its arguments as a list");
+        r.push(
+            "command",
+            "missing; give the program and its arguments as a list",
+        );
     }
-    let environment = r.take(&mut f, "environment");
+    let environment = r.take::<Env>(&mut f, "environment").map(|e| e.0);
     let timeout = r.take(&mut f, "timeout");
     let kill_grace = r.take(&mut f, "kill_grace");
     let code = r.take(&mut f, "code");
     let container = r.take(&mut f, "container");
-    let inputs = f.remove("inputs").map(|v| r.entries::<DataRef>("inputs", v));
-    let outputs = f.remove("outputs").map(|v| r.entries::<DataRef>("outputs", v));
-    if !r.problems.is_empty() {
-        return Err(Problems(r.problems));
-    }
+    let inputs = f
+        .remove("inputs")
+        .map(|v| r.entries::<DataRef>("inputs", v));
+    let outputs = f
+        .remove("outputs")
+        .map(|v| r.entries::<DataRef>("outputs", v));
     let spec = JobSpec {
         name: name.unwrap_or_default(),
         command: command.unwrap_or_default(),
@@ -276,12 +313,50 @@ pub fn parse_job(file: &Path, text: &str) -> Result<Parsed<JobSpec>, Problems> {
         inputs: inputs.unwrap_or_default(),
         outputs: outputs.unwrap_or_default(),
     };
-    Ok(Parsed { value: spec, file: file.to_path_buf(), index: r.index, warnings: Vec::new() })
+    let parsed = Parsed {
+        value: spec,
+        file: file.to_path_buf(),
+        index: r.index,
+        warnings: Vec::new(),
+    };
+    Ok((parsed, r.problems))
 }
 
 /// Reads and parses a job spec file.
 pub fn load_job(file: &Path) -> Result<Parsed<JobSpec>, Problems> {
     parse_job(file, &read(file, "job spec")?)
+}
+
+/// Reads a job spec file and checks it against the workspace, reporting the problems
+/// of both passes together.
+pub fn load_and_validate_job(
+    file: &Path,
+    ws: &Workspace,
+    ws_file: Option<&Path>,
+) -> Result<Parsed<JobSpec>, Problems> {
+    let (parsed, mut problems) = parse_job_partial(file, &read(file, "job spec")?)?;
+    let structural = !problems.is_empty();
+    for p in validate_job(&parsed, ws, ws_file).0 {
+        // With fields missing, cross-references and emptiness checks would only repeat
+        // what the structural problems already say.
+        let echo = structural
+            && (problems
+                .iter()
+                .any(|q| p.field.starts_with(&q.field) || q.field.starts_with(&p.field))
+                || (p.field.starts_with("command[")
+                    && problems
+                        .iter()
+                        .any(|q| q.field.starts_with("inputs") || q.field.starts_with("outputs"))));
+        if !echo {
+            problems.push(p);
+        }
+    }
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        problems.sort_by_key(|p| p.location.map(|l| (l.line, l.column)));
+        Err(Problems(problems))
+    }
 }
 
 fn read(file: &Path, what: &str) -> Result<String, Problems> {
@@ -297,14 +372,20 @@ fn read(file: &Path, what: &str) -> Result<String, Problems> {
 
 /// Parses a workspace file's text and checks it on its own.
 pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Problems> {
-    let mut r = Reader { file, index: Index::of(text), problems: Vec::new() };
+    let mut r = Reader {
+        file,
+        index: Index::of(text),
+        problems: Vec::new(),
+    };
     let Some(map) = r.mapping(text, "workspace") else {
         return Err(Problems(r.problems));
     };
     let mut f = r.fields("", map, &["default_datastore", "datastores"]);
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
-    let datastores: BTreeMap<String, Datastore> =
-        f.remove("datastores").map(|v| r.entries("datastores", v)).unwrap_or_default();
+    let datastores: BTreeMap<String, Datastore> = f
+        .remove("datastores")
+        .map(|v| r.entries("datastores", v))
+        .unwrap_or_default();
     let mut warnings = Vec::new();
     if let Some(d) = &default_datastore {
         if !datastores.contains_key(d) && r.problems.is_empty() {
@@ -318,11 +399,19 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         let base = format!("datastores.{name}");
         if let Datastore::Local { root } = ds {
             if root.trim().is_empty() {
-                r.push(&format!("{base}.root"), "empty; give the datastore's folder");
+                r.push(
+                    &format!("{base}.root"),
+                    "empty; give the datastore's folder",
+                );
             }
         }
         if let Some(c) = ds.credentials() {
-            let ways = [c.account_key.is_some(), c.sas_token.is_some(), c.connection_string.is_some(), c.client_secret.is_some()];
+            let ways = [
+                c.account_key.is_some(),
+                c.sas_token.is_some(),
+                c.connection_string.is_some(),
+                c.client_secret.is_some(),
+            ];
             if ways.iter().filter(|w| **w).count() > 1 {
                 r.push(
                     &format!("{base}.credentials"),
@@ -356,7 +445,10 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         return Err(Problems(r.problems));
     }
     Ok(Parsed {
-        value: Workspace { default_datastore, datastores },
+        value: Workspace {
+            default_datastore,
+            datastores,
+        },
         file: file.to_path_buf(),
         index: r.index,
         warnings,
@@ -376,44 +468,75 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
 
     if spec.name.trim().is_empty() {
         push("name", "empty; every job needs a name".into());
-    } else if !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        push("name", format!("{:?}: use letters, digits, `-`, `_` and `.` only (it becomes part of paths)", spec.name));
+    } else if !spec
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        push(
+            "name",
+            format!(
+                "{:?}: use letters, digits, `-`, `_` and `.` only (it becomes part of paths)",
+                spec.name
+            ),
+        );
     }
     if spec.command.is_empty() || spec.command[0].is_empty() {
-        push("command", "empty; give the program and its arguments as a list, e.g. [python, train.py]".into());
+        push(
+            "command",
+            "empty; give the program and its arguments as a list, e.g. [python, train.py]".into(),
+        );
     }
     for k in spec.environment.keys() {
         if !crate::is_env_name(k) {
-            push(&format!("environment.{k}"), format!("{k:?} is not a valid environment variable name"));
+            push(
+                &format!("environment.{k}"),
+                format!("{k:?} is not a valid environment variable name"),
+            );
         }
     }
     if let Some(t) = spec.timeout {
         if t.0.is_zero() {
-            push("timeout", "must be longer than zero; leave it out for no limit".into());
+            push(
+                "timeout",
+                "must be longer than zero; leave it out for no limit".into(),
+            );
         }
     }
 
     let where_ws = || match ws_file {
         Some(p) => format!("in {}", p.display()),
-        None => "(no workspace file was found: pass --workspace or put workspace.yaml beside the job)".into(),
+        None => {
+            "(no workspace file was found: pass --workspace or put workspace.yaml beside the job)"
+                .into()
+        }
     };
-    let check_datastore = |field: &str, ds: &Option<String>, push: &mut dyn FnMut(&str, String)| {
-        match ds.as_ref().or(ws.default_datastore.as_ref()) {
+    let check_datastore =
+        |field: &str, ds: &Option<String>, push: &mut dyn FnMut(&str, String)| match ds
+            .as_ref()
+            .or(ws.default_datastore.as_ref())
+        {
             Some(name) if ws.datastores.contains_key(name) => {}
             Some(name) => push(
                 &format!("{field}.datastore"),
                 format!(
                     "unknown datastore {name:?}; known: {} {}",
-                    if ws.datastores.is_empty() { "none".to_string() } else { ws.datastores.keys().cloned().collect::<Vec<_>>().join(", ") },
+                    if ws.datastores.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ws.datastores.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
                     where_ws()
                 ),
             ),
             None => push(
                 field,
-                format!("no datastore given and the workspace has no default_datastore {}", where_ws()),
+                format!(
+                    "no datastore given and the workspace has no default_datastore {}",
+                    where_ws()
+                ),
             ),
-        }
-    };
+        };
 
     let mut seen: HashMap<&str, &str> = HashMap::new();
     let mut on_compute: HashMap<String, String> = HashMap::new();
@@ -428,8 +551,14 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
             }
             check_datastore(&field, &r.datastore, &mut push);
             match (kind, r.mode) {
-                ("inputs", Mode::Upload) => push(&format!("{field}.mode"), "upload is for outputs; an input is mount or download".into()),
-                ("outputs", Mode::Mount | Mode::Download) => push(&format!("{field}.mode"), format!("{} is for inputs; an output is upload", r.mode.as_str())),
+                ("inputs", Mode::Upload) => push(
+                    &format!("{field}.mode"),
+                    "upload is for outputs; an input is mount or download".into(),
+                ),
+                ("outputs", Mode::Mount | Mode::Download) => push(
+                    &format!("{field}.mode"),
+                    format!("{} is for inputs; an output is upload", r.mode.as_str()),
+                ),
                 _ => {}
             }
             let checked = if kind == "outputs" {
@@ -438,20 +567,34 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
                 path::spec_path(&r.path)
             };
             if let Err(e) = checked {
-                push(&format!("{field}.path"), format!("{e}; paths are relative to the datastore's root and may not leave it"));
+                push(
+                    &format!("{field}.path"),
+                    format!("{e}; paths are relative to the datastore's root and may not leave it"),
+                );
             }
             if let Some(p) = &r.path_on_compute {
                 if p.contains('\0') || (!p.starts_with('/') && p.split('/').any(|s| s == "..")) {
                     push(&format!("{field}.path_on_compute"), format!("{p:?} would leave the run folder; use an absolute path or one without `..`"));
-                } else if let Some(other) = on_compute.insert(p.trim_end_matches('/').to_string(), field.clone()) {
-                    push(&format!("{field}.path_on_compute"), format!("{p:?} is also the path_on_compute of {other}"));
+                } else if let Some(other) =
+                    on_compute.insert(p.trim_end_matches('/').to_string(), field.clone())
+                {
+                    push(
+                        &format!("{field}.path_on_compute"),
+                        format!("{p:?} is also the path_on_compute of {other}"),
+                    );
                 }
             }
             if kind == "inputs" && r.upload_on != Default::default() {
-                push(&format!("{field}.upload_on"), "only outputs are uploaded".into());
+                push(
+                    &format!("{field}.upload_on"),
+                    "only outputs are uploaded".into(),
+                );
             }
             if r.mount_fallback.is_some() && r.mode != Mode::Mount {
-                push(&format!("{field}.mount_fallback"), "only mount inputs have a fallback".into());
+                push(
+                    &format!("{field}.mount_fallback"),
+                    "only mount inputs have a fallback".into(),
+                );
             }
         }
     }
@@ -463,16 +606,25 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
     }
     if let Some(c) = &spec.container {
         if c.image.trim().is_empty() {
-            push("container.image", "empty; name an image such as python:3.11".into());
+            push(
+                "container.image",
+                "empty; name an image such as python:3.11".into(),
+            );
         }
         for (i, v) in c.volumes.iter().enumerate() {
             if !v.host.starts_with('/') || !v.container.starts_with('/') {
-                push(&format!("container.volumes[{i}]"), "host and container paths must be absolute".into());
+                push(
+                    &format!("container.volumes[{i}]"),
+                    "host and container paths must be absolute".into(),
+                );
             }
         }
         for (i, e) in c.env.iter().enumerate() {
             if !crate::is_env_name(e) {
-                push(&format!("container.env[{i}]"), format!("{e:?} is not a valid environment variable name"));
+                push(
+                    &format!("container.env[{i}]"),
+                    format!("{e:?} is not a valid environment variable name"),
+                );
             }
         }
     }
@@ -481,20 +633,35 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
             let ok = match &r {
                 Reference::Input(n) => spec.inputs.contains_key(n),
                 Reference::Output(n) => spec.outputs.contains_key(n),
-                Reference::DataRef(n) => spec.inputs.contains_key(n) || spec.outputs.contains_key(n),
+                Reference::DataRef(n) => {
+                    spec.inputs.contains_key(n) || spec.outputs.contains_key(n)
+                }
             };
             if !ok {
                 let (what, names) = match &r {
-                    Reference::Input(_) => ("input", spec.inputs.keys().cloned().collect::<Vec<_>>()),
+                    Reference::Input(_) => {
+                        ("input", spec.inputs.keys().cloned().collect::<Vec<_>>())
+                    }
                     Reference::Output(_) => ("output", spec.outputs.keys().cloned().collect()),
-                    Reference::DataRef(_) => ("input or output", spec.inputs.keys().chain(spec.outputs.keys()).cloned().collect()),
+                    Reference::DataRef(_) => (
+                        "input or output",
+                        spec.inputs
+                            .keys()
+                            .chain(spec.outputs.keys())
+                            .cloned()
+                            .collect(),
+                    ),
                 };
                 push(
                     &format!("command[{i}]"),
                     format!(
                         "refers to {what} {:?}, which the job does not have (known: {})",
                         r.name(),
-                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
                     ),
                 );
             }

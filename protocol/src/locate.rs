@@ -57,18 +57,29 @@ struct Builder {
 impl Builder {
     /// Called for every node; returns the path of a value node, or None for a key.
     fn node(&mut self, key_text: Option<&str>, mark: Marker) -> Option<String> {
-        let loc = Location { line: mark.line(), column: mark.col() + 1 };
+        let loc = Location {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some((Frame::Map { key }, base)) => match key.take() {
                 None => {
                     let k = key_text.unwrap_or("?").to_string();
-                    let path = if base.is_empty() { k.clone() } else { format!("{base}.{k}") };
+                    let path = if base.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{base}.{k}")
+                    };
                     self.places.entry(path).or_insert(loc);
                     *key = Some(k);
                     None
                 }
-                Some(k) => Some(if base.is_empty() { k } else { format!("{base}.{k}") }),
+                Some(k) => Some(if base.is_empty() {
+                    k
+                } else {
+                    format!("{base}.{k}")
+                }),
             },
             Some((Frame::Seq { next }, base)) => {
                 let path = format!("{base}[{next}]");
@@ -114,9 +125,21 @@ mod tests {
         let text = "name: x\ncommand: [sh, -c]\ninputs:\n  train:\n    mode: mnt\n";
         let ix = Index::of(text);
         assert_eq!(ix.find("name"), Some(Location { line: 1, column: 1 }));
-        assert_eq!(ix.find("command[1]"), Some(Location { line: 2, column: 15 }));
-        assert_eq!(ix.find("inputs.train.mode"), Some(Location { line: 5, column: 5 }));
+        assert_eq!(
+            ix.find("command[1]"),
+            Some(Location {
+                line: 2,
+                column: 15
+            })
+        );
+        assert_eq!(
+            ix.find("inputs.train.mode"),
+            Some(Location { line: 5, column: 5 })
+        );
         // An unknown child falls back to its parent.
-        assert_eq!(ix.find("inputs.train.bogus"), Some(Location { line: 4, column: 3 }));
+        assert_eq!(
+            ix.find("inputs.train.bogus"),
+            Some(Location { line: 4, column: 3 })
+        );
     }
 }

@@ -89,9 +89,9 @@ pub fn expand_placeholders(path: &str, run_id: &str, job_name: &str) -> Result<S
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let after = &rest[start..];
-        let end = after.find('}').ok_or_else(|| {
-            PathError::Placeholder(path.to_string(), after.to_string())
-        })?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| PathError::Placeholder(path.to_string(), after.to_string()))?;
         match &after[..=end] {
             "{run_id}" => out.push_str(run_id),
             "{name}" => out.push_str(job_name),
@@ -111,8 +111,14 @@ mod tests {
     fn spec_paths() {
         assert_eq!(spec_path("/datasets//mnist/./").unwrap(), "datasets/mnist");
         assert_eq!(spec_path("").unwrap(), "");
-        assert!(matches!(spec_path("../.."), Err(PathError::ParentSegment(_))));
-        assert!(matches!(spec_path("a/../b"), Err(PathError::ParentSegment(_))));
+        assert!(matches!(
+            spec_path("../.."),
+            Err(PathError::ParentSegment(_))
+        ));
+        assert!(matches!(
+            spec_path("a/../b"),
+            Err(PathError::ParentSegment(_))
+        ));
         assert!(matches!(spec_path("a\\b"), Err(PathError::Backslash(_))));
         assert!(matches!(spec_path("a\0b"), Err(PathError::Nul(_))));
     }

@@ -58,6 +58,11 @@ mod tests {
         let e: Secret = serde_yaml::from_str("{env: KEY}").unwrap();
         assert_eq!(e, Secret::Env { env: "KEY".into() });
         let f: Secret = serde_yaml::from_str("{file: /run/key}").unwrap();
-        assert_eq!(f, Secret::File { file: "/run/key".into() });
+        assert_eq!(
+            f,
+            Secret::File {
+                file: "/run/key".into()
+            }
+        );
     }
 }

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(sub("${{inputs.x}}").unwrap(), "/d/x");
         assert_eq!(sub("${{ inputs.x }}").unwrap(), "/d/x");
         assert_eq!(sub("${{outputs.out}}").unwrap(), "/o");
-        assert_eq!(sub("--in=$AZUREML_DATAREFERENCE_x/sub").unwrap(), "--in=/d/x/sub");
+        assert_eq!(
+            sub("--in=$AZUREML_DATAREFERENCE_x/sub").unwrap(),
+            "--in=/d/x/sub"
+        );
         assert_eq!(
             sub("a${AZUREML_DATAREFERENCE_x}b${{outputs.out}}c").unwrap(),
             "a/d/xb/oc"
@@ -149,7 +152,10 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert_eq!(sub("$AZUREML_DATAREFERENCE_y"), Err(Reference::DataRef("y".into())));
+        assert_eq!(
+            sub("$AZUREML_DATAREFERENCE_y"),
+            Err(Reference::DataRef("y".into()))
+        );
         assert_eq!(sub("${{inputs.out}}"), Err(Reference::Input("out".into())));
         assert_eq!(sub("${{outputs.x}}"), Err(Reference::Output("x".into())));
     }
@@ -158,7 +164,10 @@ mod tests {
     fn references_in_order() {
         assert_eq!(
             references("$AZUREML_DATAREFERENCE_a:${{outputs.b}}"),
-            vec![Reference::DataRef("a".into()), Reference::Output("b".into())]
+            vec![
+                Reference::DataRef("a".into()),
+                Reference::Output("b".into())
+            ]
         );
     }
 }

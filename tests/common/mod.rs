@@ -18,7 +18,9 @@ pub mod code {
 
 /// Whether a missing service must fail the test (CI) rather than skip it.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// The binary under test.
@@ -28,7 +30,10 @@ pub fn bin() -> PathBuf {
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A scratch folder for one test, removed when dropped.
@@ -38,7 +43,12 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::Builder::new().prefix("stagehand-test-").tempdir().unwrap() }
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("stagehand-test-")
+                .tempdir()
+                .unwrap(),
+        }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -61,8 +71,14 @@ impl Scratch {
     /// `stagehand run JOB` with --run-dir and --events in this scratch folder.
     pub fn run_cmd(&self, job: &Path) -> Command {
         let mut c = Command::new(bin());
-        c.arg("run").arg(job).arg("--run-dir").arg(self.run_dir()).arg("--events").arg(self.events_file());
-        c.env_remove("STAGEHAND_WORKSPACE").env("STAGEHAND_RUNS_DIR", self.path().join("runs"));
+        c.arg("run")
+            .arg(job)
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--events")
+            .arg(self.events_file());
+        c.env_remove("STAGEHAND_WORKSPACE")
+            .env("STAGEHAND_RUNS_DIR", self.path().join("runs"));
         c
     }
     /// Runs the job to completion.
@@ -80,7 +96,8 @@ pub fn read_events(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}"));
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}"));
             assert_eq!(v["v"], 1, "event without version: {l}");
             v
         })
@@ -89,17 +106,26 @@ pub fn read_events(path: &Path) -> Vec<Value> {
 
 /// The `event` kinds, in order.
 pub fn kinds(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect()
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 /// The last event, which must be `finished`.
 pub fn finished(events: &[Value]) -> &Value {
     let last = events.last().expect("no events");
-    assert_eq!(last["event"], "finished", "last event is not finished: {last}");
+    assert_eq!(
+        last["event"], "finished",
+        "last event is not finished: {last}"
+    );
     last
 }
 
 /// Text of an Output's stdout and stderr.
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }

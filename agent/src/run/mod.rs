@@ -85,5 +85,10 @@ pub enum RunError {
 #[async_trait]
 pub trait Runner: Send + Sync {
     /// Runs the job; `started` is called once it is launched.
-    async fn run(&self, launch: &Launch<'_>, cancel: &Cancel, started: &(dyn Fn(Started) + Send + Sync)) -> Result<Exit, RunError>;
+    async fn run(
+        &self,
+        launch: &Launch<'_>,
+        cancel: &Cancel,
+        started: &(dyn Fn(Started) + Send + Sync),
+    ) -> Result<Exit, RunError>;
 }

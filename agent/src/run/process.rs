@@ -21,7 +21,12 @@ pub struct ProcessRunner;
 
 #[async_trait]
 impl Runner for ProcessRunner {
-    async fn run(&self, launch: &Launch<'_>, cancel: &Cancel, started: &(dyn Fn(Started) + Send + Sync)) -> Result<Exit, RunError> {
+    async fn run(
+        &self,
+        launch: &Launch<'_>,
+        cancel: &Cancel,
+        started: &(dyn Fn(Started) + Send + Sync),
+    ) -> Result<Exit, RunError> {
         let plan = launch.plan;
         let mut cmd = Command::new(&plan.command[0]);
         cmd.args(&plan.command[1..])
@@ -49,11 +54,22 @@ impl Runner for ProcessRunner {
         })?;
         let pid = child.id().unwrap_or(0);
         let pgid = Pid::from_raw(pid as i32);
-        started(Started { pid: Some(pid), container: None });
+        started(Started {
+            pid: Some(pid),
+            container: None,
+        });
         tracing::info!(pid, "job started: {}", plan.command.join(" "));
 
-        let out = pump(child.stdout.take(), launch.stdout_to_stderr, &launch.log_dir.join("stdout.log"));
-        let err = pump(child.stderr.take(), true, &launch.log_dir.join("stderr.log"));
+        let out = pump(
+            child.stdout.take(),
+            launch.stdout_to_stderr,
+            &launch.log_dir.join("stdout.log"),
+        );
+        let err = pump(
+            child.stderr.take(),
+            true,
+            &launch.log_dir.join("stderr.log"),
+        );
         let seen = cancel.received().0;
 
         let timeout = async {
@@ -79,18 +95,31 @@ impl Runner for ProcessRunner {
             // A process that left the group may still hold the pipe: do not wait forever.
             let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
         }
-        let status = status.map_err(|e| RunError::Other(format!("cannot wait for the job: {e}")))?;
-        Ok(Exit { code: status.code(), signal: status.signal(), ended_by })
+        let status =
+            status.map_err(|e| RunError::Other(format!("cannot wait for the job: {e}")))?;
+        Ok(Exit {
+            code: status.code(),
+            signal: status.signal(),
+            ended_by,
+        })
     }
 }
 
 /// Sends `sig` to the group, then SIGKILL after `grace`; returns the child's status.
-async fn stop(child: &mut Child, pgid: Pid, sig: Signal, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
+async fn stop(
+    child: &mut Child,
+    pgid: Pid,
+    sig: Signal,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
     let _ = killpg(pgid, sig);
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(s) => s,
         Err(_) => {
-            tracing::warn!("job still running {}s after {sig}; sending SIGKILL", grace.as_secs_f64());
+            tracing::warn!(
+                "job still running {}s after {sig}; sending SIGKILL",
+                grace.as_secs_f64()
+            );
             let _ = killpg(pgid, Signal::SIGKILL);
             child.wait().await
         }
@@ -98,7 +127,11 @@ async fn stop(child: &mut Child, pgid: Pid, sig: Signal, grace: Duration) -> std
 }
 
 /// Copies a child's output to the agent's stdout or stderr and to a log file.
-fn pump(src: Option<impl AsyncRead + Unpin + Send + 'static>, to_stderr: bool, log: &Path) -> tokio::task::JoinHandle<()> {
+fn pump(
+    src: Option<impl AsyncRead + Unpin + Send + 'static>,
+    to_stderr: bool,
+    log: &Path,
+) -> tokio::task::JoinHandle<()> {
     let log = log.to_path_buf();
     tokio::spawn(async move {
         let Some(mut src) = src else { return };

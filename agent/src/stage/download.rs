@@ -35,23 +35,39 @@ pub async fn download(
         Entry::File(meta) => (vec![(String::new(), meta)], true),
         Entry::Dir => (plan_names(&ds, src, target, store.list(src).await?)?, false),
         Entry::Missing => {
-            return Err(StoreError::NotFound { datastore: ds, path: src.to_string() }.into())
+            return Err(StoreError::NotFound {
+                datastore: ds,
+                path: src.to_string(),
+            }
+            .into())
         }
     };
     let parent = target.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(|e| TransferError::io("cannot create", parent, e))?;
     if !is_file {
-        std::fs::create_dir_all(target).map_err(|e| TransferError::io("cannot create", target, e))?;
+        std::fs::create_dir_all(target)
+            .map_err(|e| TransferError::io("cannot create", target, e))?;
     }
 
     let source = format!("{ds}:{src}");
-    let old = if overwrite { Manifest::default() } else { Manifest::load(target, &source) };
-    let new = Mutex::new(Manifest { source, ..Default::default() });
+    let old = if overwrite {
+        Manifest::default()
+    } else {
+        Manifest::load(target, &source)
+    };
+    let new = Mutex::new(Manifest {
+        source,
+        ..Default::default()
+    });
     let skipped = Mutex::new((0u64, 0u64));
 
     let result = stream::iter(objects.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |(rel, obj)| {
-            let dest = if rel.is_empty() { target.to_path_buf() } else { target.join(rel) };
+            let dest = if rel.is_empty() {
+                target.to_path_buf()
+            } else {
+                target.join(rel)
+            };
             let (old, new, skipped) = (&old, &new, &skipped);
             async move {
                 if !overwrite && old.is_current(rel, &dest, obj.size, &obj.version) {
@@ -59,15 +75,25 @@ pub async fn download(
                     s.0 += 1;
                     s.1 += obj.size;
                     if let Some(r) = old.files.get(rel.as_str()) {
-                        new.lock().unwrap_or_else(|e| e.into_inner()).files.insert(rel.clone(), r.clone());
+                        new.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .files
+                            .insert(rel.clone(), r.clone());
                     }
                     return Ok(());
                 }
                 let n = fetch_one(store, obj, &dest).await?;
                 progress.file_done(n);
                 if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
-                    let rec = Record { size: obj.size, version: obj.version.clone(), local_mtime_ns: mtime };
-                    new.lock().unwrap_or_else(|e| e.into_inner()).files.insert(rel.clone(), rec);
+                    let rec = Record {
+                        size: obj.size,
+                        version: obj.version.clone(),
+                        local_mtime_ns: mtime,
+                    };
+                    new.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .files
+                        .insert(rel.clone(), rec);
                 }
                 Ok::<(), TransferError>(())
             }
@@ -76,12 +102,23 @@ pub async fn download(
     // Keep what completed, even when something failed, so a re-run resumes.
     let new = new.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = new.save(target) {
-        tracing::warn!("cannot write the download manifest beside {}: {e}", target.display());
+        tracing::warn!(
+            "cannot write the download manifest beside {}: {e}",
+            target.display()
+        );
     }
     result?;
     let (files, bytes) = progress.get();
     let (skipped_files, skipped_bytes) = skipped.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(Downloaded { path: target.to_path_buf(), moved: Moved { files, bytes, skipped_files, skipped_bytes } })
+    Ok(Downloaded {
+        path: target.to_path_buf(),
+        moved: Moved {
+            files,
+            bytes,
+            skipped_files,
+            skipped_bytes,
+        },
+    })
 }
 
 /// Checks every object name under `prefix` before anything is written: each must be a
@@ -100,7 +137,9 @@ fn plan_names(
         let rel = if prefix.is_empty() {
             Some(obj.path.as_str())
         } else {
-            obj.path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
+            obj.path
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('/'))
         };
         let Some(rel) = rel else {
             bad.push(format!("{:?}: not under {prefix:?}", obj.path));
@@ -128,18 +167,26 @@ fn plan_names(
     if bad.is_empty() {
         Ok(out)
     } else {
-        Err(TransferError::UnsafeNames { datastore: ds.to_string(), target: target.to_path_buf(), names: bad })
+        Err(TransferError::UnsafeNames {
+            datastore: ds.to_string(),
+            target: target.to_path_buf(),
+            names: bad,
+        })
     }
 }
 
 /// Downloads one object to `dest` through a temporary file.
 async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u64, TransferError> {
     if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| TransferError::io("cannot create", parent, e))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| TransferError::io("cannot create", parent, e))?;
     }
     let tmp = TempFile::beside(dest);
     let n = store.download(obj, tmp.path()).await?;
-    let len = std::fs::metadata(tmp.path()).map_err(|e| TransferError::io("cannot read", tmp.path(), e))?.len();
+    let len = std::fs::metadata(tmp.path())
+        .map_err(|e| TransferError::io("cannot read", tmp.path(), e))?
+        .len();
     if len != obj.size || n != obj.size {
         return Err(TransferError::Truncated {
             datastore: store.name().to_string(),

@@ -29,14 +29,22 @@ pub struct Record {
 
 /// The manifest's path for a download target: `.NAME.stagehand.json` beside it.
 pub fn path_for(target: &Path) -> PathBuf {
-    let base = target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{base}.stagehand.json"))
 }
 
 /// A local file's mtime in nanoseconds, if it exists.
 pub fn local_mtime_ns(path: &Path) -> Option<(u64, i128)> {
     let m = std::fs::metadata(path).ok()?;
-    m.is_file().then(|| (m.len(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128))
+    m.is_file().then(|| {
+        (
+            m.len(),
+            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        )
+    })
 }
 
 impl Manifest {
@@ -46,7 +54,10 @@ impl Manifest {
             .ok()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
             .filter(|m| m.source == source)
-            .unwrap_or_else(|| Manifest { source: source.to_string(), files: BTreeMap::new() })
+            .unwrap_or_else(|| Manifest {
+                source: source.to_string(),
+                files: BTreeMap::new(),
+            })
     }
 
     /// Writes the manifest (under a temporary name, then renamed).
@@ -60,8 +71,16 @@ impl Manifest {
     /// Whether the local file `local` (key `rel`) is an unchanged copy of an object
     /// of `size` bytes at `version`.
     pub fn is_current(&self, rel: &str, local: &Path, size: u64, version: &Option<String>) -> bool {
-        let Some(rec) = self.files.get(rel) else { return false };
-        let Some((len, mtime)) = local_mtime_ns(local) else { return false };
-        version.is_some() && rec.version == *version && rec.size == size && len == size && rec.local_mtime_ns == mtime
+        let Some(rec) = self.files.get(rel) else {
+            return false;
+        };
+        let Some((len, mtime)) = local_mtime_ns(local) else {
+            return false;
+        };
+        version.is_some()
+            && rec.version == *version
+            && rec.size == size
+            && len == size
+            && rec.local_mtime_ns == mtime
     }
 }

@@ -67,7 +67,11 @@ pub enum TransferError {
 
 impl TransferError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> TransferError {
-        TransferError::Io { action, path: path.to_path_buf(), source }
+        TransferError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -88,8 +92,14 @@ pub struct Moved {
 pub fn temp_name(dest: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let base = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    dest.with_file_name(format!(".{base}.stagehand-partial-{}-{n}", std::process::id()))
+    let base = dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(
+        ".{base}.stagehand-partial-{}-{n}",
+        std::process::id()
+    ))
 }
 
 /// A temporary file that is deleted unless it was renamed into place.
@@ -101,7 +111,10 @@ pub struct TempFile {
 impl TempFile {
     /// A new temporary name beside `dest` (nothing is created yet).
     pub fn beside(dest: &Path) -> TempFile {
-        TempFile { path: temp_name(dest), kept: false }
+        TempFile {
+            path: temp_name(dest),
+            kept: false,
+        }
     }
 
     /// The temporary path.
@@ -111,7 +124,8 @@ impl TempFile {
 
     /// Renames the file to `dest`, replacing what was there.
     pub fn persist(mut self, dest: &Path) -> Result<(), TransferError> {
-        std::fs::rename(&self.path, dest).map_err(|e| TransferError::io("cannot rename into", dest, e))?;
+        std::fs::rename(&self.path, dest)
+            .map_err(|e| TransferError::io("cannot rename into", dest, e))?;
         self.kept = true;
         Ok(())
     }

@@ -27,7 +27,14 @@ pub async fn upload(
             } else {
                 stagehand_protocol::path::join(dest, &rel)
             };
-            (if rel.is_empty() { local.to_path_buf() } else { local.join(&rel) }, path)
+            (
+                if rel.is_empty() {
+                    local.to_path_buf()
+                } else {
+                    local.join(&rel)
+                },
+                path,
+            )
         })
         .collect();
     if !overwrite {
@@ -45,7 +52,10 @@ pub async fn upload(
         if !existing.is_empty() {
             let mut paths = existing;
             paths.sort();
-            return Err(TransferError::Exists { datastore: store.name().to_string(), paths });
+            return Err(TransferError::Exists {
+                datastore: store.name().to_string(),
+                paths,
+            });
         }
     }
     stream::iter(pairs.iter().map(Ok))
@@ -56,36 +66,48 @@ pub async fn upload(
         })
         .await?;
     let (files, bytes) = progress.get();
-    Ok(Moved { files, bytes, ..Default::default() })
+    Ok(Moved {
+        files,
+        bytes,
+        ..Default::default()
+    })
 }
 
 /// Relative paths (`/`-separated) of the regular files under `local`; `""` when
 /// `local` is itself a file. Symlinks are followed only when they stay inside `local`,
 /// so a job cannot ship files from elsewhere on the node by linking to them.
 fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
-    let meta = std::fs::metadata(local).map_err(|e| TransferError::io("cannot read output", local, e))?;
+    let meta =
+        std::fs::metadata(local).map_err(|e| TransferError::io("cannot read output", local, e))?;
     if meta.is_file() {
         return Ok(vec![String::new()]);
     }
-    let root = std::fs::canonicalize(local).map_err(|e| TransferError::io("cannot read output", local, e))?;
+    let root = std::fs::canonicalize(local)
+        .map_err(|e| TransferError::io("cannot read output", local, e))?;
     let mut out = Vec::new();
     let mut stack = vec![(root.clone(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| TransferError::io("cannot list output", &dir, e))?;
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| TransferError::io("cannot list output", &dir, e))?;
         for ent in rd {
             let ent = ent.map_err(|e| TransferError::io("cannot list output", &dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             let child_rel = stagehand_protocol::path::join(&rel, &name);
             let path = ent.path();
-            let real = std::fs::canonicalize(&path).map_err(|e| TransferError::io("cannot read output", &path, e))?;
+            let real = std::fs::canonicalize(&path)
+                .map_err(|e| TransferError::io("cannot read output", &path, e))?;
             if !real.starts_with(&root) {
                 return Err(TransferError::io(
                     "refusing to upload",
                     &path,
-                    std::io::Error::other(format!("it links to {}, outside the output folder", real.display())),
+                    std::io::Error::other(format!(
+                        "it links to {}, outside the output folder",
+                        real.display()
+                    )),
                 ));
             }
-            let m = std::fs::metadata(&real).map_err(|e| TransferError::io("cannot read output", &real, e))?;
+            let m = std::fs::metadata(&real)
+                .map_err(|e| TransferError::io("cannot read output", &real, e))?;
             if m.is_dir() {
                 stack.push((real, child_rel));
             } else if m.is_file() {

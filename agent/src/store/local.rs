@@ -32,11 +32,18 @@ impl LocalStore {
                 detail: format!("its root {} is not a folder", root.display()),
             });
         }
-        Ok(LocalStore { name: name.to_string(), root: canon })
+        Ok(LocalStore {
+            name: name.to_string(),
+            root: canon,
+        })
     }
 
     fn unsafe_path(&self, path: &str, reason: impl Into<String>) -> StoreError {
-        StoreError::Unsafe { datastore: self.name.clone(), path: path.to_string(), reason: reason.into() }
+        StoreError::Unsafe {
+            datastore: self.name.clone(),
+            path: path.to_string(),
+            reason: reason.into(),
+        }
     }
 
     /// The real location of `path`, refusing anything that resolves outside the root.
@@ -47,7 +54,11 @@ impl LocalStore {
             Ok(real) if real.starts_with(&self.root) => Ok(real),
             Ok(real) => Err(self.unsafe_path(
                 path,
-                format!("it resolves to {}, outside the datastore's root {}", real.display(), self.root.display()),
+                format!(
+                    "it resolves to {}, outside the datastore's root {}",
+                    real.display(),
+                    self.root.display()
+                ),
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Check the deepest existing ancestor instead.
@@ -55,7 +66,10 @@ impl LocalStore {
                 while let Some(a) = anc {
                     if let Ok(real) = fs::canonicalize(a) {
                         if !real.starts_with(&self.root) {
-                            return Err(self.unsafe_path(path, "a folder on its way leaves the datastore's root"));
+                            return Err(self.unsafe_path(
+                                path,
+                                "a folder on its way leaves the datastore's root",
+                            ));
                         }
                         break;
                     }
@@ -69,11 +83,22 @@ impl LocalStore {
 
     fn meta(path: String, m: &fs::Metadata) -> ObjectMeta {
         let mtime_ns = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
-        ObjectMeta { path, size: m.len(), version: Some(format!("{mtime_ns}-{}", m.ino())), md5: None }
+        ObjectMeta {
+            path,
+            size: m.len(),
+            version: Some(format!("{mtime_ns}-{}", m.ino())),
+            md5: None,
+        }
     }
 
     /// Walks `dir` (a real path inside the root), appending objects named `prefix/…`.
-    fn walk(&self, dir: &Path, prefix: &str, depth: usize, out: &mut Vec<ObjectMeta>) -> Result<(), StoreError> {
+    fn walk(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<ObjectMeta>,
+    ) -> Result<(), StoreError> {
         if depth > 64 {
             return Err(self.unsafe_path(prefix, "more than 64 nested folders (a symlink loop?)"));
         }
@@ -81,7 +106,10 @@ impl LocalStore {
         for ent in rd {
             let ent = ent.map_err(|e| StoreError::io("cannot list", dir, e))?;
             let Some(fname) = ent.file_name().to_str().map(str::to_string) else {
-                return Err(self.unsafe_path(&format!("{prefix}/{:?}", ent.file_name()), "the name is not UTF-8"));
+                return Err(self.unsafe_path(
+                    &format!("{prefix}/{:?}", ent.file_name()),
+                    "the name is not UTF-8",
+                ));
             };
             let rel = stagehand_protocol::path::join(prefix, &fname);
             let real = self.resolve(&rel)?;
@@ -99,11 +127,17 @@ impl LocalStore {
         &self,
         f: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, StoreError>> {
-        let me = LocalStore { name: self.name.clone(), root: self.root.clone() };
+        let me = LocalStore {
+            name: self.name.clone(),
+            root: self.root.clone(),
+        };
         async move {
             tokio::task::spawn_blocking(move || f(&me))
                 .await
-                .map_err(|e| StoreError::Remote { datastore: String::new(), detail: format!("worker failed: {e}") })?
+                .map_err(|e| StoreError::Remote {
+                    datastore: String::new(),
+                    detail: format!("worker failed: {e}"),
+                })?
         }
     }
 }
@@ -147,9 +181,13 @@ impl Store for LocalStore {
             let rd = fs::read_dir(&real).map_err(|e| StoreError::io("cannot list", &real, e))?;
             for ent in rd {
                 let ent = ent.map_err(|e| StoreError::io("cannot list", &real, e))?;
-                let Some(fname) = ent.file_name().to_str().map(str::to_string) else { continue };
+                let Some(fname) = ent.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
                 let rel = stagehand_protocol::path::join(&prefix, &fname);
-                let Ok(target) = s.resolve(&rel) else { continue };
+                let Ok(target) = s.resolve(&rel) else {
+                    continue;
+                };
                 match fs::metadata(&target) {
                     Ok(m) if m.is_dir() => dirs.push(fname),
                     Ok(m) if m.is_file() => files.push(Self::meta(rel, &m)),
@@ -165,10 +203,14 @@ impl Store for LocalStore {
         let path = path.to_string();
         self.blocking(move |s| {
             let real = s.resolve(&path)?;
-            let mut f = fs::File::open(&real).map_err(|e| StoreError::io("cannot open", &real, e))?;
-            f.seek(SeekFrom::Start(range.start)).map_err(|e| StoreError::io("cannot seek", &real, e))?;
+            let mut f =
+                fs::File::open(&real).map_err(|e| StoreError::io("cannot open", &real, e))?;
+            f.seek(SeekFrom::Start(range.start))
+                .map_err(|e| StoreError::io("cannot seek", &real, e))?;
             let mut buf = Vec::with_capacity((range.end - range.start) as usize);
-            f.take(range.end - range.start).read_to_end(&mut buf).map_err(|e| StoreError::io("cannot read", &real, e))?;
+            f.take(range.end - range.start)
+                .read_to_end(&mut buf)
+                .map_err(|e| StoreError::io("cannot read", &real, e))?;
             Ok(Bytes::from(buf))
         })
         .await
@@ -187,7 +229,9 @@ impl Store for LocalStore {
         let (src, path) = (src.to_path_buf(), path.to_string());
         self.blocking(move |s| {
             let dest = s.resolve(&path)?;
-            let parent = dest.parent().ok_or_else(|| s.unsafe_path(&path, "no parent folder"))?;
+            let parent = dest
+                .parent()
+                .ok_or_else(|| s.unsafe_path(&path, "no parent folder"))?;
             fs::create_dir_all(parent).map_err(|e| StoreError::io("cannot create", parent, e))?;
             // create_dir_all may have followed a symlink: check again.
             s.resolve(&path)?;
@@ -204,7 +248,10 @@ impl Store for LocalStore {
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Err(StoreError::AlreadyExists { datastore: s.name.clone(), path })
+                        Err(StoreError::AlreadyExists {
+                            datastore: s.name.clone(),
+                            path,
+                        })
                     } else {
                         Err(StoreError::io("cannot write", &dest, e))
                     }

@@ -97,7 +97,11 @@ pub enum StoreError {
 impl StoreError {
     /// An I/O error on a local path.
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-        StoreError::Io { action, path: path.to_path_buf(), source }
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -139,11 +143,20 @@ pub fn open(
 ) -> Result<DynStore, StoreError> {
     use stagehand_protocol::Datastore;
     match workspace.datastores.get(name) {
-        Some(Datastore::Local { root }) => Ok(Arc::new(local::LocalStore::open(name, &workspace_dir.join(root))?)),
+        Some(Datastore::Local { root }) => Ok(Arc::new(local::LocalStore::open(
+            name,
+            &workspace_dir.join(root),
+        )?)),
         Some(other) => Err(StoreError::Remote {
             datastore: name.to_string(),
-            detail: format!("datastores of type {} are not supported by this build", other.type_name()),
+            detail: format!(
+                "datastores of type {} are not supported by this build",
+                other.type_name()
+            ),
         }),
-        None => Err(StoreError::Remote { datastore: name.to_string(), detail: "no such datastore in the workspace".into() }),
+        None => Err(StoreError::Remote {
+            datastore: name.to_string(),
+            detail: "no such datastore in the workspace".into(),
+        }),
     }
 }
