@@ -106,6 +106,8 @@ impl Runner for ProcessRunner {
 }
 
 /// Sends `sig` to the group, then SIGKILL after `grace`; returns the child's status.
+/// The grace covers the whole group: grandchildren get the same time to finish their
+/// signal handlers as the job itself.
 async fn stop(
     child: &mut Child,
     pgid: Pid,
@@ -113,7 +115,8 @@ async fn stop(
     grace: Duration,
 ) -> std::io::Result<std::process::ExitStatus> {
     let _ = killpg(pgid, sig);
-    match tokio::time::timeout(grace, child.wait()).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(s) => s,
         Err(_) => {
             tracing::warn!(
@@ -121,9 +124,32 @@ async fn stop(
                 grace.as_secs_f64()
             );
             let _ = killpg(pgid, Signal::SIGKILL);
-            child.wait().await
+            return child.wait().await;
         }
+    };
+    while group_alive(pgid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    status
+}
+
+/// Whether any process of group `pgid` is still running (zombies do not count).
+fn group_alive(pgid: Pid) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let mut rest = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r)
+            .unwrap_or("")
+            .split(' ');
+        let state = rest.next().unwrap_or("Z");
+        let pgrp = rest.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(pgid.as_raw()) && state != "Z" && state != "X"
+    })
 }
 
 /// Copies a child's output to the agent's stdout or stderr and to a log file.
