@@ -151,3 +151,53 @@ mod tests {
         assert!(expand_placeholders("runs/{run_id", "r", "j").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::{Component, Path};
+
+    /// Names built from the characters that make paths dangerous.
+    fn hostile() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("/"),
+                Just(".."),
+                Just("."),
+                Just("\\"),
+                Just("\0"),
+                Just("a"),
+                Just("b c"),
+                Just("ü")
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn stays_inside(rel: &str) -> bool {
+        Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_object_names_never_leave_the_target(name in hostile()) {
+            if let Ok(rel) = object_name(&name) {
+                prop_assert!(stays_inside(rel), "{:?} escapes", rel);
+                prop_assert_eq!(Path::new("/t").join(rel).components().count(), rel.split('/').count() + 2);
+            }
+        }
+
+        #[test]
+        fn normalised_spec_paths_never_leave_the_root(path in hostile()) {
+            if let Ok(p) = spec_path(&path) {
+                prop_assert!(p.is_empty() || stays_inside(&p), "{:?} escapes", p);
+                prop_assert!(!p.starts_with('/') && !p.ends_with('/') && !p.contains("//"));
+                prop_assert_eq!(spec_path(&p), Ok(p.clone()), "not idempotent");
+            }
+        }
+    }
+}

@@ -171,3 +171,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn text_without_references_is_untouched(arg in "[^$]*|.*\\$[0-9A-Za-z ]*") {
+            if references(&arg).is_empty() {
+                prop_assert_eq!(substitute(&arg, |_| None), Ok(arg.clone()));
+            }
+        }
+
+        #[test]
+        fn every_reference_is_replaced(pre in "[a-z=/-]{0,8}", name in "[a-z][a-z0-9_]{0,8}", post in "[/.a-z]{0,8}") {
+            for form in [format!("${{{{inputs.{name}}}}}"), format!("${{AZUREML_DATAREFERENCE_{name}}}")] {
+                let arg = format!("{pre}{form}{post}");
+                let got = substitute(&arg, |r| (r.name() == name).then(|| "/X".to_string()));
+                prop_assert_eq!(got, Ok(format!("{pre}/X{post}")));
+            }
+        }
+    }
+}
