@@ -38,6 +38,22 @@ fn hello_example_runs_and_its_output_lands() {
     );
 }
 
+#[test]
+fn exit_codes_are_as_documented() {
+    // The README's table: schedulers depend on these numbers.
+    assert_eq!(
+        [
+            code::INVALID,
+            code::INTERNAL,
+            code::UPLOAD_FAILED,
+            code::STAGING_FAILED,
+            code::TIMED_OUT,
+            code::CANCELLED
+        ],
+        [64, 70, 73, 75, 124, 130]
+    );
+}
+
 /// Copies a folder tree (files and folders only).
 pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -6,15 +6,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The agent's exit codes, as documented in the README.
-pub mod code {
-    pub const INVALID: i32 = 64;
-    pub const INTERNAL: i32 = 70;
-    pub const UPLOAD_FAILED: i32 = 73;
-    pub const STAGING_FAILED: i32 = 75;
-    pub const TIMED_OUT: i32 = 124;
-    pub const CANCELLED: i32 = 130;
-}
+/// The agent's exit codes (their numbers are pinned by `exit_codes_are_as_documented`).
+pub use stagehand::exit as code;
 
 /// Whether a missing service must fail the test (CI) rather than skip it.
 pub fn in_ci() -> bool {
