@@ -312,16 +312,7 @@ async fn stage_one(
         // A local folder is read in place: nothing to move.
         Mode::Mount => Default::default(),
         _ => {
-            let progress = Arc::new(Progress::default());
-            let ev = events.clone();
-            let name = d.name.clone();
-            let _ticker = Ticker::start(progress.clone(), move |files, bytes| {
-                ev.emit(EventKind::StageProgress {
-                    name: name.clone(),
-                    files,
-                    bytes,
-                })
-            });
+            let (progress, _ticker) = track(events, &d.name, false);
             download::download(
                 store.as_ref(),
                 &d.path,
@@ -351,6 +342,30 @@ async fn stage_one(
     Ok(moved.bytes)
 }
 
+/// Progress counters for one transfer, reported as an event every second and as a
+/// log line every five while they move.
+fn track(events: &Arc<Events>, name: &str, upload: bool) -> (Arc<Progress>, Ticker) {
+    let progress = Arc::new(Progress::default());
+    let (ev, name) = (events.clone(), name.to_string());
+    let ticks = std::sync::atomic::AtomicU64::new(0);
+    let ticker = Ticker::start(progress.clone(), move |files, bytes| {
+        let name = name.clone();
+        if ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5 == 4 {
+            let verb = if upload { "uploaded" } else { "downloaded" };
+            tracing::info!(
+                "{name}: {files} file(s), {:.1} MiB {verb} so far",
+                bytes as f64 / 1048576.0
+            );
+        }
+        ev.emit(if upload {
+            EventKind::UploadProgress { name, files, bytes }
+        } else {
+            EventKind::StageProgress { name, files, bytes }
+        })
+    });
+    (progress, ticker)
+}
+
 async fn upload_one(
     d: &DataPlan,
     stores: &HashMap<String, DynStore>,
@@ -363,16 +378,7 @@ async fn upload_one(
         source: d.local_path.display().to_string(),
         destination: format!("{}:{}", d.datastore, d.path),
     });
-    let progress = Arc::new(Progress::default());
-    let ev = events.clone();
-    let name = d.name.clone();
-    let _ticker = Ticker::start(progress.clone(), move |files, bytes| {
-        ev.emit(EventKind::UploadProgress {
-            name: name.clone(),
-            files,
-            bytes,
-        })
-    });
+    let (progress, _ticker) = track(events, &d.name, true);
     let moved = upload::upload(
         store.as_ref(),
         &d.local_path,
