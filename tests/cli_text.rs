@@ -24,6 +24,7 @@ fn help_texts() {
         vec!["run", "--help"],
         vec!["plan", "--help"],
         vec!["validate", "--help"],
+        vec!["convert", "--help"],
     ] {
         let (code, out, _) = stagehand(s.path(), &cmd);
         assert_eq!(code, 0);

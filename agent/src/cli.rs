@@ -44,6 +44,42 @@ pub enum PlanFormat {
     Json,
 }
 
+/// The format of a job file, when detection by content is not wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobFormat {
+    /// stagehand's own job spec.
+    Native,
+    /// An Azure ML v1 `.runconfig` (as `RunConfiguration.save()` writes it).
+    Runconfig,
+    /// An Azure ML v2 command job (`az ml job create --file`).
+    AmlJob,
+}
+
+impl From<JobFormat> for stagehand_protocol::aml::Format {
+    fn from(f: JobFormat) -> Self {
+        match f {
+            JobFormat::Native => Self::Native,
+            JobFormat::Runconfig => Self::Runconfig,
+            JobFormat::AmlJob => Self::AmlJob,
+        }
+    }
+}
+
+/// `plan --format`: how to print the plan, and (optionally) the job file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormatArg {
+    /// Print for a person (default).
+    Text,
+    /// Print for a program.
+    Json,
+    /// The job file is stagehand's own spec.
+    Native,
+    /// The job file is an Azure ML v1 `.runconfig`.
+    Runconfig,
+    /// The job file is an Azure ML v2 command job.
+    AmlJob,
+}
+
 /// Which JSON Schema to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemaKind {
@@ -69,6 +105,10 @@ pub struct JobArgs {
     /// The run id (default: a new one from the time and random digits).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Runconfig only: the code snapshot's folder on `sourceDirectoryDataStore` (default:
+    /// the local project folder, which is what Azure ML snapshots).
+    #[arg(long)]
+    pub source_path: Option<String>,
 }
 
 /// The subcommands.
@@ -85,18 +125,22 @@ pub enum Command {
         /// Write events as JSON Lines to this file, or `-` for stdout (the job's stdout then goes to stderr).
         #[arg(long)]
         events: Option<String>,
+        /// The job file's format (default: detected from its content).
+        #[arg(long, value_enum)]
+        format: Option<JobFormat>,
     },
     /// Show what `run` would do (paths, environment, command line) without doing it.
     #[command(
-        after_help = "Example:\n  stagehand plan examples/hello/job.yaml\n  stagehand plan job.yaml --format json | jq .command"
+        after_help = "Example:\n  stagehand plan examples/hello/job.yaml\n  stagehand plan job.yaml --format json | jq .command\n  stagehand plan .azureml/train.runconfig --format json,runconfig"
     )]
     Plan {
         /// The job and its workspace.
         #[command(flatten)]
         job: JobArgs,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-        format: PlanFormat,
+        /// How to print (text or json), and optionally the job file's format (native,
+        /// runconfig or aml-job; default: detected); repeat or separate with commas.
+        #[arg(long, value_enum, value_delimiter = ',', action = clap::ArgAction::Append)]
+        format: Vec<PlanFormatArg>,
     },
     /// Check job specs (and their workspaces) and report every problem.
     #[command(after_help = "Example:\n  stagehand validate jobs/*.yaml")]
@@ -107,6 +151,26 @@ pub enum Command {
         /// The workspace file (default: workspace.yaml beside each job, then $STAGEHAND_WORKSPACE).
         #[arg(long, short = 'w')]
         workspace: Option<PathBuf>,
+        /// The job files' format (default: detected from each one's content).
+        #[arg(long, value_enum)]
+        format: Option<JobFormat>,
+        /// Runconfig only: the code snapshot's folder on `sourceDirectoryDataStore`.
+        #[arg(long)]
+        source_path: Option<String>,
+    },
+    /// Print the native job spec equivalent to an Azure ML file (or a native one, normalised).
+    #[command(
+        after_help = "Example:\n  stagehand convert .azureml/train.runconfig > job.yaml\n  stagehand convert job.yml --format aml-job"
+    )]
+    Convert {
+        /// The job file: a `.runconfig`, an Azure ML v2 command job, or a native spec.
+        job: PathBuf,
+        /// The job file's format (default: detected from its content).
+        #[arg(long, value_enum)]
+        format: Option<JobFormat>,
+        /// Runconfig only: the code snapshot's folder on `sourceDirectoryDataStore`.
+        #[arg(long)]
+        source_path: Option<String>,
     },
     /// Print the JSON Schema of a file format.
     #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]

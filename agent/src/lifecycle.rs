@@ -114,12 +114,13 @@ pub async fn run(
             .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events));
         let moved = try_join_all(inputs).await?;
         for o in &plan.outputs {
-            std::fs::create_dir_all(&o.local_path).map_err(|e| {
-                format!(
-                    "output {:?}: cannot create {}: {e}",
-                    o.name,
-                    o.local_path.display()
-                )
+            // A file output gets its folder; the job makes the file.
+            let dir = match o.local_path.parent() {
+                Some(parent) if o.is_file => parent,
+                _ => &o.local_path,
+            };
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("output {:?}: cannot create {}: {e}", o.name, dir.display())
             })?;
         }
         Ok::<u64, String>(moved.iter().sum())
@@ -285,10 +286,16 @@ pub async fn run(
 fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, DynStore>, String> {
     let mut out = HashMap::new();
     for d in plan.code.iter().chain(&plan.inputs).chain(&plan.outputs) {
-        if !out.contains_key(&d.datastore) {
-            let s = store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
-                .map_err(|e| e.to_string())?;
-            out.insert(d.datastore.clone(), s);
+        if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(d.store_key()) {
+            let s: DynStore = match &d.local_source {
+                Some(dir) => Arc::new(
+                    crate::store::local::LocalStore::open("code", dir)
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
+                    .map_err(|e| e.to_string())?,
+            };
+            slot.insert(s);
         }
     }
     Ok(out)
@@ -300,12 +307,15 @@ async fn stage_one(
     stores: &HashMap<String, DynStore>,
     events: &Arc<Events>,
 ) -> Result<u64, String> {
-    let store = &stores[&d.datastore];
+    let store = &stores[&d.store_key()];
     let started = Instant::now();
     events.emit(EventKind::StageStarted {
         name: d.name.clone(),
         mode: d.mode.as_str().into(),
-        source: format!("{}:{}", d.datastore, d.path),
+        source: match &d.local_source {
+            Some(dir) => dir.display().to_string(),
+            None => format!("{}:{}", d.datastore, d.path),
+        },
         destination: d.local_path.display().to_string(),
     });
     let moved = match d.mode {
@@ -371,7 +381,7 @@ async fn upload_one(
     stores: &HashMap<String, DynStore>,
     events: &Arc<Events>,
 ) -> Result<u64, String> {
-    let store = &stores[&d.datastore];
+    let store = &stores[&d.store_key()];
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
         name: d.name.clone(),

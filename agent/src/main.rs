@@ -4,7 +4,7 @@
 use stagehand::{cli, events, exit, lifecycle, plan, redact, run, signals};
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, PlanFormat, SchemaKind};
+use cli::{Cli, Command, JobFormat, LogFormat, PlanFormat, PlanFormatArg, SchemaKind};
 use stagehand_protocol::events::{EventKind, Phase, Status};
 use stagehand_protocol::load::Problems;
 use std::sync::Arc;
@@ -84,10 +84,16 @@ async fn dispatch(cli: Cli) -> i32 {
             );
             0
         }
-        Command::Validate { jobs, workspace } => {
+        Command::Validate {
+            jobs,
+            workspace,
+            format,
+            source_path,
+        } => {
             let mut bad = 0;
+            let opts = load_options(format, source_path);
             for j in &jobs {
-                match plan::load(j, workspace.as_deref()) {
+                match plan::load_with(j, workspace.as_deref(), &opts) {
                     Ok(l) => {
                         warn_all(&l.warnings);
                         println!("{}: ok", j.display());
@@ -106,7 +112,15 @@ async fn dispatch(cli: Cli) -> i32 {
             }
         }
         Command::Plan { job, format } => {
-            let loaded = match plan::load(&job.job, job.workspace.as_deref()) {
+            let (format, job_format) = match split_plan_format(&format) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("stagehand: {e}");
+                    return exit::INVALID;
+                }
+            };
+            let opts = load_options(job_format, job.source_path.clone());
+            let loaded = match plan::load_with(&job.job, job.workspace.as_deref(), &opts) {
                 Ok(l) => l,
                 Err(p) => return report_problems(&p),
             };
@@ -122,11 +136,93 @@ async fn dispatch(cli: Cli) -> i32 {
             print!("{}", redact::redact(&text));
             0
         }
-        Command::Run { job, events } => run(job, events).await,
+        Command::Convert {
+            job,
+            format,
+            source_path,
+        } => convert(&job, load_options(format, source_path)),
+        Command::Run {
+            job,
+            events,
+            format,
+        } => run(job, events, format).await,
     }
 }
 
-async fn run(job: cli::JobArgs, events_dest: Option<String>) -> i32 {
+fn load_options(format: Option<JobFormat>, source_path: Option<String>) -> plan::LoadOptions {
+    plan::LoadOptions {
+        format: format.map(Into::into),
+        import: stagehand_protocol::aml::ImportOptions { source_path },
+    }
+}
+
+/// `plan --format` carries both how to print and, optionally, the job file's format.
+fn split_plan_format(args: &[PlanFormatArg]) -> Result<(PlanFormat, Option<JobFormat>), String> {
+    let mut print: Option<PlanFormat> = None;
+    let mut job: Option<JobFormat> = None;
+    for a in args {
+        let p = match a {
+            PlanFormatArg::Text => Some(PlanFormat::Text),
+            PlanFormatArg::Json => Some(PlanFormat::Json),
+            _ => None,
+        };
+        let j = match a {
+            PlanFormatArg::Native => Some(JobFormat::Native),
+            PlanFormatArg::Runconfig => Some(JobFormat::Runconfig),
+            PlanFormatArg::AmlJob => Some(JobFormat::AmlJob),
+            _ => None,
+        };
+        if let Some(p) = p {
+            if print.is_some_and(|old| old != p) {
+                return Err("--format names two output formats; give one of text, json".into());
+            }
+            print = Some(p);
+        }
+        if let Some(j) = j {
+            if job.is_some_and(|old| old != j) {
+                return Err(
+                    "--format names two job file formats; give one of native, runconfig, aml-job"
+                        .into(),
+                );
+            }
+            job = Some(j);
+        }
+    }
+    Ok((print.unwrap_or(PlanFormat::Text), job))
+}
+
+/// `stagehand convert`: the native spec of any job file, with what was ignored as
+/// comments on top. Reads nothing but the file: no workspace, no network.
+fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
+    let any = match stagehand_protocol::aml::load_any_job(file, opts.format, &opts.import) {
+        Ok(a) => a,
+        Err(p) => return report_problems(&p),
+    };
+    let yaml = match serde_yaml::to_string(&any.job.value) {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("stagehand: cannot write the job as YAML: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let mut out = String::new();
+    if let Some(r) = &any.report {
+        out.push_str(&format!(
+            "# Converted by stagehand from {} ({}).\n",
+            r.file.display(),
+            r.format.as_str()
+        ));
+        out.push_str("# Relative paths (code.local) are relative to that file's folder.\n");
+        for i in &r.ignored {
+            out.push_str(&format!("# ignored: {}: {}\n", i.key, i.reason));
+        }
+    }
+    out.push_str(&yaml);
+    print!("{out}");
+    0
+}
+
+async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobFormat>) -> i32 {
     let cancel = match signals::Cancel::install() {
         Ok(c) => c,
         Err(e) => {
@@ -134,7 +230,11 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>) -> i32 {
             return exit::INTERNAL;
         }
     };
-    let loaded = plan::load(&job.job, job.workspace.as_deref());
+    let loaded = plan::load_with(
+        &job.job,
+        job.workspace.as_deref(),
+        &load_options(format, job.source_path.clone()),
+    );
     let planned = loaded
         .as_ref()
         .map_err(Clone::clone)

@@ -4,6 +4,7 @@
 
 use crate::store::{local::LocalStore, Store};
 use serde::Serialize;
+use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
 use stagehand_protocol::load::{Parsed, Problem, Problems};
 use stagehand_protocol::path::{expand_placeholders, spec_path};
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
@@ -25,6 +26,8 @@ pub struct Loaded {
     pub workspace_file: Option<PathBuf>,
     /// Warnings from either file.
     pub warnings: Vec<Problem>,
+    /// For an Azure ML file: what each of its keys became and which were ignored.
+    pub import: Option<ImportReport>,
 }
 
 impl Loaded {
@@ -59,8 +62,27 @@ pub fn find_workspace(job: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Loads and validates a job and its workspace, collecting every problem of both.
+/// How to read the job file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Force a format; `None` detects it from the content.
+    pub format: Option<Format>,
+    /// What the Azure ML importers need from the command line.
+    pub import: ImportOptions,
+}
+
+/// Loads and validates a job (in whatever format its content says: native, Azure ML
+/// runconfig or v2 command job) and its workspace, collecting every problem of both.
 pub fn load(job_file: &Path, workspace: Option<&Path>) -> Result<Loaded, Problems> {
+    load_with(job_file, workspace, &LoadOptions::default())
+}
+
+/// [`load`] with a forced format or importer options.
+pub fn load_with(
+    job_file: &Path,
+    workspace: Option<&Path>,
+    opts: &LoadOptions,
+) -> Result<Loaded, Problems> {
     let ws_file = find_workspace(job_file, workspace);
     let (workspace, warnings) = match &ws_file {
         Some(f) => {
@@ -69,13 +91,19 @@ pub fn load(job_file: &Path, workspace: Option<&Path>) -> Result<Loaded, Problem
         }
         None => (Workspace::default(), Vec::new()),
     };
-    let job =
-        stagehand_protocol::load::load_and_validate_job(job_file, &workspace, ws_file.as_deref())?;
+    let any = stagehand_protocol::aml::load_and_validate_any_job(
+        job_file,
+        opts.format,
+        &opts.import,
+        &workspace,
+        ws_file.as_deref(),
+    )?;
     Ok(Loaded {
-        job,
+        job: any.job,
         workspace,
         workspace_file: ws_file,
         warnings,
+        import: any.report,
     })
 }
 
@@ -112,6 +140,26 @@ pub struct DataPlan {
     pub overwrite: bool,
     /// Outputs: when they are uploaded.
     pub upload_on: UploadOn,
+    /// Outputs: the job writes one file at `local_path` rather than a folder of them,
+    /// so only its parent folder is made before launch. True for a `path_on_compute`
+    /// whose last part has an extension (`model.pkl`), as Azure ML v1 runconfigs and
+    /// v2 `uri_file` outputs name them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_file: bool,
+    /// A code snapshot from a folder on this machine (`code.local`): that folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_source: Option<PathBuf>,
+}
+
+impl DataPlan {
+    /// The key of the store this data moves through: the datastore's name, or the
+    /// local folder of a `code.local` snapshot.
+    pub fn store_key(&self) -> String {
+        match &self.local_source {
+            Some(dir) => format!("local:{}", dir.display()),
+            None => self.datastore.clone(),
+        }
+    }
 }
 
 /// Everything `run` will do, decided before anything is done.
@@ -151,6 +199,9 @@ pub struct Plan {
     /// The workspace file used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<PathBuf>,
+    /// For an Azure ML file: what each of its keys became and which were ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportReport>,
 }
 
 impl Plan {
@@ -194,6 +245,26 @@ pub fn default_runs_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("/var/lib"));
     state.join("stagehand/runs")
+}
+
+/// `a/b/../c` → `a/c` without touching the filesystem, so `.azureml/..` reads as the
+/// project folder and the "run folder inside the code folder" check compares like
+/// with like.
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -289,6 +360,12 @@ pub fn build(
             return None;
         }
         let local_path = absolute(&local_path);
+        let is_file = direction == Direction::Output
+            && r.path_on_compute.is_some()
+            && local_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.rfind('.').is_some_and(|i| i > 0 && i + 1 < n.len()));
         Some(DataPlan {
             name: name.to_string(),
             direction,
@@ -300,6 +377,8 @@ pub fn build(
             local_path,
             overwrite: r.overwrite,
             upload_on: r.upload_on,
+            is_file,
+            local_source: None,
         })
     };
 
@@ -313,10 +392,49 @@ pub fn build(
         .iter()
         .filter_map(|(n, r)| resolve_ref(&format!("outputs.{n}"), n, Direction::Output, r))
         .collect();
+    let code_dir = run_dir.join("code");
+    let mut code_problems = Vec::new();
     let code = spec.code.as_ref().and_then(|c| {
+        if let Some(local) = &c.local {
+            let source = lexical(&absolute(&loaded.job.folder().join(local)));
+            if !source.is_dir() {
+                code_problems.push(
+                    loaded
+                        .job
+                        .problem("code.local", format!("{} is not a folder", source.display())),
+                );
+                return None;
+            }
+            // Copying a folder into a run folder inside it would never end.
+            if lexical(&run_dir).starts_with(&source) {
+                code_problems.push(loaded.job.problem(
+                    "code.local",
+                    format!(
+                        "the run folder {} is inside the code folder {}; give --run-dir (or STAGEHAND_RUNS_DIR) outside it",
+                        run_dir.display(),
+                        source.display()
+                    ),
+                ));
+                return None;
+            }
+            return Some(DataPlan {
+                name: "code".into(),
+                direction: Direction::Input,
+                mode: Mode::Download,
+                datastore: String::new(),
+                datastore_type: "local",
+                path: String::new(),
+                job_path: code_dir.display().to_string(),
+                local_path: code_dir.clone(),
+                overwrite: true,
+                upload_on: UploadOn::Always,
+                is_file: false,
+                local_source: Some(source),
+            });
+        }
         let r = stagehand_protocol::DataRef {
             datastore: c.datastore.clone(),
-            path: c.path.clone(),
+            path: c.path.clone().unwrap_or_default(),
             mode: Mode::Download,
             path_on_compute: Some("code".into()),
             overwrite: true,
@@ -325,6 +443,7 @@ pub fn build(
         };
         resolve_ref("code", "code", Direction::Input, &r)
     });
+    problems.extend(code_problems);
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
@@ -336,6 +455,14 @@ pub fn build(
     let mut environment: BTreeMap<String, String> = spec.environment.clone();
     for d in inputs.iter().chain(&outputs) {
         environment.insert(format!("{DATAREF_PREFIX}{}", d.name), d.job_path.clone());
+        // The names an Azure ML v2 command job finds its data under.
+        if spec.azure_ml_v2_variables {
+            let prefix = match d.direction {
+                Direction::Input => "AZURE_ML_INPUT_",
+                Direction::Output => "AZURE_ML_OUTPUT_",
+            };
+            environment.insert(format!("{prefix}{}", d.name), d.job_path.clone());
+        }
     }
     environment.insert("STAGEHAND_RUN_ID".into(), run_id.clone());
     environment.insert("STAGEHAND_JOB_NAME".into(), spec.name.clone());
@@ -391,6 +518,7 @@ pub fn build(
         },
         container: spec.container.clone(),
         workspace: loaded.workspace_file.as_deref().map(absolute),
+        import: loaded.import.clone(),
         run_dir,
     })
 }
@@ -425,13 +553,11 @@ pub fn render_text(plan: &Plan) -> String {
             .join(" ")
     );
     if let Some(c) = &plan.code {
-        let _ = writeln!(
-            s,
-            "\ncode\n  {}:{} -> {}",
-            c.datastore,
-            c.path,
-            c.local_path.display()
-        );
+        let from = match &c.local_source {
+            Some(dir) => dir.display().to_string(),
+            None => format!("{}:{}", c.datastore, c.path),
+        };
+        let _ = writeln!(s, "\ncode\n  {from} -> {}", c.local_path.display());
     }
     for (title, list) in [("inputs", &plan.inputs), ("outputs", &plan.outputs)] {
         if list.is_empty() {
@@ -452,6 +578,9 @@ pub fn render_text(plan: &Plan) -> String {
             let mut extra = Vec::new();
             if d.overwrite {
                 extra.push("overwrite".to_string());
+            }
+            if d.is_file {
+                extra.push("a file".to_string());
             }
             if d.direction == Direction::Output {
                 extra.push(format!(
@@ -485,6 +614,46 @@ pub fn render_text(plan: &Plan) -> String {
             "\nremoved from the job's environment (they hold secrets)\n  {}",
             plan.removed_environment.join(" ")
         );
+    }
+    if let Some(r) = &plan.import {
+        s.push_str(&render_import(r));
+    }
+    s
+}
+
+/// What an import did, for a person: each source key and what it became, then the
+/// keys that were ignored and why.
+pub fn render_import(r: &ImportReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nimported from {} ({})",
+        r.file.display(),
+        r.format.as_str()
+    );
+    let width = r
+        .mapped
+        .iter()
+        .map(|m| m.key.len())
+        .max()
+        .unwrap_or(0)
+        .min(40);
+    for m in &r.mapped {
+        let _ = writeln!(s, "  {:<width$} -> {}", m.key, m.became);
+    }
+    if !r.ignored.is_empty() {
+        let _ = writeln!(s, "\nignored (accepted, no effect here)");
+        let width = r
+            .ignored
+            .iter()
+            .map(|m| m.key.len())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        for i in &r.ignored {
+            let _ = writeln!(s, "  {:<width$}  {}", i.key, i.reason);
+        }
     }
     s
 }

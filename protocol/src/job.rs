@@ -38,6 +38,15 @@ pub struct JobSpec {
     /// Data the job writes, by name.
     #[serde(default)]
     pub outputs: BTreeMap<String, DataRef>,
+    /// Also set `AZURE_ML_INPUT_<name>` / `AZURE_ML_OUTPUT_<name>`, as an Azure ML v2
+    /// command job does, so scripts written for Azure ML v2 find their data. The v2
+    /// importer sets it; native jobs rarely need it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub azure_ml_v2_variables: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Arguments and variable values written as YAML numbers or booleans (`[--lr, 0.1]`,
@@ -167,7 +176,10 @@ pub struct DataRef {
     pub mount_fallback: Option<MountFallback>,
 }
 
-/// A code snapshot: a path on a datastore copied into the job's working folder.
+/// A code snapshot copied into the job's working folder before launch: a folder on a
+/// datastore (`path`, with `datastore`) or a folder on this machine (`local`). Exactly
+/// one of `path` and `local`. A copy, not the folder itself, so a job that writes into
+/// its working folder (Azure ML's `./outputs`) never changes the source.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Code {
@@ -175,7 +187,11 @@ pub struct Code {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore: Option<String>,
     /// The snapshot's folder on the datastore.
-    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A folder on this machine; relative paths are relative to the job file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// When to pull the container image.

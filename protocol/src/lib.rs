@@ -5,6 +5,7 @@
 //! process and never resolves a secret's value, so a scheduler, an editor plugin or a
 //! CI check can use it alone.
 
+pub mod aml;
 pub mod duration;
 pub mod events;
 pub mod job;
@@ -21,15 +22,17 @@ pub use secret::Secret;
 pub use workspace::{Credentials, Datastore, Workspace};
 
 /// Whether `name` can follow `AZUREML_DATAREFERENCE_` in an environment variable name.
+/// A leading digit is fine here: the Azure ML SDK names an unnamed data reference with
+/// a uuid's hex digits (`AZUREML_DATAREFERENCE_0c5d…`).
 pub fn is_env_suffix(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether `name` is a valid environment variable name (POSIX portable set).
 pub fn is_env_name(name: &str) -> bool {
-    is_env_suffix(name)
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The JSON Schema of the job spec.

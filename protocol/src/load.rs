@@ -72,16 +72,40 @@ pub struct Parsed<T> {
     pub index: Index,
     /// Warnings (valid, but worth a look: a literal secret, say).
     pub warnings: Vec<Problem>,
+    /// For a value imported from another format (an Azure ML file): native field path
+    /// prefix → the source key it came from, so a problem found in the native value
+    /// names the key the person wrote (`inputs.train` → `dataReferences.train`).
+    pub aliases: Vec<(String, String)>,
 }
 
 impl<T> Parsed<T> {
     /// A problem at `field` of this file.
     pub fn problem(&self, field: &str, message: impl Into<String>) -> Problem {
+        let field = self.source_field(field);
         Problem {
             file: self.file.clone(),
-            location: self.index.find(field),
-            field: field.to_string(),
+            location: self.index.find(&field),
+            field,
             message: message.into(),
+        }
+    }
+
+    /// The field path in the file as written: a native path translated through
+    /// `aliases` (longest matching prefix), or unchanged.
+    pub fn source_field(&self, field: &str) -> String {
+        let best = self
+            .aliases
+            .iter()
+            .filter(|(native, _)| {
+                field == native
+                    || field
+                        .strip_prefix(native.as_str())
+                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            })
+            .max_by_key(|(native, _)| native.len());
+        match best {
+            Some((native, source)) => format!("{source}{}", &field[native.len()..]),
+            None => field.to_string(),
         }
     }
 
@@ -252,6 +276,7 @@ const JOB_FIELDS: &[&str] = &[
     "container",
     "inputs",
     "outputs",
+    "azure_ml_v2_variables",
 ];
 
 /// Parses a job spec's text. Checks structure and types only; see [`validate_job`]
@@ -302,6 +327,7 @@ pub fn parse_job_partial(
     let outputs = f
         .remove("outputs")
         .map(|v| r.entries::<DataRef>("outputs", v));
+    let azure_ml_v2_variables = r.take(&mut f, "azure_ml_v2_variables");
     let spec = JobSpec {
         name: name.unwrap_or_default(),
         command: command.unwrap_or_default(),
@@ -312,12 +338,14 @@ pub fn parse_job_partial(
         container,
         inputs: inputs.unwrap_or_default(),
         outputs: outputs.unwrap_or_default(),
+        azure_ml_v2_variables: azure_ml_v2_variables.unwrap_or_default(),
     };
     let parsed = Parsed {
         value: spec,
         file: file.to_path_buf(),
         index: r.index,
         warnings: Vec::new(),
+        aliases: Vec::new(),
     };
     Ok((parsed, r.problems))
 }
@@ -380,13 +408,26 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
     let Some(map) = r.mapping(text, "workspace") else {
         return Err(Problems(r.problems));
     };
-    let mut f = r.fields("", map, &["default_datastore", "datastores"]);
+    let mut f = r.fields(
+        "",
+        map,
+        &["default_datastore", "datastores", "datastore_files"],
+    );
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
-    let datastores: BTreeMap<String, Datastore> = f
+    let mut datastores: BTreeMap<String, Datastore> = f
         .remove("datastores")
         .map(|v| r.entries("datastores", v))
         .unwrap_or_default();
+    let datastore_files: Vec<String> = r.take(&mut f, "datastore_files").unwrap_or_default();
     let mut warnings = Vec::new();
+    // Their literal secrets were warned about at their own file and line.
+    let from_files = datastore_files_into(
+        file,
+        &datastore_files,
+        &mut datastores,
+        &mut r,
+        &mut warnings,
+    );
     if let Some(d) = &default_datastore {
         if !datastores.contains_key(d) && r.problems.is_empty() {
             r.push(
@@ -427,6 +468,7 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
             for (field, secret) in c.secrets() {
                 let at = format!("{base}.credentials.{field}");
                 match secret {
+                    Secret::Literal(_) if from_files.contains(name) => {}
                     Secret::Literal(_) => warnings.push(Problem {
                         file: file.to_path_buf(),
                         location: r.index.find(&at),
@@ -448,11 +490,79 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         value: Workspace {
             default_datastore,
             datastores,
+            datastore_files,
         },
         file: file.to_path_buf(),
         index: r.index,
         warnings,
+        aliases: Vec::new(),
     })
+}
+
+/// Loads the Azure ML v2 datastore files (or folders of them) a workspace lists,
+/// relative to the workspace file, into `datastores`; returns the names they added.
+fn datastore_files_into(
+    file: &Path,
+    entries: &[String],
+    datastores: &mut BTreeMap<String, Datastore>,
+    r: &mut Reader,
+    warnings: &mut Vec<Problem>,
+) -> std::collections::HashSet<String> {
+    let mut added = std::collections::HashSet::new();
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let field = format!("datastore_files[{i}]");
+        let path = folder.join(entry);
+        let files: Vec<PathBuf> = if path.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(rd) => {
+                    let mut v: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.is_file() && p.extension().is_some_and(|x| x == "yml" || x == "yaml")
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                }
+                Err(e) => {
+                    r.push(
+                        &field,
+                        format!("cannot read the folder {}: {e}", path.display()),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            vec![path]
+        };
+        for ds_file in files {
+            match crate::aml::v2_datastore::load(&ds_file) {
+                Ok(imported) => {
+                    warnings.extend(imported.warnings);
+                    match datastores.entry(imported.name.clone()) {
+                        std::collections::btree_map::Entry::Occupied(_) => r.push(
+                            &field,
+                            format!(
+                                "{} names datastore {:?}, which is already defined",
+                                ds_file.display(),
+                                imported.name
+                            ),
+                        ),
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            added.insert(imported.name);
+                            slot.insert(imported.datastore);
+                        }
+                    }
+                }
+                Err(p) => r.problems.extend(p.0),
+            }
+        }
+    }
+    added
 }
 
 /// Reads and parses a workspace file.
@@ -544,7 +654,7 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
         for (name, r) in refs {
             let field = format!("{kind}.{name}");
             if !crate::is_env_suffix(name) {
-                push(&field, format!("{name:?} cannot be part of an environment variable name (AZUREML_DATAREFERENCE_{name}); use letters, digits and `_`, not starting with a digit"));
+                push(&field, format!("{name:?} cannot be part of an environment variable name (AZUREML_DATAREFERENCE_{name}); use letters, digits and `_`"));
             }
             if let Some(other) = seen.insert(name, kind) {
                 push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
@@ -599,9 +709,36 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
         }
     }
     if let Some(code) = &spec.code {
-        check_datastore("code", &code.datastore, &mut push);
-        if let Err(e) = path::spec_path(&code.path) {
-            push("code.path", e.to_string());
+        match (&code.path, &code.local) {
+            (Some(p), None) => {
+                check_datastore("code", &code.datastore, &mut push);
+                if let Err(e) = path::spec_path(p) {
+                    push("code.path", e.to_string());
+                }
+            }
+            (None, Some(local)) => {
+                if code.datastore.is_some() {
+                    push(
+                        "code.datastore",
+                        "only with `path`; `local` is a folder on this machine".into(),
+                    );
+                }
+                if local.trim().is_empty() || local.contains('\0') {
+                    push(
+                        "code.local",
+                        "empty; give the folder to copy, e.g. ./src".into(),
+                    );
+                }
+            }
+            (Some(_), Some(_)) => push(
+                "code",
+                "give either `path` (on a datastore) or `local` (a folder here), not both".into(),
+            ),
+            (None, None) => push(
+                "code",
+                "give `path` (a folder on a datastore) or `local` (a folder on this machine)"
+                    .into(),
+            ),
         }
     }
     if let Some(c) = &spec.container {

@@ -18,6 +18,11 @@ pub struct Workspace {
     /// Datastores by name.
     #[serde(default)]
     pub datastores: BTreeMap<String, Datastore>,
+    /// Azure ML v2 datastore YAML files, as `az ml datastore create` takes them, or
+    /// folders of them (every `.yml`/`.yaml` inside); relative to this file. Each adds
+    /// the datastore its `name` says, so a team's existing files are used unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datastore_files: Vec<String>,
 }
 
 /// One datastore: where data lives and how to reach it.

@@ -122,3 +122,31 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// `stagehand ARGS…` with no workspace from the environment, run to completion.
+pub fn stagehand(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("STAGEHAND_WORKSPACE")
+        .output()
+        .unwrap()
+}
+
+/// `stagehand plan JOB --format json EXTRA…` → the parsed plan; panics unless exit 0.
+pub fn plan_json(job: &Path, extra: &[&str]) -> Value {
+    let mut c = Command::new(bin());
+    c.arg("plan")
+        .arg(job)
+        .arg("--format")
+        .arg("json")
+        .args(extra)
+        .env_remove("STAGEHAND_WORKSPACE");
+    let out = c.output().unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "plan failed\nstdout: {so}\nstderr: {se}"
+    );
+    serde_json::from_str(&so).unwrap_or_else(|e| panic!("plan is not JSON: {e}\n{so}"))
+}

@@ -1,0 +1,894 @@
+//! Azure ML v1 `.runconfig` files (the YAML `RunConfiguration.save()` writes) → the
+//! native job, with the SDK's semantics:
+//!
+//! - `script` + `arguments` run as `<environment.python.interpreterPath> script args…`
+//!   (interpreter default `python`); `command` instead runs as one shell line
+//!   (`bash -c`), as on Azure ML. Both at once is an error, as in the SDK.
+//! - `dataReferences.<name>`: `mount` and `download` become inputs, `upload` an output,
+//!   all named `<name>`, so the job sees `AZUREML_DATAREFERENCE_<name>` and
+//!   `str(DataReference)` (`$AZUREML_DATAREFERENCE_<name>`) in `arguments` is replaced.
+//!   `pathOnDataStore` null, `/`, `.` or `./` is the datastore's root (the SDK names
+//!   such a reference after the datastore). `overwrite` defaults to false.
+//!   `pathOnCompute`: absent → stagehand's default folder; relative → relative to the
+//!   job's working folder (where the script runs, as on Azure ML); absolute → as is.
+//! - `environment.environmentVariables` and the top-level `environmentVariables` →
+//!   `environment` (the top-level one wins on a clash).
+//! - `environment.docker.enabled` + `baseImage` → `container`; `maxRunDurationSeconds`
+//!   → `timeout`; `sourceDirectoryDataStore` → `code`.
+//! - Everything else the SDK writes (spark, hdi, mpi, amlcompute, …) is accepted and
+//!   reported once as ignored. Dataset inputs and outputs (`data`, `outputData`,
+//!   `datacaches`) need the Azure ML service and are errors.
+
+use super::{
+    entries, is_set, name_from_file, scalar_text, shell, ImportOptions, ImportReport, Source,
+};
+use crate::duration::SpecDuration;
+use crate::job::{Code, ContainerSpec, DataRef, JobSpec, Mode};
+use crate::load::{Parsed, Problems};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Top-level keys the SDK writes that stagehand does not act on, with the reason.
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "target",
+        "stagehand runs the job on the node it is started on",
+    ),
+    (
+        "framework",
+        "the command line is script + arguments (or command) as given",
+    ),
+    (
+        "communicator",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    (
+        "nodeCount",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    ("priority", "there is no Azure ML queue here"),
+    (
+        "history",
+        "run history lives in the Azure ML service; stagehand reports events instead",
+    ),
+    (
+        "spark",
+        "Spark settings have no effect on a process or container run",
+    ),
+    (
+        "docker",
+        "the legacy top-level section; environment.docker decides",
+    ),
+    ("hdi", "HDInsight settings have no effect here"),
+    (
+        "tensorflow",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    (
+        "mpi",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    (
+        "pytorch",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    ("paralleltask", "parallel-run settings have no effect here"),
+    (
+        "amlcompute",
+        "compute targets are chosen by whoever starts stagehand",
+    ),
+    (
+        "autoClusterComputeSpecification",
+        "compute targets are chosen by whoever starts stagehand",
+    ),
+    (
+        "kubernetescompute",
+        "compute targets are chosen by whoever starts stagehand",
+    ),
+    (
+        "instanceTypes",
+        "compute targets are chosen by whoever starts stagehand",
+    ),
+    (
+        "credentialPassthrough",
+        "datastore credentials come from the workspace file",
+    ),
+    (
+        "applicationEndpoints",
+        "stagehand opens no interactive endpoints",
+    ),
+];
+
+/// `environment.*` keys that are not acted on, with the reason.
+const IGNORED_ENV: &[(&str, &str)] = &[
+    ("environment.name", "only labels the environment"),
+    ("environment.version", "only labels the environment"),
+    ("environment.python.userManagedDependencies", "stagehand does not build Python environments: the interpreter is used as found on this node (or in the image)"),
+    ("environment.python.condaDependenciesFile", "stagehand does not build Python environments: the interpreter is used as found on this node (or in the image)"),
+    ("environment.python.baseCondaEnvironment", "stagehand does not build Python environments"),
+    ("environment.docker.sharedVolumes", "the container runner decides its volumes"),
+    ("environment.docker.arguments", "extra `docker run` arguments are not passed; use the native container settings"),
+    ("environment.docker.platform", "the image is run for this node's platform"),
+    ("environment.docker.gpuSupport", "use the native container.gpus"),
+    ("environment.docker.baseImageRegistry.username", "registry login is the node's (docker login)"),
+    ("environment.docker.baseImageRegistry.password", "registry login is the node's (docker login)"),
+    ("environment.docker.baseImageRegistry.registryIdentity", "registry login is the node's (docker login)"),
+    ("environment.spark", "Spark settings have no effect here"),
+    ("environment.databricks", "Databricks libraries are not installed"),
+    ("environment.r", "R environments are not built"),
+    ("environment.inferencingStackVersion", "no inferencing stack is installed"),
+    ("environment.assetId", "only labels the environment"),
+];
+
+/// Imports a runconfig's text.
+pub fn import(
+    file: &Path,
+    text: &str,
+    opts: &ImportOptions,
+) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
+    let (mut src, top) = Source::open(file, text, "runconfig")?;
+    let mut report = ImportReport::new(super::Format::Runconfig, file);
+    let mut aliases: Vec<(String, String)> = vec![("name".into(), String::new())];
+    let get = |k: &str| top.get(k).cloned().unwrap_or(Value::Null);
+
+    let name = name_from_file(file);
+    report.map("(file name)", format!("name: {name}"));
+
+    // The environment section, read first: the interpreter and the image come from it.
+    let env_section = src
+        .mapping("environment", &get("environment"))
+        .unwrap_or_default();
+    let python = src
+        .mapping(
+            "environment.python",
+            env_section.get("python").unwrap_or(&Value::Null),
+        )
+        .unwrap_or_default();
+    let docker = src
+        .mapping(
+            "environment.docker",
+            env_section.get("docker").unwrap_or(&Value::Null),
+        )
+        .unwrap_or_default();
+
+    // What to run.
+    let script = src
+        .string("script", &get("script"))
+        .filter(|s| !s.is_empty());
+    let arguments: Vec<String> = match get("arguments") {
+        Value::Null => Vec::new(),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match scalar_text(v) {
+                Some(s) => Some(s),
+                None => {
+                    src.push(
+                        &format!("arguments[{i}]"),
+                        "expected a single value (text or number)",
+                    );
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            src.push("arguments", "expected a list of arguments");
+            Vec::new()
+        }
+    };
+    let command_line: Option<String> = match get("command") {
+        Value::Null => None,
+        Value::Sequence(items) => {
+            // The SDK accepts a list and runs it joined with spaces.
+            let parts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+            Some(parts.join(" ")).filter(|s| !s.trim().is_empty())
+        }
+        v => src.string("command", &v).filter(|s| !s.trim().is_empty()),
+    };
+    let mut command = Vec::new();
+    match (&script, &command_line) {
+        (Some(_), Some(_)) => src.push(
+            "command",
+            "give either command or script + arguments, not both (Azure ML refuses both too)",
+        ),
+        (None, Some(line)) => {
+            if !arguments.is_empty() {
+                src.push(
+                    "arguments",
+                    "arguments go with script; with command, put them in the command line",
+                );
+            }
+            command = shell(line);
+            aliases.push(("command".into(), "command".into()));
+            report.map("command", "command: bash -c <the command line>");
+        }
+        (Some(script), None) => {
+            let interpreter = python
+                .get("interpreterPath")
+                .and_then(scalar_text)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "python".into());
+            command.push(interpreter.clone());
+            command.push(script.clone());
+            command.extend(arguments.iter().cloned());
+            aliases.push((
+                "command[0]".into(),
+                "environment.python.interpreterPath".into(),
+            ));
+            aliases.push(("command[1]".into(), "script".into()));
+            for i in 0..arguments.len() {
+                aliases.push((format!("command[{}]", i + 2), format!("arguments[{i}]")));
+            }
+            report.map(
+                "environment.python.interpreterPath",
+                format!("command[0]: {interpreter}"),
+            );
+            report.map("script", format!("command[1]: {script}"));
+            if !arguments.is_empty() {
+                report.map(
+                    "arguments",
+                    format!(
+                        "command[2..]: {} argument(s), references substituted",
+                        arguments.len()
+                    ),
+                );
+            }
+        }
+        (None, None) => src.push(
+            "script",
+            "missing; a runconfig needs script (with arguments) or command",
+        ),
+    }
+
+    // Environment variables: the environment's, then the run's own (which win).
+    let mut environment = BTreeMap::new();
+    for (base, v) in [
+        (
+            "environment.environmentVariables",
+            env_section
+                .get("environmentVariables")
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
+        ("environmentVariables", get("environmentVariables")),
+    ] {
+        let Some(m) = src.mapping(base, &v) else {
+            continue;
+        };
+        for (k, v) in entries(&m) {
+            let field = format!("{base}.{k}");
+            if let Some(val) = src
+                .string(&field, v)
+                .or_else(|| v.is_null().then(String::new))
+            {
+                report.map(&field, format!("environment.{k}"));
+                aliases.push((format!("environment.{k}"), field));
+                environment.insert(k.to_string(), val);
+            }
+        }
+    }
+
+    // Container.
+    let enabled = docker
+        .get("enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut container = None;
+    if enabled {
+        for key in ["baseDockerfile", "buildContext"] {
+            if docker.get(key).is_some_and(is_set) {
+                src.push(&format!("environment.docker.{key}"), "building an image is done by the Azure ML service; build it yourself and give environment.docker.baseImage");
+            }
+        }
+        match docker
+            .get("baseImage")
+            .and_then(scalar_text)
+            .filter(|s| !s.is_empty())
+        {
+            None => src.push(
+                "environment.docker.baseImage",
+                "missing; docker is enabled, so name the image to run in",
+            ),
+            Some(image) => {
+                let registry = docker
+                    .get("baseImageRegistry")
+                    .and_then(|r| r.get("address"))
+                    .and_then(scalar_text)
+                    .filter(|a| !a.is_empty());
+                let image = match registry {
+                    Some(addr) if !image.starts_with(&format!("{addr}/")) => {
+                        format!("{}/{image}", addr.trim_end_matches('/'))
+                    }
+                    _ => image,
+                };
+                let shm_size = docker
+                    .get("shmSize")
+                    .and_then(scalar_text)
+                    .filter(|s| !s.is_empty());
+                report.map(
+                    "environment.docker.enabled + baseImage",
+                    format!("container.image: {image}"),
+                );
+                if let Some(s) = &shm_size {
+                    report.map(
+                        "environment.docker.shmSize",
+                        format!("container.shm_size: {s}"),
+                    );
+                }
+                aliases.push(("container".into(), "environment.docker".into()));
+                aliases.push((
+                    "container.image".into(),
+                    "environment.docker.baseImage".into(),
+                ));
+                container = Some(ContainerSpec {
+                    image,
+                    pull: Default::default(),
+                    entrypoint: None,
+                    user: Default::default(),
+                    workdir: None,
+                    gpus: None,
+                    shm_size,
+                    cpus: None,
+                    memory: None,
+                    network: None,
+                    env: Vec::new(),
+                    volumes: Vec::new(),
+                });
+            }
+        }
+    } else {
+        for key in ["baseImage", "shmSize", "baseDockerfile"] {
+            if docker.get(key).is_some_and(is_set) {
+                report.ignore(
+                    format!("environment.docker.{key}"),
+                    "environment.docker.enabled is false: the job runs as a process on this node",
+                );
+            }
+        }
+    }
+    ignore_rest_of_environment(&env_section, &mut report);
+
+    // Time limit.
+    let timeout = match get("maxRunDurationSeconds") {
+        Value::Null => None,
+        v => match v.as_u64() {
+            Some(0) => None,
+            Some(s) => {
+                report.map("maxRunDurationSeconds", format!("timeout: {s}s"));
+                aliases.push(("timeout".into(), "maxRunDurationSeconds".into()));
+                Some(SpecDuration(Duration::from_secs(s)))
+            }
+            None => {
+                src.push(
+                    "maxRunDurationSeconds",
+                    "expected a whole number of seconds",
+                );
+                None
+            }
+        },
+    };
+
+    // Data references.
+    let mut inputs = BTreeMap::new();
+    let mut outputs = BTreeMap::new();
+    let refs = src
+        .mapping("dataReferences", &get("dataReferences"))
+        .unwrap_or_default();
+    for (name, v) in entries(&refs) {
+        let field = format!("dataReferences.{name}");
+        let Some((r, became)) = data_reference(&mut src, &field, name, v, &mut report) else {
+            continue;
+        };
+        let kind = if r.mode == Mode::Upload {
+            "outputs"
+        } else {
+            "inputs"
+        };
+        let native = format!("{kind}.{name}");
+        for (n, s) in [
+            ("", ""),
+            (".datastore", ".dataStoreName"),
+            (".path", ".pathOnDataStore"),
+            (".mode", ".mode"),
+            (".path_on_compute", ".pathOnCompute"),
+            (".overwrite", ".overwrite"),
+        ] {
+            aliases.push((format!("{native}{n}"), format!("{field}{s}")));
+        }
+        report.map(&field, format!("{native}: {became}"));
+        if r.mode == Mode::Upload {
+            outputs.insert(name.to_string(), r);
+        } else {
+            inputs.insert(name.to_string(), r);
+        }
+    }
+
+    // Dataset inputs and outputs name registered assets: the service resolves them.
+    for (key, what) in [
+        ("data", "dataset inputs"),
+        ("outputData", "dataset outputs"),
+        ("datacaches", "datacaches"),
+    ] {
+        if top.get(key).is_some_and(is_set) {
+            src.push(key, format!("{what} refer to registered Azure ML datasets, which only the Azure ML service can resolve; use dataReferences on a datastore instead"));
+        }
+    }
+
+    // Code snapshot.
+    let code = code(file, &get("sourceDirectoryDataStore"), opts, &mut report);
+    aliases.push(("code".into(), "sourceDirectoryDataStore".into()));
+    aliases.push(("code.local".into(), "sourceDirectoryDataStore".into()));
+
+    // Everything else: accepted, reported once.
+    const HANDLED: &[&str] = &[
+        "script",
+        "arguments",
+        "command",
+        "environment",
+        "environmentVariables",
+        "maxRunDurationSeconds",
+        "dataReferences",
+        "data",
+        "outputData",
+        "datacaches",
+        "sourceDirectoryDataStore",
+    ];
+    for (key, v) in entries(&top) {
+        if HANDLED.contains(&key)
+            || !is_set(v)
+            || (key == "credentialPassthrough" && v.as_bool() == Some(false))
+        {
+            continue;
+        }
+        let reason = IGNORED
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| *r)
+            .unwrap_or("not a runconfig key stagehand knows; it has no effect");
+        report.ignore(key, reason);
+    }
+
+    let job = JobSpec {
+        name,
+        command,
+        environment,
+        timeout,
+        kill_grace: None,
+        code: Some(code),
+        container,
+        inputs,
+        outputs,
+        azure_ml_v2_variables: false,
+    };
+    src.finish(job, aliases, report)
+}
+
+/// One `dataReferences` entry → a data reference, and a one-line description.
+fn data_reference(
+    src: &mut Source,
+    field: &str,
+    name: &str,
+    v: &Value,
+    report: &mut ImportReport,
+) -> Option<(DataRef, String)> {
+    let m: Mapping = src.mapping(field, v)?;
+    let datastore = m
+        .get("dataStoreName")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty());
+    let raw_path = m.get("pathOnDataStore").and_then(scalar_text);
+    // The SDK's `_is_current_path`: these all mean the datastore's root.
+    let path = match raw_path.as_deref() {
+        None | Some("") | Some("/") | Some(".") | Some("./") => String::new(),
+        Some(p) => p.to_string(),
+    };
+    let mode = match m.get("mode").and_then(scalar_text).as_deref() {
+        None | Some("mount") => Mode::Mount,
+        Some("download") => Mode::Download,
+        Some("upload") => Mode::Upload,
+        Some(other) => {
+            src.push(&format!("{field}.mode"), format!("unknown mode {other:?}; Azure ML data references are mount, download or upload"));
+            return None;
+        }
+    };
+    let overwrite = match m.get("overwrite") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            src.push(&format!("{field}.overwrite"), "expected true or false");
+            false
+        }
+    };
+    let path_on_compute = m
+        .get("pathOnCompute")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty())
+        .map(|p| {
+            if p.starts_with('/') {
+                p
+            } else {
+                // Relative to where the script runs: the working folder, which is the
+                // code snapshot's copy in the run folder.
+                let rel: Vec<&str> = p
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != ".")
+                    .collect();
+                if rel.is_empty() {
+                    CODE_DIR.to_string()
+                } else {
+                    format!("{CODE_DIR}/{}", rel.join("/"))
+                }
+            }
+        });
+    for (k, v) in entries(&m) {
+        if ![
+            "dataStoreName",
+            "pathOnDataStore",
+            "mode",
+            "overwrite",
+            "pathOnCompute",
+        ]
+        .contains(&k)
+            && is_set(v)
+        {
+            report.ignore(
+                format!("{field}.{k}"),
+                "not a data reference key stagehand knows; it has no effect",
+            );
+        }
+    }
+    let shown_path = if path.is_empty() {
+        "(root)".to_string()
+    } else {
+        path.clone()
+    };
+    let mut became = format!(
+        "{} {}:{shown_path}",
+        mode.as_str(),
+        datastore.as_deref().unwrap_or("(default datastore)")
+    );
+    if path.is_empty() && datastore.as_deref() == Some(name) {
+        became.push_str(", the datastore's root named after it");
+    }
+    if overwrite {
+        became.push_str(", overwrite");
+    }
+    if let Some(p) = &path_on_compute {
+        became.push_str(&format!(", path_on_compute {p}"));
+    }
+    Some((
+        DataRef {
+            datastore,
+            path,
+            mode,
+            path_on_compute,
+            overwrite,
+            upload_on: Default::default(),
+            mount_fallback: None,
+        },
+        became,
+    ))
+}
+
+/// Where the native plan puts the code snapshot in the run folder; the job's working
+/// folder. Relative `pathOnCompute` values are placed under it.
+pub const CODE_DIR: &str = "code";
+
+/// The code snapshot: the folder on `sourceDirectoryDataStore` given with
+/// `--source-path`, else the local project folder (what Azure ML would have uploaded):
+/// the runconfig's folder, or its parent when that is `.azureml` or `aml_config`.
+fn code(file: &Path, store: &Value, opts: &ImportOptions, report: &mut ImportReport) -> Code {
+    let store = scalar_text(store).filter(|s| !s.is_empty());
+    if let Some(path) = &opts.source_path {
+        report.map(
+            "sourceDirectoryDataStore",
+            format!(
+                "code: {}:{path} (from --source-path)",
+                store.as_deref().unwrap_or("(default datastore)")
+            ),
+        );
+        return Code {
+            datastore: store,
+            path: Some(path.clone()),
+            local: None,
+        };
+    }
+    let in_config_dir = file
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == ".azureml" || n == "aml_config");
+    let local = if in_config_dir { ".." } else { "." }.to_string();
+    let why = match &store {
+        Some(s) => format!("code: local {local} (the project folder Azure ML snapshots to {s}; give --source-path to read a snapshot from {s} instead)"),
+        None => format!("code: local {local} (the project folder)"),
+    };
+    report.map("sourceDirectoryDataStore", why);
+    Code {
+        datastore: None,
+        path: None,
+        local: Some(local),
+    }
+}
+
+/// Reports the `environment.*` keys that have no effect (each once, when set).
+fn ignore_rest_of_environment(env: &Mapping, report: &mut ImportReport) {
+    const HANDLED: &[&str] = &[
+        "environment.environmentVariables",
+        "environment.python.interpreterPath",
+        "environment.docker.enabled",
+        "environment.docker.baseImage",
+        "environment.docker.shmSize",
+        "environment.docker.baseDockerfile",
+        "environment.docker.buildContext",
+        "environment.docker.baseImageRegistry.address",
+    ];
+    fn walk(base: &str, m: &Mapping, out: &mut Vec<(String, Value)>) {
+        for (k, v) in entries(m) {
+            let key = format!("{base}.{k}");
+            match v {
+                Value::Mapping(inner)
+                    if [
+                        "environment.python",
+                        "environment.docker",
+                        "environment.docker.baseImageRegistry",
+                    ]
+                    .contains(&key.as_str()) =>
+                {
+                    walk(&key, inner, out)
+                }
+                _ => out.push((key, v.clone())),
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    walk("environment", env, &mut keys);
+    for (key, v) in keys {
+        if HANDLED.contains(&key.as_str())
+            || !is_set(&v)
+            || report.ignored.iter().any(|i| i.key == key)
+        {
+            continue;
+        }
+        // userManagedDependencies: true is what stagehand does anyway.
+        if key == "environment.python.userManagedDependencies" && v.as_bool() == Some(true) {
+            continue;
+        }
+        let reason = IGNORED_ENV
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| *r)
+            .unwrap_or("not an environment key stagehand knows; it has no effect");
+        report.ignore(key, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> (std::path::PathBuf, String) {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aml/runconfig")
+            .join(name);
+        let text = std::fs::read_to_string(&p).unwrap();
+        (p, text)
+    }
+
+    fn import_fixture(name: &str) -> (JobSpec, ImportReport) {
+        let (p, text) = fixture(name);
+        let (job, report) =
+            import(&p, &text, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        (job.value, report)
+    }
+
+    #[test]
+    fn sdk_train_sample() {
+        let (job, report) = import_fixture("train.runconfig");
+        assert_eq!(job.name, "train");
+        assert_eq!(
+            job.command,
+            [
+                "python",
+                "train.py",
+                "--data_dir",
+                "$AZUREML_DATAREFERENCE_my_data",
+                "--lr",
+                "0.1"
+            ]
+        );
+        assert_eq!(job.environment["EXAMPLE_ENV_VAR"], "EXAMPLE_VALUE");
+        assert_eq!(job.container, None, "docker.enabled is false");
+        assert_eq!(job.timeout, None);
+        let my_data = &job.inputs["my_data"];
+        assert_eq!(
+            (
+                my_data.datastore.as_deref(),
+                my_data.path.as_str(),
+                my_data.mode
+            ),
+            (Some("workspaceblobstore"), "bar", Mode::Mount)
+        );
+        assert_eq!(my_data.path_on_compute, None);
+        assert!(!my_data.overwrite);
+        let foo = &job.inputs["foo"];
+        assert_eq!(
+            (foo.path.as_str(), foo.mode, foo.overwrite),
+            ("./foo", Mode::Download, true)
+        );
+        assert_eq!(foo.path_on_compute.as_deref(), Some("code/foo_local"));
+        let out = &job.outputs["bar_out"];
+        assert_eq!(
+            (out.datastore.as_deref(), out.path.as_str(), out.mode),
+            (Some("datastore3"), "outputs/bar.pkl", Mode::Upload)
+        );
+        assert_eq!(out.path_on_compute.as_deref(), Some("code/bar.pkl"));
+        assert_eq!(
+            job.code,
+            Some(Code {
+                datastore: None,
+                path: None,
+                local: Some(".".into())
+            })
+        );
+        let ignored: Vec<&str> = report.ignored.iter().map(|i| i.key.as_str()).collect();
+        for k in [
+            "spark",
+            "hdi",
+            "mpi",
+            "amlcompute",
+            "tensorflow",
+            "pytorch",
+            "environment.docker.baseImage",
+            "environment.python.condaDependenciesFile",
+        ] {
+            assert!(
+                ignored.contains(&k),
+                "{k} not reported as ignored: {ignored:?}"
+            );
+        }
+        assert_eq!(
+            ignored.iter().filter(|k| **k == "spark").count(),
+            1,
+            "reported once"
+        );
+        assert!(report
+            .mapped
+            .iter()
+            .any(|m| m.key == "dataReferences.my_data"
+                && m.became
+                    .starts_with("inputs.my_data: mount workspaceblobstore:bar")));
+    }
+
+    #[test]
+    fn sdk_score_sample_command_and_docker() {
+        let (job, _) = import_fixture("score.runconfig");
+        assert_eq!(job.command, ["bash", "-c", "python score.py --model $AZUREML_DATAREFERENCE_model --out=$AZUREML_DATAREFERENCE_preds/out.csv"]);
+        let c = job.container.unwrap();
+        assert_eq!(
+            (c.image.as_str(), c.shm_size.as_deref()),
+            ("python:3.11-slim", Some("2g"))
+        );
+        assert_eq!(job.timeout, Some(SpecDuration(Duration::from_secs(3600))));
+        assert_eq!(job.environment["BATCH_SIZE"], "64");
+        assert_eq!(
+            job.inputs["model"].path_on_compute.as_deref(),
+            Some("code/model.pkl")
+        );
+        assert!(job.outputs["preds"].overwrite);
+    }
+
+    #[test]
+    fn every_mode_and_path_on_compute_form() {
+        let (job, report) = import_fixture("modes.runconfig");
+        let i = &job.inputs;
+        assert_eq!(i["train"].mode, Mode::Mount);
+        assert_eq!(
+            i["vocab"].path_on_compute.as_deref(),
+            Some("code/vocab.txt")
+        );
+        assert_eq!(
+            i["cache"].path_on_compute.as_deref(),
+            Some("/tmp/stagehand-cache")
+        );
+        assert!(i["cache"].overwrite);
+        assert_eq!(i["cache"].path, "./cache/");
+        // A reference to the datastore root, named after the datastore.
+        assert_eq!(
+            (
+                i["scratch"].datastore.as_deref(),
+                i["scratch"].path.as_str()
+            ),
+            (Some("scratch"), "")
+        );
+        // The SDK's made-up name for an unnamed reference starts with a digit.
+        assert_eq!(i["0c5d2e4f6a7b8c9d0e1f2a3b4c5d6e7f"].mode, Mode::Download);
+        assert!(job.outputs["model"].overwrite);
+        assert!(
+            !job.outputs["logs"].overwrite,
+            "overwrite defaults to false"
+        );
+        assert_eq!(job.outputs["logs"].path_on_compute, None);
+        assert!(job
+            .command
+            .contains(&"--logs=$AZUREML_DATAREFERENCE_logs/run.log".to_string()));
+        assert!(report
+            .mapped
+            .iter()
+            .any(|m| m.key == "dataReferences.scratch" && m.became.contains("named after it")));
+    }
+
+    #[test]
+    fn both_script_and_command_is_an_error_naming_the_key() {
+        let err = import(
+            Path::new("x.runconfig"),
+            "script: a.py\ncommand: ls\ndataReferences: {}\n",
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].field, "command");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(2));
+    }
+
+    #[test]
+    fn datasets_need_the_service() {
+        let text = "script: a.py\ndataReferences: {}\ndata:\n  ds:\n    dataLocation: {dataset: {id: abc}}\n";
+        let err = import(Path::new("x.runconfig"), text, &ImportOptions::default()).unwrap_err();
+        assert_eq!(err.0[0].field, "data");
+        assert!(
+            err.0[0].message.contains("Azure ML service"),
+            "{}",
+            err.0[0].message
+        );
+    }
+
+    #[test]
+    fn bad_mode_names_the_key() {
+        let text = "script: a.py\ndataReferences:\n  x:\n    dataStoreName: s\n    mode: stream\n";
+        let err = import(Path::new("x.runconfig"), text, &ImportOptions::default()).unwrap_err();
+        assert_eq!(err.0[0].field, "dataReferences.x.mode");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(5));
+    }
+
+    #[test]
+    fn source_path_reads_the_snapshot_from_the_datastore() {
+        let (p, text) = fixture("train.runconfig");
+        let opts = ImportOptions {
+            source_path: Some("snapshots/abc".into()),
+        };
+        let (job, _) = import(&p, &text, &opts).unwrap();
+        assert_eq!(
+            job.value.code,
+            Some(Code {
+                datastore: Some("workspaceblobstore".into()),
+                path: Some("snapshots/abc".into()),
+                local: None
+            })
+        );
+    }
+
+    #[test]
+    fn project_folder_is_the_parent_of_dot_azureml() {
+        let (job, _) = import(
+            Path::new("proj/.azureml/train.runconfig"),
+            "script: a.py\ndataReferences: {}\n",
+            &ImportOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(job.value.code.unwrap().local.as_deref(), Some(".."));
+    }
+
+    #[test]
+    fn aliases_point_problems_at_source_keys() {
+        let (job, _) = import(Path::new("x.runconfig"), "script: a.py\narguments: [--x, $AZUREML_DATAREFERENCE_nope]\ndataReferences:\n  d:\n    dataStoreName: s\n    mode: upload\n", &ImportOptions::default()).unwrap();
+        let p = job.problem("command[3]", "unknown");
+        assert_eq!(p.field, "arguments[1]");
+        assert_eq!(p.location.map(|l| l.line), Some(2));
+        assert_eq!(
+            job.problem("outputs.d.datastore", "x").field,
+            "dataReferences.d.dataStoreName"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Azure ML v2 datastore YAML (`az ml datastore create --file …`) → a native datastore.
+//!
+//! `type: azure_blob | azure_data_lake_gen2 | azure_file` with `account_name`,
+//! `container_name` / `filesystem` / `file_share_name`, `endpoint`, `protocol` and
+//! `credentials: {account_key | sas_token | tenant_id + client_id + client_secret}`.
+//! A workspace lists such files under `datastore_files`. Secrets written in the file
+//! are literals, accepted and warned about like literals in a workspace file.
+
+use super::{entries, is_set, scalar_text, Source};
+use crate::load::{Problem, Problems};
+use crate::secret::Secret;
+use crate::workspace::{Credentials, Datastore};
+use serde_yaml::Value;
+use std::path::Path;
+
+/// A datastore read from a v2 file: its name, the datastore, and warnings.
+#[derive(Debug)]
+pub struct ImportedDatastore {
+    /// The `name` key.
+    pub name: String,
+    /// The native datastore.
+    pub datastore: Datastore,
+    /// Literal secrets, ignored keys.
+    pub warnings: Vec<Problem>,
+}
+
+/// Parses one v2 datastore file's text.
+pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
+    let (mut src, m) = Source::open(file, text, "datastore file")?;
+    let mut warnings = Vec::new();
+    let text_of = |k: &str| m.get(k).and_then(scalar_text).filter(|s| !s.is_empty());
+    let name = text_of("name");
+    if name.is_none() {
+        src.push("name", "missing; a datastore file names its datastore");
+    }
+    let ty = text_of("type");
+    let (place_key, kind) = match ty.as_deref() {
+        Some("azure_blob") => ("container_name", 0),
+        Some("azure_data_lake_gen2") => ("filesystem", 1),
+        Some("azure_file") => ("file_share_name", 2),
+        Some(other @ ("azure_data_lake_gen1" | "onelake" | "s3" | "gcs" | "hdfs")) => {
+            src.push("type", format!("{other} datastores are not supported; stagehand reaches azure_blob, azure_data_lake_gen2 and azure_file"));
+            return Err(Problems(src.problems));
+        }
+        Some(other) => {
+            src.push("type", format!("unknown datastore type {other:?}; expected azure_blob, azure_data_lake_gen2 or azure_file"));
+            return Err(Problems(src.problems));
+        }
+        None => {
+            src.push(
+                "type",
+                "missing; expected azure_blob, azure_data_lake_gen2 or azure_file",
+            );
+            return Err(Problems(src.problems));
+        }
+    };
+    let account_name = text_of("account_name");
+    if account_name.is_none() {
+        src.push("account_name", "missing; name the storage account");
+    }
+    let place = text_of(place_key);
+    if place.is_none() {
+        src.push(place_key, "missing");
+    }
+    let endpoint = text_of("endpoint");
+    // `wasbs`/`wasb` are Azure ML's names for the blob service over https/http.
+    let protocol = text_of("protocol").map(|p| match p.as_str() {
+        "wasbs" | "abfss" => "https".to_string(),
+        "wasb" | "abfs" => "http".to_string(),
+        _ => p,
+    });
+    if let Some(p) = &protocol {
+        if p != "https" && p != "http" {
+            src.push(
+                "protocol",
+                format!("unknown protocol {p:?}; expected https, http, wasbs or wasb"),
+            );
+        }
+    }
+
+    let mut credentials = Credentials::default();
+    let creds = src
+        .mapping("credentials", m.get("credentials").unwrap_or(&Value::Null))
+        .unwrap_or_default();
+    for (k, v) in entries(&creds) {
+        let field = format!("credentials.{k}");
+        let literal = |src: &mut Source, warnings: &mut Vec<Problem>| -> Option<Secret> {
+            // `{env: NAME}` / `{file: PATH}` work here too, as in a workspace file.
+            match serde_yaml::from_value::<Secret>(v.clone()) {
+                Ok(s @ Secret::Literal(_)) => {
+                    warnings.push(src.problem(&field, "a literal secret in the datastore file; prefer {env: NAME} or {file: PATH}"));
+                    Some(s)
+                }
+                Ok(s) => Some(s),
+                Err(_) => {
+                    src.push(
+                        &field,
+                        "expected the secret's value, {env: NAME} or {file: PATH}",
+                    );
+                    None
+                }
+            }
+        };
+        match k {
+            "account_key" => credentials.account_key = literal(&mut src, &mut warnings),
+            "sas_token" => credentials.sas_token = literal(&mut src, &mut warnings),
+            "client_secret" => credentials.client_secret = literal(&mut src, &mut warnings),
+            "tenant_id" => credentials.tenant_id = scalar_text(v),
+            "client_id" => credentials.client_id = scalar_text(v),
+            "authority_url" | "resource_url" if is_set(v) => {
+                warnings.push(src.problem(&field, "ignored: the public Azure cloud's authority is used"));
+            }
+            _ if is_set(v) => src.push(&field, "unknown credential; expected account_key, sas_token, or tenant_id + client_id + client_secret"),
+            _ => {}
+        }
+    }
+    for (k, v) in entries(&m) {
+        let known = [
+            "$schema",
+            "name",
+            "type",
+            "description",
+            "tags",
+            "account_name",
+            place_key,
+            "endpoint",
+            "protocol",
+            "credentials",
+        ];
+        if !known.contains(&k) && is_set(v) {
+            warnings.push(src.problem(k, "ignored: not a datastore key stagehand knows"));
+        }
+    }
+    if !src.problems.is_empty() {
+        return Err(Problems(src.problems));
+    }
+    let (account_name, place) = (account_name.unwrap_or_default(), place.unwrap_or_default());
+    let datastore = match kind {
+        0 => Datastore::AzureBlob {
+            account_name,
+            container_name: place,
+            endpoint,
+            protocol,
+            credentials,
+        },
+        1 => Datastore::AzureDataLakeGen2 {
+            account_name,
+            filesystem: place,
+            endpoint,
+            protocol,
+            credentials,
+        },
+        _ => Datastore::AzureFile {
+            account_name,
+            file_share_name: place,
+            endpoint,
+            protocol,
+            credentials,
+        },
+    };
+    Ok(ImportedDatastore {
+        name: name.unwrap_or_default(),
+        datastore,
+        warnings,
+    })
+}
+
+/// Reads and parses one v2 datastore file.
+pub fn load(file: &Path) -> Result<ImportedDatastore, Problems> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Problems(vec![Problem {
+            file: file.to_path_buf(),
+            location: None,
+            field: String::new(),
+            message: format!("cannot read the datastore file: {e}"),
+        }])
+    })?;
+    import(file, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Result<ImportedDatastore, Problems> {
+        load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/aml/v2/datastore")
+                .join(name),
+        )
+    }
+
+    #[test]
+    fn azureml_examples_load() {
+        let blob = fixture("blob.yml").unwrap();
+        assert_eq!(blob.name, "blob_example");
+        match &blob.datastore {
+            Datastore::AzureBlob {
+                account_name,
+                container_name,
+                credentials,
+                ..
+            } => {
+                assert_eq!(
+                    (account_name.as_str(), container_name.as_str()),
+                    ("mytestblobstore", "data-container")
+                );
+                assert!(matches!(credentials.account_key, Some(Secret::Literal(_))));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(blob.warnings.len(), 1, "the literal key is warned about");
+        assert!(
+            !format!("{:?}", blob.datastore).contains("XXXxxx"),
+            "Debug never shows the key"
+        );
+
+        let sas = fixture("blob-sas.yml").unwrap();
+        assert!(sas.datastore.credentials().unwrap().sas_token.is_some());
+        let credless = fixture("blob-credless.yml").unwrap();
+        assert_eq!(
+            credless.datastore.credentials(),
+            Some(&Credentials::default())
+        );
+        match fixture("blob-protocol.yml").unwrap().datastore {
+            Datastore::AzureBlob { protocol, .. } => assert_eq!(protocol.as_deref(), Some("https")),
+            other => panic!("{other:?}"),
+        }
+        match fixture("adls-gen2.yml").unwrap().datastore {
+            Datastore::AzureDataLakeGen2 {
+                filesystem,
+                credentials,
+                ..
+            } => {
+                assert_eq!(filesystem, "my-gen2-container");
+                assert!(
+                    credentials.tenant_id.is_some()
+                        && credentials.client_id.is_some()
+                        && credentials.client_secret.is_some()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture("file.yml").unwrap().datastore,
+            Datastore::AzureFile { .. }
+        ));
+    }
+
+    #[test]
+    fn gen1_is_refused_naming_the_type() {
+        let err = fixture("adls-gen1.yml").unwrap_err();
+        assert_eq!(err.0[0].field, "type");
+        assert!(err.0[0].message.contains("azure_data_lake_gen1"));
+    }
+}
+
+#[cfg(test)]
+mod workspace_tests {
+    use crate::load::parse_workspace;
+    use crate::workspace::Datastore;
+    use std::path::Path;
+
+    #[test]
+    fn a_workspace_lists_datastore_files_and_folders() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aml/v2");
+        let ws_file = dir.join("workspace.yaml");
+        let text = "default_datastore: blob_example\ndatastore_files: [datastore/blob.yml, datastore/adls-gen2.yml]\ndatastores:\n  scratch: {type: local, root: ./data}\n";
+        let ws = parse_workspace(&ws_file, text).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = ws.value.datastores.keys().map(String::as_str).collect();
+        assert_eq!(names, ["adls_gen2_example", "blob_example", "scratch"]);
+        assert!(matches!(
+            ws.value.datastores["blob_example"],
+            Datastore::AzureBlob { .. }
+        ));
+        // The literal key is warned about once, at the datastore file.
+        assert_eq!(ws.warnings.len(), 2, "{:?}", ws.warnings);
+        assert!(ws
+            .warnings
+            .iter()
+            .all(|w| w.file.ends_with("blob.yml") || w.file.ends_with("adls-gen2.yml")));
+
+        // A folder: every .yml in it; gen1 in there is an error naming its file and key.
+        let err = parse_workspace(&ws_file, "datastore_files: [datastore]\n").unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(
+            err.0[0].file.ends_with("adls-gen1.yml") && err.0[0].field == "type",
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,846 @@
+//! Azure ML v2 command-job YAML (`az ml job create --file job.yml`) → the native job.
+//!
+//! - `command` is one shell line (`bash -c`, as on Azure ML); `${{inputs.x}}` and
+//!   `${{outputs.x}}` in it are substituted. Literal inputs (numbers, strings,
+//!   booleans) and `mode: direct` inputs/outputs are substituted as text here, at
+//!   import, and also set as `AZURE_ML_INPUT_x` / `AZURE_ML_OUTPUT_x`.
+//! - Data inputs/outputs: `path: azureml://datastores/<name>/paths/<path>` (or the long
+//!   `azureml://subscriptions/…/workspaces/…/datastores/<name>/paths/<path>` form);
+//!   `type` uri_file / uri_folder (model and mltable types are read as folders);
+//!   input modes `ro_mount` (default) → mount, `download` → download; output modes
+//!   `rw_mount` (default) and `upload` → upload: a local folder the job writes,
+//!   uploaded after it exits (stagehand does not mount for writing). An output without
+//!   a path goes where Azure ML puts it: `azureml/<run id>/<output name>` on the
+//!   default datastore. The job also gets `AZURE_ML_INPUT_<name>` /
+//!   `AZURE_ML_OUTPUT_<name>` (`azure_ml_v2_variables`).
+//! - `environment_variables` → `environment`; `code` (a local folder) → `code.local`;
+//!   `environment.image` → `container`; `limits.timeout` → `timeout`.
+//! - Registered assets (`azureml:name:version`, `azureml:name@latest`, registry
+//!   environments, job outputs) need the Azure ML service: an error naming the key.
+
+use super::{
+    entries, is_set, name_from_file, sanitize_name, scalar_text, shell, Format, ImportReport,
+    Source,
+};
+use crate::duration::SpecDuration;
+use crate::job::{Code, ContainerSpec, DataRef, JobSpec, Mode};
+use crate::load::{Parsed, Problems};
+use crate::substitute::{substitute, Reference, DATAREF_PREFIX};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Top-level keys of a command job that have no effect here, with the reason.
+const IGNORED: &[(&str, &str)] = &[
+    ("display_name", "only labels the run"),
+    (
+        "experiment_name",
+        "run history lives in the Azure ML service; stagehand reports events instead",
+    ),
+    ("description", "only describes the job"),
+    ("tags", "only labels the run"),
+    ("properties", "only labels the run"),
+    (
+        "compute",
+        "the job runs on the node stagehand is started on",
+    ),
+    (
+        "resources",
+        "the job runs on the node stagehand is started on, with what it has",
+    ),
+    (
+        "distribution",
+        "stagehand starts one process; distributed launch is the scheduler's",
+    ),
+    (
+        "identity",
+        "datastore credentials come from the workspace file",
+    ),
+    ("services", "stagehand opens no interactive services"),
+    ("queue_settings", "there is no Azure ML queue here"),
+    (
+        "is_deterministic",
+        "stagehand does not reuse earlier runs' results",
+    ),
+];
+
+/// Why a path cannot be read here, or where it is.
+enum Location {
+    /// A path on a named datastore (`None` = the workspace default).
+    Datastore { name: Option<String>, path: String },
+    /// Something only the Azure ML service can resolve.
+    Service(&'static str),
+    /// A storage URL that is not a datastore path.
+    Url,
+    /// A path on the machine that ran the Azure ML CLI.
+    Local,
+}
+
+/// Splits an `azureml://…` or other path.
+fn locate(uri: &str) -> Location {
+    let lower = uri.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("azureml://") {
+        // Short form `datastores/<n>/paths/<p>`; long form with subscriptions/…/workspaces/<w>/ before it.
+        let start = if rest.starts_with("datastores/") {
+            Some(0)
+        } else if rest.starts_with("subscriptions/") {
+            rest.find("/datastores/").map(|i| i + 1)
+        } else {
+            None
+        };
+        if let Some(start) = start {
+            let orig = &uri["azureml://".len() + start + "datastores/".len()..];
+            if let Some(slash) = orig.find('/') {
+                let (name, after) = (&orig[..slash], &orig[slash..]);
+                let lower_after = after.to_ascii_lowercase();
+                let path = if lower_after.starts_with("/paths/") {
+                    Some(&after["/paths/".len()..])
+                } else {
+                    (lower_after == "/paths").then_some("")
+                };
+                if let Some(path) = path {
+                    let name = (name != "${{default_datastore}}").then(|| name.to_string());
+                    return Location::Datastore {
+                        name,
+                        path: path.to_string(),
+                    };
+                }
+            }
+        }
+        if rest.starts_with("registries/") {
+            return Location::Service("an asset in an Azure ML registry");
+        }
+        if rest.starts_with("jobs/") {
+            return Location::Service("another Azure ML job's output");
+        }
+        return Location::Service("an Azure ML asset URI");
+    }
+    if lower.starts_with("azureml:") {
+        return Location::Service("a registered Azure ML asset (azureml:name:version)");
+    }
+    for scheme in [
+        "https://", "http://", "wasbs://", "wasb://", "abfss://", "abfs://", "adl://", "s3://",
+        "gs://", "git+", "runs:/", "models:/",
+    ] {
+        if lower.starts_with(scheme) {
+            return Location::Url;
+        }
+    }
+    Location::Local
+}
+
+/// Imports a command job's text.
+pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
+    let (mut src, top) = Source::open(file, text, "command job")?;
+    let mut report = ImportReport::new(Format::AmlJob, file);
+    let mut aliases: Vec<(String, String)> = Vec::new();
+    let text_of = |k: &str| top.get(k).and_then(scalar_text).filter(|s| !s.is_empty());
+
+    // Only command jobs run here.
+    if let Some(schema) = text_of("$schema") {
+        let s = schema.to_ascii_lowercase();
+        if ["azureblob", "azurefile", "azuredatalake"]
+            .iter()
+            .any(|d| s.contains(d))
+        {
+            src.push("$schema", "this is an Azure ML datastore file, not a job: list it under datastore_files in the workspace");
+            return Err(Problems(src.problems));
+        }
+        if !s.contains("commandjob") {
+            src.push("$schema", format!("{schema} is not a command job; other Azure ML job kinds (pipeline, sweep, spark, automl) need the Azure ML service"));
+            return Err(Problems(src.problems));
+        }
+    }
+    match text_of("type").as_deref() {
+        None | Some("command") => {}
+        Some(other) => {
+            src.push("type", format!("{other} jobs need the Azure ML service; stagehand runs command jobs (type: command)"));
+            return Err(Problems(src.problems));
+        }
+    }
+
+    let name = match text_of("name") {
+        Some(n) => {
+            report.map("name", format!("name: {}", sanitize_name(&n)));
+            sanitize_name(&n)
+        }
+        None => {
+            let n = name_from_file(file);
+            report.map("(file name)", format!("name: {n}"));
+            n
+        }
+    };
+    aliases.push(("name".into(), "name".into()));
+
+    // Inputs and outputs first: literal values are substituted into the command.
+    let mut literals: BTreeMap<(bool, String), String> = BTreeMap::new();
+    let mut environment = BTreeMap::new();
+    let mut inputs = BTreeMap::new();
+    let mut outputs = BTreeMap::new();
+    let ins = src
+        .mapping("inputs", top.get("inputs").unwrap_or(&Value::Null))
+        .unwrap_or_default();
+    for (n, v) in entries(&ins) {
+        let field = format!("inputs.{n}");
+        match input(&mut src, &field, v, &mut report) {
+            Some(Item::Literal(value)) => {
+                environment.insert(format!("AZURE_ML_INPUT_{n}"), value.clone());
+                literals.insert((true, n.to_string()), value);
+            }
+            Some(Item::Data(r)) => {
+                alias_data(&mut aliases, &field);
+                inputs.insert(n.to_string(), r);
+            }
+            None => {}
+        }
+    }
+    let outs = src
+        .mapping("outputs", top.get("outputs").unwrap_or(&Value::Null))
+        .unwrap_or_default();
+    for (n, v) in entries(&outs) {
+        let field = format!("outputs.{n}");
+        match output(&mut src, &field, n, v, &mut report) {
+            Some(Item::Literal(value)) => {
+                environment.insert(format!("AZURE_ML_OUTPUT_{n}"), value.clone());
+                literals.insert((false, n.to_string()), value);
+            }
+            Some(Item::Data(r)) => {
+                alias_data(&mut aliases, &field);
+                outputs.insert(n.to_string(), r);
+            }
+            None => {}
+        }
+    }
+
+    // The command line.
+    let mut command = Vec::new();
+    match top.get("command") {
+        None | Some(Value::Null) => {
+            src.push("command", "missing; a command job runs a command line")
+        }
+        Some(v) => match scalar_text(v) {
+            None => src.push("command", "expected the command line as text"),
+            Some(line) => {
+                // Literals and direct URIs now; data references when the plan knows paths.
+                let line = substitute(&line, |r| {
+                    Some(match r {
+                        Reference::Input(n) => literals
+                            .get(&(true, n.clone()))
+                            .cloned()
+                            .unwrap_or_else(|| format!("${{{{inputs.{n}}}}}")),
+                        Reference::Output(n) => literals
+                            .get(&(false, n.clone()))
+                            .cloned()
+                            .unwrap_or_else(|| format!("${{{{outputs.{n}}}}}")),
+                        Reference::DataRef(n) => format!("${{{DATAREF_PREFIX}{n}}}"),
+                    })
+                })
+                .unwrap_or(line);
+                command = shell(&line);
+                aliases.push(("command".into(), "command".into()));
+                report.map("command", "command: bash -c <the command line>, ${{inputs.x}} / ${{outputs.x}} substituted");
+            }
+        },
+    }
+
+    for (k, v) in entries(
+        &src.mapping(
+            "environment_variables",
+            top.get("environment_variables").unwrap_or(&Value::Null),
+        )
+        .unwrap_or_default(),
+    ) {
+        let field = format!("environment_variables.{k}");
+        let val = scalar_text(v).unwrap_or_default();
+        aliases.push((format!("environment.{k}"), field.clone()));
+        report.map(&field, format!("environment.{k}"));
+        environment.insert(k.to_string(), val);
+    }
+
+    let container = environment_section(&mut src, top.get("environment"), &mut report);
+    if container.is_some() {
+        aliases.push(("container".into(), "environment".into()));
+        aliases.push(("container.image".into(), "environment.image".into()));
+    }
+
+    let code = match top.get("code") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            match scalar_text(v) {
+                None => {
+                    src.push("code", "expected a folder");
+                    None
+                }
+                Some(p) => {
+                    match locate(&p) {
+                        Location::Local => {
+                            let p = p.strip_prefix("file:").unwrap_or(&p).to_string();
+                            report.map("code", format!("code.local: {p} (copied into the run folder; the job runs there)"));
+                            aliases.push(("code".into(), "code".into()));
+                            aliases.push(("code.local".into(), "code".into()));
+                            Some(Code {
+                                datastore: None,
+                                path: None,
+                                local: Some(p),
+                            })
+                        }
+                        Location::Datastore { name, path } => {
+                            report.map(
+                                "code",
+                                format!(
+                                    "code: {}:{path}",
+                                    name.as_deref().unwrap_or("(default datastore)")
+                                ),
+                            );
+                            Some(Code {
+                                datastore: name,
+                                path: Some(path),
+                                local: None,
+                            })
+                        }
+                        Location::Service(what) => {
+                            src.push("code", format!("{p:?} is {what}, which only the Azure ML service can resolve; give a local folder"));
+                            None
+                        }
+                        Location::Url => {
+                            src.push("code", format!("{p:?} is a URL; clone or download it and give the local folder"));
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    let mut timeout = None;
+    if let Some(limits) = top.get("limits").and_then(|l| src.mapping("limits", l)) {
+        for (k, v) in entries(&limits) {
+            match (k, v.as_u64()) {
+                ("timeout", Some(s)) if s > 0 => {
+                    timeout = Some(SpecDuration(Duration::from_secs(s)));
+                    aliases.push(("timeout".into(), "limits.timeout".into()));
+                    report.map("limits.timeout", format!("timeout: {s}s"));
+                }
+                ("timeout", _) => src.push("limits.timeout", "expected a whole number of seconds"),
+                _ if is_set(v) => report.ignore(
+                    format!("limits.{k}"),
+                    "only limits.timeout applies to one run",
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    const HANDLED: &[&str] = &[
+        "$schema",
+        "type",
+        "name",
+        "command",
+        "code",
+        "environment",
+        "environment_variables",
+        "inputs",
+        "outputs",
+        "limits",
+    ];
+    for (k, v) in entries(&top) {
+        if HANDLED.contains(&k) || !is_set(v) {
+            continue;
+        }
+        let reason = IGNORED
+            .iter()
+            .find(|(i, _)| *i == k)
+            .map(|(_, r)| *r)
+            .unwrap_or("not a command-job key stagehand knows; it has no effect");
+        report.ignore(k, reason);
+    }
+
+    let job = JobSpec {
+        name,
+        command,
+        environment,
+        timeout,
+        kill_grace: None,
+        code,
+        container,
+        inputs,
+        outputs,
+        azure_ml_v2_variables: true,
+    };
+    src.finish(job, aliases, report)
+}
+
+fn alias_data(aliases: &mut Vec<(String, String)>, field: &str) {
+    aliases.push((field.to_string(), field.to_string()));
+    aliases.push((format!("{field}.datastore"), format!("{field}.path")));
+}
+
+/// An input or output: data, or a value substituted as text.
+enum Item {
+    Data(DataRef),
+    Literal(String),
+}
+
+const DATA_TYPES: &[&str] = &[
+    "uri_folder",
+    "uri_file",
+    "mltable",
+    "custom_model",
+    "mlflow_model",
+    "triton_model",
+];
+const LITERAL_TYPES: &[&str] = &["string", "integer", "number", "boolean"];
+
+fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) -> Option<Item> {
+    if let Some(text) = scalar_text(v) {
+        report.map(
+            field,
+            format!(
+                "literal {text:?}: substituted in the command, and AZURE_ML_INPUT_{}",
+                field.trim_start_matches("inputs.")
+            ),
+        );
+        return Some(Item::Literal(text));
+    }
+    let m = match v {
+        Value::Mapping(m) => m.clone(),
+        _ => {
+            src.push(
+                field,
+                "expected a value, or a mapping with type, path and mode",
+            );
+            return None;
+        }
+    };
+    let ty = m
+        .get("type")
+        .and_then(scalar_text)
+        .unwrap_or_else(|| "uri_folder".into());
+    if LITERAL_TYPES.contains(&ty.as_str()) {
+        return match m
+            .get("value")
+            .or_else(|| m.get("default"))
+            .and_then(scalar_text)
+        {
+            Some(text) => {
+                report.map(
+                    field,
+                    format!(
+                        "literal {text:?}: substituted in the command, and AZURE_ML_INPUT_{}",
+                        field.trim_start_matches("inputs.")
+                    ),
+                );
+                Some(Item::Literal(text))
+            }
+            None => {
+                src.push(field, format!("a {ty} input needs a value"));
+                None
+            }
+        };
+    }
+    if !DATA_TYPES.contains(&ty.as_str()) {
+        src.push(&format!("{field}.type"), format!("unknown input type {ty:?}; expected uri_file, uri_folder, a model or mltable type, or a literal value"));
+        return None;
+    }
+    let Some(path) = m
+        .get("path")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty())
+    else {
+        src.push(
+            &format!("{field}.path"),
+            "missing; give azureml://datastores/<name>/paths/<path>",
+        );
+        return None;
+    };
+    let mode_text = m
+        .get("mode")
+        .and_then(scalar_text)
+        .unwrap_or_else(|| "ro_mount".into());
+    let mode = match mode_text.as_str() {
+        "ro_mount" => Mode::Mount,
+        "download" => Mode::Download,
+        "direct" => {
+            report.map(
+                field,
+                format!(
+                    "direct: the URI {path:?} is substituted as it is, and AZURE_ML_INPUT_{}",
+                    field.trim_start_matches("inputs.")
+                ),
+            );
+            return Some(Item::Literal(path));
+        }
+        "eval_mount" | "eval_download" => {
+            src.push(&format!("{field}.mode"), format!("{mode_text} evaluates an MLTable with Azure ML's mltable runtime; use ro_mount or download to get its files"));
+            return None;
+        }
+        "rw_mount" | "upload" => {
+            src.push(
+                &format!("{field}.mode"),
+                format!("{mode_text} is for outputs; an input is ro_mount, download or direct"),
+            );
+            return None;
+        }
+        other => {
+            src.push(
+                &format!("{field}.mode"),
+                format!("unknown mode {other:?}; an input is ro_mount, download or direct"),
+            );
+            return None;
+        }
+    };
+    let (datastore, dpath) = data_location(src, &format!("{field}.path"), &path, false)?;
+    ignore_extra(&m, field, &["type", "path", "mode"], report);
+    let note = if ty.starts_with("uri") {
+        String::new()
+    } else {
+        format!(", {ty} read as its folder")
+    };
+    report.map(
+        field,
+        format!(
+            "inputs.{}: {} ({mode_text}) {}:{dpath}{note}",
+            field.trim_start_matches("inputs."),
+            mode.as_str(),
+            datastore.as_deref().unwrap_or("(default datastore)")
+        ),
+    );
+    Some(Item::Data(DataRef {
+        datastore,
+        path: dpath,
+        mode,
+        path_on_compute: None,
+        overwrite: false,
+        upload_on: Default::default(),
+        mount_fallback: None,
+    }))
+}
+
+fn output(
+    src: &mut Source,
+    field: &str,
+    name: &str,
+    v: &Value,
+    report: &mut ImportReport,
+) -> Option<Item> {
+    let m = match v {
+        Value::Null => Mapping::new(),
+        Value::Mapping(m) => m.clone(),
+        _ => {
+            src.push(
+                field,
+                "expected a mapping with type, path and mode (or nothing, for the defaults)",
+            );
+            return None;
+        }
+    };
+    let ty = m
+        .get("type")
+        .and_then(scalar_text)
+        .unwrap_or_else(|| "uri_folder".into());
+    if !DATA_TYPES.contains(&ty.as_str()) {
+        src.push(&format!("{field}.type"), format!("unknown output type {ty:?}; expected uri_file, uri_folder, or a model or mltable type"));
+        return None;
+    }
+    let mode_text = m
+        .get("mode")
+        .and_then(scalar_text)
+        .unwrap_or_else(|| "rw_mount".into());
+    let path = m
+        .get("path")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty());
+    match mode_text.as_str() {
+        "rw_mount" | "upload" => {}
+        "direct" => {
+            let Some(path) = path else {
+                src.push(
+                    &format!("{field}.path"),
+                    "missing; a direct output passes its path to the job",
+                );
+                return None;
+            };
+            report.map(
+                field,
+                format!(
+                    "direct: the URI {path:?} is substituted as it is, and AZURE_ML_OUTPUT_{name}"
+                ),
+            );
+            return Some(Item::Literal(path));
+        }
+        other => {
+            src.push(
+                &format!("{field}.mode"),
+                format!("unknown output mode {other:?}; an output is rw_mount, upload or direct"),
+            );
+            return None;
+        }
+    }
+    // Azure ML's default output location, with its placeholders in stagehand's words.
+    let (datastore, dpath, defaulted) = match path {
+        None => (None, format!("azureml/{{run_id}}/{name}"), true),
+        Some(p) => {
+            let p = p
+                .replace("${{name}}", "{run_id}")
+                .replace("${{output_name}}", name);
+            let (d, dp) = data_location(src, &format!("{field}.path"), &p, true)?;
+            (d, dp, false)
+        }
+    };
+    for key in ["name", "version"] {
+        if m.get(key).is_some_and(is_set) {
+            report.ignore(format!("{field}.{key}"), "registering the output as a data asset needs the Azure ML service; the data is uploaded, not registered");
+        }
+    }
+    ignore_extra(
+        &m,
+        field,
+        &["type", "path", "mode", "name", "version"],
+        report,
+    );
+    // A uri_file output is a file the job writes: give it a file name in the run folder.
+    let path_on_compute = (ty == "uri_file").then(|| {
+        let leaf = dpath.rsplit('/').find(|s| !s.is_empty()).unwrap_or(name);
+        format!("outputs/{name}/{leaf}")
+    });
+    let how = if mode_text == "rw_mount" {
+        "rw_mount → upload: a local folder the job writes, uploaded after it exits"
+    } else {
+        "upload"
+    };
+    let at = format!(
+        "{}:{dpath}",
+        datastore.as_deref().unwrap_or("(default datastore)")
+    );
+    let at = if defaulted {
+        format!("{at} (Azure ML's default output path)")
+    } else {
+        at
+    };
+    report.map(field, format!("outputs.{name}: {how}, to {at}"));
+    Some(Item::Data(DataRef {
+        datastore,
+        path: dpath,
+        mode: Mode::Upload,
+        path_on_compute,
+        overwrite: true,
+        upload_on: Default::default(),
+        mount_fallback: None,
+    }))
+}
+
+/// A data path → (datastore, path on it), or a problem saying why it cannot be read.
+fn data_location(
+    src: &mut Source,
+    field: &str,
+    uri: &str,
+    output: bool,
+) -> Option<(Option<String>, String)> {
+    match locate(uri) {
+        Location::Datastore { name, path } => Some((name, path)),
+        Location::Service(what) => {
+            src.push(field, format!("{uri:?} is {what}, which only the Azure ML service can resolve; use azureml://datastores/<name>/paths/<path>"));
+            None
+        }
+        Location::Url => {
+            let direct = if output {
+                ""
+            } else {
+                ", or use mode: direct to pass the URL to the job as it is"
+            };
+            src.push(field, format!("{uri:?} is a storage URL, not a datastore path: register the account as a datastore in the workspace and write azureml://datastores/<name>/paths/<path>{direct}"));
+            None
+        }
+        Location::Local => {
+            src.push(field, format!("{uri:?} is a local path, which the Azure ML CLI would upload first; stagehand reads data from datastores: put it in one (a type: local datastore is a folder) and write azureml://datastores/<name>/paths/<path>"));
+            None
+        }
+    }
+}
+
+fn ignore_extra(m: &Mapping, field: &str, known: &[&str], report: &mut ImportReport) {
+    for (k, v) in entries(m) {
+        if !known.contains(&k) && is_set(v) {
+            report.ignore(format!("{field}.{k}"), "has no effect on where the data is");
+        }
+    }
+}
+
+/// `environment`: an inline image → the container; a registered one → an error.
+fn environment_section(
+    src: &mut Source,
+    v: Option<&Value>,
+    report: &mut ImportReport,
+) -> Option<ContainerSpec> {
+    let m = match v? {
+        Value::Null => return None,
+        Value::Mapping(m) => m.clone(),
+        v => {
+            let text = scalar_text(v).unwrap_or_default();
+            src.push("environment", format!("{text:?} is a registered Azure ML environment, which only the Azure ML service can resolve to an image; give environment: {{image: <image>}}, or remove the key to run on this node as it is"));
+            return None;
+        }
+    };
+    if m.get("build").is_some_and(is_set) {
+        src.push("environment.build", "building an image is done by the Azure ML service; build it yourself and give environment.image");
+        return None;
+    }
+    let Some(image) = m
+        .get("image")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty())
+    else {
+        src.push("environment.image", "missing; give the image to run in");
+        return None;
+    };
+    report.map("environment.image", format!("container.image: {image}"));
+    for (k, v) in entries(&m) {
+        if k == "image" || !is_set(v) {
+            continue;
+        }
+        let reason = match k {
+            "conda_file" => "stagehand does not build environments: the image is used as it is",
+            "name" | "version" | "description" | "tags" => "only labels the environment",
+            _ => "not an environment key stagehand knows; it has no effect",
+        };
+        report.ignore(format!("environment.{k}"), reason);
+    }
+    Some(ContainerSpec {
+        image,
+        pull: Default::default(),
+        entrypoint: None,
+        user: Default::default(),
+        workdir: None,
+        gpus: None,
+        shm_size: None,
+        cpus: None,
+        memory: None,
+        network: None,
+        env: Vec::new(),
+        volumes: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aml/v2/jobs")
+            .join(name);
+        import(&p, &std::fs::read_to_string(&p).unwrap())
+    }
+
+    #[test]
+    fn literal_inputs_are_text() {
+        let (job, report) = fixture("hello-world-input.yml").unwrap();
+        let j = job.value;
+        assert_eq!(j.command, ["bash", "-c", "echo hello world\necho 42\n"]);
+        assert_eq!(j.environment["AZURE_ML_INPUT_hello_number"], "42");
+        assert_eq!(j.container.unwrap().image, "library/python:latest");
+        assert!(j.azure_ml_v2_variables);
+        assert!(report.mapped.iter().any(|m| m.key == "inputs.hello_string"));
+    }
+
+    #[test]
+    fn environment_variables() {
+        let (job, _) = fixture("hello-world-env-var.yml").unwrap();
+        assert_eq!(job.value.environment["hello_env_var"], "hello world");
+        assert_eq!(job.value.command, ["bash", "-c", "echo $hello_env_var"]);
+    }
+
+    #[test]
+    fn default_output() {
+        let (job, _) = fixture("hello-world-output-data.yml").unwrap();
+        let o = &job.value.outputs["hello_output"];
+        assert_eq!(
+            (o.datastore.as_deref(), o.path.as_str(), o.mode),
+            (None, "azureml/{run_id}/hello_output", Mode::Upload)
+        );
+        assert_eq!(
+            job.value.command[2],
+            "echo \"hello world\" > ${{outputs.hello_output}}/helloworld.txt"
+        );
+    }
+
+    #[test]
+    fn service_only_content_names_the_key() {
+        // A registry environment, and a datastore file passed as a job.
+        let err = fixture("hello-iris-datastore-file.yml").unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, "environment");
+        assert!(err.0[0].message.contains("Azure ML service"));
+        let err = fixture("hello-dataset.yml").unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["inputs.sampledata.path", "environment"]);
+        assert!(err.0[0].message.contains("azureml:sampledata@latest"));
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(8));
+        let err = fixture("hello-pipeline.yml").unwrap_err();
+        assert_eq!(err.0[0].field, "$schema");
+        let err = fixture("hello-iris-file.yml").unwrap_err();
+        assert!(err.0[0].message.contains("storage URL"), "{err}");
+    }
+
+    #[test]
+    fn datastore_uris_short_and_long() {
+        let text = r#"
+type: command
+command: python t.py --a ${{inputs.a}} --b ${{inputs.b}} --u ${{inputs.u}} --m ${{outputs.m}} --f ${{outputs.f}}
+code: ./src
+limits: {timeout: 600}
+inputs:
+  a: {type: uri_folder, path: "azureml://datastores/blobs/paths/data/a/", mode: download}
+  b: {type: uri_file, path: "azureml://subscriptions/0000/resourcegroups/rg/workspaces/ws/datastores/blobs/paths/data/b.csv"}
+  u: {path: "https://acct.blob.core.windows.net/c/x", mode: direct}
+  lr: {type: number, default: 0.01}
+outputs:
+  m: {type: uri_folder, path: "azureml://datastores/blobs/paths/models/${{name}}/", mode: upload}
+  f: {type: uri_file, path: "azureml://datastores/blobs/paths/metrics/${{name}}/m.json"}
+"#;
+        let (job, _) = import(Path::new("job.yml"), text).unwrap();
+        let j = job.value;
+        assert_eq!(
+            (
+                j.inputs["a"].datastore.as_deref(),
+                j.inputs["a"].path.as_str(),
+                j.inputs["a"].mode
+            ),
+            (Some("blobs"), "data/a/", Mode::Download)
+        );
+        assert_eq!(
+            (j.inputs["b"].path.as_str(), j.inputs["b"].mode),
+            ("data/b.csv", Mode::Mount)
+        );
+        assert_eq!(j.outputs["m"].path, "models/{run_id}/");
+        assert_eq!(
+            j.outputs["f"].path_on_compute.as_deref(),
+            Some("outputs/f/m.json")
+        );
+        assert!(j.command[2].contains("--u https://acct.blob.core.windows.net/c/x"));
+        assert_eq!(
+            j.environment["AZURE_ML_INPUT_u"],
+            "https://acct.blob.core.windows.net/c/x"
+        );
+        assert_eq!(j.environment["AZURE_ML_INPUT_lr"], "0.01");
+        assert_eq!(j.code.unwrap().local.as_deref(), Some("./src"));
+        assert_eq!(j.timeout, Some(SpecDuration(Duration::from_secs(600))));
+    }
+
+    #[test]
+    fn input_modes_that_cannot_work_name_the_key() {
+        let text = "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml://datastores/d/paths/p', mode: rw_mount}\n  y: {type: mltable, path: 'azureml://datastores/d/paths/t', mode: eval_mount}\n  z: {path: ./local/data}\n";
+        let err = import(Path::new("job.yml"), text).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["inputs.x.mode", "inputs.y.mode", "inputs.z.path"]);
+    }
+
+    #[test]
+    fn ignored_keys_are_reported_once() {
+        let text = "type: command\ncommand: ls\ncompute: azureml:cpu-cluster\nresources: {instance_count: 2}\ndisplay_name: x\n";
+        let (_, report) = import(Path::new("job.yml"), text).unwrap();
+        let keys: Vec<&str> = report.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["compute", "resources", "display_name"]);
+    }
+}
