@@ -707,3 +707,39 @@ fn run_folder_inside_the_code_folder_is_refused() {
         "{se}"
     );
 }
+
+/// What a person reads for an imported file: the plan text with its mapping, and the
+/// error for service-only content (`cargo insta review` after a change).
+#[test]
+fn imported_texts() {
+    let s = Scratch::new();
+    let ws = s.write(
+        "workspace.yaml",
+        "datastores:\n  workspaceblobstore: {type: local, root: ./blob}\n  datastore2: {type: local, root: ./d2}\n  datastore3: {type: local, root: ./d3}\n",
+    );
+    std::fs::create_dir_all(s.path().join("blob/bar")).unwrap();
+    std::fs::create_dir_all(s.path().join("project")).unwrap();
+    let job = s.path().join("project/train.runconfig");
+    std::fs::copy(fixture("runconfig/train.runconfig"), &job).unwrap();
+    let out = stagehand(&[
+        os("plan"),
+        job.as_os_str(),
+        os("-w"),
+        ws.as_os_str(),
+        os("--run-dir"),
+        s.run_dir().as_os_str(),
+        os("--run-id"),
+        os("r1"),
+    ]);
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{se}");
+    let tmp = s.path().display().to_string();
+    insta::assert_snapshot!("plan_train_runconfig", so.replace(&tmp, "[TMP]"));
+
+    let job = s.path().join("hello-dataset.yml");
+    std::fs::copy(fixture("v2/jobs/hello-dataset.yml"), &job).unwrap();
+    let out = stagehand(&[os("plan"), job.as_os_str()]);
+    let (_, se) = text(&out);
+    assert_eq!(out.status.code(), Some(code::INVALID));
+    insta::assert_snapshot!("error_hello_dataset", se.replace(&tmp, "[TMP]"));
+}

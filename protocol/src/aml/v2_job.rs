@@ -618,7 +618,8 @@ fn output(
     } else {
         at
     };
-    report.map(field, format!("outputs.{name}: {how}, to {at}"));
+    // Azure ML writes an output over whatever is at its path; so does stagehand.
+    report.map(field, format!("outputs.{name}: {how}, to {at}, overwrite"));
     Some(Item::Data(DataRef {
         datastore,
         path: dpath,
