@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod events;
 pub mod exit;
 pub mod lifecycle;
+pub mod owner;
 pub mod plan;
 pub mod redact;
 pub mod run;

@@ -83,6 +83,11 @@ pub async fn run(
             )),
         );
     }
+    // Names the agent that owns this folder, so `stagehand gc` can tell a live run from
+    // a dead agent's leftovers.
+    if let Ok(owner) = serde_json::to_vec(&crate::owner::Owner::current()) {
+        let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
+    }
     events.emit(EventKind::Accepted {
         job: plan.job.clone(),
         run_dir: plan.run_dir.display().to_string(),
@@ -125,6 +130,10 @@ pub async fn run(
         }
         Ok::<u64, String>(moved.iter().sum())
     };
+    // The runner gets ready (engine, image) while the data moves: a node that cannot run
+    // the job fails staging rather than after a long download.
+    let prepare = async { runner.prepare(plan).await.map_err(|e| e.to_string()) };
+    let stage = async { futures::try_join!(stage, prepare).map(|(bytes, ())| bytes) };
     let seen = cancel.received().0;
     tokio::select! {
         r = stage => match r {
@@ -164,6 +173,16 @@ pub async fn run(
                 signal: None,
                 ended_by: EndedBy::Itself,
             }
+        }
+        Err(e) if e.before_launch() => {
+            return finish(
+                &events,
+                &t,
+                Status::Failed,
+                exit::STAGING_FAILED,
+                Phase::Run,
+                Some(e.to_string()),
+            )
         }
         Err(e) => {
             return finish(

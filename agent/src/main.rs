@@ -274,13 +274,9 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
     let opts = lifecycle::RunOptions {
         stdout_to_stderr: events_dest.as_deref() == Some("-"),
     };
-    lifecycle::run(
-        &loaded,
-        &plan,
-        &run::process::ProcessRunner,
-        events,
-        &cancel,
-        opts,
-    )
-    .await
+    let runner: Box<dyn run::Runner> = match plan.container {
+        Some(_) => Box::new(run::container::ContainerRunner::new()),
+        None => Box::new(run::process::ProcessRunner),
+    };
+    lifecycle::run(&loaded, &plan, runner.as_ref(), events, &cancel, opts).await
 }

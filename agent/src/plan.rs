@@ -5,6 +5,7 @@
 use crate::store::{local::LocalStore, Store};
 use serde::Serialize;
 use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
+use stagehand_protocol::job::{CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, CONTAINER_RUN_DIR};
 use stagehand_protocol::load::{Parsed, Problem, Problems};
 use stagehand_protocol::path::{expand_placeholders, spec_path};
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
@@ -162,6 +163,45 @@ impl DataPlan {
     }
 }
 
+/// How mounts made on the node under a bind's source reach the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Propagation {
+    /// Only what is mounted when the container starts (Docker's default).
+    #[serde(rename = "rprivate")]
+    Private,
+    /// Mounts made or removed later on the node follow into the container, which is
+    /// what a FUSE input mounted under the run folder needs.
+    #[serde(rename = "rslave")]
+    Slave,
+}
+
+/// A folder or file of the node bound into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// Why it is there: `run folder`, `job folder`, `input train`, `volumes[0]`.
+    pub purpose: String,
+    /// The path on the node.
+    pub host: PathBuf,
+    /// The path in the container.
+    pub container: String,
+    /// Whether the job may write to it.
+    pub read_only: bool,
+    /// How later mounts under it propagate.
+    pub propagation: Propagation,
+}
+
+/// A containerised job: the spec's settings plus what stagehand decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerPlan {
+    /// The `container:` section as written.
+    #[serde(flatten)]
+    pub spec: ContainerSpec,
+    /// The working folder inside the container.
+    pub working_dir: String,
+    /// Everything bound into the container, in the order it is mounted.
+    pub binds: Vec<Bind>,
+}
+
 /// Everything `run` will do, decided before anything is done.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -195,7 +235,7 @@ pub struct Plan {
     pub runner: &'static str,
     /// The container, for containerised jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<ContainerSpec>,
+    pub container: Option<ContainerPlan>,
     /// The workspace file used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<PathBuf>,
@@ -451,6 +491,29 @@ pub fn build(
         Some(c) => c.local_path.clone(),
         None => absolute(&loaded.job.folder()),
     };
+    let removed_environment = crate::credentials::protect(&loaded.workspace);
+    let (mut code, mut inputs, mut outputs) = (code, inputs, outputs);
+    let container = match &spec.container {
+        Some(c) => {
+            let plan = container_plan(
+                loaded,
+                c,
+                &run_dir,
+                &working_dir,
+                &mut code,
+                &mut inputs,
+                &mut outputs,
+                &removed_environment,
+            );
+            Some(plan.map_err(Problems)?)
+        }
+        None => None,
+    };
+    let job_run_dir = if container.is_some() {
+        CONTAINER_RUN_DIR.to_string()
+    } else {
+        run_dir.display().to_string()
+    };
 
     let mut environment: BTreeMap<String, String> = spec.environment.clone();
     for d in inputs.iter().chain(&outputs) {
@@ -466,7 +529,7 @@ pub fn build(
     }
     environment.insert("STAGEHAND_RUN_ID".into(), run_id.clone());
     environment.insert("STAGEHAND_JOB_NAME".into(), spec.name.clone());
-    environment.insert("STAGEHAND_RUN_DIR".into(), run_dir.display().to_string());
+    environment.insert("STAGEHAND_RUN_DIR".into(), job_run_dir);
 
     let lookup = |r: &Reference| -> Option<String> {
         let find = |list: &[DataPlan], n: &str| {
@@ -504,7 +567,7 @@ pub fn build(
         outputs,
         command,
         environment,
-        removed_environment: crate::credentials::protect(&loaded.workspace),
+        removed_environment,
         timeout_secs: spec.timeout.map(|t| t.0.as_secs_f64()),
         kill_grace_secs: spec
             .kill_grace
@@ -516,10 +579,130 @@ pub fn build(
         } else {
             "process"
         },
-        container: spec.container.clone(),
+        container,
         workspace: loaded.workspace_file.as_deref().map(absolute),
         import: loaded.import.clone(),
         run_dir,
+    })
+}
+
+/// Decides where each data reference appears in the container and what is bound
+/// there; sets every `job_path` to the container path, so the environment and the
+/// substituted command line (built from `job_path` alone) carry container paths.
+///
+/// The run folder is bound read-write at [`CONTAINER_RUN_DIR`] (outputs and the code
+/// snapshot live in it); each input is bound again read-only on top of it, so a job
+/// cannot change its inputs; data outside the run folder appears under
+/// [`CONTAINER_DATA_DIR`]; a job without code sees its own folder, read-only, at
+/// [`CONTAINER_JOB_DIR`], as its working folder.
+#[allow(clippy::too_many_arguments)]
+fn container_plan(
+    loaded: &Loaded,
+    spec: &ContainerSpec,
+    run_dir: &Path,
+    working_dir: &Path,
+    code: &mut Option<DataPlan>,
+    inputs: &mut [DataPlan],
+    outputs: &mut [DataPlan],
+    removed_environment: &[String],
+) -> Result<ContainerPlan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut binds = vec![Bind {
+        purpose: "run folder".into(),
+        host: run_dir.to_path_buf(),
+        container: CONTAINER_RUN_DIR.into(),
+        read_only: false,
+        propagation: Propagation::Slave,
+    }];
+    // The code snapshot is the working folder and jobs write there (caches,
+    // checkpoints), so it stays writable, as it is for a process job.
+    let workdir = match code.as_mut() {
+        Some(c) => {
+            let rel = c
+                .local_path
+                .strip_prefix(run_dir)
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
+            c.job_path = format!("{CONTAINER_RUN_DIR}/{rel}")
+                .trim_end_matches('/')
+                .to_string();
+            c.job_path.clone()
+        }
+        None => {
+            binds.push(Bind {
+                purpose: "job folder".into(),
+                host: working_dir.to_path_buf(),
+                container: CONTAINER_JOB_DIR.into(),
+                read_only: true,
+                propagation: Propagation::Private,
+            });
+            CONTAINER_JOB_DIR.to_string()
+        }
+    };
+    let mut place = |d: &mut DataPlan| {
+        let (container, inside) = match d.local_path.strip_prefix(run_dir) {
+            Ok(rel) => (format!("{CONTAINER_RUN_DIR}/{}", rel.display()), true),
+            Err(_) => {
+                let leaf = d
+                    .local_path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| d.name.clone());
+                (format!("{CONTAINER_DATA_DIR}/{}/{leaf}", d.name), false)
+            }
+        };
+        let container = container.trim_end_matches('/').to_string();
+        let read_only = d.direction == Direction::Input;
+        // Writable data inside the run folder is already reachable through its bind.
+        if read_only || !inside {
+            binds.push(Bind {
+                purpose: format!("{} {}", if read_only { "input" } else { "output" }, d.name),
+                host: d.local_path.clone(),
+                container: container.clone(),
+                read_only,
+                propagation: if d.mode == Mode::Mount {
+                    Propagation::Slave
+                } else {
+                    Propagation::Private
+                },
+            });
+        }
+        d.job_path = container;
+    };
+    inputs.iter_mut().for_each(&mut place);
+    outputs.iter_mut().for_each(&mut place);
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let host = PathBuf::from(&v.host);
+        if !host.exists() {
+            problems.push(loaded.job.problem(
+                &format!("container.volumes[{i}].host"),
+                format!("{} does not exist on this node", v.host),
+            ));
+            continue;
+        }
+        binds.push(Bind {
+            purpose: format!("volumes[{i}]"),
+            host,
+            container: v.container.trim_end_matches('/').to_string(),
+            read_only: true,
+            propagation: Propagation::Private,
+        });
+    }
+    for (i, name) in spec.env.iter().enumerate() {
+        if removed_environment.contains(name) {
+            problems.push(loaded.job.problem(
+                &format!("container.env[{i}]"),
+                format!("{name} holds a datastore credential; stagehand never passes credentials to the job"),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ContainerPlan {
+        spec: spec.clone(),
+        working_dir: spec.workdir.clone().unwrap_or(workdir),
+        binds,
     })
 }
 
@@ -531,10 +714,23 @@ pub fn render_text(plan: &Plan) -> String {
     let _ = writeln!(s, "run id     {}", plan.run_id);
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     let _ = writeln!(s, "runner     {}", plan.runner);
-    if let Some(c) = &plan.container {
-        let _ = writeln!(s, "image      {}", c.image);
+    match &plan.container {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "image      {} (pull {})",
+                c.spec.image,
+                serde_json::to_value(c.spec.pull)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(s, "workdir    {} (in the container)", c.working_dir);
+        }
+        None => {
+            let _ = writeln!(s, "workdir    {}", plan.working_dir.display());
+        }
     }
-    let _ = writeln!(s, "workdir    {}", plan.working_dir.display());
     if let Some(t) = plan.timeout_secs {
         let _ = writeln!(
             s,
@@ -601,6 +797,37 @@ pub fn render_text(plan: &Plan) -> String {
                 "  {:<12} {:<8} {from} -> {to}{extra}",
                 d.name,
                 d.mode.as_str()
+            );
+            if plan.container.is_some() {
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:<8} in the container at {}",
+                    "", "", d.job_path
+                );
+            }
+        }
+    }
+    if let Some(c) = &plan.container {
+        let _ = writeln!(s, "\ncontainer binds (node -> container)");
+        for b in &c.binds {
+            let mode = if b.read_only { "ro" } else { "rw" };
+            let prop = match b.propagation {
+                Propagation::Slave => ",rslave",
+                Propagation::Private => "",
+            };
+            let _ = writeln!(
+                s,
+                "  {:<16} {} -> {} ({mode}{prop})",
+                b.purpose,
+                b.host.display(),
+                b.container
+            );
+        }
+        if !c.spec.env.is_empty() {
+            let _ = writeln!(
+                s,
+                "\npassed through from the agent's environment\n  {}",
+                c.spec.env.join(" ")
             );
         }
     }

@@ -246,6 +246,18 @@ pub struct Volume {
     pub container: String,
 }
 
+/// Where stagehand puts a containerised job's data; a `volumes` entry may not use it.
+pub const CONTAINER_ROOT: &str = "/mnt/stagehand";
+/// The run folder inside a container: `inputs/<name>`, `outputs/<name>`, `code` and
+/// `logs` under it are the same folders as on the node.
+pub const CONTAINER_RUN_DIR: &str = "/mnt/stagehand/run";
+/// The job's own folder (where `job.yaml` is) inside a container, read-only: the working
+/// folder of a job without a code snapshot, as it is for a process job.
+pub const CONTAINER_JOB_DIR: &str = "/mnt/stagehand/job";
+/// Data that lives outside the run folder (an absolute `path_on_compute`, a local
+/// datastore read in place) appears at `<this>/<name>/<its file or folder name>`.
+pub const CONTAINER_DATA_DIR: &str = "/mnt/stagehand/data";
+
 /// Run the job in a container image.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,6 +13,7 @@ pub mod load;
 pub mod locate;
 pub mod path;
 pub mod secret;
+pub mod size;
 pub mod substitute;
 pub mod workspace;
 

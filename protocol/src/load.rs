@@ -4,7 +4,7 @@
 //! where the YAML has them, and the field path, so a person fixes five problems in one
 //! edit, not in five runs. Nothing here touches anything but the file being read.
 
-use crate::job::{DataRef, JobSpec, Mode};
+use crate::job::{DataRef, JobSpec, Mode, CONTAINER_ROOT};
 use crate::locate::{Index, Location};
 use crate::path;
 use crate::secret::Secret;
@@ -748,13 +748,50 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
                 "empty; name an image such as python:3.11".into(),
             );
         }
+        let mut targets: HashMap<&str, usize> = HashMap::new();
         for (i, v) in c.volumes.iter().enumerate() {
             if !v.host.starts_with('/') || !v.container.starts_with('/') {
                 push(
                     &format!("container.volumes[{i}]"),
                     "host and container paths must be absolute".into(),
                 );
+            } else if v.container.trim_end_matches('/') == CONTAINER_ROOT
+                || v.container.starts_with(&format!("{CONTAINER_ROOT}/"))
+            {
+                push(&format!("container.volumes[{i}].container"), format!("{:?} is under {CONTAINER_ROOT}, where stagehand puts the job's data; choose another path", v.container));
+            } else if let Some(j) = targets.insert(v.container.trim_end_matches('/'), i) {
+                push(
+                    &format!("container.volumes[{i}].container"),
+                    format!(
+                        "{:?} is also the container path of container.volumes[{j}]",
+                        v.container
+                    ),
+                );
             }
+        }
+        if let Some(w) = &c.workdir {
+            if !w.starts_with('/') {
+                push(
+                    "container.workdir",
+                    format!("{w:?} must be an absolute path in the container"),
+                );
+            }
+        }
+        for (field, value) in [("shm_size", &c.shm_size), ("memory", &c.memory)] {
+            if let Some(Err(e)) = value.as_deref().map(crate::size::parse_bytes) {
+                push(&format!("container.{field}"), e);
+            }
+        }
+        if let Some(cpus) = c.cpus {
+            if !(cpus > 0.0 && cpus.is_finite()) {
+                push(
+                    "container.cpus",
+                    format!("{cpus} is not a positive number of CPUs"),
+                );
+            }
+        }
+        if let Some(crate::job::Gpus::Count(0)) = c.gpus {
+            push("container.gpus", "0 GPUs: leave gpus out instead".into());
         }
         for (i, e) in c.env.iter().enumerate() {
             if !crate::is_env_name(e) {

@@ -1,6 +1,9 @@
 //! The `Runner` seam: how a planned job is launched and supervised. The process runner
-//! lives here; the container runner implements the same trait.
+//! (`process.rs`) and the container runner (`container.rs`) implement the same trait;
+//! `output.rs` is what they share to pass a job's output through and keep it.
 
+pub mod container;
+pub mod output;
 pub mod process;
 
 use crate::plan::Plan;
@@ -76,14 +79,66 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// No container engine answers.
+    #[error("no container engine reachable at {host}: {reason}. Start the Docker daemon (`systemctl start docker`, or `dockerd`), or point DOCKER_HOST at a running engine (unix:///path/to/docker.sock or tcp://HOST:2375)")]
+    EngineUnreachable {
+        /// Where it was looked for (DOCKER_HOST, or the default socket).
+        host: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// `pull: never` and the image is not on the engine.
+    #[error("image {image:?} is not on the container engine and container.pull is never; load it first (`docker pull {image}` or `docker load`), or set pull: missing")]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+    },
+    /// Pulling the image failed.
+    #[error("cannot pull image {image:?}: {reason}")]
+    PullFailed {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        reason: String,
+    },
+    /// The engine refused to create or start the container; the job did not run.
+    #[error("the container engine could not {action} for image {image:?}: {reason}")]
+    Launch {
+        /// What was being done (`create the container`, `start the container`).
+        action: &'static str,
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        reason: String,
+    },
     /// Something else went wrong while the job ran.
     #[error("{0}")]
     Other(String),
 }
 
+impl RunError {
+    /// Whether the job never started because of the node (engine, image, devices): the
+    /// run failed before launch and may succeed when retried (exit code 75).
+    pub fn before_launch(&self) -> bool {
+        matches!(
+            self,
+            RunError::EngineUnreachable { .. }
+                | RunError::ImageMissing { .. }
+                | RunError::PullFailed { .. }
+                | RunError::Launch { .. }
+        )
+    }
+}
+
 /// Launches a job and supervises it until it ends.
 #[async_trait]
 pub trait Runner: Send + Sync {
+    /// Gets ready to launch while the data is staged (for a container: reach the engine,
+    /// make sure the image is there), so a node that cannot run the job fails before the
+    /// data is moved. An error here means nothing ran.
+    async fn prepare(&self, _plan: &Plan) -> Result<(), RunError> {
+        Ok(())
+    }
     /// Runs the job; `started` is called once it is launched.
     async fn run(
         &self,

@@ -4,6 +4,7 @@
 //! the job; once the job has ended the group is killed outright, and the child is
 //! asked to die with the agent (PR_SET_PDEATHSIG) in case the agent itself is killed.
 
+use super::output::Sink;
 use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 /// Runs jobs as host processes.
@@ -161,28 +162,14 @@ fn pump(
     let log = log.to_path_buf();
     tokio::spawn(async move {
         let Some(mut src) = src else { return };
-        let mut file = tokio::fs::File::create(&log).await.ok();
+        let mut sink = Sink::open(to_stderr, &log).await;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = match src.read(&mut buf).await {
+            match src.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
+                Ok(n) => sink.write(&buf[..n]).await,
             };
-            if to_stderr {
-                let mut e = tokio::io::stderr();
-                let _ = e.write_all(&buf[..n]).await;
-                let _ = e.flush().await;
-            } else {
-                let mut o = tokio::io::stdout();
-                let _ = o.write_all(&buf[..n]).await;
-                let _ = o.flush().await;
-            }
-            if let Some(f) = file.as_mut() {
-                let _ = f.write_all(&buf[..n]).await;
-            }
         }
-        if let Some(f) = file.as_mut() {
-            let _ = f.flush().await;
-        }
+        sink.close().await;
     })
 }

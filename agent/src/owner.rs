@@ -1,0 +1,159 @@
+//! Who owns what the agent leaves on the node (a container, a run folder, a mount): the
+//! agent's pid, the time that process started, the boot it ran in and the host name.
+//! `stagehand gc` uses it to tell leftovers of a dead agent from resources in use.
+//!
+//! It must never call an owner gone on a doubt: the pid alone is not enough (pids are
+//! reused), so the start time must match too, and an owner on another host is unknown,
+//! never gone.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The container label prefix of every stagehand label.
+pub const LABEL_PREFIX: &str = "io.stagehand.";
+/// Label: the run id (present on every container stagehand creates).
+pub const LABEL_RUN_ID: &str = "io.stagehand.run_id";
+/// Label: the job's name.
+pub const LABEL_JOB: &str = "io.stagehand.job";
+/// Label: the run folder on the node.
+pub const LABEL_RUN_DIR: &str = "io.stagehand.run_dir";
+const LABEL_PID: &str = "io.stagehand.agent.pid";
+const LABEL_START: &str = "io.stagehand.agent.start";
+const LABEL_BOOT: &str = "io.stagehand.agent.boot_id";
+const LABEL_HOST: &str = "io.stagehand.agent.host";
+
+/// The file in a run folder that names the agent that owns it.
+pub const RUN_DIR_FILE: &str = "agent.json";
+
+/// One agent process, identified across pid reuse and reboots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Its process id.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (field 22 of /proc/PID/stat).
+    pub start: u64,
+    /// The kernel's boot id when it ran.
+    pub boot_id: String,
+    /// The host's name.
+    pub host: String,
+}
+
+/// Whether an owner still runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// It runs: leave its resources alone.
+    Alive,
+    /// It is gone (exited, or its host rebooted since): its resources are leftovers.
+    Gone,
+    /// Cannot tell (another host): keep, and say why.
+    Unknown(String),
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The start time of a process, from /proc; none when it does not exist.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Owner {
+    /// This agent.
+    pub fn current() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start: start_time(pid).unwrap_or(0),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            host: read_trimmed("/proc/sys/kernel/hostname"),
+        }
+    }
+
+    /// Whether this owner still runs, judged from this host.
+    pub fn liveness(&self) -> Liveness {
+        let here = Owner::current();
+        if self.boot_id == here.boot_id && !self.boot_id.is_empty() {
+            match start_time(self.pid) {
+                Some(s) if s == self.start => Liveness::Alive,
+                _ => Liveness::Gone,
+            }
+        } else if self.host == here.host && !self.host.is_empty() {
+            Liveness::Gone
+        } else {
+            Liveness::Unknown(format!(
+                "its agent ran on host {:?}, not this one ({:?})",
+                self.host, here.host
+            ))
+        }
+    }
+
+    /// Container labels that record this owner.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        vec![
+            (LABEL_PID.into(), self.pid.to_string()),
+            (LABEL_START.into(), self.start.to_string()),
+            (LABEL_BOOT.into(), self.boot_id.clone()),
+            (LABEL_HOST.into(), self.host.clone()),
+        ]
+    }
+
+    /// The owner recorded in container labels, when they are all there.
+    pub fn from_labels(labels: &HashMap<String, String>) -> Option<Owner> {
+        Some(Owner {
+            pid: labels.get(LABEL_PID)?.parse().ok()?,
+            start: labels.get(LABEL_START)?.parse().ok()?,
+            boot_id: labels.get(LABEL_BOOT)?.clone(),
+            host: labels.get(LABEL_HOST)?.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_agent_is_alive_and_round_trips_through_labels() {
+        let me = Owner::current();
+        assert!(me.start > 0);
+        assert_eq!(me.liveness(), Liveness::Alive);
+        let labels: HashMap<String, String> = me.labels().into_iter().collect();
+        assert_eq!(Owner::from_labels(&labels), Some(me));
+    }
+
+    #[test]
+    fn a_reused_pid_or_a_reboot_is_gone_and_another_host_unknown() {
+        let me = Owner::current();
+        assert_eq!(
+            Owner {
+                start: me.start + 1,
+                ..me.clone()
+            }
+            .liveness(),
+            Liveness::Gone
+        );
+        assert_eq!(
+            Owner {
+                boot_id: "old-boot".into(),
+                ..me.clone()
+            }
+            .liveness(),
+            Liveness::Gone
+        );
+        assert!(matches!(
+            Owner {
+                boot_id: "x".into(),
+                host: "elsewhere".into(),
+                ..me
+            }
+            .liveness(),
+            Liveness::Unknown(_)
+        ));
+    }
+}

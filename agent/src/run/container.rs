@@ -1,0 +1,632 @@
+//! The container runner: the job in a container on a Docker engine, through `bollard`.
+//!
+//! It mirrors the process runner: output passed through live and kept in the run
+//! folder, the exit code passed through, SIGINT/SIGTERM and the timeout turned into the
+//! image's stop signal, the grace period, then SIGKILL. Every container it creates
+//! carries stagehand's labels (run id, job, the owning agent) and is removed on every
+//! exit path: an explicit, awaited removal, with a `Drop` guard as the last resort and
+//! `stagehand gc` for an agent that was itself SIGKILLed.
+//!
+//! It never computes paths or environment variables of its own: those come from the
+//! plan (`plan.rs`); the only values it adds are the agent's own variables the spec
+//! passes through by name (`container.env`).
+
+use super::output::Sink;
+use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
+use crate::owner::{Owner, LABEL_JOB, LABEL_RUN_DIR, LABEL_RUN_ID};
+use crate::plan::{Bind, ContainerPlan, Plan, Propagation};
+use crate::signals::Cancel;
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType,
+};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    KillContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use stagehand_protocol::job::{ContainerUser, Gpus, Pull};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// How long reaching the engine may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs jobs in containers.
+#[derive(Default)]
+pub struct ContainerRunner {
+    ready: OnceCell<Ready>,
+}
+
+/// What `prepare` found out: a connected client and the image's stop signal.
+struct Ready {
+    docker: Docker,
+    image: String,
+    stop_signal: String,
+}
+
+impl ContainerRunner {
+    /// A runner that reaches the engine on first use.
+    pub fn new() -> ContainerRunner {
+        ContainerRunner::default()
+    }
+
+    async fn ready(&self, plan: &Plan) -> Result<&Ready, RunError> {
+        let c = container_of(plan)?;
+        self.ready.get_or_try_init(|| prepare(c)).await
+    }
+}
+
+fn container_of(plan: &Plan) -> Result<&ContainerPlan, RunError> {
+    plan.container.as_ref().ok_or_else(|| {
+        RunError::Other("the container runner was given a job without `container:`".into())
+    })
+}
+
+/// Where the engine is looked for, for messages.
+pub fn engine_address() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => format!("{h} (from DOCKER_HOST)"),
+        _ => "unix:///var/run/docker.sock (DOCKER_HOST is not set)".into(),
+    }
+}
+
+/// Connects to the engine the way the docker CLI finds it (DOCKER_HOST, else the local
+/// socket) and agrees on an API version, so older engines work too.
+pub async fn connect() -> Result<Docker, RunError> {
+    let unreachable = |reason: String| RunError::EngineUnreachable {
+        host: engine_address(),
+        reason,
+    };
+    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// `name` → `name:latest`: without a tag, the engine would pull every tag.
+fn with_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Why the engine refused, without bollard's "Docker responded with status code" prefix.
+fn reason(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn prepare(c: &ContainerPlan) -> Result<Ready, RunError> {
+    let docker = connect().await?;
+    let image = with_tag(&c.spec.image);
+    let present = match docker.inspect_image(&image).await {
+        Ok(i) => Some(i),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => {
+            return Err(RunError::Other(format!(
+                "cannot inspect image {image:?}: {}",
+                reason(&e)
+            )))
+        }
+    };
+    let info = match (c.spec.pull, present) {
+        (Pull::Never, None) => {
+            return Err(RunError::ImageMissing {
+                image: c.spec.image.clone(),
+            })
+        }
+        (Pull::Never | Pull::Missing, Some(i)) => i,
+        (Pull::Missing | Pull::Always, _) => {
+            pull(&docker, &image).await?;
+            docker
+                .inspect_image(&image)
+                .await
+                .map_err(|e| RunError::PullFailed {
+                    image: image.clone(),
+                    reason: format!("pulled, but cannot inspect it: {}", reason(&e)),
+                })?
+        }
+    };
+    let stop_signal = info
+        .config
+        .and_then(|c| c.stop_signal)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "SIGTERM".into());
+    Ok(Ready {
+        docker,
+        image,
+        stop_signal,
+    })
+}
+
+async fn pull(docker: &Docker, image: &str) -> Result<(), RunError> {
+    tracing::info!("pulling image {image}");
+    let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+    let mut stream = docker.create_image(Some(opts), None, None);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| RunError::PullFailed {
+            image: image.into(),
+            reason: reason(&e),
+        })?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(RunError::PullFailed {
+                image: image.into(),
+                reason: err,
+            });
+        }
+        if let Some(status) = info.status {
+            tracing::debug!("pull {image}: {status}");
+        }
+    }
+    Ok(())
+}
+
+/// The propagation a bind can have on this node: rslave needs the source to sit on a
+/// shared or slave mount (as on systemd hosts); on a private one (many containers and
+/// CI machines) the engine refuses it, and binds then carry only what is mounted at
+/// start, which is when stagehand's own mounts are made anyway.
+fn effective_propagation(
+    host: &Path,
+    wanted: Propagation,
+) -> Option<MountBindOptionsPropagationEnum> {
+    match wanted {
+        Propagation::Private => None,
+        Propagation::Slave if mount_is_shared_or_slave(host) => {
+            Some(MountBindOptionsPropagationEnum::RSLAVE)
+        }
+        Propagation::Slave => {
+            tracing::debug!(
+                "{} is on a private mount: binding it without rslave propagation",
+                host.display()
+            );
+            None
+        }
+    }
+}
+
+/// Whether the mount that holds `path` propagates (has a `shared:` or `master:` tag in
+/// /proc/self/mountinfo).
+fn mount_is_shared_or_slave(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut best: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = point.replace("\\040", " ");
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let sep = fields
+            .iter()
+            .position(|f| *f == "-")
+            .unwrap_or(fields.len());
+        let tagged = fields[6.min(sep)..sep]
+            .iter()
+            .any(|f| f.starts_with("shared:") || f.starts_with("master:"));
+        // The longest mount point wins; a later line with the same point is mounted on top.
+        if best.map(|(len, _)| point.len() >= len).unwrap_or(true) {
+            best = Some((point.len(), tagged));
+        }
+    }
+    best.map(|(_, t)| t).unwrap_or(false)
+}
+
+fn mount(b: &Bind) -> Mount {
+    let propagation = effective_propagation(&b.host, b.propagation);
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(b.host.display().to_string()),
+        target: Some(b.container.clone()),
+        read_only: Some(b.read_only),
+        bind_options: propagation.map(|p| MountBindOptions {
+            propagation: Some(p),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container name people can read in `docker ps`: the run id and the agent's pid.
+fn container_name(plan: &Plan) -> String {
+    let id: String = plan
+        .run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("stagehand-{id}-{}", std::process::id())
+}
+
+/// The container's configuration: everything from the plan, plus the variables the spec
+/// passes through from the agent's environment.
+fn create_body(
+    plan: &Plan,
+    c: &ContainerPlan,
+    image: &str,
+    remove_env: &[String],
+) -> ContainerCreateBody {
+    let spec = &c.spec;
+    let mut env: Vec<String> = plan
+        .environment
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for name in &spec.env {
+        if remove_env.contains(name) || plan.environment.contains_key(name) {
+            continue;
+        }
+        if let Ok(v) = std::env::var(name) {
+            env.push(format!("{name}={v}"));
+        }
+    }
+    let mut labels: HashMap<String, String> = HashMap::from([
+        (LABEL_RUN_ID.to_string(), plan.run_id.clone()),
+        (LABEL_JOB.to_string(), plan.job.clone()),
+        (
+            LABEL_RUN_DIR.to_string(),
+            plan.run_dir.display().to_string(),
+        ),
+    ]);
+    labels.extend(Owner::current().labels());
+    let device_requests = spec.gpus.as_ref().map(|g| {
+        vec![DeviceRequest {
+            driver: Some(String::new()),
+            count: Some(match g {
+                Gpus::All(_) => -1,
+                Gpus::Count(n) => i64::from(*n),
+            }),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+    // Sizes were validated with the spec; an unparsable one here is left to the engine's default.
+    let bytes = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| stagehand_protocol::size::parse_bytes(s).ok())
+            .map(|b| b as i64)
+    };
+    let user = match spec.user {
+        ContainerUser::Image => None,
+        ContainerUser::Host => Some(format!(
+            "{}:{}",
+            nix::unistd::getuid(),
+            nix::unistd::getgid()
+        )),
+    };
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(plan.command.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(env),
+        working_dir: Some(c.working_dir.clone()),
+        user,
+        labels: Some(labels),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            mounts: Some(c.binds.iter().map(mount).collect()),
+            shm_size: bytes(&spec.shm_size),
+            memory: bytes(&spec.memory),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            network_mode: spec.network.clone(),
+            device_requests,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A created container: removed by `remove`, or, if that never ran (a panic, a
+/// dropped future), by a task spawned from `Drop`.
+struct Created {
+    docker: Docker,
+    id: String,
+    removed: bool,
+}
+
+impl Created {
+    async fn remove(mut self) -> Result<(), DockerError> {
+        self.removed = true;
+        remove(&self.docker, &self.id).await
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = remove(&docker, &id).await;
+            });
+        }
+    }
+}
+
+/// Removes a container, running or not, with its anonymous volumes (as `docker run --rm`).
+pub async fn remove(docker: &Docker, id: &str) -> Result<(), DockerError> {
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(opts)).await {
+        Err(e) if is_not_found(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Waits for the container to stop and returns its exit code.
+async fn wait_exit(docker: &Docker, id: &str) -> Result<i64, RunError> {
+    let opts = WaitContainerOptionsBuilder::new()
+        .condition("not-running")
+        .build();
+    let mut stream = docker.wait_container(id, Some(opts));
+    match stream.next().await {
+        Some(Ok(r)) => Ok(r.status_code),
+        // bollard reports a non-zero exit as an error carrying the code.
+        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => inspect_exit(docker, id).await.ok_or_else(|| {
+            RunError::Other(format!("cannot wait for container {id}: {}", reason(&e)))
+        }),
+        None => inspect_exit(docker, id).await.ok_or_else(|| {
+            RunError::Other(format!("the engine stopped answering about container {id}"))
+        }),
+    }
+}
+
+async fn inspect_exit(docker: &Docker, id: &str) -> Option<i64> {
+    let state = docker.inspect_container(id, None).await.ok()?.state?;
+    if state.running == Some(true) {
+        return None;
+    }
+    state.exit_code
+}
+
+async fn kill(docker: &Docker, id: &str, signal: &str) {
+    let opts = KillContainerOptionsBuilder::new().signal(signal).build();
+    if let Err(e) = docker.kill_container(id, Some(opts)).await {
+        // 409: it has already stopped, which is what we wanted.
+        tracing::debug!("kill {signal} {id}: {}", reason(&e));
+    }
+}
+
+/// Sends the stop signal, then SIGKILL after `grace`; returns the exit code.
+async fn stop(
+    docker: &Docker,
+    id: &str,
+    signal: &str,
+    grace: Duration,
+    wait: &mut (impl std::future::Future<Output = Result<i64, RunError>> + Unpin),
+) -> Result<i64, RunError> {
+    kill(docker, id, signal).await;
+    match tokio::time::timeout(grace, &mut *wait).await {
+        Ok(s) => s,
+        Err(_) => {
+            tracing::warn!(
+                "container still running {}s after {signal}; sending SIGKILL",
+                grace.as_secs_f64()
+            );
+            kill(docker, id, "SIGKILL").await;
+            wait.await
+        }
+    }
+}
+
+/// How an engine error at start reads to a person; a missing program is the job's
+/// problem (exit 127, as a shell says), anything else the node's.
+fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: &DockerError) -> RunError {
+    let why = reason(e);
+    if why.contains("executable file not found") || why.contains("no such file or directory") {
+        RunError::Spawn {
+            program: plan.command[0].clone(),
+            workdir: c.working_dir.clone().into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("in image {image}: {why}"),
+            ),
+        }
+    } else {
+        RunError::Launch {
+            action: "start the container",
+            image: image.into(),
+            reason: why,
+        }
+    }
+}
+
+#[async_trait]
+impl Runner for ContainerRunner {
+    async fn prepare(&self, plan: &Plan) -> Result<(), RunError> {
+        self.ready(plan).await.map(|_| ())
+    }
+
+    async fn run(
+        &self,
+        launch: &Launch<'_>,
+        cancel: &Cancel,
+        started: &(dyn Fn(Started) + Send + Sync),
+    ) -> Result<Exit, RunError> {
+        let plan = launch.plan;
+        // A signal that arrives while the container is being made still stops it.
+        let seen = cancel.received().0;
+        let ready = self.ready(plan).await?;
+        let c = container_of(plan)?;
+        let docker = &ready.docker;
+        let body = create_body(plan, c, &ready.image, launch.remove_env);
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&container_name(plan))
+            .build();
+        let created = docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| RunError::Launch {
+                action: "create the container",
+                image: ready.image.clone(),
+                reason: reason(&e),
+            })?;
+        for w in &created.warnings {
+            tracing::warn!("container engine: {w}");
+        }
+        let guard = Created {
+            docker: docker.clone(),
+            id: created.id.clone(),
+            removed: false,
+        };
+        let outcome = supervise(ready, c, &created.id, launch, cancel, seen, started).await;
+        if let Err(e) = guard.remove().await {
+            tracing::warn!(
+                "cannot remove container {}: {}; `stagehand gc` will remove it",
+                created.id,
+                reason(&e)
+            );
+        }
+        outcome
+    }
+}
+
+/// Attaches, starts, and waits for the container to end, stopping it on a signal or
+/// the timeout. Removal is the caller's, whatever this returns.
+async fn supervise(
+    ready: &Ready,
+    c: &ContainerPlan,
+    id: &str,
+    launch: &Launch<'_>,
+    cancel: &Cancel,
+    seen: u32,
+    started: &(dyn Fn(Started) + Send + Sync),
+) -> Result<Exit, RunError> {
+    let plan = launch.plan;
+    let docker = &ready.docker;
+    // Attach before start, as `docker run` does, so no early line is lost.
+    let opts = AttachContainerOptionsBuilder::new()
+        .stream(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let attached = docker
+        .attach_container(id, Some(opts))
+        .await
+        .map_err(|e| RunError::Launch {
+            action: "attach to the container",
+            image: ready.image.clone(),
+            reason: reason(&e),
+        })?;
+    let (out_log, err_log) = (
+        launch.log_dir.join("stdout.log"),
+        launch.log_dir.join("stderr.log"),
+    );
+    let stdout_to_stderr = launch.stdout_to_stderr;
+    let mut output = attached.output;
+    let pump = tokio::spawn(async move {
+        let mut out = Sink::open(stdout_to_stderr, &out_log).await;
+        let mut err = Sink::open(true, &err_log).await;
+        while let Some(Ok(chunk)) = output.next().await {
+            match chunk {
+                bollard::container::LogOutput::StdErr { message } => err.write(&message).await,
+                other => out.write(other.as_ref()).await,
+            }
+        }
+        out.close().await;
+        err.close().await;
+    });
+
+    if let Err(e) = docker.start_container(id, None).await {
+        pump.abort();
+        return Err(start_error(plan, c, &ready.image, &e));
+    }
+    started(Started {
+        pid: None,
+        container: Some(id.to_string()),
+    });
+    tracing::info!(container = %&id[..id.len().min(12)], "job started in {}: {}", ready.image, plan.command.join(" "));
+
+    let timeout = async {
+        match plan.timeout() {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let wait = Box::pin(wait_exit(docker, id));
+    let mut wait = wait;
+    let (code, ended_by) = tokio::select! {
+        s = &mut wait => (s, EndedBy::Itself),
+        _ = cancel.after(seen) => {
+            tracing::warn!("stopping the container with {} (SIGKILL after {}s)", ready.stop_signal, plan.kill_grace_secs);
+            (stop(docker, id, &ready.stop_signal, plan.kill_grace(), &mut wait).await, EndedBy::Cancelled)
+        }
+        _ = timeout => {
+            tracing::warn!("job ran past its timeout of {}s; stopping the container with {}", plan.timeout_secs.unwrap_or_default(), ready.stop_signal);
+            (stop(docker, id, &ready.stop_signal, plan.kill_grace(), &mut wait).await, EndedBy::TimedOut)
+        }
+    };
+    // The attach stream ends with the container; do not wait forever for a stuck one.
+    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    let code = code?;
+    Ok(Exit {
+        code: Some(i32::try_from(code).unwrap_or(crate::exit::INTERNAL)),
+        signal: None,
+        ended_by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_without_a_tag_get_latest() {
+        assert_eq!(with_tag("busybox"), "busybox:latest");
+        assert_eq!(with_tag("python:3.11"), "python:3.11");
+        assert_eq!(with_tag("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(with_tag("localhost:5000/x:1"), "localhost:5000/x:1");
+        assert_eq!(with_tag("x@sha256:abc"), "x@sha256:abc");
+    }
+
+    #[test]
+    fn the_root_mount_is_found_in_mountinfo() {
+        // Whatever / is, the answer must not panic and must be stable.
+        assert_eq!(
+            mount_is_shared_or_slave(Path::new("/")),
+            mount_is_shared_or_slave(Path::new("/"))
+        );
+    }
+}
