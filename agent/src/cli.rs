@@ -172,6 +172,22 @@ pub enum Command {
         #[arg(long)]
         source_path: Option<String>,
     },
+    /// Remove what agents killed before their teardown left behind: their containers
+    /// and, with --older-than, their run folders.
+    #[command(
+        after_help = "A resource is removed only when the agent recorded on it is gone (its pid no longer runs the same process, or this host rebooted since); resources of live agents and of other hosts are kept.\n\nExample:\n  stagehand gc\n  stagehand gc --older-than 7d --dry-run"
+    )]
+    Gc {
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove run folders of dead agents that nothing touched for this long (e.g. 7d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// The folder of run folders (default: $STAGEHAND_RUNS_DIR, else ~/.local/state/stagehand/runs).
+        #[arg(long)]
+        runs_dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of a file format.
     #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]
     Schema {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod credentials;
 pub mod events;
 pub mod exit;
+pub mod gc;
 pub mod lifecycle;
 pub mod owner;
 pub mod plan;

@@ -146,6 +146,35 @@ async fn dispatch(cli: Cli) -> i32 {
             events,
             format,
         } => run(job, events, format).await,
+        Command::Gc {
+            dry_run,
+            older_than,
+            runs_dir,
+        } => {
+            let opts = stagehand::gc::Options {
+                dry_run,
+                older_than,
+                runs_dir: runs_dir.unwrap_or_else(plan::default_runs_dir),
+            };
+            let report = stagehand::gc::all(&opts).await;
+            for r in &report.removed {
+                println!("removed {r}");
+            }
+            for k in &report.kept {
+                println!("kept {k}");
+            }
+            for f in &report.failed {
+                eprintln!("stagehand: {f}");
+            }
+            if report.removed.is_empty() && report.failed.is_empty() {
+                println!("nothing to remove");
+            }
+            if report.failed.is_empty() {
+                0
+            } else {
+                exit::INTERNAL
+            }
+        }
     }
 }
 

@@ -1,0 +1,252 @@
+//! `stagehand gc`: removes what agents that died before their teardown (SIGKILL, OOM
+//! killer, a lost node) left on this node. One function per kind of resource, each
+//! deciding by the owner recorded with the resource (see `owner.rs`); `all` runs them
+//! in the order that is safe (containers, then mounts, then run folders).
+//!
+//! It must never remove what belongs to a live agent or to an agent on another host,
+//! and never follow a mount out of a run folder it deletes.
+
+use crate::owner::{Liveness, Owner, LABEL_JOB, LABEL_RUN_ID, RUN_DIR_FILE};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// What `stagehand gc` may remove.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Report only; remove nothing.
+    pub dry_run: bool,
+    /// The folder holding run folders.
+    pub runs_dir: PathBuf,
+    /// Remove run folders of dead agents untouched for this long; `None` keeps them all.
+    pub older_than: Option<Duration>,
+}
+
+/// What was done, one line per resource, for a person.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Removed (or, in a dry run, would be).
+    pub removed: Vec<String>,
+    /// Left alone, with the reason, where the reason is worth saying.
+    pub kept: Vec<String>,
+    /// Could not be removed or checked.
+    pub failed: Vec<String>,
+}
+
+/// Runs every kind of clean-up.
+pub async fn all(opts: &Options) -> Report {
+    let mut report = Report::default();
+    containers(opts, &mut report).await;
+    // Stale mounts go here, before run folders: a run folder with a mount under it is
+    // never deleted (see `remove_tree`).
+    run_folders(opts, &mut report);
+    report
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Removes containers labelled by stagehand whose agent is gone.
+pub async fn containers(opts: &Options, report: &mut Report) {
+    let docker = match crate::run::container::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            report.kept.push(format!("containers not checked: {e}"));
+            return;
+        }
+    };
+    let filters = HashMap::from([("label", vec![LABEL_RUN_ID])]);
+    let list = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let found = match docker.list_containers(Some(list)).await {
+        Ok(l) => l,
+        Err(e) => {
+            report.failed.push(format!("cannot list containers: {e}"));
+            return;
+        }
+    };
+    for c in found {
+        let id = c.id.unwrap_or_default();
+        let labels = c.labels.unwrap_or_default();
+        let what = format!(
+            "container {} (run {}, job {})",
+            short(&id),
+            labels.get(LABEL_RUN_ID).map(String::as_str).unwrap_or("?"),
+            labels.get(LABEL_JOB).map(String::as_str).unwrap_or("?")
+        );
+        let Some(owner) = Owner::from_labels(&labels) else {
+            report.kept.push(format!("{what}: no agent recorded on it"));
+            continue;
+        };
+        match owner.liveness() {
+            Liveness::Alive => {}
+            Liveness::Unknown(why) => report.kept.push(format!("{what}: {why}")),
+            Liveness::Gone if opts.dry_run => report.removed.push(format!(
+                "{what}: its agent (pid {}) is gone (dry run)",
+                owner.pid
+            )),
+            Liveness::Gone => match crate::run::container::remove(&docker, &id).await {
+                Ok(()) => report
+                    .removed
+                    .push(format!("{what}: its agent (pid {}) is gone", owner.pid)),
+                Err(e) => report.failed.push(format!("{what}: cannot remove: {e}")),
+            },
+        }
+    }
+}
+
+/// The latest time anything the run wrote changed.
+fn last_touched(dir: &Path) -> Option<SystemTime> {
+    [
+        dir.to_path_buf(),
+        dir.join(RUN_DIR_FILE),
+        dir.join("logs/stdout.log"),
+        dir.join("logs/stderr.log"),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok())
+    .max()
+}
+
+/// Removes run folders whose agent is gone and that nothing touched for `older_than`.
+pub fn run_folders(opts: &Options, report: &mut Report) {
+    let Some(age) = opts.older_than else { return };
+    let Ok(entries) = std::fs::read_dir(&opts.runs_dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let what = format!("run folder {}", dir.display());
+        let owner: Option<Owner> = std::fs::read(dir.join(RUN_DIR_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if owner.is_none() && !dir.join("logs").is_dir() {
+            continue; // Not a run folder.
+        }
+        match owner.as_ref().map(Owner::liveness) {
+            Some(Liveness::Alive) => continue,
+            Some(Liveness::Unknown(why)) => {
+                report.kept.push(format!("{what}: {why}"));
+                continue;
+            }
+            Some(Liveness::Gone) | None => {}
+        }
+        let idle = last_touched(&dir)
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        if idle < age {
+            continue;
+        }
+        let why = format!(
+            "unused for {}",
+            humantime::format_duration(Duration::from_secs(idle.as_secs()))
+        );
+        if opts.dry_run {
+            report.removed.push(format!("{what}: {why} (dry run)"));
+            continue;
+        }
+        match remove_tree(&dir) {
+            Ok(()) => report.removed.push(format!("{what}: {why}")),
+            Err(e) => report.failed.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// Deletes a folder tree, refusing to descend into another filesystem: a mount left
+/// under a run folder (a FUSE view of a datastore) must be unmounted, not emptied.
+pub fn remove_tree(dir: &Path) -> Result<(), String> {
+    let dev = std::fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .dev();
+    fn walk(p: &Path, dev: u64) -> Result<(), String> {
+        let meta = std::fs::symlink_metadata(p)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if meta.dev() != dev {
+            return Err(format!(
+                "{} is a mount point; unmount it first",
+                p.display()
+            ));
+        }
+        if meta.is_dir() {
+            let entries =
+                std::fs::read_dir(p).map_err(|e| format!("cannot list {}: {e}", p.display()))?;
+            for e in entries {
+                let e = e.map_err(|e| format!("cannot list {}: {e}", p.display()))?;
+                walk(&e.path(), dev)?;
+            }
+            std::fs::remove_dir(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+        } else {
+            std::fs::remove_file(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+        }
+    }
+    walk(dir, dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_folder(root: &Path, name: &str, owner: &Owner) -> PathBuf {
+        let d = root.join(name);
+        std::fs::create_dir_all(d.join("logs")).unwrap();
+        std::fs::write(d.join("logs/stdout.log"), "x").unwrap();
+        std::fs::write(d.join(RUN_DIR_FILE), serde_json::to_vec(owner).unwrap()).unwrap();
+        d
+    }
+
+    #[test]
+    fn old_run_folders_of_dead_agents_go_and_live_ones_stay() {
+        let root = tempfile::tempdir().unwrap();
+        let me = Owner::current();
+        let live = run_folder(root.path(), "live", &me);
+        let dead = run_folder(
+            root.path(),
+            "dead",
+            &Owner {
+                start: me.start + 1,
+                ..me.clone()
+            },
+        );
+        let other = root.path().join("not-a-run");
+        std::fs::create_dir_all(&other).unwrap();
+        let opts = Options {
+            dry_run: false,
+            runs_dir: root.path().into(),
+            older_than: Some(Duration::ZERO),
+        };
+        let mut report = Report::default();
+        run_folders(&opts, &mut report);
+        assert!(live.exists() && other.exists());
+        assert!(!dead.exists(), "{report:?}");
+        assert_eq!(report.removed.len(), 1);
+    }
+
+    #[test]
+    fn without_older_than_no_run_folder_is_touched() {
+        let root = tempfile::tempdir().unwrap();
+        let me = Owner::current();
+        let dead = run_folder(
+            root.path(),
+            "dead",
+            &Owner {
+                start: me.start + 1,
+                ..me
+            },
+        );
+        let opts = Options {
+            dry_run: false,
+            runs_dir: root.path().into(),
+            older_than: None,
+        };
+        run_folders(&opts, &mut Report::default());
+        assert!(dead.exists());
+    }
+}
