@@ -2,6 +2,8 @@
 //! way a scheduler does (files in, exit code and events out).
 #![allow(dead_code)]
 
+pub mod docker;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
