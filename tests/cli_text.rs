@@ -25,6 +25,7 @@ fn help_texts() {
         vec!["plan", "--help"],
         vec!["validate", "--help"],
         vec!["convert", "--help"],
+        vec!["gc", "--help"],
     ] {
         let (code, out, _) = stagehand(s.path(), &cmd);
         assert_eq!(code, 0);

@@ -172,8 +172,7 @@ pub enum Command {
         #[arg(long)]
         source_path: Option<String>,
     },
-    /// Remove what agents killed before their teardown left behind: their containers
-    /// and, with --older-than, their run folders.
+    /// Remove what killed agents left behind (containers, old run folders).
     #[command(
         after_help = "A resource is removed only when the agent recorded on it is gone (its pid no longer runs the same process, or this host rebooted since); resources of live agents and of other hosts are kept.\n\nExample:\n  stagehand gc\n  stagehand gc --older-than 7d --dry-run"
     )]
