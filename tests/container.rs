@@ -538,3 +538,84 @@ fn gc_removes_the_container_of_a_sigkilled_agent_and_keeps_live_ones() {
     docker::remove_containers_of(&run_id);
     assert!(left.is_empty(), "gc left {left:?}: {so}");
 }
+
+/// Undoes the mounts a test made, innermost first, even when it fails.
+struct Mounts(Vec<PathBuf>);
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for m in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .status();
+        }
+    }
+}
+
+fn mount(args: &[&str], target: &Path) -> bool {
+    std::process::Command::new("mount")
+        .args(args)
+        .arg(target)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
+    // What a FUSE input needs: the run folder is bound with rslave propagation, so a
+    // mount made on the node under it appears in the running container.
+    if !ready() {
+        return;
+    }
+    let s = workspace();
+    let mut mounts = Mounts(Vec::new());
+    // rslave needs the run folder on a shared mount, as on a systemd host; make one.
+    let scratch = s.path().to_path_buf();
+    if !(mount(&["--bind", scratch.to_str().unwrap()], &scratch) && {
+        mounts.0.push(scratch.clone());
+        mount(&["--make-rshared"], &scratch)
+    }) {
+        assert!(
+            !in_ci(),
+            "cannot make a shared bind mount (CI runs as root)"
+        );
+        eprintln!(
+            "cannot make a shared bind mount here (needs root): the propagation test did not run"
+        );
+        return;
+    }
+    let run_id = docker::run_id("propagation");
+    let job = simple_job(
+        &s,
+        "propagation",
+        &format!("{{image: {IMAGE}, pull: never}}"),
+        "[sh, -c, \"i=0; while [ $i -lt 300 ]; do if [ -e $AZUREML_DATAREFERENCE_late/marker ]; then echo seen; exit 0; fi; i=$((i+1)); sleep 0.1; done; exit 9\"]",
+        "outputs:\n  late: {path: \"late/{run_id}\", mode: upload, upload_on: failure}\n",
+    );
+    let mut child = s
+        .run_cmd(&job)
+        .arg("--run-id")
+        .arg(&run_id)
+        .spawn()
+        .unwrap();
+    wait_started(&s, &mut child);
+    let src = s.path().join("late-source");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("marker"), "x").unwrap();
+    let target = s.run_dir().join("outputs/late");
+    assert!(
+        mount(&["--bind", src.to_str().unwrap()], &target),
+        "cannot mount onto {}",
+        target.display()
+    );
+    mounts.0.push(target);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the container never saw the mount made after it started"
+    );
+    assert_no_container(&run_id);
+}
