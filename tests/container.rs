@@ -619,3 +619,90 @@ fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
     );
     assert_no_container(&run_id);
 }
+
+#[test]
+fn a_program_missing_from_the_image_exits_127() {
+    if !ready() {
+        return;
+    }
+    let s = workspace();
+    let run_id = docker::run_id("missing");
+    let job = simple_job(
+        &s,
+        "missing",
+        &format!("{{image: {IMAGE}, pull: never}}"),
+        "[no-such-program]",
+        "",
+    );
+    let out = run_with_id(&s, &job, &run_id);
+    let (_, se) = text(&out);
+    assert_eq!(out.status.code(), Some(127), "{se}");
+    assert!(se.contains("\"no-such-program\""), "{se}");
+    assert_no_container(&run_id);
+}
+
+#[test]
+fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
+    if !ready() {
+        return;
+    }
+    let s = workspace();
+    s.write(
+        "workspace.yaml",
+        "default_datastore: local\ndatastores:\n  local:\n    type: local\n    root: ./data\n  blobs:\n    type: azure_blob\n    account_name: acct\n    container_name: c\n    credentials:\n      account_key: {env: STAGEHAND_TEST_SECRET}\n",
+    );
+    let run_id = docker::run_id("env");
+    let job = simple_job(
+        &s,
+        "env",
+        &format!(
+            "{{image: {IMAGE}, pull: never, env: [STAGEHAND_TEST_PASSED, STAGEHAND_TEST_UNSET]}}"
+        ),
+        "[env]",
+        "environment: {FROM_SPEC: spec}\n",
+    );
+    let out = s
+        .run_cmd(&job)
+        .arg("--run-id")
+        .arg(&run_id)
+        .env("STAGEHAND_TEST_SECRET", "s3cr3t-value")
+        .env("STAGEHAND_TEST_PASSED", "passed")
+        .env("STAGEHAND_TEST_AGENT_ONLY", "agent")
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{se}");
+    assert!(
+        so.contains("STAGEHAND_TEST_PASSED=passed") && so.contains("FROM_SPEC=spec"),
+        "{so}"
+    );
+    assert!(so.contains(&format!("STAGEHAND_RUN_ID={run_id}")), "{so}");
+    assert!(
+        !so.contains("s3cr3t-value") && !so.contains("STAGEHAND_TEST_SECRET"),
+        "a credential reached the container: {so}"
+    );
+    assert!(
+        !so.contains("STAGEHAND_TEST_AGENT_ONLY") && !so.contains("STAGEHAND_TEST_UNSET"),
+        "{so}"
+    );
+    // Asking to pass a credential through is a spec error.
+    let job = simple_job(
+        &s,
+        "env2",
+        &format!("{{image: {IMAGE}, pull: never, env: [STAGEHAND_TEST_SECRET]}}"),
+        "[env]",
+        "",
+    );
+    let out = s
+        .run_cmd(&job)
+        .env("STAGEHAND_TEST_SECRET", "s3cr3t-value")
+        .output()
+        .unwrap();
+    let (_, se) = text(&out);
+    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    assert!(
+        se.contains("container.env[0]") && se.contains("credential"),
+        "{se}"
+    );
+    assert_no_container(&run_id);
+}

@@ -57,5 +57,5 @@ print(f"stagehand run   : {s['mean']*1000:7.1f} ms ± {s['stddev']*1000:.1f} (me
 print(f"ratio stagehand / docker run: {s['mean']/d['mean']:.2f} (means), {s['median']/d['median']:.2f} (medians); "
       f"difference {1000*(s['mean']-d['mean']):+.1f} ms")
 PY
-left=$(docker ps -aq --filter label=io.stagehand.run_id=bench 2>/dev/null | wc -l)
+left=$(docker ps -aq --filter label=io.stagehand.job=bench 2>/dev/null | wc -l)
 [ "$left" = 0 ] || echo "warning: $left stagehand container(s) left behind" >&2

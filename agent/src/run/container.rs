@@ -585,8 +585,7 @@ async fn supervise(
             None => std::future::pending().await,
         }
     };
-    let wait = Box::pin(wait_exit(docker, id));
-    let mut wait = wait;
+    let mut wait = Box::pin(wait_exit(docker, id));
     let (code, ended_by) = tokio::select! {
         s = &mut wait => (s, EndedBy::Itself),
         _ = cancel.after(seen) => {
