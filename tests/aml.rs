@@ -234,10 +234,10 @@ fn sdk_samples_plan() {
         [
             "bash",
             "-c",
+            // A containerised job sees the run folder at its container path.
             &format!(
                 "python score.py --model {} --out={}/out.csv",
-                r("code/model.pkl"),
-                r("code/outputs/preds")
+                "/mnt/stagehand/run/code/model.pkl", "/mnt/stagehand/run/code/outputs/preds"
             )
         ]
     );

@@ -395,7 +395,8 @@ fn plan_shows_container_paths_and_binds_without_an_engine() {
         "plan",
         &format!("{{image: {IMAGE}, volumes: [{{host: /etc, container: /host-etc}}], env: [HOME]}}"),
         "[cat, \"${{inputs.names}}\", \"--out=$AZUREML_DATAREFERENCE_model/x\"]",
-        "inputs:\n  names: {path: in/names.txt, mode: download}\n  local: {path: in, mode: mount}\noutputs:\n  model: {path: m, mode: upload, path_on_compute: /tmp/stagehand-plan-model}\n",
+        "inputs:\n  names: {path: in/names.txt, mode: download}\n  local: {path: in, mode: mount}\noutputs:\n  model: {path: m, mode: upload, path_on_compute: /tmp/stagehand-plan-model}\n  \
+         metrics: {path: m.json, mode: upload, path_on_compute: /tmp/stagehand-plan/metrics.json}\n",
     );
     let out = std::process::Command::new(bin())
         .args(["plan", "--format", "json", "--run-dir"])
@@ -442,6 +443,16 @@ fn plan_shows_container_paths_and_binds_without_an_engine() {
     assert_eq!(bind("input local")["propagation"], "rslave");
     assert_eq!(bind("output model")["read_only"], false);
     assert_eq!(bind("output model")["host"], "/tmp/stagehand-plan-model");
+    // A one-file output does not exist at launch: its folder is bound.
+    assert_eq!(
+        env["AZUREML_DATAREFERENCE_metrics"],
+        "/mnt/stagehand/data/metrics/metrics.json"
+    );
+    assert_eq!(bind("output metrics")["host"], "/tmp/stagehand-plan");
+    assert_eq!(
+        bind("output metrics")["container"],
+        "/mnt/stagehand/data/metrics"
+    );
     assert_eq!(bind("volumes[0]")["container"], "/host-etc");
     assert_eq!(bind("volumes[0]")["read_only"], true);
     assert_eq!(plan["container"]["working_dir"], "/mnt/stagehand/job");

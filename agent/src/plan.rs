@@ -655,10 +655,16 @@ fn container_plan(
         let read_only = d.direction == Direction::Input;
         // Writable data inside the run folder is already reachable through its bind.
         if read_only || !inside {
+            // A one-file output does not exist at launch: bind the folder it goes in.
+            let (host, target) =
+                match (d.is_file, d.local_path.parent(), container.rsplit_once('/')) {
+                    (true, Some(parent), Some((dir, _))) => (parent.to_path_buf(), dir.to_string()),
+                    _ => (d.local_path.clone(), container.clone()),
+                };
             binds.push(Bind {
                 purpose: format!("{} {}", if read_only { "input" } else { "output" }, d.name),
-                host: d.local_path.clone(),
-                container: container.clone(),
+                host,
+                container: target,
                 read_only,
                 propagation: if d.mode == Mode::Mount {
                     Propagation::Slave
