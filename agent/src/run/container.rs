@@ -104,6 +104,7 @@ fn with_tag(image: &str) -> String {
     }
 }
 
+/// Whether the engine said "no such image / container".
 fn is_not_found(e: &DockerError) -> bool {
     matches!(
         e,
@@ -122,6 +123,8 @@ fn reason(e: &DockerError) -> String {
     }
 }
 
+/// Reaches the engine and makes sure the image is there as the pull policy says; reads
+/// the image's stop signal, which cancellation and the timeout send.
 async fn prepare(c: &ContainerPlan) -> Result<Ready, RunError> {
     let docker = connect().await?;
     let image = with_tag(&c.spec.image);
