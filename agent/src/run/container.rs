@@ -83,10 +83,10 @@ pub async fn connect() -> Result<Docker, RunError> {
         host: engine_address(),
         reason,
     };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(with_causes(&e)))?;
     match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Ok(Err(e)) => Err(unreachable(with_causes(&e))),
         Err(_) => Err(unreachable(format!(
             "no answer within {}s",
             CONNECT_TIMEOUT.as_secs()
@@ -102,6 +102,21 @@ fn with_tag(image: &str) -> String {
     } else {
         format!("{image}:latest")
     }
+}
+
+/// An error with its causes (`client error (Connect): Connection refused (os error
+/// 111)`): the top level alone often says only that the HTTP client failed.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Whether the engine said "no such image / container".
