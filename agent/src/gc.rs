@@ -45,7 +45,7 @@ pub async fn all(opts: &Options) -> Report {
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 /// Removes containers labelled by stagehand whose agent is gone.

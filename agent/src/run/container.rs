@@ -595,7 +595,7 @@ async fn supervise(
         pid: None,
         container: Some(id.to_string()),
     });
-    tracing::info!(container = %&id[..id.len().min(12)], "job started in {}: {}", ready.image, plan.command.join(" "));
+    tracing::info!(container = %id.get(..12).unwrap_or(id), "job started in {}: {}", ready.image, plan.command.join(" "));
 
     let timeout = async {
         match plan.timeout() {
