@@ -638,6 +638,83 @@ mod tests {
         assert_eq!(with_tag("x@sha256:abc"), "x@sha256:abc");
     }
 
+    fn planned(container: &str) -> (tempfile::TempDir, Plan) {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            format!("name: t\ncommand: [run, x]\nenvironment: {{A: b}}\ncontainer: {container}\n"),
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let plan = crate::plan::build(&loaded, Some("r1"), Some(&dir.path().join("run"))).unwrap();
+        (dir, plan)
+    }
+
+    #[test]
+    fn settings_become_the_engines_host_config() {
+        std::env::set_var("STAGEHAND_UNIT_PASSED", "yes");
+        let (_d, plan) = planned("{image: img, gpus: all, shm_size: 2g, memory: 512m, cpus: 1.5, network: none, user: host, entrypoint: [/bin/sh], env: [STAGEHAND_UNIT_PASSED, STAGEHAND_UNIT_UNSET]}");
+        let c = plan.container.as_ref().unwrap();
+        let body = create_body(&plan, c, "img:latest", &[]);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.shm_size, Some(2 << 30));
+        assert_eq!(host.memory, Some(512 << 20));
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        let gpu = &host.device_requests.unwrap()[0];
+        assert_eq!(
+            (gpu.count, gpu.capabilities.clone()),
+            (Some(-1), Some(vec![vec!["gpu".to_string()]]))
+        );
+        assert_eq!(
+            body.user,
+            Some(format!(
+                "{}:{}",
+                nix::unistd::getuid(),
+                nix::unistd::getgid()
+            ))
+        );
+        assert_eq!(body.entrypoint, Some(vec!["/bin/sh".to_string()]));
+        assert_eq!(body.cmd, Some(vec!["run".to_string(), "x".to_string()]));
+        let env = body.env.unwrap();
+        assert!(
+            env.contains(&"A=b".to_string())
+                && env.contains(&"STAGEHAND_UNIT_PASSED=yes".to_string()),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&"STAGEHAND_RUN_DIR=/mnt/stagehand/run".to_string()),
+            "{env:?}"
+        );
+        assert!(
+            !env.iter()
+                .any(|e| e.starts_with("STAGEHAND_UNIT_UNSET") || e.starts_with("PATH=")),
+            "{env:?}"
+        );
+        let labels = body.labels.unwrap();
+        assert_eq!(labels.get(LABEL_RUN_ID).map(String::as_str), Some("r1"));
+        assert_eq!(labels.get(LABEL_JOB).map(String::as_str), Some("t"));
+        assert_eq!(Owner::from_labels(&labels), Some(Owner::current()));
+        let mounts = host.mounts.unwrap();
+        assert_eq!(
+            mounts[0].target.as_deref(),
+            Some(stagehand_protocol::job::CONTAINER_RUN_DIR)
+        );
+        assert_eq!(mounts[0].read_only, Some(false));
+    }
+
+    #[test]
+    fn gpus_as_a_count_and_the_images_user_by_default() {
+        let (_d, plan) = planned("{image: img, gpus: 2}");
+        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img:latest", &[]);
+        assert_eq!(
+            body.host_config.unwrap().device_requests.unwrap()[0].count,
+            Some(2)
+        );
+        assert_eq!(body.user, None);
+    }
+
     #[test]
     fn the_root_mount_is_found_in_mountinfo() {
         // Whatever / is, the answer must not panic and must be stable.
