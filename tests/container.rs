@@ -717,3 +717,27 @@ fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
     );
     assert_no_container(&run_id);
 }
+
+#[test]
+fn a_job_killed_for_memory_says_so() {
+    if !ready() {
+        return;
+    }
+    let s = workspace();
+    let run_id = docker::run_id("oom");
+    let job = simple_job(
+        &s,
+        "oom",
+        &format!("{{image: {IMAGE}, pull: never, memory: 16m}}"),
+        "[sh, -c, \"x=a; while true; do x=$x$x; done\"]",
+        "timeout: 60s\n",
+    );
+    let out = run_with_id(&s, &job, &run_id);
+    let (_, se) = text(&out);
+    assert_eq!(out.status.code(), Some(137), "{se}");
+    assert!(
+        se.contains("ran out of memory") && se.contains("container.memory is 16m"),
+        "{se}"
+    );
+    assert_no_container(&run_id);
+}

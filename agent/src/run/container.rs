@@ -618,6 +618,25 @@ async fn supervise(
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     let code = code?;
+    // A SIGKILL nobody here sent is most often the memory limit: say so, since the exit
+    // code alone (137) does not.
+    if code == 137 && ended_by == EndedBy::Itself {
+        let oom = docker
+            .inspect_container(id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.oom_killed);
+        if oom == Some(true) {
+            let limit = c
+                .spec
+                .memory
+                .as_deref()
+                .map(|m| format!(" (container.memory is {m})"))
+                .unwrap_or_default();
+            tracing::error!("the container ran out of memory and was killed{limit}");
+        }
+    }
     Ok(Exit {
         code: Some(i32::try_from(code).unwrap_or(crate::exit::INTERNAL)),
         signal: None,
