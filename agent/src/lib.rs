@@ -8,6 +8,7 @@ pub mod events;
 pub mod exit;
 pub mod gc;
 pub mod lifecycle;
+pub mod mount;
 pub mod owner;
 pub mod plan;
 pub mod redact;

@@ -1,0 +1,500 @@
+//! The block cache behind every mount of a run: objects are read in fixed-size blocks,
+//! each fetched once with one ranged GET and then served from memory (the last few
+//! blocks) or from a bounded folder on local disk (everything else, least recently
+//! used first out).
+//!
+//! Defaults (see the README): blocks of [`DEFAULT_BLOCK_SIZE`]; the disk part in
+//! `<run folder>/cache/mount` (`STAGEHAND_CACHE_DIR`), at most [`DEFAULT_CACHE_SIZE`]
+//! and never more than half the free space of its filesystem when the first mount is
+//! made (`STAGEHAND_CACHE_SIZE`, 0 turns the disk part off). The folder belongs to the
+//! run and is removed when the run's mounts are torn down.
+//!
+//! Two readers of the same block share one fetch. A fetch runs as its own task, so a
+//! reader that gives up (an interrupted `read`) does not waste a prefetch. Memory is
+//! bounded: at most [`MEM_BLOCKS`] completed blocks are kept in RAM, plus those in
+//! flight, whose number the fetch semaphore bounds.
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+/// The size of one block: one ranged GET, one cache file.
+pub const DEFAULT_BLOCK_SIZE: u64 = 4 * 1024 * 1024;
+/// The disk cache's default bound.
+pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+/// Completed blocks kept in memory (besides the disk copy).
+pub const MEM_BLOCKS: usize = 8;
+/// Ranged GETs in flight at once, over all mounts of the run.
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
+
+/// A read through the cache that failed. Cloneable, because one failed fetch answers
+/// every reader that waited for it.
+#[derive(Debug, Clone, Error)]
+pub enum CacheError {
+    /// The object is gone.
+    #[error("the object no longer exists")]
+    NotFound,
+    /// The store failed or did not answer (the cause has been logged).
+    #[error("{0}")]
+    Storage(Arc<str>),
+}
+
+/// Which object a block belongs to. The version is part of it, so a changed object is
+/// never served from the blocks of its old content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectId {
+    /// Datastore name.
+    pub datastore: String,
+    /// Path in the datastore.
+    pub path: String,
+    /// ETag or equivalent.
+    pub version: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl ObjectId {
+    /// A file-name-safe digest of the id (128 bits from two keyed SipHashes).
+    fn digest(&self) -> String {
+        let mut out = String::with_capacity(32);
+        for salt in [0x5354_4147u64, 0x4548_414eu64] {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            salt.hash(&mut h);
+            self.hash(&mut h);
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BlockKey {
+    object: Arc<ObjectId>,
+    index: u64,
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Bytes, CacheError>>>;
+
+#[derive(Default)]
+struct State {
+    /// Blocks in flight or recently fetched.
+    mem: HashMap<BlockKey, Fetch>,
+    /// Completed blocks in memory, oldest first.
+    mem_done: VecDeque<BlockKey>,
+    /// Blocks on disk: their length and last use.
+    disk: HashMap<BlockKey, (u64, u64)>,
+    /// Last use → block, for eviction.
+    disk_lru: BTreeMap<u64, BlockKey>,
+    disk_used: u64,
+    tick: u64,
+}
+
+/// How a cache is set up.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The folder for blocks on disk (created; removed by [`BlockCache::remove`]).
+    pub dir: PathBuf,
+    /// Bytes on disk at most; 0 keeps nothing on disk.
+    pub capacity: u64,
+    /// Block size in bytes.
+    pub block_size: u64,
+    /// Ranged GETs in flight at once.
+    pub fetch_concurrency: usize,
+}
+
+/// A block cache shared by all mounts of a run.
+pub struct BlockCache {
+    cfg: CacheConfig,
+    state: Mutex<State>,
+    fetches: Arc<Semaphore>,
+    disk_failed: AtomicBool,
+}
+
+/// How a missing block is fetched: the object's bytes `range`.
+pub type Fetcher = Arc<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Bytes, CacheError>> + Send + Sync>;
+
+impl BlockCache {
+    /// A cache in `cfg.dir`, created now.
+    pub fn new(mut cfg: CacheConfig) -> std::io::Result<Arc<BlockCache>> {
+        cfg.block_size = cfg.block_size.max(4096);
+        if cfg.capacity > 0 {
+            std::fs::create_dir_all(&cfg.dir)?;
+        }
+        let fetches = Arc::new(Semaphore::new(cfg.fetch_concurrency.max(1)));
+        Ok(Arc::new(BlockCache { cfg, state: Mutex::new(State::default()), fetches, disk_failed: AtomicBool::new(false) }))
+    }
+
+    /// The block size.
+    pub fn block_size(&self) -> u64 {
+        self.cfg.block_size
+    }
+
+    /// The folder blocks are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
+    /// Bytes of blocks on disk now.
+    pub fn disk_used(&self) -> u64 {
+        self.lock().disk_used
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The number of blocks of an object.
+    pub fn blocks(&self, object: &ObjectId) -> u64 {
+        object.size.div_ceil(self.cfg.block_size)
+    }
+
+    fn block_range(&self, key: &BlockKey) -> Range<u64> {
+        let start = key.index * self.cfg.block_size;
+        start..(start + self.cfg.block_size).min(key.object.size)
+    }
+
+    fn block_file(&self, key: &BlockKey) -> PathBuf {
+        self.cfg.dir.join(format!("{}-{}", key.object.digest(), key.index))
+    }
+
+    /// The bytes `range` of `object`, from memory, disk, or the store.
+    pub async fn read(self: &Arc<Self>, object: &Arc<ObjectId>, range: Range<u64>, fetch: &Fetcher) -> Result<Bytes, CacheError> {
+        let end = range.end.min(object.size);
+        if range.start >= end {
+            return Ok(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let (first, last) = (range.start / bs, (end - 1) / bs);
+        if first == last {
+            return self.read_in_block(object, first, range.start..end, fetch).await;
+        }
+        // Rare (reads are at most a block long): a read across a boundary.
+        let mut out = BytesMut::with_capacity((end - range.start) as usize);
+        for index in first..=last {
+            let (bstart, bend) = (index * bs, ((index + 1) * bs).min(end));
+            let part = self.read_in_block(object, index, range.start.max(bstart)..bend, fetch).await?;
+            out.extend_from_slice(&part);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Starts fetching blocks `blocks` of `object` unless cached; does not wait.
+    pub fn prefetch(self: &Arc<Self>, object: &Arc<ObjectId>, blocks: Range<u64>, fetch: &Fetcher) {
+        for index in blocks {
+            let key = BlockKey { object: object.clone(), index };
+            let mut st = self.lock();
+            if st.mem.contains_key(&key) || st.disk.contains_key(&key) {
+                continue;
+            }
+            let f = self.start_fetch(&mut st, key, fetch);
+            drop(st);
+            drop(f);
+        }
+    }
+
+    /// Reads `range` (absolute offsets, all inside block `index`).
+    async fn read_in_block(self: &Arc<Self>, object: &Arc<ObjectId>, index: u64, range: Range<u64>, fetch: &Fetcher) -> Result<Bytes, CacheError> {
+        let key = BlockKey { object: object.clone(), index };
+        let base = index * self.cfg.block_size;
+        let local = (range.start - base) as usize..(range.end - base) as usize;
+        let in_mem = self.lock().mem.get(&key).cloned();
+        if let Some(f) = in_mem {
+            let block = f.await?;
+            return slice(&block, local);
+        }
+        let on_disk = {
+            let mut st = self.lock();
+            if st.disk.contains_key(&key) {
+                st.tick += 1;
+                let tick = st.tick;
+                if let Some((_, used)) = st.disk.get_mut(&key) {
+                    let old = std::mem::replace(used, tick);
+                    st.disk_lru.remove(&old);
+                    st.disk_lru.insert(tick, key.clone());
+                }
+                Some(self.block_file(&key))
+            } else {
+                None
+            }
+        };
+        if let Some(file) = on_disk {
+            let len = local.len();
+            let at = local.start as u64;
+            let read = tokio::task::spawn_blocking(move || {
+                let f = std::fs::File::open(&file)?;
+                let mut buf = vec![0u8; len];
+                f.read_exact_at(&mut buf, at)?;
+                Ok::<_, std::io::Error>(Bytes::from(buf))
+            })
+            .await;
+            match read {
+                Ok(Ok(b)) => return Ok(b),
+                // Evicted meanwhile, or the disk failed: fetch it again.
+                Ok(Err(e)) => {
+                    tracing::debug!("cache block {} unreadable ({e}); fetching it again", key.index);
+                    self.forget_disk(&key);
+                }
+                Err(e) => return Err(CacheError::Storage(format!("cache worker failed: {e}").into())),
+            }
+        }
+        let f = {
+            let mut st = self.lock();
+            match st.mem.get(&key).cloned() {
+                Some(f) => f,
+                None => self.start_fetch(&mut st, key, fetch),
+            }
+        };
+        let block = f.await?;
+        slice(&block, local)
+    }
+
+    /// Registers and spawns the fetch of `key`; the caller holds the state lock.
+    fn start_fetch(self: &Arc<Self>, st: &mut State, key: BlockKey, fetch: &Fetcher) -> Fetch {
+        let range = self.block_range(&key);
+        let me = self.clone();
+        let fetch = fetch.clone();
+        let k = key.clone();
+        let task = tokio::spawn(async move {
+            let permit = me.fetches.clone().acquire_owned().await;
+            let got = fetch(range.clone()).await;
+            drop(permit);
+            match &got {
+                Ok(bytes) if bytes.len() as u64 == range.end - range.start => me.completed(k, bytes.clone()).await,
+                Ok(bytes) => {
+                    me.lock().mem.remove(&k);
+                    return Err(CacheError::Storage(
+                        format!("asked for bytes {}..{} and received {} bytes", range.start, range.end, bytes.len()).into(),
+                    ));
+                }
+                Err(_) => {
+                    // Do not remember failures: the next read tries again.
+                    me.lock().mem.remove(&k);
+                }
+            }
+            got
+        });
+        let f: Fetch = async move {
+            match task.await {
+                Ok(r) => r,
+                Err(e) => Err(CacheError::Storage(format!("fetch task failed: {e}").into())),
+            }
+        }
+        .boxed()
+        .shared();
+        st.mem.insert(key, f.clone());
+        f
+    }
+
+    /// A block arrived: keep it in memory (evicting the oldest) and write it to disk.
+    async fn completed(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
+        {
+            let mut st = self.lock();
+            st.mem_done.push_back(key.clone());
+            while st.mem_done.len() > MEM_BLOCKS {
+                if let Some(old) = st.mem_done.pop_front() {
+                    st.mem.remove(&old);
+                }
+            }
+        }
+        if self.cfg.capacity < self.cfg.block_size || self.disk_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let path = self.block_file(&key);
+        let len = bytes.len() as u64;
+        let written = tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if !self.disk_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the mount cache in {} cannot be written ({e}); blocks are fetched again when needed", self.cfg.dir.display());
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+        let evict = {
+            let mut st = self.lock();
+            st.tick += 1;
+            let tick = st.tick;
+            if let Some((old_len, old_tick)) = st.disk.insert(key.clone(), (len, tick)) {
+                st.disk_used -= old_len;
+                st.disk_lru.remove(&old_tick);
+            }
+            st.disk_lru.insert(tick, key);
+            st.disk_used += len;
+            let mut evict = Vec::new();
+            while st.disk_used > self.cfg.capacity {
+                let Some((_, victim)) = st.disk_lru.pop_first() else { break };
+                if let Some((l, _)) = st.disk.remove(&victim) {
+                    st.disk_used -= l;
+                }
+                evict.push(self.block_file(&victim));
+            }
+            evict
+        };
+        if !evict.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for p in evict {
+                    let _ = std::fs::remove_file(p);
+                }
+            })
+            .await;
+        }
+    }
+
+    fn forget_disk(&self, key: &BlockKey) {
+        let mut st = self.lock();
+        if let Some((l, tick)) = st.disk.remove(key) {
+            st.disk_used -= l;
+            st.disk_lru.remove(&tick);
+        }
+    }
+
+    /// Deletes the cache folder and everything in it.
+    pub fn remove(&self) -> std::io::Result<()> {
+        {
+            let mut st = self.lock();
+            *st = State::default();
+        }
+        match std::fs::remove_dir_all(&self.cfg.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn slice(block: &Bytes, local: Range<usize>) -> Result<Bytes, CacheError> {
+    if local.end > block.len() {
+        return Err(CacheError::Storage(format!("block of {} bytes is shorter than the read of {local:?}", block.len()).into()));
+    }
+    Ok(block.slice(local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn object(size: u64) -> Arc<ObjectId> {
+        Arc::new(ObjectId { datastore: "d".into(), path: "p".into(), version: Some("1".into()), size })
+    }
+
+    fn data(size: u64) -> Bytes {
+        (0..size).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
+    }
+
+    /// A fetcher over `content` that counts its calls.
+    fn counting(content: Bytes, calls: Arc<AtomicUsize>) -> Fetcher {
+        Arc::new(move |r: Range<u64>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let b = content.slice(r.start as usize..r.end as usize);
+            async move { Ok(b) }.boxed()
+        })
+    }
+
+    fn cache(dir: &Path, capacity: u64) -> Arc<BlockCache> {
+        BlockCache::new(CacheConfig { dir: dir.join("c"), capacity, block_size: 4096, fetch_concurrency: 4 }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_are_exact_across_block_boundaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 1 << 20);
+        let content = data(10_000);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(10_000);
+        for r in [0..10, 4090..4100, 0..10_000, 9_999..10_000, 8192..9000] {
+            assert_eq!(c.read(&o, r.clone(), &f).await.unwrap(), content.slice(r.start as usize..r.end as usize));
+        }
+        assert_eq!(c.read(&o, 10_000..10_100, &f).await.unwrap().len(), 0);
+        assert_eq!(c.read(&o, 9_990..20_000, &f).await.unwrap().len(), 10);
+        // 3 blocks, each fetched once.
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_disk_part_stays_within_its_bound_and_serves_evicted_memory_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 5 * 4096);
+        let size = 40 * 4096;
+        let content = data(size);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(size);
+        for i in 0..40u64 {
+            c.read(&o, i * 4096..i * 4096 + 100, &f).await.unwrap();
+            assert!(c.disk_used() <= 5 * 4096);
+        }
+        let files = std::fs::read_dir(c.dir()).unwrap().count();
+        assert!(files <= 5, "{files} files on disk");
+        assert_eq!(calls.load(Ordering::SeqCst), 40);
+        // Block 34 fell out of memory (8 kept) but is on disk: no new fetch.
+        let got = c.read(&o, 34 * 4096 + 5..34 * 4096 + 50, &f).await.unwrap();
+        assert_eq!(got, content.slice(34 * 4096 + 5..34 * 4096 + 50));
+        assert_eq!(calls.load(Ordering::SeqCst), 40);
+        c.remove().unwrap();
+        assert!(!c.dir().exists());
+    }
+
+    #[tokio::test]
+    async fn concurrent_readers_share_one_fetch_and_prefetch_fills_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 0);
+        let content = data(3 * 4096);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(3 * 4096);
+        c.prefetch(&o, 1..3, &f);
+        let (a, b) = tokio::join!(c.read(&o, 0..10, &f), c.read(&o, 5..20, &f));
+        assert_eq!(a.unwrap(), content.slice(0..10));
+        assert_eq!(b.unwrap(), content.slice(5..20));
+        c.read(&o, 4096..8192, &f).await.unwrap();
+        c.read(&o, 8192..8200, &f).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_reported_and_retried_on_the_next_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 1 << 20);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let n = calls.clone();
+        let f: Fetcher = Arc::new(move |r: Range<u64>| {
+            let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err(CacheError::Storage("boom".into()))
+                } else {
+                    Ok(Bytes::from(vec![7u8; (r.end - r.start) as usize]))
+                }
+            }
+            .boxed()
+        });
+        let o = object(100);
+        assert!(matches!(c.read(&o, 0..10, &f).await, Err(CacheError::Storage(_))));
+        assert_eq!(c.read(&o, 0..10, &f).await.unwrap(), Bytes::from(vec![7u8; 10]));
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_from_the_store_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 1 << 20);
+        let f: Fetcher = Arc::new(|_r: Range<u64>| async { Ok(Bytes::from_static(b"abc")) }.boxed());
+        let o = object(100);
+        assert!(matches!(c.read(&o, 0..10, &f).await, Err(CacheError::Storage(_))));
+    }
+}

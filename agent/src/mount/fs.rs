@@ -1,0 +1,824 @@
+//! The FUSE filesystem: a read-only view of one path of a datastore, built on the
+//! [`Store`] seam only, so it serves every store type the same way.
+//!
+//! The kernel's requests arrive on fuser's threads; anything that needs the store is
+//! spawned onto the agent's tokio runtime and answered from there, so a slow GET never
+//! blocks a `stat` or another read. Every store call has a timeout and a few retries:
+//! a store that does not answer becomes `EIO` for the reader (cause in the agent's
+//! log), never a hang.
+//!
+//! Folders are listed lazily, one level at a time, when first looked into, and kept
+//! for the attribute TTL; a name looked up in a folder not yet listed is a single
+//! `stat`. Inode numbers are stable for the life of the mount (nothing is forgotten:
+//! a job's inputs are bounded, and the kernel may ask about any inode it has seen).
+//!
+//! Writing is refused with `EROFS` twice over: the mount is read-only, and every
+//! method that would change something answers `EROFS` itself.
+
+use super::cache::{BlockCache, CacheError, Fetcher, ObjectId};
+use super::readahead::Readahead;
+use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
+use bytes::Bytes;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
+    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use futures::FutureExt;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::runtime::Handle;
+
+/// How the filesystem behaves.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// How long attributes and folder listings are trusted (and the kernel's TTL).
+    pub attr_ttl: Duration,
+    /// The limit on one store call.
+    pub op_timeout: Duration,
+    /// Further attempts after a failed or timed-out store call.
+    pub retries: u32,
+    /// The most blocks fetched ahead of a sequential reader.
+    pub max_readahead_blocks: u64,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig { attr_ttl: Duration::from_secs(60), op_timeout: Duration::from_secs(60), retries: 2, max_readahead_blocks: 16 }
+    }
+}
+
+/// A filesystem operation that failed, as the kernel will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsError {
+    /// ENOENT.
+    NotFound,
+    /// ENOTDIR.
+    NotDir,
+    /// EISDIR.
+    IsDir,
+    /// EROFS.
+    ReadOnly,
+    /// EBADF: an unknown handle.
+    BadHandle,
+    /// EIO: the store failed or did not answer in time (already logged).
+    Io,
+}
+
+impl FsError {
+    /// The errno for the kernel.
+    pub fn errno(&self) -> Errno {
+        match self {
+            FsError::NotFound => Errno::ENOENT,
+            FsError::NotDir => Errno::ENOTDIR,
+            FsError::IsDir => Errno::EISDIR,
+            FsError::ReadOnly => Errno::EROFS,
+            FsError::BadHandle => Errno::EBADF,
+            FsError::Io => Errno::EIO,
+        }
+    }
+}
+
+impl From<CacheError> for FsError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::NotFound => FsError::NotFound,
+            CacheError::Storage(_) => FsError::Io,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    File(ObjectMeta),
+    Dir(Option<Arc<Listing>>),
+}
+
+#[derive(Debug)]
+struct Node {
+    /// Path in the store.
+    path: String,
+    kind: Kind,
+    /// When `kind` was last read from the store.
+    fetched: Instant,
+}
+
+/// One folder level, as listed.
+#[derive(Debug)]
+pub struct Listing {
+    at: Instant,
+    /// (name, inode, type), in the store's order.
+    entries: Vec<(String, u64, FileType)>,
+    by_name: HashMap<String, usize>,
+}
+
+#[derive(Default)]
+struct Nodes {
+    map: HashMap<u64, Node>,
+    by_name: HashMap<(u64, String), u64>,
+    next: u64,
+}
+
+impl Nodes {
+    /// The inode of `name` in `parent`, created or updated with `kind`. A folder keeps
+    /// its listing when it is seen again.
+    fn intern(&mut self, parent: u64, name: &str, path: String, kind: Kind) -> u64 {
+        if let Some(&ino) = self.by_name.get(&(parent, name.to_string())) {
+            if let Some(n) = self.map.get_mut(&ino) {
+                match (&mut n.kind, kind) {
+                    (Kind::Dir(_), Kind::Dir(_)) => {}
+                    (k, new) => *k = new,
+                }
+                n.fetched = Instant::now();
+            }
+            return ino;
+        }
+        self.next += 1;
+        let ino = self.next;
+        self.map.insert(ino, Node { path, kind, fetched: Instant::now() });
+        self.by_name.insert((parent, name.to_string()), ino);
+        ino
+    }
+}
+
+struct OpenFile {
+    object: Arc<ObjectId>,
+    readahead: Mutex<Readahead>,
+}
+
+/// The shared state behind the FUSE methods; its async methods are the filesystem's
+/// logic, testable without the kernel.
+pub struct Core {
+    store: DynStore,
+    cache: Arc<BlockCache>,
+    cfg: FsConfig,
+    nodes: RwLock<Nodes>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    next_fh: AtomicU64,
+    uid: u32,
+    gid: u32,
+    time: SystemTime,
+    /// What the mount shows, for log lines: `datastore:path`.
+    what: String,
+}
+
+impl Core {
+    /// A view of `root_path` (a folder, or one file when `root` is a file) of `store`.
+    pub fn new(store: DynStore, root_path: &str, root: Entry, cache: Arc<BlockCache>, cfg: FsConfig) -> Core {
+        let kind = match root {
+            Entry::File(meta) => Kind::File(meta),
+            _ => Kind::Dir(None),
+        };
+        let mut nodes = Nodes { next: INodeNo::ROOT.0, ..Default::default() };
+        nodes.map.insert(INodeNo::ROOT.0, Node { path: root_path.to_string(), kind, fetched: Instant::now() });
+        let what = format!("{}:{root_path}", store.name());
+        Core {
+            store,
+            cache,
+            cfg,
+            nodes: RwLock::new(nodes),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            time: SystemTime::now(),
+            what,
+        }
+    }
+
+    fn nodes_read(&self) -> std::sync::RwLockReadGuard<'_, Nodes> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn nodes_write(&self) -> std::sync::RwLockWriteGuard<'_, Nodes> {
+        self.nodes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one store call with the timeout and the retries; failures are logged here,
+    /// once, with their cause, and become `EIO` (a missing object, `ENOENT`).
+    async fn call<T, F, Fut>(&self, what: &str, path: &str, f: F) -> Result<T, FsError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        store_call(&self.cfg, &self.what, what, path, f).await
+    }
+
+    fn attr_of(&self, ino: u64, kind: &Kind) -> FileAttr {
+        let (ftype, size, perm, nlink) = match kind {
+            Kind::File(m) => (FileType::RegularFile, m.size, 0o444, 1),
+            Kind::Dir(_) => (FileType::Directory, 0, 0o555, 2),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.time,
+            mtime: self.time,
+            ctime: self.time,
+            crtime: self.time,
+            kind: ftype,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+
+    /// The attributes of `ino`, read again from the store once older than the TTL.
+    pub async fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
+        let (path, kind, stale) = {
+            let nodes = self.nodes_read();
+            let n = nodes.map.get(&ino).ok_or(FsError::NotFound)?;
+            (n.path.clone(), n.kind.clone(), n.fetched.elapsed() > self.cfg.attr_ttl)
+        };
+        if let (Kind::File(_), true) = (&kind, stale) {
+            let store = self.store.clone();
+            let entry = self.call("stat", &path, || {
+                let (s, p) = (store.clone(), path.clone());
+                async move { s.stat(&p).await }
+            });
+            if let Entry::File(meta) = entry.await? {
+                let kind = Kind::File(meta);
+                let mut nodes = self.nodes_write();
+                if let Some(n) = nodes.map.get_mut(&ino) {
+                    n.kind = kind.clone();
+                    n.fetched = Instant::now();
+                }
+                return Ok(self.attr_of(ino, &kind));
+            }
+            return Err(FsError::NotFound);
+        }
+        Ok(self.attr_of(ino, &kind))
+    }
+
+    /// The attributes without any store call, when known.
+    fn cached_attr(&self, ino: u64) -> Option<FileAttr> {
+        let nodes = self.nodes_read();
+        let n = nodes.map.get(&ino)?;
+        if matches!(n.kind, Kind::File(_)) && n.fetched.elapsed() > self.cfg.attr_ttl {
+            return None;
+        }
+        Some(self.attr_of(ino, &n.kind))
+    }
+
+    /// The listing of folder `ino`, fresh or cached.
+    pub async fn listing(&self, ino: u64) -> Result<Arc<Listing>, FsError> {
+        let path = {
+            let nodes = self.nodes_read();
+            let n = nodes.map.get(&ino).ok_or(FsError::NotFound)?;
+            match &n.kind {
+                Kind::File(_) => return Err(FsError::NotDir),
+                Kind::Dir(Some(l)) if l.at.elapsed() <= self.cfg.attr_ttl => return Ok(l.clone()),
+                Kind::Dir(_) => n.path.clone(),
+            }
+        };
+        let store = self.store.clone();
+        let (files, dirs) = self
+            .call("list", &path, || {
+                let (s, p) = (store.clone(), path.clone());
+                async move { s.list_dir(&p).await }
+            })
+            .await?;
+        let mut nodes = self.nodes_write();
+        let mut entries = Vec::with_capacity(files.len() + dirs.len());
+        let mut by_name = HashMap::with_capacity(files.len() + dirs.len());
+        for d in dirs {
+            if !usable_name(&d) || by_name.contains_key(&d) {
+                continue;
+            }
+            let child = nodes.intern(ino, &d, stagehand_protocol::path::join(&path, &d), Kind::Dir(None));
+            by_name.insert(d.clone(), entries.len());
+            entries.push((d, child, FileType::Directory));
+        }
+        for f in files {
+            let name = f.path.rsplit('/').next().unwrap_or("").to_string();
+            // A folder and an object of the same name: the folder wins (as in blobfuse2).
+            if !usable_name(&name) || by_name.contains_key(&name) {
+                continue;
+            }
+            let child = nodes.intern(ino, &name, f.path.clone(), Kind::File(f));
+            by_name.insert(name.clone(), entries.len());
+            entries.push((name, child, FileType::RegularFile));
+        }
+        let listing = Arc::new(Listing { at: Instant::now(), entries, by_name });
+        if let Some(n) = nodes.map.get_mut(&ino) {
+            n.kind = Kind::Dir(Some(listing.clone()));
+            n.fetched = Instant::now();
+        }
+        Ok(listing)
+    }
+
+    /// Finds `name` in folder `parent`: from its listing when fresh, else one `stat`.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr, FsError> {
+        if !usable_name(name) {
+            return Err(FsError::NotFound);
+        }
+        let path = {
+            let nodes = self.nodes_read();
+            let n = nodes.map.get(&parent).ok_or(FsError::NotFound)?;
+            match &n.kind {
+                Kind::File(_) => return Err(FsError::NotDir),
+                Kind::Dir(Some(l)) if l.at.elapsed() <= self.cfg.attr_ttl => {
+                    let &i = l.by_name.get(name).ok_or(FsError::NotFound)?;
+                    let ino = l.entries[i].1;
+                    let child = nodes.map.get(&ino).ok_or(FsError::NotFound)?;
+                    return Ok(self.attr_of(ino, &child.kind));
+                }
+                Kind::Dir(_) => stagehand_protocol::path::join(&n.path, name),
+            }
+        };
+        let store = self.store.clone();
+        let entry = self
+            .call("stat", &path, || {
+                let (s, p) = (store.clone(), path.clone());
+                async move { s.stat(&p).await }
+            })
+            .await?;
+        let kind = match entry {
+            Entry::File(m) => Kind::File(m),
+            Entry::Dir => Kind::Dir(None),
+            Entry::Missing => return Err(FsError::NotFound),
+        };
+        let mut nodes = self.nodes_write();
+        let ino = nodes.intern(parent, name, path, kind);
+        let kind = nodes.map.get(&ino).map(|n| n.kind.clone()).ok_or(FsError::NotFound)?;
+        Ok(self.attr_of(ino, &kind))
+    }
+
+    /// Opens file `ino` for reading; returns the handle.
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<u64, FsError> {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0 {
+            return Err(FsError::ReadOnly);
+        }
+        let meta = {
+            let nodes = self.nodes_read();
+            match &nodes.map.get(&ino).ok_or(FsError::NotFound)?.kind {
+                Kind::File(m) => m.clone(),
+                Kind::Dir(_) => return Err(FsError::IsDir),
+            }
+        };
+        let object = Arc::new(ObjectId { datastore: self.store.name().to_string(), path: meta.path, version: meta.version, size: meta.size });
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let file = Arc::new(OpenFile { object, readahead: Mutex::new(Readahead::default()) });
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, file);
+        Ok(fh)
+    }
+
+    /// Closes a file handle.
+    pub fn release(&self, fh: u64) {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+    }
+
+    fn fetcher(&self, path: String) -> Fetcher {
+        let store = self.store.clone();
+        let cfg = self.cfg.clone();
+        let what = self.what.clone();
+        Arc::new(move |range: std::ops::Range<u64>| {
+            let (store, cfg, what, path) = (store.clone(), cfg.clone(), what.clone(), path.clone());
+            async move {
+                let label = format!("read bytes {}..{}", range.start, range.end);
+                store_call(&cfg, &what, &label, &path, || {
+                    let (s, p, r) = (store.clone(), path.clone(), range.clone());
+                    async move { s.read_range(&p, r).await }
+                })
+                .await
+                .map_err(|e| match e {
+                    FsError::NotFound => CacheError::NotFound,
+                    _ => CacheError::Storage("the store failed; see the agent's log".into()),
+                })
+            }
+            .boxed()
+        })
+    }
+
+    /// Reads `size` bytes at `offset` through handle `fh`, and starts read-ahead when
+    /// the handle reads sequentially.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let file = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let object = &file.object;
+        let end = offset.saturating_add(size as u64).min(object.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let fetch = self.fetcher(object.path.clone());
+        let ahead = file.readahead.lock().unwrap_or_else(|e| e.into_inner()).on_read(
+            offset,
+            end,
+            self.cache.block_size(),
+            self.cache.blocks(object),
+            self.cfg.max_readahead_blocks,
+        );
+        if !ahead.is_empty() {
+            self.cache.prefetch(object, ahead, &fetch);
+        }
+        Ok(self.cache.read(object, offset..end, &fetch).await?)
+    }
+
+    /// Opens folder `ino`: the listing every `readdir` of this handle pages through.
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let listing = self.listing(ino).await?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, listing);
+        Ok(fh)
+    }
+
+    /// The entries of an open folder from `offset` on: (next offset, inode, type, name).
+    /// Offsets 1 and 2 are `.` and `..`.
+    pub fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<(u64, u64, FileType, String)>, FsError> {
+        let listing = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let mut out = Vec::new();
+        let all = [(ino, FileType::Directory, ".".to_string()), (ino, FileType::Directory, "..".to_string())]
+            .into_iter()
+            .chain(listing.entries.iter().map(|(n, i, t)| (*i, *t, n.clone())));
+        for (i, (child, t, name)) in all.enumerate().skip(offset as usize) {
+            out.push((i as u64 + 1, child, t, name));
+        }
+        Ok(out)
+    }
+
+    /// Closes a folder handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+    }
+}
+
+/// A store call with a timeout and retries; see [`Core::call`].
+async fn store_call<T, F, Fut>(cfg: &FsConfig, mount: &str, what: &str, path: &str, f: F) -> Result<T, FsError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut last = String::new();
+    for attempt in 0..=cfg.retries {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << (2 * attempt.min(4)))).await;
+        }
+        match tokio::time::timeout(cfg.op_timeout, f()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(StoreError::NotFound { .. })) => return Err(FsError::NotFound),
+            Ok(Err(e @ (StoreError::Auth { .. } | StoreError::Unsafe { .. }))) => {
+                last = e.to_string();
+                break;
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {}s", cfg.op_timeout.as_secs_f64()),
+        }
+    }
+    tracing::error!("mount {mount}: {what} of {path:?} failed, the reader gets EIO: {last}");
+    Err(FsError::Io)
+}
+
+/// Whether a name from the store can be shown in a folder.
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// The [`fuser::Filesystem`] over a [`Core`]: answers from memory on the calling
+/// thread, and spawns onto the runtime whatever needs the store.
+pub struct StoreFs {
+    core: Arc<Core>,
+    rt: Handle,
+}
+
+impl StoreFs {
+    /// A filesystem over `core`, whose store calls run on `rt`.
+    pub fn new(core: Arc<Core>, rt: Handle) -> StoreFs {
+        StoreFs { core, rt }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.core.cfg.attr_ttl
+    }
+}
+
+impl Filesystem for StoreFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let the kernel keep many read-ahead requests in flight: they become parallel
+        // block fetches here.
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        if let Err(max) = config.set_max_readahead(1024 * 1024) {
+            let _ = config.set_max_readahead(max);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let (core, ttl) = (self.core.clone(), self.ttl());
+        self.rt.spawn(async move {
+            match core.lookup(parent.0, &name).await {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => reply.error(e.errno()),
+            }
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(attr) = self.core.cached_attr(ino.0) {
+            return reply.attr(&self.ttl(), &attr);
+        }
+        let (core, ttl) = (self.core.clone(), self.ttl());
+        self.rt.spawn(async move {
+            match core.getattr(ino.0).await {
+                Ok(attr) => reply.attr(&ttl, &attr),
+                Err(e) => reply.error(e.errno()),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.core.open(ino.0, flags) {
+            // The content of an object does not change under a job: let the kernel keep
+            // its page cache between opens.
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let core = self.core.clone();
+        self.rt.spawn(async move {
+            match core.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(e.errno()),
+            }
+        });
+    }
+
+    fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock_owner: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
+        self.core.release(fh.0);
+        reply.ok();
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let core = self.core.clone();
+        self.rt.spawn(async move {
+            match core.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(e.errno()),
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.core.readdir(ino.0, fh.0, offset) {
+            Ok(entries) => {
+                for (next, child, kind, name) in entries {
+                    if reply.add(INodeNo(child), next, kind, &name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.core.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 128 * 1024, 1024, 128 * 1024);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(libc::ENODATA));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    // Everything below would change the view: refused.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _newparent: INodeNo, _newname: &OsStr, _flags: fuser::RenameFlags, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn fallocate(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: u64, _length: u64, _mode: i32, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mount::cache::CacheConfig;
+    use crate::store::local::LocalStore;
+    use crate::store::Store;
+    use async_trait::async_trait;
+    use std::ops::Range;
+    use std::path::Path;
+
+    fn cache(dir: &Path) -> Arc<BlockCache> {
+        BlockCache::new(CacheConfig { dir: dir.join("cache"), capacity: 1 << 20, block_size: 4096, fetch_concurrency: 4 }).unwrap()
+    }
+
+    async fn local_core(tmp: &Path) -> Core {
+        let root = tmp.join("store");
+        std::fs::create_dir_all(root.join("data/sub")).unwrap();
+        std::fs::write(root.join("data/a.txt"), "hello").unwrap();
+        std::fs::write(root.join("data/sub/big.bin"), (0..20_000u32).map(|i| (i % 256) as u8).collect::<Vec<_>>()).unwrap();
+        let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
+        let entry = store.stat("data").await.unwrap();
+        Core::new(store, "data", entry, cache(tmp), FsConfig::default())
+    }
+
+    #[tokio::test]
+    async fn lists_looks_up_and_reads_a_local_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = local_core(tmp.path()).await;
+        let fh = core.opendir(1).await.unwrap();
+        let mut names: Vec<String> = core.readdir(1, fh, 0).unwrap().into_iter().map(|e| e.3).collect();
+        names.sort();
+        assert_eq!(names, [".", "..", "a.txt", "sub"]);
+        // Paging: from offset 3 on, only the last entry.
+        assert_eq!(core.readdir(1, fh, 3).unwrap().len(), 1);
+        let sub = core.lookup(1, "sub").await.unwrap();
+        assert_eq!(sub.kind, FileType::Directory);
+        // Not listed yet: answered by a stat.
+        let big = core.lookup(sub.ino.0, "big.bin").await.unwrap();
+        assert_eq!(big.size, 20_000);
+        assert_eq!(core.lookup(sub.ino.0, "nope").await, Err(FsError::NotFound));
+        let fh = core.open(big.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();
+        let got = core.read(fh, 4000, 200).await.unwrap();
+        assert_eq!(got.to_vec(), (4000..4200u32).map(|i| (i % 256) as u8).collect::<Vec<_>>());
+        assert_eq!(core.read(fh, 19_990, 100).await.unwrap().len(), 10);
+        assert_eq!(core.read(fh, 30_000, 100).await.unwrap().len(), 0);
+        core.release(fh);
+        assert_eq!(core.read(fh, 0, 1).await, Err(FsError::BadHandle));
+    }
+
+    #[tokio::test]
+    async fn opening_for_writing_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = local_core(tmp.path()).await;
+        let a = core.lookup(1, "a.txt").await.unwrap();
+        for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
+            assert_eq!(core.open(a.ino.0, OpenFlags(flags)), Err(FsError::ReadOnly));
+        }
+        assert_eq!(FsError::ReadOnly.errno(), Errno::EROFS);
+    }
+
+    /// A store whose reads fail or never answer.
+    struct Broken {
+        hang: bool,
+    }
+
+    #[async_trait]
+    impl Store for Broken {
+        fn name(&self) -> &str {
+            "broken"
+        }
+        async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
+            Ok(Entry::File(ObjectMeta { path: path.into(), size: 10, version: None, md5: None }))
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            Ok(vec![])
+        }
+        async fn list_dir(&self, _: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
+            Err(StoreError::Remote { datastore: "broken".into(), detail: "503 Service Unavailable".into() })
+        }
+        async fn read_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StoreError> {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Err(StoreError::Remote { datastore: "broken".into(), detail: "connection reset".into() })
+        }
+        async fn download(&self, _: &ObjectMeta, _: &Path) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn upload(&self, _: &Path, _: &str, _: bool) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn storage_failures_and_silence_become_eio() {
+        let tmp = tempfile::tempdir().unwrap();
+        for hang in [false, true] {
+            let cfg = FsConfig { op_timeout: Duration::from_millis(50), retries: 1, ..FsConfig::default() };
+            let store: DynStore = Arc::new(Broken { hang });
+            let core = Core::new(store.clone(), "dir", Entry::Dir, cache(&tmp.path().join(format!("{hang}"))), cfg.clone());
+            assert_eq!(core.opendir(1).await, Err(FsError::Io));
+            let f = core.lookup(1, "f").await.unwrap();
+            let fh = core.open(f.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();
+            let started = Instant::now();
+            assert_eq!(core.read(fh, 0, 10).await, Err(FsError::Io));
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+    }
+}

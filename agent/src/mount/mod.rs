@@ -1,0 +1,420 @@
+//! Mount mode: a read-only FUSE view of a datastore path, streamed on demand through
+//! the [`Store`](crate::store::Store) seam with read-ahead and a bounded block cache.
+//!
+//! [`RunMounts`] owns every mount of one run. Mounting happens before launch; the rule
+//! for unmounting is the explicit, awaited [`RunMounts::teardown`] on every exit path
+//! of the lifecycle; [`Mounted`]'s `Drop` (a lazy detach) is only the safety net for a
+//! panic. A mount left behind by an agent killed with SIGKILL is found and detached by
+//! [`stale::cleanup`] at the next agent start (and by `stagehand gc`).
+//!
+//! Knobs (environment, documented in the README):
+//! - `STAGEHAND_FUSE_DEVICE`: the FUSE device checked before mounting (default
+//!   `/dev/fuse`); point it at a missing path to simulate a node without FUSE.
+//! - `STAGEHAND_CACHE_DIR`, `STAGEHAND_CACHE_SIZE`: see [`cache`].
+//!
+//! This module must never write to a store, and never leave a mount behind when the
+//! agent exits in any way it can observe.
+
+pub mod cache;
+pub mod fs;
+pub mod readahead;
+pub mod stale;
+
+use crate::store::{DynStore, Entry, StoreError};
+use cache::{BlockCache, CacheConfig};
+use fs::{Core, FsConfig, StoreFs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The prefix of our mounts' source in /proc/mounts: `stagehand:<run id>:<agent pid>`.
+pub const FSNAME_PREFIX: &str = "stagehand:";
+
+/// A mount that could not be made.
+#[derive(Debug, Error)]
+pub enum MountError {
+    /// FUSE cannot be used on this node; `mount_fallback: download` applies.
+    #[error("FUSE is not usable on this node: {cause}")]
+    Unavailable {
+        /// What is missing, and what would fix it.
+        cause: String,
+    },
+    /// The store could not tell what the path is.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Preparing the mount point or the cache failed.
+    #[error("cannot prepare {}: {source}", path.display())]
+    Local {
+        /// The local path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl MountError {
+    /// Whether a download may replace this mount (the job asked for that fallback).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, MountError::Unavailable { .. })
+    }
+}
+
+/// The settings of a run's mounts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The FUSE device to check for.
+    pub device: PathBuf,
+    /// The block cache's folder.
+    pub cache_dir: PathBuf,
+    /// The block cache's bound on disk, when set explicitly.
+    pub cache_size: Option<u64>,
+    /// Block size.
+    pub block_size: u64,
+    /// Ranged GETs in flight at once.
+    pub fetch_concurrency: usize,
+    /// Filesystem behaviour.
+    pub fs: FsConfig,
+    /// The source shown in /proc/mounts.
+    pub fsname: String,
+}
+
+impl Settings {
+    /// The defaults for a run, with the environment's overrides.
+    pub fn for_run(run_id: &str, run_dir: &Path) -> Result<Settings, MountError> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let cache_size = match env("STAGEHAND_CACHE_SIZE") {
+            None => None,
+            Some(v) => {
+                let v = v.to_string_lossy();
+                Some(parse_size(&v).ok_or_else(|| MountError::Other(format!("STAGEHAND_CACHE_SIZE={v:?} is not a size (e.g. 4GiB, 500M, 0)")))?)
+            }
+        };
+        Ok(Settings {
+            device: env("STAGEHAND_FUSE_DEVICE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/fuse")),
+            cache_dir: env("STAGEHAND_CACHE_DIR").map(|d| PathBuf::from(d).join(run_id)).unwrap_or_else(|| run_dir.join("cache/mount")),
+            cache_size,
+            block_size: cache::DEFAULT_BLOCK_SIZE,
+            fetch_concurrency: cache::DEFAULT_FETCH_CONCURRENCY,
+            fs: FsConfig::default(),
+            fsname: format!("{FSNAME_PREFIX}{run_id}:{}", std::process::id()),
+        })
+    }
+}
+
+/// Parses `4GiB`, `500M`, `1g`, `1048576`: binary units, case-insensitive.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Checks that FUSE can be used here, and says why not otherwise.
+pub fn check_fuse(device: &Path) -> Result<(), MountError> {
+    let unavailable = |cause: String| Err(MountError::Unavailable { cause });
+    match std::fs::OpenOptions::new().read(true).write(true).open(device) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return unavailable(format!(
+                "the FUSE device {} does not exist (load the fuse kernel module, or start this container with --device /dev/fuse --cap-add SYS_ADMIN)",
+                device.display()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return unavailable(format!("no permission to open the FUSE device {}: {e} (run the agent as root or give its user access to the device)", device.display()))
+        }
+        Err(e) => return unavailable(format!("cannot open the FUSE device {}: {e}", device.display())),
+    }
+    if !nix::unistd::geteuid().is_root() && which("fusermount3").is_none() && which("fusermount").is_none() {
+        return unavailable("the agent is not root and fusermount3 is not installed (Debian/Ubuntu package fuse3)".into());
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Whether other users (a container's, another uid's) may be let in: always as root;
+/// otherwise only when /etc/fuse.conf says `user_allow_other`.
+fn allow_other_permitted() -> bool {
+    nix::unistd::geteuid().is_root()
+        || std::fs::read_to_string("/etc/fuse.conf").map(|t| t.lines().any(|l| l.trim() == "user_allow_other")).unwrap_or(false)
+}
+
+/// One live mount.
+pub struct Mounted {
+    mountpoint: PathBuf,
+    session: Option<fuser::BackgroundSession>,
+    /// The FUSE connection's number (under /sys/fs/fuse/connections), for aborting it.
+    connection: Option<u32>,
+    what: String,
+}
+
+impl Mounted {
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts: a normal unmount first; when the mount is busy (a process of the job
+    /// still has a file open), a lazy detach and an abort of the FUSE connection, so
+    /// nothing can hang on it. Waits for the session's threads, a few seconds at most.
+    pub async fn unmount(mut self) -> Result<(), MountError> {
+        let session = self.session.take();
+        let (mp, conn, what) = (self.mountpoint.clone(), self.connection, self.what.clone());
+        tokio::task::spawn_blocking(move || unmount_blocking(&mp, session, conn, &what))
+            .await
+            .map_err(|e| MountError::Other(format!("unmount worker failed: {e}")))?
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // The safety net: the explicit teardown did not run (a panic, most likely).
+        if let Some(session) = self.session.take() {
+            tracing::warn!("{} at {} was not unmounted in order; detaching it", self.what, self.mountpoint.display());
+            detach(&self.mountpoint, self.connection);
+            drop(session);
+        }
+    }
+}
+
+fn unmount_blocking(mp: &Path, session: Option<fuser::BackgroundSession>, conn: Option<u32>, what: &str) -> Result<(), MountError> {
+    use nix::errno::Errno;
+    let mut result = Ok(());
+    match nix::mount::umount2(mp, nix::mount::MntFlags::empty()) {
+        Ok(()) => {}
+        // Not mounted any more (someone unmounted it by hand).
+        Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        // Not root: the setuid helper unmounts for us.
+        Err(Errno::EPERM) if fusermount(mp, false) => {}
+        Err(e) => {
+            tracing::warn!("{what}: unmounting {} failed ({e}); a process of the job may still use it: detaching it lazily", mp.display());
+            if !detach(mp, conn) {
+                result = Err(MountError::Other(format!("cannot unmount {}: {e}", mp.display())));
+            }
+        }
+    }
+    if let Some(s) = session {
+        // The session threads end once the kernel has dropped the connection.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.join());
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(e)) => tracing::debug!("{what}: the FUSE session ended with: {e}"),
+        }
+    }
+    if result.is_ok() {
+        tracing::info!("{what}: unmounted {}", mp.display());
+    }
+    result
+}
+
+/// Lazily detaches `mp` (umount2 MNT_DETACH, else `fusermount3 -uz`) and aborts the
+/// FUSE connection, so readers get ENOTCONN instead of waiting. Returns whether the
+/// mount is gone from the namespace.
+pub(crate) fn detach(mp: &Path, conn: Option<u32>) -> bool {
+    let gone = match nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => true,
+        Err(_) => fusermount(mp, true),
+    };
+    if let Some(c) = conn {
+        let _ = std::fs::write(format!("/sys/fs/fuse/connections/{c}/abort"), "1");
+    }
+    gone
+}
+
+/// `fusermount3 -u [-z] MP`; whether it succeeded.
+fn fusermount(mp: &Path, lazy: bool) -> bool {
+    for bin in ["fusermount3", "fusermount"] {
+        let mut c = std::process::Command::new(bin);
+        c.arg("-u").arg("-q");
+        if lazy {
+            c.arg("-z");
+        }
+        c.arg("--").arg(mp).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        if let Ok(s) = c.status() {
+            return s.success();
+        }
+    }
+    false
+}
+
+/// Mounts `path` of `store` at `mountpoint`: a folder as a folder, a single object as a
+/// file (the mount point is then a file). Nothing is downloaded here.
+pub async fn mount(store: DynStore, path: &str, mountpoint: &Path, cache: Arc<BlockCache>, settings: &Settings) -> Result<Mounted, MountError> {
+    check_fuse(&settings.device)?;
+    let what = format!("mount of {}:{path}", store.name());
+    let entry = match tokio::time::timeout(settings.fs.op_timeout, store.stat(path)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(MountError::Other(format!("datastore {:?}: no answer within {}s while looking at {path:?}", store.name(), settings.fs.op_timeout.as_secs()))),
+    };
+    let local = |source| MountError::Local { path: mountpoint.to_path_buf(), source };
+    match &entry {
+        Entry::Missing => return Err(StoreError::NotFound { datastore: store.name().to_string(), path: path.to_string() }.into()),
+        Entry::Dir => std::fs::create_dir_all(mountpoint).map_err(local)?,
+        Entry::File(_) => {
+            if let Some(parent) = mountpoint.parent() {
+                std::fs::create_dir_all(parent).map_err(local)?;
+            }
+            if !mountpoint.exists() {
+                std::fs::File::create(mountpoint).map_err(local)?;
+            }
+        }
+    }
+    let allow_other = allow_other_permitted();
+    if !allow_other {
+        tracing::warn!("{what}: /etc/fuse.conf lacks user_allow_other, so only this user can read the mount (not a container running as another user)");
+    }
+    let core = Arc::new(Core::new(store.clone(), path, entry, cache, settings.fs.clone()));
+    let fs = StoreFs::new(core, tokio::runtime::Handle::current());
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(settings.fsname.clone()),
+        fuser::MountOption::Subtype("stagehand".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::DefaultPermissions,
+    ];
+    config.acl = if allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    config.n_threads = Some(2);
+    config.clone_fd = true;
+    let mp = mountpoint.to_path_buf();
+    let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mp, &config))
+        .await
+        .map_err(|e| MountError::Other(format!("mount worker failed: {e}")))?
+        .map_err(|e| MountError::Unavailable { cause: format!("mounting at {} failed: {e}", mountpoint.display()) })?;
+    let mp = mountpoint.to_path_buf();
+    let connection = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&mp).ok().map(|m| libc::minor(m.dev()))
+    })
+    .await
+    .ok()
+    .flatten();
+    tracing::info!("{what}: mounted read-only at {}", mountpoint.display());
+    Ok(Mounted { mountpoint: mountpoint.to_path_buf(), session: Some(session), connection, what })
+}
+
+/// Every mount of one run, and the block cache they share.
+pub struct RunMounts {
+    settings: Settings,
+    cache: Mutex<Option<Arc<BlockCache>>>,
+    mounted: Mutex<Vec<Mounted>>,
+}
+
+impl RunMounts {
+    /// No mounts yet.
+    pub fn new(settings: Settings) -> RunMounts {
+        RunMounts { settings, cache: Mutex::new(None), mounted: Mutex::new(Vec::new()) }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn cache(&self) -> Result<Arc<BlockCache>, MountError> {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*c {
+            return Ok(c.clone());
+        }
+        let dir = &self.settings.cache_dir;
+        std::fs::create_dir_all(dir).map_err(|source| MountError::Local { path: dir.clone(), source })?;
+        let capacity = self.settings.cache_size.unwrap_or_else(|| {
+            let half_free = nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / 2).unwrap_or(u64::MAX);
+            cache::DEFAULT_CACHE_SIZE.min(half_free)
+        });
+        tracing::debug!("mount cache: {} (at most {capacity} bytes)", dir.display());
+        let made = BlockCache::new(CacheConfig {
+            dir: dir.clone(),
+            capacity,
+            block_size: self.settings.block_size,
+            fetch_concurrency: self.settings.fetch_concurrency,
+        })
+        .map_err(|source| MountError::Local { path: dir.clone(), source })?;
+        *c = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Mounts `path` of `store` at `mountpoint` for the rest of the run.
+    pub async fn mount(&self, store: DynStore, path: &str, mountpoint: &Path) -> Result<(), MountError> {
+        check_fuse(&self.settings.device)?;
+        let cache = self.cache()?;
+        let m = mount(store, path, mountpoint, cache, &self.settings).await?;
+        self.mounted.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        Ok(())
+    }
+
+    /// The mount points, in mount order.
+    pub fn mountpoints(&self) -> Vec<PathBuf> {
+        self.mounted.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.mountpoint.clone()).collect()
+    }
+
+    /// Unmounts everything (in reverse order) and removes the cache. Idempotent.
+    /// Returns what could not be cleaned up, for a warning.
+    pub async fn teardown(&self) -> Vec<String> {
+        let all: Vec<Mounted> = std::mem::take(&mut *self.mounted.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut problems = Vec::new();
+        for m in all.into_iter().rev() {
+            if let Err(e) = m.unmount().await {
+                problems.push(e.to_string());
+            }
+        }
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(c) = cache {
+            if let Err(e) = c.remove() {
+                problems.push(format!("cannot remove the mount cache {}: {e}", c.dir().display()));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size(" 1g "), Some(1 << 30));
+        assert_eq!(parse_size("12 kb"), Some(12 << 10));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("5 parsecs"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn a_missing_device_is_named_in_the_error() {
+        let e = check_fuse(Path::new("/nonexistent/fuse")).unwrap_err();
+        assert!(e.is_unavailable());
+        let text = e.to_string();
+        assert!(text.contains("/nonexistent/fuse") && text.contains("does not exist"), "{text}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Stale mounts: an agent killed with SIGKILL cannot unmount, and its FUSE mounts stay
+//! in the mount table, answering "Transport endpoint is not connected". The next agent
+//! start, and `stagehand gc`, call [`cleanup`] to detach them.
+//!
+//! Our mounts are recognised by their source, `stagehand:<run id>:<agent pid>`. A mount
+//! whose agent is still alive is never touched (another job may be running on this
+//! node), and the check never reads through a mount, so a hung one cannot hang us.
+
+use super::FSNAME_PREFIX;
+use std::path::{Path, PathBuf};
+
+/// One of our FUSE mounts, as the mount table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OurMount {
+    /// `stagehand:<run id>:<pid>`.
+    pub source: String,
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The run it belongs to.
+    pub run_id: String,
+    /// The agent that made it.
+    pub pid: Option<i32>,
+}
+
+/// Our mounts in a mount table in the format of /proc/self/mounts.
+pub fn parse(table: &str) -> Vec<OurMount> {
+    let mut out = Vec::new();
+    for line in table.lines() {
+        let mut f = line.split(' ');
+        let (Some(source), Some(mp), Some(fstype)) = (f.next(), f.next(), f.next()) else { continue };
+        if !(fstype == "fuse" || fstype.starts_with("fuse.")) {
+            continue;
+        }
+        let source = unescape(source);
+        let Some(rest) = source.strip_prefix(FSNAME_PREFIX) else { continue };
+        let (run_id, pid) = match rest.rsplit_once(':') {
+            Some((run, pid)) => (run.to_string(), pid.parse().ok()),
+            None => (rest.to_string(), None),
+        };
+        out.push(OurMount { mountpoint: PathBuf::from(unescape(mp)), source, run_id, pid });
+    }
+    out
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/mounts.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the agent that made `m` is gone (then the mount is stale). A live process
+/// with that pid that is not a stagehand (the pid was reused) counts as gone.
+pub fn is_stale(m: &OurMount) -> bool {
+    let Some(pid) = m.pid else { return true };
+    if pid as u32 == std::process::id() {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => !String::from_utf8_lossy(&cmd).contains("stagehand"),
+        Err(_) => true,
+    }
+}
+
+/// Detaches every stale mount of ours (only those under `under`, when given) and
+/// returns the mount points detached and the failures.
+pub fn cleanup(under: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
+    let table = match std::fs::read_to_string("/proc/self/mounts") {
+        Ok(t) => t,
+        Err(e) => return (vec![], vec![format!("cannot read /proc/self/mounts: {e}")]),
+    };
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for m in parse(&table) {
+        if under.is_some_and(|u| !m.mountpoint.starts_with(u)) || !is_stale(&m) {
+            continue;
+        }
+        if super::detach(&m.mountpoint, None) {
+            tracing::info!("detached the stale mount {} of run {} (its agent is gone)", m.mountpoint.display(), m.run_id);
+            done.push(m.mountpoint);
+        } else {
+            failed.push(format!("cannot detach the stale mount {} of run {}", m.mountpoint.display(), m.run_id));
+        }
+    }
+    (done, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_our_mounts_only() {
+        let table = "\
+proc /proc proc rw,nosuid 0 0
+stagehand:20261126T0300-abc:4242 /runs/r1/inputs/train/data fuse rw,nosuid,nodev,relatime,user_id=0,group_id=0,allow_other 0 0
+stagehand:odd\\040run:77 /runs/with\\040space fuse.stagehand ro 0 0
+sshfs#host:/x /mnt/x fuse.sshfs rw 0 0
+stagehand:notfuse /x ext4 rw 0 0
+";
+        let got = parse(table);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].run_id, "20261126T0300-abc");
+        assert_eq!(got[0].pid, Some(4242));
+        assert_eq!(got[0].mountpoint, PathBuf::from("/runs/r1/inputs/train/data"));
+        assert_eq!(got[1].run_id, "odd run");
+        assert_eq!(got[1].mountpoint, PathBuf::from("/runs/with space"));
+    }
+
+    #[test]
+    fn our_own_mounts_are_never_stale_and_dead_agents_are() {
+        let me = OurMount { source: String::new(), mountpoint: "/x".into(), run_id: "r".into(), pid: Some(std::process::id() as i32) };
+        assert!(!is_stale(&me));
+        // Pid 0 has no /proc entry.
+        assert!(is_stale(&OurMount { pid: Some(0), ..me.clone() }));
+        assert!(is_stale(&OurMount { pid: None, ..me }));
+    }
+}
