@@ -1,8 +1,10 @@
 //! The life of one run: stage, launch, supervise, upload, report. Every exit path
-//! emits a `finished` event and returns the exit code the agent must exit with.
+//! tears down the run's mounts, then emits a `finished` event and returns the exit
+//! code the agent must exit with.
 
 use crate::events::Events;
 use crate::exit;
+use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::plan::{DataPlan, Loaded, Plan};
 use crate::run::{EndedBy, Exit, Launch, Runner, Started};
 use crate::signals::Cancel;
@@ -11,6 +13,7 @@ use crate::stage::{download, upload};
 use crate::store::{self, DynStore};
 use futures::future::try_join_all;
 use stagehand_protocol::events::{EventKind, Phase, Status};
+use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::{Mode, UploadOn};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,30 +35,68 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
+/// How a run ended; the `finished` event is emitted from it once teardown is done.
+struct Ended {
+    status: Status,
+    code: i32,
+    phase: Phase,
+    error: Option<String>,
+    downloaded: u64,
+    uploaded: u64,
+    started: Instant,
+}
+
+impl Ended {
+    fn emit(self, events: &Events) -> i32 {
+        if let Some(e) = &self.error {
+            tracing::error!("{e}");
+        }
+        events.emit(EventKind::Finished {
+            status: self.status,
+            exit_code: self.code,
+            phase: self.phase,
+            error: self.error,
+            bytes_downloaded: self.downloaded,
+            bytes_uploaded: self.uploaded,
+            duration_ms: ms(self.started),
+        });
+        self.code
+    }
+}
+
+/// How the run ended, to be reported once the mounts are down.
 fn finish(
-    events: &Events,
+    _events: &Events,
     t: &Totals,
     status: Status,
     code: i32,
     phase: Phase,
     error: Option<String>,
-) -> i32 {
-    if let Some(e) = &error {
-        tracing::error!("{e}");
-    }
-    events.emit(EventKind::Finished {
+) -> Ended {
+    Ended {
         status,
-        exit_code: code,
+        code,
         phase,
         error,
-        bytes_downloaded: t.downloaded,
-        bytes_uploaded: t.uploaded,
-        duration_ms: ms(t.started),
-    });
-    code
+        downloaded: t.downloaded,
+        uploaded: t.uploaded,
+        started: t.started,
+    }
+}
+
+/// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
+async fn teardown(mounts: &RunMounts, events: &Events) {
+    for problem in mounts.teardown().await {
+        tracing::warn!("{problem}");
+        events.emit(EventKind::Warning { message: problem });
+    }
 }
 
 /// Runs the planned job to the end and returns the agent's exit code.
+///
+/// Mounts are torn down on every path: right after the job exits, and here again (a
+/// no-op then) after staging failed or was cancelled. Should anything below panic,
+/// dropping the mounts detaches them.
 pub async fn run(
     loaded: &Loaded,
     plan: &Plan,
@@ -64,8 +105,48 @@ pub async fn run(
     cancel: &Cancel,
     opts: RunOptions,
 ) -> i32 {
+    let started = Instant::now();
+    let mounts = match MountSettings::for_run(&plan.run_id, &plan.run_dir) {
+        Ok(s) => RunMounts::new(s),
+        Err(e) => {
+            let t = Totals {
+                started,
+                downloaded: 0,
+                uploaded: 0,
+            };
+            let error = Some(e.to_string());
+            return finish(
+                &events,
+                &t,
+                Status::Failed,
+                exit::STAGING_FAILED,
+                Phase::Stage,
+                error,
+            )
+            .emit(&events);
+        }
+    };
+    let ended = run_inner(
+        loaded, plan, runner, &events, cancel, opts, &mounts, started,
+    )
+    .await;
+    teardown(&mounts, &events).await;
+    ended.emit(&events)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_inner(
+    loaded: &Loaded,
+    plan: &Plan,
+    runner: &dyn Runner,
+    events: &Arc<Events>,
+    cancel: &Cancel,
+    opts: RunOptions,
+    mounts: &RunMounts,
+    started: Instant,
+) -> Ended {
     let mut t = Totals {
-        started: Instant::now(),
+        started,
         downloaded: 0,
         uploaded: 0,
     };
@@ -111,12 +192,12 @@ pub async fn run(
     };
     let stage = async {
         if let Some(code) = &plan.code {
-            stage_one(code, "code snapshot".into(), &stores, &events).await?;
+            stage_one(code, "code snapshot".into(), &stores, events, mounts).await?;
         }
         let inputs = plan
             .inputs
             .iter()
-            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events));
+            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, events, mounts));
         let moved = try_join_all(inputs).await?;
         for o in &plan.outputs {
             // A file output gets its folder; the job makes the file.
@@ -208,6 +289,8 @@ pub async fn run(
     });
     let job_code = exit_state.job_code();
     tracing::info!("job ended ({reason}) with code {job_code}");
+    // The job is gone: its mounts go now, before the upload.
+    teardown(mounts, events).await;
 
     // Upload.
     let success = exit_state.ended_by == EndedBy::Itself && job_code == 0;
@@ -237,7 +320,7 @@ pub async fn run(
             due
         })
         .collect();
-    let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, &stores, &events)));
+    let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, &stores, events)));
     tokio::select! {
         results = uploads => {
             for r in results {
@@ -325,6 +408,7 @@ async fn stage_one(
     what: String,
     stores: &HashMap<String, DynStore>,
     events: &Arc<Events>,
+    mounts: &RunMounts,
 ) -> Result<u64, String> {
     let store = &stores[&d.store_key()];
     let started = Instant::now();
@@ -337,22 +421,40 @@ async fn stage_one(
         },
         destination: d.local_path.display().to_string(),
     });
-    let moved = match d.mode {
-        // A local folder is read in place: nothing to move.
-        Mode::Mount => Default::default(),
-        _ => {
-            let (progress, _ticker) = track(events, &d.name, false);
-            download::download(
-                store.as_ref(),
-                &d.path,
-                &d.local_path,
-                d.overwrite,
-                &progress,
-            )
-            .await
-            .map_err(|e| format!("staging {what} failed: {e}"))?
-            .moved
+    let mut download_instead = d.mode != Mode::Mount;
+    if d.mode == Mode::Mount && d.fuse {
+        match mounts.mount(store.clone(), &d.path, &d.local_path).await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() && d.mount_fallback == Some(MountFallback::Download) => {
+                let message =
+                    format!("{what}: {e}; downloading it instead, as its mount_fallback asks");
+                tracing::warn!("{message}");
+                events.emit(EventKind::Warning { message });
+                download_instead = true;
+            }
+            Err(e) if e.is_unavailable() => {
+                return Err(format!(
+                    "staging {what} failed: {e}; set mount_fallback: download on the input to download it instead"
+                ));
+            }
+            Err(e) => return Err(format!("staging {what} failed: {e}")),
         }
+    }
+    // A mount moves nothing now (and a local folder is read in place).
+    let moved = if download_instead {
+        let (progress, _ticker) = track(events, &d.name, false);
+        download::download(
+            store.as_ref(),
+            &d.path,
+            &d.local_path,
+            d.overwrite,
+            &progress,
+        )
+        .await
+        .map_err(|e| format!("staging {what} failed: {e}"))?
+        .moved
+    } else {
+        Default::default()
     };
     tracing::info!(
         "{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept",

@@ -300,6 +300,10 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
         (Err(_), Ok(_)) => unreachable!("a plan needs a loaded job"),
     };
     warn_all(&loaded.warnings);
+    // Mounts left behind by an agent that was killed outright (SIGKILL, OOM killer).
+    for failure in stagehand::mount::stale::cleanup(None).1 {
+        tracing::warn!("{failure}");
+    }
     let opts = lifecycle::RunOptions {
         stdout_to_stderr: events_dest.as_deref() == Some("-"),
     };

@@ -5,6 +5,7 @@
 use crate::store::{local::LocalStore, Store};
 use serde::Serialize;
 use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
+use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::job::{CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, CONTAINER_RUN_DIR};
 use stagehand_protocol::load::{Parsed, Problem, Problems};
 use stagehand_protocol::path::{expand_placeholders, spec_path};
@@ -150,6 +151,13 @@ pub struct DataPlan {
     /// A code snapshot from a folder on this machine (`code.local`): that folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_source: Option<PathBuf>,
+    /// Mount inputs: served through a FUSE mount at `local_path` (false: a local
+    /// datastore's folder given to the job in place).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fuse: bool,
+    /// Mount inputs: what to do where FUSE is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_fallback: Option<MountFallback>,
 }
 
 impl DataPlan {
@@ -200,6 +208,13 @@ pub struct ContainerPlan {
     pub working_dir: String,
     /// Everything bound into the container, in the order it is mounted.
     pub binds: Vec<Bind>,
+}
+
+/// Whether local datastores are mounted through FUSE too (`STAGEHAND_LOCAL_MOUNT=fuse`)
+/// instead of given to the job in place: a read-only view of a local folder, and the
+/// way the FUSE path is tested without a cloud store.
+pub fn local_mount_via_fuse() -> bool {
+    std::env::var("STAGEHAND_LOCAL_MOUNT").is_ok_and(|v| v == "fuse")
 }
 
 /// Everything `run` will do, decided before anything is done.
@@ -325,6 +340,7 @@ pub fn build(
             .unwrap_or_else(|| default_runs_dir().join(&run_id)),
     );
     let mut problems = Vec::new();
+    let local_fuse = local_mount_via_fuse();
 
     let mut resolve_ref = |field: &str,
                            name: &str,
@@ -356,8 +372,10 @@ pub fn build(
             })
             .join(name);
         let on_compute = r.path_on_compute.as_ref().map(|p| run_dir.join(p));
+        let fuse = r.mode == Mode::Mount && (local_fuse || !matches!(ds, Datastore::Local { .. }));
         let local_path = match (r.mode, ds) {
-            (Mode::Mount, Datastore::Local { root }) => {
+            // A local datastore is given to the job in place: nothing to mount.
+            (Mode::Mount, Datastore::Local { root }) if !fuse => {
                 match LocalStore::open(&ds_name, &loaded.workspace_dir().join(root)) {
                     Ok(store) => match store.local_path(&path) {
                         Some(p) => p,
@@ -379,16 +397,8 @@ pub fn build(
                     }
                 }
             }
-            (Mode::Mount, other) => {
-                problems.push(loaded.job.problem(
-                    &format!("{field}.mode"),
-                    format!(
-                        "mount is not yet supported for {} datastores; use mode: download",
-                        other.type_name()
-                    ),
-                ));
-                return None;
-            }
+            // A read-only FUSE mount, where a download would land.
+            (Mode::Mount, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
             (Mode::Download, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
             (Mode::Upload, _) => on_compute.unwrap_or(default_dir),
         };
@@ -419,6 +429,12 @@ pub fn build(
             upload_on: r.upload_on,
             is_file,
             local_source: None,
+            fuse,
+            mount_fallback: if r.mode == Mode::Mount {
+                r.mount_fallback
+            } else {
+                None
+            },
         })
     };
 
@@ -470,6 +486,8 @@ pub fn build(
                 upload_on: UploadOn::Always,
                 is_file: false,
                 local_source: Some(source),
+                fuse: false,
+                mount_fallback: None,
             });
         }
         let r = stagehand_protocol::DataRef {
@@ -783,6 +801,19 @@ pub fn render_text(plan: &Plan) -> String {
             }
             if d.is_file {
                 extra.push("a file".to_string());
+            }
+            if d.mode == Mode::Mount {
+                extra.push(
+                    if d.fuse {
+                        "read-only FUSE mount"
+                    } else {
+                        "local folder in place"
+                    }
+                    .to_string(),
+                );
+                if d.mount_fallback.is_some() {
+                    extra.push("download if FUSE is unavailable".to_string());
+                }
             }
             if d.direction == Direction::Output {
                 extra.push(format!(

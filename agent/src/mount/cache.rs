@@ -119,7 +119,8 @@ pub struct BlockCache {
 }
 
 /// How a missing block is fetched: the object's bytes `range`.
-pub type Fetcher = Arc<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Bytes, CacheError>> + Send + Sync>;
+pub type Fetcher =
+    Arc<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Bytes, CacheError>> + Send + Sync>;
 
 impl BlockCache {
     /// A cache in `cfg.dir`, created now.
@@ -129,7 +130,12 @@ impl BlockCache {
             std::fs::create_dir_all(&cfg.dir)?;
         }
         let fetches = Arc::new(Semaphore::new(cfg.fetch_concurrency.max(1)));
-        Ok(Arc::new(BlockCache { cfg, state: Mutex::new(State::default()), fetches, disk_failed: AtomicBool::new(false) }))
+        Ok(Arc::new(BlockCache {
+            cfg,
+            state: Mutex::new(State::default()),
+            fetches,
+            disk_failed: AtomicBool::new(false),
+        }))
     }
 
     /// The block size.
@@ -162,11 +168,18 @@ impl BlockCache {
     }
 
     fn block_file(&self, key: &BlockKey) -> PathBuf {
-        self.cfg.dir.join(format!("{}-{}", key.object.digest(), key.index))
+        self.cfg
+            .dir
+            .join(format!("{}-{}", key.object.digest(), key.index))
     }
 
     /// The bytes `range` of `object`, from memory, disk, or the store.
-    pub async fn read(self: &Arc<Self>, object: &Arc<ObjectId>, range: Range<u64>, fetch: &Fetcher) -> Result<Bytes, CacheError> {
+    pub async fn read(
+        self: &Arc<Self>,
+        object: &Arc<ObjectId>,
+        range: Range<u64>,
+        fetch: &Fetcher,
+    ) -> Result<Bytes, CacheError> {
         let end = range.end.min(object.size);
         if range.start >= end {
             return Ok(Bytes::new());
@@ -174,13 +187,17 @@ impl BlockCache {
         let bs = self.cfg.block_size;
         let (first, last) = (range.start / bs, (end - 1) / bs);
         if first == last {
-            return self.read_in_block(object, first, range.start..end, fetch).await;
+            return self
+                .read_in_block(object, first, range.start..end, fetch)
+                .await;
         }
         // Rare (reads are at most a block long): a read across a boundary.
         let mut out = BytesMut::with_capacity((end - range.start) as usize);
         for index in first..=last {
             let (bstart, bend) = (index * bs, ((index + 1) * bs).min(end));
-            let part = self.read_in_block(object, index, range.start.max(bstart)..bend, fetch).await?;
+            let part = self
+                .read_in_block(object, index, range.start.max(bstart)..bend, fetch)
+                .await?;
             out.extend_from_slice(&part);
         }
         Ok(out.freeze())
@@ -189,7 +206,10 @@ impl BlockCache {
     /// Starts fetching blocks `blocks` of `object` unless cached; does not wait.
     pub fn prefetch(self: &Arc<Self>, object: &Arc<ObjectId>, blocks: Range<u64>, fetch: &Fetcher) {
         for index in blocks {
-            let key = BlockKey { object: object.clone(), index };
+            let key = BlockKey {
+                object: object.clone(),
+                index,
+            };
             let mut st = self.lock();
             if st.mem.contains_key(&key) || st.disk.contains_key(&key) {
                 continue;
@@ -201,8 +221,17 @@ impl BlockCache {
     }
 
     /// Reads `range` (absolute offsets, all inside block `index`).
-    async fn read_in_block(self: &Arc<Self>, object: &Arc<ObjectId>, index: u64, range: Range<u64>, fetch: &Fetcher) -> Result<Bytes, CacheError> {
-        let key = BlockKey { object: object.clone(), index };
+    async fn read_in_block(
+        self: &Arc<Self>,
+        object: &Arc<ObjectId>,
+        index: u64,
+        range: Range<u64>,
+        fetch: &Fetcher,
+    ) -> Result<Bytes, CacheError> {
+        let key = BlockKey {
+            object: object.clone(),
+            index,
+        };
         let base = index * self.cfg.block_size;
         let local = (range.start - base) as usize..(range.end - base) as usize;
         let in_mem = self.lock().mem.get(&key).cloned();
@@ -239,10 +268,17 @@ impl BlockCache {
                 Ok(Ok(b)) => return Ok(b),
                 // Evicted meanwhile, or the disk failed: fetch it again.
                 Ok(Err(e)) => {
-                    tracing::debug!("cache block {} unreadable ({e}); fetching it again", key.index);
+                    tracing::debug!(
+                        "cache block {} unreadable ({e}); fetching it again",
+                        key.index
+                    );
                     self.forget_disk(&key);
                 }
-                Err(e) => return Err(CacheError::Storage(format!("cache worker failed: {e}").into())),
+                Err(e) => {
+                    return Err(CacheError::Storage(
+                        format!("cache worker failed: {e}").into(),
+                    ))
+                }
             }
         }
         let f = {
@@ -267,11 +303,19 @@ impl BlockCache {
             let got = fetch(range.clone()).await;
             drop(permit);
             match &got {
-                Ok(bytes) if bytes.len() as u64 == range.end - range.start => me.completed(k, bytes.clone()).await,
+                Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
+                    me.completed(k, bytes.clone()).await
+                }
                 Ok(bytes) => {
                     me.lock().mem.remove(&k);
                     return Err(CacheError::Storage(
-                        format!("asked for bytes {}..{} and received {} bytes", range.start, range.end, bytes.len()).into(),
+                        format!(
+                            "asked for bytes {}..{} and received {} bytes",
+                            range.start,
+                            range.end,
+                            bytes.len()
+                        )
+                        .into(),
                     ));
                 }
                 Err(_) => {
@@ -284,7 +328,9 @@ impl BlockCache {
         let f: Fetch = async move {
             match task.await {
                 Ok(r) => r,
-                Err(e) => Err(CacheError::Storage(format!("fetch task failed: {e}").into())),
+                Err(e) => Err(CacheError::Storage(
+                    format!("fetch task failed: {e}").into(),
+                )),
             }
         }
         .boxed()
@@ -337,7 +383,9 @@ impl BlockCache {
             st.disk_used += len;
             let mut evict = Vec::new();
             while st.disk_used > self.cfg.capacity {
-                let Some((_, victim)) = st.disk_lru.pop_first() else { break };
+                let Some((_, victim)) = st.disk_lru.pop_first() else {
+                    break;
+                };
                 if let Some((l, _)) = st.disk.remove(&victim) {
                     st.disk_used -= l;
                 }
@@ -378,7 +426,13 @@ impl BlockCache {
 
 fn slice(block: &Bytes, local: Range<usize>) -> Result<Bytes, CacheError> {
     if local.end > block.len() {
-        return Err(CacheError::Storage(format!("block of {} bytes is shorter than the read of {local:?}", block.len()).into()));
+        return Err(CacheError::Storage(
+            format!(
+                "block of {} bytes is shorter than the read of {local:?}",
+                block.len()
+            )
+            .into(),
+        ));
     }
     Ok(block.slice(local))
 }
@@ -389,11 +443,19 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn object(size: u64) -> Arc<ObjectId> {
-        Arc::new(ObjectId { datastore: "d".into(), path: "p".into(), version: Some("1".into()), size })
+        Arc::new(ObjectId {
+            datastore: "d".into(),
+            path: "p".into(),
+            version: Some("1".into()),
+            size,
+        })
     }
 
     fn data(size: u64) -> Bytes {
-        (0..size).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
+        (0..size)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into()
     }
 
     /// A fetcher over `content` that counts its calls.
@@ -406,7 +468,13 @@ mod tests {
     }
 
     fn cache(dir: &Path, capacity: u64) -> Arc<BlockCache> {
-        BlockCache::new(CacheConfig { dir: dir.join("c"), capacity, block_size: 4096, fetch_concurrency: 4 }).unwrap()
+        BlockCache::new(CacheConfig {
+            dir: dir.join("c"),
+            capacity,
+            block_size: 4096,
+            fetch_concurrency: 4,
+        })
+        .unwrap()
     }
 
     #[tokio::test]
@@ -418,7 +486,10 @@ mod tests {
         let f = counting(content.clone(), calls.clone());
         let o = object(10_000);
         for r in [0..10, 4090..4100, 0..10_000, 9_999..10_000, 8192..9000] {
-            assert_eq!(c.read(&o, r.clone(), &f).await.unwrap(), content.slice(r.start as usize..r.end as usize));
+            assert_eq!(
+                c.read(&o, r.clone(), &f).await.unwrap(),
+                content.slice(r.start as usize..r.end as usize)
+            );
         }
         assert_eq!(c.read(&o, 10_000..10_100, &f).await.unwrap().len(), 0);
         assert_eq!(c.read(&o, 9_990..20_000, &f).await.unwrap().len(), 10);
@@ -485,16 +556,26 @@ mod tests {
             .boxed()
         });
         let o = object(100);
-        assert!(matches!(c.read(&o, 0..10, &f).await, Err(CacheError::Storage(_))));
-        assert_eq!(c.read(&o, 0..10, &f).await.unwrap(), Bytes::from(vec![7u8; 10]));
+        assert!(matches!(
+            c.read(&o, 0..10, &f).await,
+            Err(CacheError::Storage(_))
+        ));
+        assert_eq!(
+            c.read(&o, 0..10, &f).await.unwrap(),
+            Bytes::from(vec![7u8; 10])
+        );
     }
 
     #[tokio::test]
     async fn a_short_answer_from_the_store_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let c = cache(tmp.path(), 1 << 20);
-        let f: Fetcher = Arc::new(|_r: Range<u64>| async { Ok(Bytes::from_static(b"abc")) }.boxed());
+        let f: Fetcher =
+            Arc::new(|_r: Range<u64>| async { Ok(Bytes::from_static(b"abc")) }.boxed());
         let o = object(100);
-        assert!(matches!(c.read(&o, 0..10, &f).await, Err(CacheError::Storage(_))));
+        assert!(matches!(
+            c.read(&o, 0..10, &f).await,
+            Err(CacheError::Storage(_))
+        ));
     }
 }

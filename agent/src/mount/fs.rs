@@ -20,8 +20,9 @@ use super::readahead::Readahead;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use bytes::Bytes;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode,
-    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
 use futures::FutureExt;
@@ -48,7 +49,12 @@ pub struct FsConfig {
 
 impl Default for FsConfig {
     fn default() -> Self {
-        FsConfig { attr_ttl: Duration::from_secs(60), op_timeout: Duration::from_secs(60), retries: 2, max_readahead_blocks: 16 }
+        FsConfig {
+            attr_ttl: Duration::from_secs(60),
+            op_timeout: Duration::from_secs(60),
+            retries: 2,
+            max_readahead_blocks: 16,
+        }
     }
 }
 
@@ -139,7 +145,14 @@ impl Nodes {
         }
         self.next += 1;
         let ino = self.next;
-        self.map.insert(ino, Node { path, kind, fetched: Instant::now() });
+        self.map.insert(
+            ino,
+            Node {
+                path,
+                kind,
+                fetched: Instant::now(),
+            },
+        );
         self.by_name.insert((parent, name.to_string()), ino);
         ino
     }
@@ -169,13 +182,29 @@ pub struct Core {
 
 impl Core {
     /// A view of `root_path` (a folder, or one file when `root` is a file) of `store`.
-    pub fn new(store: DynStore, root_path: &str, root: Entry, cache: Arc<BlockCache>, cfg: FsConfig) -> Core {
+    pub fn new(
+        store: DynStore,
+        root_path: &str,
+        root: Entry,
+        cache: Arc<BlockCache>,
+        cfg: FsConfig,
+    ) -> Core {
         let kind = match root {
             Entry::File(meta) => Kind::File(meta),
             _ => Kind::Dir(None),
         };
-        let mut nodes = Nodes { next: INodeNo::ROOT.0, ..Default::default() };
-        nodes.map.insert(INodeNo::ROOT.0, Node { path: root_path.to_string(), kind, fetched: Instant::now() });
+        let mut nodes = Nodes {
+            next: INodeNo::ROOT.0,
+            ..Default::default()
+        };
+        nodes.map.insert(
+            INodeNo::ROOT.0,
+            Node {
+                path: root_path.to_string(),
+                kind,
+                fetched: Instant::now(),
+            },
+        );
         let what = format!("{}:{root_path}", store.name());
         Core {
             store,
@@ -239,7 +268,11 @@ impl Core {
         let (path, kind, stale) = {
             let nodes = self.nodes_read();
             let n = nodes.map.get(&ino).ok_or(FsError::NotFound)?;
-            (n.path.clone(), n.kind.clone(), n.fetched.elapsed() > self.cfg.attr_ttl)
+            (
+                n.path.clone(),
+                n.kind.clone(),
+                n.fetched.elapsed() > self.cfg.attr_ttl,
+            )
         };
         if let (Kind::File(_), true) = (&kind, stale) {
             let store = self.store.clone();
@@ -296,7 +329,12 @@ impl Core {
             if !usable_name(&d) || by_name.contains_key(&d) {
                 continue;
             }
-            let child = nodes.intern(ino, &d, stagehand_protocol::path::join(&path, &d), Kind::Dir(None));
+            let child = nodes.intern(
+                ino,
+                &d,
+                stagehand_protocol::path::join(&path, &d),
+                Kind::Dir(None),
+            );
             by_name.insert(d.clone(), entries.len());
             entries.push((d, child, FileType::Directory));
         }
@@ -310,7 +348,11 @@ impl Core {
             by_name.insert(name.clone(), entries.len());
             entries.push((name, child, FileType::RegularFile));
         }
-        let listing = Arc::new(Listing { at: Instant::now(), entries, by_name });
+        let listing = Arc::new(Listing {
+            at: Instant::now(),
+            entries,
+            by_name,
+        });
         if let Some(n) = nodes.map.get_mut(&ino) {
             n.kind = Kind::Dir(Some(listing.clone()));
             n.fetched = Instant::now();
@@ -351,13 +393,19 @@ impl Core {
         };
         let mut nodes = self.nodes_write();
         let ino = nodes.intern(parent, name, path, kind);
-        let kind = nodes.map.get(&ino).map(|n| n.kind.clone()).ok_or(FsError::NotFound)?;
+        let kind = nodes
+            .map
+            .get(&ino)
+            .map(|n| n.kind.clone())
+            .ok_or(FsError::NotFound)?;
         Ok(self.attr_of(ino, &kind))
     }
 
     /// Opens file `ino` for reading; returns the handle.
     pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<u64, FsError> {
-        if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0 {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY
+            || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0
+        {
             return Err(FsError::ReadOnly);
         }
         let meta = {
@@ -367,16 +415,30 @@ impl Core {
                 Kind::Dir(_) => return Err(FsError::IsDir),
             }
         };
-        let object = Arc::new(ObjectId { datastore: self.store.name().to_string(), path: meta.path, version: meta.version, size: meta.size });
+        let object = Arc::new(ObjectId {
+            datastore: self.store.name().to_string(),
+            path: meta.path,
+            version: meta.version,
+            size: meta.size,
+        });
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file = Arc::new(OpenFile { object, readahead: Mutex::new(Readahead::default()) });
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, file);
+        let file = Arc::new(OpenFile {
+            object,
+            readahead: Mutex::new(Readahead::default()),
+        });
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, file);
         Ok(fh)
     }
 
     /// Closes a file handle.
     pub fn release(&self, fh: u64) {
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
     }
 
     fn fetcher(&self, path: String) -> Fetcher {
@@ -404,20 +466,30 @@ impl Core {
     /// Reads `size` bytes at `offset` through handle `fh`, and starts read-ahead when
     /// the handle reads sequentially.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
-        let file = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let file = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let object = &file.object;
         let end = offset.saturating_add(size as u64).min(object.size);
         if offset >= end {
             return Ok(Bytes::new());
         }
         let fetch = self.fetcher(object.path.clone());
-        let ahead = file.readahead.lock().unwrap_or_else(|e| e.into_inner()).on_read(
-            offset,
-            end,
-            self.cache.block_size(),
-            self.cache.blocks(object),
-            self.cfg.max_readahead_blocks,
-        );
+        let ahead = file
+            .readahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_read(
+                offset,
+                end,
+                self.cache.block_size(),
+                self.cache.blocks(object),
+                self.cfg.max_readahead_blocks,
+            );
         if !ahead.is_empty() {
             self.cache.prefetch(object, ahead, &fetch);
         }
@@ -428,18 +500,35 @@ impl Core {
     pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
         let listing = self.listing(ino).await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, listing);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, listing);
         Ok(fh)
     }
 
     /// The entries of an open folder from `offset` on: (next offset, inode, type, name).
     /// Offsets 1 and 2 are `.` and `..`.
-    pub fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<(u64, u64, FileType, String)>, FsError> {
-        let listing = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh).cloned().ok_or(FsError::BadHandle)?;
+    pub fn readdir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+    ) -> Result<Vec<(u64, u64, FileType, String)>, FsError> {
+        let listing = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let mut out = Vec::new();
-        let all = [(ino, FileType::Directory, ".".to_string()), (ino, FileType::Directory, "..".to_string())]
-            .into_iter()
-            .chain(listing.entries.iter().map(|(n, i, t)| (*i, *t, n.clone())));
+        let all = [
+            (ino, FileType::Directory, ".".to_string()),
+            (ino, FileType::Directory, "..".to_string()),
+        ]
+        .into_iter()
+        .chain(listing.entries.iter().map(|(n, i, t)| (*i, *t, n.clone())));
         for (i, (child, t, name)) in all.enumerate().skip(offset as usize) {
             out.push((i as u64 + 1, child, t, name));
         }
@@ -448,12 +537,21 @@ impl Core {
 
     /// Closes a folder handle.
     pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
     }
 }
 
 /// A store call with a timeout and retries; see [`Core::call`].
-async fn store_call<T, F, Fut>(cfg: &FsConfig, mount: &str, what: &str, path: &str, f: F) -> Result<T, FsError>
+async fn store_call<T, F, Fut>(
+    cfg: &FsConfig,
+    mount: &str,
+    what: &str,
+    path: &str,
+    f: F,
+) -> Result<T, FsError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -568,12 +666,28 @@ impl Filesystem for StoreFs {
         });
     }
 
-    fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock_owner: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
         self.core.release(fh.0);
         reply.ok();
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -587,7 +701,14 @@ impl Filesystem for StoreFs {
         });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.core.readdir(ino.0, fh.0, offset) {
             Ok(entries) => {
                 for (next, child, kind, name) in entries {
@@ -601,7 +722,14 @@ impl Filesystem for StoreFs {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.core.releasedir(fh.0);
         reply.ok();
     }
@@ -618,7 +746,14 @@ impl Filesystem for StoreFs {
         }
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
         reply.error(Errno::from_i32(libc::ENODATA));
     }
 
@@ -653,11 +788,28 @@ impl Filesystem for StoreFs {
         reply.error(Errno::EROFS);
     }
 
-    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -669,15 +821,38 @@ impl Filesystem for StoreFs {
         reply.error(Errno::EROFS);
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
-    fn rename(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _newparent: INodeNo, _newname: &OsStr, _flags: fuser::RenameFlags, reply: ReplyEmpty) {
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::EROFS);
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -696,11 +871,29 @@ impl Filesystem for StoreFs {
         reply.error(Errno::EROFS);
     }
 
-    fn create(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
         reply.error(Errno::EROFS);
     }
 
-    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -708,7 +901,16 @@ impl Filesystem for StoreFs {
         reply.error(Errno::EROFS);
     }
 
-    fn fallocate(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: u64, _length: u64, _mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::EROFS);
     }
 }
@@ -724,14 +926,24 @@ mod tests {
     use std::path::Path;
 
     fn cache(dir: &Path) -> Arc<BlockCache> {
-        BlockCache::new(CacheConfig { dir: dir.join("cache"), capacity: 1 << 20, block_size: 4096, fetch_concurrency: 4 }).unwrap()
+        BlockCache::new(CacheConfig {
+            dir: dir.join("cache"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 4,
+        })
+        .unwrap()
     }
 
     async fn local_core(tmp: &Path) -> Core {
         let root = tmp.join("store");
         std::fs::create_dir_all(root.join("data/sub")).unwrap();
         std::fs::write(root.join("data/a.txt"), "hello").unwrap();
-        std::fs::write(root.join("data/sub/big.bin"), (0..20_000u32).map(|i| (i % 256) as u8).collect::<Vec<_>>()).unwrap();
+        std::fs::write(
+            root.join("data/sub/big.bin"),
+            (0..20_000u32).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
         let entry = store.stat("data").await.unwrap();
         Core::new(store, "data", entry, cache(tmp), FsConfig::default())
@@ -742,7 +954,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let core = local_core(tmp.path()).await;
         let fh = core.opendir(1).await.unwrap();
-        let mut names: Vec<String> = core.readdir(1, fh, 0).unwrap().into_iter().map(|e| e.3).collect();
+        let mut names: Vec<String> = core
+            .readdir(1, fh, 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.3)
+            .collect();
         names.sort();
         assert_eq!(names, [".", "..", "a.txt", "sub"]);
         // Paging: from offset 3 on, only the last entry.
@@ -755,7 +972,10 @@ mod tests {
         assert_eq!(core.lookup(sub.ino.0, "nope").await, Err(FsError::NotFound));
         let fh = core.open(big.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();
         let got = core.read(fh, 4000, 200).await.unwrap();
-        assert_eq!(got.to_vec(), (4000..4200u32).map(|i| (i % 256) as u8).collect::<Vec<_>>());
+        assert_eq!(
+            got.to_vec(),
+            (4000..4200u32).map(|i| (i % 256) as u8).collect::<Vec<_>>()
+        );
         assert_eq!(core.read(fh, 19_990, 100).await.unwrap().len(), 10);
         assert_eq!(core.read(fh, 30_000, 100).await.unwrap().len(), 0);
         core.release(fh);
@@ -784,19 +1004,30 @@ mod tests {
             "broken"
         }
         async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
-            Ok(Entry::File(ObjectMeta { path: path.into(), size: 10, version: None, md5: None }))
+            Ok(Entry::File(ObjectMeta {
+                path: path.into(),
+                size: 10,
+                version: None,
+                md5: None,
+            }))
         }
         async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>, StoreError> {
             Ok(vec![])
         }
         async fn list_dir(&self, _: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
-            Err(StoreError::Remote { datastore: "broken".into(), detail: "503 Service Unavailable".into() })
+            Err(StoreError::Remote {
+                datastore: "broken".into(),
+                detail: "503 Service Unavailable".into(),
+            })
         }
         async fn read_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StoreError> {
             if self.hang {
                 std::future::pending::<()>().await;
             }
-            Err(StoreError::Remote { datastore: "broken".into(), detail: "connection reset".into() })
+            Err(StoreError::Remote {
+                datastore: "broken".into(),
+                detail: "connection reset".into(),
+            })
         }
         async fn download(&self, _: &ObjectMeta, _: &Path) -> Result<u64, StoreError> {
             unreachable!()
@@ -810,9 +1041,19 @@ mod tests {
     async fn storage_failures_and_silence_become_eio() {
         let tmp = tempfile::tempdir().unwrap();
         for hang in [false, true] {
-            let cfg = FsConfig { op_timeout: Duration::from_millis(50), retries: 1, ..FsConfig::default() };
+            let cfg = FsConfig {
+                op_timeout: Duration::from_millis(50),
+                retries: 1,
+                ..FsConfig::default()
+            };
             let store: DynStore = Arc::new(Broken { hang });
-            let core = Core::new(store.clone(), "dir", Entry::Dir, cache(&tmp.path().join(format!("{hang}"))), cfg.clone());
+            let core = Core::new(
+                store.clone(),
+                "dir",
+                Entry::Dir,
+                cache(&tmp.path().join(format!("{hang}"))),
+                cfg.clone(),
+            );
             assert_eq!(core.opendir(1).await, Err(FsError::Io));
             let f = core.lookup(1, "f").await.unwrap();
             let fh = core.open(f.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();

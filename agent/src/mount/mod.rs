@@ -90,12 +90,20 @@ impl Settings {
             None => None,
             Some(v) => {
                 let v = v.to_string_lossy();
-                Some(parse_size(&v).ok_or_else(|| MountError::Other(format!("STAGEHAND_CACHE_SIZE={v:?} is not a size (e.g. 4GiB, 500M, 0)")))?)
+                Some(parse_size(&v).ok_or_else(|| {
+                    MountError::Other(format!(
+                        "STAGEHAND_CACHE_SIZE={v:?} is not a size (e.g. 4GiB, 500M, 0)"
+                    ))
+                })?)
             }
         };
         Ok(Settings {
-            device: env("STAGEHAND_FUSE_DEVICE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/fuse")),
-            cache_dir: env("STAGEHAND_CACHE_DIR").map(|d| PathBuf::from(d).join(run_id)).unwrap_or_else(|| run_dir.join("cache/mount")),
+            device: env("STAGEHAND_FUSE_DEVICE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/dev/fuse")),
+            cache_dir: env("STAGEHAND_CACHE_DIR")
+                .map(|d| PathBuf::from(d).join(run_id))
+                .unwrap_or_else(|| run_dir.join("cache/mount")),
             cache_size,
             block_size: cache::DEFAULT_BLOCK_SIZE,
             fetch_concurrency: cache::DEFAULT_FETCH_CONCURRENCY,
@@ -138,8 +146,14 @@ pub fn check_fuse(device: &Path) -> Result<(), MountError> {
         }
         Err(e) => return unavailable(format!("cannot open the FUSE device {}: {e}", device.display())),
     }
-    if !nix::unistd::geteuid().is_root() && which("fusermount3").is_none() && which("fusermount").is_none() {
-        return unavailable("the agent is not root and fusermount3 is not installed (Debian/Ubuntu package fuse3)".into());
+    if !nix::unistd::geteuid().is_root()
+        && which("fusermount3").is_none()
+        && which("fusermount").is_none()
+    {
+        return unavailable(
+            "the agent is not root and fusermount3 is not installed (Debian/Ubuntu package fuse3)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -157,7 +171,9 @@ fn which(program: &str) -> Option<PathBuf> {
 /// otherwise only when /etc/fuse.conf says `user_allow_other`.
 fn allow_other_permitted() -> bool {
     nix::unistd::geteuid().is_root()
-        || std::fs::read_to_string("/etc/fuse.conf").map(|t| t.lines().any(|l| l.trim() == "user_allow_other")).unwrap_or(false)
+        || std::fs::read_to_string("/etc/fuse.conf")
+            .map(|t| t.lines().any(|l| l.trim() == "user_allow_other"))
+            .unwrap_or(false)
 }
 
 /// One live mount.
@@ -191,44 +207,58 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         // The safety net: the explicit teardown did not run (a panic, most likely).
         if let Some(session) = self.session.take() {
-            tracing::warn!("{} at {} was not unmounted in order; detaching it", self.what, self.mountpoint.display());
+            tracing::warn!(
+                "{} at {} was not unmounted in order; detaching it",
+                self.what,
+                self.mountpoint.display()
+            );
             detach(&self.mountpoint, self.connection);
             drop(session);
         }
     }
 }
 
-fn unmount_blocking(mp: &Path, session: Option<fuser::BackgroundSession>, conn: Option<u32>, what: &str) -> Result<(), MountError> {
-    use nix::errno::Errno;
-    let mut result = Ok(());
-    match nix::mount::umount2(mp, nix::mount::MntFlags::empty()) {
-        Ok(()) => {}
-        // Not mounted any more (someone unmounted it by hand).
-        Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-        // Not root: the setuid helper unmounts for us.
-        Err(Errno::EPERM) if fusermount(mp, false) => {}
+fn unmount_blocking(
+    mp: &Path,
+    session: Option<fuser::BackgroundSession>,
+    conn: Option<u32>,
+    what: &str,
+) -> Result<(), MountError> {
+    let outcome = match session {
+        // fuser unmounts (through fusermount3 when not root) and then waits for the
+        // session's threads, which end once the kernel has dropped the connection.
+        Some(s) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(s.umount_and_join());
+            });
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("no answer within 10s".to_string()),
+            }
+        }
+        None => match nix::mount::umount2(mp, nix::mount::MntFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!("{what}: unmounted {}", mp.display());
+            Ok(())
+        }
         Err(e) => {
             tracing::warn!("{what}: unmounting {} failed ({e}); a process of the job may still use it: detaching it lazily", mp.display());
-            if !detach(mp, conn) {
-                result = Err(MountError::Other(format!("cannot unmount {}: {e}", mp.display())));
+            if detach(mp, conn) {
+                Ok(())
+            } else {
+                Err(MountError::Other(format!(
+                    "cannot unmount {}: {e}",
+                    mp.display()
+                )))
             }
         }
     }
-    if let Some(s) = session {
-        // The session threads end once the kernel has dropped the connection.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(s.join());
-        });
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) | Err(_) => {}
-            Ok(Err(e)) => tracing::debug!("{what}: the FUSE session ended with: {e}"),
-        }
-    }
-    if result.is_ok() {
-        tracing::info!("{what}: unmounted {}", mp.display());
-    }
-    result
 }
 
 /// Lazily detaches `mp` (umount2 MNT_DETACH, else `fusermount3 -uz`) and aborts the
@@ -253,7 +283,10 @@ fn fusermount(mp: &Path, lazy: bool) -> bool {
         if lazy {
             c.arg("-z");
         }
-        c.arg("--").arg(mp).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.arg("--")
+            .arg(mp)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         if let Ok(s) = c.status() {
             return s.success();
         }
@@ -263,16 +296,37 @@ fn fusermount(mp: &Path, lazy: bool) -> bool {
 
 /// Mounts `path` of `store` at `mountpoint`: a folder as a folder, a single object as a
 /// file (the mount point is then a file). Nothing is downloaded here.
-pub async fn mount(store: DynStore, path: &str, mountpoint: &Path, cache: Arc<BlockCache>, settings: &Settings) -> Result<Mounted, MountError> {
+pub async fn mount(
+    store: DynStore,
+    path: &str,
+    mountpoint: &Path,
+    cache: Arc<BlockCache>,
+    settings: &Settings,
+) -> Result<Mounted, MountError> {
     check_fuse(&settings.device)?;
     let what = format!("mount of {}:{path}", store.name());
     let entry = match tokio::time::timeout(settings.fs.op_timeout, store.stat(path)).await {
         Ok(r) => r?,
-        Err(_) => return Err(MountError::Other(format!("datastore {:?}: no answer within {}s while looking at {path:?}", store.name(), settings.fs.op_timeout.as_secs()))),
+        Err(_) => {
+            return Err(MountError::Other(format!(
+                "datastore {:?}: no answer within {}s while looking at {path:?}",
+                store.name(),
+                settings.fs.op_timeout.as_secs()
+            )))
+        }
     };
-    let local = |source| MountError::Local { path: mountpoint.to_path_buf(), source };
+    let local = |source| MountError::Local {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
     match &entry {
-        Entry::Missing => return Err(StoreError::NotFound { datastore: store.name().to_string(), path: path.to_string() }.into()),
+        Entry::Missing => {
+            return Err(StoreError::NotFound {
+                datastore: store.name().to_string(),
+                path: path.to_string(),
+            }
+            .into())
+        }
         Entry::Dir => std::fs::create_dir_all(mountpoint).map_err(local)?,
         Entry::File(_) => {
             if let Some(parent) = mountpoint.parent() {
@@ -287,7 +341,13 @@ pub async fn mount(store: DynStore, path: &str, mountpoint: &Path, cache: Arc<Bl
     if !allow_other {
         tracing::warn!("{what}: /etc/fuse.conf lacks user_allow_other, so only this user can read the mount (not a container running as another user)");
     }
-    let core = Arc::new(Core::new(store.clone(), path, entry, cache, settings.fs.clone()));
+    let core = Arc::new(Core::new(
+        store.clone(),
+        path,
+        entry,
+        cache,
+        settings.fs.clone(),
+    ));
     let fs = StoreFs::new(core, tokio::runtime::Handle::current());
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -299,14 +359,20 @@ pub async fn mount(store: DynStore, path: &str, mountpoint: &Path, cache: Arc<Bl
         fuser::MountOption::NoAtime,
         fuser::MountOption::DefaultPermissions,
     ];
-    config.acl = if allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    config.acl = if allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
     config.n_threads = Some(2);
     config.clone_fd = true;
     let mp = mountpoint.to_path_buf();
     let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mp, &config))
         .await
         .map_err(|e| MountError::Other(format!("mount worker failed: {e}")))?
-        .map_err(|e| MountError::Unavailable { cause: format!("mounting at {} failed: {e}", mountpoint.display()) })?;
+        .map_err(|e| MountError::Unavailable {
+            cause: format!("mounting at {} failed: {e}", mountpoint.display()),
+        })?;
     let mp = mountpoint.to_path_buf();
     let connection = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::MetadataExt;
@@ -316,7 +382,12 @@ pub async fn mount(store: DynStore, path: &str, mountpoint: &Path, cache: Arc<Bl
     .ok()
     .flatten();
     tracing::info!("{what}: mounted read-only at {}", mountpoint.display());
-    Ok(Mounted { mountpoint: mountpoint.to_path_buf(), session: Some(session), connection, what })
+    Ok(Mounted {
+        mountpoint: mountpoint.to_path_buf(),
+        session: Some(session),
+        connection,
+        what,
+    })
 }
 
 /// Every mount of one run, and the block cache they share.
@@ -329,7 +400,11 @@ pub struct RunMounts {
 impl RunMounts {
     /// No mounts yet.
     pub fn new(settings: Settings) -> RunMounts {
-        RunMounts { settings, cache: Mutex::new(None), mounted: Mutex::new(Vec::new()) }
+        RunMounts {
+            settings,
+            cache: Mutex::new(None),
+            mounted: Mutex::new(Vec::new()),
+        }
     }
 
     /// The settings.
@@ -343,9 +418,14 @@ impl RunMounts {
             return Ok(c.clone());
         }
         let dir = &self.settings.cache_dir;
-        std::fs::create_dir_all(dir).map_err(|source| MountError::Local { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| MountError::Local {
+            path: dir.clone(),
+            source,
+        })?;
         let capacity = self.settings.cache_size.unwrap_or_else(|| {
-            let half_free = nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / 2).unwrap_or(u64::MAX);
+            let half_free = nix::sys::statvfs::statvfs(dir)
+                .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / 2)
+                .unwrap_or(u64::MAX);
             cache::DEFAULT_CACHE_SIZE.min(half_free)
         });
         tracing::debug!("mount cache: {} (at most {capacity} bytes)", dir.display());
@@ -355,29 +435,46 @@ impl RunMounts {
             block_size: self.settings.block_size,
             fetch_concurrency: self.settings.fetch_concurrency,
         })
-        .map_err(|source| MountError::Local { path: dir.clone(), source })?;
+        .map_err(|source| MountError::Local {
+            path: dir.clone(),
+            source,
+        })?;
         *c = Some(made.clone());
         Ok(made)
     }
 
     /// Mounts `path` of `store` at `mountpoint` for the rest of the run.
-    pub async fn mount(&self, store: DynStore, path: &str, mountpoint: &Path) -> Result<(), MountError> {
+    pub async fn mount(
+        &self,
+        store: DynStore,
+        path: &str,
+        mountpoint: &Path,
+    ) -> Result<(), MountError> {
         check_fuse(&self.settings.device)?;
         let cache = self.cache()?;
         let m = mount(store, path, mountpoint, cache, &self.settings).await?;
-        self.mounted.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        self.mounted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(m);
         Ok(())
     }
 
     /// The mount points, in mount order.
     pub fn mountpoints(&self) -> Vec<PathBuf> {
-        self.mounted.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.mountpoint.clone()).collect()
+        self.mounted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.mountpoint.clone())
+            .collect()
     }
 
     /// Unmounts everything (in reverse order) and removes the cache. Idempotent.
     /// Returns what could not be cleaned up, for a warning.
     pub async fn teardown(&self) -> Vec<String> {
-        let all: Vec<Mounted> = std::mem::take(&mut *self.mounted.lock().unwrap_or_else(|e| e.into_inner()));
+        let all: Vec<Mounted> =
+            std::mem::take(&mut *self.mounted.lock().unwrap_or_else(|e| e.into_inner()));
         let mut problems = Vec::new();
         for m in all.into_iter().rev() {
             if let Err(e) = m.unmount().await {
@@ -387,7 +484,10 @@ impl RunMounts {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(c) = cache {
             if let Err(e) = c.remove() {
-                problems.push(format!("cannot remove the mount cache {}: {e}", c.dir().display()));
+                problems.push(format!(
+                    "cannot remove the mount cache {}: {e}",
+                    c.dir().display()
+                ));
             }
         }
         problems
@@ -415,6 +515,9 @@ mod tests {
         let e = check_fuse(Path::new("/nonexistent/fuse")).unwrap_err();
         assert!(e.is_unavailable());
         let text = e.to_string();
-        assert!(text.contains("/nonexistent/fuse") && text.contains("does not exist"), "{text}");
+        assert!(
+            text.contains("/nonexistent/fuse") && text.contains("does not exist"),
+            "{text}"
+        );
     }
 }

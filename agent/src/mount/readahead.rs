@@ -25,7 +25,14 @@ impl Readahead {
     /// The kernel issues read-ahead requests concurrently, so they may arrive a little
     /// out of order: a read within one block of where the last one ended still counts
     /// as sequential.
-    pub fn on_read(&mut self, offset: u64, end: u64, block_size: u64, blocks: u64, max_window: u64) -> Range<u64> {
+    pub fn on_read(
+        &mut self,
+        offset: u64,
+        end: u64,
+        block_size: u64,
+        blocks: u64,
+        max_window: u64,
+    ) -> Range<u64> {
         let block_size = block_size.max(1);
         let sequential = offset.abs_diff(self.next_offset) <= block_size;
         if sequential {

@@ -27,17 +27,26 @@ pub fn parse(table: &str) -> Vec<OurMount> {
     let mut out = Vec::new();
     for line in table.lines() {
         let mut f = line.split(' ');
-        let (Some(source), Some(mp), Some(fstype)) = (f.next(), f.next(), f.next()) else { continue };
+        let (Some(source), Some(mp), Some(fstype)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
         if !(fstype == "fuse" || fstype.starts_with("fuse.")) {
             continue;
         }
         let source = unescape(source);
-        let Some(rest) = source.strip_prefix(FSNAME_PREFIX) else { continue };
+        let Some(rest) = source.strip_prefix(FSNAME_PREFIX) else {
+            continue;
+        };
         let (run_id, pid) = match rest.rsplit_once(':') {
             Some((run, pid)) => (run.to_string(), pid.parse().ok()),
             None => (rest.to_string(), None),
         };
-        out.push(OurMount { mountpoint: PathBuf::from(unescape(mp)), source, run_id, pid });
+        out.push(OurMount {
+            mountpoint: PathBuf::from(unescape(mp)),
+            source,
+            run_id,
+            pid,
+        });
     }
     out
 }
@@ -48,8 +57,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -86,10 +100,18 @@ pub fn cleanup(under: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
             continue;
         }
         if super::detach(&m.mountpoint, None) {
-            tracing::info!("detached the stale mount {} of run {} (its agent is gone)", m.mountpoint.display(), m.run_id);
+            tracing::info!(
+                "detached the stale mount {} of run {} (its agent is gone)",
+                m.mountpoint.display(),
+                m.run_id
+            );
             done.push(m.mountpoint);
         } else {
-            failed.push(format!("cannot detach the stale mount {} of run {}", m.mountpoint.display(), m.run_id));
+            failed.push(format!(
+                "cannot detach the stale mount {} of run {}",
+                m.mountpoint.display(),
+                m.run_id
+            ));
         }
     }
     (done, failed)
@@ -112,17 +134,28 @@ stagehand:notfuse /x ext4 rw 0 0
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].run_id, "20261126T0300-abc");
         assert_eq!(got[0].pid, Some(4242));
-        assert_eq!(got[0].mountpoint, PathBuf::from("/runs/r1/inputs/train/data"));
+        assert_eq!(
+            got[0].mountpoint,
+            PathBuf::from("/runs/r1/inputs/train/data")
+        );
         assert_eq!(got[1].run_id, "odd run");
         assert_eq!(got[1].mountpoint, PathBuf::from("/runs/with space"));
     }
 
     #[test]
     fn our_own_mounts_are_never_stale_and_dead_agents_are() {
-        let me = OurMount { source: String::new(), mountpoint: "/x".into(), run_id: "r".into(), pid: Some(std::process::id() as i32) };
+        let me = OurMount {
+            source: String::new(),
+            mountpoint: "/x".into(),
+            run_id: "r".into(),
+            pid: Some(std::process::id() as i32),
+        };
         assert!(!is_stale(&me));
         // Pid 0 has no /proc entry.
-        assert!(is_stale(&OurMount { pid: Some(0), ..me.clone() }));
+        assert!(is_stale(&OurMount {
+            pid: Some(0),
+            ..me.clone()
+        }));
         assert!(is_stale(&OurMount { pid: None, ..me }));
     }
 }

@@ -1,0 +1,415 @@
+//! Mount mode with real FUSE: through the library on a local store, and through the
+//! binary with `STAGEHAND_LOCAL_MOUNT=fuse` (the same code path as a cloud store's
+//! mount). Without FUSE these tests fail in CI and return early elsewhere.
+
+mod common;
+use common::*;
+
+use stagehand::mount::{RunMounts, Settings};
+use stagehand::store::local::LocalStore;
+use stagehand::store::DynStore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whether FUSE can be used here. In CI its absence is a failure.
+fn fuse_ready() -> bool {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    let root = nix_is_root();
+    let helper = ["/usr/bin/fusermount3", "/bin/fusermount3"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    let ok = dev.is_ok() && (root || helper);
+    if !ok {
+        let why = format!(
+            "FUSE is not usable here (/dev/fuse: {:?}, root: {root}, fusermount3: {helper})",
+            dev.err()
+        );
+        if in_ci() {
+            panic!("{why}; CI must have it (scripts/test installs fuse3)");
+        }
+        eprintln!("{why}: this test needs it and returns early without checking anything");
+    }
+    ok
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A local datastore in `root` with `data/big.bin` (48 MiB), `data/small/s{0..20}.txt`,
+/// and a 400-file tree `data/tree/d{0..10}/e{0..4}/f{i}.txt`.
+fn make_store(root: &Path) -> Vec<u8> {
+    let big = noise(48 << 20, 7);
+    std::fs::create_dir_all(root.join("data/small")).unwrap();
+    std::fs::write(root.join("data/big.bin"), &big).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            root.join(format!("data/small/s{i}.txt")),
+            format!("small file {i}\n"),
+        )
+        .unwrap();
+    }
+    for i in 0..400 {
+        let d = root.join(format!("data/tree/d{}/e{}", i % 10, i % 4));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    big
+}
+
+fn mounted_at(mp: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let mp = mp.to_string_lossy().replace(' ', "\\040");
+    table.lines().any(|l| l.split(' ').nth(1) == Some(&mp))
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            walk_files(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_store_mounted_through_the_library_is_exact_and_read_only() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    let root = s.path().join("store");
+    let big = make_store(&root);
+    let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
+    let settings = Settings::for_run("libtest", &s.run_dir()).unwrap();
+    let mounts = RunMounts::new(settings);
+    let mp = s.run_dir().join("inputs/train/data");
+    let file_mp = s.run_dir().join("inputs/one/s3.txt");
+    mounts.mount(store.clone(), "data", &mp).await.unwrap();
+    mounts
+        .mount(store, "data/small/s3.txt", &file_mp)
+        .await
+        .unwrap();
+    assert!(mounted_at(&mp) && mounted_at(&file_mp));
+
+    // Everything the filesystem serves is read on blocking threads: the runtime that
+    // serves it must stay free.
+    let (mp2, file_mp2) = (mp.clone(), file_mp.clone());
+    tokio::task::spawn_blocking(move || {
+        let mp = mp2;
+        let started = Instant::now();
+        let mut f = std::fs::File::open(mp.join("big.bin")).unwrap();
+        let mut first = [0u8; 4096];
+        std::io::Read::read_exact(&mut f, &mut first).unwrap();
+        eprintln!("first byte after {:?}", started.elapsed());
+        assert_eq!(&first[..], &big[..4096]);
+        let got = std::fs::read(mp.join("big.bin")).unwrap();
+        assert!(got == big, "48 MiB read through the mount differs");
+        // A random read in the middle.
+        let mut buf = vec![0u8; 1000];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 30_000_017).unwrap();
+        assert_eq!(buf, big[30_000_017..30_001_017]);
+
+        let mut files = Vec::new();
+        walk_files(&mp.join("tree"), &mut files);
+        assert_eq!(files.len(), 400);
+        for p in &files {
+            let name = p.file_stem().unwrap().to_string_lossy();
+            assert_eq!(
+                std::fs::read_to_string(p).unwrap(),
+                format!("{}\n", &name[1..])
+            );
+        }
+        for i in 0..20 {
+            assert_eq!(
+                std::fs::read_to_string(mp.join(format!("small/s{i}.txt"))).unwrap(),
+                format!("small file {i}\n")
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&file_mp2).unwrap(),
+            "small file 3\n"
+        );
+        assert!(std::fs::read(mp.join("nope")).unwrap_err().kind() == std::io::ErrorKind::NotFound);
+
+        // Writing in any way is refused with EROFS.
+        let erofs = |r: std::io::Result<()>, what: &str| {
+            let e = r.expect_err(what);
+            assert_eq!(e.raw_os_error(), Some(libc_erofs()), "{what}: {e}");
+        };
+        erofs(std::fs::write(mp.join("new.txt"), "x"), "create");
+        erofs(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(mp.join("big.bin"))
+                .map(|_| ()),
+            "open for append",
+        );
+        erofs(std::fs::create_dir(mp.join("newdir")), "mkdir");
+        erofs(std::fs::remove_file(mp.join("small/s1.txt")), "unlink");
+        erofs(
+            std::fs::rename(mp.join("small/s1.txt"), mp.join("small/s9.txt")),
+            "rename",
+        );
+        erofs(
+            std::fs::write(&file_mp2, "x"),
+            "write the single-file mount",
+        );
+    })
+    .await
+    .unwrap();
+
+    let problems = mounts.teardown().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(!mounted_at(&mp) && !mounted_at(&file_mp));
+    assert!(
+        !s.run_dir().join("cache/mount").exists(),
+        "the run's cache is removed at teardown"
+    );
+}
+
+fn libc_erofs() -> i32 {
+    30
+}
+
+/// A scratch folder with the store, a workspace and a job whose script is `script`
+/// (bash, `$1` = the mounted input). `extra` is appended to the input's spec.
+fn mount_job(s: &Scratch, script: &str, extra: &str) -> PathBuf {
+    make_store(&s.path().join("store"));
+    s.write(
+        "workspace.yaml",
+        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+    );
+    s.write("job.sh", script);
+    s.write(
+        "job.yaml",
+        &format!("name: mount-test\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {{path: data, mode: mount{extra}}}\n"),
+    )
+}
+
+fn fuse_cmd(s: &Scratch, job: &Path) -> Command {
+    let mut c = s.run_cmd(job);
+    c.env("STAGEHAND_LOCAL_MOUNT", "fuse")
+        .env("EXPECT", s.path().join("store/data"));
+    c
+}
+
+const CHECK_SCRIPT: &str = r#"set -u
+mp="$1"
+grep -q " $mp fuse" /proc/self/mounts && echo "MOUNTED" || echo "NOT MOUNTED"
+cmp "$mp/big.bin" "$EXPECT/big.bin" && echo "BIG EXACT"
+echo "FILES $(find "$mp/tree" -type f | wc -l)"
+cat "$mp/small/s5.txt"
+if msg=$( { echo x > "$mp/new.txt"; } 2>&1 ); then echo "WRITE OK"; else echo "WRITE REFUSED: $msg"; fi
+"#;
+
+#[test]
+fn a_job_reads_its_input_through_the_mount_and_the_mount_is_gone_after() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    let job = mount_job(&s, CHECK_SCRIPT, "");
+    let out = fuse_cmd(&s, &job).output().unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    assert!(
+        so.contains("MOUNTED") && !so.contains("NOT MOUNTED"),
+        "{so}"
+    );
+    assert!(so.contains("BIG EXACT"), "{so}\n{se}");
+    assert!(so.contains("FILES 400"), "{so}");
+    assert!(so.contains("small file 5"), "{so}");
+    assert!(
+        so.contains("WRITE REFUSED") && so.contains("Read-only file system"),
+        "{so}"
+    );
+    let mp = s.run_dir().join("inputs/train/data");
+    assert!(!mounted_at(&mp), "the mount outlived the run");
+    let ev = s.events();
+    assert_eq!(finished(&ev)["status"], "succeeded");
+    let stage = ev.iter().find(|e| e["event"] == "stage_started").unwrap();
+    assert_eq!(stage["mode"], "mount");
+    assert_eq!(stage["destination"], mp.display().to_string());
+}
+
+/// Waits until `cond` holds, at most `secs` seconds.
+fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    // The job holds a file of the mount open while it sleeps.
+    let job = mount_job(&s, "exec 3<\"$1/big.bin\"\nsleep 60\n", "");
+    let mut child = fuse_cmd(&s, &job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mp = s.run_dir().join("inputs/train/data");
+    assert!(
+        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        "the job never started"
+    );
+    assert!(mounted_at(&mp));
+    nix_kill(child.id(), 15);
+    let status = wait_child(&mut child, 30);
+    assert_eq!(status, Some(code::CANCELLED));
+    assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
+    assert_eq!(finished(&s.events())["status"], "cancelled");
+}
+
+#[test]
+fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    let job = mount_job(&s, "sleep 60\n", "");
+    let mut child = fuse_cmd(&s, &job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mp = s.run_dir().join("inputs/train/data");
+    assert!(
+        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        "the job never started"
+    );
+    nix_kill(child.id(), 9);
+    let _ = child.wait();
+    assert!(
+        mounted_at(&mp),
+        "after SIGKILL the mount stays behind (that is what this test cleans)"
+    );
+    // Any run of the agent cleans it up first.
+    let s2 = Scratch::new();
+    let job2 = s2.write("job.yaml", "name: noop\ncommand: [\"true\"]\n");
+    let out = s2.run(&job2);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(!mounted_at(&mp), "the stale mount is still there");
+}
+
+#[test]
+fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
+    let s = Scratch::new();
+    let job = mount_job(&s, CHECK_SCRIPT, "");
+    let out = fuse_cmd(&s, &job)
+        .env("STAGEHAND_FUSE_DEVICE", "/nonexistent/fuse")
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(code::STAGING_FAILED),
+        "stdout: {so}\nstderr: {se}"
+    );
+    let ev = s.events();
+    let err = finished(&ev)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("FUSE is not usable")
+            && err.contains("/nonexistent/fuse")
+            && err.contains("mount_fallback"),
+        "{err}"
+    );
+    assert!(!so.contains("MOUNTED"), "the job must not run");
+
+    let s = Scratch::new();
+    let job = mount_job(&s, CHECK_SCRIPT, ", mount_fallback: download");
+    let out = fuse_cmd(&s, &job)
+        .env("STAGEHAND_FUSE_DEVICE", "/nonexistent/fuse")
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    assert!(
+        so.contains("NOT MOUNTED") && so.contains("BIG EXACT") && so.contains("FILES 400"),
+        "{so}"
+    );
+    let ev = s.events();
+    let warning = ev
+        .iter()
+        .find(|e| e["event"] == "warning")
+        .expect("a warning event");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("downloading it instead"),
+        "{warning}"
+    );
+    assert!(se.contains("downloading it instead"), "{se}");
+    let done = ev.iter().find(|e| e["event"] == "stage_finished").unwrap();
+    assert!(done["bytes"].as_u64().unwrap() >= 48 << 20, "{done}");
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// The child's exit code, waiting at most `secs`.
+fn wait_child(child: &mut std::process::Child, secs: u64) -> Option<i32> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            if let Some(mut e) = child.stderr.take() {
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut e, &mut buf);
+                let _ = std::io::stderr().write_all(buf.as_bytes());
+            }
+            return st.code();
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the agent did not exit within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
