@@ -127,7 +127,14 @@ pub async fn run(
         }
     };
     let ended = run_inner(
-        loaded, plan, runner, &events, cancel, opts, &mounts, started,
+        loaded,
+        plan,
+        runner,
+        events.clone(),
+        cancel,
+        opts,
+        &mounts,
+        started,
     )
     .await;
     teardown(&mounts, &events).await;
@@ -139,7 +146,7 @@ async fn run_inner(
     loaded: &Loaded,
     plan: &Plan,
     runner: &dyn Runner,
-    events: &Arc<Events>,
+    events: Arc<Events>,
     cancel: &Cancel,
     opts: RunOptions,
     mounts: &RunMounts,
@@ -192,12 +199,12 @@ async fn run_inner(
     };
     let stage = async {
         if let Some(code) = &plan.code {
-            stage_one(code, "code snapshot".into(), &stores, events, mounts).await?;
+            stage_one(code, "code snapshot".into(), &stores, &events, mounts).await?;
         }
         let inputs = plan
             .inputs
             .iter()
-            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, events, mounts));
+            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events, mounts));
         let moved = try_join_all(inputs).await?;
         for o in &plan.outputs {
             // A file output gets its folder; the job makes the file.
@@ -290,7 +297,7 @@ async fn run_inner(
     let job_code = exit_state.job_code();
     tracing::info!("job ended ({reason}) with code {job_code}");
     // The job is gone: its mounts go now, before the upload.
-    teardown(mounts, events).await;
+    teardown(mounts, &events).await;
 
     // Upload.
     let success = exit_state.ended_by == EndedBy::Itself && job_code == 0;
@@ -320,7 +327,7 @@ async fn run_inner(
             due
         })
         .collect();
-    let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, &stores, events)));
+    let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, &stores, &events)));
     tokio::select! {
         results = uploads => {
             for r in results {

@@ -424,7 +424,7 @@ impl RunMounts {
         })?;
         let capacity = self.settings.cache_size.unwrap_or_else(|| {
             let half_free = nix::sys::statvfs::statvfs(dir)
-                .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / 2)
+                .map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / 2)
                 .unwrap_or(u64::MAX);
             cache::DEFAULT_CACHE_SIZE.min(half_free)
         });
