@@ -9,10 +9,13 @@
 //! made (`STAGEHAND_CACHE_SIZE`, 0 turns the disk part off). The folder belongs to the
 //! run and is removed when the run's mounts are torn down.
 //!
-//! Two readers of the same block share one fetch. A fetch runs as its own task, so a
-//! reader that gives up (an interrupted `read`) does not waste a prefetch. Memory is
-//! bounded: at most [`MEM_BLOCKS`] completed blocks are kept in RAM, plus those in
-//! flight, whose number the fetch semaphore bounds.
+//! Two readers of the same block share one fetch. A reader drives the fetch it waits
+//! for itself (no extra task hop on the way to the first byte); a prefetch runs as its
+//! own task. Memory is bounded: at most [`MEM_BYTES`] of completed blocks are kept in
+//! RAM, plus those in flight, whose number the fetch semaphore bounds. Blocks smaller
+//! than [`DISK_MIN_BLOCK`] (small objects) are kept in memory only: fetching one again
+//! costs one request, while writing each to disk costs a file, and the kernel's page
+//! cache keeps them anyway.
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -30,8 +33,10 @@ use tokio::sync::Semaphore;
 pub const DEFAULT_BLOCK_SIZE: u64 = 4 * 1024 * 1024;
 /// The disk cache's default bound.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
-/// Completed blocks kept in memory (besides the disk copy).
-pub const MEM_BLOCKS: usize = 8;
+/// Bytes of completed blocks kept in memory (besides the disk copy).
+pub const MEM_BYTES: u64 = 32 * 1024 * 1024;
+/// Blocks smaller than this are not written to the disk cache.
+pub const DISK_MIN_BLOCK: u64 = 64 * 1024;
 /// Ranged GETs in flight at once, over all mounts of the run.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 
@@ -87,8 +92,9 @@ type Fetch = Shared<BoxFuture<'static, Result<Bytes, CacheError>>>;
 struct State {
     /// Blocks in flight or recently fetched.
     mem: HashMap<BlockKey, Fetch>,
-    /// Completed blocks in memory, oldest first.
-    mem_done: VecDeque<BlockKey>,
+    /// Completed blocks in memory with their sizes, oldest first.
+    mem_done: VecDeque<(BlockKey, u64)>,
+    mem_bytes: u64,
     /// Blocks on disk: their length and last use.
     disk: HashMap<BlockKey, (u64, u64)>,
     /// Last use → block, for eviction.
@@ -108,6 +114,8 @@ pub struct CacheConfig {
     pub block_size: u64,
     /// Ranged GETs in flight at once.
     pub fetch_concurrency: usize,
+    /// Bytes of completed blocks kept in memory.
+    pub mem_bytes: u64,
 }
 
 /// A block cache shared by all mounts of a run.
@@ -216,7 +224,8 @@ impl BlockCache {
             }
             let f = self.start_fetch(&mut st, key, fetch);
             drop(st);
-            drop(f);
+            // Nobody waits for a prefetch yet: a task drives it.
+            tokio::spawn(f);
         }
     }
 
@@ -292,23 +301,25 @@ impl BlockCache {
         slice(&block, local)
     }
 
-    /// Registers and spawns the fetch of `key`; the caller holds the state lock.
+    /// Registers the fetch of `key` (the caller holds the state lock) and returns it;
+    /// whoever awaits it drives it.
     fn start_fetch(self: &Arc<Self>, st: &mut State, key: BlockKey, fetch: &Fetcher) -> Fetch {
         let range = self.block_range(&key);
         let me = self.clone();
         let fetch = fetch.clone();
         let k = key.clone();
-        let task = tokio::spawn(async move {
+        let f: Fetch = async move {
             let permit = me.fetches.clone().acquire_owned().await;
             let got = fetch(range.clone()).await;
             drop(permit);
-            match &got {
+            match got {
                 Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
-                    me.completed(k, bytes.clone()).await
+                    me.completed(k, bytes.clone());
+                    Ok(bytes)
                 }
                 Ok(bytes) => {
                     me.lock().mem.remove(&k);
-                    return Err(CacheError::Storage(
+                    Err(CacheError::Storage(
                         format!(
                             "asked for bytes {}..{} and received {} bytes",
                             range.start,
@@ -316,21 +327,13 @@ impl BlockCache {
                             bytes.len()
                         )
                         .into(),
-                    ));
+                    ))
                 }
-                Err(_) => {
+                Err(e) => {
                     // Do not remember failures: the next read tries again.
                     me.lock().mem.remove(&k);
+                    Err(e)
                 }
-            }
-            got
-        });
-        let f: Fetch = async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) => Err(CacheError::Storage(
-                    format!("fetch task failed: {e}").into(),
-                )),
             }
         }
         .boxed()
@@ -339,20 +342,56 @@ impl BlockCache {
         f
     }
 
-    /// A block arrived: keep it in memory (evicting the oldest) and write it to disk.
-    async fn completed(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
+    /// The bytes `range` of `object` if they are in memory now, without waiting.
+    pub fn read_now(&self, object: &Arc<ObjectId>, range: Range<u64>) -> Option<Bytes> {
+        let end = range.end.min(object.size);
+        if range.start >= end {
+            return Some(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let index = range.start / bs;
+        if (end - 1) / bs != index {
+            return None;
+        }
+        let key = BlockKey {
+            object: object.clone(),
+            index,
+        };
+        let block = match self.lock().mem.get(&key)?.peek()? {
+            Ok(b) => b.clone(),
+            Err(_) => return None,
+        };
+        let base = index * bs;
+        slice(&block, (range.start - base) as usize..(end - base) as usize).ok()
+    }
+
+    /// A block arrived: keep it in memory (evicting the oldest) and, unless small,
+    /// write it to disk in the background.
+    fn completed(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
+        let len = bytes.len() as u64;
         {
             let mut st = self.lock();
-            st.mem_done.push_back(key.clone());
-            while st.mem_done.len() > MEM_BLOCKS {
-                if let Some(old) = st.mem_done.pop_front() {
-                    st.mem.remove(&old);
-                }
+            st.mem_done.push_back((key.clone(), len));
+            st.mem_bytes += len;
+            while st.mem_bytes > self.cfg.mem_bytes {
+                let Some((old, l)) = st.mem_done.pop_front() else {
+                    break;
+                };
+                st.mem_bytes -= l;
+                st.mem.remove(&old);
             }
         }
-        if self.cfg.capacity < self.cfg.block_size || self.disk_failed.load(Ordering::Relaxed) {
+        if self.cfg.capacity < self.cfg.block_size
+            || len < DISK_MIN_BLOCK.min(self.cfg.block_size)
+            || self.disk_failed.load(Ordering::Relaxed)
+        {
             return;
         }
+        let me = self.clone();
+        tokio::spawn(async move { me.write_to_disk(key, bytes).await });
+    }
+
+    async fn write_to_disk(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
         let path = self.block_file(&key);
         let len = bytes.len() as u64;
         let written = tokio::task::spawn_blocking(move || {
@@ -365,7 +404,10 @@ impl BlockCache {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 if !self.disk_failed.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("the mount cache in {} cannot be written ({e}); blocks are fetched again when needed", self.cfg.dir.display());
+                    tracing::warn!(
+                        "the mount cache in {} cannot be written ({e}); blocks are fetched again when needed",
+                        self.cfg.dir.display()
+                    );
                 }
                 return;
             }
@@ -473,6 +515,7 @@ mod tests {
             capacity,
             block_size: 4096,
             fetch_concurrency: 4,
+            mem_bytes: 8 * 4096,
         })
         .unwrap()
     }
@@ -508,6 +551,17 @@ mod tests {
         let o = object(size);
         for i in 0..40u64 {
             c.read(&o, i * 4096..i * 4096 + 100, &f).await.unwrap();
+            // The disk copy is written in the background.
+            let key = BlockKey {
+                object: o.clone(),
+                index: i,
+            };
+            for _ in 0..500 {
+                if c.lock().disk.contains_key(&key) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             assert!(c.disk_used() <= 5 * 4096);
         }
         let files = std::fs::read_dir(c.dir()).unwrap().count();

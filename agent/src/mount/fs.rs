@@ -158,8 +158,11 @@ impl Nodes {
     }
 }
 
-struct OpenFile {
+/// An open file: the object as it was when opened, so every read of one handle sees
+/// one version.
+pub struct OpenFile {
     object: Arc<ObjectId>,
+    fetch: Fetcher,
     readahead: Mutex<Readahead>,
 }
 
@@ -360,6 +363,32 @@ impl Core {
         Ok(listing)
     }
 
+    /// The answer to a lookup when it needs no store call (the folder's listing is
+    /// fresh), else `None`.
+    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<FileAttr, FsError>> {
+        if !usable_name(name) {
+            return Some(Err(FsError::NotFound));
+        }
+        let nodes = self.nodes_read();
+        let Some(n) = nodes.map.get(&parent) else {
+            return Some(Err(FsError::NotFound));
+        };
+        match &n.kind {
+            Kind::File(_) => Some(Err(FsError::NotDir)),
+            Kind::Dir(Some(l)) if l.at.elapsed() <= self.cfg.attr_ttl => {
+                let Some(&i) = l.by_name.get(name) else {
+                    return Some(Err(FsError::NotFound));
+                };
+                let ino = l.entries[i].1;
+                Some(match nodes.map.get(&ino) {
+                    Some(child) => Ok(self.attr_of(ino, &child.kind)),
+                    None => Err(FsError::NotFound),
+                })
+            }
+            Kind::Dir(_) => None,
+        }
+    }
+
     /// Finds `name` in folder `parent`: from its listing when fresh, else one `stat`.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr, FsError> {
         if !usable_name(name) {
@@ -423,6 +452,7 @@ impl Core {
         });
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let file = Arc::new(OpenFile {
+            fetch: self.fetcher(object.path.clone()),
             object,
             readahead: Mutex::new(Readahead::default()),
         });
@@ -466,6 +496,18 @@ impl Core {
     /// Reads `size` bytes at `offset` through handle `fh`, and starts read-ahead when
     /// the handle reads sequentially.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let (file, range) = self.begin_read(fh, offset, size)?;
+        self.finish_read(&file, range).await
+    }
+
+    /// The first half of a read, which never waits: finds the handle, clamps the range
+    /// to the object, and starts read-ahead. Needs the runtime's context.
+    pub fn begin_read(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Arc<OpenFile>, std::ops::Range<u64>), FsError> {
         let file = self
             .files
             .lock()
@@ -475,25 +517,40 @@ impl Core {
             .ok_or(FsError::BadHandle)?;
         let object = &file.object;
         let end = offset.saturating_add(size as u64).min(object.size);
-        if offset >= end {
+        if offset < end {
+            let ahead = file
+                .readahead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .on_read(
+                    offset,
+                    end,
+                    self.cache.block_size(),
+                    self.cache.blocks(object),
+                    self.cfg.max_readahead_blocks,
+                );
+            if !ahead.is_empty() {
+                self.cache.prefetch(object, ahead, &file.fetch);
+            }
+        }
+        Ok((file, offset..end.max(offset)))
+    }
+
+    /// The bytes, when they are in memory already (most reads of a sequential reader).
+    pub fn read_now(&self, file: &OpenFile, range: std::ops::Range<u64>) -> Option<Bytes> {
+        self.cache.read_now(&file.object, range)
+    }
+
+    /// The second half of a read: the bytes, fetched if need be.
+    pub async fn finish_read(
+        &self,
+        file: &OpenFile,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, FsError> {
+        if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let fetch = self.fetcher(object.path.clone());
-        let ahead = file
-            .readahead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_read(
-                offset,
-                end,
-                self.cache.block_size(),
-                self.cache.blocks(object),
-                self.cfg.max_readahead_blocks,
-            );
-        if !ahead.is_empty() {
-            self.cache.prefetch(object, ahead, &fetch);
-        }
-        Ok(self.cache.read(object, offset..end, &fetch).await?)
+        Ok(self.cache.read(&file.object, range, &file.fetch).await?)
     }
 
     /// Opens folder `ino`: the listing every `readdir` of this handle pages through.
@@ -615,7 +672,13 @@ impl Filesystem for StoreFs {
         let Some(name) = name.to_str().map(str::to_string) else {
             return reply.error(Errno::ENOENT);
         };
-        let (core, ttl) = (self.core.clone(), self.ttl());
+        let ttl = self.ttl();
+        match self.core.lookup_cached(parent.0, &name) {
+            Some(Ok(attr)) => return reply.entry(&ttl, &attr, Generation(0)),
+            Some(Err(e)) => return reply.error(e.errno()),
+            None => {}
+        }
+        let core = self.core.clone();
         self.rt.spawn(async move {
             match core.lookup(parent.0, &name).await {
                 Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
@@ -657,9 +720,19 @@ impl Filesystem for StoreFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // Read-ahead spawns its fetches: they need the runtime's context here.
+        let _rt = self.rt.enter();
+        let (file, range) = match self.core.begin_read(fh.0, offset, size) {
+            Ok(r) => r,
+            Err(e) => return reply.error(e.errno()),
+        };
+        // In memory already (most reads of a sequential reader): answered right here.
+        if let Some(data) = self.core.read_now(&file, range.clone()) {
+            return reply.data(&data);
+        }
         let core = self.core.clone();
         self.rt.spawn(async move {
-            match core.read(fh.0, offset, size).await {
+            match core.finish_read(&file, range).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(e.errno()),
             }
@@ -931,6 +1004,7 @@ mod tests {
             capacity: 1 << 20,
             block_size: 4096,
             fetch_concurrency: 4,
+            mem_bytes: 1 << 20,
         })
         .unwrap()
     }

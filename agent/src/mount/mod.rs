@@ -434,6 +434,7 @@ impl RunMounts {
             capacity,
             block_size: self.settings.block_size,
             fetch_concurrency: self.settings.fetch_concurrency,
+            mem_bytes: cache::MEM_BYTES,
         })
         .map_err(|source| MountError::Local {
             path: dir.clone(),

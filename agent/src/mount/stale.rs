@@ -74,16 +74,17 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the agent that made `m` is gone (then the mount is stale). A live process
-/// with that pid that is not a stagehand (the pid was reused) counts as gone.
+/// Whether the agent that made `m` is gone (then the mount is stale). Any live process
+/// with that pid counts as the agent: a reused pid leaves a stale mount in place, which
+/// is better than detaching a live one.
 pub fn is_stale(m: &OurMount) -> bool {
-    let Some(pid) = m.pid else { return true };
-    if pid as u32 == std::process::id() {
-        return false;
-    }
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => !String::from_utf8_lossy(&cmd).contains("stagehand"),
-        Err(_) => true,
+    let Some(pid) = m.pid.filter(|p| *p > 0) else {
+        return true;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Err(nix::errno::Errno::ESRCH) => true,
+        // Alive (EPERM: alive, another user's).
+        _ => false,
     }
 }
 
@@ -151,7 +152,15 @@ stagehand:notfuse /x ext4 rw 0 0
             pid: Some(std::process::id() as i32),
         };
         assert!(!is_stale(&me));
-        // Pid 0 has no /proc entry.
+        // A process that has exited and been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id() as i32;
+        child.wait().unwrap();
+        assert!(is_stale(&OurMount {
+            pid: Some(dead),
+            ..me.clone()
+        }));
+        // Pid 0 is no agent.
         assert!(is_stale(&OurMount {
             pid: Some(0),
             ..me.clone()
