@@ -10,6 +10,7 @@ use stagehand_protocol::load::Problems;
 use std::sync::Arc;
 
 fn main() {
+    bounded_malloc();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -32,6 +33,18 @@ fn main() {
     let code = rt.block_on(dispatch(cli));
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// Serves allocations of 1 MiB and more (transfer and mount blocks) with their own
+/// mappings, returned to the system when freed. Otherwise glibc grows its mmap
+/// threshold past the block size and keeps freed blocks in per-thread arenas, and the
+/// agent's memory grows with the number of threads that ever held one.
+fn bounded_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc tunable; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
 
 fn init_logging(cli: &Cli) {
