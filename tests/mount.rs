@@ -412,3 +412,48 @@ fn wait_child(child: &mut std::process::Child, secs: u64) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_mount_still_held_by_an_escaped_process_is_detached_and_the_job_times_out_cleanly() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    // A process that leaves the job's process group keeps a file of the mount open
+    // after the job is gone; the job itself runs into its timeout.
+    let script = "setsid bash -c 'echo $$ > \"$2\"; exec 3<\"$1/big.bin\"; sleep 30' _ \"$1\" \"$ESCAPED_PID\" &\nsleep 60\n";
+    make_store(&s.path().join("store"));
+    s.write(
+        "workspace.yaml",
+        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+    );
+    s.write("job.sh", script);
+    let job = s.write(
+        "job.yaml",
+        "name: mount-busy\ntimeout: 2s\nkill_grace: 1s\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {path: data, mode: mount}\n",
+    );
+    let started = Instant::now();
+    let pid_file = s.path().join("escaped.pid");
+    let out = fuse_cmd(&s, &job)
+        .env("ESCAPED_PID", &pid_file)
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    // The escaped process is not the agent's to kill; the test started it, so it does.
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg("--")
+            .arg(format!("-{}", pid.trim()))
+            .status();
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(code::TIMED_OUT),
+        "stdout: {so}\nstderr: {se}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(25), "teardown hung");
+    let mp = s.run_dir().join("inputs/train/data");
+    assert!(!mounted_at(&mp), "the busy mount was not detached");
+    assert!(se.contains("detaching it lazily"), "{se}");
+}

@@ -124,6 +124,8 @@ pub struct BlockCache {
     state: Mutex<State>,
     fetches: Arc<Semaphore>,
     disk_failed: AtomicBool,
+    /// Set by [`BlockCache::remove`]: late blocks are no longer written.
+    closed: AtomicBool,
 }
 
 /// How a missing block is fetched: the object's bytes `range`.
@@ -143,6 +145,7 @@ impl BlockCache {
             state: Mutex::new(State::default()),
             fetches,
             disk_failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }))
     }
 
@@ -384,6 +387,7 @@ impl BlockCache {
         if self.cfg.capacity < self.cfg.block_size
             || len < DISK_MIN_BLOCK.min(self.cfg.block_size)
             || self.disk_failed.load(Ordering::Relaxed)
+            || self.closed.load(Ordering::Relaxed)
         {
             return;
         }
@@ -402,6 +406,8 @@ impl BlockCache {
         .await;
         match written {
             Ok(Ok(())) => {}
+            // The run is over and the folder gone: nothing to say.
+            Ok(Err(_)) if self.closed.load(Ordering::Relaxed) => return,
             Ok(Err(e)) => {
                 if !self.disk_failed.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -455,6 +461,7 @@ impl BlockCache {
 
     /// Deletes the cache folder and everything in it.
     pub fn remove(&self) -> std::io::Result<()> {
+        self.closed.store(true, Ordering::Relaxed);
         {
             let mut st = self.lock();
             *st = State::default();
