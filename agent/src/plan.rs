@@ -802,15 +802,8 @@ pub fn render_text(plan: &Plan) -> String {
             if d.is_file {
                 extra.push("a file".to_string());
             }
-            if d.mode == Mode::Mount {
-                extra.push(
-                    if d.fuse {
-                        "read-only FUSE mount"
-                    } else {
-                        "local folder in place"
-                    }
-                    .to_string(),
-                );
+            if d.fuse {
+                extra.push("read-only FUSE mount".to_string());
                 if d.mount_fallback.is_some() {
                     extra.push("download if FUSE is unavailable".to_string());
                 }
