@@ -457,3 +457,32 @@ fn a_mount_still_held_by_an_escaped_process_is_detached_and_the_job_times_out_cl
     assert!(!mounted_at(&mp), "the busy mount was not detached");
     assert!(se.contains("detaching it lazily"), "{se}");
 }
+
+#[test]
+fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new();
+    let job = mount_job(&s, "sleep 60\n", "");
+    let mut child = fuse_cmd(&s, &job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mp = s.run_dir().join("inputs/train/data");
+    assert!(
+        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        "the job never started"
+    );
+    nix_kill(child.id(), 9);
+    let _ = child.wait();
+    let out = Command::new(bin())
+        .arg("gc")
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    assert!(!mounted_at(&mp), "gc left the stale mount: {so}");
+}

@@ -38,8 +38,9 @@ pub struct Report {
 pub async fn all(opts: &Options) -> Report {
     let mut report = Report::default();
     containers(opts, &mut report).await;
-    // Stale mounts go here, before run folders: a run folder with a mount under it is
-    // never deleted (see `remove_tree`).
+    // Before run folders: a run folder with a mount under it is never deleted (see
+    // `remove_tree`).
+    mounts(opts, &mut report);
     run_folders(opts, &mut report);
     report
 }
@@ -95,6 +96,34 @@ pub async fn containers(opts: &Options, report: &mut Report) {
                     .push(format!("{what}: its agent (pid {}) is gone", owner.pid)),
                 Err(e) => report.failed.push(format!("{what}: cannot remove: {e}")),
             },
+        }
+    }
+}
+
+/// Detaches stagehand's FUSE mounts whose agent is gone, wherever they are (a run
+/// folder may live outside `runs_dir`); see `mount::stale`.
+pub fn mounts(opts: &Options, report: &mut Report) {
+    use crate::mount::stale;
+    let found = match stale::find_stale(None) {
+        Ok(f) => f,
+        Err(e) => {
+            report.failed.push(format!("mounts not checked: {e}"));
+            return;
+        }
+    };
+    for m in found {
+        let what = format!("mount {} (run {})", m.mountpoint.display(), m.run_id);
+        let pid = m.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+        if opts.dry_run {
+            report
+                .removed
+                .push(format!("{what}: its agent (pid {pid}) is gone (dry run)"));
+        } else if stale::detach(&m) {
+            report
+                .removed
+                .push(format!("{what}: its agent (pid {pid}) is gone; detached"));
+        } else {
+            report.failed.push(format!("{what}: cannot detach it"));
         }
     }
 }

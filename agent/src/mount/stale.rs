@@ -88,19 +88,31 @@ pub fn is_stale(m: &OurMount) -> bool {
     }
 }
 
+/// Our mounts whose agent is gone (only those under `under`, when given).
+pub fn find_stale(under: Option<&Path>) -> Result<Vec<OurMount>, String> {
+    let table = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| format!("cannot read /proc/self/mounts: {e}"))?;
+    Ok(parse(&table)
+        .into_iter()
+        .filter(|m| under.is_none_or(|u| m.mountpoint.starts_with(u)) && is_stale(m))
+        .collect())
+}
+
+/// Detaches one stale mount; whether it is gone.
+pub fn detach(m: &OurMount) -> bool {
+    super::detach(&m.mountpoint, None)
+}
+
 /// Detaches every stale mount of ours (only those under `under`, when given) and
 /// returns the mount points detached and the failures.
 pub fn cleanup(under: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
-    let table = match std::fs::read_to_string("/proc/self/mounts") {
-        Ok(t) => t,
-        Err(e) => return (vec![], vec![format!("cannot read /proc/self/mounts: {e}")]),
+    let found = match find_stale(under) {
+        Ok(f) => f,
+        Err(e) => return (vec![], vec![e]),
     };
     let (mut done, mut failed) = (Vec::new(), Vec::new());
-    for m in parse(&table) {
-        if under.is_some_and(|u| !m.mountpoint.starts_with(u)) || !is_stale(&m) {
-            continue;
-        }
-        if super::detach(&m.mountpoint, None) {
+    for m in found {
+        if detach(&m) {
             tracing::info!(
                 "detached the stale mount {} of run {} (its agent is gone)",
                 m.mountpoint.display(),
