@@ -486,3 +486,61 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
     assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
     assert!(!mounted_at(&mp), "gc left the stale mount: {so}");
 }
+
+#[test]
+fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
+    if !fuse_ready() || !common::docker::engine() {
+        return;
+    }
+    common::docker::images();
+    let s = Scratch::new();
+    make_store(&s.path().join("store"));
+    let want = Command::new("md5sum")
+        .arg(s.path().join("store/data/big.bin"))
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&want.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    s.write(
+        "workspace.yaml",
+        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+    );
+    let nonroot = common::docker::NONROOT_ID.to_string();
+    for (image, uid) in [
+        (common::docker::IMAGE, "0"),
+        (common::docker::IMAGE_NONROOT, nonroot.as_str()),
+    ] {
+        let run_id = common::docker::run_id("mountcontainer");
+        let job = s.write(
+            "job.yaml",
+            &format!(
+                "name: mount-container\n\
+                 container: {{image: \"{image}\", pull: never}}\n\
+                 command: [\"sh\", \"-c\", \"id -u; md5sum $AZUREML_DATAREFERENCE_train/big.bin; find $AZUREML_DATAREFERENCE_train/tree -type f | wc -l; cat $AZUREML_DATAREFERENCE_train/small/s7.txt; touch $AZUREML_DATAREFERENCE_train/new || echo WRITE REFUSED\"]\n\
+                 inputs:\n  train: {{path: data, mode: mount}}\n"
+            ),
+        );
+        let out = fuse_cmd(&s, &job)
+            .arg("--run-id")
+            .arg(&run_id)
+            .output()
+            .unwrap();
+        let (so, se) = text(&out);
+        common::docker::remove_containers_of(&run_id);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{image}: stdout: {so}\nstderr: {se}"
+        );
+        assert_eq!(so.lines().next(), Some(uid), "{image}: {so}");
+        assert!(so.contains(&want), "{image}: md5 {want} not in {so}");
+        assert!(so.contains("\n400\n"), "{image}: {so}");
+        assert!(so.contains("small file 7"), "{image}: {so}");
+        assert!(so.contains("WRITE REFUSED"), "{image}: {so}");
+        assert!(!mounted_at(&s.run_dir().join("inputs/train/data")));
+        let _ = std::fs::remove_dir_all(s.run_dir());
+    }
+}

@@ -463,12 +463,14 @@ async fn stage_one(
     } else {
         Default::default()
     };
-    tracing::info!(
-        "{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept",
-        moved.files,
-        moved.bytes,
-        moved.skipped_files
-    );
+    if download_instead {
+        tracing::info!(
+            "{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept",
+            moved.files,
+            moved.bytes,
+            moved.skipped_files
+        );
+    }
     events.emit(EventKind::StageFinished {
         name: d.name.clone(),
         files: moved.files,

@@ -56,7 +56,9 @@ fn init_logging(cli: &Cli) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("STAGEHAND_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // fuser's own lines ("Mounting …") repeat ours: only its warnings are shown.
+    let filter = EnvFilter::try_from_env("STAGEHAND_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=warn")));
     let writer = || redact::Redacting(std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
