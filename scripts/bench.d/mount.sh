@@ -2,45 +2,54 @@
 # stagehand's read-only FUSE mount vs rclone mount (--vfs-cache-mode off and full).
 #
 #   scripts/bench mount                 RUNS=3 by default
-#   MOUNT_BENCH_BACKEND=local|azurite   where the data lives (default: local)
+#   MOUNT_BENCH_BACKEND=azurite|local   where the data lives (default: azurite when the
+#                                       blob benchmark's harness, bench.d/lib.sh, is here)
+#   MOUNT_BENCH_TOOLS="disk stagehand rclone-off rclone-full"
 #   BENCH_WORK=DIR                      work folder for data, mounts, caches (default: mktemp)
 #
-# Datasets (made once in $BENCH_WORK, deterministic): big = 1 x 1 GiB, small = 10,000 x
-# 4 KiB in d0..d9/e0..e9/f000..f099.bin (the layout of /work/shared/bench).
+# Datasets (deterministic): big = 1 x 1 GiB (1GiB.bin), small = 10,000 x 4 KiB in
+# d0..d9/e0..e9/f000..f099.bin, the layout of the shared anchor harness.
 #
 # Measures, each on a fresh mount with the kernel's caches dropped:
 #   ttfb   time to the first byte of the 1 GiB file (`head -c1`, no listing before it)
 #   seq    a sequential read of the 1 GiB file (`cat > /dev/null`), MB/s
 #   small  reading all 10,000 small files (`find | sort | xargs cat`), files/s
 # and the peak RSS (VmHWM) of the process serving the mount (the agent; rclone).
-# `disk` is the ceiling: the same reads straight from the source folder.
+# `disk` is the ceiling: the same reads from a local copy of the datasets.
 #
-# Backends: `local` serves the datasets from a local folder (stagehand's local datastore
-# with STAGEHAND_LOCAL_MOUNT=fuse, and rclone's local backend), so it measures the FUSE
-# layer, the read-ahead and the cache, not a network. `azurite` (the issue's comparison,
-# same emulator for both tools) needs stagehand's Azure Blob store, which is not in
-# this build yet: it stops with a message saying so.
+# Backends: `azurite` (the comparison the mount issue asks for) serves the datasets from
+# one private Azurite (bench.d/data.sh, port $BENCH_PORT) to both tools: stagehand through
+# azure_blob datastores, rclone through SAS remotes. `local` serves them from a local
+# folder (stagehand's local datastore with STAGEHAND_LOCAL_MOUNT=fuse, rclone's local
+# backend): it measures the FUSE layer, the read-ahead and the cache without a network.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 runs=${RUNS:-3}
-backend=${MOUNT_BENCH_BACKEND:-local}
-work=${BENCH_WORK:-$(mktemp -d -t stagehand-bench-mount.XXXXXX)}
-mkdir -p "$work"
+here=$root/scripts/bench.d
+if [ -f "$here/lib.sh" ] && [ -f "$here/data.sh" ]; then
+  backend=${MOUNT_BENCH_BACKEND:-azurite}
+else
+  backend=${MOUNT_BENCH_BACKEND:-local}
+fi
 say() { printf '==> %s\n' "$*" >&2; }
 die() { echo "scripts/bench mount: $*" >&2; exit 1; }
 
 case $backend in
-local) ;;
-azurite)
-  "$root/target/release/stagehand" schema workspace 2>/dev/null | grep -q azure_blob ||
-    die "backend azurite needs a stagehand that can read azure_blob datastores"
-  grep -q 'azure' "$root/agent/src/store/mod.rs" && grep -q 'pub mod azure' "$root/agent/src/store/mod.rs" ||
-    die "backend azurite needs the Azure Blob store (agent/src/store/azure.rs), which this build does not have yet; use MOUNT_BENCH_BACKEND=local"
-  die "backend azurite: wire the Azure store in here (workspace type azure_blob at the Azurite endpoint, rclone remote by SAS as in /work/shared/bench/lib.sh)"
+local)
+  work=${BENCH_WORK:-$(mktemp -d -t stagehand-bench-mount.XXXXXX)}
   ;;
-*) die "unknown MOUNT_BENCH_BACKEND=$backend (local or azurite)" ;;
+azurite)
+  [ -f "$here/lib.sh" ] || die "backend azurite needs the blob benchmark's harness (scripts/bench.d/lib.sh, data.sh, azurite.sh), which this checkout does not have; use MOUNT_BENCH_BACKEND=local"
+  grep -q 'pub mod azure' "$root/agent/src/store/mod.rs" ||
+    die "backend azurite needs stagehand's Azure Blob store, which this build does not have; use MOUNT_BENCH_BACKEND=local"
+  # shellcheck source=/dev/null
+  . "$here/lib.sh"
+  work=$BENCH_WORK
+  ;;
+*) die "unknown MOUNT_BENCH_BACKEND=$backend (azurite or local)" ;;
 esac
+mkdir -p "$work"
 
 # --- tools -----------------------------------------------------------------------
 need=()
@@ -50,17 +59,36 @@ if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-say "building stagehand (release)"
-cargo build --release -q -p stagehand
-bin=$root/target/release/stagehand
+if [ -n "${STAGEHAND_BIN:-}" ]; then
+  bin=$STAGEHAND_BIN
+else
+  say "building stagehand (release)"
+  cargo build --release -q -p stagehand
+  bin=$root/target/release/stagehand
+fi
 
 # --- data ------------------------------------------------------------------------
-data=$work/store/data
-if [ ! -f "$work/store/.done" ]; then
-  say "making the datasets in $data"
-  rm -rf "$work/store"
-  mkdir -p "$data/big" "$data/small"
-  python3 - "$data" <<'PY'
+if [ "$backend" = azurite ]; then
+  say "datasets in Azurite on port $BENCH_PORT (bench.d/data.sh)"
+  # What data.sh needs: the Azure SDK (to upload the datasets) and Azurite.
+  if [ ! -x "$PY" ]; then
+    python3 -m venv "$BENCH_WORK/venv" && "$PY" -m pip install -q azure-storage-blob
+  fi
+  if [ ! -x "$AZURITE" ]; then
+    npm install --prefix "$root/.tools/npm" --no-audit --no-fund --silent azurite >/dev/null
+    AZURITE=$root/.tools/npm/node_modules/.bin/azurite-blob
+    export AZURITE
+  fi
+  bash "$here/data.sh" >&2
+  export_creds
+  big_dir=$DATA/big small_dir=$DATA/small
+else
+  data=$work/store/data
+  if [ ! -f "$work/store/.done" ]; then
+    say "making the datasets in $data"
+    rm -rf "$work/store"
+    mkdir -p "$data/big" "$data/small"
+    python3 - "$data" <<'PY'
 import os, sys, random
 d = sys.argv[1]
 r = random.Random(42)
@@ -76,25 +104,28 @@ for a in range(10):
             with open(os.path.join(p, f"f{c:03d}.bin"), "wb") as f:
                 f.write(r.randbytes(4096))
 PY
-  touch "$work/store/.done"
+    touch "$work/store/.done"
+  fi
+  big_dir=$data/big small_dir=$data/small
 fi
-big_md5=$(md5sum "$data/big/1GiB.bin" | cut -d' ' -f1)
+big_md5=$(md5sum "$big_dir/1GiB.bin" | cut -d' ' -f1)
 
 # --- the reader (one measure on one mount) ---------------------------------------
 reader=$work/read.sh
 cat >"$reader" <<'SH'
 #!/usr/bin/env bash
-# read.sh MNT ttfb|seq|small: one measure; prints "RESULT what seconds" (and, under
-# stagehand, the agent's peak RSS: the job's parent is the agent).
+# read.sh DIR ttfb|seq|small|md5: one measure; DIR holds 1GiB.bin (ttfb, seq, md5) or
+# the small files; prints "RESULT what seconds" (and, under stagehand, the agent's peak
+# RSS: the job's parent is the agent).
 set -euo pipefail
 mnt=$1 what=$2
 now() { date +%s.%N; }
 t0=$(now)
 case $what in
-ttfb) head -c1 "$mnt/big/1GiB.bin" >/dev/null ;;
-seq) cat "$mnt/big/1GiB.bin" >/dev/null ;;
-small) (cd "$mnt/small" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat >/dev/null) ;;
-md5) md5sum "$mnt/big/1GiB.bin" | cut -d' ' -f1 ;;
+ttfb) head -c1 "$mnt/1GiB.bin" >/dev/null ;;
+seq) cat "$mnt/1GiB.bin" >/dev/null ;;
+small) (cd "$mnt" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat >/dev/null) ;;
+md5) md5sum "$mnt/1GiB.bin" | cut -d' ' -f1 ;;
 esac
 t1=$(now)
 echo "RESULT $what $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')"
@@ -111,15 +142,44 @@ drop_caches() {
 DROPPED=yes
 
 # --- one measure per tool ----------------------------------------------------------
-ws=$work/workspace.yaml
-printf 'default_datastore: local\ndatastores:\n  local: {type: local, root: %s}\n' "$work/store" >"$ws"
+ws=$work/mount-workspace.yaml
+if [ "$backend" = azurite ]; then
+  export STAGEHAND_BENCH_KEY=$ACCOUNT_KEY
+  {
+    echo "datastores:"
+    for c in big small; do
+      printf '  %s: {type: azure_blob, account_name: %s, container_name: %s, endpoint: "%s", credentials: {account_key: {env: STAGEHAND_BENCH_KEY}}}\n' \
+        "$c" "$ACCOUNT" "$c" "$(endpoint)"
+    done
+  } >"$ws"
+  input_of() { case $1 in small) echo '{datastore: small, path: "", mode: mount}' ;; *) echo '{datastore: big, path: "", mode: mount}' ;; esac; }
+  remote_of() { case $1 in small) echo azsmall:small ;; *) echo azbig:big ;; esac; }
+  local_env=
+else
+  printf 'datastores:\n  local: {type: local, root: %s}\n' "$work/store" >"$ws"
+  input_of() { case $1 in small) echo '{datastore: local, path: data/small, mode: mount}' ;; *) echo '{datastore: local, path: data/big, mode: mount}' ;; esac; }
+  remote_of() { case $1 in small) echo "$small_dir" ;; *) echo "$big_dir" ;; esac; }
+  local_env=STAGEHAND_LOCAL_MOUNT=fuse
+  export RCLONE_CONFIG=/dev/null
+fi
+
+stagehand_job() { # WHAT -> job file
+  local job=$work/mount-job-$1.yaml
+  printf 'name: bench-mount\ncommand: ["bash", "%s", "$AZUREML_DATAREFERENCE_data", "%s"]\ninputs:\n  data: %s\n' \
+    "$reader" "$1" "$(input_of "$1")" >"$job"
+  echo "$job"
+}
+
+run_stagehand() { # JOB
+  env $local_env STAGEHAND_RUNS_DIR="$work/runs" "$bin" -q run "$1" --workspace "$ws"
+}
 
 # Prints "seconds rss_kib".
 measure_stagehand() { # WHAT
-  local job=$work/job-$1.yaml out
-  printf 'name: bench-mount\ncommand: ["bash", "%s", "$AZUREML_DATAREFERENCE_data", "%s"]\ninputs:\n  data: {path: data, mode: mount}\n' "$reader" "$1" >"$job"
+  local job out
+  job=$(stagehand_job "$1")
   drop_caches
-  out=$(STAGEHAND_LOCAL_MOUNT=fuse STAGEHAND_RUNS_DIR=$work/runs "$bin" -q run "$job" --workspace "$ws")
+  out=$(run_stagehand "$job")
   echo "$(echo "$out" | awk '/^RESULT/ {print $3}') $(echo "$out" | awk '/^RSS/ {print $2}')"
 }
 
@@ -127,7 +187,7 @@ measure_rclone() { # MODE WHAT
   local mnt cache pid out rss
   mnt=$(mktemp -d -p "$work" mnt.XXXXXX)
   cache=$(mktemp -d -p "$work" vfscache.XXXXXX)
-  RCLONE_CONFIG=/dev/null rclone mount "$data" "$mnt" --read-only --vfs-cache-mode "$1" --cache-dir "$cache" 2>>"$work/rclone.log" &
+  rclone mount "$(remote_of "$2")" "$mnt" --read-only --vfs-cache-mode "$1" --cache-dir "$cache" 2>>"$work/rclone.log" &
   pid=$!
   for _ in $(seq 300); do mountpoint -q "$mnt" && break; sleep 0.05; done
   mountpoint -q "$mnt" || die "rclone mount did not come up (see $work/rclone.log)"
@@ -142,8 +202,10 @@ measure_rclone() { # MODE WHAT
 }
 
 measure_disk() { # WHAT
+  local dir=$big_dir
+  [ "$1" = small ] && dir=$small_dir
   drop_caches
-  echo "$(bash "$reader" "$data" "$1" | awk '/^RESULT/ {print $3}') -"
+  echo "$(bash "$reader" "$dir" "$1" | awk '/^RESULT/ {print $3}') -"
 }
 
 measure() { # TOOL WHAT
@@ -159,12 +221,10 @@ median() { sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "-"; else print a[
 
 # --- check, then measure ---------------------------------------------------------
 say "checking that stagehand's mount reads the 1 GiB file byte-exactly"
-job=$work/job-md5.yaml
-printf 'name: bench-mount\ncommand: ["bash", "%s", "$AZUREML_DATAREFERENCE_data", "md5"]\ninputs:\n  data: {path: data, mode: mount}\n' "$reader" >"$job"
-got=$(STAGEHAND_LOCAL_MOUNT=fuse STAGEHAND_RUNS_DIR=$work/runs "$bin" -q run "$job" --workspace "$ws" | head -1)
+got=$(run_stagehand "$(stagehand_job md5)" | head -1)
 [ "$got" = "$big_md5" ] || die "md5 through the mount is $got, expected $big_md5"
 
-results=$work/results.txt
+results=$work/mount-results.txt
 : >"$results"
 tools=${MOUNT_BENCH_TOOLS:-disk stagehand rclone-off rclone-full}
 for what in ttfb seq small; do
