@@ -30,7 +30,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 /// The size of one block: one ranged GET, one cache file.
-pub const DEFAULT_BLOCK_SIZE: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_BLOCK_SIZE: u64 = 2 * 1024 * 1024;
 /// The disk cache's default bound.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 /// Bytes of completed blocks kept in memory (besides the disk copy).
@@ -38,7 +38,7 @@ pub const MEM_BYTES: u64 = 32 * 1024 * 1024;
 /// Blocks smaller than this are not written to the disk cache.
 pub const DISK_MIN_BLOCK: u64 = 64 * 1024;
 /// Ranged GETs in flight at once, over all mounts of the run.
-pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 16;
 
 /// A read through the cache that failed. Cloneable, because one failed fetch answers
 /// every reader that waited for it.
@@ -126,6 +126,8 @@ pub struct BlockCache {
     disk_failed: AtomicBool,
     /// Set by [`BlockCache::remove`]: late blocks are no longer written.
     closed: AtomicBool,
+    /// Disk writes under way, which [`BlockCache::remove`] waits for.
+    writing: std::sync::atomic::AtomicUsize,
 }
 
 /// How a missing block is fetched: the object's bytes `range`.
@@ -146,6 +148,7 @@ impl BlockCache {
             fetches,
             disk_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            writing: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -392,7 +395,11 @@ impl BlockCache {
             return;
         }
         let me = self.clone();
-        tokio::spawn(async move { me.write_to_disk(key, bytes).await });
+        self.writing.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            me.write_to_disk(key, bytes).await;
+            me.writing.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 
     async fn write_to_disk(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
@@ -460,8 +467,15 @@ impl BlockCache {
     }
 
     /// Deletes the cache folder and everything in it.
+    /// Blocks until the disk writes under way have ended (a few seconds at most).
     pub fn remove(&self) -> std::io::Result<()> {
-        self.closed.store(true, Ordering::Relaxed);
+        self.closed.store(true, Ordering::SeqCst);
+        for _ in 0..500 {
+            if self.writing.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         {
             let mut st = self.lock();
             *st = State::default();

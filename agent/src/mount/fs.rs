@@ -53,7 +53,7 @@ impl Default for FsConfig {
             attr_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(60),
             retries: 2,
-            max_readahead_blocks: 16,
+            max_readahead_blocks: 32,
         }
     }
 }
@@ -108,6 +108,8 @@ enum Kind {
 struct Node {
     /// Path in the store.
     path: String,
+    /// The folder it is in (0 for the root).
+    parent: u64,
     kind: Kind,
     /// When `kind` was last read from the store.
     fetched: Instant,
@@ -149,12 +151,49 @@ impl Nodes {
             ino,
             Node {
                 path,
+                parent,
                 kind,
                 fetched: Instant::now(),
             },
         );
         self.by_name.insert((parent, name.to_string()), ino);
         ino
+    }
+}
+
+/// The most files of a folder fetched ahead of a reader walking it.
+const MAX_SCAN_AHEAD: usize = 64;
+
+/// How the files of one folder are being opened.
+#[derive(Debug, Default)]
+struct DirScan {
+    /// The index of the last file opened.
+    last: Option<usize>,
+    /// Files fetched ahead, while the walk is in order.
+    window: usize,
+    /// Entries below this index have been asked for.
+    until: usize,
+}
+
+impl DirScan {
+    /// Records the opening of entry `idx` of `len`; returns the entries to fetch ahead.
+    fn on_open(&mut self, idx: usize, len: usize) -> std::ops::Range<usize> {
+        // A folder between two files, or a file skipped, still counts as in order.
+        let in_order = self.last.is_some_and(|l| idx > l && idx - l <= 4);
+        self.last = Some(idx);
+        if !in_order {
+            self.window = 0;
+            self.until = 0;
+            return 0..0;
+        }
+        self.window = (self.window * 2).clamp(4, MAX_SCAN_AHEAD);
+        let start = (idx + 1).max(self.until);
+        let stop = (idx + 1 + self.window).min(len);
+        if start >= stop {
+            return 0..0;
+        }
+        self.until = stop;
+        start..stop
     }
 }
 
@@ -175,6 +214,8 @@ pub struct Core {
     nodes: RwLock<Nodes>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    /// Per folder, how its files are being opened (see [`Core::scan_ahead`]).
+    scans: Mutex<HashMap<u64, DirScan>>,
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
@@ -204,6 +245,7 @@ impl Core {
             INodeNo::ROOT.0,
             Node {
                 path: root_path.to_string(),
+                parent: 0,
                 kind,
                 fetched: Instant::now(),
             },
@@ -216,6 +258,7 @@ impl Core {
             nodes: RwLock::new(nodes),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            scans: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
@@ -351,6 +394,14 @@ impl Core {
             by_name.insert(name.clone(), entries.len());
             entries.push((name, child, FileType::RegularFile));
         }
+        // In name order (the order of a blob listing, and of `sort`), so that "the next
+        // file" means the same to a reader walking the folder and to `scan_ahead`.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.0.clone(), i))
+            .collect();
         let listing = Arc::new(Listing {
             at: Instant::now(),
             entries,
@@ -460,7 +511,53 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(fh, file);
+        self.scan_ahead(ino);
         Ok(fh)
+    }
+
+    /// Read-ahead across files: when the files of a folder are opened one after the
+    /// other in name order (`find | sort | xargs cat`, a loader walking its shards),
+    /// the next small files are fetched before they are opened, in a window that grows
+    /// while the walk goes on. Small files are otherwise bound by one request's latency
+    /// each. Needs the runtime's context.
+    fn scan_ahead(&self, ino: u64) {
+        let bs = self.cache.block_size();
+        let targets: Vec<ObjectMeta> = {
+            let nodes = self.nodes_read();
+            let Some(node) = nodes.map.get(&ino) else {
+                return;
+            };
+            let Some(Kind::Dir(Some(listing))) = nodes.map.get(&node.parent).map(|p| &p.kind)
+            else {
+                return;
+            };
+            let name = node.path.rsplit('/').next().unwrap_or("");
+            let Some(&idx) = listing.by_name.get(name) else {
+                return;
+            };
+            let range = {
+                let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+                let scan = scans.entry(node.parent).or_default();
+                scan.on_open(idx, listing.entries.len())
+            };
+            listing.entries[range]
+                .iter()
+                .filter_map(|(_, child, _)| match &nodes.map.get(child)?.kind {
+                    Kind::File(m) if m.size > 0 && m.size <= bs => Some(m.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        for meta in targets {
+            let fetch = self.fetcher(meta.path.clone());
+            let object = Arc::new(ObjectId {
+                datastore: self.store.name().to_string(),
+                path: meta.path,
+                version: meta.version,
+                size: meta.size,
+            });
+            self.cache.prefetch(&object, 0..1, &fetch);
+        }
     }
 
     /// Closes a file handle.
@@ -701,6 +798,8 @@ impl Filesystem for StoreFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // Scanning ahead spawns fetches: they need the runtime's context here.
+        let _rt = self.rt.enter();
         match self.core.open(ino.0, flags) {
             // The content of an object does not change under a job: let the kernel keep
             // its page cache between opens.
@@ -1054,6 +1153,21 @@ mod tests {
         assert_eq!(core.read(fh, 30_000, 100).await.unwrap().len(), 0);
         core.release(fh);
         assert_eq!(core.read(fh, 0, 1).await, Err(FsError::BadHandle));
+    }
+
+    #[test]
+    fn walking_a_folder_in_order_fetches_the_next_files_ahead() {
+        let mut d = DirScan::default();
+        assert_eq!(d.on_open(0, 100), 0..0);
+        assert_eq!(d.on_open(1, 100), 2..6);
+        assert_eq!(d.on_open(2, 100), 6..11);
+        assert_eq!(d.on_open(3, 100), 11..20);
+        // Out of order: nothing, and the window starts again.
+        assert_eq!(d.on_open(50, 100), 0..0);
+        assert_eq!(d.on_open(40, 100), 0..0);
+        assert_eq!(d.on_open(41, 100), 42..46);
+        // Never past the end.
+        assert_eq!(d.on_open(99, 100), 0..0);
     }
 
     #[tokio::test]

@@ -484,10 +484,15 @@ impl RunMounts {
         }
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(c) = cache {
-            if let Err(e) = c.remove() {
+            let dir = c.dir().to_path_buf();
+            let removed = tokio::task::spawn_blocking(move || c.remove())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(e) = removed {
                 problems.push(format!(
                     "cannot remove the mount cache {}: {e}",
-                    c.dir().display()
+                    dir.display()
                 ));
             }
         }
