@@ -37,6 +37,8 @@ pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 pub const MEM_BYTES: u64 = 32 * 1024 * 1024;
 /// Blocks smaller than this are not written to the disk cache.
 pub const DISK_MIN_BLOCK: u64 = 64 * 1024;
+/// The most bytes one read-ahead GET asks for.
+pub const DEFAULT_MAX_RUN: u64 = 16 * 1024 * 1024;
 /// Ranged GETs in flight at once, over all mounts of the run.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 16;
 
@@ -116,6 +118,9 @@ pub struct CacheConfig {
     pub fetch_concurrency: usize,
     /// Bytes of completed blocks kept in memory.
     pub mem_bytes: u64,
+    /// The most bytes one read-ahead GET asks for (consecutive blocks are fetched
+    /// together up to this: per-request overhead dominates small ranges).
+    pub max_run: u64,
 }
 
 /// A block cache shared by all mounts of a run.
@@ -218,19 +223,82 @@ impl BlockCache {
     }
 
     /// Starts fetching blocks `blocks` of `object` unless cached; does not wait.
+    /// Consecutive missing blocks are fetched together, up to `max_run` bytes a GET.
     pub fn prefetch(self: &Arc<Self>, object: &Arc<ObjectId>, blocks: Range<u64>, fetch: &Fetcher) {
+        let per_run = (self.cfg.max_run / self.cfg.block_size).max(1) as usize;
+        let mut st = self.lock();
+        let mut run = Vec::new();
         for index in blocks {
             let key = BlockKey {
                 object: object.clone(),
                 index,
             };
-            let mut st = self.lock();
             if st.mem.contains_key(&key) || st.disk.contains_key(&key) {
+                self.launch(&mut st, std::mem::take(&mut run), fetch);
                 continue;
             }
-            let f = self.start_fetch(&mut st, key, fetch);
-            drop(st);
-            // Nobody waits for a prefetch yet: a task drives it.
+            run.push(key);
+            if run.len() == per_run {
+                self.launch(&mut st, std::mem::take(&mut run), fetch);
+            }
+        }
+        self.launch(&mut st, run, fetch);
+    }
+
+    /// Fetches the consecutive blocks `run` with one GET, each block's future driven
+    /// by a task (nobody waits for a prefetch yet). The caller holds the state lock.
+    fn launch(self: &Arc<Self>, st: &mut State, run: Vec<BlockKey>, fetch: &Fetcher) {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return;
+        };
+        if run.len() == 1 {
+            let f = self.start_fetch(st, first.clone(), fetch);
+            tokio::spawn(f);
+            return;
+        }
+        let range = self.block_range(first).start..self.block_range(last).end;
+        let (me, fetch) = (self.clone(), fetch.clone());
+        let whole = async move {
+            let permit = me.fetches.clone().acquire_owned().await;
+            let got = fetch(range.clone()).await;
+            drop(permit);
+            match got {
+                Ok(b) if b.len() as u64 == range.end - range.start => Ok(b),
+                Ok(b) => Err(CacheError::Storage(
+                    format!(
+                        "asked for bytes {}..{} and received {} bytes",
+                        range.start,
+                        range.end,
+                        b.len()
+                    )
+                    .into(),
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        .boxed()
+        .shared();
+        let base = self.block_range(first).start;
+        for key in run {
+            let r = self.block_range(&key);
+            let part = (r.start - base) as usize..(r.end - base) as usize;
+            let (me, whole, k) = (self.clone(), whole.clone(), key.clone());
+            let f: Fetch = async move {
+                match whole.await {
+                    Ok(all) => {
+                        let b = all.slice(part);
+                        me.completed(k, b.clone());
+                        Ok(b)
+                    }
+                    Err(e) => {
+                        me.lock().mem.remove(&k);
+                        Err(e)
+                    }
+                }
+            }
+            .boxed()
+            .shared();
+            st.mem.insert(key, f.clone());
             tokio::spawn(f);
         }
     }
@@ -537,6 +605,7 @@ mod tests {
             block_size: 4096,
             fetch_concurrency: 4,
             mem_bytes: 8 * 4096,
+            max_run: 4096,
         })
         .unwrap()
     }
@@ -611,6 +680,31 @@ mod tests {
         c.read(&o, 4096..8192, &f).await.unwrap();
         c.read(&o, 8192..8200, &f).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_fetches_consecutive_blocks_with_one_request_each_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 4,
+            mem_bytes: 1 << 20,
+            max_run: 4 * 4096,
+        })
+        .unwrap();
+        let size = 10 * 4096 - 100;
+        let content = data(size);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(size);
+        // Block 2 is cached already: runs 0..2, 3..7, 7..10 (the last one short).
+        c.read(&o, 2 * 4096..2 * 4096 + 1, &f).await.unwrap();
+        c.prefetch(&o, 0..10, &f);
+        let all = c.read(&o, 0..size, &f).await.unwrap();
+        assert_eq!(all, content);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

@@ -1104,6 +1104,7 @@ mod tests {
             block_size: 4096,
             fetch_concurrency: 4,
             mem_bytes: 1 << 20,
+            max_run: 4 * 4096,
         })
         .unwrap()
     }

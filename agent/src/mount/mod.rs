@@ -435,6 +435,7 @@ impl RunMounts {
             block_size: self.settings.block_size,
             fetch_concurrency: self.settings.fetch_concurrency,
             mem_bytes: cache::MEM_BYTES,
+            max_run: cache::DEFAULT_MAX_RUN,
         })
         .map_err(|source| MountError::Local {
             path: dir.clone(),
