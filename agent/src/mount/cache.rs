@@ -176,6 +176,11 @@ impl BlockCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many blocks one read-ahead GET may cover.
+    pub fn blocks_per_run(&self) -> u64 {
+        (self.cfg.max_run / self.cfg.block_size).max(1)
+    }
+
     /// The number of blocks of an object.
     pub fn blocks(&self, object: &ObjectId) -> u64 {
         object.size.div_ceil(self.cfg.block_size)

@@ -625,6 +625,7 @@ impl Core {
                     self.cache.block_size(),
                     self.cache.blocks(object),
                     self.cfg.max_readahead_blocks,
+                    self.cache.blocks_per_run(),
                 );
             if !ahead.is_empty() {
                 self.cache.prefetch(object, ahead, &file.fetch);

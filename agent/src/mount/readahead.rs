@@ -21,6 +21,8 @@ pub struct Readahead {
 impl Readahead {
     /// Records a read of `offset..end` in a file of `blocks` blocks of `block_size`
     /// bytes and returns the blocks to prefetch (never the ones the read itself needs).
+    /// Once the window is wide, blocks are asked for `batch` at a time, so that they
+    /// can be fetched with one request.
     ///
     /// The kernel issues read-ahead requests concurrently, so they may arrive a little
     /// out of order: a read within one block of where the last one ended still counts
@@ -32,6 +34,7 @@ impl Readahead {
         block_size: u64,
         blocks: u64,
         max_window: u64,
+        batch: u64,
     ) -> Range<u64> {
         let block_size = block_size.max(1);
         let sequential = offset.abs_diff(self.next_offset) <= block_size;
@@ -49,7 +52,7 @@ impl Readahead {
         let current = (end - 1) / block_size;
         let start = (current + 1).max(self.requested_until);
         let stop = (current + 1 + self.window).min(blocks);
-        if start >= stop {
+        if start >= stop || (stop - start < batch.min(self.window) && stop < blocks) {
             return 0..0;
         }
         self.requested_until = stop;
@@ -72,55 +75,76 @@ mod tests {
     fn a_sequential_reader_gets_a_growing_window() {
         let mut ra = Readahead::default();
         // Reads of 2 bytes in a file of 100 blocks of 4 bytes, max window 8.
-        assert_eq!(ra.on_read(0, 2, BS, 100, 8), 1..2);
-        assert_eq!(ra.on_read(2, 4, BS, 100, 8), 2..3);
-        assert_eq!(ra.on_read(4, 6, BS, 100, 8), 3..6);
-        assert_eq!(ra.on_read(6, 8, BS, 100, 8), 6..10);
-        assert_eq!(ra.on_read(8, 10, BS, 100, 8), 10..11);
+        assert_eq!(ra.on_read(0, 2, BS, 100, 8, 1), 1..2);
+        assert_eq!(ra.on_read(2, 4, BS, 100, 8, 1), 2..3);
+        assert_eq!(ra.on_read(4, 6, BS, 100, 8, 1), 3..6);
+        assert_eq!(ra.on_read(6, 8, BS, 100, 8, 1), 6..10);
+        assert_eq!(ra.on_read(8, 10, BS, 100, 8, 1), 10..11);
         assert_eq!(ra.window(), 8);
         // Caps at the window and never asks twice for a block.
-        assert_eq!(ra.on_read(10, 12, BS, 100, 8), 0..0);
-        assert_eq!(ra.on_read(12, 16, BS, 100, 8), 11..12);
+        assert_eq!(ra.on_read(10, 12, BS, 100, 8, 1), 0..0);
+        assert_eq!(ra.on_read(12, 16, BS, 100, 8, 1), 11..12);
     }
 
     #[test]
     fn never_past_the_end_of_the_file() {
         let mut ra = Readahead::default();
-        assert_eq!(ra.on_read(0, 4, BS, 2, 8), 1..2);
-        assert_eq!(ra.on_read(4, 8, BS, 2, 8), 0..0);
+        assert_eq!(ra.on_read(0, 4, BS, 2, 8, 1), 1..2);
+        assert_eq!(ra.on_read(4, 8, BS, 2, 8, 1), 0..0);
     }
 
     #[test]
     fn a_jump_resets_the_window() {
         let mut ra = Readahead::default();
-        ra.on_read(0, 4, BS, 100, 8);
-        ra.on_read(4, 8, BS, 100, 8);
+        ra.on_read(0, 4, BS, 100, 8, 1);
+        ra.on_read(4, 8, BS, 100, 8, 1);
         assert!(ra.window() > 1);
-        assert_eq!(ra.on_read(200, 202, BS, 100, 8), 0..0);
+        assert_eq!(ra.on_read(200, 202, BS, 100, 8, 1), 0..0);
         assert_eq!(ra.window(), 0);
         // Reading on from there is sequential again, starting small.
-        assert_eq!(ra.on_read(202, 204, BS, 100, 8), 51..52);
+        assert_eq!(ra.on_read(202, 204, BS, 100, 8, 1), 51..52);
         assert_eq!(ra.window(), 1);
     }
 
     #[test]
     fn slightly_reordered_reads_stay_sequential() {
         let mut ra = Readahead::default();
-        ra.on_read(0, 2, BS, 100, 8);
-        ra.on_read(4, 6, BS, 100, 8); // skipped 2..4, within one block
-        ra.on_read(2, 4, BS, 100, 8); // and here it comes
+        ra.on_read(0, 2, BS, 100, 8, 1);
+        ra.on_read(4, 6, BS, 100, 8, 1); // skipped 2..4, within one block
+        ra.on_read(2, 4, BS, 100, 8, 1); // and here it comes
         assert_eq!(ra.window(), 4);
     }
 
     #[test]
     fn a_random_first_read_prefetches_nothing() {
         let mut ra = Readahead::default();
-        assert_eq!(ra.on_read(4000, 4002, BS, 2000, 8), 0..0);
+        assert_eq!(ra.on_read(4000, 4002, BS, 2000, 8, 1), 0..0);
+    }
+
+    #[test]
+    fn a_wide_window_asks_in_batches() {
+        let mut ra = Readahead::default();
+        let mut asked = Vec::new();
+        for i in 0..64u64 {
+            let r = ra.on_read(i * 2, i * 2 + 2, BS, 1000, 16, 8);
+            if !r.is_empty() {
+                asked.push(r);
+            }
+        }
+        // The ramp (asked for as soon as the window allows), then 8 at a time.
+        assert_eq!(asked[..3], [1..2, 2..6, 6..19]);
+        assert!(asked[3..].iter().all(|r| r.end - r.start >= 8), "{asked:?}");
+        // Near the end of the file the rest is asked for at once.
+        let mut ra = Readahead::default();
+        let tail: Vec<_> = (0..8u64)
+            .map(|i| ra.on_read(i * 4, i * 4 + 4, BS, 10, 16, 8))
+            .collect();
+        assert!(tail.iter().any(|r| r.end == 10), "{tail:?}");
     }
 
     #[test]
     fn no_window_when_read_ahead_is_off() {
         let mut ra = Readahead::default();
-        assert_eq!(ra.on_read(0, 4, BS, 100, 0), 0..0);
+        assert_eq!(ra.on_read(0, 4, BS, 100, 0, 1), 0..0);
     }
 }
