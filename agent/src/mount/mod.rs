@@ -76,6 +76,8 @@ pub struct Settings {
     pub block_size: u64,
     /// Ranged GETs in flight at once.
     pub fetch_concurrency: usize,
+    /// The most bytes one read-ahead GET asks for.
+    pub max_run: u64,
     /// Filesystem behaviour.
     pub fs: FsConfig,
     /// The source shown in /proc/mounts.
@@ -86,6 +88,11 @@ impl Settings {
     /// The defaults for a run, with the environment's overrides.
     pub fn for_run(run_id: &str, run_dir: &Path) -> Result<Settings, MountError> {
         let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        // Tuning knobs, in MiB (documented in the README).
+        let mib = |k: &str| -> Option<u64> {
+            let n: u64 = env(k)?.to_str()?.parse().ok()?;
+            (n > 0).then_some(n << 20)
+        };
         let cache_size = match env("STAGEHAND_CACHE_SIZE") {
             None => None,
             Some(v) => {
@@ -105,9 +112,20 @@ impl Settings {
                 .map(|d| PathBuf::from(d).join(run_id))
                 .unwrap_or_else(|| run_dir.join("cache/mount")),
             cache_size,
-            block_size: cache::DEFAULT_BLOCK_SIZE,
-            fetch_concurrency: cache::DEFAULT_FETCH_CONCURRENCY,
-            fs: FsConfig::default(),
+            block_size: mib("STAGEHAND_MOUNT_BLOCK_MIB").unwrap_or(cache::DEFAULT_BLOCK_SIZE),
+            fetch_concurrency: env("STAGEHAND_MOUNT_FETCHES")
+                .and_then(|v| v.to_str()?.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(cache::DEFAULT_FETCH_CONCURRENCY),
+            max_run: mib("STAGEHAND_MOUNT_RUN_MIB").unwrap_or(cache::DEFAULT_MAX_RUN),
+            fs: FsConfig {
+                max_readahead_blocks: mib("STAGEHAND_MOUNT_AHEAD_MIB")
+                    .map(|b| {
+                        b / mib("STAGEHAND_MOUNT_BLOCK_MIB").unwrap_or(cache::DEFAULT_BLOCK_SIZE)
+                    })
+                    .unwrap_or(FsConfig::default().max_readahead_blocks),
+                ..FsConfig::default()
+            },
             fsname: format!("{FSNAME_PREFIX}{run_id}:{}", std::process::id()),
         })
     }
@@ -435,7 +453,7 @@ impl RunMounts {
             block_size: self.settings.block_size,
             fetch_concurrency: self.settings.fetch_concurrency,
             mem_bytes: cache::MEM_BYTES,
-            max_run: cache::DEFAULT_MAX_RUN,
+            max_run: self.settings.max_run,
         })
         .map_err(|source| MountError::Local {
             path: dir.clone(),
