@@ -40,7 +40,7 @@ pub const DISK_MIN_BLOCK: u64 = 64 * 1024;
 /// The most bytes one read-ahead GET asks for.
 pub const DEFAULT_MAX_RUN: u64 = 16 * 1024 * 1024;
 /// Ranged GETs in flight at once, over all mounts of the run.
-pub const DEFAULT_FETCH_CONCURRENCY: usize = 16;
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 
 /// A read through the cache that failed. Cloneable, because one failed fetch answers
 /// every reader that waited for it.
