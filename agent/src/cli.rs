@@ -187,6 +187,11 @@ pub enum Command {
         #[arg(long)]
         runs_dir: Option<PathBuf>,
     },
+    /// Work with the workspace's datastores: list, show, upload, download, ls, check.
+    #[command(
+        after_help = "Example:\n  stagehand datastore list\n  stagehand datastore upload workspaceblobstore --src-dir ./data --target-path datasets/x"
+    )]
+    Datastore(crate::datastore_cmd::DatastoreArgs),
     /// Print the JSON Schema of a file format.
     #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]
     Schema {

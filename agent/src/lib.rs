@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod credentials;
+pub mod datastore_cmd;
 pub mod events;
 pub mod exit;
 pub mod gc;

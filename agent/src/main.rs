@@ -190,6 +190,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 exit::INTERNAL
             }
         }
+        Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
     }
 }
 

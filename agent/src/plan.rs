@@ -402,7 +402,12 @@ pub fn build(
             (Mode::Download, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
             (Mode::Upload, _) => on_compute.unwrap_or(default_dir),
         };
-        if !matches!(ds, Datastore::Local { .. }) {
+        if !matches!(
+            ds,
+            Datastore::Local { .. }
+                | Datastore::AzureBlob { .. }
+                | Datastore::AzureDataLakeGen2 { .. }
+        ) {
             problems.push(loaded.job.problem(
                 &format!("{field}.datastore"),
                 format!("datastore {ds_name:?} is of type {}, which this build of stagehand cannot reach yet", ds.type_name()),

@@ -117,6 +117,8 @@ pub fn finished(events: &[Value]) -> &Value {
     last
 }
 
+pub mod azurite;
+
 /// Text of an Output's stdout and stderr.
 pub fn text(o: &Output) -> (String, String) {
     (

@@ -49,6 +49,9 @@ pub async fn download(
             .map_err(|e| TransferError::io("cannot create", target, e))?;
     }
 
+    // A run killed with SIGKILL leaves its temporary files behind: clear them first.
+    remove_stale_partials(if is_file { parent } else { target }, !is_file);
+
     let source = format!("{ds}:{src}");
     let old = if overwrite {
         Manifest::default()
@@ -60,6 +63,9 @@ pub async fn download(
         ..Default::default()
     });
     let skipped = Mutex::new((0u64, 0u64));
+    // The manifest is saved now and then while files arrive, so that a run killed
+    // half-way resumes instead of starting over.
+    let last_save = Mutex::new(std::time::Instant::now());
 
     let result = stream::iter(objects.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |(rel, obj)| {
@@ -68,7 +74,7 @@ pub async fn download(
             } else {
                 target.join(rel)
             };
-            let (old, new, skipped) = (&old, &new, &skipped);
+            let (old, new, skipped, last_save) = (&old, &new, &skipped, &last_save);
             async move {
                 if !overwrite && old.is_current(rel, &dest, obj.size, &obj.version) {
                     let mut s = skipped.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,10 +96,13 @@ pub async fn download(
                         version: obj.version.clone(),
                         local_mtime_ns: mtime,
                     };
-                    new.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .files
-                        .insert(rel.clone(), rec);
+                    let mut m = new.lock().unwrap_or_else(|e| e.into_inner());
+                    m.files.insert(rel.clone(), rec);
+                    let mut at = last_save.lock().unwrap_or_else(|e| e.into_inner());
+                    if at.elapsed() > std::time::Duration::from_millis(500) {
+                        let _ = m.save(target);
+                        *at = std::time::Instant::now();
+                    }
                 }
                 Ok::<(), TransferError>(())
             }
@@ -197,4 +206,34 @@ async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u
     }
     tmp.persist(dest)?;
     Ok(n)
+}
+
+/// Deletes temporary files (`.NAME.stagehand-partial-PID-N`) left by a process that is
+/// gone, in `dir` (and below it when `recursive`). Files of live processes are kept:
+/// another download may be writing them.
+fn remove_stale_partials(dir: &Path, recursive: bool) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_dir() {
+            if recursive {
+                remove_stale_partials(&e.path(), true);
+            }
+            continue;
+        }
+        let Some((_, tail)) = name.rsplit_once(".stagehand-partial-") else {
+            continue;
+        };
+        let Some(pid) = tail.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() as i32
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if name.starts_with('.') && !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }

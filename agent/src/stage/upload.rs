@@ -6,7 +6,7 @@
 
 use super::progress::Progress;
 use super::{Moved, TransferError, CONCURRENCY};
-use crate::store::{Entry, Store};
+use crate::store::{Entry, Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
 
@@ -37,20 +37,20 @@ pub async fn upload(
             )
         })
         .collect();
+    upload_pairs(store, &pairs, overwrite, progress).await
+}
+
+/// Uploads each local file to its store path, many at once. With `overwrite == false`
+/// nothing moves when any destination exists already: the error names them all.
+pub async fn upload_pairs(
+    store: &dyn Store,
+    pairs: &[(PathBuf, String)],
+    overwrite: bool,
+    progress: &Progress,
+) -> Result<Moved, TransferError> {
     if !overwrite {
-        let existing: Vec<String> = stream::iter(pairs.iter())
-            .map(|(_, p)| async move { (p, store.stat(p).await) })
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|(p, e)| async move {
-                match e {
-                    Ok(Entry::Missing) => None,
-                    _ => Some(p.clone()),
-                }
-            })
-            .collect()
-            .await;
-        if !existing.is_empty() {
-            let mut paths = existing;
+        let mut paths = existing(store, pairs).await?;
+        if !paths.is_empty() {
             paths.sort();
             return Err(TransferError::Exists {
                 datastore: store.name().to_string(),
@@ -71,6 +71,54 @@ pub async fn upload(
         bytes,
         ..Default::default()
     })
+}
+
+/// The destinations of `pairs` that exist already. A few are checked one by one; many
+/// by one listing of their common folder (one paged request instead of thousands).
+async fn existing(
+    store: &dyn Store,
+    pairs: &[(PathBuf, String)],
+) -> Result<Vec<String>, TransferError> {
+    if pairs.len() <= 16 {
+        let found: Vec<Result<Option<String>, StoreError>> = stream::iter(pairs.iter())
+            .map(|(_, p)| async move {
+                match store.stat(p).await {
+                    Ok(Entry::Missing) => Ok(None),
+                    Ok(_) => Ok(Some(p.clone())),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        return Ok(found
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect());
+    }
+    let mut common: &str = &pairs[0].1;
+    for (_, p) in pairs {
+        while !(p == common || common.is_empty() || p.starts_with(&format!("{common}/"))) {
+            common = common.rsplit_once('/').map(|(a, _)| a).unwrap_or("");
+        }
+    }
+    let there: std::collections::HashSet<String> = match store.stat(common).await? {
+        Entry::Missing => return Ok(Vec::new()),
+        Entry::File(m) => [m.path].into(),
+        Entry::Dir => store
+            .list(common)
+            .await?
+            .into_iter()
+            .map(|m| m.path)
+            .collect(),
+    };
+    Ok(pairs
+        .iter()
+        .filter(|(_, p)| there.contains(p))
+        .map(|(_, p)| p.clone())
+        .collect())
 }
 
 /// Relative paths (`/`-separated) of the regular files under `local`; `""` when

@@ -3,6 +3,7 @@
 //! built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 
+pub mod azure;
 pub mod local;
 
 use async_trait::async_trait;
@@ -147,6 +148,18 @@ pub fn open(
             name,
             &workspace_dir.join(root),
         )?)),
+        Some(ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. })) => {
+            let target = azure::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
+                azure::config::ConfigError::Invalid { datastore, detail } => {
+                    StoreError::Remote { datastore, detail }
+                }
+                azure::config::ConfigError::Credential(c) => StoreError::Auth {
+                    datastore: name.to_string(),
+                    detail: c.to_string(),
+                },
+            })?;
+            Ok(Arc::new(azure::AzureStore::open(target)?))
+        }
         Some(other) => Err(StoreError::Remote {
             datastore: name.to_string(),
             detail: format!(

@@ -1,0 +1,619 @@
+//! `stagehand datastore …`: the Azure ML SDK's `Datastore` methods as commands — list
+//! and show the workspace's datastores, upload and download trees, list a prefix, and
+//! check that the credentials reach the container.
+//!
+//! Every line printed passes through [`crate::redact`]; `show` never reads a secret, it
+//! says where each one comes from.
+
+use crate::exit;
+use crate::redact::redact;
+use crate::stage::progress::Progress;
+use crate::stage::{download, upload, Moved};
+use crate::store::{self, azure, DynStore};
+use clap::{Args, Subcommand};
+use stagehand_protocol::{Datastore, Workspace};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `stagehand datastore`: its options and subcommand.
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    /// The workspace file (default: $STAGEHAND_WORKSPACE, else ./workspace.yaml).
+    #[arg(long, short = 'w', global = true)]
+    pub workspace: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DatastoreCommand,
+}
+
+/// The datastore subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// List the workspace's datastores.
+    #[command(after_help = "Example:\n  stagehand datastore list -w workspace.yaml")]
+    List,
+    /// Show one datastore: where it is and where its credentials come from (never their values).
+    #[command(after_help = "Example:\n  stagehand datastore show workspaceblobstore")]
+    Show {
+        /// The datastore's name.
+        name: String,
+    },
+    /// Upload a folder's contents under a path of the datastore.
+    #[command(
+        after_help = "Example:\n  stagehand datastore upload workspaceblobstore --src-dir ./mnist --target-path datasets/mnist"
+    )]
+    Upload {
+        /// The datastore's name.
+        name: String,
+        /// The local folder whose contents are uploaded.
+        #[arg(long)]
+        src_dir: PathBuf,
+        /// Where in the datastore (default: its root).
+        #[arg(long, default_value = "")]
+        target_path: String,
+        /// Replace blobs that exist already (without it, nothing is uploaded when any exists).
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Upload files; each lands at TARGET_PATH/<its path relative to --relative-root>.
+    #[command(
+        after_help = "Example:\n  stagehand datastore upload-files workspaceblobstore data/a.csv data/b/c.csv --relative-root data --target-path raw"
+    )]
+    UploadFiles {
+        /// The datastore's name.
+        name: String,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where in the datastore (default: its root).
+        #[arg(long, default_value = "")]
+        target_path: String,
+        /// The folder the files' datastore paths are relative to (default: their common folder).
+        #[arg(long)]
+        relative_root: Option<PathBuf>,
+        /// Replace blobs that exist already.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Download blobs under a prefix; each lands at TARGET_PATH/<its full name>.
+    #[command(
+        after_help = "Example:\n  stagehand datastore download workspaceblobstore --target-path ./data --prefix datasets/mnist"
+    )]
+    Download {
+        /// The datastore's name.
+        name: String,
+        /// The local folder to download into.
+        #[arg(long)]
+        target_path: PathBuf,
+        /// The folder (or blob) of the datastore to download (default: everything).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Fetch every file again, even unchanged copies from an earlier download.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List a folder of the datastore: sub-folders, then blobs with their sizes.
+    #[command(
+        after_help = "Example:\n  stagehand datastore ls workspaceblobstore datasets/\n  stagehand datastore ls workspaceblobstore datasets -r"
+    )]
+    Ls {
+        /// The datastore's name.
+        name: String,
+        /// The folder (default: the root).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Every blob below, at all levels.
+        #[arg(long, short = 'r')]
+        recursive: bool,
+    },
+    /// Check that the credentials reach the container, and say precisely what is wrong when they do not.
+    #[command(
+        after_help = "Example:\n  stagehand datastore check workspaceblobstore --create-if-not-exists"
+    )]
+    Check {
+        /// The datastore's name.
+        name: String,
+        /// Create the container (local: the folder) when it does not exist.
+        #[arg(long)]
+        create_if_not_exists: bool,
+    },
+}
+
+/// Runs a datastore subcommand and returns the exit code.
+pub async fn run(args: DatastoreArgs) -> i32 {
+    let ws_file = args
+        .workspace
+        .clone()
+        .or_else(|| {
+            std::env::var_os("STAGEHAND_WORKSPACE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("workspace.yaml"));
+    let ws = match stagehand_protocol::load_workspace(&ws_file) {
+        Ok(w) => w,
+        Err(p) => {
+            eprintln!("{}", redact(&p.to_string()));
+            return exit::INVALID;
+        }
+    };
+    for w in &ws.warnings {
+        tracing::warn!("{w}");
+    }
+    crate::credentials::protect(&ws.value);
+    let ws_dir = ws_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let ws = ws.value;
+    match args.command {
+        DatastoreCommand::List => {
+            list(&ws);
+            0
+        }
+        DatastoreCommand::Show { name } => show(&ws, &name),
+        DatastoreCommand::Check {
+            name,
+            create_if_not_exists,
+        } => check(&ws, &ws_dir, &name, create_if_not_exists).await,
+        DatastoreCommand::Ls {
+            name,
+            prefix,
+            recursive,
+        } => {
+            let Some((store, prefix)) = open(&ws, &ws_dir, &name, &prefix) else {
+                return exit::INVALID;
+            };
+            ls(&store, &prefix, recursive).await
+        }
+        DatastoreCommand::Upload {
+            name,
+            src_dir,
+            target_path,
+            overwrite,
+        } => {
+            let Some((store, target)) = open(&ws, &ws_dir, &name, &target_path) else {
+                return exit::INVALID;
+            };
+            if !src_dir.is_dir() {
+                eprintln!("stagehand: --src-dir {} is not a folder", src_dir.display());
+                return exit::INVALID;
+            }
+            let progress = Arc::new(Progress::default());
+            let started = Instant::now();
+            let r = with_progress(
+                "upload",
+                &progress,
+                upload::upload(store.as_ref(), &src_dir, &target, overwrite, &progress),
+            )
+            .await;
+            report("uploaded", &name, &target, r, started, exit::UPLOAD_FAILED)
+        }
+        DatastoreCommand::UploadFiles {
+            name,
+            files,
+            target_path,
+            relative_root,
+            overwrite,
+        } => {
+            let Some((store, target)) = open(&ws, &ws_dir, &name, &target_path) else {
+                return exit::INVALID;
+            };
+            let pairs = match file_pairs(&files, relative_root.as_deref(), &target) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("stagehand: {e}");
+                    return exit::INVALID;
+                }
+            };
+            let progress = Arc::new(Progress::default());
+            let started = Instant::now();
+            let r = with_progress(
+                "upload",
+                &progress,
+                upload::upload_pairs(store.as_ref(), &pairs, overwrite, &progress),
+            )
+            .await;
+            report("uploaded", &name, &target, r, started, exit::UPLOAD_FAILED)
+        }
+        DatastoreCommand::Download {
+            name,
+            target_path,
+            prefix,
+            overwrite,
+        } => {
+            let Some((store, prefix)) = open(&ws, &ws_dir, &name, &prefix) else {
+                return exit::INVALID;
+            };
+            // As the Azure ML SDK does: blobs keep their full names under the target.
+            let dest = if prefix.is_empty() {
+                target_path.clone()
+            } else {
+                target_path.join(&prefix)
+            };
+            let progress = Arc::new(Progress::default());
+            let started = Instant::now();
+            let r = with_progress(
+                "download",
+                &progress,
+                download::download(store.as_ref(), &prefix, &dest, overwrite, &progress),
+            )
+            .await;
+            report(
+                "downloaded",
+                &name,
+                &prefix,
+                r.map(|d| d.moved),
+                started,
+                exit::STAGING_FAILED,
+            )
+        }
+    }
+}
+
+/// Opens a datastore and normalises a path in it; reports and returns None on failure.
+fn open(ws: &Workspace, ws_dir: &Path, name: &str, path: &str) -> Option<(DynStore, String)> {
+    if !ws.datastores.contains_key(name) {
+        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
+        return None;
+    }
+    let path = match stagehand_protocol::path::spec_path(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stagehand: {e}");
+            return None;
+        }
+    };
+    match store::open(ws, ws_dir, name) {
+        Ok(s) => Some((s, path)),
+        Err(e) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            None
+        }
+    }
+}
+
+/// Datastore paths for `files`: TARGET/<path relative to ROOT>, ROOT defaulting to the
+/// files' common folder. A file outside ROOT is an error, not a silent flattening.
+fn file_pairs(
+    files: &[PathBuf],
+    root: Option<&Path>,
+    target: &str,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let files: Vec<PathBuf> = files.iter().map(|f| abs(f)).collect::<Result<_, _>>()?;
+    for f in &files {
+        if !f.is_file() {
+            return Err(format!("{} is not a file", f.display()));
+        }
+    }
+    let root = match root {
+        Some(r) => abs(r)?,
+        None => {
+            let mut common = files[0].parent().map(Path::to_path_buf).unwrap_or_default();
+            for f in &files {
+                while !f.starts_with(&common) {
+                    common = common.parent().map(Path::to_path_buf).unwrap_or_default();
+                }
+            }
+            common
+        }
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(&root).map_err(|_| {
+            format!(
+                "{} is not under --relative-root {}",
+                f.display(),
+                root.display()
+            )
+        })?;
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", f.display()))?;
+        let rel = stagehand_protocol::path::object_name(rel).map_err(|e| e.to_string())?;
+        out.push((f.clone(), stagehand_protocol::path::join(target, rel)));
+    }
+    Ok(out)
+}
+
+fn list(ws: &Workspace) {
+    for (name, ds) in &ws.datastores {
+        let default = if ws.default_datastore.as_deref() == Some(name) {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{name}{default}\t{}\t{}",
+            ds.type_name(),
+            redact(&location(ds))
+        );
+    }
+}
+
+/// Where a datastore's data is, without credentials.
+fn location(ds: &Datastore) -> String {
+    match ds {
+        Datastore::Local { root } => root.clone(),
+        Datastore::AzureBlob {
+            account_name,
+            container_name,
+            ..
+        } => format!("account {account_name}, container {container_name}"),
+        Datastore::AzureDataLakeGen2 {
+            account_name,
+            filesystem,
+            ..
+        } => format!("account {account_name}, filesystem {filesystem}"),
+        Datastore::AzureFile {
+            account_name,
+            file_share_name,
+            ..
+        } => format!("account {account_name}, share {file_share_name}"),
+    }
+}
+
+fn show(ws: &Workspace, name: &str) -> i32 {
+    let Some(ds) = ws.datastores.get(name) else {
+        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
+        return exit::INVALID;
+    };
+    let mut lines = vec![
+        format!("name:        {name}"),
+        format!("type:        {}", ds.type_name()),
+    ];
+    if ws.default_datastore.as_deref() == Some(name) {
+        lines.push("default:     yes".into());
+    }
+    match ds {
+        Datastore::Local { root } => lines.push(format!("root:        {root}")),
+        Datastore::AzureBlob {
+            account_name,
+            endpoint,
+            protocol,
+            credentials,
+            ..
+        }
+        | Datastore::AzureDataLakeGen2 {
+            account_name,
+            endpoint,
+            protocol,
+            credentials,
+            ..
+        }
+        | Datastore::AzureFile {
+            account_name,
+            endpoint,
+            protocol,
+            credentials,
+            ..
+        } => {
+            lines.push(format!("location:    {}", location(ds)));
+            let url = if credentials.connection_string.is_some() {
+                "from the connection string".to_string()
+            } else {
+                azure::config::service_url(account_name, endpoint.as_deref(), protocol.as_deref())
+                    .unwrap_or_else(|e| format!("invalid: {e}"))
+            };
+            lines.push(format!("endpoint:    {url}"));
+            lines.push(format!(
+                "credentials: {}",
+                azure::config::describe_credentials(credentials)
+            ));
+        }
+    }
+    for l in lines {
+        println!("{}", redact(&l));
+    }
+    0
+}
+
+async fn ls(store: &DynStore, prefix: &str, recursive: bool) -> i32 {
+    let r = if recursive {
+        store.list(prefix).await.map(|files| {
+            for f in files {
+                println!("{:>14}  {}", f.size, redact(&f.path));
+            }
+        })
+    } else {
+        store.list_dir(prefix).await.map(|(mut files, mut dirs)| {
+            dirs.sort();
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            for d in dirs {
+                println!(
+                    "{:>14}  {}/",
+                    "",
+                    redact(&stagehand_protocol::path::join(prefix, &d))
+                );
+            }
+            for f in files {
+                println!("{:>14}  {}", f.size, redact(&f.path));
+            }
+        })
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            exit::STAGING_FAILED
+        }
+    }
+}
+
+async fn check(ws: &Workspace, ws_dir: &Path, name: &str, create: bool) -> i32 {
+    let Some(ds) = ws.datastores.get(name) else {
+        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
+        return exit::INVALID;
+    };
+    match ds {
+        Datastore::Local { root } => {
+            let root = ws_dir.join(root);
+            if create && !root.exists() {
+                if let Err(e) = std::fs::create_dir_all(&root) {
+                    eprintln!(
+                        "stagehand: datastore {name:?}: cannot create {}: {e}",
+                        root.display()
+                    );
+                    return exit::STAGING_FAILED;
+                }
+                println!("datastore {name:?}: created folder {}", root.display());
+            }
+            match store::local::LocalStore::open(name, &root) {
+                Ok(_) => {
+                    println!("datastore {name:?}: ok, folder {}", root.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("stagehand: {e}");
+                    exit::STAGING_FAILED
+                }
+            }
+        }
+        Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. } => {
+            let target = match azure::config::resolve(name, ds, ws_dir) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("stagehand: {}", redact(&e.to_string()));
+                    return exit::INVALID;
+                }
+            };
+            let store = match azure::AzureStore::open(target) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("stagehand: {}", redact(&e.to_string()));
+                    return exit::INTERNAL;
+                }
+            };
+            let t = store.target().clone();
+            let creds = ds
+                .credentials()
+                .map(azure::config::describe_credentials)
+                .unwrap_or_default();
+            let mut r = store.client().list_page("", None, None, 1).await;
+            if create && matches!(&r, Err(e) if e.code() == Some("ContainerNotFound")) {
+                match store.client().create_container().await {
+                    Ok(_) => {
+                        println!("datastore {name:?}: created container {:?}", t.container);
+                        r = store.client().list_page("", None, None, 1).await;
+                    }
+                    Err(e) => r = Err(e),
+                }
+            }
+            match r {
+                Ok(_) => {
+                    println!(
+                        "datastore {name:?}: ok: container {:?} of account {} at {} can be listed ({creds})",
+                        t.container, t.account, t.service_url
+                    );
+                    0
+                }
+                Err(e) => {
+                    let msg = match &e {
+                        azure::client::HttpError::Transport(why) => format!(
+                            "datastore {name:?}: cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
+                            t.service_url
+                        ),
+                        _ => store.error("", e).to_string(),
+                    };
+                    eprintln!("stagehand: {}", redact(&msg));
+                    exit::STAGING_FAILED
+                }
+            }
+        }
+        other => {
+            eprintln!("stagehand: datastore {name:?}: datastores of type {} are not supported by this build", other.type_name());
+            exit::INVALID
+        }
+    }
+}
+
+/// Runs `work` while showing its progress: a bar on a terminal, else a line a second.
+async fn with_progress<T>(
+    what: &'static str,
+    progress: &Arc<Progress>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::IsTerminal;
+    let p = progress.clone();
+    let started = Instant::now();
+    let ticker = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let (files, bytes) = p.get();
+                bar.set_message(rate_line(what, files, bytes, started));
+                bar.tick();
+            }
+        })
+    } else {
+        tokio::spawn(async move {
+            let mut last = (0, 0);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = p.get();
+                if now != last {
+                    eprintln!("{}", rate_line(what, now.0, now.1, started));
+                    last = now;
+                }
+            }
+        })
+    };
+    let out = work.await;
+    ticker.abort();
+    let _ = ticker.await;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+    out
+}
+
+fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "{what}: {files} files, {:.1} MiB, {:.1} MiB/s",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / 1048576.0 / secs
+    )
+}
+
+fn report(
+    verb: &str,
+    name: &str,
+    path: &str,
+    r: Result<Moved, crate::stage::TransferError>,
+    started: Instant,
+    fail: i32,
+) -> i32 {
+    match r {
+        Ok(m) => {
+            let secs = started.elapsed().as_secs_f64();
+            let kept = if m.skipped_files > 0 {
+                format!("; {} unchanged file(s) kept", m.skipped_files)
+            } else {
+                String::new()
+            };
+            println!(
+                "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
+                m.files,
+                m.bytes,
+                m.bytes as f64 / 1048576.0 / secs.max(0.001)
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            fail
+        }
+    }
+}

@@ -1,0 +1,725 @@
+//! Azure Blob Storage and ADLS Gen2 datastores (ADLS Gen2 through its blob endpoint).
+//!
+//! Downloads are the hot path: a large blob is fetched as parallel ranged GETs, each
+//! streamed into its place in the temporary file with positional writes, while a
+//! hasher follows the contiguous completed prefix to check the Content-MD5 without a
+//! second pass. Every ranged GET carries `If-Match` with the listed ETag, so a blob
+//! replaced mid-download fails instead of mixing two versions. Memory stays bounded:
+//! each in-flight range holds at most one write buffer.
+//!
+//! Uploads stream from disk, so no file is ever held in memory: a small file goes up in
+//! one Put Blob (the service computes its MD5), a large one as blocks staged concurrently
+//! and committed with one block list carrying the file's MD5. `overwrite: false` sends
+//! `If-None-Match: *`, so an existing blob is never replaced, whatever raced us.
+//!
+//! This module must never write outside the file it was given, nor put a secret
+//! (SAS query strings included) in an error.
+
+pub mod client;
+pub mod config;
+
+use super::{Entry, ObjectMeta, Store, StoreError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use client::{BlobProps, Body, Client, HttpError};
+use config::{Auth, AzureTarget};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use reqwest::Method;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+const MIB: u64 = 1 << 20;
+
+/// Tunables, with defaults measured against Azurite (scripts/bench blob). Each can be
+/// overridden by an environment variable, for benchmarking.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Blobs larger than this are fetched as parallel ranges.
+    pub range_threshold: u64,
+    /// Size of one ranged GET.
+    pub chunk: u64,
+    /// Ranged GETs in flight for one blob.
+    pub ranges_per_blob: usize,
+    /// Requests in flight for the whole store.
+    pub requests: usize,
+    /// Files up to this size go up in one request.
+    pub single_put_max: u64,
+    /// Size of one staged block.
+    pub block: u64,
+    /// Blocks in flight for one file.
+    pub blocks_per_file: usize,
+    /// Check downloads against the blob's Content-MD5. On by default: it costs about
+    /// 1.5 s of one core per GiB, which rclone, for one, skips on parallel downloads.
+    pub verify_md5: bool,
+}
+
+impl Tuning {
+    /// Defaults, adjusted by `STAGEHAND_AZURE_*` variables.
+    pub fn from_env() -> Tuning {
+        let num = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(d)
+        };
+        Tuning {
+            range_threshold: num("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", 16) * MIB,
+            chunk: num("STAGEHAND_AZURE_CHUNK_MIB", 8) * MIB,
+            ranges_per_blob: num("STAGEHAND_AZURE_RANGES", 16) as usize,
+            requests: num("STAGEHAND_AZURE_REQUESTS", 64) as usize,
+            single_put_max: num("STAGEHAND_AZURE_SINGLE_PUT_MIB", 32) * MIB,
+            block: num("STAGEHAND_AZURE_BLOCK_MIB", 8) * MIB,
+            blocks_per_file: num("STAGEHAND_AZURE_BLOCKS", 8) as usize,
+            verify_md5: !matches!(
+                std::env::var("STAGEHAND_AZURE_VERIFY_MD5").as_deref(),
+                Ok("0" | "false" | "no")
+            ),
+        }
+    }
+}
+
+/// How much a range task holds before one positional write.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Received chunks not yet written (or written, not yet hashed).
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+/// Where downloaded bytes go to be hashed, in order.
+enum Hash {
+    /// Not hashed (no Content-MD5, or parallel ranges, hashed from the file instead).
+    Skip,
+    /// Hashed on the spot: small blobs, where a thread would cost more than the hash.
+    Inline(Md5),
+    /// Sent to a hashing thread, so the runtime's workers keep receiving meanwhile; the
+    /// bounded channel holds back the download when hashing falls behind.
+    Thread(tokio::sync::mpsc::Sender<Bytes>),
+}
+
+impl Hash {
+    /// Hashes (or hands over) the chunks of `pending` and empties it.
+    async fn feed(&mut self, pending: &mut Pending) {
+        let chunks = std::mem::take(&mut pending.chunks);
+        pending.len = 0;
+        match self {
+            Hash::Skip => {}
+            Hash::Inline(h) => chunks.iter().for_each(|c| h.update(c)),
+            Hash::Thread(tx) => {
+                for c in chunks {
+                    // A closed channel means the hasher is gone; the result check reports it.
+                    let _ = tx.send(c).await;
+                }
+            }
+        }
+    }
+}
+
+/// An Azure Blob container (or ADLS Gen2 filesystem) used as a datastore.
+pub struct AzureStore {
+    client: Arc<Client>,
+    tuning: Tuning,
+    requests: Arc<Semaphore>,
+}
+
+impl AzureStore {
+    /// Opens the datastore `name` (a resolved target), tuned by the environment. Makes
+    /// no network call.
+    pub fn open(target: AzureTarget) -> Result<AzureStore, StoreError> {
+        Self::open_with(target, Tuning::from_env())
+    }
+
+    /// Opens the datastore with explicit tuning.
+    pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
+        let datastore = target.datastore.clone();
+        let client =
+            Client::new(target).map_err(|detail| StoreError::Remote { datastore, detail })?;
+        Ok(AzureStore {
+            client: Arc::new(client),
+            requests: Arc::new(Semaphore::new(tuning.requests)),
+            tuning,
+        })
+    }
+
+    /// The resolved target.
+    pub fn target(&self) -> &AzureTarget {
+        self.client.target()
+    }
+
+    /// The REST client, for `datastore check`.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Turns a failed call on `path` into a store error that names the datastore and
+    /// the container, and never carries a secret.
+    pub fn error(&self, path: &str, e: HttpError) -> StoreError {
+        let t = self.target();
+        let datastore = t.datastore.clone();
+        let what = if path.is_empty() {
+            format!("container {:?} at {}", t.container, t.service_url)
+        } else {
+            format!(
+                "{path:?} in container {:?} at {}",
+                t.container, t.service_url
+            )
+        };
+        match (e.status(), e.code()) {
+            (Some(401 | 403), code) => {
+                let hint = match (code, &t.auth) {
+                    (Some("AuthorizationPermissionMismatch" | "AuthorizationResourceTypeMismatch"), _) => {
+                        "the credentials are valid but lack the permission for this operation (SAS permissions, or the identity's role: Storage Blob Data Reader/Contributor)"
+                    }
+                    (_, Auth::SharedKey(_)) => "the account key does not match the account; check credentials.account_key",
+                    (_, Auth::Sas(_)) => "the SAS token was refused (expired, wrong account or container, or missing permissions); check credentials.sas_token",
+                    (_, Auth::Identity(_)) => "the identity was refused; check its role assignment on the container",
+                };
+                StoreError::Auth { datastore, detail: format!("{e} for {what}: {hint}") }
+            }
+            (_, Some("ContainerNotFound")) => StoreError::Remote {
+                datastore,
+                detail: format!("container {:?} does not exist at {} (`stagehand datastore check {} --create-if-not-exists` creates it)", t.container, t.service_url, t.datastore),
+            },
+            (Some(404), _) => StoreError::NotFound { datastore, path: path.to_string() },
+            (Some(409 | 412), Some("BlobAlreadyExists" | "ConditionNotMet")) => StoreError::AlreadyExists { datastore, path: path.to_string() },
+            (_, _) if matches!(e, HttpError::Credential(_)) => StoreError::Auth { datastore, detail: format!("{e} (authentication for {what})") },
+            _ => StoreError::Remote { datastore, detail: format!("{what}: {e}") },
+        }
+    }
+
+    fn meta(path: String, p: &BlobProps) -> ObjectMeta {
+        ObjectMeta {
+            path,
+            size: p.size,
+            version: p.etag.clone(),
+            md5: p.md5,
+        }
+    }
+
+    /// Every blob whose name starts with `prefix` (no delimiter), page by page.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, BlobProps)>, StoreError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_page(prefix, None, marker.as_deref(), 5000)
+                .await
+                .map_err(|e| self.error(prefix, e))?;
+            out.extend(page.blobs.into_iter().filter(|(_, p)| !p.is_folder));
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Fetches `range` of `obj` into `file` at the same offsets, resuming after a broken
+    /// connection from the last byte written. `hash` sees the bytes in order.
+    async fn fetch_range(
+        &self,
+        obj: &ObjectMeta,
+        range: Range<u64>,
+        file: &std::fs::File,
+        hash: &mut Hash,
+    ) -> Result<(), StoreError> {
+        let mut pos = range.start;
+        let mut broken = 0;
+        // Chunks as hyper hands them over, written with one pwritev per megabyte: no copy
+        // into an intermediate buffer.
+        let mut pending = Pending::default();
+        while pos < range.end {
+            let _permit =
+                self.requests.acquire().await.map_err(|_| {
+                    self.error(&obj.path, HttpError::Transport("shutting down".into()))
+                })?;
+            let resp = self
+                .client
+                .get_range(&obj.path, obj.version.as_deref(), pos, range.end)
+                .await
+                .map_err(|e| self.error(&obj.path, e))?;
+            let mut body = resp.bytes_stream();
+            let mut failure = None;
+            loop {
+                match body.next().await {
+                    Some(Ok(mut chunk)) => {
+                        let room = (range.end - pos) as usize - pending.len;
+                        chunk.truncate(room);
+                        pending.len += chunk.len();
+                        pending.chunks.push(chunk);
+                        if pending.len >= WRITE_BUFFER {
+                            pos = self.flush(file, pos, &mut pending, &obj.path)?;
+                            hash.feed(&mut pending).await;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(client::transport(&e));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            pos = self.flush(file, pos, &mut pending, &obj.path)?;
+            hash.feed(&mut pending).await;
+            if pos < range.end {
+                broken += 1;
+                let why = failure.unwrap_or_else(|| "the answer ended early".into());
+                if broken >= client::MAX_ATTEMPTS {
+                    return Err(self.error(&obj.path, HttpError::Transport(why)));
+                }
+                tracing::debug!(
+                    "{}: {:?} at byte {pos}: {why}; resuming",
+                    self.target().datastore,
+                    obj.path
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * broken as u64)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending chunks at `pos` (one `pwritev`, more if the kernel takes less)
+    /// and returns the new position; the chunks stay in `pending` for the hash.
+    fn flush(
+        &self,
+        file: &std::fs::File,
+        pos: u64,
+        pending: &mut Pending,
+        path: &str,
+    ) -> Result<u64, StoreError> {
+        let total = pending.len;
+        let (mut idx, mut skip, mut done) = (0usize, 0usize, 0usize);
+        while done < total {
+            let slices: Vec<std::io::IoSlice<'_>> = pending.chunks[idx..]
+                .iter()
+                .take(512)
+                .enumerate()
+                .map(|(k, b)| std::io::IoSlice::new(if k == 0 { &b[skip..] } else { &b[..] }))
+                .collect();
+            let n = match nix::sys::uio::pwritev(file, &slices, (pos + done as u64) as i64) {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => Ok(n),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => Err(std::io::Error::from(e)),
+            }
+            .map_err(|e| StoreError::Remote {
+                datastore: self.target().datastore.clone(),
+                detail: format!("cannot write {path:?} to disk: {e}"),
+            })?;
+            done += n;
+            let mut left = n;
+            while left > 0 {
+                let avail = pending.chunks[idx].len() - skip;
+                if left >= avail {
+                    left -= avail;
+                    idx += 1;
+                    skip = 0;
+                } else {
+                    skip += left;
+                    left = 0;
+                }
+            }
+        }
+        Ok(pos + total as u64)
+    }
+
+    fn md5_mismatch(&self, obj: &ObjectMeta) -> StoreError {
+        StoreError::Remote {
+            datastore: self.target().datastore.clone(),
+            detail: format!("{:?} arrived with an MD5 other than its Content-MD5: the copy is corrupt and was discarded", obj.path),
+        }
+    }
+
+    /// A large blob: parallel ranges, MD5 checked by a hasher that follows the
+    /// contiguous completed prefix (reading back from the page cache, not the network).
+    async fn download_ranges(
+        &self,
+        obj: &ObjectMeta,
+        file: Arc<std::fs::File>,
+    ) -> Result<(), StoreError> {
+        let chunk = self.tuning.chunk;
+        let n = obj.size.div_ceil(chunk);
+        let ranges: Vec<Range<u64>> = (0..n)
+            .map(|i| i * chunk..((i + 1) * chunk).min(obj.size))
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let hasher = obj.md5.map(|_| {
+            let (file, size) = (file.clone(), obj.size);
+            tokio::task::spawn_blocking(move || -> Option<[u8; 16]> {
+                let mut h = Md5::new();
+                let mut done = 0u64;
+                let mut buf = vec![0u8; WRITE_BUFFER];
+                while done < size {
+                    let upto = rx.recv().ok()?;
+                    while done < upto {
+                        let k = (upto - done).min(buf.len() as u64) as usize;
+                        file.read_exact_at(&mut buf[..k], done).ok()?;
+                        h.update(&buf[..k]);
+                        done += k as u64;
+                    }
+                }
+                Some(h.finalize().into())
+            })
+        });
+        let frontier = std::sync::Mutex::new((vec![false; n as usize], 0usize));
+        let result = stream::iter(ranges.iter().enumerate().map(Ok))
+            .try_for_each_concurrent(self.tuning.ranges_per_blob, |(i, r)| {
+                let (file, frontier, tx) = (&file, &frontier, &tx);
+                async move {
+                    self.fetch_range(obj, r.clone(), file, &mut Hash::Skip)
+                        .await?;
+                    let mut f = frontier.lock().unwrap_or_else(|e| e.into_inner());
+                    f.0[i] = true;
+                    let before = f.1;
+                    while f.1 < f.0.len() && f.0[f.1] {
+                        f.1 += 1;
+                    }
+                    if f.1 > before {
+                        let _ = tx.send((f.1 as u64 * chunk).min(obj.size));
+                    }
+                    Ok::<(), StoreError>(())
+                }
+            })
+            .await;
+        drop(tx);
+        result?;
+        if let (Some(want), Some(h)) = (obj.md5, hasher) {
+            let got = h.await.ok().flatten();
+            if got != Some(want) {
+                return Err(self.md5_mismatch(obj));
+            }
+        }
+        Ok(())
+    }
+
+    /// A small file in one Put Blob, streamed from disk. The service computes and keeps
+    /// its Content-MD5 itself.
+    async fn put_single(
+        &self,
+        src: &Path,
+        path: &str,
+        size: u64,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        let mut headers = vec![
+            ("x-ms-blob-type", "BlockBlob".to_string()),
+            ("x-ms-blob-content-type", content_type(path)),
+        ];
+        if !overwrite {
+            headers.push(("if-none-match", "*".into()));
+        }
+        let _permit = self.permit(path).await?;
+        let body = Body::File {
+            path: src.to_path_buf(),
+            offset: 0,
+            len: size,
+        };
+        self.client
+            .send(Method::PUT, Some(path), &[], &headers, body)
+            .await
+            .map_err(|e| self.error(path, e))?;
+        Ok(())
+    }
+
+    /// A large file as blocks streamed from disk, several at once, committed by one
+    /// block list that carries the whole file's MD5 (computed by a reader running beside
+    /// the uploads: a block blob has no Content-MD5 unless the client gives it).
+    async fn put_blocks(
+        &self,
+        src: &Path,
+        path: &str,
+        size: u64,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        let block = self.tuning.block;
+        let n = size.div_ceil(block);
+        // Block ids: one length for the whole blob (Azure requires it), unique per upload
+        // so two uploads of one name never mix blocks.
+        let tag = format!(
+            "{:08x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() ^ std::process::id())
+                .unwrap_or(0)
+        );
+        let ids: Vec<String> = (0..n)
+            .map(|i| client::b64(format!("{tag}-{i:08}").as_bytes()))
+            .collect();
+        let hasher = {
+            let src = src.to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 16]> {
+                use std::io::Read;
+                let mut f = std::fs::File::open(&src)?.take(size);
+                let mut h = Md5::new();
+                let mut buf = vec![0u8; WRITE_BUFFER];
+                loop {
+                    let k = f.read(&mut buf)?;
+                    if k == 0 {
+                        return Ok(h.finalize().into());
+                    }
+                    h.update(&buf[..k]);
+                }
+            })
+        };
+        stream::iter(ids.iter().enumerate().map(Ok))
+            .try_for_each_concurrent(self.tuning.blocks_per_file, |(i, id)| async move {
+                let offset = i as u64 * block;
+                let body = Body::File {
+                    path: src.to_path_buf(),
+                    offset,
+                    len: block.min(size - offset),
+                };
+                let _permit = self.permit(path).await?;
+                self.client
+                    .send(
+                        Method::PUT,
+                        Some(path),
+                        &[("comp", "block"), ("blockid", id)],
+                        &[],
+                        body,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.error(path, e))
+            })
+            .await?;
+        let md5 = hasher
+            .await
+            .map_err(|e| StoreError::io("cannot read", src, std::io::Error::other(e.to_string())))?
+            .map_err(|e| StoreError::io("cannot read", src, e))?;
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+        for id in &ids {
+            xml.push_str(&format!("<Latest>{id}</Latest>"));
+        }
+        xml.push_str("</BlockList>");
+        let mut headers = vec![
+            ("x-ms-blob-content-type", content_type(path)),
+            ("x-ms-blob-content-md5", client::b64(&md5)),
+        ];
+        if !overwrite {
+            headers.push(("if-none-match", "*".into()));
+        }
+        self.client
+            .send(
+                Method::PUT,
+                Some(path),
+                &[("comp", "blocklist")],
+                &headers,
+                Body::Bytes(Bytes::from(xml)),
+            )
+            .await
+            .map_err(|e| self.error(path, e))?;
+        Ok(())
+    }
+
+    /// A slot among the store's requests in flight.
+    async fn permit(&self, path: &str) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.requests
+            .acquire()
+            .await
+            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))
+    }
+}
+
+/// The content type for a blob name, by its extension.
+pub fn content_type(path: &str) -> String {
+    mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_string()
+}
+
+#[async_trait]
+impl Store for AzureStore {
+    fn name(&self) -> &str {
+        &self.target().datastore
+    }
+
+    async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
+        if path.is_empty() {
+            // The container itself: check that it is there (and that we may list it).
+            self.client
+                .list_page("", None, None, 1)
+                .await
+                .map_err(|e| self.error("", e))?;
+            return Ok(Entry::Dir);
+        }
+        match self.client.head(path).await {
+            Ok(p) if !p.is_folder => return Ok(Entry::File(Self::meta(path.to_string(), &p))),
+            Ok(_) => {}
+            Err(e) if e.status() == Some(404) && e.code() != Some("ContainerNotFound") => {}
+            // HEAD answers carry no error code; a 404 may mean a missing container, which
+            // the listing below reports precisely.
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(self.error(path, e)),
+        }
+        let page = self
+            .client
+            .list_page(&format!("{path}/"), None, None, 1)
+            .await
+            .map_err(|e| self.error(path, e))?;
+        Ok(if page.blobs.is_empty() {
+            Entry::Missing
+        } else {
+            Entry::Dir
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        Ok(self
+            .list_all(&p)
+            .await?
+            .into_iter()
+            .map(|(name, props)| Self::meta(name, &props))
+            .collect())
+    }
+
+    async fn list_dir(&self, prefix: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_page(&p, Some("/"), marker.as_deref(), 5000)
+                .await
+                .map_err(|e| self.error(prefix, e))?;
+            for (name, props) in page.blobs {
+                if props.is_folder {
+                    let d = name[p.len().min(name.len())..].to_string();
+                    if !d.is_empty() {
+                        dirs.push(d);
+                    }
+                } else {
+                    files.push(Self::meta(name, &props));
+                }
+            }
+            for d in page.prefixes {
+                let d = d
+                    .get(p.len()..)
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+                    .to_string();
+                if !d.is_empty() && !dirs.contains(&d) {
+                    dirs.push(d);
+                }
+            }
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok((files, dirs)),
+            }
+        }
+    }
+
+    async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let _permit = self
+            .requests
+            .acquire()
+            .await
+            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
+        let resp = self
+            .client
+            .get_range(path, None, range.start, range.end)
+            .await
+            .map_err(|e| self.error(path, e))?;
+        resp.bytes()
+            .await
+            .map_err(|e| self.error(path, HttpError::Transport(client::transport(&e))))
+    }
+
+    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
+        let unverified;
+        let object = if self.tuning.verify_md5 {
+            object
+        } else {
+            unverified = ObjectMeta {
+                md5: None,
+                ..object.clone()
+            };
+            &unverified
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create(true)
+            .truncate(true)
+            .open(dest)
+            .map_err(|e| StoreError::io("cannot create", dest, e))?;
+        if object.size == 0 {
+            return Ok(0);
+        }
+        file.set_len(object.size)
+            .map_err(|e| StoreError::io("cannot size", dest, e))?;
+        let file = Arc::new(file);
+        if object.size <= self.tuning.range_threshold {
+            match object.md5 {
+                None => {
+                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip)
+                        .await?
+                }
+                Some(want) if object.size <= WRITE_BUFFER as u64 => {
+                    let mut h = Hash::Inline(Md5::new());
+                    self.fetch_range(object, 0..object.size, &file, &mut h)
+                        .await?;
+                    let Hash::Inline(h) = h else { unreachable!() };
+                    if <[u8; 16]>::from(h.finalize()) != want {
+                        return Err(self.md5_mismatch(object));
+                    }
+                }
+                Some(want) => {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+                    let hasher = tokio::task::spawn_blocking(move || {
+                        let mut h = Md5::new();
+                        while let Some(c) = rx.blocking_recv() {
+                            h.update(&c);
+                        }
+                        <[u8; 16]>::from(h.finalize())
+                    });
+                    let mut h = Hash::Thread(tx);
+                    let r = self
+                        .fetch_range(object, 0..object.size, &file, &mut h)
+                        .await;
+                    drop(h);
+                    r?;
+                    if hasher.await.ok() != Some(want) {
+                        return Err(self.md5_mismatch(object));
+                    }
+                }
+            }
+        } else {
+            self.download_ranges(object, file).await?;
+        }
+        Ok(object.size)
+    }
+
+    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
+        let size = std::fs::metadata(src)
+            .map_err(|e| StoreError::io("cannot read", src, e))?
+            .len();
+        if size <= self.tuning.single_put_max {
+            self.put_single(src, path, size, overwrite).await?;
+        } else {
+            self.put_blocks(src, path, size, overwrite).await?;
+        }
+        Ok(size)
+    }
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# scripts/bench.d/blob.sh [SECTION...]: stagehand against AzCopy, rclone (defaults and
+# tuned) and the Azure Python SDK, on the same private Azurite, in one run.
+#   sections (default: ceiling download upload)
+#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; 10,000 small GETs, 32 at a time
+#   download  each tool: container -> empty local dir       (big, medium, small)
+#   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite
+# Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-nomd5 rclone-tuned rclone python azcopy),
+#      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
+#      by default, remembered in .tools/bench-workdir).
+# Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
+# dropping the page cache; every download's bytes are checked against the md5 manifest.
+# Helpers in bench.d/blob/, adapted from the shared anchor harness (setup.sh, data.sh,
+# xfer.sh, table.py).
+set -euo pipefail
+. "$(dirname "$0")/blob/lib.sh"
+
+RUNS=${RUNS:-3}
+WARMUP=${WARMUP:-1}
+TOOLS=${TOOLS:-stagehand stagehand-nomd5 rclone-tuned rclone python azcopy}
+DATASETS=${DATASETS:-big medium small}
+SECTIONS=${*:-ceiling download upload}
+export DATA BENCH_WORK
+export RESULTS=${BENCH_RESULTS:-$BENCH_WORK/results-$(date +%Y%m%d-%H%M%S)}
+
+bash "$BENCH_HERE/setup.sh" >/dev/null
+(cd "$BENCH_REPO" && cargo build --release -p stagehand --quiet)
+bash "$BENCH_HERE/data.sh"
+mkdir -p "$RESULTS" "$BENCH_WORK/trash" "$AZCOPY_LOG_LOCATION" "$AZCOPY_JOB_PLAN_LOCATION"
+bash "$BENCH_HERE/azurite.sh" start "$BENCH_PORT" >/dev/null
+bash "$BENCH_HERE/versions.sh" >"$RESULTS/versions.txt"
+echo "stagehand:          $("$STAGEHAND" --version) ($STAGEHAND)" >>"$RESULTS/versions.txt"
+export_creds
+SAS_BLOB_big=$(azblob sas big 1GiB.bin)
+export SAS_BLOB_big
+
+bytes_of() { case $1 in big) echo 1073741824 ;; medium) echo 1048576000 ;; small) echo 40960000 ;; esac; }
+files_of() { case $1 in big) echo 1 ;; medium) echo 100 ;; small) echo 10000 ;; esac; }
+
+time_loop() {
+  local t i
+  t=$(mktemp)
+  for ((i = 0; i < WARMUP; i++)); do "$@" >/dev/null 2>&1 </dev/null || true; done
+  for ((i = 0; i < RUNS; i++)); do
+    /usr/bin/time -a -o "$t" -f '%e %U %S %M %x' "$@" >/dev/null 2>&1 </dev/null || true
+  done
+  echo "timer: /usr/bin/time, $RUNS runs after $WARMUP warm-up"
+  echo "A exit $(awk '$5 == 0' "$t" | wc -l) of $RUNS with exit 0"
+  awk '{ print $1, $2, $3, $2 + $3, $4 / 1024 }' "$t" | python3 -c '
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin]
+for k, name in enumerate(["wall s", "user s", "sys s", "cpu s", "peak MiB"]):
+    v = sorted(r[k] for r in rows)
+    print(f"A {name:14} {v[0]:11.3f} {statistics.median(v):11.3f} {v[-1]:11.3f}")'
+  rm -f "$t"
+}
+
+timer() { # SECONDS CMD...
+  local limit=$1; shift
+  timeout "$limit" bash -c "$(declare -f time_loop); RUNS=$RUNS WARMUP=$WARMUP time_loop \"\$@\"" _ "$@"
+}
+
+# Same state before every command: no stale outputs, nothing dirty, page cache empty, and
+# a freshly started download Azurite (one that has served many requests answers each
+# more slowly, which would penalise whichever tool runs later).
+settle() {
+  bash "$BENCH_HERE/azurite.sh" stop "$BENCH_PORT" >/dev/null
+  bash "$BENCH_HERE/azurite.sh" start "$BENCH_PORT" >/dev/null
+  rm -rf "$BENCH_WORK/trash" "$BENCH_WORK/dl"
+  mkdir -p "$BENCH_WORK/trash"
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
+  sleep 2
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$(bash "$BENCH_HERE/azurite.sh" pid "$1")/stat"; }
+
+record() { # NAME BYTES FILES PORT LIMIT CMD...
+  local name=$1 bytes=$2 files=$3 port=$4 limit=$5
+  shift 5
+  settle
+  local a0 a1 rc=0
+  a0=$(cpu_ticks "$port")
+  timer "$limit" "$@" >"$RESULTS/$name.txt" 2>&1 || rc=$?
+  a1=$(cpu_ticks "$port")
+  local azcpu
+  azcpu=$(awk -v d=$((a1 - a0)) -v n=$((RUNS + WARMUP)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", d / hz / n }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$bytes" "$files" "$azcpu" "$rc" "${VERIFY:-}" >>"$RESULTS/meta.tsv"
+  echo "$(date +%T) $name: $(grep -E '^A wall s' "$RESULTS/$name.txt" | awk '{print "median", $5, "s"}'), peak $(grep -E '^A peak MiB' "$RESULTS/$name.txt" | awk '{print $5}') MiB, rc=$rc"
+}
+
+verify_download() { # TOOL DATASET
+  if (cd "$BENCH_WORK/dl/$1-$2" && md5sum -c --quiet --strict "$DATA/$2.md5" >/dev/null 2>&1) &&
+    [ "$(find "$BENCH_WORK/dl/$1-$2" -type f | wc -l)" = "$(files_of "$2")" ]; then
+    echo "md5 ok"
+  else echo "MISMATCH"; fi
+}
+
+verify_upload() { # DATASET
+  AZ_ENDPOINT=$(endpoint "$BENCH_UP_PORT") azblob ls uploads |
+    awk -v f="$(files_of "$1")" -v b="$(bytes_of "$1")" '
+      { split($2, p, "/"); n[p[1]]++; s[p[1]] += $1 }
+      END { ok = 0; bad = 0
+            for (k in n) if (n[k] == f && s[k] == b) ok++; else bad++
+            printf "%d prefixes complete, %d short", ok, bad }'
+}
+
+fresh_upload_azurite() {
+  bash "$BENCH_HERE/azurite.sh" reset "$BENCH_UP_PORT" >/dev/null
+  bash "$BENCH_HERE/azurite.sh" start "$BENCH_UP_PORT" >/dev/null
+  AZ_ENDPOINT=$(endpoint "$BENCH_UP_PORT") azblob mkcontainer uploads
+}
+
+for section in $SECTIONS; do
+  echo "== $section"
+  case $section in
+  ceiling)
+    record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16
+    record ceiling-curl-small-p32 "$(bytes_of small)" 10000 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlsmall.sh" 32
+    ;;
+  download)
+    for ds in $DATASETS; do
+      for tool in $TOOLS; do
+        VERIFY="" record "down-$tool-$ds" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 590 \
+          bash "$BENCH_HERE/xfer.sh" "$tool" down "$ds"
+        v=$(verify_download "$tool" "$ds")
+        sed -i "\$s/\t\$/\t$v/" "$RESULTS/meta.tsv"
+        echo "   $v"
+      done
+    done
+    ;;
+  upload)
+    for ds in $DATASETS; do
+      [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue # as the anchors: set UPLOAD_SMALL=1 to include it
+      for tool in $TOOLS; do
+        [ "$tool" = stagehand-nomd5 ] && continue # the same upload as stagehand
+        fresh_upload_azurite
+        VERIFY="" record "up-$tool-$ds" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_UP_PORT" 590 \
+          bash "$BENCH_HERE/xfer.sh" "$tool" up "$ds"
+        v=$(verify_upload "$ds")
+        sed -i "\$s/\t\$/\t$v/" "$RESULTS/meta.tsv"
+        echo "   $v"
+      done
+    done
+    bash "$BENCH_HERE/azurite.sh" reset "$BENCH_UP_PORT" >/dev/null
+    ;;
+  *) die "unknown section $section" ;;
+  esac
+done
+echo
+cat "$RESULTS/versions.txt"
+echo
+python3 "$BENCH_HERE/table.py" "$RESULTS" "$WARMUP" | tee "$RESULTS/table.md"
+echo
+python3 "$BENCH_HERE/ratios.py" "$RESULTS" | tee "$RESULTS/ratios.md"
+echo "results: $RESULTS"

@@ -1,0 +1,61 @@
+"""stagehand against the other tools, per data shape and direction.
+
+  python3 ratios.py RESULTS_DIR
+
+For each `down-*-DATASET` / `up-*-DATASET` group in RESULTS_DIR (blob.sh's results):
+stagehand's median wall time, the best other tool's, their ratio (above 1: stagehand is
+faster), stagehand's share of the emulator's ceiling (curl) where one was measured, and
+peak RSS of stagehand beside the others'.
+"""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from table import rows  # noqa: E402
+
+CEILING = {("down", "big"): "ceiling-curl-big-x16", ("down", "small"): "ceiling-curl-small-p32"}
+
+
+def main(d):
+    res = {}
+    for f in os.listdir(d):
+        m = re.match(r"^(down|up)-(.+)-(big|medium|small)\.txt$", f)
+        if m:
+            r, _ = rows(os.path.join(d, f))
+            if "wall s" in r:
+                res.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = (r["wall s"][1], r["peak MiB"][1])
+    ceil = {}
+    for k, name in CEILING.items():
+        p = os.path.join(d, name + ".txt")
+        if os.path.exists(p):
+            r, _ = rows(p)
+            if "wall s" in r:
+                ceil[k] = r["wall s"][1]
+    print("| direction | data | stagehand s | best other (s) | best/stagehand | ceiling/stagehand | stagehand RSS MiB | others' RSS MiB |")
+    print("|---|---|---:|---|---:|---:|---:|---|")
+    for (direction, ds), tools in sorted(res.items()):
+        if "stagehand" not in tools:
+            continue
+        sh, rss = tools["stagehand"]
+        others = {t: v for t, v in tools.items() if not t.startswith("stagehand")}
+        if others:
+            bt, (bw, _) = min(others.items(), key=lambda kv: kv[1][0])
+            best = f"{bt} ({bw:.2f})"
+            ratio = f"{bw / sh:.2f}"
+        else:
+            best, ratio = "-", "-"
+        c = ceil.get((direction, ds))
+        cr = f"{c / sh:.0%}" if c else "-"
+        orss = ", ".join(f"{t} {v[1]:.0f}" for t, v in sorted(others.items()))
+        print(f"| {direction} | {ds} | {sh:.2f} | {best} | {ratio} | {cr} | {rss:.0f} | {orss} |")
+        if "stagehand-nomd5" in tools:
+            nw, nrss = tools["stagehand-nomd5"]
+            r = f"{bw / nw:.2f}" if others else "-"
+            ncr = f"{c / nw:.0%}" if c else "-"
+            print(f"| {direction} | {ds} (no MD5 check) | {nw:.2f} | {best} | {r} | {ncr} | {nrss:.0f} | |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

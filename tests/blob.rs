@@ -1,0 +1,722 @@
+//! Azure Blob datastores end to end: the built binary against a private Azurite, blobs
+//! made with the Azure Python SDK. Data sizes are modest; small tuning values
+//! (STAGEHAND_AZURE_*) make them take the same paths as gigabytes would (parallel
+//! ranges, block uploads).
+
+mod common;
+use common::azurite::{Azurite, ACCOUNT, KEY};
+use common::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Tuning that sends anything over 3 MiB through parallel 1 MiB ranges, and over 2 MiB
+/// up as blocks.
+fn small_tuning(c: &mut Command) -> &mut Command {
+    c.env("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "3")
+        .env("STAGEHAND_AZURE_CHUNK_MIB", "1")
+        .env("STAGEHAND_AZURE_SINGLE_PUT_MIB", "2")
+        .env("STAGEHAND_AZURE_BLOCK_MIB", "1")
+}
+
+/// Deterministic bytes.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// The three data shapes, scaled down: one large file, a few medium, many small.
+fn shapes(root: &Path) {
+    put(root, "big.bin", &bytes(1, 12 * 1024 * 1024 + 123));
+    for i in 0..6 {
+        put(root, &format!("medium/m{i}.bin"), &bytes(10 + i, 2_600_000));
+    }
+    for d in 0..5 {
+        for f in 0..60 {
+            put(
+                root,
+                &format!("small/d{d}/f{f:02}.bin"),
+                &bytes(100 + d * 100 + f, 4096),
+            );
+        }
+    }
+}
+
+/// `relative path -> sha256` of every file under `root` (temporary and manifest files
+/// of stagehand excluded).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes a workspace with one Azure datastore `az` on `container`.
+fn workspace(s: &Scratch, az: &Azurite, container: &str, credentials: &str) -> PathBuf {
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: az\ndatastores:\n  az:\n    type: azure_blob\n    account_name: {ACCOUNT}\n    container_name: {container}\n    endpoint: {}\n    credentials: {credentials}\n",
+            az.endpoint()
+        ),
+    )
+}
+
+const KEY_FROM_ENV: &str = "{account_key: {env: TEST_AZ_KEY}}";
+
+fn job(s: &Scratch, yaml: &str) -> PathBuf {
+    s.write("job/job.yaml", yaml)
+}
+
+fn run(s: &Scratch, job: &Path) -> std::process::Output {
+    small_tuning(&mut s.run_cmd(job))
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+/// The last `stage_finished` of input `name` (the events file is appended to).
+fn stage_finished<'a>(ev: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    ev.iter()
+        .rev()
+        .find(|e| e["event"] == "stage_finished" && e["name"] == name)
+        .unwrap_or_else(|| panic!("no stage_finished for {name}"))
+}
+
+#[test]
+fn a_job_downloads_and_uploads_every_shape_byte_for_byte_and_a_rerun_moves_nothing() {
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    shapes(&src);
+    az.mkcontainer(&["data"]);
+    az.upload_tree(&src, "data", "in");
+    workspace(&s, &az, "data", KEY_FROM_ENV);
+    let j = job(
+        &s,
+        r#"name: shapes
+command: ["sh", "-c", "cp -r \"$AZUREML_DATAREFERENCE_big\" \"$AZUREML_DATAREFERENCE_medium\" \"$AZUREML_DATAREFERENCE_small\" \"$AZUREML_DATAREFERENCE_out\"/"]
+inputs:
+  big: {path: in/big.bin, mode: download}
+  medium: {path: in/medium, mode: download}
+  small: {path: in/small/, mode: download}
+outputs:
+  out: {path: "out/{run_id}", mode: upload}
+"#,
+    );
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let want = tree(&src);
+    let ev = s.events();
+    let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
+    // What the job read ...
+    let mut got = tree(&s.run_dir().join("inputs/medium"));
+    got.extend(tree(&s.run_dir().join("inputs/small")));
+    got.extend(tree(&s.run_dir().join("inputs/big")));
+    assert_eq!(got, want, "downloaded bytes differ");
+    // ... and what it uploaded.
+    let up: BTreeMap<String, String> = az
+        .sha256s("data", &format!("out/{run_id}/"))
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.trim_start_matches(&format!("out/{run_id}/")).to_string(),
+                v,
+            )
+        })
+        .collect();
+    assert_eq!(up, want, "uploaded bytes differ");
+    assert!(stage_finished(&ev, "small")["bytes"].as_u64().unwrap() > 0);
+
+    // The same job again: every input is already there and unchanged.
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let ev = s.events();
+    for name in ["big", "medium", "small"] {
+        let f = stage_finished(&ev, name);
+        assert_eq!(f["bytes"], 0, "re-run moved bytes for {name}: {f}");
+        assert!(f["skipped_files"].as_u64().unwrap() > 0, "{f}");
+    }
+}
+
+#[test]
+fn sas_token_and_connection_string_reach_the_container() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let src = tempfile::tempdir().unwrap();
+    put(src.path(), "a/one.txt", b"one\n");
+    put(src.path(), "two.bin", &bytes(7, 3 * 1024 * 1024));
+    az.upload_tree(src.path(), "box", "in");
+    let sas = az.sas("box");
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={}/;",
+        az.endpoint()
+    );
+    for (what, creds, env) in [
+        (
+            "sas",
+            "{sas_token: {env: TEST_SAS}}",
+            ("TEST_SAS", format!("?{sas}")),
+        ),
+        (
+            "connection string",
+            "{connection_string: {file: conn.txt}}",
+            ("UNUSED", String::new()),
+        ),
+    ] {
+        let s = Scratch::new();
+        s.write("job/conn.txt", &format!("{conn}\n"));
+        workspace(&s, &az, "box", creds);
+        let j = job(
+            &s,
+            "name: auth\ncommand: [\"sh\", \"-c\", \"cp -r $AZUREML_DATAREFERENCE_data/. $AZUREML_DATAREFERENCE_out/\"]\ninputs:\n  data: {path: in, mode: download}\noutputs:\n  out: {path: \"out-{run_id}\", mode: upload}\n",
+        );
+        let o = small_tuning(&mut s.run_cmd(&j))
+            .env(env.0, &env.1)
+            .output()
+            .unwrap();
+        let (so, se) = text(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{what}: stdout: {so}\nstderr: {se}"
+        );
+        let run_id = s.events()[0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            tree(&s.run_dir().join("inputs/data/in")),
+            tree(src.path()),
+            "{what}"
+        );
+        assert_eq!(
+            az.sha256s("box", &format!("out-{run_id}/")).len(),
+            2,
+            "{what}"
+        );
+        let all = format!(
+            "{so}{se}{}",
+            std::fs::read_to_string(s.events_file()).unwrap()
+        );
+        assert!(
+            !all.contains(KEY) && !all.contains(&sas),
+            "{what}: a secret leaked"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_key_or_sas_fails_staging_saying_authentication_and_shows_no_secret() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    az.py(&["put", "box", "in/x.txt", "x"]);
+    let wrong_key = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+    let sas = az.sas("box");
+    let bad_sas = sas.replace("sig=", "sig=AAAA");
+    for (creds, var, value, secret) in [
+        (
+            "{account_key: {env: TEST_SECRET}}",
+            "TEST_SECRET",
+            wrong_key.to_string(),
+            wrong_key.to_string(),
+        ),
+        (
+            "{sas_token: {env: TEST_SECRET}}",
+            "TEST_SECRET",
+            bad_sas.clone(),
+            bad_sas.split("sig=").nth(1).unwrap().to_string(),
+        ),
+    ] {
+        let s = Scratch::new();
+        workspace(&s, &az, "box", creds);
+        let j = job(
+            &s,
+            "name: auth\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+        );
+        let o = s.run_cmd(&j).env(var, &value).output().unwrap();
+        let (so, se) = text(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(code::STAGING_FAILED),
+            "{creds}: stdout: {so}\nstderr: {se}"
+        );
+        let ev = std::fs::read_to_string(s.events_file()).unwrap();
+        let err = finished(&s.events())["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            err.contains("authentication") && err.contains("\"az\""),
+            "{creds}: error does not say authentication for datastore az: {err}"
+        );
+        assert!(se.contains("authentication"), "{se}");
+        for text in [&so, &se, &ev] {
+            assert!(
+                !text.contains(&secret),
+                "{creds}: the secret leaked: {text}"
+            );
+            let short = &secret[secret.len().saturating_sub(12)..];
+            assert!(
+                !text.contains(short),
+                "{creds}: part of the secret leaked: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_blob_names_are_refused_and_nothing_lands_outside_the_target() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["hostile"]);
+    az.py(&["put", "hostile", "back/../../../../x.txt", "escaped"]);
+    az.py(&["put", "hostile", "/abs/x.txt", "escaped"]);
+    az.py(&["put", "hostile", "fine.txt", "fine"]);
+    let s = Scratch::new();
+    workspace(&s, &az, "hostile", KEY_FROM_ENV);
+    let j = job(
+        &s,
+        "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
+    );
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(code::STAGING_FAILED),
+        "stdout: {so}\nstderr: {se}"
+    );
+    assert!(
+        se.contains("back/../../../../x.txt") && se.contains("/abs/x.txt"),
+        "the refused names are not named: {se}"
+    );
+    let mut stack = vec![s.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            assert_ne!(
+                e.file_name(),
+                "x.txt",
+                "a hostile blob landed at {}",
+                e.path().display()
+            );
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(!Path::new("/abs/x.txt").exists());
+    assert!(
+        !s.path().parent().unwrap().join("x.txt").exists()
+            || std::fs::read_to_string(s.path().parent().unwrap().join("x.txt")).unwrap()
+                != "escaped"
+    );
+}
+
+#[test]
+fn overwrite_false_leaves_an_existing_blob_alone_and_fails_the_upload_naming_it() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    az.py(&["put", "box", "results/model.txt", "original"]);
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    let j = job(
+        &s,
+        "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
+    );
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(code::UPLOAD_FAILED),
+        "stdout: {so}\nstderr: {se}"
+    );
+    assert!(
+        se.contains("results/model.txt"),
+        "the existing blob is not named: {se}"
+    );
+    assert_eq!(az.py(&["get", "box", "results/model.txt"]), "original");
+}
+
+#[test]
+fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes() {
+    let Some(az) = Azurite::start() else { return };
+    let src = tempfile::tempdir().unwrap();
+    let mut sizes = BTreeMap::new();
+    for i in 0..200u64 {
+        let len = 250_000 + i as usize * 100;
+        put(src.path(), &format!("f{i:02}.bin"), &bytes(i, len));
+        sizes.insert(format!("f{i:02}.bin"), len as u64);
+    }
+    put(src.path(), "large.bin", &bytes(99, 6 * 1024 * 1024));
+    sizes.insert("large.bin".into(), 6 * 1024 * 1024);
+    az.mkcontainer(&["box"]);
+    az.upload_tree(src.path(), "box", "set");
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    let j = job(
+        &s,
+        "name: killed\ncommand: [\"true\"]\ninputs:\n  data: {path: set, mode: download}\n",
+    );
+    let target = s.run_dir().join("inputs/data/set");
+    // One request at a time, so there is a middle to kill it in.
+    let mut child = small_tuning(&mut s.run_cmd(&j))
+        .env("TEST_AZ_KEY", KEY)
+        .env("STAGEHAND_AZURE_REQUESTS", "1")
+        .spawn()
+        .unwrap();
+    let manifest = target.with_file_name(".set.stagehand.json");
+    let mut seen_final = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut finals = 0;
+        if let Ok(rd) = std::fs::read_dir(&target) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                // A file under its final name is complete, always.
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                assert_eq!(
+                    Some(&len),
+                    sizes.get(&name),
+                    "{name} appeared under its final name with {len} bytes"
+                );
+                finals += 1;
+            }
+        }
+        seen_final = seen_final.max(finals);
+        // Kill once the manifest has recorded some complete files (it is saved every
+        // half second), so the re-run can show that it resumes.
+        if finals >= 5 && manifest.exists() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the download finished before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(seen_final < sizes.len(), "killed after the end");
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    assert_eq!(tree(&target), tree(src.path()));
+    let leftovers: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains("stagehand-partial")
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "partial files left behind: {leftovers:?}"
+    );
+    let f = stage_finished(&s.events(), "data").clone();
+    assert!(
+        f["skipped_files"].as_u64().unwrap() > 0,
+        "the re-run fetched again what was complete: {f}"
+    );
+}
+
+/// `stagehand datastore …` with the scratch workspace.
+fn ds(s: &Scratch, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(bin());
+    c.arg("datastore")
+        .arg("-w")
+        .arg(s.path().join("job/workspace.yaml"))
+        .args(args);
+    small_tuning(&mut c)
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn datastore_upload_then_download_round_trips_a_tree() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    let src = s.path().join("tree");
+    put(&src, "large.bin", &bytes(5, 5 * 1024 * 1024 + 7));
+    put(&src, "deep/er/still/x.json", b"{}");
+    put(&src, "name with spaces & ü.txt", b"unicode");
+    for i in 0..50 {
+        put(&src, &format!("many/f{i}.txt"), format!("{i}\n").as_bytes());
+    }
+    let o = ds(
+        &s,
+        &[
+            "upload",
+            "az",
+            "--src-dir",
+            src.to_str().unwrap(),
+            "--target-path",
+            "trees/t1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // Again without --overwrite: refused, naming what exists.
+    let o = ds(
+        &s,
+        &[
+            "upload",
+            "az",
+            "--src-dir",
+            src.to_str().unwrap(),
+            "--target-path",
+            "trees/t1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(code::UPLOAD_FAILED), "{:?}", text(&o));
+    assert!(text(&o).1.contains("trees/t1/large.bin"));
+    let dl = s.path().join("dl");
+    let o = ds(
+        &s,
+        &[
+            "download",
+            "az",
+            "--target-path",
+            dl.to_str().unwrap(),
+            "--prefix",
+            "trees/t1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(tree(&dl.join("trees/t1")), tree(&src));
+    let o = ds(&s, &["ls", "az", "trees/t1"]);
+    let listing = text(&o).0;
+    assert!(
+        listing.contains("trees/t1/deep/") && listing.contains("trees/t1/large.bin"),
+        "{listing}"
+    );
+    let o = ds(
+        &s,
+        &[
+            "upload-files",
+            "az",
+            src.join("deep/er/still/x.json").to_str().unwrap(),
+            "--relative-root",
+            src.to_str().unwrap(),
+            "--target-path",
+            "files",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(az.py(&["get", "box", "files/deep/er/still/x.json"]), "{}");
+}
+
+#[test]
+fn datastore_show_and_check_say_where_credentials_come_from_and_what_is_wrong() {
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    workspace(&s, &az, "fresh", KEY_FROM_ENV);
+    let o = ds(&s, &["show", "az"]);
+    let (so, _) = text(&o);
+    assert!(
+        so.contains("environment variable TEST_AZ_KEY") && !so.contains(KEY),
+        "{so}"
+    );
+    let o = ds(&s, &["check", "az"]);
+    assert_eq!(o.status.code(), Some(code::STAGING_FAILED));
+    assert!(text(&o).1.contains("does not exist"), "{:?}", text(&o));
+    let o = ds(&s, &["check", "az", "--create-if-not-exists"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("created container"));
+    let o = ds(&s, &["check", "az"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let mut c = Command::new(bin());
+    c.args(["datastore", "-w"])
+        .arg(s.path().join("job/workspace.yaml"))
+        .args(["check", "az"]);
+    let o = c
+        .env(
+            "TEST_AZ_KEY",
+            "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(code::STAGING_FAILED));
+    let (so, se) = text(&o);
+    assert!(
+        se.contains("authentication") && se.contains("account key"),
+        "{se}"
+    );
+    assert!(!se.contains("d3JvbmctYnV0") && !so.contains("d3JvbmctYnV0"));
+}
+
+#[test]
+fn adls_gen2_through_the_blob_endpoint_skips_folder_markers() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["lake"]);
+    // A hierarchical account lists each folder as an empty blob marked hdi_isfolder.
+    az.py(&["put", "lake", "in/dir", "", "hdi_isfolder=true"]);
+    az.py(&["put", "lake", "in/dir/file.txt", "in the lake"]);
+    let s = Scratch::new();
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: lake\ndatastores:\n  lake:\n    type: azure_data_lake_gen2\n    account_name: {ACCOUNT}\n    filesystem: lake\n    endpoint: {}\n    credentials: {KEY_FROM_ENV}\n",
+            az.endpoint()
+        ),
+    );
+    let j = job(
+        &s,
+        "name: lake\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+    );
+    let o = run(&s, &j);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let got = std::fs::read_to_string(s.run_dir().join("inputs/data/in/dir/file.txt")).unwrap();
+    assert_eq!(got, "in the lake");
+}
+
+#[test]
+fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_block_uploads() {
+    use stagehand::store::azure::{config, AzureStore, Tuning};
+    use stagehand::store::{Store, StoreError};
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    az.py(&["put", "box", "small.txt", "original"]);
+    az.py(&["put", "box", "large.bin", "original"]);
+    let dir = tempfile::tempdir().unwrap();
+    put(dir.path(), "small.txt", b"new");
+    let large = bytes(3, 3 * 1024 * 1024 + 5);
+    put(dir.path(), "large.bin", &large);
+    // Small tuning: 3 MiB goes up as 1 MiB blocks.
+    let tuning = Tuning {
+        single_put_max: 2 << 20,
+        block: 1 << 20,
+        ..Tuning::from_env()
+    };
+    let store = AzureStore::open_with(
+        config::AzureTarget {
+            datastore: "az".into(),
+            account: ACCOUNT.into(),
+            container: "box".into(),
+            service_url: az.endpoint(),
+            auth: config::Auth::SharedKey(base64_decode(KEY)),
+            hierarchical: false,
+        },
+        tuning,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // No pre-check here: only the conditional create stands between us and the blob.
+        for name in ["small.txt", "large.bin"] {
+            let e = store
+                .upload(&dir.path().join(name), name, false)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, StoreError::AlreadyExists { .. }), "{name}: {e}");
+        }
+        assert_eq!(az.py(&["get", "box", "small.txt"]), "original");
+        assert_eq!(az.py(&["get", "box", "large.bin"]), "original");
+        store
+            .upload(&dir.path().join("large.bin"), "copy/large.bin", false)
+            .await
+            .unwrap();
+        let props = store.client().head("copy/large.bin").await.unwrap();
+        let md5: [u8; 16] = md5_of(&large);
+        assert_eq!(
+            props.md5,
+            Some(md5),
+            "a block upload must carry the file's MD5"
+        );
+        assert_eq!(props.size, large.len() as u64);
+    });
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn md5_of(b: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(b).into()
+}
+
+#[test]
+fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let src = tempfile::tempdir().unwrap();
+    // Hashed inline (small), by a hashing thread (one GET), from the file (ranges).
+    put(src.path(), "small.txt", b"small");
+    put(src.path(), "mid.bin", &bytes(8, 2 * 1024 * 1024));
+    put(src.path(), "big.bin", &bytes(9, 5 * 1024 * 1024));
+    az.py(&[
+        "upload",
+        src.path().to_str().unwrap(),
+        "box",
+        "--prefix",
+        "bad",
+        "--bad-md5",
+    ]);
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    for name in ["small.txt", "mid.bin", "big.bin"] {
+        let dl = s.path().join("dl");
+        let o = ds(
+            &s,
+            &[
+                "download",
+                "az",
+                "--target-path",
+                dl.to_str().unwrap(),
+                "--prefix",
+                &format!("bad/{name}"),
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(code::STAGING_FAILED),
+            "{name}: {:?}",
+            text(&o)
+        );
+        assert!(text(&o).1.contains("MD5"), "{name}: {:?}", text(&o));
+        assert!(
+            !dl.join("bad").join(name).exists(),
+            "{name}: a corrupt copy landed under its final name"
+        );
+    }
+}

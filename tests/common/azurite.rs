@@ -1,0 +1,188 @@
+//! A private Azurite (blob service) for one test: a free loopback port, its own
+//! storage folder, killed when dropped. Plus the Azure Python SDK, to make blobs the way
+//! Microsoft's tools do (including names stagehand must refuse).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Azurite's public development account and key (documented by Microsoft).
+pub const ACCOUNT: &str = "devstoreaccount1";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// One running Azurite.
+pub struct Azurite {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    python: PathBuf,
+}
+
+fn missing(what: &str) -> Option<Azurite> {
+    if super::in_ci() {
+        panic!("{what}; CI=true, so this test cannot pass without it (run scripts/test)");
+    }
+    eprintln!("{what}: this test returns early without checking anything (run scripts/test to install it)");
+    None
+}
+
+fn tool(var: &str, repo_rel: &str, on_path: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = super::repo().join(repo_rel);
+    if local.exists() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(on_path))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Azurite {
+    /// Starts Azurite, or returns None (outside CI) when it or the Python SDK is not
+    /// installed.
+    pub fn start() -> Option<Azurite> {
+        let Some(bin) = tool(
+            "STAGEHAND_TEST_AZURITE",
+            ".tools/npm/node_modules/.bin/azurite-blob",
+            "azurite-blob",
+        ) else {
+            return missing("Azurite is not installed (STAGEHAND_TEST_AZURITE unset, no .tools/npm, no azurite-blob on PATH)");
+        };
+        let Some(python) = tool(
+            "STAGEHAND_TEST_PYTHON",
+            ".tools/venv/bin/python",
+            "no-such-python",
+        ) else {
+            return missing("the Azure Python SDK is not installed (STAGEHAND_TEST_PYTHON unset, no .tools/venv)");
+        };
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("no free port");
+            let dir = tempfile::Builder::new()
+                .prefix("stagehand-azurite-")
+                .tempdir()
+                .unwrap();
+            let child = Command::new(&bin)
+                .args([
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    &port.to_string(),
+                    "--location",
+                ])
+                .arg(dir.path())
+                .args([
+                    "--silent",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--disableTelemetry",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut a = Azurite {
+                child,
+                port,
+                _dir: dir,
+                python: python.clone(),
+            };
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = a.child.try_wait() {
+                    break; // port taken in the meantime: try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(a);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("Azurite did not start");
+    }
+
+    /// The blob service URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// Runs the Python helper (tests/common/azblob.py) with `args`; panics on failure.
+    pub fn py(&self, args: &[&str]) -> String {
+        let o = self.py_raw(args);
+        assert!(
+            o.status.success(),
+            "azblob.py {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs the Python helper and returns its output whatever happened.
+    pub fn py_raw(&self, args: &[&str]) -> Output {
+        Command::new(&self.python)
+            .arg(super::repo().join("tests/common/azblob.py"))
+            .args(args)
+            .env("AZ_ENDPOINT", self.endpoint())
+            .env("ACCOUNT", ACCOUNT)
+            .env("ACCOUNT_KEY", KEY)
+            .output()
+            .expect("cannot run python")
+    }
+
+    /// Creates containers.
+    pub fn mkcontainer(&self, names: &[&str]) {
+        let mut a = vec!["mkcontainer"];
+        a.extend_from_slice(names);
+        self.py(&a);
+    }
+
+    /// Uploads every file under `dir` to `container` as `prefix/<relative path>`, with
+    /// its Content-MD5.
+    pub fn upload_tree(&self, dir: &Path, container: &str, prefix: &str) {
+        self.py(&[
+            "upload",
+            dir.to_str().unwrap(),
+            container,
+            "--prefix",
+            prefix,
+            "--md5",
+        ]);
+    }
+
+    /// `name -> sha256` of every blob under `prefix`.
+    pub fn sha256s(
+        &self,
+        container: &str,
+        prefix: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        self.py(&["sha256", container, "--prefix", prefix])
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(h, n)| (n.to_string(), h.to_string()))
+            })
+            .collect()
+    }
+
+    /// A container SAS token (read, add, create, write, delete, list).
+    pub fn sas(&self, container: &str) -> String {
+        self.py(&["sas", container]).trim().to_string()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
