@@ -720,3 +720,52 @@ fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
         );
     }
 }
+
+/// Whether FUSE can be used here (as tests/mount.rs decides); in CI its absence fails.
+fn fuse_ready() -> bool {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    if dev.is_err() {
+        if in_ci() {
+            panic!(
+                "FUSE is not usable here ({:?}); CI must have it (scripts/test installs fuse3)",
+                dev.err()
+            );
+        }
+        eprintln!("FUSE is not usable here: this test returns early without checking anything");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
+    let Some(az) = Azurite::start() else { return };
+    if !fuse_ready() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    put(src.path(), "large.bin", &bytes(21, 5 * 1024 * 1024 + 3));
+    put(src.path(), "d/e/small.txt", b"through the mount\n");
+    az.mkcontainer(&["box"]);
+    az.upload_tree(src.path(), "box", "in");
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    let j = job(
+        &s,
+        "name: mounted\ncommand: [\"sh\", \"-c\", \"cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt\"]\ninputs:\n  data: {path: in, mode: mount}\noutputs:\n  sums: {path: \"sums-{run_id}\", mode: upload}\n",
+    );
+    let o = run(&s, &j);
+    let (so, se) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let sums = std::fs::read_to_string(s.run_dir().join("outputs/sums/sums.txt")).unwrap();
+    let want = tree(src.path());
+    for (name, sha) in [
+        ("large.bin", &want["large.bin"]),
+        ("d/e/small.txt", &want["d/e/small.txt"]),
+    ] {
+        assert!(sums.contains(&format!("{sha}  {name}")), "{name}: {sums}");
+    }
+}
