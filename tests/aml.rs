@@ -1,9 +1,10 @@
 //! Azure ML's own files, run as they are: SDK-written `.runconfig` files and v2
 //! command jobs / datastore files from Azure/azureml-examples (tests/fixtures/aml),
 //! planned with exact paths and variables, and run end to end on a `type: local`
-//! datastore.
+//! datastore and on an Azure Blob datastore (a private Azurite).
 
 mod common;
+use common::azurite::{fuse_ready, Azurite, KEY, KEY_FROM_ENV};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -283,8 +284,9 @@ fn docker_and_command_runconfigs_plan() {
     );
 }
 
-/// A project as Azure ML users have it: `.azureml/runnable.runconfig` beside the script.
-fn runnable_project(s: &Scratch, config: &str, script: Option<(&str, &str)>) -> (PathBuf, PathBuf) {
+/// A project as Azure ML users have it: `.azureml/runnable.runconfig` beside the script,
+/// and its data in `data/`; returns the runconfig.
+fn runnable_code(s: &Scratch, config: &str, script: Option<(&str, &str)>) -> PathBuf {
     let project = s.path().join("project");
     std::fs::create_dir_all(project.join(".azureml")).unwrap();
     let job = project.join(".azureml").join(config);
@@ -295,11 +297,62 @@ fn runnable_project(s: &Scratch, config: &str, script: Option<(&str, &str)>) -> 
     s.write("data/in/names.txt", "Ada\nGrace\n");
     s.write("data/in/folder/a.txt", "a");
     s.write("data/in/folder/b.txt", "b");
+    job
+}
+
+/// [`runnable_code`] with a workspace whose datastore `local` is the `data/` folder.
+fn runnable_project(s: &Scratch, config: &str, script: Option<(&str, &str)>) -> (PathBuf, PathBuf) {
+    let job = runnable_code(s, config, script);
     let ws = s.write(
         "workspace.yaml",
         "default_datastore: local\ndatastores:\n  local: {type: local, root: ./data}\n",
     );
     (job, ws)
+}
+
+/// Whether the mount inputs in `file` will be mounted: where FUSE cannot be used
+/// (outside CI) they become downloads so the rest of the job is still checked.
+fn mounts(file: &std::path::Path, mount: &str) -> bool {
+    if fuse_ready("the mount inputs are downloaded instead") {
+        return true;
+    }
+    let text = std::fs::read_to_string(file).unwrap();
+    let changed = text.replace(&format!("mode: {mount}"), "mode: download");
+    assert_ne!(text, changed, "no mount in {}", file.display());
+    std::fs::write(file, changed).unwrap();
+    false
+}
+
+/// Checks that input `name` was mounted (when FUSE is usable): staged as a mount that
+/// moved no bytes.
+fn check_mounted(mounted: bool, events: &[Value], name: &str) {
+    if !mounted {
+        return;
+    }
+    let of = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == kind && e["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} for {name}"))
+    };
+    assert_eq!(of("stage_started")["mode"], "mount");
+    assert_eq!(of("stage_finished")["bytes"], 0, "{}", of("stage_finished"));
+}
+
+/// [`runnable_code`] with its data in a container of `az` and a workspace whose datastore
+/// `local` (the name the runconfig uses) is that container; and whether it mounts.
+fn runnable_on_azurite(
+    s: &Scratch,
+    az: &Azurite,
+    config: &str,
+    script: Option<(&str, &str)>,
+) -> (PathBuf, PathBuf, bool) {
+    let job = runnable_code(s, config, script);
+    let mounted = mounts(&job, "mount");
+    az.mkcontainer(&["data"]);
+    az.upload_tree(&s.path().join("data"), "data", "");
+    let ws = az.workspace(s, "workspace.yaml", "local", "data", KEY_FROM_ENV);
+    (job, ws, mounted)
 }
 
 const JOB_PY: &str = r#"
@@ -369,6 +422,59 @@ fn runnable_command_runconfig_runs() {
         std::fs::read_to_string(data.join("out/copy/stage.txt")).unwrap(),
         "command\n"
     );
+}
+
+/// The same runconfig on an Azure Blob datastore: download, mount (FUSE) and both
+/// uploads go through Azurite, and the uploaded blobs are exactly what the script wrote.
+#[test]
+fn runnable_runconfig_runs_against_azurite_and_its_uploads_land() {
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let (job, ws, mounted) =
+        runnable_on_azurite(&s, &az, "runnable.runconfig", Some(("job.py", JOB_PY)));
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    assert!(so.contains("job.py done"), "{so}");
+    let events = s.events();
+    assert_eq!(finished(&events)["status"], "succeeded");
+    check_mounted(mounted, &events, "folder");
+    let uploaded: Vec<String> = az.sha256s("data", "out/").into_keys().collect();
+    assert_eq!(uploaded, ["out/result/greeting.txt", "out/single.txt"]);
+    assert_eq!(
+        az.get("data", "out/result/greeting.txt"),
+        "Hello, Ada!\nHello, Grace!\n"
+    );
+    assert_eq!(az.get("data", "out/single.txt"), "a.txt,b.txt\n");
+}
+
+/// `command` instead of `script`, on Azure: the datastore's root is mounted (named after
+/// the datastore) and the copy uploads.
+#[test]
+fn runnable_command_runconfig_runs_against_azurite() {
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let (job, ws, mounted) = runnable_on_azurite(&s, &az, "runnable-command.runconfig", None);
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    check_mounted(mounted, &s.events(), "local");
+    let uploaded: Vec<String> = az.sha256s("data", "out/").into_keys().collect();
+    assert_eq!(uploaded, ["out/copy/names.txt", "out/copy/stage.txt"]);
+    assert_eq!(az.get("data", "out/copy/names.txt"), "Ada\nGrace\n");
+    assert_eq!(az.get("data", "out/copy/stage.txt"), "command\n");
 }
 
 #[test]
@@ -442,6 +548,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$AZURE_ML_INPUT_names" = "$names" ] || { echo "AZURE_ML_INPUT_names differs" >&2; exit 3; }
+[ "$AZURE_ML_INPUT_folder" = "$folder" ] || { echo "AZURE_ML_INPUT_folder differs" >&2; exit 3; }
 [ "$AZURE_ML_OUTPUT_result" = "$out" ] || { echo "AZURE_ML_OUTPUT_result differs" >&2; exit 3; }
 [ "$AZURE_ML_INPUT_times" = 2 ] || { echo "AZURE_ML_INPUT_times is not 2" >&2; exit 3; }
 i=0
@@ -450,17 +557,24 @@ while [ $i -lt "$times" ]; do
   i=$((i + 1))
 done >"$out/greeting.txt"
 ls "$folder" >"$AZURE_ML_OUTPUT_default_out/listing.txt"
+env | grep '^AZURE_ML_' | LC_ALL=C sort >"$AZURE_ML_OUTPUT_default_out/env.txt"
 "#;
 
-fn v2_project(s: &Scratch) -> PathBuf {
+/// The v2 job, its code and its data in `v2/data`; returns the job file.
+fn v2_code(s: &Scratch) -> PathBuf {
     s.write("v2/src/run.sh", RUN_SH);
     s.write("v2/data/in/names.txt", "Ada\nGrace\n");
     s.write("v2/data/in/folder/a.txt", "a");
+    s.write("v2/job.yml", V2_JOB)
+}
+
+/// [`v2_code`] with a workspace beside the job whose datastore `local` is `v2/data`.
+fn v2_project(s: &Scratch) -> PathBuf {
     s.write(
         "v2/workspace.yaml",
         "default_datastore: local\ndatastores:\n  local: {type: local, root: ./data}\n",
     );
-    s.write("v2/job.yml", V2_JOB)
+    v2_code(s)
 }
 
 #[test]
@@ -527,6 +641,63 @@ fn v2_command_job_runs_and_its_uploads_land() {
     assert_eq!(
         std::fs::read_to_string(data.join("azureml/r2/default_out/listing.txt")).unwrap(),
         "a.txt\n"
+    );
+}
+
+/// The v2 job on Azure: `download` and `ro_mount` (FUSE) inputs from Azurite, the
+/// `upload` output and the default output land there, and the job saw exactly the
+/// AZURE_ML_ variables Azure ML sets.
+#[test]
+fn v2_command_job_runs_against_azurite_and_its_uploads_land() {
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let job = v2_code(&s);
+    let mounted = mounts(&job, "ro_mount");
+    az.mkcontainer(&["data"]);
+    az.upload_tree(&s.path().join("v2/data"), "data", "");
+    // Beside the job, where it is found without --workspace.
+    az.workspace(&s, "v2/workspace.yaml", "local", "data", KEY_FROM_ENV);
+    let out = s
+        .run_cmd(&job)
+        .arg("--run-id")
+        .arg("r2")
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    check_mounted(mounted, &s.events(), "folder");
+    let uploaded: Vec<String> = az
+        .sha256s("data", "")
+        .into_keys()
+        .filter(|n| !n.starts_with("in/"))
+        .collect();
+    assert_eq!(
+        uploaded,
+        [
+            "azureml/r2/default_out/env.txt",
+            "azureml/r2/default_out/listing.txt",
+            "out/r2/greeting.txt"
+        ]
+    );
+    assert_eq!(
+        az.get("data", "out/r2/greeting.txt"),
+        "Hello, Ada!\nHello, Grace!\nHello, Ada!\nHello, Grace!\n"
+    );
+    assert_eq!(
+        az.get("data", "azureml/r2/default_out/listing.txt"),
+        "a.txt\n"
+    );
+    let r = |p: &str| format!("{}/{p}", s.run_dir().display());
+    assert_eq!(
+        az.get("data", "azureml/r2/default_out/env.txt"),
+        format!(
+            "AZURE_ML_INPUT_folder={}\nAZURE_ML_INPUT_greeting=Hello\nAZURE_ML_INPUT_names={}\nAZURE_ML_INPUT_times=2\nAZURE_ML_OUTPUT_default_out={}\nAZURE_ML_OUTPUT_result={}\n",
+            r("inputs/folder/folder"),
+            r("inputs/names/names.txt"),
+            r("outputs/default_out"),
+            r("outputs/result"),
+        )
     );
 }
 

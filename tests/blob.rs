@@ -4,7 +4,7 @@
 //! ranges, block uploads).
 
 mod common;
-use common::azurite::{Azurite, ACCOUNT, KEY};
+use common::azurite::{fuse_ready, Azurite, ACCOUNT, KEY, KEY_FROM_ENV};
 use common::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -82,16 +82,8 @@ fn hex(b: &[u8]) -> String {
 
 /// Writes a workspace with one Azure datastore `az` on `container`.
 fn workspace(s: &Scratch, az: &Azurite, container: &str, credentials: &str) -> PathBuf {
-    s.write(
-        "job/workspace.yaml",
-        &format!(
-            "default_datastore: az\ndatastores:\n  az:\n    type: azure_blob\n    account_name: {ACCOUNT}\n    container_name: {container}\n    endpoint: {}\n    credentials: {credentials}\n",
-            az.endpoint()
-        ),
-    )
+    az.workspace(s, "job/workspace.yaml", "az", container, credentials)
 }
-
-const KEY_FROM_ENV: &str = "{account_key: {env: TEST_AZ_KEY}}";
 
 fn job(s: &Scratch, yaml: &str) -> PathBuf {
     s.write("job/job.yaml", yaml)
@@ -721,29 +713,10 @@ fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
     }
 }
 
-/// Whether FUSE can be used here (as tests/mount.rs decides); in CI its absence fails.
-fn fuse_ready() -> bool {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse");
-    if dev.is_err() {
-        if in_ci() {
-            panic!(
-                "FUSE is not usable here ({:?}); CI must have it (scripts/test installs fuse3)",
-                dev.err()
-            );
-        }
-        eprintln!("FUSE is not usable here: this test returns early without checking anything");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
     let Some(az) = Azurite::start() else { return };
-    if !fuse_ready() {
+    if !fuse_ready("this test returns early without checking anything") {
         return;
     }
     let src = tempfile::tempdir().unwrap();

@@ -12,6 +12,31 @@ pub const ACCOUNT: &str = "devstoreaccount1";
 pub const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// Credentials for [`Azurite::workspace`]: the account key from `TEST_AZ_KEY`, which
+/// the command must then have (`.env("TEST_AZ_KEY", KEY)`).
+pub const KEY_FROM_ENV: &str = "{account_key: {env: TEST_AZ_KEY}}";
+
+/// Whether FUSE can be used here, for mount inputs on an Azure store (tests/mount.rs
+/// checks more, for its own mounts); in CI its absence fails. Outside CI it says what
+/// the test does `without` it.
+pub fn fuse_ready(without: &str) -> bool {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    if dev.is_err() {
+        if super::in_ci() {
+            panic!(
+                "FUSE is not usable here ({:?}); CI must have it (scripts/test installs fuse3)",
+                dev.err()
+            );
+        }
+        eprintln!("FUSE is not usable here: {without}");
+        return false;
+    }
+    true
+}
+
 /// One running Azurite.
 pub struct Azurite {
     child: Child,
@@ -172,6 +197,31 @@ impl Azurite {
                     .map(|(h, n)| (n.to_string(), h.to_string()))
             })
             .collect()
+    }
+
+    /// A blob's content (as text).
+    pub fn get(&self, container: &str, name: &str) -> String {
+        self.py(&["get", container, name])
+    }
+
+    /// Writes a workspace file at `rel` in `s` whose datastore `datastore` (also the
+    /// default) is `container` on this Azurite, with `credentials` (YAML flow text, e.g.
+    /// [`KEY_FROM_ENV`]).
+    pub fn workspace(
+        &self,
+        s: &super::Scratch,
+        rel: &str,
+        datastore: &str,
+        container: &str,
+        credentials: &str,
+    ) -> PathBuf {
+        s.write(
+            rel,
+            &format!(
+                "default_datastore: {datastore}\ndatastores:\n  {datastore}:\n    type: azure_blob\n    account_name: {ACCOUNT}\n    container_name: {container}\n    endpoint: {}\n    credentials: {credentials}\n",
+                self.endpoint()
+            ),
+        )
     }
 
     /// A container SAS token (read, add, create, write, delete, list).
