@@ -3,92 +3,16 @@
 //! mount). Without FUSE these tests fail in CI and return early elsewhere.
 
 mod common;
+use common::fuse::{fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
 use common::*;
 
 use stagehand::mount::{RunMounts, Settings};
 use stagehand::store::local::LocalStore;
 use stagehand::store::DynStore;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Whether FUSE can be used here. In CI its absence is a failure.
-fn fuse_ready() -> bool {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse");
-    let root = nix_is_root();
-    let helper = ["/usr/bin/fusermount3", "/bin/fusermount3"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    let ok = dev.is_ok() && (root || helper);
-    if !ok {
-        let why = format!(
-            "FUSE is not usable here (/dev/fuse: {:?}, root: {root}, fusermount3: {helper})",
-            dev.err()
-        );
-        if in_ci() {
-            panic!("{why}; CI must have it (scripts/test installs fuse3)");
-        }
-        eprintln!("{why}: this test needs it and returns early without checking anything");
-    }
-    ok
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A local datastore in `root` with `data/big.bin` (48 MiB), `data/small/s{0..20}.txt`,
-/// and a 400-file tree `data/tree/d{0..10}/e{0..4}/f{i}.txt`.
-fn make_store(root: &Path) -> Vec<u8> {
-    let big = noise(48 << 20, 7);
-    std::fs::create_dir_all(root.join("data/small")).unwrap();
-    std::fs::write(root.join("data/big.bin"), &big).unwrap();
-    for i in 0..20 {
-        std::fs::write(
-            root.join(format!("data/small/s{i}.txt")),
-            format!("small file {i}\n"),
-        )
-        .unwrap();
-    }
-    for i in 0..400 {
-        let d = root.join(format!("data/tree/d{}/e{}", i % 10, i % 4));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(format!("f{i}.txt")), format!("{i}\n")).unwrap();
-    }
-    big
-}
-
-fn mounted_at(mp: &Path) -> bool {
-    let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let mp = mp.to_string_lossy().replace(' ', "\\040");
-    table.lines().any(|l| l.split(' ').nth(1) == Some(&mp))
-}
 
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -263,18 +187,6 @@ fn a_job_reads_its_input_through_the_mount_and_the_mount_is_gone_after() {
     assert_eq!(stage["destination"], mp.display().to_string());
 }
 
-/// Waits until `cond` holds, at most `secs` seconds.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 #[test]
 fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
     if !fuse_ready() {
@@ -294,7 +206,7 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
         "the job never started"
     );
     assert!(mounted_at(&mp));
-    nix_kill(child.id(), 15);
+    kill(child.id(), 15);
     let status = wait_child(&mut child, 30);
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
@@ -318,7 +230,7 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
         "the job never started"
     );
-    nix_kill(child.id(), 9);
+    kill(child.id(), 9);
     let _ = child.wait();
     // After SIGKILL the mount stays behind, disconnected. (Not asserted: an agent that
     // another test starts meanwhile may already have cleaned it, rightly.)
@@ -383,36 +295,6 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
     assert!(done["bytes"].as_u64().unwrap() >= 48 << 20, "{done}");
 }
 
-fn nix_kill(pid: u32, sig: i32) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
-/// The child's exit code, waiting at most `secs`.
-fn wait_child(child: &mut std::process::Child, secs: u64) -> Option<i32> {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            if let Some(mut e) = child.stderr.take() {
-                let mut buf = String::new();
-                let _ = std::io::Read::read_to_string(&mut e, &mut buf);
-                let _ = std::io::stderr().write_all(buf.as_bytes());
-            }
-            return st.code();
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("the agent did not exit within {secs}s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_mount_still_held_by_an_escaped_process_is_detached_and_the_job_times_out_cleanly() {
     if !fuse_ready() {
@@ -475,7 +357,7 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
         "the job never started"
     );
-    nix_kill(child.id(), 9);
+    kill(child.id(), 9);
     let _ = child.wait();
     let out = Command::new(bin())
         .arg("gc")

@@ -16,27 +16,6 @@ pub const KEY: &str =
 /// the command must then have (`.env("TEST_AZ_KEY", KEY)`).
 pub const KEY_FROM_ENV: &str = "{account_key: {env: TEST_AZ_KEY}}";
 
-/// Whether FUSE can be used here, for mount inputs on an Azure store (tests/mount.rs
-/// checks more, for its own mounts); in CI its absence fails. Outside CI it says what
-/// the test does `without` it.
-pub fn fuse_ready(without: &str) -> bool {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse");
-    if dev.is_err() {
-        if super::in_ci() {
-            panic!(
-                "FUSE is not usable here ({:?}); CI must have it (scripts/test installs fuse3)",
-                dev.err()
-            );
-        }
-        eprintln!("FUSE is not usable here: {without}");
-        return false;
-    }
-    true
-}
-
 /// One running Azurite.
 pub struct Azurite {
     child: Child,

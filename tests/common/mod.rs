@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod fuse;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
