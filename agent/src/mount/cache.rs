@@ -181,6 +181,19 @@ impl BlockCache {
         (self.cfg.max_run / self.cfg.block_size).max(1)
     }
 
+    /// How many blocks ahead of a reader may be fetched without one of them falling out
+    /// of the cache before the reader gets to it: any number while blocks go to disk;
+    /// without the disk part (capacity 0, or the disk failed), half of what memory holds
+    /// (memory is evicted in order of arrival, and blocks fetched together arrive in any
+    /// order). Beyond that, a block fetched ahead is evicted unread and fetched again.
+    pub fn max_ahead(&self) -> u64 {
+        if self.cfg.capacity >= self.cfg.block_size && !self.disk_failed.load(Ordering::Relaxed) {
+            u64::MAX
+        } else {
+            (self.cfg.mem_bytes / self.cfg.block_size / 2).max(1)
+        }
+    }
+
     /// The number of blocks of an object.
     pub fn blocks(&self, object: &ObjectId) -> u64 {
         object.size.div_ceil(self.cfg.block_size)

@@ -624,7 +624,7 @@ impl Core {
                     end,
                     self.cache.block_size(),
                     self.cache.blocks(object),
-                    self.cfg.max_readahead_blocks,
+                    self.cfg.max_readahead_blocks.min(self.cache.max_ahead()),
                     self.cache.blocks_per_run(),
                 );
             if !ahead.is_empty() {
@@ -1251,5 +1251,94 @@ mod tests {
             assert_eq!(core.read(fh, 0, 10).await, Err(FsError::Io));
             assert!(started.elapsed() < Duration::from_secs(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod readahead_tests {
+    use super::*;
+    use crate::mount::cache::CacheConfig;
+    use crate::store::Store;
+    use async_trait::async_trait;
+    use std::ops::Range;
+    use std::path::Path;
+    use std::sync::atomic::AtomicU64;
+
+    /// A store of one object that counts the bytes read from it.
+    struct Counting {
+        data: Bytes,
+        fetched: Arc<AtomicU64>,
+    }
+
+    #[async_trait]
+    impl Store for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
+            Ok(Entry::File(ObjectMeta {
+                path: path.into(),
+                size: self.data.len() as u64,
+                version: None,
+                md5: None,
+            }))
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            Ok(vec![])
+        }
+        async fn list_dir(&self, _: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
+            Ok((vec![], vec![]))
+        }
+        async fn read_range(&self, _: &str, r: Range<u64>) -> Result<Bytes, StoreError> {
+            self.fetched.fetch_add(r.end - r.start, Ordering::SeqCst);
+            Ok(self.data.slice(r.start as usize..r.end as usize))
+        }
+        async fn download(&self, _: &ObjectMeta, _: &Path) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn upload(&self, _: &Path, _: &str, _: bool) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+    }
+
+    /// Without a disk cache, read-ahead must not run further ahead than memory keeps
+    /// blocks: each block fetched ahead and evicted unread was fetched twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sequential_reader_without_a_disk_cache_fetches_each_byte_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bs = 4096u64;
+        let size = 64 * bs;
+        let fetched = Arc::new(AtomicU64::new(0));
+        let store: DynStore = Arc::new(Counting {
+            data: (0..size)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>()
+                .into(),
+            fetched: fetched.clone(),
+        });
+        let cache = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 0,
+            block_size: bs,
+            fetch_concurrency: 8,
+            mem_bytes: 16 * bs,
+            max_run: 8 * bs,
+        })
+        .unwrap();
+        let entry = store.stat("f").await.unwrap();
+        let core = Core::new(store, "f", entry, cache, FsConfig::default());
+        let fh = core.open(1, OpenFlags(libc::O_RDONLY)).unwrap();
+        let mut off = 0;
+        while off < size {
+            let b = core.read(fh, off, 1024).await.unwrap();
+            assert_eq!(b.len(), 1024);
+            off += 1024;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            fetched.load(Ordering::SeqCst),
+            size,
+            "bytes fetched for a {size}-byte object"
+        );
     }
 }
