@@ -57,6 +57,12 @@ fn usage_errors_exit_64() {
     let (code, _, err) = stagehand(s.path(), &["run"]);
     assert_eq!(code, code::INVALID);
     assert!(err.contains("JOB"), "{err}");
+    s.write("ok.yaml", "name: ok\ncommand: [\"true\"]\n");
+    for bad in ["a,b", "../x", "a/b", ".hidden", ""] {
+        let (code, _, err) = stagehand(s.path(), &["run", "ok.yaml", "--run-id", bad]);
+        assert_eq!(code, code::INVALID, "--run-id {bad:?}");
+        assert!(err.contains("--run-id"), "{err}");
+    }
     let (code, _, err) = stagehand(s.path(), &["run", "missing.yaml"]);
     assert_eq!(code, code::INVALID);
     assert!(

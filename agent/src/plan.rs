@@ -333,6 +333,23 @@ pub fn build(
     run_dir: Option<&Path>,
 ) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
+    if let Some(id) = run_id {
+        // The run id becomes part of paths, blob names and mount options.
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !id.starts_with('.');
+        if !ok {
+            return Err(Problems(vec![Problem {
+                file: loaded.job.file.clone(),
+                location: None,
+                field: String::new(),
+                message: format!("--run-id {id:?}: use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
+            }]));
+        }
+    }
     let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
     let run_dir = absolute(
         &run_dir
