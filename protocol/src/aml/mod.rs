@@ -112,6 +112,15 @@ impl ImportReport {
             reason: reason.into(),
         });
     }
+
+    /// Records `key` as ignored, with its reason from `reasons`, or `otherwise`.
+    fn ignore_with(&mut self, key: &str, reasons: &[(&str, &str)], otherwise: &str) {
+        let reason = reasons
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(otherwise, |(_, r)| *r);
+        self.ignore(key, reason);
+    }
 }
 
 /// Options that an importer needs from the command line.

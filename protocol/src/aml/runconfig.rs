@@ -442,12 +442,11 @@ pub fn import(
         {
             continue;
         }
-        let reason = IGNORED
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, r)| *r)
-            .unwrap_or("not a runconfig key stagehand knows; it has no effect");
-        report.ignore(key, reason);
+        report.ignore_with(
+            key,
+            IGNORED,
+            "not a runconfig key stagehand knows; it has no effect",
+        );
     }
 
     let job = JobSpec {
@@ -656,12 +655,11 @@ fn ignore_rest_of_environment(env: &Mapping, report: &mut ImportReport) {
         if key == "environment.python.userManagedDependencies" && v.as_bool() == Some(true) {
             continue;
         }
-        let reason = IGNORED_ENV
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, r)| *r)
-            .unwrap_or("not an environment key stagehand knows; it has no effect");
-        report.ignore(key, reason);
+        report.ignore_with(
+            &key,
+            IGNORED_ENV,
+            "not an environment key stagehand knows; it has no effect",
+        );
     }
 }
 

@@ -348,12 +348,11 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
         if HANDLED.contains(&k) || !is_set(v) {
             continue;
         }
-        let reason = IGNORED
-            .iter()
-            .find(|(i, _)| *i == k)
-            .map(|(_, r)| *r)
-            .unwrap_or("not a command-job key stagehand knows; it has no effect");
-        report.ignore(k, reason);
+        report.ignore_with(
+            k,
+            IGNORED,
+            "not a command-job key stagehand knows; it has no effect",
+        );
     }
 
     let job = JobSpec {
