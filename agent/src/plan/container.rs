@@ -1,0 +1,169 @@
+//! The container side of a plan: where the run folder, the job's folder and data
+//! outside the run folder appear inside the container, and how each is bound.
+
+use super::*;
+
+/// How mounts made on the node under a bind's source reach the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Propagation {
+    /// Only what is mounted when the container starts (Docker's default).
+    #[serde(rename = "rprivate")]
+    Private,
+    /// Mounts made or removed later on the node follow into the container, which is
+    /// what a FUSE input mounted under the run folder needs.
+    #[serde(rename = "rslave")]
+    Slave,
+}
+
+/// A folder or file of the node bound into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// Why it is there: `run folder`, `job folder`, `input train`, `volumes[0]`.
+    pub purpose: String,
+    /// The path on the node.
+    pub host: PathBuf,
+    /// The path in the container.
+    pub container: String,
+    /// Whether the job may write to it.
+    pub read_only: bool,
+    /// How later mounts under it propagate.
+    pub propagation: Propagation,
+}
+
+/// A containerised job: the spec's settings plus what stagehand decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerPlan {
+    /// The `container:` section as written.
+    #[serde(flatten)]
+    pub spec: ContainerSpec,
+    /// The working folder inside the container.
+    pub working_dir: String,
+    /// Everything bound into the container, in the order it is mounted.
+    pub binds: Vec<Bind>,
+}
+
+/// Decides where each data reference appears in the container and what is bound
+/// there; sets every `job_path` to the container path, so the environment and the
+/// substituted command line (built from `job_path` alone) carry container paths.
+///
+/// The run folder is bound read-write at [`CONTAINER_RUN_DIR`] (outputs and the code
+/// snapshot live in it); each input is bound again read-only on top of it, so a job
+/// cannot change its inputs; data outside the run folder appears under
+/// [`CONTAINER_DATA_DIR`]; a job without code sees its own folder, read-only, at
+/// [`CONTAINER_JOB_DIR`], as its working folder.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn container_plan(
+    loaded: &Loaded,
+    spec: &ContainerSpec,
+    run_dir: &Path,
+    working_dir: &Path,
+    code: &mut Option<DataPlan>,
+    inputs: &mut [DataPlan],
+    outputs: &mut [DataPlan],
+    removed_environment: &[String],
+) -> Result<ContainerPlan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut binds = vec![Bind {
+        purpose: "run folder".into(),
+        host: run_dir.to_path_buf(),
+        container: CONTAINER_RUN_DIR.into(),
+        read_only: false,
+        propagation: Propagation::Slave,
+    }];
+    // The code snapshot is the working folder and jobs write there (caches,
+    // checkpoints), so it stays writable, as it is for a process job.
+    let workdir = match code.as_mut() {
+        Some(c) => {
+            let rel = c
+                .local_path
+                .strip_prefix(run_dir)
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
+            c.job_path = format!("{CONTAINER_RUN_DIR}/{rel}")
+                .trim_end_matches('/')
+                .to_string();
+            c.job_path.clone()
+        }
+        None => {
+            binds.push(Bind {
+                purpose: "job folder".into(),
+                host: working_dir.to_path_buf(),
+                container: CONTAINER_JOB_DIR.into(),
+                read_only: true,
+                propagation: Propagation::Private,
+            });
+            CONTAINER_JOB_DIR.to_string()
+        }
+    };
+    let mut place = |d: &mut DataPlan| {
+        let (container, inside) = match d.local_path.strip_prefix(run_dir) {
+            Ok(rel) => (format!("{CONTAINER_RUN_DIR}/{}", rel.display()), true),
+            Err(_) => {
+                let leaf = d
+                    .local_path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| d.name.clone());
+                (format!("{CONTAINER_DATA_DIR}/{}/{leaf}", d.name), false)
+            }
+        };
+        let container = container.trim_end_matches('/').to_string();
+        let read_only = d.direction == Direction::Input;
+        // Writable data inside the run folder is already reachable through its bind.
+        if read_only || !inside {
+            // A one-file output does not exist at launch: bind the folder it goes in.
+            let (host, target) =
+                match (d.is_file, d.local_path.parent(), container.rsplit_once('/')) {
+                    (true, Some(parent), Some((dir, _))) => (parent.to_path_buf(), dir.to_string()),
+                    _ => (d.local_path.clone(), container.clone()),
+                };
+            binds.push(Bind {
+                purpose: format!("{} {}", if read_only { "input" } else { "output" }, d.name),
+                host,
+                container: target,
+                read_only,
+                propagation: if d.mode == Mode::Mount {
+                    Propagation::Slave
+                } else {
+                    Propagation::Private
+                },
+            });
+        }
+        d.job_path = container;
+    };
+    inputs.iter_mut().for_each(&mut place);
+    outputs.iter_mut().for_each(&mut place);
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let host = PathBuf::from(&v.host);
+        if !host.exists() {
+            problems.push(loaded.job.problem(
+                &format!("container.volumes[{i}].host"),
+                format!("{} does not exist on this node", v.host),
+            ));
+            continue;
+        }
+        binds.push(Bind {
+            purpose: format!("volumes[{i}]"),
+            host,
+            container: v.container.trim_end_matches('/').to_string(),
+            read_only: true,
+            propagation: Propagation::Private,
+        });
+    }
+    for (i, name) in spec.env.iter().enumerate() {
+        if removed_environment.contains(name) {
+            problems.push(loaded.job.problem(
+                &format!("container.env[{i}]"),
+                format!("{name} holds a datastore credential; stagehand never passes credentials to the job"),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ContainerPlan {
+        spec: spec.clone(),
+        working_dir: spec.workdir.clone().unwrap_or(workdir),
+        binds,
+    })
+}
