@@ -384,8 +384,7 @@ fn runnable_runconfig_runs_and_its_uploads_land() {
         .arg(&ws)
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(so.contains("job.py done"), "{so}");
     let data = s.path().join("data");
     assert_eq!(
@@ -411,8 +410,7 @@ fn runnable_command_runconfig_runs() {
         .arg(&ws)
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     let data = s.path().join("data");
     // `local.as_mount()`: the datastore's root, named after the datastore.
     assert_eq!(
@@ -440,8 +438,7 @@ fn runnable_runconfig_runs_against_azurite_and_its_uploads_land() {
         .env("TEST_AZ_KEY", KEY)
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(so.contains("job.py done"), "{so}");
     let events = s.events();
     assert_eq!(finished(&events)["status"], "succeeded");
@@ -469,8 +466,7 @@ fn runnable_command_runconfig_runs_against_azurite() {
         .env("TEST_AZ_KEY", KEY)
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     check_mounted(mounted, &s.events(), "local");
     let uploaded: Vec<String> = az.sha256s("data", "out/").into_keys().collect();
     assert_eq!(uploaded, ["out/copy/names.txt", "out/copy/stage.txt"]);
@@ -632,8 +628,7 @@ fn v2_command_job_runs_and_its_uploads_land() {
     let s = Scratch::new();
     let job = v2_project(&s);
     let out = s.run_cmd(&job).arg("--run-id").arg("r2").output().unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     let data = s.path().join("v2/data");
     assert_eq!(
         std::fs::read_to_string(data.join("out/r2/greeting.txt")).unwrap(),
@@ -665,8 +660,7 @@ fn v2_command_job_runs_against_azurite_and_its_uploads_land() {
         .env("TEST_AZ_KEY", KEY)
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     check_mounted(mounted, &s.events(), "folder");
     let uploaded: Vec<String> = az
         .sha256s("data", "")

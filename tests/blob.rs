@@ -127,8 +127,7 @@ outputs:
 "#,
     );
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&o, 0);
     let want = tree(&src);
     let ev = s.events();
     let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
@@ -153,8 +152,7 @@ outputs:
 
     // The same job again: every input is already there and unchanged.
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&o, 0);
     let ev = s.events();
     for name in ["big", "medium", "small"] {
         let f = stage_finished(&ev, name);
@@ -426,8 +424,7 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     child.wait().unwrap();
     assert!(seen_final < sizes.len(), "killed after the end");
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&o, 0);
     assert_eq!(tree(&target), tree(src.path()));
     let leftovers: Vec<_> = std::fs::read_dir(&target)
         .unwrap()
@@ -732,8 +729,7 @@ fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
         "name: mounted\ncommand: [\"sh\", \"-c\", \"cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt\"]\ninputs:\n  data: {path: in, mode: mount}\noutputs:\n  sums: {path: \"sums-{run_id}\", mode: upload}\n",
     );
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&o, 0);
     let sums = std::fs::read_to_string(s.run_dir().join("outputs/sums/sums.txt")).unwrap();
     let want = tree(src.path());
     for (name, sha) in [

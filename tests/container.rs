@@ -109,8 +109,7 @@ echo "to stderr" >&2
     .unwrap();
     std::fs::rename(s.path().join("data"), s.path().join("job/data")).unwrap();
     let out = run_with_id(&s, &job, &run_id);
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, se) = expect_code(&out, 0);
     assert!(
         so.contains("hello from the container"),
         "job stdout not passed through: {so}"
@@ -542,8 +541,7 @@ fn gc_removes_the_container_of_a_sigkilled_agent_and_keeps_live_ones() {
         .arg("gc")
         .output()
         .unwrap();
-    let (so, se) = text(&gc);
-    assert_eq!(gc.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, _) = expect_code(&gc, 0);
     assert!(so.contains(&format!("run {run_id}")), "{so}");
     let left = docker::containers_of(&run_id);
     docker::remove_containers_of(&run_id);

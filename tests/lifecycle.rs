@@ -10,8 +10,7 @@ fn hello_example_runs_and_its_output_lands() {
     let ex = s.path().join("hello");
     copy_tree(&repo().join("examples/hello"), &ex);
     let out = s.run(&ex.join("job.yaml"));
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     let ev = s.events();
     let main: Vec<String> = kinds(&ev)
         .into_iter()

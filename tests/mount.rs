@@ -165,8 +165,7 @@ fn a_job_reads_its_input_through_the_mount_and_the_mount_is_gone_after() {
     let s = Scratch::new();
     let job = mount_job(&s, CHECK_SCRIPT, "");
     let out = fuse_cmd(&s, &job).output().unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, se) = expect_code(&out, 0);
     assert!(
         so.contains("MOUNTED") && !so.contains("NOT MOUNTED"),
         "{so}"
@@ -272,8 +271,7 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
         .env("STAGEHAND_FUSE_DEVICE", "/nonexistent/fuse")
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, se) = expect_code(&out, 0);
     assert!(
         so.contains("NOT MOUNTED") && so.contains("BIG EXACT") && so.contains("FILES 400"),
         "{so}"
@@ -364,8 +362,7 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(!mounted_at(&mp), "gc left the stale mount: {so}");
 }
 

@@ -87,8 +87,7 @@ fn a_job_reads_an_azure_container_through_the_mount_and_the_mount_is_gone_after(
         return;
     };
     let out = cmd(&s, &job).output().unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout: {so}\nstderr: {se}");
+    expect_code(&out, 0);
     let ev = s.events();
     assert_eq!(finished(&ev)["status"], "succeeded");
     let mp = mountpoint(&ev);

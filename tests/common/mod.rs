@@ -155,3 +155,11 @@ pub fn plan_json(job: &Path, extra: &[&str]) -> Value {
     );
     serde_json::from_str(&so).unwrap_or_else(|e| panic!("plan is not JSON: {e}\n{so}"))
 }
+
+/// Asserts that a run ended with `code`, showing its output when it did not, and
+/// returns its stdout and stderr.
+pub fn expect_code(o: &Output, code: i32) -> (String, String) {
+    let (so, se) = text(o);
+    assert_eq!(o.status.code(), Some(code), "stdout: {so}\nstderr: {se}");
+    (so, se)
+}
