@@ -204,7 +204,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             let pairs = match file_pairs(&files, relative_root.as_deref(), &target) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("stagehand: {e}");
+                    eprintln!("stagehand: {}", redact(&e.to_string()));
                     return exit::INVALID;
                 }
             };
@@ -262,7 +262,7 @@ fn open(ws: &Workspace, ws_dir: &Path, name: &str, path: &str) -> Option<(DynSto
     let path = match stagehand_protocol::path::spec_path(path) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("stagehand: {e}");
+            eprintln!("stagehand: {}", redact(&e.to_string()));
             return None;
         }
     };
@@ -467,7 +467,7 @@ async fn check(ws: &Workspace, ws_dir: &Path, name: &str, create: bool) -> i32 {
                     0
                 }
                 Err(e) => {
-                    eprintln!("stagehand: {e}");
+                    eprintln!("stagehand: {}", redact(&e.to_string()));
                     exit::STAGING_FAILED
                 }
             }
