@@ -5,7 +5,8 @@
 #   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; 10,000 small GETs, 32 at a time
 #   download  each tool: container -> empty local dir       (big, medium, small)
 #   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite
-# Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-nomd5 rclone-tuned rclone python azcopy),
+# Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all rclone-tuned rclone python azcopy;
+#      also stagehand-nomd5),
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
 #      by default, remembered in .tools/bench-workdir).
 # Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
@@ -17,7 +18,7 @@ set -euo pipefail
 
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-1}
-TOOLS=${TOOLS:-stagehand stagehand-nomd5 rclone-tuned rclone python azcopy}
+TOOLS=${TOOLS:-stagehand stagehand-md5all rclone-tuned rclone python azcopy}
 DATASETS=${DATASETS:-big medium small}
 SECTIONS=${*:-ceiling download upload}
 export DATA BENCH_WORK
@@ -133,7 +134,7 @@ for section in $SECTIONS; do
     for ds in $DATASETS; do
       [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue # as the anchors: set UPLOAD_SMALL=1 to include it
       for tool in $TOOLS; do
-        [ "$tool" = stagehand-nomd5 ] && continue # the same upload as stagehand
+        case $tool in stagehand-*) continue ;; esac # the same upload as stagehand
         fresh_upload_azurite
         VERIFY="" record "up-$tool-$ds" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_UP_PORT" 590 \
           bash "$BENCH_HERE/xfer.sh" "$tool" up "$ds"

@@ -50,12 +50,12 @@ def main(d):
         cr = f"{c / sh:.0%}" if c else "-"
         orss = ", ".join(f"{t} {v[1]:.0f}" for t, v in sorted(others.items()))
         print(f"| {direction} | {ds} | {sh:.2f} | {best} | {ratio} | {cr} | {rss:.0f} | {orss} |")
-        if "stagehand-nomd5" in tools:
-            nw, nrss = tools["stagehand-nomd5"]
-            r = f"{bw / nw:.2f}" if others else "-"
-            ncr = f"{c / nw:.0%}" if c else "-"
-            print(f"| {direction} | {ds} (no MD5 check) | {nw:.2f} | {best} | {r} | {ncr} | {nrss:.0f} | |")
-
+        for variant, label in (("stagehand-md5all", "every MD5 checked"), ("stagehand-nomd5", "no MD5 check")):
+            if variant in tools:
+                nw, nrss = tools[variant]
+                r = f"{bw / nw:.2f}" if others else "-"
+                ncr = f"{c / nw:.0%}" if c else "-"
+                print(f"| {direction} | {ds} ({label}) | {nw:.2f} | {best} | {r} | {ncr} | {nrss:.0f} | |")
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -21,7 +21,9 @@ if [ "$dir" = down ]; then
       --multi-thread-streams 8 --multi-thread-cutoff 64M ;;
   python) exec "$PY" "$BENCH_HERE/azblob.py" download "$ds" "$dest" ;;
   stagehand) exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" download "$ds" --target-path "$dest" ;;
-  stagehand-nomd5) # without the Content-MD5 check, as rclone's multi-thread downloads
+  stagehand-md5all) # every blob hashed, parallel-range ones included (as AzCopy does)
+    STAGEHAND_AZURE_VERIFY_MD5=all exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" download "$ds" --target-path "$dest" ;;
+  stagehand-nomd5) # no Content-MD5 check at all
     STAGEHAND_AZURE_VERIFY_MD5=0 exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" download "$ds" --target-path "$dest" ;;
   azcopy)
     exec "$AZCOPY" copy "$(endpoint)/$ds/*?$(sas_of "$ds")" "$dest" --recursive --from-to BlobLocal ;;
