@@ -64,7 +64,7 @@ impl Manifest {
     pub fn save(&self, target: &Path) -> std::io::Result<()> {
         let path = path_for(target);
         let tmp = super::temp_name(&path);
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
         std::fs::rename(&tmp, &path)
     }
 
