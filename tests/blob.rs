@@ -751,3 +751,92 @@ fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
         assert!(sums.contains(&format!("{sha}  {name}")), "{name}: {sums}");
     }
 }
+
+#[test]
+fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    workspace(&s, &az, "box", KEY_FROM_ENV);
+    let src = s.path().join("src");
+    put(&src, "big.bin", &bytes(11, 6 * 1024 * 1024));
+    put(&src, "small.txt", b"fits");
+    let o = ds(
+        &s,
+        &[
+            "upload",
+            "az",
+            "--src-dir",
+            src.to_str().unwrap(),
+            "--target-path",
+            "d",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // A 2 MiB filesystem: the 6 MiB blob cannot fit.
+    let disk = s.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        assert!(!in_ci(), "cannot mount a small tmpfs (CI runs as root)");
+        eprintln!("cannot mount a tmpfs here (needs root): the full-disk test did not run");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let dl = disk.join("dl");
+    let o = ds(
+        &s,
+        &[
+            "download",
+            "az",
+            "--target-path",
+            dl.to_str().unwrap(),
+            "--prefix",
+            "d",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(code::STAGING_FAILED), "{err}");
+    assert!(
+        err.contains("big.bin") && err.contains("No space left on device"),
+        "the error must name the file and the cause: {err}"
+    );
+    assert!(
+        !dl.join("big.bin").exists(),
+        "a partial file under its final name"
+    );
+    let partials: Vec<_> = walk(&dl)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("stagehand-partial"))
+        .collect();
+    assert!(
+        partials.is_empty(),
+        "temporary files left behind: {partials:?}"
+    );
+}
+
+/// Every file under `root`.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

@@ -3,10 +3,12 @@
 //! prints this; `stagehand run` executes it. Nothing here writes or calls the network.
 
 mod container;
+mod data;
 mod render;
 
 use container::container_plan;
 pub use container::{Bind, ContainerPlan, Propagation};
+use data::Resolver;
 pub use render::{render_import, render_text};
 
 use crate::store::{local::LocalStore, Store};
@@ -302,21 +304,7 @@ pub fn build(
 ) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
     if let Some(id) = run_id {
-        // The run id becomes part of paths, blob names and mount options.
-        let ok = !id.is_empty()
-            && id.len() <= 128
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !id.starts_with('.');
-        if !ok {
-            return Err(Problems(vec![Problem {
-                file: loaded.job.file.clone(),
-                location: None,
-                field: String::new(),
-                message: format!("--run-id {id:?}: use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
-            }]));
-        }
+        check_run_id(loaded, id)?;
     }
     let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
     let run_dir = absolute(
@@ -324,174 +312,30 @@ pub fn build(
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_runs_dir().join(&run_id)),
     );
-    let mut problems = Vec::new();
-    let local_fuse = local_mount_via_fuse();
-
-    let mut resolve_ref = |field: &str,
-                           name: &str,
-                           direction: Direction,
-                           r: &stagehand_protocol::DataRef|
-     -> Option<DataPlan> {
-        let ds_name = r
-            .datastore
-            .clone()
-            .or_else(|| loaded.workspace.default_datastore.clone())?;
-        let ds = loaded.workspace.datastores.get(&ds_name)?;
-        let raw = if direction == Direction::Output {
-            expand_placeholders(&r.path, &run_id, &spec.name).ok()?
-        } else {
-            r.path.clone()
-        };
-        let path = spec_path(&raw).ok()?;
-        let leaf = path
-            .rsplit('/')
-            .next()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&ds_name)
-            .to_string();
-        let default_dir = run_dir
-            .join(if direction == Direction::Input {
-                "inputs"
-            } else {
-                "outputs"
-            })
-            .join(name);
-        let on_compute = r.path_on_compute.as_ref().map(|p| run_dir.join(p));
-        let fuse = r.mode == Mode::Mount && (local_fuse || !matches!(ds, Datastore::Local { .. }));
-        let local_path = match (r.mode, ds) {
-            // A local datastore is given to the job in place: nothing to mount.
-            (Mode::Mount, Datastore::Local { root }) if !fuse => {
-                match LocalStore::open(&ds_name, &loaded.workspace_dir().join(root)) {
-                    Ok(store) => match store.local_path(&path) {
-                        Some(p) => p,
-                        None => {
-                            problems.push(loaded.job.problem(
-                                &format!("{field}.path"),
-                                format!("{path:?} resolves outside datastore {ds_name:?}"),
-                            ));
-                            return None;
-                        }
-                    },
-                    Err(e) => {
-                        problems.push(
-                            loaded
-                                .job
-                                .problem(&format!("{field}.datastore"), e.to_string()),
-                        );
-                        return None;
-                    }
-                }
-            }
-            // A read-only FUSE mount, where a download would land.
-            (Mode::Mount, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
-            (Mode::Download, _) => on_compute.unwrap_or_else(|| default_dir.join(&leaf)),
-            (Mode::Upload, _) => on_compute.unwrap_or(default_dir),
-        };
-        if !matches!(
-            ds,
-            Datastore::Local { .. }
-                | Datastore::AzureBlob { .. }
-                | Datastore::AzureDataLakeGen2 { .. }
-        ) {
-            problems.push(loaded.job.problem(
-                &format!("{field}.datastore"),
-                format!("datastore {ds_name:?} is of type {}, which this build of stagehand cannot reach yet", ds.type_name()),
-            ));
-            return None;
-        }
-        let local_path = absolute(&local_path);
-        let is_file = direction == Direction::Output
-            && r.path_on_compute.is_some()
-            && local_path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.rfind('.').is_some_and(|i| i > 0 && i + 1 < n.len()));
-        Some(DataPlan {
-            name: name.to_string(),
-            direction,
-            mode: r.mode,
-            datastore: ds_name.clone(),
-            datastore_type: ds.type_name(),
-            path,
-            job_path: local_path.display().to_string(),
-            local_path,
-            overwrite: r.overwrite,
-            upload_on: r.upload_on,
-            is_file,
-            local_source: None,
-            fuse,
-            mount_fallback: if r.mode == Mode::Mount {
-                r.mount_fallback
-            } else {
-                None
-            },
-        })
+    let resolver = Resolver {
+        loaded,
+        run_id: &run_id,
+        run_dir: &run_dir,
+        local_fuse: local_mount_via_fuse(),
     };
-
-    let inputs: Vec<DataPlan> = spec
-        .inputs
-        .iter()
-        .filter_map(|(n, r)| resolve_ref(&format!("inputs.{n}"), n, Direction::Input, r))
-        .collect();
-    let outputs: Vec<DataPlan> = spec
-        .outputs
-        .iter()
-        .filter_map(|(n, r)| resolve_ref(&format!("outputs.{n}"), n, Direction::Output, r))
-        .collect();
-    let code_dir = run_dir.join("code");
-    let mut code_problems = Vec::new();
-    let code = spec.code.as_ref().and_then(|c| {
-        if let Some(local) = &c.local {
-            let source = lexical(&absolute(&loaded.job.folder().join(local)));
-            if !source.is_dir() {
-                code_problems.push(
-                    loaded
-                        .job
-                        .problem("code.local", format!("{} is not a folder", source.display())),
-                );
-                return None;
-            }
-            // Copying a folder into a run folder inside it would never end.
-            if lexical(&run_dir).starts_with(&source) {
-                code_problems.push(loaded.job.problem(
-                    "code.local",
-                    format!(
-                        "the run folder {} is inside the code folder {}; give --run-dir (or STAGEHAND_RUNS_DIR) outside it",
-                        run_dir.display(),
-                        source.display()
-                    ),
-                ));
-                return None;
-            }
-            return Some(DataPlan {
-                name: "code".into(),
-                direction: Direction::Input,
-                mode: Mode::Download,
-                datastore: String::new(),
-                datastore_type: "local",
-                path: String::new(),
-                job_path: code_dir.display().to_string(),
-                local_path: code_dir.clone(),
-                overwrite: true,
-                upload_on: UploadOn::Always,
-                is_file: false,
-                local_source: Some(source),
-                fuse: false,
-                mount_fallback: None,
-            });
-        }
-        let r = stagehand_protocol::DataRef {
-            datastore: c.datastore.clone(),
-            path: c.path.clone().unwrap_or_default(),
-            mode: Mode::Download,
-            path_on_compute: Some("code".into()),
-            overwrite: true,
-            upload_on: UploadOn::Always,
-            mount_fallback: None,
+    let mut problems = Vec::new();
+    let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
+        let prefix = match direction {
+            Direction::Input => "inputs",
+            Direction::Output => "outputs",
         };
-        resolve_ref("code", "code", Direction::Input, &r)
-    });
-    problems.extend(code_problems);
+        list.iter()
+            .filter_map(|(n, r)| {
+                resolver.data(&format!("{prefix}.{n}"), n, direction, r, &mut problems)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut inputs = refs(Direction::Input, &spec.inputs);
+    let mut outputs = refs(Direction::Output, &spec.outputs);
+    let mut code = spec
+        .code
+        .as_ref()
+        .and_then(|c| resolver.code(c, &mut problems));
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
@@ -500,10 +344,9 @@ pub fn build(
         None => absolute(&loaded.job.folder()),
     };
     let removed_environment = crate::credentials::protect(&loaded.workspace);
-    let (mut code, mut inputs, mut outputs) = (code, inputs, outputs);
     let container = match &spec.container {
-        Some(c) => {
-            let plan = container_plan(
+        Some(c) => Some(
+            container_plan(
                 loaded,
                 c,
                 &run_dir,
@@ -512,9 +355,9 @@ pub fn build(
                 &mut inputs,
                 &mut outputs,
                 &removed_environment,
-            );
-            Some(plan.map_err(Problems)?)
-        }
+            )
+            .map_err(Problems)?,
+        ),
         None => None,
     };
     let job_run_dir = if container.is_some() {
@@ -522,49 +365,8 @@ pub fn build(
     } else {
         run_dir.display().to_string()
     };
-
-    let mut environment: BTreeMap<String, String> = spec.environment.clone();
-    for d in inputs.iter().chain(&outputs) {
-        environment.insert(format!("{DATAREF_PREFIX}{}", d.name), d.job_path.clone());
-        // The names an Azure ML v2 command job finds its data under.
-        if spec.azure_ml_v2_variables {
-            let prefix = match d.direction {
-                Direction::Input => "AZURE_ML_INPUT_",
-                Direction::Output => "AZURE_ML_OUTPUT_",
-            };
-            environment.insert(format!("{prefix}{}", d.name), d.job_path.clone());
-        }
-    }
-    environment.insert("STAGEHAND_RUN_ID".into(), run_id.clone());
-    environment.insert("STAGEHAND_JOB_NAME".into(), spec.name.clone());
-    environment.insert("STAGEHAND_RUN_DIR".into(), job_run_dir);
-
-    let lookup = |r: &Reference| -> Option<String> {
-        let find = |list: &[DataPlan], n: &str| {
-            list.iter()
-                .find(|d| d.name == n)
-                .map(|d| d.job_path.clone())
-        };
-        match r {
-            Reference::Input(n) => find(&inputs, n),
-            Reference::Output(n) => find(&outputs, n),
-            Reference::DataRef(n) => find(&inputs, n).or_else(|| find(&outputs, n)),
-        }
-    };
-    let command = spec
-        .command
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            substitute(a, lookup).map_err(|r| {
-                loaded.job.problem(
-                    &format!("command[{i}]"),
-                    format!("unknown reference to {:?}", r.name()),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|p| Problems(vec![p]))?;
+    let environment = job_environment(spec, &inputs, &outputs, &run_id, job_run_dir);
+    let command = job_command(loaded, &inputs, &outputs)?;
 
     Ok(Plan {
         run_id,
@@ -592,4 +394,88 @@ pub fn build(
         import: loaded.import.clone(),
         run_dir,
     })
+}
+
+/// A `--run-id` becomes part of paths, blob names and mount options: only a safe
+/// alphabet is taken.
+fn check_run_id(loaded: &Loaded, id: &str) -> Result<(), Problems> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !id.starts_with('.');
+    if ok {
+        return Ok(());
+    }
+    Err(Problems(vec![Problem {
+        file: loaded.job.file.clone(),
+        location: None,
+        field: String::new(),
+        message: format!("--run-id {id:?}: use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
+    }]))
+}
+
+/// The variables stagehand sets for the job: the spec's own, one per data reference
+/// (`AZUREML_DATAREFERENCE_<name>`, and Azure ML v2's names for an imported v2 job),
+/// and the run's identity.
+fn job_environment(
+    spec: &JobSpec,
+    inputs: &[DataPlan],
+    outputs: &[DataPlan],
+    run_id: &str,
+    job_run_dir: String,
+) -> BTreeMap<String, String> {
+    let mut environment = spec.environment.clone();
+    for d in inputs.iter().chain(outputs) {
+        environment.insert(format!("{DATAREF_PREFIX}{}", d.name), d.job_path.clone());
+        if spec.azure_ml_v2_variables {
+            let prefix = match d.direction {
+                Direction::Input => "AZURE_ML_INPUT_",
+                Direction::Output => "AZURE_ML_OUTPUT_",
+            };
+            environment.insert(format!("{prefix}{}", d.name), d.job_path.clone());
+        }
+    }
+    environment.insert("STAGEHAND_RUN_ID".into(), run_id.to_string());
+    environment.insert("STAGEHAND_JOB_NAME".into(), spec.name.clone());
+    environment.insert("STAGEHAND_RUN_DIR".into(), job_run_dir);
+    environment
+}
+
+/// The command line with every `{inputs.x}`, `{outputs.x}` and `$AZUREML_DATAREFERENCE_x`
+/// replaced by the path the job sees.
+fn job_command(
+    loaded: &Loaded,
+    inputs: &[DataPlan],
+    outputs: &[DataPlan],
+) -> Result<Vec<String>, Problems> {
+    let lookup = |r: &Reference| -> Option<String> {
+        let find = |list: &[DataPlan], n: &str| {
+            list.iter()
+                .find(|d| d.name == n)
+                .map(|d| d.job_path.clone())
+        };
+        match r {
+            Reference::Input(n) => find(inputs, n),
+            Reference::Output(n) => find(outputs, n),
+            Reference::DataRef(n) => find(inputs, n).or_else(|| find(outputs, n)),
+        }
+    };
+    loaded
+        .job
+        .value
+        .command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            substitute(a, lookup).map_err(|r| {
+                loaded.job.problem(
+                    &format!("command[{i}]"),
+                    format!("unknown reference to {:?}", r.name()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|p| Problems(vec![p]))
 }

@@ -1,0 +1,180 @@
+//! Where each data reference of a job lives on this machine: its local path, the path
+//! the job is given, and whether a mount goes through FUSE. One [`Resolver`] per plan.
+
+use super::*;
+use stagehand_protocol::job::Code;
+use stagehand_protocol::DataRef;
+
+/// What every data reference of one job is resolved against.
+pub(super) struct Resolver<'a> {
+    pub loaded: &'a Loaded,
+    pub run_id: &'a str,
+    pub run_dir: &'a Path,
+    /// `STAGEHAND_LOCAL_MOUNT=fuse`: local mounts go through FUSE too.
+    pub local_fuse: bool,
+}
+
+impl Resolver<'_> {
+    /// The reference `r` (named `name`, at `field` of the spec) as a plan entry. A
+    /// reference the loader already reported (unknown datastore, bad path) gives `None`
+    /// and no second problem; new problems go to `problems`.
+    pub fn data(
+        &self,
+        field: &str,
+        name: &str,
+        direction: Direction,
+        r: &DataRef,
+        problems: &mut Vec<Problem>,
+    ) -> Option<DataPlan> {
+        let (loaded, spec) = (self.loaded, &self.loaded.job.value);
+        let ds_name = r
+            .datastore
+            .clone()
+            .or_else(|| loaded.workspace.default_datastore.clone())?;
+        let ds = loaded.workspace.datastores.get(&ds_name)?;
+        let raw = if direction == Direction::Output {
+            expand_placeholders(&r.path, self.run_id, &spec.name).ok()?
+        } else {
+            r.path.clone()
+        };
+        let path = spec_path(&raw).ok()?;
+        if !matches!(
+            ds,
+            Datastore::Local { .. }
+                | Datastore::AzureBlob { .. }
+                | Datastore::AzureDataLakeGen2 { .. }
+        ) {
+            problems.push(loaded.job.problem(
+                &format!("{field}.datastore"),
+                format!("datastore {ds_name:?} is of type {}, which this build of stagehand cannot reach yet", ds.type_name()),
+            ));
+            return None;
+        }
+        let leaf = path
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&ds_name)
+            .to_string();
+        let default_dir = self
+            .run_dir
+            .join(match direction {
+                Direction::Input => "inputs",
+                Direction::Output => "outputs",
+            })
+            .join(name);
+        let on_compute = r.path_on_compute.as_ref().map(|p| self.run_dir.join(p));
+        let fuse =
+            r.mode == Mode::Mount && (self.local_fuse || !matches!(ds, Datastore::Local { .. }));
+        let local_path = match (r.mode, ds) {
+            // A local datastore is given to the job in place: nothing to mount.
+            (Mode::Mount, Datastore::Local { root }) if !fuse => {
+                let store = LocalStore::open(&ds_name, &loaded.workspace_dir().join(root))
+                    .map_err(|e| {
+                        problems.push(
+                            loaded
+                                .job
+                                .problem(&format!("{field}.datastore"), e.to_string()),
+                        )
+                    })
+                    .ok()?;
+                let Some(p) = store.local_path(&path) else {
+                    problems.push(loaded.job.problem(
+                        &format!("{field}.path"),
+                        format!("{path:?} resolves outside datastore {ds_name:?}"),
+                    ));
+                    return None;
+                };
+                p
+            }
+            // A read-only FUSE mount, where a download would land.
+            (Mode::Mount | Mode::Download, _) => {
+                on_compute.unwrap_or_else(|| default_dir.join(&leaf))
+            }
+            (Mode::Upload, _) => on_compute.unwrap_or(default_dir),
+        };
+        let local_path = absolute(&local_path);
+        // An output named like a file (`model.pt`) is uploaded as that one file.
+        let is_file = direction == Direction::Output
+            && r.path_on_compute.is_some()
+            && local_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.rfind('.').is_some_and(|i| i > 0 && i + 1 < n.len()));
+        Some(DataPlan {
+            name: name.to_string(),
+            direction,
+            mode: r.mode,
+            datastore: ds_name.clone(),
+            datastore_type: ds.type_name(),
+            path,
+            job_path: local_path.display().to_string(),
+            local_path,
+            overwrite: r.overwrite,
+            upload_on: r.upload_on,
+            is_file,
+            local_source: None,
+            fuse,
+            mount_fallback: if r.mode == Mode::Mount {
+                r.mount_fallback
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The job's code: a local folder copied into the run folder, or a download from a
+    /// datastore, landing in `code/` of the run folder.
+    pub fn code(&self, c: &Code, problems: &mut Vec<Problem>) -> Option<DataPlan> {
+        let loaded = self.loaded;
+        let code_dir = self.run_dir.join("code");
+        let Some(local) = &c.local else {
+            let r = DataRef {
+                datastore: c.datastore.clone(),
+                path: c.path.clone().unwrap_or_default(),
+                mode: Mode::Download,
+                path_on_compute: Some("code".into()),
+                overwrite: true,
+                upload_on: UploadOn::Always,
+                mount_fallback: None,
+            };
+            return self.data("code", "code", Direction::Input, &r, problems);
+        };
+        let source = lexical(&absolute(&loaded.job.folder().join(local)));
+        if !source.is_dir() {
+            problems.push(loaded.job.problem(
+                "code.local",
+                format!("{} is not a folder", source.display()),
+            ));
+            return None;
+        }
+        // Copying a folder into a run folder inside it would never end.
+        if lexical(self.run_dir).starts_with(&source) {
+            problems.push(loaded.job.problem(
+                "code.local",
+                format!(
+                    "the run folder {} is inside the code folder {}; give --run-dir (or STAGEHAND_RUNS_DIR) outside it",
+                    self.run_dir.display(),
+                    source.display()
+                ),
+            ));
+            return None;
+        }
+        Some(DataPlan {
+            name: "code".into(),
+            direction: Direction::Input,
+            mode: Mode::Download,
+            datastore: String::new(),
+            datastore_type: "local",
+            path: String::new(),
+            job_path: code_dir.display().to_string(),
+            local_path: code_dir,
+            overwrite: true,
+            upload_on: UploadOn::Always,
+            is_file: false,
+            local_source: Some(source),
+            fuse: false,
+            mount_fallback: None,
+        })
+    }
+}
