@@ -182,14 +182,9 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 return exit::INVALID;
             }
             let progress = Arc::new(Progress::default());
-            let started = Instant::now();
-            let r = with_progress(
-                "upload",
-                &progress,
-                upload::upload(store.as_ref(), &src_dir, &target, overwrite, &progress),
-            )
-            .await;
-            report("uploaded", &name, &target, r, started, exit::UPLOAD_FAILED)
+            let work = upload::upload(store.as_ref(), &src_dir, &target, overwrite, &progress);
+            let (r, took) = with_progress("upload", &progress, work).await;
+            report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
         }
         DatastoreCommand::UploadFiles {
             name,
@@ -209,14 +204,9 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 }
             };
             let progress = Arc::new(Progress::default());
-            let started = Instant::now();
-            let r = with_progress(
-                "upload",
-                &progress,
-                upload::upload_pairs(store.as_ref(), &pairs, overwrite, &progress),
-            )
-            .await;
-            report("uploaded", &name, &target, r, started, exit::UPLOAD_FAILED)
+            let work = upload::upload_pairs(store.as_ref(), &pairs, overwrite, &progress);
+            let (r, took) = with_progress("upload", &progress, work).await;
+            report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
         }
         DatastoreCommand::Download {
             name,
@@ -234,21 +224,10 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 target_path.join(&prefix)
             };
             let progress = Arc::new(Progress::default());
-            let started = Instant::now();
-            let r = with_progress(
-                "download",
-                &progress,
-                download::download(store.as_ref(), &prefix, &dest, overwrite, &progress),
-            )
-            .await;
-            report(
-                "downloaded",
-                &name,
-                &prefix,
-                r.map(|d| d.moved),
-                started,
-                exit::STAGING_FAILED,
-            )
+            let work = download::download(store.as_ref(), &prefix, &dest, overwrite, &progress);
+            let (r, took) = with_progress("download", &progress, work).await;
+            let r = r.map(|d| d.moved);
+            report("downloaded", &name, &prefix, r, took, exit::STAGING_FAILED)
         }
     }
 }
@@ -530,12 +509,13 @@ async fn check(ws: &Workspace, ws_dir: &Path, name: &str, create: bool) -> i32 {
     }
 }
 
-/// Runs `work` while showing its progress: a bar on a terminal, else a line a second.
+/// Runs `work` while showing its progress (a bar on a terminal, else a line a second);
+/// returns its result and how long it took.
 async fn with_progress<T>(
     what: &'static str,
     progress: &Arc<Progress>,
     work: impl std::future::Future<Output = T>,
-) -> T {
+) -> (T, Duration) {
     use std::io::IsTerminal;
     let p = progress.clone();
     let started = Instant::now();
@@ -575,7 +555,7 @@ async fn with_progress<T>(
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[2K");
     }
-    out
+    (out, started.elapsed())
 }
 
 fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
@@ -592,12 +572,12 @@ fn report(
     name: &str,
     path: &str,
     r: Result<Moved, crate::stage::TransferError>,
-    started: Instant,
+    took: Duration,
     fail: i32,
 ) -> i32 {
     match r {
         Ok(m) => {
-            let secs = started.elapsed().as_secs_f64();
+            let secs = took.as_secs_f64();
             let kept = if m.skipped_files > 0 {
                 format!("; {} unchanged file(s) kept", m.skipped_files)
             } else {

@@ -90,20 +90,16 @@ impl Md5Check {
 impl Tuning {
     /// Defaults, adjusted by `STAGEHAND_AZURE_*` variables.
     pub fn from_env() -> Tuning {
-        let num = |k: &str, d: u64| {
+        let set = |k: &str| {
             std::env::var(k)
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|v| *v > 0)
-                .unwrap_or(d)
         };
+        let num = |k: &str, d: u64| set(k).unwrap_or(d);
         Tuning {
             range_threshold: num("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", 16) * MIB,
-            chunk: std::env::var("STAGEHAND_AZURE_CHUNK_MIB")
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|v| *v > 0)
-                .map(|v| v * MIB),
+            chunk: set("STAGEHAND_AZURE_CHUNK_MIB").map(|v| v * MIB),
             ranges_per_blob: num("STAGEHAND_AZURE_RANGES", 16) as usize,
             requests: num("STAGEHAND_AZURE_REQUESTS", 64) as usize,
             single_put_max: num("STAGEHAND_AZURE_SINGLE_PUT_MIB", 32) * MIB,
