@@ -60,21 +60,14 @@ fn shapes(root: &Path) {
 /// `relative path -> sha256` of every file under `root` (temporary and manifest files
 /// of stagehand excluded).
 fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())));
-            }
-        }
-    }
-    out
+    walk(root)
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())))
+        })
+        .collect()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -298,30 +291,18 @@ fn hostile_blob_names_are_refused_and_nothing_lands_outside_the_target() {
         "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
     );
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(code::STAGING_FAILED),
-        "stdout: {so}\nstderr: {se}"
-    );
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
     assert!(
         se.contains("back/../../../../x.txt") && se.contains("/abs/x.txt"),
         "the refused names are not named: {se}"
     );
-    let mut stack = vec![s.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            assert_ne!(
-                e.file_name(),
-                "x.txt",
-                "a hostile blob landed at {}",
-                e.path().display()
-            );
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            }
-        }
+    for p in walk(s.path()) {
+        assert_ne!(
+            p.file_name().unwrap(),
+            "x.txt",
+            "a hostile blob landed at {}",
+            p.display()
+        );
     }
     assert!(!Path::new("/abs/x.txt").exists());
     assert!(
@@ -343,12 +324,7 @@ fn overwrite_false_leaves_an_existing_blob_alone_and_fails_the_upload_naming_it(
         "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
     );
     let o = run(&s, &j);
-    let (so, se) = text(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(code::UPLOAD_FAILED),
-        "stdout: {so}\nstderr: {se}"
-    );
+    let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
     assert!(
         se.contains("results/model.txt"),
         "the existing blob is not named: {se}"
@@ -805,8 +781,7 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
             "d",
         ],
     );
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(code::STAGING_FAILED), "{err}");
+    let (_, err) = expect_code(&o, code::STAGING_FAILED);
     assert!(
         err.contains("big.bin") && err.contains("No space left on device"),
         "the error must name the file and the cause: {err}"
