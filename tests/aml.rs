@@ -173,8 +173,7 @@ fn runconfig_modes_plan_exactly() {
         os("--run-dir"),
         run.as_os_str(),
     ]);
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(
         so.contains("imported from")
             && so.contains("dataReferences.scratch")
@@ -479,8 +478,7 @@ fn convert_prints_a_native_job_that_plans_the_same() {
     let s = Scratch::new();
     let (job, ws) = runnable_project(&s, "runnable-command.runconfig", None);
     let out = stagehand(&[os("convert"), job.as_os_str()]);
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(so.starts_with("# Converted by stagehand from "), "{so}");
     assert!(so.contains("# ignored: spark:"), "{so}");
     // Written where the runconfig is, so its relative paths mean the same.
@@ -734,8 +732,7 @@ fn service_only_content_is_refused_naming_the_key() {
     let s = Scratch::new();
     let bad = s.write("bad.runconfig", "script: a.py\ndataReferences:\n  x:\n    dataStoreName: s\n    mode: stream\ndata:\n  d: {dataLocation: {dataset: {id: abc}}}\n");
     let out = stagehand(&[os("validate"), bad.as_os_str()]);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(
         se.contains("bad.runconfig:5:5: dataReferences.x.mode: unknown mode \"stream\""),
         "{se}"
@@ -761,8 +758,7 @@ fn problems_name_the_source_keys() {
         "datastores:\n  local: {type: local, root: .}\n",
     );
     let out = stagehand(&[os("validate"), job.as_os_str()]);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(
         se.contains("x.runconfig:2:19: arguments[1]: refers to input or output \"nope\""),
         "{se}"
@@ -829,8 +825,7 @@ fn format_can_be_forced() {
         os("--format"),
         os("aml-job"),
     ]);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    expect_code(&out, 0);
     let out = stagehand(&[
         os("plan"),
         job.as_os_str(),
@@ -846,8 +841,7 @@ fn format_can_be_forced() {
         os("--format"),
         os("text"),
     ]);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(se.contains("two output formats"), "{se}");
 }
 
@@ -865,8 +859,7 @@ fn run_folder_inside_the_code_folder_is_refused() {
         os("--run-dir"),
         inside.as_os_str(),
     ]);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(
         se.contains("sourceDirectoryDataStore: the run folder")
             && se.contains("is inside the code folder"),
@@ -897,8 +890,7 @@ fn imported_texts() {
         os("--run-id"),
         os("r1"),
     ]);
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, _) = expect_code(&out, 0);
     let tmp = s.path().display().to_string();
     insta::assert_snapshot!("plan_train_runconfig", so.replace(&tmp, "[TMP]"));
 

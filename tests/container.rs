@@ -309,8 +309,7 @@ fn a_missing_image_with_pull_never_is_a_clear_staging_failure() {
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::STAGING_FAILED), "{se}");
+    let (_, se) = expect_code(&out, code::STAGING_FAILED);
     assert!(
         se.contains("\"stagehand-test-absent:1\"") && se.contains("pull is never"),
         "{se}"
@@ -338,8 +337,7 @@ fn a_failed_pull_names_the_image() {
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::STAGING_FAILED), "{se}");
+    let (_, se) = expect_code(&out, code::STAGING_FAILED);
     assert!(
         se.contains("cannot pull image \"127.0.0.1:1/absent:1\""),
         "{se}"
@@ -372,8 +370,7 @@ fn no_engine_at_docker_host_is_a_clear_staging_failure() {
             .env("DOCKER_HOST", &host)
             .output()
             .unwrap();
-        let (_, se) = text(&out);
-        assert_eq!(out.status.code(), Some(code::STAGING_FAILED), "{se}");
+        let (_, se) = expect_code(&out, code::STAGING_FAILED);
         assert!(
             se.contains(&format!(
                 "no container engine reachable at {host} (from DOCKER_HOST)"
@@ -468,8 +465,7 @@ fn bad_container_settings_are_invalid_specs_naming_the_field() {
         "",
     );
     let out = s.run(&job);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     for needle in [
         "container.memory",
         "container.workdir",
@@ -486,8 +482,7 @@ fn bad_container_settings_are_invalid_specs_naming_the_field() {
         "",
     );
     let out = s.run(&job);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(
         se.contains("container.volumes[0].host")
             && se.contains("/nonexistent-stagehand-path does not exist"),
@@ -644,8 +639,7 @@ fn a_program_missing_from_the_image_exits_127() {
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(127), "{se}");
+    let (_, se) = expect_code(&out, 127);
     assert!(se.contains("\"no-such-program\""), "{se}");
     assert_no_container(&run_id);
 }
@@ -679,8 +673,7 @@ fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
         .env("STAGEHAND_TEST_AGENT_ONLY", "agent")
         .output()
         .unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, _) = expect_code(&out, 0);
     assert!(
         so.contains("STAGEHAND_TEST_PASSED=passed") && so.contains("FROM_SPEC=spec"),
         "{so}"
@@ -707,8 +700,7 @@ fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
         .env("STAGEHAND_TEST_SECRET", "s3cr3t-value")
         .output()
         .unwrap();
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(code::INVALID), "{se}");
+    let (_, se) = expect_code(&out, code::INVALID);
     assert!(
         se.contains("container.env[0]") && se.contains("credential"),
         "{se}"
@@ -731,8 +723,7 @@ fn a_job_killed_for_memory_says_so() {
         "timeout: 60s\n",
     );
     let out = run_with_id(&s, &job, &run_id);
-    let (_, se) = text(&out);
-    assert_eq!(out.status.code(), Some(137), "{se}");
+    let (_, se) = expect_code(&out, 137);
     assert!(
         se.contains("ran out of memory") && se.contains("container.memory is 16m"),
         "{se}"

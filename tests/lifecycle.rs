@@ -386,8 +386,7 @@ fn plan_shows_everything_and_writes_nothing() {
             .unwrap()
     };
     let out = plan("text");
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, _) = expect_code(&out, 0);
     let train = run_dir.join("inputs/train/a");
     let model = run_dir.join("outputs/model");
     assert!(
@@ -490,8 +489,7 @@ fn upload_without_overwrite_refuses_to_replace_and_names_the_file() {
         "name: u\ncommand: [sh, -c, \"echo new > $AZUREML_DATAREFERENCE_o/model.bin; echo n > $AZUREML_DATAREFERENCE_o/other.bin\"]\noutputs:\n  o: {path: fixed/out, mode: upload}\n",
     );
     let out = s.run(&job);
-    let (_, err) = text(&out);
-    assert_eq!(out.status.code(), Some(code::UPLOAD_FAILED), "{err}");
+    let (_, err) = expect_code(&out, code::UPLOAD_FAILED);
     assert!(
         err.contains("fixed/out/model.bin") && err.contains("{run_id}"),
         "{err}"
@@ -543,8 +541,7 @@ fn secrets_never_appear_anywhere() {
     let mut cmd = s.run_cmd(&job);
     cmd.arg("-vv").env("STAGEHAND_TEST_SAS", FROM_ENV);
     let out = cmd.output().unwrap();
-    let (so, se) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{se}");
+    let (so, se) = expect_code(&out, 0);
     assert!(so.contains("done"));
     assert!(
         se.contains("literal secret"),
