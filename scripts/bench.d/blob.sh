@@ -10,7 +10,8 @@
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
 #      by default, remembered in .tools/bench-workdir).
 # Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
-# dropping the page cache; every download's bytes are checked against the md5 manifest.
+# dropping the page cache, and every run after deleting the last run's output; every
+# download's bytes are checked against the md5 manifest.
 # Helpers in bench.d/blob/, adapted from the shared anchor harness (setup.sh, data.sh,
 # xfer.sh, table.py).
 set -euo pipefail
@@ -38,11 +39,22 @@ export SAS_BLOB_big
 bytes_of() { case $1 in big) echo 1073741824 ;; medium) echo 1048576000 ;; small) echo 40960000 ;; esac; }
 files_of() { case $1 in big) echo 1 ;; medium) echo 100 ;; small) echo 10000 ;; esac; }
 
+# Before every run, untimed: the last run's output deleted and its dirty pages written.
+# Kept outputs would make each run fill the page cache with memory the VM has not touched
+# since it was handed back to the host (free page reporting), a cost of 0.5-1.5 s per
+# GiB that falls on whichever runs come later; a node deletes or reuses as it goes.
+fresh_output() {
+  rm -rf "$BENCH_WORK/trash" "$BENCH_WORK/dl"
+  mkdir -p "$BENCH_WORK/trash"
+  sync
+}
+
 time_loop() {
   local t i
   t=$(mktemp)
-  for ((i = 0; i < WARMUP; i++)); do "$@" >/dev/null 2>&1 </dev/null || true; done
+  for ((i = 0; i < WARMUP; i++)); do fresh_output; "$@" >/dev/null 2>&1 </dev/null || true; done
   for ((i = 0; i < RUNS; i++)); do
+    fresh_output
     /usr/bin/time -a -o "$t" -f '%e %U %S %M %x' "$@" >/dev/null 2>&1 </dev/null || true
   done
   echo "timer: /usr/bin/time, $RUNS runs after $WARMUP warm-up"
@@ -58,7 +70,7 @@ for k, name in enumerate(["wall s", "user s", "sys s", "cpu s", "peak MiB"]):
 
 timer() { # SECONDS CMD...
   local limit=$1; shift
-  timeout "$limit" bash -c "$(declare -f time_loop); RUNS=$RUNS WARMUP=$WARMUP time_loop \"\$@\"" _ "$@"
+  timeout "$limit" bash -c "$(declare -f fresh_output time_loop); RUNS=$RUNS WARMUP=$WARMUP time_loop \"\$@\"" _ "$@"
 }
 
 # Same state before every command: no stale outputs, nothing dirty, page cache empty, and

@@ -3,8 +3,9 @@
 #   down: container DATASET (download Azurite)  -> a fresh, empty $BENCH_WORK/dl/TOOL-DATASET
 #   up:   $BENCH_WORK/data/DATASET              -> container uploads on the upload Azurite, under a
 #         new prefix each run (so no tool can skip files that are already there)
-# The last download is kept so that anchors.sh can check its bytes; earlier ones are moved
-# aside (a rename, no cost) and deleted by anchors.sh after the timing.
+# The last download is kept so that blob.sh can check its bytes; blob.sh deletes it,
+# untimed, before the next run. Run by hand, an earlier download is moved aside (a rename,
+# no cost) into $BENCH_WORK/trash.
 # Needs the rclone remotes and SAS tokens that export_creds (lib.sh) puts in the environment.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -127,6 +127,14 @@ impl Tuning {
 /// How much a range task holds before one positional write.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// The most one write to the page cache carries, aligned to its own size. The kernel
+/// sizes page-cache folios by the write: writes of 1 MiB take 1 MiB folios, which must
+/// come from large free blocks, and on a VM those are the blocks the guest has handed
+/// back to the host (free page reporting), so each costs a host fault on first touch.
+/// 128 KiB writes measured 0.30 s of system time per GiB against 0.85 s for 1 MiB
+/// writes (rclone writes 32 KiB, 0.38 s).
+const WRITE_PIECE: usize = 128 << 10;
+
 /// Received chunks not yet written (or written, not yet hashed).
 #[derive(Default)]
 struct Pending {
@@ -326,8 +334,9 @@ impl AzureStore {
         Ok(())
     }
 
-    /// Writes the pending chunks at `pos` (one `pwritev`, more if the kernel takes less)
-    /// and returns the new position; the chunks stay in `pending` for the hash.
+    /// Writes the pending chunks at `pos` and returns the new position; the chunks stay
+    /// in `pending` for the hash. Each `pwritev` covers at most one aligned
+    /// [`WRITE_PIECE`], without copying the chunks into a buffer.
     fn flush(
         &self,
         file: &std::fs::File,
@@ -338,13 +347,19 @@ impl AzureStore {
         let total = pending.len;
         let (mut idx, mut skip, mut done) = (0usize, 0usize, 0usize);
         while done < total {
-            let slices: Vec<std::io::IoSlice<'_>> = pending.chunks[idx..]
-                .iter()
-                .take(512)
-                .enumerate()
-                .map(|(k, b)| std::io::IoSlice::new(if k == 0 { &b[skip..] } else { &b[..] }))
-                .collect();
-            let n = match nix::sys::uio::pwritev(file, &slices, (pos + done as u64) as i64) {
+            let at = pos + done as u64;
+            let mut want = (total - done).min(WRITE_PIECE - (at % WRITE_PIECE as u64) as usize);
+            let mut slices = Vec::with_capacity(16);
+            for (k, b) in pending.chunks[idx..].iter().enumerate() {
+                let b = if k == 0 { &b[skip..] } else { &b[..] };
+                let b = &b[..b.len().min(want)];
+                want -= b.len();
+                slices.push(std::io::IoSlice::new(b));
+                if want == 0 {
+                    break;
+                }
+            }
+            let n = match nix::sys::uio::pwritev(file, &slices, at as i64) {
                 Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
                 Ok(n) => Ok(n),
                 Err(nix::errno::Errno::EINTR) => continue,
