@@ -357,6 +357,7 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     let mut child = small_tuning(&mut s.run_cmd(&j))
         .env("TEST_AZ_KEY", KEY)
         .env("STAGEHAND_AZURE_REQUESTS", "1")
+        .env("STAGEHAND_MANIFEST_SAVE_MS", "100")
         .spawn()
         .unwrap();
     let manifest = target.with_file_name(".set.stagehand.json");
@@ -381,8 +382,8 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
             }
         }
         seen_final = seen_final.max(finals);
-        // Kill once the manifest has recorded some complete files (it is saved every
-        // half second), so the re-run can show that it resumes.
+        // Kill once the manifest has recorded some complete files (saved every 0.1 s
+        // here), so the re-run can show that it resumes.
         if finals >= 5 && manifest.exists() {
             break;
         }

@@ -2,9 +2,12 @@
 # scripts/bench.d/blob.sh [SECTION...]: stagehand against AzCopy, rclone (defaults and
 # tuned) and the Azure Python SDK, on the same private Azurite, in one run.
 #   sections (default: ceiling download upload)
-#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; 10,000 small GETs, 32 at a time
+#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; one GET per blob of the
+#             others, 16 (medium) or 32 (small) at a time
 #   download  each tool: container -> empty local dir       (big, medium, small)
-#   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite
+#   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite; first
+#             curl, the ceiling: 16 parallel Put Blocks of the 1 GiB file and a Put
+#             Block List, or one Put Blob per file, 16 or 32 at a time
 # Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all rclone-tuned rclone python azcopy;
 #      also stagehand-nomd5),
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
@@ -38,6 +41,17 @@ export SAS_BLOB_big
 
 bytes_of() { case $1 in big) echo 1073741824 ;; medium) echo 1048576000 ;; small) echo 40960000 ;; esac; }
 files_of() { case $1 in big) echo 1 ;; medium) echo 100 ;; small) echo 10000 ;; esac; }
+parallel_of() { case $1 in medium) echo 16 ;; small) echo 32 ;; esac; } # curl's requests in flight
+
+# The 1 GiB file cut into N parts for curlputbig.sh, once and untimed.
+cut_parts() { # N
+  local dir=$BENCH_WORK/parts-$1
+  [ -f "$dir/.done" ] && return
+  mkdir -p "$dir"
+  split -n "$1" -a 4 -d "$DATA/big/1GiB.bin" "$dir/p"
+  for f in "$dir"/p*; do mv "$f" "$dir/$((10#${f##*/p}))"; done
+  touch "$dir/.done"
+}
 
 # Before every run, untimed: the last run's output deleted and its dirty pages written.
 # Kept outputs would make each run fill the page cache with memory the VM has not touched
@@ -128,8 +142,13 @@ for section in $SECTIONS; do
   echo "== $section"
   case $section in
   ceiling)
-    record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16
-    record ceiling-curl-small-p32 "$(bytes_of small)" 10000 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlsmall.sh" 32
+    for ds in $DATASETS; do
+      case $ds in
+      big) record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16 ;;
+      *) record "ceiling-curl-$ds-p$(parallel_of "$ds")" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 300 \
+        bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" ;;
+      esac
+    done
     ;;
   download)
     for ds in $DATASETS; do
@@ -145,6 +164,15 @@ for section in $SECTIONS; do
   upload)
     for ds in $DATASETS; do
       [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue # as the anchors: set UPLOAD_SMALL=1 to include it
+      fresh_upload_azurite # the ceiling: curl, one request per blob (per block for big)
+      case $ds in
+      big)
+        cut_parts 16
+        record ceiling-up-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_UP_PORT" 300 bash "$BENCH_HERE/curlputbig.sh" 16 ;;
+      *) record "ceiling-up-curl-$ds-p$(parallel_of "$ds")" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_UP_PORT" 590 \
+        bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" up ;;
+      esac
+      echo "   $(verify_upload "$ds")"
       for tool in $TOOLS; do
         case $tool in stagehand-*) continue ;; esac # the same upload as stagehand
         fresh_upload_azurite

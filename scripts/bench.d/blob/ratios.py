@@ -15,7 +15,14 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 from table import rows  # noqa: E402
 
-CEILING = {("down", "big"): "ceiling-curl-big-x16", ("down", "small"): "ceiling-curl-small-p32"}
+CEILING = {
+    ("down", "big"): "ceiling-curl-big-x16",
+    ("down", "medium"): "ceiling-curl-medium-p16",
+    ("down", "small"): "ceiling-curl-small-p32",
+    ("up", "big"): "ceiling-up-curl-big-x16",
+    ("up", "medium"): "ceiling-up-curl-medium-p16",
+    ("up", "small"): "ceiling-up-curl-small-p32",
+}
 
 
 def main(d):
