@@ -2,8 +2,8 @@
 # scripts/bench.d/blob.sh [SECTION...]: stagehand against AzCopy, rclone (defaults and
 # tuned) and the Azure Python SDK, on the same private Azurite, in one run.
 #   sections (default: ceiling download upload)
-#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; one GET per blob of the
-#             others, 16 (medium) or 32 (small) at a time
+#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob (to /dev/null, and again
+#             to files); one GET per blob of the others, 16 (medium) or 32 (small) at a time
 #   download  each tool: container -> empty local dir       (big, medium, small)
 #   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite; first
 #             curl, the ceiling: 16 parallel Put Blocks of the 1 GiB file and a Put
@@ -144,7 +144,11 @@ for section in $SECTIONS; do
   ceiling)
     for ds in $DATASETS; do
       case $ds in
-      big) record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16 ;;
+      big)
+        record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16
+        # The same, each part written to a file: the emulator and this disk together.
+        record ceiling-curl-big-x16-disk "$(bytes_of big)" 1 "$BENCH_PORT" 300 \
+          bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/trash/big" ;;
       *) record "ceiling-curl-$ds-p$(parallel_of "$ds")" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 300 \
         bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" ;;
       esac
