@@ -423,6 +423,21 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     );
 }
 
+/// `stagehand datastore upload az --src-dir SRC --target-path TARGET`.
+fn ds_upload(s: &Scratch, src: &Path, target: &str) -> std::process::Output {
+    ds(
+        s,
+        &[
+            "upload",
+            "az",
+            "--src-dir",
+            src.to_str().unwrap(),
+            "--target-path",
+            target,
+        ],
+    )
+}
+
 /// `stagehand datastore …` with the scratch workspace.
 fn ds(s: &Scratch, args: &[&str]) -> std::process::Output {
     ds_env(s, args, &[])
@@ -455,32 +470,12 @@ fn datastore_upload_then_download_round_trips_a_tree() {
     for i in 0..50 {
         put(&src, &format!("many/f{i}.txt"), format!("{i}\n").as_bytes());
     }
-    let o = ds(
-        &s,
-        &[
-            "upload",
-            "az",
-            "--src-dir",
-            src.to_str().unwrap(),
-            "--target-path",
-            "trees/t1",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = ds_upload(&s, &src, "trees/t1");
+    expect_code(&o, 0);
     // Again without --overwrite: refused, naming what exists.
-    let o = ds(
-        &s,
-        &[
-            "upload",
-            "az",
-            "--src-dir",
-            src.to_str().unwrap(),
-            "--target-path",
-            "trees/t1",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(code::UPLOAD_FAILED), "{:?}", text(&o));
-    assert!(text(&o).1.contains("trees/t1/large.bin"));
+    let o = ds_upload(&s, &src, "trees/t1");
+    let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
+    assert!(se.contains("trees/t1/large.bin"), "{se}");
     let dl = s.path().join("dl");
     let o = ds(
         &s,
@@ -493,7 +488,7 @@ fn datastore_upload_then_download_round_trips_a_tree() {
             "trees/t1",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    expect_code(&o, 0);
     assert_eq!(tree(&dl.join("trees/t1")), tree(&src));
     let o = ds(&s, &["ls", "az", "trees/t1"]);
     let listing = text(&o).0;
@@ -513,7 +508,7 @@ fn datastore_upload_then_download_round_trips_a_tree() {
             "files",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    expect_code(&o, 0);
     assert_eq!(az.py(&["get", "box", "files/deep/er/still/x.json"]), "{}");
 }
 
@@ -529,13 +524,13 @@ fn datastore_show_and_check_say_where_credentials_come_from_and_what_is_wrong() 
         "{so}"
     );
     let o = ds(&s, &["check", "az"]);
-    assert_eq!(o.status.code(), Some(code::STAGING_FAILED));
-    assert!(text(&o).1.contains("does not exist"), "{:?}", text(&o));
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    assert!(se.contains("does not exist"), "{se}");
     let o = ds(&s, &["check", "az", "--create-if-not-exists"]);
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
-    assert!(text(&o).0.contains("created container"));
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("created container"), "{so}");
     let o = ds(&s, &["check", "az"]);
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    expect_code(&o, 0);
     let mut c = Command::new(bin());
     c.args(["datastore", "-w"])
         .arg(s.path().join("job/workspace.yaml"))
@@ -547,8 +542,7 @@ fn datastore_show_and_check_say_where_credentials_come_from_and_what_is_wrong() 
         )
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(code::STAGING_FAILED));
-    let (so, se) = text(&o);
+    let (so, se) = expect_code(&o, code::STAGING_FAILED);
     assert!(
         se.contains("authentication") && se.contains("account key"),
         "{se}"
@@ -576,7 +570,7 @@ fn adls_gen2_through_the_blob_endpoint_skips_folder_markers() {
         "name: lake\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
     );
     let o = run(&s, &j);
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    expect_code(&o, 0);
     let got = std::fs::read_to_string(s.run_dir().join("inputs/data/in/dir/file.txt")).unwrap();
     assert_eq!(got, "in the lake");
 }
@@ -686,13 +680,8 @@ fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
             ],
             &[("STAGEHAND_AZURE_VERIFY_MD5", policy)],
         );
-        assert_eq!(
-            o.status.code(),
-            Some(code::STAGING_FAILED),
-            "{name}: {:?}",
-            text(&o)
-        );
-        assert!(text(&o).1.contains("MD5"), "{name}: {:?}", text(&o));
+        let (_, se) = expect_code(&o, code::STAGING_FAILED);
+        assert!(se.contains("MD5"), "{name}: {se}");
         assert!(
             !dl.join("bad").join(name).exists(),
             "{name}: a corrupt copy landed under its final name"
@@ -738,18 +727,8 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
     let src = s.path().join("src");
     put(&src, "big.bin", &bytes(11, 6 * 1024 * 1024));
     put(&src, "small.txt", b"fits");
-    let o = ds(
-        &s,
-        &[
-            "upload",
-            "az",
-            "--src-dir",
-            src.to_str().unwrap(),
-            "--target-path",
-            "d",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = ds_upload(&s, &src, "d");
+    expect_code(&o, 0);
     // A 2 MiB filesystem: the 6 MiB blob cannot fit.
     let disk = s.path().join("disk");
     std::fs::create_dir_all(&disk).unwrap();

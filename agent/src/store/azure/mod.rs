@@ -30,7 +30,6 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use md5_many::{Digest, Md5};
 use reqwest::Method;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -389,70 +388,50 @@ impl AzureStore {
         }
     }
 
-    /// A large blob: parallel ranges, the MD5 (when asked for) checked by a hasher that
-    /// follows the contiguous completed prefix, reading back from the page cache.
+    /// A large blob: parallel ranges, then the MD5 (when asked for) read back from the
+    /// page cache.
     async fn download_ranges(
         &self,
         obj: &ObjectMeta,
         file: Arc<std::fs::File>,
+        dest: &Path,
     ) -> Result<(), StoreError> {
-        // A hasher waits for the first range: small ranges keep it close behind.
-        let chunk = match obj.md5 {
-            Some(_) => self.tuning.chunk.unwrap_or(8 * MIB),
-            None => self.tuning.chunk_for(obj.size),
-        };
+        let chunk = self.tuning.chunk_for(obj.size);
         let n = obj.size.div_ceil(chunk);
         let ranges: Vec<Range<u64>> = (0..n)
             .map(|i| i * chunk..((i + 1) * chunk).min(obj.size))
             .collect();
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
-        let hasher = obj.md5.map(|_| {
-            let (file, size) = (file.clone(), obj.size);
-            tokio::task::spawn_blocking(move || -> Option<[u8; 16]> {
-                let mut h = Md5::new();
-                let mut done = 0u64;
-                let mut buf = vec![0u8; WRITE_BUFFER];
-                while done < size {
-                    let upto = rx.recv().ok()?;
-                    while done < upto {
-                        let k = (upto - done).min(buf.len() as u64) as usize;
-                        file.read_exact_at(&mut buf[..k], done).ok()?;
-                        h.update(&buf[..k]);
-                        done += k as u64;
-                    }
-                }
-                Some(h.finalize().into())
+        stream::iter(ranges.into_iter().map(Ok))
+            .try_for_each_concurrent(self.tuning.ranges_per_blob, |r| {
+                let file = &file;
+                async move { self.fetch_range(obj, r, file, &mut Hash::Skip).await }
             })
-        });
-        let frontier = std::sync::Mutex::new((vec![false; n as usize], 0usize));
-        let result = stream::iter(ranges.iter().enumerate().map(Ok))
-            .try_for_each_concurrent(self.tuning.ranges_per_blob, |(i, r)| {
-                let (file, frontier, tx) = (&file, &frontier, &tx);
-                async move {
-                    self.fetch_range(obj, r.clone(), file, &mut Hash::Skip)
-                        .await?;
-                    let mut f = frontier.lock().unwrap_or_else(|e| e.into_inner());
-                    f.0[i] = true;
-                    let before = f.1;
-                    while f.1 < f.0.len() && f.0[f.1] {
-                        f.1 += 1;
-                    }
-                    if f.1 > before {
-                        let _ = tx.send((f.1 as u64 * chunk).min(obj.size));
-                    }
-                    Ok::<(), StoreError>(())
-                }
-            })
-            .await;
-        drop(tx);
-        result?;
-        if let (Some(want), Some(h)) = (obj.md5, hasher) {
-            let got = h.await.ok().flatten();
-            if got != Some(want) {
+            .await?;
+        if let Some(want) = obj.md5 {
+            if self.md5_of(file, obj.size, dest).await? != want {
                 return Err(self.md5_mismatch(obj));
             }
         }
         Ok(())
+    }
+
+    /// The MD5 of the first `size` bytes of `file`, hashed beside whatever other files
+    /// are being hashed ([`Md5Files`]).
+    async fn md5_of(
+        &self,
+        file: Arc<std::fs::File>,
+        size: u64,
+        path: &Path,
+    ) -> Result<[u8; 16], StoreError> {
+        let hasher = self
+            .md5_files
+            .get_or_try_init(|| async { Md5Files::start() })
+            .await
+            .map_err(|e| StoreError::io("cannot start hashing", path, e))?;
+        hasher
+            .digest(file, size)
+            .await
+            .map_err(|e| StoreError::io("cannot read", path, e))
     }
 
     /// A small file in one Put Blob, streamed from disk. The service computes and keeps
@@ -484,46 +463,15 @@ impl AzureStore {
         Ok(())
     }
 
-    /// A large file as blocks streamed from disk, several at once, committed by one
-    /// block list that carries the whole file's MD5 (computed by a reader running beside
-    /// the uploads: a block blob has no Content-MD5 unless the client gives it).
-    async fn put_blocks(
+    /// Stages `ids` as the blocks of `src`, in order, several at a time.
+    async fn stage_blocks(
         &self,
         src: &Path,
         path: &str,
         size: u64,
-        overwrite: bool,
+        ids: &[String],
     ) -> Result<(), StoreError> {
         let block = self.tuning.block;
-        let n = size.div_ceil(block);
-        // Block ids: one length for the whole blob (Azure requires it), unique per upload
-        // so two uploads of one name never mix blocks.
-        let tag = format!(
-            "{:08x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() ^ std::process::id())
-                .unwrap_or(0)
-        );
-        let ids: Vec<String> = (0..n)
-            .map(|i| client::b64(format!("{tag}-{i:08}").as_bytes()))
-            .collect();
-        let hasher = {
-            let src = src.to_path_buf();
-            tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 16]> {
-                use std::io::Read;
-                let mut f = std::fs::File::open(&src)?.take(size);
-                let mut h = Md5::new();
-                let mut buf = vec![0u8; WRITE_BUFFER];
-                loop {
-                    let k = f.read(&mut buf)?;
-                    if k == 0 {
-                        return Ok(h.finalize().into());
-                    }
-                    h.update(&buf[..k]);
-                }
-            })
-        };
         stream::iter(ids.iter().enumerate().map(Ok))
             .try_for_each_concurrent(self.tuning.blocks_per_file, |(i, id)| async move {
                 let offset = i as u64 * block;
@@ -545,11 +493,40 @@ impl AzureStore {
                     .map(|_| ())
                     .map_err(|e| self.error(path, e))
             })
-            .await?;
-        let md5 = hasher
             .await
-            .map_err(|e| StoreError::io("cannot read", src, std::io::Error::other(e.to_string())))?
-            .map_err(|e| StoreError::io("cannot read", src, e))?;
+    }
+
+    /// A large file as blocks streamed from disk, several at once, committed by one
+    /// block list that carries the whole file's MD5 (hashed while the blocks go up: a
+    /// block blob has no Content-MD5 unless the client gives it).
+    async fn put_blocks(
+        &self,
+        src: &Path,
+        path: &str,
+        size: u64,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        let block = self.tuning.block;
+        let n = size.div_ceil(block);
+        // Block ids: one length for the whole blob (Azure requires it), unique per upload
+        // so two uploads of one name never mix blocks.
+        let tag = format!(
+            "{:08x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() ^ std::process::id())
+                .unwrap_or(0)
+        );
+        let ids: Vec<String> = (0..n)
+            .map(|i| client::b64(format!("{tag}-{i:08}").as_bytes()))
+            .collect();
+        let file = std::fs::File::open(src).map_err(|e| StoreError::io("cannot read", src, e))?;
+        let (sent, md5) = tokio::join!(
+            self.stage_blocks(src, path, size, &ids),
+            self.md5_of(Arc::new(file), size, src)
+        );
+        sent?;
+        let md5 = md5?;
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
         for id in &ids {
             xml.push_str(&format!("<Latest>{id}</Latest>"));
@@ -769,22 +746,13 @@ impl Store for AzureStore {
                 Some(want) => {
                     self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip)
                         .await?;
-                    let hasher = self
-                        .md5_files
-                        .get_or_try_init(|| async { Md5Files::start() })
-                        .await
-                        .map_err(|e| StoreError::io("cannot start hashing", dest, e))?;
-                    let got = hasher
-                        .digest(file, object.size)
-                        .await
-                        .map_err(|e| StoreError::io("cannot read back", dest, e))?;
-                    if got != want {
+                    if self.md5_of(file, object.size, dest).await? != want {
                         return Err(self.md5_mismatch(object));
                     }
                 }
             }
         } else {
-            self.download_ranges(object, file).await?;
+            self.download_ranges(object, file, dest).await?;
         }
         Ok(object.size)
     }
