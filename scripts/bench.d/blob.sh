@@ -13,8 +13,9 @@
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
 #      by default, remembered in .tools/bench-workdir).
 # Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
-# dropping the page cache, and every run after deleting the last run's output; every
-# download's bytes are checked against the md5 manifest.
+# dropping the page cache, and every run after deleting the last run's output; downloads
+# land on an ext4 file system of their own (output_fs); every download's bytes are
+# checked against the md5 manifest.
 # Helpers in bench.d/blob/, adapted from the shared anchor harness (setup.sh, data.sh,
 # xfer.sh, table.py).
 set -euo pipefail
@@ -31,7 +32,7 @@ export RESULTS=${BENCH_RESULTS:-$BENCH_WORK/results-$(date +%Y%m%d-%H%M%S)}
 bash "$BENCH_HERE/setup.sh" >/dev/null
 (cd "$BENCH_REPO" && cargo build --release -p stagehand --quiet)
 bash "$BENCH_HERE/data.sh"
-mkdir -p "$RESULTS" "$BENCH_WORK/trash" "$AZCOPY_LOG_LOCATION" "$AZCOPY_JOB_PLAN_LOCATION"
+mkdir -p "$RESULTS" "$AZCOPY_LOG_LOCATION" "$AZCOPY_JOB_PLAN_LOCATION"
 bash "$BENCH_HERE/azurite.sh" start "$BENCH_PORT" >/dev/null
 bash "$BENCH_HERE/versions.sh" >"$RESULTS/versions.txt"
 echo "stagehand:          $("$STAGEHAND" --version) ($STAGEHAND)" >>"$RESULTS/versions.txt"
@@ -53,13 +54,39 @@ cut_parts() { # N
   touch "$dir/.done"
 }
 
+# Downloads land on a file system of their own, $BENCH_WORK/dl: a fresh ext4 with a journal
+# (as an Azure VM's disks are), in a loop-mounted image made for this bench run. This
+# machine's own root is ext4 *without* a journal, whose inode allocator skips every inode
+# deleted in the last few minutes (recently_deleted() in fs/ext4/ialloc.c): creating
+# 10,000 files after deleting the last run's 10,000 took 0.2 s, 3 s, 6 s, 8 s of kernel
+# time in four cycles, growing with each. That measures this VM, not the tools, and
+# falls hardest on whichever tool runs later. Without root or a loop device the
+# downloads go to the work dir's own file system, and the results say so.
+OUT_FS="the work dir's file system ($(findmnt -n -o FSTYPE -T "$BENCH_WORK"))"
+output_fs() {
+  local img=$BENCH_WORK/dl.img mnt=$BENCH_WORK/dl
+  if [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null || ! losetup -f >/dev/null 2>&1; then
+    echo "warning: downloads land on $OUT_FS: a file system of their own needs root, mkfs.ext4 and a loop device" >&2
+    return
+  fi
+  mountpoint -q "$mnt" && umount "$mnt"
+  rm -rf "$mnt" "$img"
+  mkdir -p "$mnt"
+  truncate -s 8G "$img"
+  mkfs.ext4 -q -F "$img"
+  mount -o loop "$img" "$mnt"
+  OUT_FS="ext4 with a journal, 8 GiB loop image, made for this run"
+  trap 'umount "$BENCH_WORK/dl" 2>/dev/null; rm -f "$BENCH_WORK/dl.img"' EXIT
+}
+
 # Before every run, untimed: the last run's output deleted and its dirty pages written.
 # Kept outputs would make each run fill the page cache with memory the VM has not touched
 # since it was handed back to the host (free page reporting), a cost of 0.5-1.5 s per
 # GiB that falls on whichever runs come later; a node deletes or reuses as it goes.
 fresh_output() {
-  rm -rf "$BENCH_WORK/trash" "$BENCH_WORK/dl"
-  mkdir -p "$BENCH_WORK/trash"
+  mkdir -p "$BENCH_WORK/dl"
+  find "$BENCH_WORK/dl" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
+  mkdir -p "$BENCH_WORK/dl/trash"
   sync
 }
 
@@ -93,9 +120,7 @@ timer() { # SECONDS CMD...
 settle() {
   bash "$BENCH_HERE/azurite.sh" stop "$BENCH_PORT" >/dev/null
   bash "$BENCH_HERE/azurite.sh" start "$BENCH_PORT" >/dev/null
-  rm -rf "$BENCH_WORK/trash" "$BENCH_WORK/dl"
-  mkdir -p "$BENCH_WORK/trash"
-  sync
+  fresh_output
   if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
   sleep 2
 }
@@ -138,6 +163,8 @@ fresh_upload_azurite() {
   AZ_ENDPOINT=$(endpoint "$BENCH_UP_PORT") azblob mkcontainer uploads
 }
 
+output_fs
+echo "download target:    $OUT_FS" >>"$RESULTS/versions.txt"
 for section in $SECTIONS; do
   echo "== $section"
   case $section in
@@ -148,7 +175,7 @@ for section in $SECTIONS; do
         record ceiling-curl-big-x16 "$(bytes_of big)" 1 "$BENCH_PORT" 300 bash "$BENCH_HERE/curlget.sh" 16
         # The same, each part written to a file: the emulator and this disk together.
         record ceiling-curl-big-x16-disk "$(bytes_of big)" 1 "$BENCH_PORT" 300 \
-          bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/trash/big" ;;
+          bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/dl/trash/big" ;;
       *) record "ceiling-curl-$ds-p$(parallel_of "$ds")" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 300 \
         bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" ;;
       esac

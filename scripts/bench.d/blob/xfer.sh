@@ -13,7 +13,7 @@ tool=$1 dir=$2 ds=$3
 
 if [ "$dir" = down ]; then
   dest=$BENCH_WORK/dl/$tool-$ds
-  if [ -e "$dest" ]; then mkdir -p "$BENCH_WORK/trash"; mv "$dest" "$(mktemp -u -p "$BENCH_WORK/trash")"; fi
+  if [ -e "$dest" ]; then mkdir -p "$BENCH_WORK/dl/trash"; mv "$dest" "$(mktemp -u -p "$BENCH_WORK/dl/trash")"; fi
   mkdir -p "$dest"
   case $tool in
   rclone) exec rclone copy "az$ds:$ds" "$dest" ;;
