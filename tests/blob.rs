@@ -577,7 +577,7 @@ fn adls_gen2_through_the_blob_endpoint_skips_folder_markers() {
 
 #[test]
 fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_block_uploads() {
-    use stagehand::store::azure::{config, AzureStore, Tuning};
+    use stagehand::store::azure::{config, AzureStore, Md5Check, Tuning};
     use stagehand::store::{Store, StoreError};
     let Some(az) = Azurite::start() else { return };
     az.mkcontainer(&["box"]);
@@ -587,24 +587,27 @@ fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_bloc
     put(dir.path(), "small.txt", b"new");
     let large = bytes(3, 3 * 1024 * 1024 + 5);
     put(dir.path(), "large.bin", &large);
-    // Small tuning: 3 MiB goes up as 1 MiB blocks.
-    let tuning = Tuning {
-        single_put_max: 2 << 20,
-        block: 1 << 20,
-        ..Tuning::from_env()
-    };
-    let store = AzureStore::open_with(
-        config::AzureTarget {
+    // Small tuning: 3 MiB goes up as 1 MiB blocks, each with its Content-MD5 (which
+    // Azurite checks: a wrong one fails the upload); the whole file's MD5 only when
+    // every MD5 is asked for.
+    let open = |md5| {
+        let tuning = Tuning {
+            single_put_max: 2 << 20,
+            block: 1 << 20,
+            md5,
+            ..Tuning::from_env()
+        };
+        let target = config::AzureTarget {
             datastore: "az".into(),
             account: ACCOUNT.into(),
             container: "box".into(),
             service_url: az.endpoint(),
             auth: config::Auth::SharedKey(base64_decode(KEY)),
             hierarchical: false,
-        },
-        tuning,
-    )
-    .unwrap();
+        };
+        AzureStore::open_with(target, tuning).unwrap()
+    };
+    let store = open(Md5Check::All);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // No pre-check here: only the conditional create stands between us and the blob.
@@ -626,9 +629,21 @@ fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_bloc
         assert_eq!(
             props.md5,
             Some(md5),
-            "a block upload must carry the file's MD5"
+            "a block upload must carry the file's MD5 under VERIFY_MD5=all"
         );
         assert_eq!(props.size, large.len() as u64);
+        let store = open(Md5Check::Streamed);
+        store
+            .upload(&dir.path().join("large.bin"), "plain/large.bin", false)
+            .await
+            .unwrap();
+        let props = store.client().head("plain/large.bin").await.unwrap();
+        assert_eq!(props.size, large.len() as u64);
+        assert_eq!(props.md5, None, "by default only the blocks are hashed");
+        assert_eq!(
+            az.sha256s("box", "plain/")["plain/large.bin"],
+            hex(&Sha256::digest(&large))
+        );
     });
 }
 
@@ -765,6 +780,10 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
     assert!(
         err.contains("big.bin") && err.contains("No space left on device"),
         "the error must name the file and the cause: {err}"
+    );
+    assert!(
+        !err.contains("stagehand-partial"),
+        "the error must name the file, not its temporary name: {err}"
     );
     assert!(
         !dl.join("big.bin").exists(),

@@ -44,14 +44,19 @@ bytes_of() { case $1 in big) echo 1073741824 ;; medium) echo 1048576000 ;; small
 files_of() { case $1 in big) echo 1 ;; medium) echo 100 ;; small) echo 10000 ;; esac; }
 parallel_of() { case $1 in medium) echo 16 ;; small) echo 32 ;; esac; } # curl's requests in flight
 
-# The 1 GiB file cut into N parts for curlputbig.sh, once and untimed.
+# The 1 GiB file cut into N parts for curlputbig.sh, each with its MD5, once and untimed.
 cut_parts() { # N
-  local dir=$BENCH_WORK/parts-$1
-  [ -f "$dir/.done" ] && return
+  local dir=$BENCH_WORK/parts-$1 f k
+  [ -f "$dir/.done-md5" ] && return
+  rm -rf "$dir"
   mkdir -p "$dir"
   split -n "$1" -a 4 -d "$DATA/big/1GiB.bin" "$dir/p"
-  for f in "$dir"/p*; do mv "$f" "$dir/$((10#${f##*/p}))"; done
-  touch "$dir/.done"
+  for f in "$dir"/p*; do
+    k=$((10#${f##*/p}))
+    mv "$f" "$dir/$k"
+    openssl md5 -binary "$dir/$k" | base64 >"$dir/$k.md5"
+  done
+  touch "$dir/.done-md5"
 }
 
 # Downloads land on a file system of their own, $BENCH_WORK/dl: a fresh ext4 with a journal

@@ -195,7 +195,15 @@ fn plan_names(
 /// Downloads one object to `dest` (whose folder exists) through a temporary file.
 async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u64, TransferError> {
     let tmp = TempFile::beside(dest);
-    let n = store.download(obj, tmp.path()).await?;
+    let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
+        // The temporary name means nothing to the user: name the file being made.
+        StoreError::Io {
+            action,
+            path,
+            source,
+        } if path == tmp.path() => StoreError::io(action, dest, source),
+        e => e,
+    })?;
     let len = std::fs::metadata(tmp.path())
         .map_err(|e| TransferError::io("cannot read", tmp.path(), e))?
         .len();

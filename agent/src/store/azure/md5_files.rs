@@ -1,5 +1,5 @@
-//! MD5 of whole files, many files at once on one thread: downloads once written, and
-//! large uploads while their blocks go up.
+//! MD5 of files (or parts of them), many at once on one thread: downloads once
+//! written, and large uploads (the whole file, and each block before it goes up).
 //!
 //! One MD5 stream cannot be split: each 64-byte block depends on the one before, so a
 //! core hashes about 600-700 MB/s. Files moved side by side are independent streams,
@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -33,7 +34,8 @@ pub struct Md5Files {
 
 struct Job {
     file: Arc<File>,
-    size: u64,
+    /// The bytes to hash.
+    range: Range<u64>,
     reply: tokio::sync::oneshot::Sender<std::io::Result<[u8; 16]>>,
 }
 
@@ -47,12 +49,12 @@ impl Md5Files {
         Ok(Md5Files { jobs })
     }
 
-    /// The MD5 of the first `size` bytes of `file`.
-    pub async fn digest(&self, file: Arc<File>, size: u64) -> std::io::Result<[u8; 16]> {
+    /// The MD5 of the bytes `range` of `file`.
+    pub async fn digest(&self, file: Arc<File>, range: Range<u64>) -> std::io::Result<[u8; 16]> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let gone = || std::io::Error::other("the MD5 thread has stopped");
         self.jobs
-            .send(Job { file, size, reply })
+            .send(Job { file, range, reply })
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -62,6 +64,7 @@ impl Md5Files {
 struct Lane {
     job: Job,
     state: Md5State,
+    /// Bytes hashed so far, from the start of the range.
     done: u64,
     since: Instant,
 }
@@ -105,10 +108,14 @@ fn serve(jobs: Receiver<Job>) {
         };
         let mut batch = Vec::with_capacity(take);
         for mut l in queue.drain(..take) {
-            let k = (l.job.size - l.done).min(PIECE as u64) as usize;
+            let k = (l.len() - l.done).min(PIECE as u64) as usize;
             let mut piece = spare.pop().unwrap_or_default();
             piece.resize(k, 0);
-            match l.job.file.read_exact_at(&mut piece, l.done) {
+            match l
+                .job
+                .file
+                .read_exact_at(&mut piece, l.job.range.start + l.done)
+            {
                 Ok(()) => {
                     l.done += k as u64;
                     batch.push((l, piece));
@@ -125,7 +132,7 @@ fn serve(jobs: Receiver<Job>) {
         for ((mut l, piece), state) in batch.into_iter().zip(states) {
             spare.push(piece);
             l.state = state;
-            if l.done >= l.job.size {
+            if l.done >= l.len() {
                 let _ = l.job.reply.send(Ok(l.state.finalize()));
             } else {
                 queue.push_back(l);
@@ -144,6 +151,13 @@ fn update(engine: Md5Many, states: &mut [Md5State], pieces: &[&[u8]]) {
             engine.update_many(&mut states[at..at + width], &pieces[at..at + width]);
             at += width;
         }
+    }
+}
+
+impl Lane {
+    /// How many bytes the job hashes.
+    fn len(&self) -> u64 {
+        self.job.range.end.saturating_sub(self.job.range.start)
     }
 }
 
@@ -176,11 +190,40 @@ mod tests {
             File::create(&path).unwrap().write_all(&bytes).unwrap();
             let file = Arc::new(File::open(&path).unwrap());
             wants.push(<[u8; 16]>::from(<md5::Md5 as md5::Digest>::digest(&bytes)));
-            digests.push(hasher.digest(file, *size));
+            digests.push(hasher.digest(file, 0..*size));
         }
         let got = futures::future::join_all(digests).await;
         for (g, want) in got.into_iter().zip(wants) {
             assert_eq!(g.unwrap(), want);
+        }
+    }
+
+    /// Parts of one file (the blocks of an upload) at once, each against the reference.
+    #[tokio::test]
+    async fn parts_of_a_file_hash_as_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let bytes: Vec<u8> = (0..3_000_017u32)
+            .map(|k| (k * 7 + k / 1000) as u8)
+            .collect();
+        File::create(&path).unwrap().write_all(&bytes).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let hasher = Md5Files::start().unwrap();
+        let len = bytes.len() as u64;
+        let block = 300_001u64;
+        let ranges: Vec<Range<u64>> = (0..len.div_ceil(block))
+            .map(|i| i * block..((i + 1) * block).min(len))
+            .chain([0..len, 5..5])
+            .collect();
+        let got = futures::future::join_all(
+            ranges
+                .iter()
+                .map(|r| hasher.digest(file.clone(), r.clone())),
+        )
+        .await;
+        for (g, r) in got.into_iter().zip(&ranges) {
+            let want = <md5::Md5 as md5::Digest>::digest(&bytes[r.start as usize..r.end as usize]);
+            assert_eq!(g.unwrap(), <[u8; 16]>::from(want), "range {r:?}");
         }
     }
 
@@ -192,6 +235,6 @@ mod tests {
         File::create(&path).unwrap().write_all(b"abc").unwrap();
         let hasher = Md5Files::start().unwrap();
         let file = Arc::new(File::open(&path).unwrap());
-        assert!(hasher.digest(file, 10).await.is_err());
+        assert!(hasher.digest(file, 0..10).await.is_err());
     }
 }
