@@ -2,14 +2,16 @@
 # scripts/bench.d/blob.sh [SECTION...]: stagehand against AzCopy, rclone (defaults and
 # tuned) and the Azure Python SDK, on the same private Azurite, in one run.
 #   sections (default: ceiling download upload)
-#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob (to /dev/null, and again
-#             to files); one GET per blob of the others, 16 (medium) or 32 (small) at a time
+#   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; one GET per blob of the
+#             others, 16 (medium) or 32 (small) at a time; each to /dev/null (the
+#             emulator alone), and again to files (the emulator and the landing of the bytes)
 #   download  each tool: container -> empty local dir       (big, medium, small)
 #   upload    each tool: local dir -> fresh prefix on an emptied upload Azurite; first
-#             curl, the ceiling: 16 parallel Put Blocks of the 1 GiB file and a Put
-#             Block List, or one Put Blob per file, 16 or 32 at a time
-# Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all rclone-tuned rclone python azcopy;
-#      also stagehand-nomd5),
+#             curl, the ceiling: 16 parallel Put Blocks of the 1 GiB file (each with
+#             its Content-MD5) and a Put Block List, or one Put Blob per file, 16 or 32
+#             at a time
+# Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all stagehand-nomd5 rclone-tuned
+#      rclone python azcopy; the stagehand variants upload only big, the others are alike),
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
 #      by default, remembered in .tools/bench-workdir).
 # Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
@@ -23,7 +25,7 @@ set -euo pipefail
 
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-1}
-TOOLS=${TOOLS:-stagehand stagehand-md5all rclone-tuned rclone python azcopy}
+TOOLS=${TOOLS:-stagehand stagehand-md5all stagehand-nomd5 rclone-tuned rclone python azcopy}
 DATASETS=${DATASETS:-big medium small}
 SECTIONS=${*:-ceiling download upload}
 export DATA BENCH_WORK
@@ -182,7 +184,9 @@ for section in $SECTIONS; do
         record ceiling-curl-big-x16-disk "$(bytes_of big)" 1 "$BENCH_PORT" 300 \
           bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/dl/trash/big" ;;
       *) record "ceiling-curl-$ds-p$(parallel_of "$ds")" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 300 \
-        bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" ;;
+          bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")"
+        record "ceiling-curl-$ds-p$(parallel_of "$ds")-disk" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_PORT" 300 \
+          bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" disk ;;
       esac
     done
     ;;
@@ -210,7 +214,8 @@ for section in $SECTIONS; do
       esac
       echo "   $(verify_upload "$ds")"
       for tool in $TOOLS; do
-        case $tool in stagehand-*) continue ;; esac # the same upload as stagehand
+        # The variants differ from stagehand only in the blocks of large files.
+        case $tool in stagehand-*) [ "$ds" = big ] || continue ;; esac
         fresh_upload_azurite
         VERIFY="" record "up-$tool-$ds" "$(bytes_of "$ds")" "$(files_of "$ds")" "$BENCH_UP_PORT" 590 \
           bash "$BENCH_HERE/xfer.sh" "$tool" up "$ds"

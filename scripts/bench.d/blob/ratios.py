@@ -4,7 +4,8 @@
 
 For each `down-*-DATASET` / `up-*-DATASET` group in RESULTS_DIR (blob.sh's results):
 stagehand's median wall time, the best other tool's, their ratio (above 1: stagehand is
-faster), stagehand's share of the emulator's ceiling (curl) where one was measured, and
+faster), stagehand's share of the emulator's ceiling (curl to /dev/null) and of the
+ceiling with the bytes landing on disk (curl to files) where they were measured, and
 peak RSS of stagehand beside the others'.
 """
 
@@ -24,6 +25,12 @@ CEILING = {
     ("up", "small"): "ceiling-up-curl-small-p32",
 }
 
+DISK_CEILING = {
+    ("down", "big"): "ceiling-curl-big-x16-disk",
+    ("down", "medium"): "ceiling-curl-medium-p16-disk",
+    ("down", "small"): "ceiling-curl-small-p32-disk",
+}
+
 
 def main(d):
     res = {}
@@ -33,15 +40,20 @@ def main(d):
             r, _ = rows(os.path.join(d, f))
             if "wall s" in r:
                 res.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = (r["wall s"][1], r["peak MiB"][1])
-    ceil = {}
-    for k, name in CEILING.items():
-        p = os.path.join(d, name + ".txt")
-        if os.path.exists(p):
-            r, _ = rows(p)
-            if "wall s" in r:
-                ceil[k] = r["wall s"][1]
-    print("| direction | data | stagehand s | best other (s) | best/stagehand | ceiling/stagehand | stagehand RSS MiB | others' RSS MiB |")
-    print("|---|---|---:|---|---:|---:|---:|---|")
+    def walls(names):
+        out = {}
+        for k, name in names.items():
+            p = os.path.join(d, name + ".txt")
+            if os.path.exists(p):
+                r, _ = rows(p)
+                if "wall s" in r:
+                    out[k] = r["wall s"][1]
+        return out
+
+    ceil, disk = walls(CEILING), walls(DISK_CEILING)
+    share = lambda c, w: f"{c / w:.0%}" if c else "-"  # noqa: E731
+    print("| direction | data | stagehand s | best other (s) | best/stagehand | ceiling/stagehand | disk ceiling/stagehand | stagehand RSS MiB | others' RSS MiB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---|")
     for (direction, ds), tools in sorted(res.items()):
         if "stagehand" not in tools:
             continue
@@ -53,16 +65,14 @@ def main(d):
             ratio = f"{bw / sh:.2f}"
         else:
             best, ratio = "-", "-"
-        c = ceil.get((direction, ds))
-        cr = f"{c / sh:.0%}" if c else "-"
+        c, dc = ceil.get((direction, ds)), disk.get((direction, ds))
         orss = ", ".join(f"{t} {v[1]:.0f}" for t, v in sorted(others.items()))
-        print(f"| {direction} | {ds} | {sh:.2f} | {best} | {ratio} | {cr} | {rss:.0f} | {orss} |")
+        print(f"| {direction} | {ds} | {sh:.2f} | {best} | {ratio} | {share(c, sh)} | {share(dc, sh)} | {rss:.0f} | {orss} |")
         for variant, label in (("stagehand-md5all", "every MD5 checked"), ("stagehand-nomd5", "no MD5 check")):
             if variant in tools:
                 nw, nrss = tools[variant]
                 r = f"{bw / nw:.2f}" if others else "-"
-                ncr = f"{c / nw:.0%}" if c else "-"
-                print(f"| {direction} | {ds} ({label}) | {nw:.2f} | {best} | {r} | {ncr} | {nrss:.0f} | |")
+                print(f"| {direction} | {ds} ({label}) | {nw:.2f} | {best} | {r} | {share(c, nw)} | {share(dc, nw)} | {nrss:.0f} | |")
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -40,6 +40,10 @@ else
       --azureblob-upload-concurrency 16 --azureblob-chunk-size 16M ;;
   python) exec "$PY" "$BENCH_HERE/azblob.py" upload "$src" uploads --prefix "$prefix" ;;
   stagehand) exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" upload up --src-dir "$src" --target-path "$prefix" ;;
+  stagehand-md5all) # large files' whole MD5 computed and stored too
+    STAGEHAND_AZURE_VERIFY_MD5=all exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" upload up --src-dir "$src" --target-path "$prefix" ;;
+  stagehand-nomd5) # no Content-MD5 on blocks either
+    STAGEHAND_AZURE_VERIFY_MD5=0 exec "$STAGEHAND" -q datastore -w "$(stagehand_workspace)" upload up --src-dir "$src" --target-path "$prefix" ;;
   azcopy)
     exec "$AZCOPY" copy "$src/*" "$AZ_ENDPOINT/uploads/$prefix?$SAS_up" --recursive --from-to LocalBlob ;;
   esac
