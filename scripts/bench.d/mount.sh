@@ -75,10 +75,9 @@ if [ "$backend" = azurite ]; then
     python3 -m venv "$BENCH_WORK/venv" && "$PY" -m pip install -q azure-storage-blob
   fi
   if [ ! -x "$AZURITE" ]; then
-    npm install --prefix "$root/.tools/npm" --no-audit --no-fund --silent azurite >/dev/null
-    AZURITE=$root/.tools/npm/node_modules/.bin/azurite-blob
-    export AZURITE
+    npm install --prefix "$BENCH_WORK/npm" --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >/dev/null
   fi
+  export AZURITE
   bash "$here/data.sh" >&2
   export_creds
   big_dir=$DATA/big small_dir=$DATA/small

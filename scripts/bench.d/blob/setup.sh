@@ -4,7 +4,7 @@
 #   azure-storage-blob  PyPI, in a venv in the work dir
 #   azcopy              npm package @azure-tools/azcopy-linux (ships Microsoft's binary),
 #                       which needs Debian's libsecret-1-0
-#   azurite             npm, only if azurite-blob is not on PATH already
+#   azurite             npm, the version pinned in lib.sh, in the work dir (unless AZURITE is set)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -29,7 +29,7 @@ if [ ! -f "$AZCOPY" ]; then
 fi
 chmod +x "$AZCOPY"
 if [ ! -x "$AZURITE" ]; then
-  (cd "$BENCH_WORK/npm" && npm install --no-audit --no-fund --silent azurite@3.37.0)
+  (cd "$BENCH_WORK/npm" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION")
 fi
 
 mkdir -p "$AZCOPY_LOG_LOCATION" "$AZCOPY_JOB_PLAN_LOCATION"

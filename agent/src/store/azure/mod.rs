@@ -249,6 +249,10 @@ impl AzureStore {
                 detail: format!("container {:?} does not exist at {} (`stagehand datastore check {} --create-if-not-exists` creates it)", t.container, t.service_url, t.datastore),
             },
             (Some(404), _) => StoreError::NotFound { datastore, path: path.to_string() },
+            (_, Some("Md5Mismatch")) => StoreError::Remote {
+                datastore,
+                detail: format!("{what}: {e}: the bytes that arrived do not match the MD5 sent with them; the file changed while it was being uploaded, or was damaged on the way. Nothing was committed; upload it again"),
+            },
             (Some(409 | 412), Some("BlobAlreadyExists" | "ConditionNotMet")) => StoreError::AlreadyExists { datastore, path: path.to_string() },
             (_, _) if matches!(e, HttpError::Credential(_)) => StoreError::Auth { datastore, detail: format!("{e} (authentication for {what})") },
             _ => StoreError::Remote { datastore, detail: format!("{what}: {e}") },
@@ -823,6 +827,31 @@ impl Store for AzureStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_refused_for_its_md5_says_why() {
+        let target = config::AzureTarget {
+            datastore: "az".into(),
+            account: "acct".into(),
+            container: "box".into(),
+            service_url: "http://127.0.0.1:1/acct".into(),
+            auth: Auth::SharedKey(b"key".to_vec()),
+            hierarchical: false,
+        };
+        let store = AzureStore::open_with(target, Tuning::from_env()).unwrap();
+        let e = store.error(
+            "model.bin",
+            HttpError::Status {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                code: Some("Md5Mismatch".into()),
+            },
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("model.bin") && text.contains("changed while it was being uploaded"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn blocks_grow_only_for_files_too_large_for_50000() {
