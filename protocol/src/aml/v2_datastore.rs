@@ -108,7 +108,7 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
             "tenant_id" => credentials.tenant_id = scalar_text(v),
             "client_id" => credentials.client_id = scalar_text(v),
             "authority_url" | "resource_url" if is_set(v) => {
-                warnings.push(src.problem(&field, "ignored: the public Azure cloud's authority is used"));
+                warnings.push(src.problem(&field, "ignored: the authority follows the endpoint (the public cloud's, or Azure China's or US Government's for their endpoints)"));
             }
             _ if is_set(v) => src.push(&field, "unknown credential; expected account_key, sas_token, or tenant_id + client_id + client_secret"),
             _ => {}

@@ -575,6 +575,9 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
     let mut b = MicrosoftAzureBuilder::new()
         .with_account(&t.account)
         .with_container_name(&t.container);
+    if let Some(host) = authority_host(&t.service_url) {
+        b = b.with_authority_host(host);
+    }
     match id {
         Identity::ServicePrincipal {
             tenant_id,
@@ -604,6 +607,22 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         .build()
         .map_err(|e| format!("cannot set up the identity: {e}"))?;
     Ok(store.credentials().clone())
+}
+
+/// The Entra ID authority of the national cloud a blob service URL belongs to, where it
+/// is not the public cloud's: a service principal of Azure China signs in at
+/// `login.chinacloudapi.cn`, and the public authority does not know it.
+fn authority_host(service_url: &str) -> Option<&'static str> {
+    use object_store::azure::authority_hosts;
+    let host = service_url.split("://").nth(1)?.split(['/', ':']).next()?;
+    let host = host.to_ascii_lowercase();
+    if host.ends_with(".core.chinacloudapi.cn") {
+        Some(authority_hosts::AZURE_CHINA)
+    } else if host.ends_with(".core.usgovcloudapi.net") {
+        Some(authority_hosts::AZURE_GOVERNMENT)
+    } else {
+        None
+    }
 }
 
 // --- listing XML --------------------------------------------------------------------
@@ -753,6 +772,24 @@ mod tests {
             "{t}"
         );
         assert!(t.starts_with("cannot connect"), "{t}");
+    }
+
+    #[test]
+    fn national_clouds_sign_in_at_their_own_authority() {
+        assert_eq!(
+            authority_host("https://acct.blob.core.chinacloudapi.cn"),
+            Some("https://login.chinacloudapi.cn")
+        );
+        assert_eq!(
+            authority_host("https://ACCT.blob.core.usgovcloudapi.net/"),
+            Some("https://login.microsoftonline.us")
+        );
+        assert_eq!(authority_host("https://acct.blob.core.windows.net"), None);
+        assert_eq!(
+            authority_host("http://127.0.0.1:10000/devstoreaccount1"),
+            None
+        );
+        assert_eq!(authority_host("not a url"), None);
     }
 
     #[test]
