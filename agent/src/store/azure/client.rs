@@ -591,6 +591,10 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
             // them object_store falls back to the VM's managed identity endpoint.
             if let Ok(f) = std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
                 b = b.with_federated_token_file(f);
+                // The workload identity webhook names the pod's cloud authority too.
+                if let Ok(h) = std::env::var("AZURE_AUTHORITY_HOST") {
+                    b = b.with_authority_host(h);
+                }
                 if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
                     b = b.with_client_id(c);
                 }
