@@ -76,14 +76,15 @@ output_fs() {
     echo "warning: downloads land on $OUT_FS: a file system of their own needs root, mkfs.ext4 and a loop device" >&2
     return
   fi
-  mountpoint -q "$mnt" && umount "$mnt"
+  mountpoint -q "$mnt" && umount -l "$mnt"
   rm -rf "$mnt" "$img"
   mkdir -p "$mnt"
   truncate -s 8G "$img"
   mkfs.ext4 -q -F "$img"
   mount -o loop "$img" "$mnt"
   OUT_FS="ext4 with a journal, 8 GiB loop image, made for this run"
-  trap 'umount "$BENCH_WORK/dl" 2>/dev/null; rm -f "$BENCH_WORK/dl.img"' EXIT
+  # Lazily: a tool still holding a file open must not leave the mount behind.
+  trap 'umount -l "$BENCH_WORK/dl" 2>/dev/null; rm -f "$BENCH_WORK/dl.img"' EXIT
 }
 
 # Before every run, untimed: the last run's output deleted and its dirty pages written.

@@ -196,7 +196,8 @@ fn plan_names(
 async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u64, TransferError> {
     let tmp = TempFile::beside(dest);
     let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
-        // The temporary name means nothing to the user: name the file being made.
+        // The temporary name means nothing to the user: name the file being made (here,
+        // the one place every store's download goes through).
         StoreError::Io {
             action,
             path,
@@ -205,7 +206,7 @@ async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u
         e => e,
     })?;
     let len = std::fs::metadata(tmp.path())
-        .map_err(|e| TransferError::io("cannot read", tmp.path(), e))?
+        .map_err(|e| TransferError::io("cannot read", dest, e))?
         .len();
     if len != obj.size || n != obj.size {
         return Err(TransferError::Truncated {

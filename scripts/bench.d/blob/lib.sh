@@ -35,11 +35,11 @@ endpoint() { echo "http://127.0.0.1:${1:-$BENCH_PORT}/$ACCOUNT"; }
 # Tools installed by setup.sh into the work dir (or found on PATH).
 PY=$BENCH_WORK/venv/bin/python
 AZCOPY=$BENCH_WORK/npm/node_modules/@azure-tools/azcopy-linux/dist/bin/azcopy_linux_amd64
-# Azurite: the version of the shared anchors (scripts/test pins the same), installed by
-# setup.sh in the work dir: versions differ in cost (3.37 computes a CRC64 of every block
-# staged without a Content-MD5), and runs must compare like with like. AZURITE= chooses
-# another; the results name the version used.
-AZURITE_VERSION=3.37.0
+# Azurite: the version in scripts/azurite.version (that of the shared anchors, and of the
+# tests), installed by setup.sh in the work dir: versions differ in cost (3.37 computes a
+# CRC64 of every block staged without a Content-MD5), and runs must compare like with
+# like. AZURITE= chooses another; the results name the version used.
+AZURITE_VERSION=$(cat "$BENCH_REPO/scripts/azurite.version")
 AZURITE=${AZURITE:-$BENCH_WORK/npm/node_modules/.bin/azurite-blob}
 DATA=$BENCH_WORK/data
 RESULTS=${BENCH_RESULTS:-$BENCH_WORK/results}

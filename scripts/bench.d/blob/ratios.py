@@ -50,8 +50,10 @@ def main(d):
                     out[k] = r["wall s"][1]
         return out
 
+    def share(ceiling, wall):
+        return f"{ceiling / wall:.0%}" if ceiling else "-"
+
     ceil, disk = walls(CEILING), walls(DISK_CEILING)
-    share = lambda c, w: f"{c / w:.0%}" if c else "-"  # noqa: E731
     print("| direction | data | stagehand s | best other (s) | best/stagehand | ceiling/stagehand | disk ceiling/stagehand | stagehand RSS MiB | others' RSS MiB |")
     print("|---|---|---:|---|---:|---:|---:|---:|---|")
     for (direction, ds), tools in sorted(res.items()):

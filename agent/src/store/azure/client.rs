@@ -618,8 +618,8 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
 /// `login.chinacloudapi.cn`, and the public authority does not know it.
 fn authority_host(service_url: &str) -> Option<&'static str> {
     use object_store::azure::authority_hosts;
-    let host = service_url.split("://").nth(1)?.split(['/', ':']).next()?;
-    let host = host.to_ascii_lowercase();
+    let url = reqwest::Url::parse(service_url).ok()?;
+    let host = url.host_str()?;
     if host.ends_with(".core.chinacloudapi.cn") {
         Some(authority_hosts::AZURE_CHINA)
     } else if host.ends_with(".core.usgovcloudapi.net") {
