@@ -19,7 +19,7 @@ pub mod client;
 pub mod config;
 mod md5_files;
 
-use md5_files::Md5Files;
+use md5_files::{Landing, Md5Files};
 
 use super::{Entry, ObjectMeta, Store, StoreError};
 use async_trait::async_trait;
@@ -167,15 +167,19 @@ enum Hash {
     Skip,
     /// Hashed on the spot: small blobs, where handing them over would cost more.
     Inline(Md5),
+    /// Hashed from the file as it lands, beside other files ([`Md5Files`]).
+    Landing(Landing),
 }
 
 impl Hash {
-    /// Hashes the chunks of `pending` and empties it.
-    fn feed(&mut self, pending: &mut Pending) {
+    /// Hashes the chunks of `pending`, written up to `pos`, and empties it.
+    fn feed(&mut self, pending: &mut Pending, pos: u64) {
         let chunks = std::mem::take(&mut pending.chunks);
         pending.len = 0;
-        if let Hash::Inline(h) = self {
-            chunks.iter().for_each(|c| h.update(c));
+        match self {
+            Hash::Skip => {}
+            Hash::Inline(h) => chunks.iter().for_each(|c| h.update(c)),
+            Hash::Landing(l) => l.landed(pos),
         }
     }
 }
@@ -185,7 +189,8 @@ pub struct AzureStore {
     client: Arc<Client>,
     tuning: Tuning,
     requests: Arc<Semaphore>,
-    /// Hashes finished single-request downloads, many at once; started on first use.
+    /// Hashes single-request downloads as they land, and uploads, many at once;
+    /// started on first use.
     md5_files: tokio::sync::OnceCell<Md5Files>,
 }
 
@@ -321,7 +326,7 @@ impl AzureStore {
                         pending.chunks.push(chunk);
                         if pending.len >= WRITE_BUFFER {
                             pos = self.flush(file, pos, &mut pending, &obj.path)?;
-                            hash.feed(&mut pending);
+                            hash.feed(&mut pending, pos);
                         }
                     }
                     Some(Err(e)) => {
@@ -332,7 +337,7 @@ impl AzureStore {
                 }
             }
             pos = self.flush(file, pos, &mut pending, &obj.path)?;
-            hash.feed(&mut pending);
+            hash.feed(&mut pending, pos);
             if pos < range.end {
                 broken += 1;
                 let why = failure.unwrap_or_else(|| "the answer ended early".into());
@@ -436,6 +441,14 @@ impl AzureStore {
         Ok(())
     }
 
+    /// The hashing thread, started on first use.
+    async fn md5_files(&self, path: &Path) -> Result<&Md5Files, StoreError> {
+        self.md5_files
+            .get_or_try_init(|| async { Md5Files::start() })
+            .await
+            .map_err(|e| StoreError::io("cannot start hashing", path, e))
+    }
+
     /// The MD5 of the bytes `range` of `file`, hashed beside whatever else is being
     /// hashed ([`Md5Files`]).
     async fn md5_of(
@@ -444,12 +457,8 @@ impl AzureStore {
         range: Range<u64>,
         path: &Path,
     ) -> Result<[u8; 16], StoreError> {
-        let hasher = self
-            .md5_files
-            .get_or_try_init(|| async { Md5Files::start() })
-            .await
-            .map_err(|e| StoreError::io("cannot start hashing", path, e))?;
-        hasher
+        self.md5_files(path)
+            .await?
             .digest(file, range)
             .await
             .map_err(|e| StoreError::io("cannot read", path, e))
@@ -798,9 +807,22 @@ impl Store for AzureStore {
                     }
                 }
                 Some(want) => {
-                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip)
+                    let landing = self
+                        .md5_files(dest)
+                        .await?
+                        .landing(file.clone(), object.size)
+                        .map_err(|e| StoreError::io("cannot start hashing", dest, e))?;
+                    let mut h = Hash::Landing(landing);
+                    self.fetch_range(object, 0..object.size, &file, &mut h)
                         .await?;
-                    if self.md5_of(file, 0..object.size, dest).await? != want {
+                    let Hash::Landing(landing) = h else {
+                        unreachable!()
+                    };
+                    let got = landing
+                        .digest()
+                        .await
+                        .map_err(|e| StoreError::io("cannot read", dest, e))?;
+                    if got != want {
                         return Err(self.md5_mismatch(object));
                     }
                 }
