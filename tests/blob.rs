@@ -662,8 +662,8 @@ fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
     let Some(az) = Azurite::start() else { return };
     az.mkcontainer(&["box"]);
     let src = tempfile::tempdir().unwrap();
-    // Hashed inline (small), by the hashing thread as it lands (one GET), from the file (ranges: only
-    // when asked for with STAGEHAND_AZURE_VERIFY_MD5=all, see Md5Check).
+    // Hashed inline (small), by the hashing thread as it lands (one GET), from the file
+    // (ranges: only when asked for with STAGEHAND_AZURE_VERIFY_MD5=all, see Md5Check).
     put(src.path(), "small.txt", b"small");
     put(src.path(), "mid.bin", &bytes(8, 2 * 1024 * 1024));
     put(src.path(), "big.bin", &bytes(9, 5 * 1024 * 1024));

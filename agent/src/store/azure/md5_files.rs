@@ -1,35 +1,42 @@
-//! MD5 of files (or parts of them), many at once on one thread: downloads as they
-//! land, and large uploads (the whole file, and each block before it goes up).
+//! MD5 of files (or parts of them) and of downloads as they arrive, many at once on one
+//! thread.
 //!
 //! One MD5 stream cannot be split: each 64-byte block depends on the one before, so a
 //! core hashes about 600-700 MB/s. Files moved side by side are independent streams,
 //! though, and SIMD hashes 8 or 16 of them in the time of one (measured here: 16
-//! streams at 5.2 GB/s on one core against 0.68 GB/s for one). So each file is handed
-//! to a single hashing thread, which reads every file it holds a piece at a time (from
-//! the page cache, as a rule) and feeds the pieces to the SIMD lanes together.
-//! A download is hashed while it is still arriving ([`Landing`]), a piece at a time
-//! behind the bytes written, so its MD5 is ready almost as soon as its last byte is.
-//! Checking a downloaded file rather than the received bytes also covers the write to
-//! disk.
+//! streams at 5.2 GB/s on one core against 0.68 GB/s for one). So every stream is
+//! handed to a single hashing thread, which feeds a piece of each to the SIMD lanes
+//! together:
+//! - a download's received bytes, handed over as they are written ([`Landing`]), so its
+//!   MD5 is ready as soon as its last byte is, and no byte is read twice (reading the
+//!   file back from the page cache cost as much CPU as the hashing itself);
+//! - the bytes of a file on disk ([`Md5Files::digest`]): uploads (the whole file, and
+//!   each block before it goes up), and large blobs downloaded as parallel ranges.
 
+use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use md5_many::{Md5Many, Md5State};
 
 /// How long pieces ready to hash may wait for others to hash beside: fewer than 8 hash
-/// at the speed of one. Short against a download: a 10 MiB blob takes a quarter of a
-/// second or more to arrive.
+/// at the speed of one, 8 at three quarters the speed of 16 (AVX2 against AVX-512).
+/// Short against a download: a 10 MiB blob takes a quarter of a second or more to
+/// arrive.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// What is read from each file per pass.
+/// The most hashed from one stream per pass (and read from a file at once).
 const PIECE: usize = 256 << 10;
+
+/// Received bytes one download may have waiting to be hashed before it waits itself:
+/// memory stays bounded however far the hashing falls behind.
+const MAX_QUEUED: usize = 1 << 20;
 
 /// How often the thread looks for downloads that gave up, while it waits for bytes.
 const IDLE: Duration = Duration::from_millis(100);
@@ -42,26 +49,40 @@ pub struct Md5Files {
 
 enum Msg {
     Job(Job),
-    /// A file being written has more bytes: look again.
+    /// A download has handed over more bytes: look again.
     Wake,
 }
 
 struct Job {
-    file: Arc<File>,
-    /// The bytes to hash.
-    range: Range<u64>,
-    /// How many bytes of the range are written, for a file still being written; `None`
-    /// when all are.
-    landed: Option<Arc<AtomicU64>>,
+    source: Source,
     reply: tokio::sync::oneshot::Sender<std::io::Result<[u8; 16]>>,
 }
 
-/// A file being written from its start, hashed as its bytes land: say how far it is
-/// written with [`Landing::landed`], then ask for the MD5 with [`Landing::digest`].
-/// Dropped before that, the hashing of the file stops.
-pub struct Landing {
+enum Source {
+    /// The bytes `range` of a file, all written.
+    File { file: Arc<File>, range: Range<u64> },
+    /// Bytes handed over as they arrive.
+    Stream(Arc<Stream>),
+}
+
+/// The received bytes of one download not yet hashed, in order. Its [`Landing`] adds
+/// at the back; the hashing thread alone takes from the front.
+struct Stream {
     len: u64,
-    landed: Arc<AtomicU64>,
+    chunks: Mutex<VecDeque<Bytes>>,
+    /// Bytes in `chunks`.
+    queued: AtomicUsize,
+    /// Bytes handed over in all.
+    received: AtomicU64,
+    /// Signalled when `queued` falls to [`MAX_QUEUED`] or below.
+    room: tokio::sync::Notify,
+}
+
+/// A download hashed as its bytes arrive: hand them over in order with
+/// [`Landing::feed`], then ask for the MD5 with [`Landing::digest`]. Dropped before
+/// that, the hashing of the download stops.
+pub struct Landing {
+    stream: Arc<Stream>,
     jobs: Sender<Msg>,
     answer: tokio::sync::oneshot::Receiver<std::io::Result<[u8; 16]>>,
 }
@@ -85,30 +106,31 @@ impl Md5Files {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Msg::Job(Job {
-                file,
-                range,
-                landed: None,
+                source: Source::File { file, range },
                 reply,
             }))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
-    /// Starts hashing the first `len` bytes of `file` as they are written.
-    pub fn landing(&self, file: Arc<File>, len: u64) -> std::io::Result<Landing> {
+    /// Starts hashing a download of `len` bytes, handed over as it arrives.
+    pub fn landing(&self, len: u64) -> std::io::Result<Landing> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let landed = Arc::new(AtomicU64::new(0));
+        let stream = Arc::new(Stream {
+            len,
+            chunks: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            room: tokio::sync::Notify::new(),
+        });
         self.jobs
             .send(Msg::Job(Job {
-                file,
-                range: 0..len,
-                landed: Some(landed.clone()),
+                source: Source::Stream(stream.clone()),
                 reply,
             }))
             .map_err(|_| gone())?;
         Ok(Landing {
-            len,
-            landed,
+            stream,
             jobs: self.jobs.clone(),
             answer,
         })
@@ -116,52 +138,154 @@ impl Md5Files {
 }
 
 impl Landing {
-    /// Says that the first `n` bytes are written (and will not change).
-    pub fn landed(&self, n: u64) {
-        self.landed.store(n.min(self.len), Ordering::Release);
+    /// Hands over the next received bytes (no copy: the chunks are shared). Waits while
+    /// more than [`MAX_QUEUED`] bytes of this download are waiting to be hashed.
+    pub async fn feed(&self, chunks: Vec<Bytes>) {
+        let s = &self.stream;
+        let n: usize = chunks.iter().map(Bytes::len).sum();
+        if n == 0 {
+            return;
+        }
+        s.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(chunks.into_iter().filter(|c| !c.is_empty()));
+        s.received.fetch_add(n as u64, Ordering::Relaxed);
+        s.queued.fetch_add(n, Ordering::Release);
         let _ = self.jobs.send(Msg::Wake);
+        while s.queued.load(Ordering::Acquire) > MAX_QUEUED {
+            s.room.notified().await;
+        }
     }
 
-    /// The MD5 of the whole file, once every byte has landed.
+    /// The MD5 of the whole download, once every byte has been handed over.
     pub async fn digest(self) -> std::io::Result<[u8; 16]> {
-        let landed = self.landed.load(Ordering::Acquire);
-        if landed < self.len {
+        let got = self.stream.received.load(Ordering::Relaxed);
+        if got != self.stream.len {
             return Err(std::io::Error::other(format!(
-                "only {landed} of {} bytes were written",
-                self.len
+                "{got} of {} bytes were handed over to be hashed",
+                self.stream.len
             )));
         }
         self.answer.await.map_err(|_| gone())?
     }
 }
 
-/// A file being hashed: its state and how far it is read.
+/// A stream being hashed: its state and how far it is hashed.
 struct Lane {
     job: Job,
     state: Md5State,
-    /// Bytes hashed so far, from the start of the range.
+    /// Bytes hashed so far.
     done: u64,
+}
+
+/// What one lane hashes in one pass.
+enum Piece {
+    /// Read from its file into one of the thread's buffers.
+    Read(Vec<u8>),
+    /// The front of its received bytes.
+    Received(Bytes),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Read(v) => v,
+            Piece::Received(b) => b,
+        }
+    }
 }
 
 impl Lane {
     /// How many bytes the job hashes.
     fn len(&self) -> u64 {
-        self.job.range.end.saturating_sub(self.job.range.start)
+        match &self.job.source {
+            Source::File { range, .. } => range.end.saturating_sub(range.start),
+            Source::Stream(s) => s.len,
+        }
     }
 
-    /// Bytes written but not yet hashed.
-    fn ready(&self) -> u64 {
-        let landed = match &self.job.landed {
-            Some(l) => l.load(Ordering::Acquire).min(self.len()),
-            None => self.len(),
-        };
-        landed.saturating_sub(self.done)
-    }
-
-    /// Whether a piece can be hashed now: a whole one, or the rest of the file.
+    /// Whether there are bytes to hash now.
     fn can_go(&self) -> bool {
-        let ready = self.ready();
-        ready >= PIECE as u64 || (ready > 0 && self.done + ready == self.len())
+        match &self.job.source {
+            Source::File { .. } => self.done < self.len(),
+            Source::Stream(s) => s.queued.load(Ordering::Acquire) > 0,
+        }
+    }
+
+    /// Takes this pass's piece: from a file, up to [`PIECE`] bytes; from received
+    /// bytes, the front chunk up to [`PIECE`], after hashing here what cannot go to the
+    /// SIMD lanes (bytes up to the next 64-byte boundary, chunks shorter than 64).
+    /// `None` when nothing is left for the lanes this pass.
+    fn piece(&mut self, spare: &mut Vec<Vec<u8>>) -> std::io::Result<Option<Piece>> {
+        match &self.job.source {
+            Source::File { file, range } => {
+                let k = (self.len() - self.done).min(PIECE as u64) as usize;
+                let mut buf = spare.pop().unwrap_or_default();
+                buf.resize(k, 0);
+                if let Err(e) = file.read_exact_at(&mut buf, range.start + self.done) {
+                    spare.push(buf);
+                    return Err(e);
+                }
+                Ok(Some(Piece::Read(buf)))
+            }
+            Source::Stream(s) => {
+                let mut chunks = s.chunks.lock().unwrap_or_else(|e| e.into_inner());
+                let mut taken = 0;
+                let front = loop {
+                    let Some(front) = chunks.front_mut() else {
+                        break None;
+                    };
+                    let used = (self.state.bytes_hashed() % 64) as usize;
+                    let k = match used {
+                        0 if front.len() >= 64 => break Some(front.clone()),
+                        0 => front.len(),
+                        _ => (64 - used).min(front.len()),
+                    };
+                    self.state.update(&front[..k]);
+                    front.advance(k);
+                    taken += k;
+                    if front.is_empty() {
+                        chunks.pop_front();
+                    }
+                };
+                drop(chunks);
+                self.consumed(s.clone(), taken);
+                Ok(front.map(|mut b| {
+                    b.truncate(PIECE.min(b.len() / 64 * 64));
+                    Piece::Received(b)
+                }))
+            }
+        }
+    }
+
+    /// Counts `n` received bytes as hashed, and makes room for more.
+    fn consumed(&mut self, s: Arc<Stream>, n: usize) {
+        self.done += n as u64;
+        let before = s.queued.fetch_sub(n, Ordering::AcqRel);
+        if before > MAX_QUEUED && before - n <= MAX_QUEUED {
+            s.room.notify_one();
+        }
+    }
+
+    /// After a pass: counts the `n` bytes hashed from the lanes.
+    fn hashed(&mut self, n: usize) {
+        match &self.job.source {
+            Source::File { .. } => self.done += n as u64,
+            Source::Stream(s) => {
+                let s = s.clone();
+                {
+                    let mut chunks = s.chunks.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(front) = chunks.front_mut() {
+                        front.advance(n);
+                        if front.is_empty() {
+                            chunks.pop_front();
+                        }
+                    }
+                }
+                self.consumed(s, n);
+            }
+        }
     }
 }
 
@@ -169,7 +293,7 @@ fn serve(jobs: Receiver<Msg>) {
     let engine = Md5Many::new();
     let mut queue: VecDeque<Lane> = VecDeque::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
-    // Since when fewer than 8 pieces have been ready; cleared once 8 are, or none.
+    // Since when fewer than 16 streams have had bytes to hash; cleared once 16 have, or none.
     let mut short_since: Option<Instant> = None;
     let mut open = true;
     loop {
@@ -180,7 +304,7 @@ fn serve(jobs: Receiver<Msg>) {
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
-        // Downloads that gave up: their files are no longer wanted.
+        // Downloads that gave up: their bytes are no longer wanted.
         queue.retain(|l| !l.job.reply.is_closed());
         let ready = queue.iter().filter(|l| l.can_go()).count();
         if ready == 0 {
@@ -201,10 +325,10 @@ fn serve(jobs: Receiver<Msg>) {
             }
             continue;
         }
-        if ready >= 8 {
+        if ready >= 16 {
             short_since = None;
         } else if open {
-            // Few pieces ready: wait a moment for company, once, then hash until caught up.
+            // Few streams ready: wait a moment for company, once, then hash until caught up.
             let since = *short_since.get_or_insert_with(Instant::now);
             if let Some(left) = GATHER.checked_sub(since.elapsed()) {
                 match jobs.recv_timeout(left) {
@@ -215,8 +339,8 @@ fn serve(jobs: Receiver<Msg>) {
                 continue;
             }
         }
-        // One piece of each of the first 16 or 8 files ready (all, if fewer than 8),
-        // read back and hashed together; the unfinished go to the back of the queue.
+        // A piece of each of the first 16 or 8 streams ready (all, if fewer than 8),
+        // hashed together; the unfinished go to the back of the queue.
         let take = match ready {
             n if n >= 16 => 16,
             n if n >= 8 => 8,
@@ -229,31 +353,46 @@ fn serve(jobs: Receiver<Msg>) {
                 rest.push_back(l);
                 continue;
             }
-            let k = l.ready().min(PIECE as u64) as usize;
-            let mut piece = spare.pop().unwrap_or_default();
-            piece.resize(k, 0);
-            match l
-                .job
-                .file
-                .read_exact_at(&mut piece, l.job.range.start + l.done)
-            {
-                Ok(()) => {
-                    l.done += k as u64;
-                    batch.push((l, piece));
-                }
+            match l.piece(&mut spare) {
+                Ok(piece) => batch.push((l, piece)),
                 Err(e) => {
                     let _ = l.job.reply.send(Err(e));
-                    spare.push(piece);
                 }
             }
         }
         queue = rest;
-        let mut states: Vec<Md5State> = batch.iter().map(|(l, _)| l.state).collect();
-        let pieces: Vec<&[u8]> = batch.iter().map(|(_, p)| &p[..]).collect();
+        // Received pieces cut to one length (a multiple of 64): SIMD lanes in lockstep.
+        if let Some(len) = batch
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Some(Piece::Received(b)) => Some(b.len()),
+                _ => None,
+            })
+            .min()
+        {
+            for (_, p) in &mut batch {
+                if let Some(Piece::Received(b)) = p {
+                    b.truncate(len);
+                }
+            }
+        }
+        let hashing: Vec<usize> = (0..batch.len()).filter(|&k| batch[k].1.is_some()).collect();
+        let mut states: Vec<Md5State> = hashing.iter().map(|&k| batch[k].0.state).collect();
+        let pieces: Vec<&[u8]> = hashing
+            .iter()
+            .filter_map(|&k| batch[k].1.as_ref().map(Piece::bytes))
+            .collect();
         update(engine, &mut states, &pieces);
-        for ((mut l, piece), state) in batch.into_iter().zip(states) {
-            spare.push(piece);
-            l.state = state;
+        for (&k, state) in hashing.iter().zip(states) {
+            batch[k].0.state = state;
+        }
+        for (mut l, piece) in batch {
+            if let Some(piece) = piece {
+                l.hashed(piece.bytes().len());
+                if let Piece::Read(buf) = piece {
+                    spare.push(buf);
+                }
+            }
             if l.done >= l.len() {
                 let _ = l.job.reply.send(Ok(l.state.finalize()));
             } else {
@@ -349,37 +488,41 @@ mod tests {
         }
     }
 
-    /// Files hashed while they are written, beside one written already: each MD5
-    /// matches the reference, whatever the sizes of the writes.
+    /// Downloads hashed as they arrive in chunks of every awkward size (under 64 bytes,
+    /// off the 64-byte grid, larger than a piece, more than may wait at once), beside a
+    /// file on disk: each MD5 matches the reference.
     #[tokio::test]
-    async fn files_hash_as_they_land() {
+    async fn downloads_hash_as_they_arrive() {
         let dir = tempfile::tempdir().unwrap();
         let hasher = Md5Files::start().unwrap();
-        let sizes = [5u64, 262_144, 1_000_000, 3_000_017];
-        let mut files = Vec::new();
+        let sizes = [5usize, 262_144, 1_000_000, 9_000_017];
+        let steps = [1usize, 63, 64, 100, 4_097, 70_001, 300_000, 3 << 20];
+        let mut streams = Vec::new();
         for (n, size) in sizes.iter().enumerate() {
-            let bytes: Vec<u8> = (0..*size).map(|k| (k as usize * 13 + n) as u8).collect();
-            let file = Arc::new(File::create_new(dir.path().join(format!("f{n}"))).unwrap());
-            let landing = hasher.landing(file.clone(), *size).unwrap();
-            files.push((bytes, file, landing));
+            let bytes: Vec<u8> = (0..*size).map(|k| (k * 13 + n) as u8).collect();
+            let landing = hasher.landing(*size as u64).unwrap();
+            streams.push((Bytes::from(bytes), landing, 0usize));
         }
         let whole = dir.path().join("whole");
         std::fs::write(&whole, b"written before").unwrap();
         let before = hasher.digest(Arc::new(File::open(&whole).unwrap()), 0..14);
-        // Written in steps of different sizes, the files taking turns.
-        let mut at = vec![0usize; files.len()];
-        while at.iter().zip(&files).any(|(a, f)| *a < f.0.len()) {
-            for (k, (bytes, file, landing)) in files.iter().enumerate() {
-                let end = (at[k] + 70_001 * (k + 1)).min(bytes.len());
-                file.write_all_at(&bytes[at[k]..end], at[k] as u64).unwrap();
-                at[k] = end;
-                landing.landed(end as u64);
+        // The downloads take turns, each handing over a few chunks at a time.
+        let mut turn = 0;
+        while streams.iter().any(|(b, _, at)| *at < b.len()) {
+            for (bytes, landing, at) in &mut streams {
+                let mut chunks = Vec::new();
+                for _ in 0..3 {
+                    let end = (*at + steps[turn % steps.len()]).min(bytes.len());
+                    chunks.push(bytes.slice(*at..end));
+                    *at = end;
+                    turn += 1;
+                }
+                landing.feed(chunks).await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let want = <[u8; 16]>::from(<md5::Md5 as md5::Digest>::digest(b"written before"));
         assert_eq!(before.await.unwrap(), want);
-        for (bytes, _, landing) in files {
+        for (bytes, landing, _) in streams {
             let want = <[u8; 16]>::from(<md5::Md5 as md5::Digest>::digest(&bytes));
             assert_eq!(
                 landing.digest().await.unwrap(),
@@ -391,25 +534,22 @@ mod tests {
     }
 
     /// A download that gives up half-way (its landing dropped) holds nothing up, and a
-    /// digest asked for before every byte has landed is an error, not a wrong answer.
+    /// digest asked for before every byte has arrived is an error, not a wrong answer.
     #[tokio::test]
-    async fn an_unfinished_landing_answers_nothing_wrong() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn an_unfinished_download_answers_nothing_wrong() {
         let hasher = Md5Files::start().unwrap();
-        let bytes = vec![7u8; 1_000_000];
-        let file = Arc::new(File::create_new(dir.path().join("half")).unwrap());
-        file.write_all_at(&bytes[..600_000], 0).unwrap();
-        let abandoned = hasher.landing(file.clone(), 1_000_000).unwrap();
-        abandoned.landed(600_000);
+        let bytes = Bytes::from(vec![7u8; 1_000_000]);
+        let abandoned = hasher.landing(1_000_000).unwrap();
+        abandoned.feed(vec![bytes.slice(..600_000)]).await;
         drop(abandoned);
-        let early = hasher.landing(file.clone(), 1_000_000).unwrap();
-        early.landed(600_000);
+        let early = hasher.landing(1_000_000).unwrap();
+        early.feed(vec![bytes.slice(..600_000)]).await;
         let err = early.digest().await.unwrap_err();
         assert!(err.to_string().contains("600000 of 1000000"), "{err}");
-        file.write_all_at(&bytes[600_000..], 600_000).unwrap();
-        let got = hasher.digest(file, 0..1_000_000).await.unwrap();
+        let whole = hasher.landing(1_000_000).unwrap();
+        whole.feed(vec![bytes.clone()]).await;
         let want = <[u8; 16]>::from(<md5::Md5 as md5::Digest>::digest(&bytes));
-        assert_eq!(got, want);
+        assert_eq!(whole.digest().await.unwrap(), want);
     }
 
     /// A file shorter than promised is an error, not a hash of what is there.
