@@ -250,7 +250,8 @@ impl Lane {
                     }
                 };
                 drop(chunks);
-                self.consumed(s.clone(), taken);
+                self.done += taken as u64;
+                release(s, taken);
                 Ok(front.map(|mut b| {
                     b.truncate(PIECE.min(b.len() / 64 * 64));
                     Piece::Received(b)
@@ -259,33 +260,29 @@ impl Lane {
         }
     }
 
-    /// Counts `n` received bytes as hashed, and makes room for more.
-    fn consumed(&mut self, s: Arc<Stream>, n: usize) {
-        self.done += n as u64;
-        let before = s.queued.fetch_sub(n, Ordering::AcqRel);
-        if before > MAX_QUEUED && before - n <= MAX_QUEUED {
-            s.room.notify_one();
-        }
-    }
-
     /// After a pass: counts the `n` bytes hashed from the lanes.
     fn hashed(&mut self, n: usize) {
-        match &self.job.source {
-            Source::File { .. } => self.done += n as u64,
-            Source::Stream(s) => {
-                let s = s.clone();
-                {
-                    let mut chunks = s.chunks.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(front) = chunks.front_mut() {
-                        front.advance(n);
-                        if front.is_empty() {
-                            chunks.pop_front();
-                        }
-                    }
+        if let Source::Stream(s) = &self.job.source {
+            let mut chunks = s.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(front) = chunks.front_mut() {
+                front.advance(n);
+                if front.is_empty() {
+                    chunks.pop_front();
                 }
-                self.consumed(s, n);
             }
+            drop(chunks);
+            release(s, n);
         }
+        self.done += n as u64;
+    }
+}
+
+/// Takes `n` hashed bytes off a stream's count of waiting ones, and wakes its download
+/// if that makes room.
+fn release(s: &Stream, n: usize) {
+    let before = s.queued.fetch_sub(n, Ordering::AcqRel);
+    if before > MAX_QUEUED && before - n <= MAX_QUEUED {
+        s.room.notify_one();
     }
 }
 
