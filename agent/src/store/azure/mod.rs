@@ -18,8 +18,10 @@
 pub mod client;
 pub mod config;
 mod md5_files;
+mod read_in_order;
 
 use md5_files::{Landing, Md5Files};
+use read_in_order::ReadInOrder;
 
 use super::{Entry, ObjectMeta, Store, StoreError};
 use async_trait::async_trait;
@@ -515,10 +517,13 @@ impl AzureStore {
         ids: &[String],
     ) -> Result<(), StoreError> {
         let block = self.tuning.block_for(size);
+        let window = block * self.tuning.blocks_per_file as u64;
+        let in_order = &ReadInOrder::start(file.clone(), size, window);
         stream::iter(ids.iter().enumerate().map(Ok))
             .try_for_each_concurrent(self.tuning.blocks_per_file, |(i, id)| async move {
                 let offset = i as u64 * block;
                 let len = block.min(size - offset);
+                in_order.started(offset + len);
                 read_ahead(file, offset, len);
                 let mut headers = Vec::new();
                 if self.tuning.md5 != Md5Check::Never {
