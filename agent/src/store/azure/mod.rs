@@ -444,7 +444,7 @@ impl AzureStore {
             })
             .await?;
         if let Some(want) = obj.md5 {
-            if self.md5_of(file, 0..obj.size, dest).await? != want {
+            if self.md5_of(file, 0..obj.size, dest, None).await? != want {
                 return Err(self.md5_mismatch(obj));
             }
         }
@@ -466,10 +466,11 @@ impl AzureStore {
         file: Arc<std::fs::File>,
         range: Range<u64>,
         path: &Path,
+        cached: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<[u8; 16], StoreError> {
         self.md5_files(path)
             .await?
-            .digest(file, range)
+            .digest(file, range, cached)
             .await
             .map_err(|e| StoreError::io("cannot read", path, e))
     }
@@ -527,7 +528,14 @@ impl AzureStore {
                 read_ahead(file, offset, len);
                 let mut headers = Vec::new();
                 if self.tuning.md5 != Md5Check::Never {
-                    let md5 = self.md5_of(file.clone(), offset..offset + len, src).await?;
+                    let md5 = self
+                        .md5_of(
+                            file.clone(),
+                            offset..offset + len,
+                            src,
+                            Some(in_order.progress()),
+                        )
+                        .await?;
                     headers.push(("content-md5", client::b64(&md5)));
                 }
                 let body = Body::File {
@@ -580,7 +588,10 @@ impl AzureStore {
         let file = Arc::new(file);
         let whole = async {
             match self.tuning.md5 {
-                Md5Check::All => self.md5_of(file.clone(), 0..size, src).await.map(Some),
+                Md5Check::All => self
+                    .md5_of(file.clone(), 0..size, src, None)
+                    .await
+                    .map(Some),
                 _ => Ok(None),
             }
         };
