@@ -182,7 +182,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 return exit::INVALID;
             }
             let progress = Arc::new(Progress::default());
-            let work = upload::upload(store.as_ref(), &src_dir, &target, overwrite, &progress);
+            let work = upload::upload(&store, &src_dir, &target, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
             report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
         }
@@ -204,7 +204,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 }
             };
             let progress = Arc::new(Progress::default());
-            let work = upload::upload_pairs(store.as_ref(), &pairs, overwrite, &progress);
+            let work = upload::upload_pairs(&store, &pairs, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
             report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
         }
@@ -224,7 +224,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
                 target_path.join(&prefix)
             };
             let progress = Arc::new(Progress::default());
-            let work = download::download(store.as_ref(), &prefix, &dest, overwrite, &progress);
+            let work = download::download(&store, &prefix, &dest, overwrite, &progress);
             let (r, took) = with_progress("download", &progress, work).await;
             let r = r.map(|d| d.moved);
             report("downloaded", &name, &prefix, r, took, exit::STAGING_FAILED)

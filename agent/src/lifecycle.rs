@@ -450,16 +450,10 @@ async fn stage_one(
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false);
-        download::download(
-            store.as_ref(),
-            &d.path,
-            &d.local_path,
-            d.overwrite,
-            &progress,
-        )
-        .await
-        .map_err(|e| format!("staging {what} failed: {e}"))?
-        .moved
+        download::download(store, &d.path, &d.local_path, d.overwrite, &progress)
+            .await
+            .map_err(|e| format!("staging {what} failed: {e}"))?
+            .moved
     } else {
         Default::default()
     };
@@ -519,15 +513,9 @@ async fn upload_one(
         destination: format!("{}:{}", d.datastore, d.path),
     });
     let (progress, _ticker) = track(events, &d.name, true);
-    let moved = upload::upload(
-        store.as_ref(),
-        &d.local_path,
-        &d.path,
-        d.overwrite,
-        &progress,
-    )
-    .await
-    .map_err(|e| format!("uploading output {:?} failed: {e}", d.name))?;
+    let moved = upload::upload(store, &d.local_path, &d.path, d.overwrite, &progress)
+        .await
+        .map_err(|e| format!("uploading output {:?} failed: {e}", d.name))?;
     tracing::info!(
         "output {:?}: {} file(s), {} bytes uploaded to {}:{}",
         d.name,

@@ -21,6 +21,7 @@ fn main() {
     };
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers())
         .enable_all()
         .build()
     {
@@ -33,6 +34,17 @@ fn main() {
     let code = rt.block_on(dispatch(cli));
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// The runtime's worker threads: one per core but one. Transfers keep a thread of their
+/// own busy besides the workers (the MD5 thread, hashing what they move), and on a
+/// 2-core node a second worker only takes turns with it: 100 blobs of 10 MiB from
+/// Azurite took 0.69 s of CPU with two workers, 0.63 s with one.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Serves allocations of 1 MiB and more (transfer and mount blocks) with their own

@@ -3,8 +3,8 @@
 
 use super::manifest::{self, Manifest, Record};
 use super::progress::Progress;
-use super::{Moved, TempFile, TransferError, CONCURRENCY};
-use crate::store::{Entry, ObjectMeta, Store, StoreError};
+use super::{on_worker, Moved, TempFile, TransferError, CONCURRENCY};
+use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use futures::stream::{self, TryStreamExt};
 use stagehand_protocol::path::object_name;
 use std::collections::BTreeSet;
@@ -24,7 +24,7 @@ pub struct Downloaded {
 /// file `target`; a folder as the folder `target` mirroring the object names under it.
 /// Unchanged files from an earlier download are kept unless `overwrite`.
 pub async fn download(
-    store: &dyn Store,
+    store: &DynStore,
     src: &str,
     target: &Path,
     overwrite: bool,
@@ -96,7 +96,7 @@ pub async fn download(
                     }
                     return Ok(());
                 }
-                let n = fetch_one(store, obj, &dest).await?;
+                let n = on_worker(fetch_one(store.clone(), obj.clone(), dest.clone())).await?;
                 progress.file_done(n);
                 if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
                     let rec = Record {
@@ -193,7 +193,8 @@ fn plan_names(
 }
 
 /// Downloads one object to `dest` (whose folder exists) through a temporary file.
-async fn fetch_one(store: &dyn Store, obj: &ObjectMeta, dest: &Path) -> Result<u64, TransferError> {
+async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u64, TransferError> {
+    let (obj, dest) = (&obj, dest.as_path());
     let tmp = TempFile::beside(dest);
     let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
         // The temporary name means nothing to the user: name the file being made (here,

@@ -17,6 +17,30 @@ use thiserror::Error;
 /// How many objects move at once.
 pub const CONCURRENCY: usize = 32;
 
+/// Runs one object's transfer as a task of its own on the runtime's workers, and waits
+/// for it; dropped, it cancels the task.
+///
+/// A transfer driven from the caller's future instead runs wherever that future is
+/// polled (for a command, the main thread), while the connections its bytes come
+/// through run on the workers: every chunk then crosses threads, and on a 2-core node
+/// those wake-ups cost more than the second thread gives. As a task, a download runs
+/// on the worker of the connection that feeds it. Measured on 100 blobs of 10 MiB
+/// from Azurite: 0.80 s of CPU and up to 111 MiB of RSS from the caller's future,
+/// 0.63 s and at most 89 MiB as tasks.
+async fn on_worker<T, F>(work: F) -> T
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work));
+    match task.await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only an abort cancels the task, and only this handle's drop aborts it.
+        Err(e) => unreachable!("transfer task cancelled while awaited: {e}"),
+    }
+}
+
 /// A staging or upload step that failed.
 #[derive(Debug, Error)]
 pub enum TransferError {

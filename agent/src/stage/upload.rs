@@ -5,14 +5,14 @@
 //! moves; the store's conditional create guards the race that remains.
 
 use super::progress::Progress;
-use super::{Moved, TransferError, CONCURRENCY};
-use crate::store::{Entry, Store, StoreError};
+use super::{on_worker, Moved, TransferError, CONCURRENCY};
+use crate::store::{DynStore, Entry, Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
 
 /// Uploads `local` (a file, or a folder and everything in it) to `dest` on `store`.
 pub async fn upload(
-    store: &dyn Store,
+    store: &DynStore,
     local: &Path,
     dest: &str,
     overwrite: bool,
@@ -43,13 +43,13 @@ pub async fn upload(
 /// Uploads each local file to its store path, many at once. With `overwrite == false`
 /// nothing moves when any destination exists already: the error names them all.
 pub async fn upload_pairs(
-    store: &dyn Store,
+    store: &DynStore,
     pairs: &[(PathBuf, String)],
     overwrite: bool,
     progress: &Progress,
 ) -> Result<Moved, TransferError> {
     if !overwrite {
-        let mut paths = existing(store, pairs).await?;
+        let mut paths = existing(store.as_ref(), pairs).await?;
         if !paths.is_empty() {
             paths.sort();
             return Err(TransferError::Exists {
@@ -60,7 +60,8 @@ pub async fn upload_pairs(
     }
     stream::iter(pairs.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |(src, path)| async move {
-            let n = store.upload(src, path, overwrite).await?;
+            let (store, src, path) = (store.clone(), src.clone(), path.clone());
+            let n = on_worker(async move { store.upload(&src, &path, overwrite).await }).await?;
             progress.file_done(n);
             Ok::<(), TransferError>(())
         })

@@ -149,7 +149,8 @@ impl Tuning {
 /// Small, because a blob hashed as it lands ([`Landing`]) holds its bytes until they are
 /// hashed too: 32 downloads of 10 MiB blobs peaked at 120-145 MiB of RSS writing every
 /// 1 MiB (with up to 2 MiB each waiting for the hash), under 80 MiB every 256 KiB (with
-/// 1 MiB). Writes are cut into [`WRITE_PIECE`]s anyway, so this costs no system calls.
+/// 1 MiB; now 256 KiB may wait). Writes are cut into [`WRITE_PIECE`]s anyway, so this
+/// costs no system calls.
 const WRITE_BUFFER: usize = 256 << 10;
 
 /// Blobs up to this size are hashed on the spot, on one core: handing them to the
