@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.d/blob.sh [SECTION...]: stagehand against AzCopy, rclone (defaults and
 # tuned) and the Azure Python SDK, on the same private Azurite, in one run.
-#   sections (default: ceiling download upload)
+#   sections (default: ceiling download upload; paired is run only when named)
 #   ceiling   curl: 16 parallel ranged GETs of the 1 GiB blob; one GET per blob of the
 #             others, 16 (medium) or 32 (small) at a time; each to /dev/null (the
 #             emulator alone), and again to files (the emulator and the landing of the bytes)
@@ -10,6 +10,10 @@
 #             curl, the ceiling: 16 parallel Put Blocks of the 1 GiB file (each with
 #             its Content-MD5) and a Put Block List, or one Put Blob per file, 16 or 32
 #             at a time
+#   paired    the ceiling (to /dev/null, and to files) and stagehand in turn, RUNS rounds
+#             per dataset and direction, and stagehand's share of the ceiling per round
+#             (paired.py): the VM's speed drifts between hours, and the other sections
+#             measure the ceiling minutes before stagehand
 # Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all stagehand-nomd5 rclone-tuned
 #      rclone python azcopy; the stagehand variants upload only big, the others are alike),
 #      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
@@ -165,6 +169,23 @@ verify_upload() { # DATASET
             printf "%d prefixes complete, %d short", ok, bad }'
 }
 
+# One timed run of CMD after an untimed warm-up, each on a fresh output: its wall seconds.
+one_run() { # CMD...
+  local t
+  t=$(mktemp)
+  fresh_output
+  "$@" >/dev/null 2>&1 </dev/null || true
+  fresh_output
+  /usr/bin/time -o "$t" -f '%e' "$@" >/dev/null 2>&1 </dev/null || echo "warning: $* failed" >&2
+  tail -1 "$t"
+  rm -f "$t"
+}
+
+settle_upload() {
+  fresh_upload_azurite >/dev/null
+  settle
+}
+
 fresh_upload_azurite() {
   bash "$BENCH_HERE/azurite.sh" reset "$BENCH_UP_PORT" >/dev/null
   bash "$BENCH_HERE/azurite.sh" start "$BENCH_UP_PORT" >/dev/null
@@ -227,13 +248,53 @@ for section in $SECTIONS; do
     done
     bash "$BENCH_HERE/azurite.sh" reset "$BENCH_UP_PORT" >/dev/null
     ;;
+  paired)
+    # The ceiling and stagehand in turn, RUNS rounds per dataset and direction: each round
+    # measures them within seconds of each other, so this VM's drift in speed (the medium
+    # ceiling has measured 0.63-0.92 s on different hours) falls on both alike. Each run
+    # follows a warm-up, in the state record() gives; the ratios are per round.
+    for ds in $DATASETS; do
+      for ((i = 1; i <= RUNS; i++)); do
+        case $ds in
+        big) c=(bash "$BENCH_HERE/curlget.sh" 16) k=(bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/dl/trash/big") ;;
+        *) c=(bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")") k=("${c[@]}" disk) ;;
+        esac
+        settle; tc=$(one_run "${c[@]}")
+        settle; tk=$(one_run "${k[@]}")
+        settle; ts=$(one_run bash "$BENCH_HERE/xfer.sh" stagehand down "$ds")
+        printf 'down\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$i" "$tc" "$tk" "$ts" | tee -a "$RESULTS/paired.tsv"
+      done
+      echo "   $(verify_download stagehand "$ds")"
+    done
+    for ds in $DATASETS; do
+      [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue
+      [ "$ds" = big ] && cut_parts 16
+      for ((i = 1; i <= RUNS; i++)); do
+        case $ds in
+        big) c=(bash "$BENCH_HERE/curlputbig.sh" 16) ;;
+        *) c=(bash "$BENCH_HERE/curlmany.sh" "$ds" "$(parallel_of "$ds")" up) ;;
+        esac
+        settle_upload; tc=$(one_run "${c[@]}")
+        settle_upload; ts=$(one_run bash "$BENCH_HERE/xfer.sh" stagehand up "$ds")
+        printf 'up\t%s\t%s\t%s\t\t%s\n' "$ds" "$i" "$tc" "$ts" | tee -a "$RESULTS/paired.tsv"
+      done
+      echo "   $(verify_upload "$ds")"
+    done
+    bash "$BENCH_HERE/azurite.sh" reset "$BENCH_UP_PORT" >/dev/null
+    ;;
   *) die "unknown section $section" ;;
   esac
 done
 echo
 cat "$RESULTS/versions.txt"
-echo
-python3 "$BENCH_HERE/table.py" "$RESULTS" "$WARMUP" | tee "$RESULTS/table.md"
-echo
-python3 "$BENCH_HERE/ratios.py" "$RESULTS" | tee "$RESULTS/ratios.md"
+if [ -s "$RESULTS/meta.tsv" ]; then
+  echo
+  python3 "$BENCH_HERE/table.py" "$RESULTS" "$WARMUP" | tee "$RESULTS/table.md"
+  echo
+  python3 "$BENCH_HERE/ratios.py" "$RESULTS" | tee "$RESULTS/ratios.md"
+fi
+if [ -s "$RESULTS/paired.tsv" ]; then
+  echo
+  python3 "$BENCH_HERE/paired.py" "$RESULTS/paired.tsv" | tee "$RESULTS/paired.md"
+fi
 echo "results: $RESULTS"
