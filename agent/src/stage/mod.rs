@@ -23,10 +23,11 @@ pub const CONCURRENCY: usize = 32;
 /// A transfer driven from the caller's future instead runs wherever that future is
 /// polled (for a command, the main thread), while the connections its bytes come
 /// through run on the workers: every chunk then crosses threads, and on a 2-core node
-/// those wake-ups cost more than the second thread gives. As a task, a download runs
-/// on the worker of the connection that feeds it. Measured on 100 blobs of 10 MiB
-/// from Azurite: 0.80 s of CPU and up to 111 MiB of RSS from the caller's future,
-/// 0.63 s and at most 89 MiB as tasks.
+/// those wake-ups cost more than the extra thread gives. As tasks, a download and the
+/// connection that feeds it wake each other on the workers. Measured on 100 blobs of
+/// 10 MiB from Azurite, on 2 cores: 0.80 s of CPU and up to 111 MiB of RSS from the
+/// caller's future; as tasks, 0.69 s on two workers, and 0.63 s and at most 89 MiB on
+/// one (the runtime's size is set in `main.rs`).
 async fn on_worker<T, F>(work: F) -> T
 where
     F: std::future::Future<Output = T> + Send + 'static,
@@ -36,7 +37,8 @@ where
     match task.await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Only an abort cancels the task, and only this handle's drop aborts it.
+        // Only an abort or the runtime's shutdown cancels the task: the abort comes from
+        // this handle's drop, and the shutdown ends this future too.
         Err(e) => unreachable!("transfer task cancelled while awaited: {e}"),
     }
 }
