@@ -164,3 +164,43 @@ impl Drop for TempFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::on_worker;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A transfer whose caller gives up (a failed sibling, a signal) must stop, not go on
+    /// writing behind the agent's back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_dropped_transfer_stops() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (f, g) = (finished.clone(), go.clone());
+        let work = on_worker(async move {
+            g.notified().await;
+            f.store(true, Ordering::SeqCst);
+        });
+        // Started, then given up while it waits.
+        assert!(tokio::time::timeout(Duration::from_millis(50), work)
+            .await
+            .is_err());
+        // Had the task survived its caller, this would let it finish.
+        go.notify_one();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the task went on after its caller dropped it"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_transfer_gives_its_result_and_its_panic() {
+        assert_eq!(on_worker(async { 7 }).await, 7);
+        let panicked = tokio::spawn(on_worker(async { panic!("boom") })).await;
+        let e = panicked.expect_err("the panic reaches the caller");
+        assert!(e.is_panic());
+    }
+}
