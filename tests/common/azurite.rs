@@ -23,6 +23,8 @@ pub struct Azurite {
     pub port: u16,
     _dir: tempfile::TempDir,
     python: PathBuf,
+    /// Served over HTTPS (with Entra ID tokens accepted), not HTTP.
+    https: bool,
 }
 
 fn missing(what: &str) -> Option<Azurite> {
@@ -52,6 +54,17 @@ impl Azurite {
     /// Starts Azurite, or returns None (outside CI) when it or the Python SDK is not
     /// installed.
     pub fn start() -> Option<Azurite> {
+        Self::launch(None)
+    }
+
+    /// Starts Azurite over HTTPS with `tls`'s certificate, accepting Entra ID bearer
+    /// tokens (`--oauth basic`: issuer, audience and lifetime are checked, not the
+    /// signature) besides the account key.
+    pub fn start_with_tokens(tls: &super::tls::Tls) -> Option<Azurite> {
+        Self::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<&super::tls::Tls>) -> Option<Azurite> {
         let Some(bin) = tool(
             "STAGEHAND_TEST_AZURITE",
             ".tools/npm/node_modules/.bin/azurite-blob",
@@ -90,6 +103,16 @@ impl Azurite {
                     "--loose",
                     "--disableTelemetry",
                 ])
+                .args(tls.map_or(Vec::new(), |t| {
+                    vec![
+                        "--cert".into(),
+                        t.cert.clone().into_os_string(),
+                        "--key".into(),
+                        t.key.clone().into_os_string(),
+                        "--oauth".into(),
+                        "basic".into(),
+                    ]
+                }))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -100,6 +123,7 @@ impl Azurite {
                 port,
                 _dir: dir,
                 python: python.clone(),
+                https: tls.is_some(),
             };
             let until = Instant::now() + Duration::from_secs(30);
             while Instant::now() < until {
@@ -117,7 +141,13 @@ impl Azurite {
 
     /// The blob service URL.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// The Python with the Azure SDK, for other helpers written in Python.
+    pub fn python(&self) -> &Path {
+        &self.python
     }
 
     /// Runs the Python helper (tests/common/azblob.py) with `args`; panics on failure.

@@ -119,6 +119,8 @@ pub fn finished(events: &[Value]) -> &Value {
 }
 
 pub mod azurite;
+pub mod tls;
+pub mod token;
 
 /// Text of an Output's stdout and stderr.
 pub fn text(o: &Output) -> (String, String) {

@@ -53,6 +53,9 @@ pub enum HttpError {
     },
     /// No answer (connection, timeout, reset); already retried.
     Transport(String),
+    /// The service's TLS certificate was refused: not retried, since a retry meets the
+    /// same certificate.
+    Untrusted(String),
     /// A local file to send could not be read.
     Local(String),
     /// No credential could be had (token endpoint unreachable, …).
@@ -67,7 +70,7 @@ impl HttpError {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
             HttpError::Transport(_) => true,
-            HttpError::Credential(_) | HttpError::Local(_) => false,
+            HttpError::Credential(_) | HttpError::Local(_) | HttpError::Untrusted(_) => false,
         }
     }
 
@@ -100,6 +103,10 @@ impl std::fmt::Display for HttpError {
             }
             HttpError::Transport(e) | HttpError::Local(e) => write!(f, "{e}"),
             HttpError::Credential(e) => write!(f, "cannot get a token: {e}"),
+            HttpError::Untrusted(e) => write!(
+                f,
+                "the service's TLS certificate is not trusted ({e}); an endpoint with a certificate from a private authority needs that authority's certificate in SSL_CERT_FILE"
+            ),
         }
     }
 }
@@ -127,6 +134,27 @@ pub fn transport(e: &reqwest::Error) -> String {
     } else {
         format!("{kind}: {why}")
     }
+}
+
+/// A failed request as an error: [`HttpError::Untrusted`] when the service's certificate
+/// was refused, [`HttpError::Transport`] otherwise.
+fn request_error(e: &reqwest::Error) -> HttpError {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(mut s) = src {
+        // rustls's refusal travels inside io::Errors (nested), whose `source()` skips
+        // what they wrap.
+        while let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            s = inner;
+        }
+        if let Some(rustls::Error::InvalidCertificate(why)) = s.downcast_ref::<rustls::Error>() {
+            return HttpError::Untrusted(format!("{why:?}"));
+        }
+        src = s.source();
+    }
+    HttpError::Transport(transport(e))
 }
 
 /// Where tokens come from, for Entra ID identities.
@@ -353,10 +381,7 @@ impl Client {
             None if *method == Method::PUT => req = req.header("content-length", "0"),
             None => {}
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| HttpError::Transport(transport(&e)))?;
+        let resp = req.send().await.map_err(|e| request_error(&e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -575,7 +600,14 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
     let mut b = MicrosoftAzureBuilder::new()
         .with_account(&t.account)
         .with_container_name(&t.container);
-    if let Some(host) = authority_host(&t.service_url) {
+    // AZURE_AUTHORITY_HOST first, as the Azure SDKs read it (set by the workload
+    // identity webhook, or by hand for a private cloud); else the endpoint's cloud.
+    if let Some(h) = std::env::var("AZURE_AUTHORITY_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        b = b.with_authority_host(h);
+    } else if let Some(host) = authority_host(&t.service_url) {
         b = b.with_authority_host(host);
     }
     match id {
@@ -591,10 +623,6 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
             // them object_store falls back to the VM's managed identity endpoint.
             if let Ok(f) = std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
                 b = b.with_federated_token_file(f);
-                // The workload identity webhook names the pod's cloud authority too.
-                if let Ok(h) = std::env::var("AZURE_AUTHORITY_HOST") {
-                    b = b.with_authority_host(h);
-                }
                 if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
                     b = b.with_client_id(c);
                 }

@@ -1,0 +1,220 @@
+//! Entra ID identities against Azurite: a service principal signs in at a stand-in
+//! token endpoint (tests/common/token_server.py) and its bearer tokens reach an Azurite
+//! served over HTTPS that checks them (`--oauth basic`); both trust a private
+//! authority only through `SSL_CERT_FILE`.
+
+mod common;
+use common::azurite::{Azurite, KEY};
+use common::tls::Tls;
+use common::token::{TokenServer, Tokens};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "c0ffee00-0000-4000-8000-000000000001";
+const SECRET: &str = "sp-secret-Zq8~vX3.never-printed";
+
+/// A workspace with the container `data` twice: `bykey` (the account key) and `sp` (a
+/// service principal whose secret comes from the environment).
+fn workspace(s: &Scratch, az: &Azurite) -> std::path::PathBuf {
+    let ep = az.endpoint();
+    s.write(
+        "workspace.yaml",
+        &format!(
+            "datastores:\n  bykey:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}\n  sp:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}\n"
+        ),
+    )
+}
+
+/// `stagehand datastore ARGS` with the workspace, trusting `ca` (when given) and signing
+/// in at `token`.
+fn datastore(s: &Scratch, ca: Option<&Path>, token: &TokenServer, args: &[&str]) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("datastore")
+        .arg("-w")
+        .arg(s.path().join("workspace.yaml"))
+        .args(args)
+        .env("TEST_AZ_KEY", KEY)
+        .env("TEST_SP_SECRET", SECRET)
+        .env("AZURE_AUTHORITY_HOST", token.authority())
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .env_remove("AZURE_CLIENT_ID");
+    if let Some(ca) = ca {
+        c.env("SSL_CERT_FILE", ca);
+    }
+    let o = c.output().unwrap();
+    let text = output_text(&o);
+    assert!(
+        !text.contains(SECRET),
+        "the client secret was printed:\n{text}"
+    );
+    o
+}
+
+fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `relative path -> content` of every file under `root`, but the download manifest.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
+    let tls = Tls::new()?;
+    let az = Azurite::start_with_tokens(&tls)?;
+    let token = TokenServer::start(az.python(), &tls, tokens);
+    let s = Scratch::new();
+    workspace(&s, &az);
+    Some((tls, az, token, s))
+}
+
+#[test]
+fn a_service_principal_signs_in_and_moves_data_both_ways() {
+    let Some((tls, _az, token, s)) = started(Tokens::Valid) else {
+        return;
+    };
+    let ca = Some(tls.ca.as_path());
+    let o = datastore(
+        &s,
+        ca,
+        &token,
+        &["check", "bykey", "--create-if-not-exists"],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+
+    s.write("src/one.txt", "hello from a service principal\n");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::create_dir_all(s.path().join("src/sub")).unwrap();
+    std::fs::write(s.path().join("src/sub/two.bin"), &big).unwrap();
+    let src = s.path().join("src");
+    let o = datastore(
+        &s,
+        ca,
+        &token,
+        &[
+            "upload",
+            "sp",
+            "--src-dir",
+            src.to_str().unwrap(),
+            "--target-path",
+            "up",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "upload as the service principal: {}",
+        output_text(&o)
+    );
+
+    // Read back with the account key, then as the service principal.
+    for (name, out) in [("bykey", "out-key"), ("sp", "out-sp")] {
+        let dest = s.path().join(out);
+        let o = datastore(
+            &s,
+            ca,
+            &token,
+            &[
+                "download",
+                name,
+                "--target-path",
+                dest.to_str().unwrap(),
+                "--prefix",
+                "up",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "download by {name}: {}",
+            output_text(&o)
+        );
+        assert_eq!(files(&dest.join("up")), files(&src), "download by {name}");
+    }
+
+    let requests = token.requests();
+    assert!(!requests.is_empty(), "no token was asked for");
+    for r in &requests {
+        let (path, form) = r.split_once(' ').unwrap();
+        assert_eq!(path, format!("/{TENANT}/oauth2/v2.0/token"));
+        for field in [
+            format!("client_id={CLIENT}"),
+            format!("client_secret={}", SECRET.replace('~', "%7E")),
+            "grant_type=client_credentials".to_string(),
+            "scope=https%3A%2F%2Fstorage.azure.com%2F.default".to_string(),
+        ] {
+            assert!(
+                form.split('&')
+                    .any(|f| f == field || f == field.replace("%7E", "~")),
+                "{field} missing from the token request {form}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_token_the_service_refuses_fails_saying_authentication() {
+    let Some((tls, _az, token, s)) = started(Tokens::Expired) else {
+        return;
+    };
+    let ca = Some(tls.ca.as_path());
+    let o = datastore(
+        &s,
+        ca,
+        &token,
+        &["check", "bykey", "--create-if-not-exists"],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = datastore(&s, ca, &token, &["check", "sp"]);
+    assert_eq!(
+        o.status.code(),
+        Some(code::STAGING_FAILED),
+        "{}",
+        output_text(&o)
+    );
+    let text = output_text(&o);
+    assert!(
+        text.contains("datastore \"sp\"") && text.contains("authentication"),
+        "{text}"
+    );
+    assert!(!token.requests().is_empty(), "no token was asked for");
+}
+
+#[test]
+fn an_untrusted_certificate_fails_at_once_and_says_what_to_do() {
+    let Some((_tls, _az, token, s)) = started(Tokens::Valid) else {
+        return;
+    };
+    let o = datastore(&s, None, &token, &["check", "bykey"]);
+    assert_eq!(
+        o.status.code(),
+        Some(code::STAGING_FAILED),
+        "{}",
+        output_text(&o)
+    );
+    let text = output_text(&o);
+    assert!(
+        text.contains("TLS certificate is not trusted") && text.contains("SSL_CERT_FILE"),
+        "{text}"
+    );
+}
