@@ -15,15 +15,18 @@ use std::process::{Command, Output};
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "c0ffee00-0000-4000-8000-000000000001";
 const SECRET: &str = "sp-secret-Zq8~vX3.never-printed";
+/// What an App Service or Container Apps host gives its managed identity to prove itself.
+const IDENTITY_HEADER: &str = "identity-header-5b1e0c.never-printed";
 
-/// A workspace with the container `data` twice: `bykey` (the account key) and `sp` (a
-/// service principal whose secret comes from the environment).
+/// A workspace with the container `data` three times: `bykey` (the account key), `sp` (a
+/// service principal whose secret comes from the environment) and `mi` (no credentials:
+/// the managed identity).
 fn workspace(s: &Scratch, az: &Azurite) -> std::path::PathBuf {
     let ep = az.endpoint();
     s.write(
         "workspace.yaml",
         &format!(
-            "datastores:\n  bykey:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}\n  sp:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}\n"
+            "datastores:\n  bykey:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}\n  sp:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}\n  mi:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n"
         ),
     )
 }
@@ -31,6 +34,11 @@ fn workspace(s: &Scratch, az: &Azurite) -> std::path::PathBuf {
 /// `stagehand datastore ARGS` with the workspace, trusting `ca` (when given) and signing
 /// in at `token`.
 fn datastore(s: &Scratch, ca: Option<&Path>, token: &TokenServer, args: &[&str]) -> Output {
+    datastore_env(s, ca, &[("AZURE_AUTHORITY_HOST", token.authority())], args)
+}
+
+/// `stagehand datastore ARGS` with the workspace, trusting `ca` (when given), with `env`.
+fn datastore_env(s: &Scratch, ca: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Output {
     let mut c = Command::new(bin());
     c.arg("datastore")
         .arg("-w")
@@ -38,7 +46,9 @@ fn datastore(s: &Scratch, ca: Option<&Path>, token: &TokenServer, args: &[&str])
         .args(args)
         .env("TEST_AZ_KEY", KEY)
         .env("TEST_SP_SECRET", SECRET)
-        .env("AZURE_AUTHORITY_HOST", token.authority())
+        .env_remove("AZURE_AUTHORITY_HOST")
+        .env_remove("IDENTITY_ENDPOINT")
+        .env_remove("IDENTITY_HEADER")
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .env_remove("AZURE_FEDERATED_TOKEN_FILE")
@@ -46,12 +56,12 @@ fn datastore(s: &Scratch, ca: Option<&Path>, token: &TokenServer, args: &[&str])
     if let Some(ca) = ca {
         c.env("SSL_CERT_FILE", ca);
     }
+    c.envs(env.iter().map(|(k, v)| (k, v)));
     let o = c.output().unwrap();
     let text = output_text(&o);
-    assert!(
-        !text.contains(SECRET),
-        "the client secret was printed:\n{text}"
-    );
+    for secret in [SECRET, IDENTITY_HEADER] {
+        assert!(!text.contains(secret), "a secret was printed:\n{text}");
+    }
     o
 }
 
@@ -84,7 +94,7 @@ fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
 fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
     let tls = Tls::new()?;
     let az = Azurite::start_with_tokens(&tls)?;
-    let token = TokenServer::start(az.python(), &tls, tokens);
+    let token = TokenServer::start(az.python(), Some(&tls), tokens);
     let s = Scratch::new();
     workspace(&s, &az);
     Some((tls, az, token, s))
@@ -155,8 +165,9 @@ fn a_service_principal_signs_in_and_moves_data_both_ways() {
     let requests = token.requests();
     assert!(!requests.is_empty(), "no token was asked for");
     for r in &requests {
-        let (path, form) = r.split_once(' ').unwrap();
-        assert_eq!(path, format!("/{TENANT}/oauth2/v2.0/token"));
+        let (path, form) = (&r.path, &r.form);
+        assert_eq!(r.method, "POST");
+        assert_eq!(*path, format!("/{TENANT}/oauth2/v2.0/token"));
         for field in [
             format!("client_id={CLIENT}"),
             format!("client_secret={}", SECRET.replace('~', "%7E")),
@@ -217,4 +228,74 @@ fn an_untrusted_certificate_fails_at_once_and_says_what_to_do() {
         text.contains("TLS certificate is not trusted") && text.contains("SSL_CERT_FILE"),
         "{text}"
     );
+}
+
+#[test]
+fn a_managed_identity_gets_its_token_at_identity_endpoint() {
+    let Some((tls, az, _sp, s)) = started(Tokens::Valid) else {
+        return;
+    };
+    let msi = TokenServer::start(az.python(), None, Tokens::Valid);
+    let ca = Some(tls.ca.as_path());
+    let none: &[(&str, String)] = &[];
+    let o = datastore_env(&s, ca, none, &["check", "bykey", "--create-if-not-exists"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let file = s.write(
+        "src/model.txt",
+        "weights, as the managed identity reads them\n",
+    );
+    let o = datastore_env(
+        &s,
+        ca,
+        none,
+        &[
+            "upload-files",
+            "bykey",
+            file.to_str().unwrap(),
+            "--target-path",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+
+    let env = [
+        ("IDENTITY_ENDPOINT", msi.identity_endpoint()),
+        ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
+    ];
+    let dest = s.path().join("out");
+    let o = datastore_env(
+        &s,
+        ca,
+        &env,
+        &[
+            "download",
+            "mi",
+            "--target-path",
+            dest.to_str().unwrap(),
+            "--prefix",
+            "m",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "download by the managed identity: {}",
+        output_text(&o)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("m/model.txt")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+
+    let requests = msi.requests();
+    assert!(!requests.is_empty(), "no token was asked for");
+    for r in &requests {
+        assert_eq!(r.method, "GET");
+        assert!(r.path.starts_with("/msi/token?"), "{r:?}");
+        assert!(
+            r.path.contains("resource=https%3A%2F%2Fstorage.azure.com"),
+            "{r:?}"
+        );
+        assert_eq!(r.metadata, "true");
+        assert_eq!(r.identity_header, IDENTITY_HEADER);
+    }
 }

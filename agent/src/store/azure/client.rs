@@ -620,7 +620,9 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         }
         Identity::Ambient => {
             // Workload identity (AKS) announces itself through these variables; without
-            // them object_store falls back to the VM's managed identity endpoint.
+            // them the managed identity answers at IDENTITY_ENDPOINT (App Service,
+            // Container Apps, Azure Arc; object_store sends IDENTITY_HEADER with each
+            // request), or else at the VM's metadata endpoint.
             if let Ok(f) = std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
                 b = b.with_federated_token_file(f);
                 if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
@@ -629,9 +631,17 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
                 if let Ok(te) = std::env::var("AZURE_TENANT_ID") {
                     b = b.with_tenant_id(te);
                 }
-            } else if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
-                // A user-assigned managed identity.
-                b = b.with_client_id(c);
+            } else {
+                if let Some(e) = std::env::var("IDENTITY_ENDPOINT")
+                    .ok()
+                    .filter(|e| !e.is_empty())
+                {
+                    b = b.with_msi_endpoint(e);
+                }
+                if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
+                    // A user-assigned managed identity.
+                    b = b.with_client_id(c);
+                }
             }
         }
     }
