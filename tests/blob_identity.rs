@@ -52,7 +52,8 @@ fn datastore_env(s: &Scratch, ca: Option<&Path>, env: &[(&str, String)], args: &
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-        .env_remove("AZURE_CLIENT_ID");
+        .env_remove("AZURE_CLIENT_ID")
+        .env_remove("AZURE_TENANT_ID");
     if let Some(ca) = ca {
         c.env("SSL_CERT_FILE", ca);
     }
@@ -297,5 +298,89 @@ fn a_managed_identity_gets_its_token_at_identity_endpoint() {
         );
         assert_eq!(r.metadata, "true");
         assert_eq!(r.identity_header, IDENTITY_HEADER);
+    }
+}
+
+#[test]
+fn a_workload_identity_trades_its_federated_token_for_one_the_service_takes() {
+    let Some((tls, _az, token, s)) = started(Tokens::Valid) else {
+        return;
+    };
+    let ca = Some(tls.ca.as_path());
+    let none: &[(&str, String)] = &[];
+    let o = datastore_env(&s, ca, none, &["check", "bykey", "--create-if-not-exists"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let file = s.write("src/data.csv", "a,b\n1,2\n");
+    let o = datastore_env(
+        &s,
+        ca,
+        none,
+        &[
+            "upload-files",
+            "bykey",
+            file.to_str().unwrap(),
+            "--target-path",
+            "w",
+        ],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+
+    // What the AKS workload identity webhook mounts and sets in the pod.
+    let assertion = "the-pods-federated-token.from-kubernetes";
+    let token_file = s.write("serviceaccount/token", assertion);
+    let env = [
+        ("AZURE_AUTHORITY_HOST", token.authority()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AZURE_CLIENT_ID", CLIENT.to_string()),
+        ("AZURE_TENANT_ID", TENANT.to_string()),
+    ];
+    let dest = s.path().join("out");
+    let o = datastore_env(
+        &s,
+        ca,
+        &env,
+        &[
+            "download",
+            "mi",
+            "--target-path",
+            dest.to_str().unwrap(),
+            "--prefix",
+            "w",
+        ],
+    );
+    let text = output_text(&o);
+    assert!(
+        o.status.success(),
+        "download by the workload identity: {text}"
+    );
+    assert!(
+        !text.contains(assertion),
+        "the federated token was printed:\n{text}"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("w/data.csv")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+
+    let requests = token.requests();
+    assert!(!requests.is_empty(), "no token was asked for");
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, format!("/{TENANT}/oauth2/v2.0/token"));
+        for field in [
+            format!("client_assertion={assertion}"),
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer".to_string(),
+            format!("client_id={CLIENT}"),
+            "grant_type=client_credentials".to_string(),
+        ] {
+            assert!(
+                r.form.split('&').any(|f| f == field),
+                "{field} missing from the token request {}",
+                r.form
+            );
+        }
     }
 }
