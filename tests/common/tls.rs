@@ -38,55 +38,48 @@ impl Tls {
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
-        let steps: [Vec<&str>; 3] = [
-            vec![
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ],
-            vec!["req", "-newkey", "rsa:2048", "-nodes"],
-            vec!["x509", "-req", "-days", "2", "-CAcreateserial"],
-        ];
-        let args: [Vec<String>; 3] = [
-            vec![
-                "-keyout".into(),
-                s(&p("ca.key")),
-                "-out".into(),
-                s(&p("ca.pem")),
-                "-subj".into(),
-                "/CN=stagehand test authority".into(),
-            ],
-            vec![
-                "-keyout".into(),
-                s(&p("key.pem")),
-                "-out".into(),
-                s(&p("server.csr")),
-                "-subj".into(),
-                "/CN=127.0.0.1".into(),
-            ],
-            vec![
-                "-in".into(),
-                s(&p("server.csr")),
-                "-CA".into(),
-                s(&p("ca.pem")),
-                "-CAkey".into(),
-                s(&p("ca.key")),
-                "-out".into(),
-                s(&p("cert.pem")),
-                "-extfile".into(),
-                s(&ext),
-            ],
-        ];
-        for (step, more) in steps.iter().zip(args.iter()) {
-            let o = Command::new("openssl")
-                .args(step)
-                .args(more)
-                .output()
-                .unwrap();
+        let run = |c: &mut Command| {
+            let o = c.output().unwrap();
             assert!(
                 o.status.success(),
-                "openssl {step:?} failed: {}",
+                "openssl {:?} failed: {}",
+                c.get_args().collect::<Vec<_>>(),
                 String::from_utf8_lossy(&o.stderr)
             );
-        }
+        };
+        // The authority, self-signed; then the server's key and request, signed by it.
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=stagehand test authority", "-keyout"])
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(p("key.pem"))
+            .arg("-out")
+            .arg(p("server.csr")));
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(p("cert.pem")));
         Some(Tls {
             ca: p("ca.pem"),
             cert: p("cert.pem"),
@@ -94,8 +87,4 @@ impl Tls {
             _dir: dir,
         })
     }
-}
-
-fn s(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
 }
