@@ -25,8 +25,8 @@ pub const CONCURRENCY: usize = 32;
 /// through run on the workers: every chunk then crosses threads, and on a 2-core node
 /// those wake-ups cost more than the extra thread gives. As tasks, a download and the
 /// connection that feeds it wake each other on the workers. Measured on 100 blobs of
-/// 10 MiB from Azurite, on 2 cores: 0.80 s of CPU and up to 111 MiB of RSS from the
-/// caller's future; as tasks, 0.69 s on two workers, and 0.63 s and at most 89 MiB on
+/// 10 MiB from Azurite, on 2 cores: 0.80 s of CPU and up to 108 MiB of RSS from the
+/// caller's future; as tasks, 0.69 s on two workers, and 0.63 s and at most 87 MiB on
 /// one (the runtime's size is set in `main.rs`).
 async fn on_worker<T, F>(work: F) -> T
 where

@@ -36,7 +36,7 @@ const PIECE: usize = 256 << 10;
 
 /// Received bytes one download may have waiting to be hashed before it waits itself:
 /// memory stays bounded however far the hashing falls behind. 32 downloads of 10 MiB
-/// blobs peaked at 75-91 MiB of RSS with 1 MiB each, at 47-61 MiB with 256 KiB, and
+/// blobs peaked at 74-89 MiB of RSS with 1 MiB each, at 46-59 MiB with 256 KiB, and
 /// took the same time.
 const MAX_QUEUED: usize = 256 << 10;
 
