@@ -229,6 +229,8 @@ fn an_untrusted_certificate_fails_at_once_and_says_what_to_do() {
         text.contains("TLS certificate is not trusted") && text.contains("SSL_CERT_FILE"),
         "{text}"
     );
+    // Said once, by stagehand: not retried, and not repeated by the verifier's own log.
+    assert_eq!(text.matches("UnknownIssuer").count(), 1, "{text}");
 }
 
 #[test]

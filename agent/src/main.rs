@@ -68,9 +68,14 @@ fn init_logging(cli: &Cli) {
         1 => "debug",
         _ => "trace",
     };
-    // fuser's own lines ("Mounting …") repeat ours: only its warnings are shown.
-    let filter = EnvFilter::try_from_env("STAGEHAND_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},fuser=warn")));
+    // Lines that repeat ours: fuser's ("Mounting …"; only its warnings are shown), the
+    // certificate verifier's refusal (the request's error says it, with what to do), and
+    // object_store's token-request retries (the final error says they all failed).
+    let filter = EnvFilter::try_from_env("STAGEHAND_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},fuser=warn,rustls_platform_verifier=off,object_store=warn"
+        ))
+    });
     let writer = || redact::Redacting(std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
