@@ -350,7 +350,7 @@ pub fn describe_credentials(c: &Credentials) -> String {
             s.describe()
         )
     } else {
-        "none given: the managed identity of this machine (or its workload identity when AZURE_FEDERATED_TOKEN_FILE is set)".into()
+        "none given: the workload identity when AZURE_FEDERATED_TOKEN_FILE is set, else the managed identity at IDENTITY_ENDPOINT when that is set, else this VM's managed identity".into()
     }
 }
 
