@@ -44,7 +44,9 @@ const MAX_QUEUED: usize = 256 << 10;
 const IDLE: Duration = Duration::from_millis(100);
 
 /// How often the thread looks again at a file a reader is bringing in (at 600 MB/s, a
-/// [`PIECE`] every 0.4 ms).
+/// [`PIECE`] every 0.4 ms). A wake-up from the reader after each 1 MiB read did no
+/// better: 8 alternating cold uploads of 1 GiB took 2.81-3.13 s polling, 2.92-3.14 s
+/// woken.
 const READER_POLL: Duration = Duration::from_millis(1);
 
 /// The hashing thread's handle; the thread ends when this and every [`Landing`] are
