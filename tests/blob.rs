@@ -57,23 +57,6 @@ fn shapes(root: &Path) {
     }
 }
 
-/// `relative path -> sha256` of every file under `root` (temporary and manifest files
-/// of stagehand excluded).
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    walk(root)
-        .into_iter()
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .map(|p| {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            (rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())))
-        })
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Writes a workspace with one Azure datastore `az` on `container`.
 fn workspace(s: &Scratch, az: &Azurite, container: &str, credentials: &str) -> PathBuf {
     az.workspace(s, "job/workspace.yaml", "az", container, credentials)
@@ -797,20 +780,4 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
         partials.is_empty(),
         "temporary files left behind: {partials:?}"
     );
-}
-
-/// Every file under `root`.
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }

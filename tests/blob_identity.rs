@@ -8,7 +8,6 @@ use common::azurite::{Azurite, KEY};
 use common::tls::Tls;
 use common::token::{TokenServer, Tokens};
 use common::*;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -74,24 +73,6 @@ fn output_text(o: &Output) -> String {
     )
 }
 
-/// `relative path -> content` of every file under `root`, but the download manifest.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
     let tls = Tls::new()?;
     let az = Azurite::start_with_tokens(&tls)?;
@@ -101,19 +82,87 @@ fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
     Some((tls, az, token, s))
 }
 
+/// Creates the container `data` with the account key.
+fn create_container(s: &Scratch, ca: Option<&Path>) {
+    let o = datastore_env(s, ca, &[], &["check", "bykey", "--create-if-not-exists"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+}
+
+/// Puts a file in `data` under `prefix` with the account key, then downloads `prefix`
+/// as the credential-less datastore `mi` with `env`; checks the bytes that came back
+/// and returns what stagehand printed.
+fn read_back_as_identity(
+    s: &Scratch,
+    ca: Option<&Path>,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> String {
+    create_container(s, ca);
+    let file = s.write(
+        &format!("src/{prefix}.txt"),
+        "weights, as an identity reads them\n",
+    );
+    let o = datastore_env(
+        s,
+        ca,
+        &[],
+        &[
+            "upload-files",
+            "bykey",
+            file.to_str().unwrap(),
+            "--target-path",
+            prefix,
+        ],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let dest = s.path().join("out");
+    let o = datastore_env(
+        s,
+        ca,
+        env,
+        &[
+            "download",
+            "mi",
+            "--target-path",
+            dest.to_str().unwrap(),
+            "--prefix",
+            prefix,
+        ],
+    );
+    let text = output_text(&o);
+    assert!(o.status.success(), "download by the identity: {text}");
+    assert_eq!(
+        std::fs::read(dest.join(prefix).join(format!("{prefix}.txt"))).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    text
+}
+
+/// Asserts that every request to `token` was a sign-in at the tenant's token URL whose
+/// form carries each of `fields` (compared with `~` unescaped).
+fn assert_sign_ins(token: &TokenServer, fields: &[String]) {
+    let requests = token.requests();
+    assert!(!requests.is_empty(), "no token was asked for");
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, format!("/{TENANT}/oauth2/v2.0/token"));
+        for field in fields {
+            assert!(
+                r.form.split('&').any(|f| f.replace("%7E", "~") == *field),
+                "{field} missing from the token request {}",
+                r.form
+            );
+        }
+    }
+}
+
 #[test]
 fn a_service_principal_signs_in_and_moves_data_both_ways() {
     let Some((tls, _az, token, s)) = started(Tokens::Valid) else {
         return;
     };
     let ca = Some(tls.ca.as_path());
-    let o = datastore(
-        &s,
-        ca,
-        &token,
-        &["check", "bykey", "--create-if-not-exists"],
-    );
-    assert!(o.status.success(), "{}", output_text(&o));
+    create_container(&s, ca);
 
     s.write("src/one.txt", "hello from a service principal\n");
     let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -160,28 +209,18 @@ fn a_service_principal_signs_in_and_moves_data_both_ways() {
             "download by {name}: {}",
             output_text(&o)
         );
-        assert_eq!(files(&dest.join("up")), files(&src), "download by {name}");
+        assert_eq!(tree(&dest.join("up")), tree(&src), "download by {name}");
     }
 
-    let requests = token.requests();
-    assert!(!requests.is_empty(), "no token was asked for");
-    for r in &requests {
-        let (path, form) = (&r.path, &r.form);
-        assert_eq!(r.method, "POST");
-        assert_eq!(*path, format!("/{TENANT}/oauth2/v2.0/token"));
-        for field in [
+    assert_sign_ins(
+        &token,
+        &[
             format!("client_id={CLIENT}"),
-            format!("client_secret={}", SECRET.replace('~', "%7E")),
+            format!("client_secret={SECRET}"),
             "grant_type=client_credentials".to_string(),
             "scope=https%3A%2F%2Fstorage.azure.com%2F.default".to_string(),
-        ] {
-            assert!(
-                form.split('&')
-                    .any(|f| f == field || f == field.replace("%7E", "~")),
-                "{field} missing from the token request {form}"
-            );
-        }
-    }
+        ],
+    );
 }
 
 #[test]
@@ -190,13 +229,7 @@ fn a_token_the_service_refuses_fails_saying_authentication() {
         return;
     };
     let ca = Some(tls.ca.as_path());
-    let o = datastore(
-        &s,
-        ca,
-        &token,
-        &["check", "bykey", "--create-if-not-exists"],
-    );
-    assert!(o.status.success(), "{}", output_text(&o));
+    create_container(&s, ca);
     let o = datastore(&s, ca, &token, &["check", "sp"]);
     assert_eq!(
         o.status.code(),
@@ -239,56 +272,15 @@ fn a_managed_identity_gets_its_token_at_identity_endpoint() {
         return;
     };
     let msi = TokenServer::start(az.python(), None, Tokens::Valid);
-    let ca = Some(tls.ca.as_path());
-    let none: &[(&str, String)] = &[];
-    let o = datastore_env(&s, ca, none, &["check", "bykey", "--create-if-not-exists"]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let file = s.write(
-        "src/model.txt",
-        "weights, as the managed identity reads them\n",
-    );
-    let o = datastore_env(
+    read_back_as_identity(
         &s,
-        ca,
-        none,
+        Some(&tls.ca),
+        "m",
         &[
-            "upload-files",
-            "bykey",
-            file.to_str().unwrap(),
-            "--target-path",
-            "m",
+            ("IDENTITY_ENDPOINT", msi.identity_endpoint()),
+            ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
         ],
     );
-    assert!(o.status.success(), "{}", output_text(&o));
-
-    let env = [
-        ("IDENTITY_ENDPOINT", msi.identity_endpoint()),
-        ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
-    ];
-    let dest = s.path().join("out");
-    let o = datastore_env(
-        &s,
-        ca,
-        &env,
-        &[
-            "download",
-            "mi",
-            "--target-path",
-            dest.to_str().unwrap(),
-            "--prefix",
-            "m",
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "download by the managed identity: {}",
-        output_text(&o)
-    );
-    assert_eq!(
-        std::fs::read(dest.join("m/model.txt")).unwrap(),
-        std::fs::read(&file).unwrap()
-    );
-
     let requests = msi.requests();
     assert!(!requests.is_empty(), "no token was asked for");
     for r in &requests {
@@ -308,81 +300,34 @@ fn a_workload_identity_trades_its_federated_token_for_one_the_service_takes() {
     let Some((tls, _az, token, s)) = started(Tokens::Valid) else {
         return;
     };
-    let ca = Some(tls.ca.as_path());
-    let none: &[(&str, String)] = &[];
-    let o = datastore_env(&s, ca, none, &["check", "bykey", "--create-if-not-exists"]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let file = s.write("src/data.csv", "a,b\n1,2\n");
-    let o = datastore_env(
-        &s,
-        ca,
-        none,
-        &[
-            "upload-files",
-            "bykey",
-            file.to_str().unwrap(),
-            "--target-path",
-            "w",
-        ],
-    );
-    assert!(o.status.success(), "{}", output_text(&o));
-
     // What the AKS workload identity webhook mounts and sets in the pod.
     let assertion = "the-pods-federated-token.from-kubernetes";
     let token_file = s.write("serviceaccount/token", assertion);
-    let env = [
-        ("AZURE_AUTHORITY_HOST", token.authority()),
-        (
-            "AZURE_FEDERATED_TOKEN_FILE",
-            token_file.display().to_string(),
-        ),
-        ("AZURE_CLIENT_ID", CLIENT.to_string()),
-        ("AZURE_TENANT_ID", TENANT.to_string()),
-    ];
-    let dest = s.path().join("out");
-    let o = datastore_env(
+    let text = read_back_as_identity(
         &s,
-        ca,
-        &env,
+        Some(&tls.ca),
+        "w",
         &[
-            "download",
-            "mi",
-            "--target-path",
-            dest.to_str().unwrap(),
-            "--prefix",
-            "w",
+            ("AZURE_AUTHORITY_HOST", token.authority()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AZURE_CLIENT_ID", CLIENT.to_string()),
+            ("AZURE_TENANT_ID", TENANT.to_string()),
         ],
-    );
-    let text = output_text(&o);
-    assert!(
-        o.status.success(),
-        "download by the workload identity: {text}"
     );
     assert!(
         !text.contains(assertion),
         "the federated token was printed:\n{text}"
     );
-    assert_eq!(
-        std::fs::read(dest.join("w/data.csv")).unwrap(),
-        std::fs::read(&file).unwrap()
-    );
-
-    let requests = token.requests();
-    assert!(!requests.is_empty(), "no token was asked for");
-    for r in &requests {
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path, format!("/{TENANT}/oauth2/v2.0/token"));
-        for field in [
+    assert_sign_ins(
+        &token,
+        &[
             format!("client_assertion={assertion}"),
             "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer".to_string(),
             format!("client_id={CLIENT}"),
             "grant_type=client_credentials".to_string(),
-        ] {
-            assert!(
-                r.form.split('&').any(|f| f == field),
-                "{field} missing from the token request {}",
-                r.form
-            );
-        }
-    }
+        ],
+    );
 }

@@ -64,10 +64,6 @@ fn mountpoint(ev: &[serde_json::Value]) -> PathBuf {
     PathBuf::from(stage["destination"].as_str().unwrap())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Everything the job learns through the mount goes to $RESULTS for the test to judge.
 const READ_SCRIPT: &str = r#"set -u
 mp="$1"

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod fuse;
 
 use serde_json::Value;
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -164,4 +165,38 @@ pub fn expect_code(o: &Output, code: i32) -> (String, String) {
     let (so, se) = text(o);
     assert_eq!(o.status.code(), Some(code), "stdout: {so}\nstderr: {se}");
     (so, se)
+}
+
+/// `relative path -> sha256` of every file under `root` (temporary and manifest files
+/// of stagehand excluded).
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    walk(root)
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, hex(&sha2::Sha256::digest(std::fs::read(&p).unwrap())))
+        })
+        .collect()
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every file under `root`.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

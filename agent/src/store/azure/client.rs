@@ -602,10 +602,7 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         .with_container_name(&t.container);
     // AZURE_AUTHORITY_HOST first, as the Azure SDKs read it (set by the workload
     // identity webhook, or by hand for a private cloud); else the endpoint's cloud.
-    if let Some(h) = std::env::var("AZURE_AUTHORITY_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-    {
+    if let Some(h) = env("AZURE_AUTHORITY_HOST") {
         b = b.with_authority_host(h);
     } else if let Some(host) = authority_host(&t.service_url) {
         b = b.with_authority_host(host);
@@ -619,28 +616,24 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
             b = b.with_client_secret_authorization(client_id, client_secret, tenant_id);
         }
         Identity::Ambient => {
+            // The workload identity's client, or a user-assigned managed identity.
+            if let Some(c) = env("AZURE_CLIENT_ID") {
+                b = b.with_client_id(c);
+            }
             // Workload identity (AKS) announces itself through these variables; without
             // them the managed identity answers at IDENTITY_ENDPOINT (App Service,
             // Container Apps, Azure Arc; object_store sends IDENTITY_HEADER with each
-            // request), or else at the VM's metadata endpoint.
-            if let Ok(f) = std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
+            // request, a secret kept out of our output), or else at the VM's metadata
+            // endpoint.
+            if let Some(f) = env("AZURE_FEDERATED_TOKEN_FILE") {
                 b = b.with_federated_token_file(f);
-                if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
-                    b = b.with_client_id(c);
-                }
-                if let Ok(te) = std::env::var("AZURE_TENANT_ID") {
+                if let Some(te) = env("AZURE_TENANT_ID") {
                     b = b.with_tenant_id(te);
                 }
-            } else {
-                if let Some(e) = std::env::var("IDENTITY_ENDPOINT")
-                    .ok()
-                    .filter(|e| !e.is_empty())
-                {
-                    b = b.with_msi_endpoint(e);
-                }
-                if let Ok(c) = std::env::var("AZURE_CLIENT_ID") {
-                    // A user-assigned managed identity.
-                    b = b.with_client_id(c);
+            } else if let Some(e) = env("IDENTITY_ENDPOINT") {
+                b = b.with_msi_endpoint(e);
+                if let Some(h) = env("IDENTITY_HEADER") {
+                    crate::redact::register(&h);
                 }
             }
         }
@@ -649,6 +642,11 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         .build()
         .map_err(|e| format!("cannot set up the identity: {e}"))?;
     Ok(store.credentials().clone())
+}
+
+/// An environment variable that is set and not empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The Entra ID authority of the national cloud a blob service URL belongs to, where it
