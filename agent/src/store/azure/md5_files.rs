@@ -370,8 +370,9 @@ fn serve(jobs: Receiver<Msg>) {
             continue;
         }
         // Company can come only from streams not ready yet: the last few downloads of a
-        // batch hash at once. Waiting for lanes that cannot fill held each of the last 4
-        // of 100 blobs of 10 MiB to 256 KiB per wait, and took a fifth of the download.
+        // batch hash at once. Waiting for lanes that cannot fill let each of the last 4
+        // of 100 blobs of 10 MiB move 256 KiB per wait: they took 0.47-0.54 s after the
+        // 96th had landed, and take 0.10-0.21 s without (5 runs each).
         if ready >= queue.len().min(16) {
             short_since = None;
         } else if open {
