@@ -16,8 +16,9 @@
 #             measure the ceiling minutes before stagehand
 # Env: RUNS (3), WARMUP (1), TOOLS (stagehand stagehand-md5all stagehand-nomd5 rclone-tuned
 #      rclone python azcopy; the stagehand variants upload only big, the others are alike),
-#      DATASETS (big medium small), BENCH_WORK (where data and results go; a mktemp dir
-#      by default, remembered in .tools/bench-workdir).
+#      DATASETS (big medium small), DIRECTIONS (down up: those paired measures),
+#      BENCH_WORK (where data and results go; a mktemp dir by default, remembered in
+#      .tools/bench-workdir).
 # Every command is timed as a whole process by /usr/bin/time (wall, CPU, peak RSS), after
 # dropping the page cache, and every run after deleting the last run's output; downloads
 # land on an ext4 file system of their own (output_fs); every download's bytes are
@@ -225,6 +226,7 @@ for section in $SECTIONS; do
     ;;
   upload)
     for ds in $DATASETS; do
+      [[ " $DIRECTIONS " == *" up "* ]] || continue
       [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue # as the anchors: set UPLOAD_SMALL=1 to include it
       fresh_upload_azurite # the ceiling: curl, one request per blob (per block for big)
       case $ds in
@@ -253,7 +255,9 @@ for section in $SECTIONS; do
     # measures them within seconds of each other, so this VM's drift in speed (the medium
     # ceiling has measured 0.63-0.92 s on different hours) falls on both alike. Each run
     # follows a warm-up, in the state record() gives; the ratios are per round.
+    DIRECTIONS=${DIRECTIONS:-down up}
     for ds in $DATASETS; do
+      [[ " $DIRECTIONS " == *" down "* ]] || continue
       for ((i = 1; i <= RUNS; i++)); do
         case $ds in
         big) c=(bash "$BENCH_HERE/curlget.sh" 16) k=(bash "$BENCH_HERE/curlget.sh" 16 "$BENCH_WORK/dl/trash/big") ;;
@@ -267,6 +271,7 @@ for section in $SECTIONS; do
       echo "   $(verify_download stagehand "$ds")"
     done
     for ds in $DATASETS; do
+      [[ " $DIRECTIONS " == *" up "* ]] || continue
       [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue
       [ "$ds" = big ] && cut_parts 16
       for ((i = 1; i <= RUNS; i++)); do
