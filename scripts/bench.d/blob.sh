@@ -226,7 +226,6 @@ for section in $SECTIONS; do
     ;;
   upload)
     for ds in $DATASETS; do
-      [[ " $DIRECTIONS " == *" up "* ]] || continue
       [ "$ds" = small ] && [ -z "${UPLOAD_SMALL:-}" ] && continue # as the anchors: set UPLOAD_SMALL=1 to include it
       fresh_upload_azurite # the ceiling: curl, one request per blob (per block for big)
       case $ds in
