@@ -252,8 +252,9 @@ for section in $SECTIONS; do
   paired)
     # The ceiling and stagehand in turn, RUNS rounds per dataset and direction: each round
     # measures them within seconds of each other, so this VM's drift in speed (the medium
-    # ceiling has measured 0.63-0.92 s on different hours) falls on both alike. Each run
-    # follows a warm-up, in the state record() gives; the ratios are per round.
+    # ceiling has measured 0.63-0.92 s on different hours, 1.2-2.4 s on a slower VM) falls
+    # on both alike. Each run follows a warm-up, in the state record() gives; the ratios
+    # are per round.
     DIRECTIONS=${DIRECTIONS:-down up}
     for ds in $DATASETS; do
       [[ " $DIRECTIONS " == *" down "* ]] || continue
