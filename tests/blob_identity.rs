@@ -58,19 +58,14 @@ fn datastore_env(s: &Scratch, ca: Option<&Path>, env: &[(&str, String)], args: &
     }
     c.envs(env.iter().map(|(k, v)| (k, v)));
     let o = c.output().unwrap();
-    let text = output_text(&o);
+    let (so, se) = text(&o);
     for secret in [SECRET, IDENTITY_HEADER] {
-        assert!(!text.contains(secret), "a secret was printed:\n{text}");
+        assert!(
+            !so.contains(secret) && !se.contains(secret),
+            "a secret was printed:\n{so}{se}"
+        );
     }
     o
-}
-
-fn output_text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
@@ -85,7 +80,7 @@ fn started(tokens: Tokens) -> Option<(Tls, Azurite, TokenServer, Scratch)> {
 /// Creates the container `data` with the account key.
 fn create_container(s: &Scratch, ca: Option<&Path>) {
     let o = datastore_env(s, ca, &[], &["check", "bykey", "--create-if-not-exists"]);
-    assert!(o.status.success(), "{}", output_text(&o));
+    expect_code(&o, 0);
 }
 
 /// Puts a file in `data` under `prefix` with the account key, then downloads `prefix`
@@ -114,7 +109,7 @@ fn read_back_as_identity(
             prefix,
         ],
     );
-    assert!(o.status.success(), "{}", output_text(&o));
+    expect_code(&o, 0);
     let dest = s.path().join("out");
     let o = datastore_env(
         s,
@@ -129,13 +124,12 @@ fn read_back_as_identity(
             prefix,
         ],
     );
-    let text = output_text(&o);
-    assert!(o.status.success(), "download by the identity: {text}");
+    let (so, se) = expect_code(&o, 0);
     assert_eq!(
         std::fs::read(dest.join(prefix).join(format!("{prefix}.txt"))).unwrap(),
         std::fs::read(&file).unwrap()
     );
-    text
+    so + &se
 }
 
 /// Asserts that every request to `token` was a sign-in at the tenant's token URL whose
@@ -182,11 +176,7 @@ fn a_service_principal_signs_in_and_moves_data_both_ways() {
             "up",
         ],
     );
-    assert!(
-        o.status.success(),
-        "upload as the service principal: {}",
-        output_text(&o)
-    );
+    expect_code(&o, 0);
 
     // Read back with the account key, then as the service principal.
     for (name, out) in [("bykey", "out-key"), ("sp", "out-sp")] {
@@ -204,11 +194,7 @@ fn a_service_principal_signs_in_and_moves_data_both_ways() {
                 "up",
             ],
         );
-        assert!(
-            o.status.success(),
-            "download by {name}: {}",
-            output_text(&o)
-        );
+        expect_code(&o, 0);
         assert_eq!(tree(&dest.join("up")), tree(&src), "download by {name}");
     }
 
@@ -231,13 +217,8 @@ fn a_token_the_service_refuses_fails_saying_authentication() {
     let ca = Some(tls.ca.as_path());
     create_container(&s, ca);
     let o = datastore(&s, ca, &token, &["check", "sp"]);
-    assert_eq!(
-        o.status.code(),
-        Some(code::STAGING_FAILED),
-        "{}",
-        output_text(&o)
-    );
-    let text = output_text(&o);
+    let (so, se) = expect_code(&o, code::STAGING_FAILED);
+    let text = so + &se;
     assert!(
         text.contains("datastore \"sp\"") && text.contains("authentication"),
         "{text}"
@@ -251,13 +232,8 @@ fn an_untrusted_certificate_fails_at_once_and_says_what_to_do() {
         return;
     };
     let o = datastore(&s, None, &token, &["check", "bykey"]);
-    assert_eq!(
-        o.status.code(),
-        Some(code::STAGING_FAILED),
-        "{}",
-        output_text(&o)
-    );
-    let text = output_text(&o);
+    let (so, se) = expect_code(&o, code::STAGING_FAILED);
+    let text = so + &se;
     assert!(
         text.contains("TLS certificate is not trusted") && text.contains("SSL_CERT_FILE"),
         "{text}"
