@@ -96,7 +96,7 @@ pub enum SchemaKind {
 pub struct JobArgs {
     /// The job spec (YAML).
     pub job: PathBuf,
-    /// The workspace file (default: workspace.yaml beside the job, then $STAGEHAND_WORKSPACE).
+    /// The workspace file (default: workspace.yaml beside the job, then $STAGEHAND_WORKSPACE, then ./workspace.yaml).
     #[arg(long, short = 'w')]
     pub workspace: Option<PathBuf>,
     /// The run folder (default: $STAGEHAND_RUNS_DIR/<run id>, else ~/.local/state/stagehand/runs/<run id>).
@@ -148,7 +148,7 @@ pub enum Command {
         /// The job specs.
         #[arg(required = true)]
         jobs: Vec<PathBuf>,
-        /// The workspace file (default: workspace.yaml beside each job, then $STAGEHAND_WORKSPACE).
+        /// The workspace file (default: workspace.yaml beside each job, then $STAGEHAND_WORKSPACE, then ./workspace.yaml).
         #[arg(long, short = 'w')]
         workspace: Option<PathBuf>,
         /// The job files' format (default: detected from each one's content).

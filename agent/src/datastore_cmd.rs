@@ -5,7 +5,7 @@
 //! Every line printed passes through [`crate::redact`]; `show` never reads a secret, it
 //! says where each one comes from.
 
-use crate::exit;
+use crate::outcome::DatastoreError;
 use crate::redact::redact;
 use crate::stage::progress::Progress;
 use crate::stage::{download, upload, Moved};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// `stagehand datastore`: its options and subcommand.
 #[derive(Debug, Args)]
 pub struct DatastoreArgs {
-    /// The workspace file (default: $STAGEHAND_WORKSPACE, else ./workspace.yaml).
+    /// The workspace file (default: $STAGEHAND_WORKSPACE, then ./workspace.yaml).
     #[arg(long, short = 'w', global = true)]
     pub workspace: Option<PathBuf>,
     /// What to do.
@@ -120,24 +120,22 @@ pub enum DatastoreCommand {
     },
 }
 
-/// Runs a datastore subcommand and returns the exit code.
+/// Runs a datastore subcommand and returns the exit code (decided by
+/// [`DatastoreError::exit_code`]).
 pub async fn run(args: DatastoreArgs) -> i32 {
-    let ws_file = args
-        .workspace
-        .clone()
-        .or_else(|| {
-            std::env::var_os("STAGEHAND_WORKSPACE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from("workspace.yaml"));
-    let ws = match stagehand_protocol::load_workspace(&ws_file) {
-        Ok(w) => w,
-        Err(p) => {
-            eprintln!("{}", redact(&p.to_string()));
-            return exit::INVALID;
+    match dispatch(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            e.exit_code()
         }
-    };
+    }
+}
+
+async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
+    let ws_file = crate::plan::find_workspace(None, args.workspace.as_deref())
+        .unwrap_or_else(|| PathBuf::from(crate::plan::WORKSPACE_FILE));
+    let ws = stagehand_protocol::load_workspace(&ws_file).map_err(DatastoreError::Workspace)?;
     for w in &ws.warnings {
         tracing::warn!("{w}");
     }
@@ -151,7 +149,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
     match args.command {
         DatastoreCommand::List => {
             list(&ws);
-            0
+            Ok(())
         }
         DatastoreCommand::Show { name } => show(&ws, &name),
         DatastoreCommand::Check {
@@ -163,9 +161,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             prefix,
             recursive,
         } => {
-            let Some((store, prefix)) = open(&ws, &ws_dir, &name, &prefix) else {
-                return exit::INVALID;
-            };
+            let (store, prefix) = open(&ws, &ws_dir, &name, &prefix)?;
             ls(&store, &prefix, recursive).await
         }
         DatastoreCommand::Upload {
@@ -174,17 +170,19 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             target_path,
             overwrite,
         } => {
-            let Some((store, target)) = open(&ws, &ws_dir, &name, &target_path) else {
-                return exit::INVALID;
-            };
+            let (store, target) = open(&ws, &ws_dir, &name, &target_path)?;
             if !src_dir.is_dir() {
-                eprintln!("stagehand: --src-dir {} is not a folder", src_dir.display());
-                return exit::INVALID;
+                return Err(DatastoreError::Usage(format!(
+                    "--src-dir {} is not a folder",
+                    src_dir.display()
+                )));
             }
             let progress = Arc::new(Progress::default());
             let work = upload::upload(&store, &src_dir, &target, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
-            report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
+            let moved = r.map_err(DatastoreError::Upload)?;
+            report("uploaded", &name, &target, moved, took);
+            Ok(())
         }
         DatastoreCommand::UploadFiles {
             name,
@@ -193,20 +191,15 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             relative_root,
             overwrite,
         } => {
-            let Some((store, target)) = open(&ws, &ws_dir, &name, &target_path) else {
-                return exit::INVALID;
-            };
-            let pairs = match file_pairs(&files, relative_root.as_deref(), &target) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("stagehand: {}", redact(&e.to_string()));
-                    return exit::INVALID;
-                }
-            };
+            let (store, target) = open(&ws, &ws_dir, &name, &target_path)?;
+            let pairs = file_pairs(&files, relative_root.as_deref(), &target)
+                .map_err(DatastoreError::Usage)?;
             let progress = Arc::new(Progress::default());
             let work = upload::upload_pairs(&store, &pairs, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
-            report("uploaded", &name, &target, r, took, exit::UPLOAD_FAILED)
+            let moved = r.map_err(DatastoreError::Upload)?;
+            report("uploaded", &name, &target, moved, took);
+            Ok(())
         }
         DatastoreCommand::Download {
             name,
@@ -214,9 +207,7 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             prefix,
             overwrite,
         } => {
-            let Some((store, prefix)) = open(&ws, &ws_dir, &name, &prefix) else {
-                return exit::INVALID;
-            };
+            let (store, prefix) = open(&ws, &ws_dir, &name, &prefix)?;
             // As the Azure ML SDK does: blobs keep their full names under the target.
             let dest = if prefix.is_empty() {
                 target_path.clone()
@@ -226,32 +217,34 @@ pub async fn run(args: DatastoreArgs) -> i32 {
             let progress = Arc::new(Progress::default());
             let work = download::download(&store, &prefix, &dest, overwrite, &progress);
             let (r, took) = with_progress("download", &progress, work).await;
-            let r = r.map(|d| d.moved);
-            report("downloaded", &name, &prefix, r, took, exit::STAGING_FAILED)
+            let moved = r.map_err(DatastoreError::Download)?.moved;
+            report("downloaded", &name, &prefix, moved, took);
+            Ok(())
         }
     }
 }
 
-/// Opens a datastore and normalises a path in it; reports and returns None on failure.
-fn open(ws: &Workspace, ws_dir: &Path, name: &str, path: &str) -> Option<(DynStore, String)> {
-    if !ws.datastores.contains_key(name) {
-        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
-        return None;
-    }
-    let path = match stagehand_protocol::path::spec_path(path) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("stagehand: {}", redact(&e.to_string()));
-            return None;
-        }
-    };
-    match store::open(ws, ws_dir, name) {
-        Ok(s) => Some((s, path)),
-        Err(e) => {
-            eprintln!("stagehand: {}", redact(&e.to_string()));
-            None
-        }
-    }
+/// The workspace's datastore `name`, or a usage error that says how to list them.
+fn datastore<'w>(ws: &'w Workspace, name: &str) -> Result<&'w Datastore, DatastoreError> {
+    ws.datastores.get(name).ok_or_else(|| {
+        DatastoreError::Usage(format!(
+            "no datastore {name:?} in the workspace (`stagehand datastore list` shows them)"
+        ))
+    })
+}
+
+/// Opens a datastore and normalises a path in it.
+fn open(
+    ws: &Workspace,
+    ws_dir: &Path,
+    name: &str,
+    path: &str,
+) -> Result<(DynStore, String), DatastoreError> {
+    datastore(ws, name)?;
+    let path = stagehand_protocol::path::spec_path(path)
+        .map_err(|e| DatastoreError::Usage(e.to_string()))?;
+    let store = store::open(ws, ws_dir, name).map_err(DatastoreError::Open)?;
+    Ok((store, path))
 }
 
 /// Datastore paths for `files`: TARGET/<path relative to ROOT>, ROOT defaulting to the
@@ -335,11 +328,8 @@ fn location(ds: &Datastore) -> String {
     }
 }
 
-fn show(ws: &Workspace, name: &str) -> i32 {
-    let Some(ds) = ws.datastores.get(name) else {
-        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
-        return exit::INVALID;
-    };
+fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
+    let ds = datastore(ws, name)?;
     let mut lines = vec![
         format!("name:        {name}"),
         format!("type:        {}", ds.type_name()),
@@ -387,126 +377,75 @@ fn show(ws: &Workspace, name: &str) -> i32 {
     for l in lines {
         println!("{}", redact(&l));
     }
-    0
+    Ok(())
 }
 
-async fn ls(store: &DynStore, prefix: &str, recursive: bool) -> i32 {
-    let r = if recursive {
-        store.list(prefix).await.map(|files| {
-            for f in files {
-                println!("{:>14}  {}", f.size, redact(&f.path));
-            }
-        })
-    } else {
-        store.list_dir(prefix).await.map(|(mut files, mut dirs)| {
-            dirs.sort();
-            files.sort_by(|a, b| a.path.cmp(&b.path));
-            for d in dirs {
-                println!(
-                    "{:>14}  {}/",
-                    "",
-                    redact(&stagehand_protocol::path::join(prefix, &d))
-                );
-            }
-            for f in files {
-                println!("{:>14}  {}", f.size, redact(&f.path));
-            }
-        })
-    };
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("stagehand: {}", redact(&e.to_string()));
-            exit::STAGING_FAILED
+/// Lists a folder, sub-folders first; with `recursive`, every object below it. Both
+/// in name order.
+async fn ls(store: &DynStore, prefix: &str, recursive: bool) -> Result<(), DatastoreError> {
+    if recursive {
+        let mut files = store.list(prefix).await.map_err(DatastoreError::Store)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        for f in files {
+            println!("{:>14}  {}", f.size, redact(&f.path));
         }
+        return Ok(());
     }
+    let (mut files, mut dirs) = store
+        .list_dir(prefix)
+        .await
+        .map_err(DatastoreError::Store)?;
+    dirs.sort();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for d in dirs {
+        println!(
+            "{:>14}  {}/",
+            "",
+            redact(&stagehand_protocol::path::join(prefix, &d))
+        );
+    }
+    for f in files {
+        println!("{:>14}  {}", f.size, redact(&f.path));
+    }
+    Ok(())
 }
 
-async fn check(ws: &Workspace, ws_dir: &Path, name: &str, create: bool) -> i32 {
-    let Some(ds) = ws.datastores.get(name) else {
-        eprintln!("stagehand: no datastore {name:?} in the workspace (`stagehand datastore list` shows them)");
-        return exit::INVALID;
-    };
-    match ds {
-        Datastore::Local { root } => {
-            let root = ws_dir.join(root);
-            if create && !root.exists() {
-                if let Err(e) = std::fs::create_dir_all(&root) {
-                    eprintln!(
-                        "stagehand: datastore {name:?}: cannot create {}: {e}",
-                        root.display()
-                    );
-                    return exit::STAGING_FAILED;
-                }
-                println!("datastore {name:?}: created folder {}", root.display());
-            }
-            match store::local::LocalStore::open(name, &root) {
-                Ok(_) => {
-                    println!("datastore {name:?}: ok, folder {}", root.display());
-                    0
-                }
-                Err(e) => {
-                    eprintln!("stagehand: {}", redact(&e.to_string()));
-                    exit::STAGING_FAILED
-                }
-            }
-        }
-        Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. } => {
-            let target = match azure::config::resolve(name, ds, ws_dir) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("stagehand: {}", redact(&e.to_string()));
-                    return exit::INVALID;
-                }
-            };
-            let store = match azure::AzureStore::open(target) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("stagehand: {}", redact(&e.to_string()));
-                    return exit::INTERNAL;
-                }
-            };
-            let t = store.target().clone();
-            let creds = ds
-                .credentials()
-                .map(azure::config::describe_credentials)
-                .unwrap_or_default();
-            let mut r = store.client().list_page("", None, None, 1).await;
-            if create && matches!(&r, Err(e) if e.code() == Some("ContainerNotFound")) {
-                match store.client().create_container().await {
-                    Ok(_) => {
-                        println!("datastore {name:?}: created container {:?}", t.container);
-                        r = store.client().list_page("", None, None, 1).await;
-                    }
-                    Err(e) => r = Err(e),
-                }
-            }
-            match r {
-                Ok(_) => {
-                    println!(
-                        "datastore {name:?}: ok: container {:?} of account {} at {} can be listed ({creds})",
-                        t.container, t.account, t.service_url
-                    );
-                    0
-                }
-                Err(e) => {
-                    let msg = match &e {
-                        azure::client::HttpError::Transport(why) => format!(
-                            "datastore {name:?}: cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
-                            t.service_url
-                        ),
-                        _ => store.error("", e).to_string(),
-                    };
-                    eprintln!("stagehand: {}", redact(&msg));
-                    exit::STAGING_FAILED
-                }
-            }
-        }
-        other => {
-            eprintln!("stagehand: datastore {name:?}: datastores of type {} are not supported by this build", other.type_name());
-            exit::INVALID
+/// `datastore check`: opens the store and asks it to check itself ([`crate::store::Store::check`]); a local
+/// datastore's missing folder is made first with `create`, since it cannot be opened
+/// without one.
+async fn check(
+    ws: &Workspace,
+    ws_dir: &Path,
+    name: &str,
+    create: bool,
+) -> Result<(), DatastoreError> {
+    let ds = datastore(ws, name)?;
+    if let Datastore::Local { root } = ds {
+        let root = ws_dir.join(root);
+        if create && !root.exists() {
+            std::fs::create_dir_all(&root).map_err(|source| {
+                DatastoreError::Store(crate::store::StoreError::io("cannot create", &root, source))
+            })?;
+            println!("datastore {name:?}: created folder {}", root.display());
         }
     }
+    let store = store::open(ws, ws_dir, name).map_err(DatastoreError::Open)?;
+    let checked = store.check(create).await.map_err(DatastoreError::Store)?;
+    if let Some(what) = &checked.created {
+        println!("datastore {name:?}: created {what}");
+    }
+    let creds = ds
+        .credentials()
+        .map(|c| format!(" ({})", azure::config::describe_credentials(c)))
+        .unwrap_or_default();
+    println!(
+        "{}",
+        redact(&format!(
+            "datastore {name:?}: ok: {}{creds}",
+            checked.reached
+        ))
+    );
+    Ok(())
 }
 
 /// Runs `work` while showing its progress (a bar on a terminal, else a line a second);
@@ -567,33 +506,18 @@ fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
     )
 }
 
-fn report(
-    verb: &str,
-    name: &str,
-    path: &str,
-    r: Result<Moved, crate::stage::TransferError>,
-    took: Duration,
-    fail: i32,
-) -> i32 {
-    match r {
-        Ok(m) => {
-            let secs = took.as_secs_f64();
-            let kept = if m.skipped_files > 0 {
-                format!("; {} unchanged file(s) kept", m.skipped_files)
-            } else {
-                String::new()
-            };
-            println!(
-                "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
-                m.files,
-                m.bytes,
-                m.bytes as f64 / 1048576.0 / secs.max(0.001)
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("stagehand: {}", redact(&e.to_string()));
-            fail
-        }
-    }
+/// Prints what a transfer moved, how fast.
+fn report(verb: &str, name: &str, path: &str, m: Moved, took: Duration) {
+    let secs = took.as_secs_f64();
+    let kept = if m.skipped_files > 0 {
+        format!("; {} unchanged file(s) kept", m.skipped_files)
+    } else {
+        String::new()
+    };
+    println!(
+        "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
+        m.files,
+        m.bytes,
+        m.bytes as f64 / 1048576.0 / secs.max(0.001)
+    );
 }

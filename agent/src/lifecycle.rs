@@ -1,21 +1,25 @@
-//! The life of one run: stage, launch, supervise, upload, report. Every exit path
-//! tears down the run's mounts, then emits a `finished` event and returns the exit
-//! code the agent must exit with.
+//! The life of one run: stage → launch → upload → conclude. Every exit path tears
+//! down the run's mounts, then emits one `finished` event and returns the exit code
+//! that [`Outcome::report`](crate::outcome::Outcome::report) decides.
+//!
+//! This module sequences the phases and emits their events; it never decides an exit
+//! code itself, and never moves bytes itself (that is `stage/`'s and `run/`'s work).
 
 use crate::events::Events;
-use crate::exit;
 use crate::mount::{RunMounts, Settings as MountSettings};
+use crate::outcome::{Outcome, Ran, StageError, UploadError};
 use crate::plan::{DataPlan, Loaded, Plan};
-use crate::run::{EndedBy, Exit, Launch, Runner, Started};
+use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
 use crate::stage::{download, upload};
 use crate::store::{self, DynStore};
 use futures::future::try_join_all;
-use stagehand_protocol::events::{EventKind, Phase, Status};
+use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::{Mode, UploadOn};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,72 +29,12 @@ pub struct RunOptions {
     pub stdout_to_stderr: bool,
 }
 
-struct Totals {
-    started: Instant,
-    downloaded: u64,
-    uploaded: u64,
-}
-
 fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-/// How a run ended; the `finished` event is emitted from it once teardown is done.
-struct Ended {
-    status: Status,
-    code: i32,
-    phase: Phase,
-    error: Option<String>,
-    downloaded: u64,
-    uploaded: u64,
-    started: Instant,
-}
-
-impl Ended {
-    fn emit(self, events: &Events) -> i32 {
-        if let Some(e) = &self.error {
-            tracing::error!("{e}");
-        }
-        events.emit(EventKind::Finished {
-            status: self.status,
-            exit_code: self.code,
-            phase: self.phase,
-            error: self.error,
-            bytes_downloaded: self.downloaded,
-            bytes_uploaded: self.uploaded,
-            duration_ms: ms(self.started),
-        });
-        self.code
-    }
-}
-
-/// How the run ended, to be reported once the mounts are down.
-fn finish(
-    _events: &Events,
-    t: &Totals,
-    status: Status,
-    code: i32,
-    phase: Phase,
-    error: Option<String>,
-) -> Ended {
-    Ended {
-        status,
-        code,
-        phase,
-        error,
-        downloaded: t.downloaded,
-        uploaded: t.uploaded,
-        started: t.started,
-    }
-}
-
-/// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
-async fn teardown(mounts: &RunMounts, events: &Events) {
-    for problem in mounts.teardown().await {
-        tracing::warn!("{problem}");
-        events.emit(EventKind::Warning { message: problem });
-    }
-}
+/// The run's datastores, opened once, by [`DataPlan::store_key`].
+type Stores = HashMap<String, DynStore>;
 
 /// Runs the planned job to the end and returns the agent's exit code.
 ///
@@ -106,303 +50,270 @@ pub async fn run(
     opts: RunOptions,
 ) -> i32 {
     let started = Instant::now();
-    let mounts = match MountSettings::for_run(&plan.run_id, &plan.run_dir) {
-        Ok(s) => RunMounts::new(s),
-        Err(e) => {
-            let t = Totals {
-                started,
-                downloaded: 0,
-                uploaded: 0,
-            };
-            let error = Some(e.to_string());
-            return finish(
-                &events,
-                &t,
-                Status::Failed,
-                exit::STAGING_FAILED,
-                Phase::Stage,
-                error,
-            )
-            .emit(&events);
-        }
-    };
-    let ended = run_inner(
+    let mut job = Job {
         loaded,
         plan,
         runner,
-        events.clone(),
+        events: &events,
         cancel,
-        opts,
-        &mounts,
-        started,
-    )
-    .await;
-    teardown(&mounts, &events).await;
-    ended.emit(&events)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_inner(
-    loaded: &Loaded,
-    plan: &Plan,
-    runner: &dyn Runner,
-    events: Arc<Events>,
-    cancel: &Cancel,
-    opts: RunOptions,
-    mounts: &RunMounts,
-    started: Instant,
-) -> Ended {
-    let mut t = Totals {
-        started,
+        opts: &opts,
         downloaded: 0,
         uploaded: 0,
     };
-    let log_dir = plan.run_dir.join("logs");
-    if let Err(e) = std::fs::create_dir_all(&log_dir) {
-        return finish(
-            &events,
-            &t,
-            Status::AgentError,
-            exit::INTERNAL,
-            Phase::Stage,
-            Some(format!(
-                "cannot create the run folder {}: {e}",
-                log_dir.display()
-            )),
-        );
-    }
-    // Names the agent that owns this folder, so `stagehand gc` can tell a live run from
-    // a dead agent's leftovers.
-    if let Ok(owner) = serde_json::to_vec(&crate::owner::Owner::current()) {
-        let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
-    }
-    events.emit(EventKind::Accepted {
-        job: plan.job.clone(),
-        run_dir: plan.run_dir.display().to_string(),
-    });
-    tracing::info!(run_id = %plan.run_id, "run folder {}", plan.run_dir.display());
+    let outcome = match MountSettings::for_run(&plan.run_id, &plan.run_dir) {
+        Err(e) => Outcome::Staging(StageError::MountSettings(e)),
+        Ok(settings) => {
+            let mounts = RunMounts::new(settings);
+            let outcome = job.go(&mounts).await;
+            teardown(&mounts, &events).await;
+            outcome
+        }
+    };
+    conclude(&outcome, &job, started)
+}
 
-    // Stage.
-    let staged_at = Instant::now();
-    let stores = match open_stores(loaded, plan) {
-        Ok(s) => s,
-        Err(e) => {
-            return finish(
-                &events,
-                &t,
-                Status::Failed,
-                exit::STAGING_FAILED,
-                Phase::Stage,
-                Some(e),
-            )
-        }
-    };
-    let stage = async {
-        if let Some(code) = &plan.code {
-            stage_one(code, "code snapshot".into(), &stores, &events, mounts).await?;
-        }
-        let inputs = plan
-            .inputs
-            .iter()
-            .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, &events, mounts));
-        let moved = try_join_all(inputs).await?;
-        for o in &plan.outputs {
-            // A file output gets its folder; the job makes the file.
-            let dir = match o.local_path.parent() {
-                Some(parent) if o.is_file => parent,
-                _ => &o.local_path,
-            };
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!("output {:?}: cannot create {}: {e}", o.name, dir.display())
-            })?;
-        }
-        Ok::<u64, String>(moved.iter().sum())
-    };
-    // The runner gets ready (engine, image) while the data moves: a node that cannot run
-    // the job fails staging rather than after a long download.
-    let prepare = async { runner.prepare(plan).await.map_err(|e| e.to_string()) };
-    let stage = async { futures::try_join!(stage, prepare).map(|(bytes, ())| bytes) };
-    let seen = cancel.received().0;
-    tokio::select! {
-        r = stage => match r {
-            Ok(bytes) => t.downloaded = bytes,
-            Err(e) => return finish(&events, &t, Status::Failed, exit::STAGING_FAILED, Phase::Stage, Some(e)),
-        },
-        _ = cancel.after(seen) => {
-            return finish(&events, &t, Status::Cancelled, exit::CANCELLED, Phase::Stage, Some("cancelled while staging".into()));
-        }
+/// Reports the ending: the error in the log, the `finished` event; returns the code.
+fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
+    let report = outcome.report();
+    if let Some(e) = &report.error {
+        tracing::error!("{e}");
     }
-    events.emit(EventKind::Staged {
-        bytes: t.downloaded,
-        duration_ms: ms(staged_at),
+    job.events.emit(EventKind::Finished {
+        status: report.status,
+        exit_code: report.code,
+        phase: report.phase,
+        error: report.error,
+        bytes_downloaded: job.downloaded,
+        bytes_uploaded: job.uploaded,
+        duration_ms: ms(started),
     });
+    report.code
+}
 
-    // Run.
-    let ran_at = Instant::now();
-    let launch = Launch {
-        plan,
-        remove_env: &plan.removed_environment,
-        stdout_to_stderr: opts.stdout_to_stderr,
-        log_dir,
-    };
-    let ev = events.clone();
-    let on_start = move |s: Started| {
-        ev.emit(EventKind::Started {
-            pid: s.pid,
-            container: s.container,
-        })
-    };
-    let exit_state = match runner.run(&launch, cancel, &on_start).await {
-        Ok(e) => e,
-        Err(e @ crate::run::RunError::Spawn { .. }) => {
-            tracing::error!("{e}");
-            Exit {
-                code: Some(127),
-                signal: None,
-                ended_by: EndedBy::Itself,
-            }
-        }
-        Err(e) if e.before_launch() => {
-            return finish(
-                &events,
-                &t,
-                Status::Failed,
-                exit::STAGING_FAILED,
-                Phase::Run,
-                Some(e.to_string()),
-            )
-        }
-        Err(e) => {
-            return finish(
-                &events,
-                &t,
-                Status::AgentError,
-                exit::INTERNAL,
-                Phase::Run,
-                Some(e.to_string()),
-            )
-        }
-    };
-    let reason = match exit_state.ended_by {
-        EndedBy::Itself => "exited",
-        EndedBy::Cancelled => "cancelled",
-        EndedBy::TimedOut => "timed_out",
-    };
-    events.emit(EventKind::Exited {
-        exit_code: exit_state.code,
-        signal: exit_state.signal,
-        reason: reason.into(),
-        duration_ms: ms(ran_at),
-    });
-    let job_code = exit_state.job_code();
-    tracing::info!("job ended ({reason}) with code {job_code}");
-    // The job is gone: its mounts go now, before the upload.
-    teardown(mounts, &events).await;
-
-    // Upload.
-    let success = exit_state.ended_by == EndedBy::Itself && job_code == 0;
-    let upload_at = Instant::now();
-    let seen = cancel.received().0;
-    let mut upload_errors = Vec::new();
-    let due: Vec<&DataPlan> = plan
-        .outputs
-        .iter()
-        .filter(|o| {
-            let due = match o.upload_on {
-                UploadOn::Always => true,
-                UploadOn::Success => success,
-                UploadOn::Failure => !success,
-            };
-            if !due {
-                let why = if success {
-                    "the job succeeded"
-                } else {
-                    "the job failed"
-                };
-                events.emit(EventKind::UploadSkipped {
-                    name: o.name.clone(),
-                    reason: format!("upload_on is {:?} and {why}", o.upload_on).to_lowercase(),
-                });
-            }
-            due
-        })
-        .collect();
-    let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, &stores, &events)));
-    tokio::select! {
-        results = uploads => {
-            for r in results {
-                match r {
-                    Ok(n) => t.uploaded += n,
-                    Err(e) => upload_errors.push(e),
-                }
-            }
-        }
-        _ = cancel.after(seen) => upload_errors.push("upload interrupted by a signal".into()),
-    }
-    events.emit(EventKind::Uploaded {
-        bytes: t.uploaded,
-        duration_ms: ms(upload_at),
-    });
-    let upload_error = (!upload_errors.is_empty()).then(|| upload_errors.join("; "));
-
-    match exit_state.ended_by {
-        EndedBy::Cancelled => finish(
-            &events,
-            &t,
-            Status::Cancelled,
-            exit::CANCELLED,
-            Phase::Run,
-            Some(upload_error.unwrap_or_else(|| "cancelled by a signal".into())),
-        ),
-        EndedBy::TimedOut => finish(
-            &events,
-            &t,
-            Status::TimedOut,
-            exit::TIMED_OUT,
-            Phase::Run,
-            Some(
-                format!(
-                    "the job ran past its timeout of {}s",
-                    plan.timeout_secs.unwrap_or_default()
-                ) + &upload_error.map(|e| format!("; {e}")).unwrap_or_default(),
-            ),
-        ),
-        EndedBy::Itself if job_code != 0 => finish(
-            &events,
-            &t,
-            Status::Failed,
-            job_code,
-            Phase::Run,
-            Some(
-                format!("the job exited with code {job_code}")
-                    + &upload_error.map(|e| format!("; {e}")).unwrap_or_default(),
-            ),
-        ),
-        EndedBy::Itself => match upload_error {
-            Some(e) => finish(
-                &events,
-                &t,
-                Status::Failed,
-                exit::UPLOAD_FAILED,
-                Phase::Upload,
-                Some(e),
-            ),
-            None => finish(&events, &t, Status::Succeeded, 0, Phase::Done, None),
-        },
+/// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
+async fn teardown(mounts: &RunMounts, events: &Events) {
+    for problem in mounts.teardown().await {
+        tracing::warn!("{problem}");
+        events.emit(EventKind::Warning { message: problem });
     }
 }
 
-fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, DynStore>, String> {
+/// One run in progress: what it needs, and the bytes it has moved so far.
+struct Job<'a> {
+    loaded: &'a Loaded,
+    plan: &'a Plan,
+    runner: &'a dyn Runner,
+    events: &'a Arc<Events>,
+    cancel: &'a Cancel,
+    opts: &'a RunOptions,
+    downloaded: u64,
+    uploaded: u64,
+}
+
+impl Job<'_> {
+    /// The phases in order; the first that fails ends the run.
+    async fn go(&mut self, mounts: &RunMounts) -> Outcome {
+        let log_dir = match self.accept() {
+            Ok(d) => d,
+            Err(e) => return Outcome::Staging(e),
+        };
+        let stores = match self.stage(mounts).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Staging(e),
+        };
+        let exit = match self.launch(log_dir).await {
+            Ok(e) => e,
+            Err(e) => return Outcome::Launch(e),
+        };
+        // The job is gone: its mounts go now, before the upload.
+        teardown(mounts, self.events).await;
+        let uploads = self.upload(&stores, &exit).await;
+        Outcome::Ran(Ran {
+            exit,
+            timeout_secs: self.plan.timeout_secs,
+            uploads,
+        })
+    }
+
+    /// Makes the run folder, names its owner, and says the run is accepted.
+    fn accept(&self) -> Result<PathBuf, StageError> {
+        let plan = self.plan;
+        let log_dir = plan.run_dir.join("logs");
+        std::fs::create_dir_all(&log_dir).map_err(|source| StageError::RunDir {
+            path: log_dir.clone(),
+            source,
+        })?;
+        // Names the agent that owns this folder, so `stagehand gc` can tell a live run
+        // from a dead agent's leftovers.
+        if let Ok(owner) = serde_json::to_vec(&crate::owner::Owner::current()) {
+            let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
+        }
+        self.events.emit(EventKind::Accepted {
+            job: plan.job.clone(),
+            run_dir: plan.run_dir.display().to_string(),
+        });
+        tracing::info!(run_id = %plan.run_id, "run folder {}", plan.run_dir.display());
+        Ok(log_dir)
+    }
+
+    /// Stages the code and the inputs and makes the outputs' folders, while the runner
+    /// gets ready (engine, image): a node that cannot run the job fails staging rather
+    /// than after a long download. A signal cancels it.
+    async fn stage(&mut self, mounts: &RunMounts) -> Result<Stores, StageError> {
+        let staged_at = Instant::now();
+        let stores = open_stores(self.loaded, self.plan)?;
+        let (plan, events) = (self.plan, self.events);
+        let data = async {
+            if let Some(code) = &plan.code {
+                stage_one(code, "code snapshot".into(), &stores, events, mounts).await?;
+            }
+            let inputs = plan
+                .inputs
+                .iter()
+                .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, events, mounts));
+            let moved = try_join_all(inputs).await?;
+            make_output_dirs(plan)?;
+            Ok::<u64, StageError>(moved.iter().sum())
+        };
+        let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
+        let both = async { futures::try_join!(data, prepare).map(|(bytes, ())| bytes) };
+        let seen = self.cancel.received().0;
+        tokio::select! {
+            r = both => self.downloaded = r?,
+            _ = self.cancel.after(seen) => return Err(StageError::Cancelled),
+        }
+        events.emit(EventKind::Staged {
+            bytes: self.downloaded,
+            duration_ms: ms(staged_at),
+        });
+        Ok(stores)
+    }
+
+    /// Launches the job and supervises it to its end. A program that cannot be started
+    /// is the job's failure (127, as in a shell), not the agent's.
+    async fn launch(&self, log_dir: PathBuf) -> Result<Exit, RunError> {
+        let plan = self.plan;
+        let ran_at = Instant::now();
+        let launch = Launch {
+            plan,
+            remove_env: &plan.removed_environment,
+            stdout_to_stderr: self.opts.stdout_to_stderr,
+            log_dir,
+        };
+        let ev = self.events.clone();
+        let on_start = move |s: Started| {
+            ev.emit(EventKind::Started {
+                pid: s.pid,
+                container: s.container,
+            })
+        };
+        let exit = match self.runner.run(&launch, self.cancel, &on_start).await {
+            Ok(e) => e,
+            Err(e @ RunError::Spawn { .. }) => {
+                tracing::error!("{e}");
+                Exit {
+                    code: Some(127),
+                    signal: None,
+                    ended_by: EndedBy::Itself,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let reason = match exit.ended_by {
+            EndedBy::Itself => "exited",
+            EndedBy::Cancelled => "cancelled",
+            EndedBy::TimedOut => "timed_out",
+        };
+        self.events.emit(EventKind::Exited {
+            exit_code: exit.code,
+            signal: exit.signal,
+            reason: reason.into(),
+            duration_ms: ms(ran_at),
+        });
+        tracing::info!("job ended ({reason}) with code {}", exit.job_code());
+        Ok(exit)
+    }
+
+    /// Uploads the outputs whose `upload_on` is due; a signal interrupts it. Returns
+    /// what failed.
+    async fn upload(&mut self, stores: &Stores, exit: &Exit) -> Vec<UploadError> {
+        let success = exit.ended_by == EndedBy::Itself && exit.job_code() == 0;
+        let upload_at = Instant::now();
+        let seen = self.cancel.received().0;
+        let due = due_outputs(self.plan, success, self.events);
+        let events = self.events;
+        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, stores, events)));
+        let mut errors = Vec::new();
+        tokio::select! {
+            results = uploads => {
+                for r in results {
+                    match r {
+                        Ok(n) => self.uploaded += n,
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            _ = self.cancel.after(seen) => errors.push(UploadError::Interrupted),
+        }
+        events.emit(EventKind::Uploaded {
+            bytes: self.uploaded,
+            duration_ms: ms(upload_at),
+        });
+        errors
+    }
+}
+
+/// The outputs to upload after a job that `success`-fully ended or not; each one
+/// passed over gets an `upload_skipped` event saying why.
+fn due_outputs<'p>(plan: &'p Plan, success: bool, events: &Events) -> Vec<&'p DataPlan> {
+    let due = |o: &&DataPlan| match o.upload_on {
+        UploadOn::Always => true,
+        UploadOn::Success => success,
+        UploadOn::Failure => !success,
+    };
+    for o in plan.outputs.iter().filter(|o| !due(o)) {
+        let why = if success {
+            "the job succeeded"
+        } else {
+            "the job failed"
+        };
+        events.emit(EventKind::UploadSkipped {
+            name: o.name.clone(),
+            reason: format!("upload_on is {:?} and {why}", o.upload_on).to_lowercase(),
+        });
+    }
+    plan.outputs.iter().filter(due).collect()
+}
+
+/// Creates each output's folder before launch; a file output gets its parent, since
+/// the job makes the file.
+fn make_output_dirs(plan: &Plan) -> Result<(), StageError> {
+    for o in &plan.outputs {
+        let dir = match o.local_path.parent() {
+            Some(parent) if o.is_file => parent,
+            _ => &o.local_path,
+        };
+        std::fs::create_dir_all(dir).map_err(|source| StageError::OutputDir {
+            name: o.name.clone(),
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens each datastore the run touches once (a `code.local` snapshot is a local
+/// folder of its own).
+fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
     let mut out = HashMap::new();
     for d in plan.code.iter().chain(&plan.inputs).chain(&plan.outputs) {
         if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(d.store_key()) {
             let s: DynStore = match &d.local_source {
                 Some(dir) => Arc::new(
-                    crate::store::local::LocalStore::open("code", dir)
-                        .map_err(|e| e.to_string())?,
+                    crate::store::local::LocalStore::open("code", dir).map_err(StageError::Open)?,
                 ),
                 None => store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(StageError::Open)?,
             };
             slot.insert(s);
         }
@@ -413,10 +324,10 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, DynStore>
 async fn stage_one(
     d: &DataPlan,
     what: String,
-    stores: &HashMap<String, DynStore>,
+    stores: &Stores,
     events: &Arc<Events>,
     mounts: &RunMounts,
-) -> Result<u64, String> {
+) -> Result<u64, StageError> {
     let store = &stores[&d.store_key()];
     let started = Instant::now();
     events.emit(EventKind::StageStarted {
@@ -439,12 +350,7 @@ async fn stage_one(
                 events.emit(EventKind::Warning { message });
                 download_instead = true;
             }
-            Err(e) if e.is_unavailable() => {
-                return Err(format!(
-                    "staging {what} failed: {e}; set mount_fallback: download on the input to download it instead"
-                ));
-            }
-            Err(e) => return Err(format!("staging {what} failed: {e}")),
+            Err(source) => return Err(StageError::Mount { what, source }),
         }
     }
     // A mount moves nothing now (and a local folder is read in place).
@@ -452,7 +358,10 @@ async fn stage_one(
         let (progress, _ticker) = track(events, &d.name, false);
         download::download(store, &d.path, &d.local_path, d.overwrite, &progress)
             .await
-            .map_err(|e| format!("staging {what} failed: {e}"))?
+            .map_err(|source| StageError::Download {
+                what: what.clone(),
+                source,
+            })?
             .moved
     } else {
         Default::default()
@@ -502,9 +411,9 @@ fn track(events: &Arc<Events>, name: &str, upload: bool) -> (Arc<Progress>, Tick
 
 async fn upload_one(
     d: &DataPlan,
-    stores: &HashMap<String, DynStore>,
+    stores: &Stores,
     events: &Arc<Events>,
-) -> Result<u64, String> {
+) -> Result<u64, UploadError> {
     let store = &stores[&d.store_key()];
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
@@ -515,7 +424,10 @@ async fn upload_one(
     let (progress, _ticker) = track(events, &d.name, true);
     let moved = upload::upload(store, &d.local_path, &d.path, d.overwrite, &progress)
         .await
-        .map_err(|e| format!("uploading output {:?} failed: {e}", d.name))?;
+        .map_err(|source| UploadError::Output {
+            name: d.name.clone(),
+            source,
+        })?;
     tracing::info!(
         "output {:?}: {} file(s), {} bytes uploaded to {}:{}",
         d.name,

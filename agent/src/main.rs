@@ -5,7 +5,7 @@ use stagehand::{cli, events, exit, lifecycle, plan, redact, run, signals};
 
 use clap::Parser;
 use cli::{Cli, Command, JobFormat, LogFormat, PlanFormat, PlanFormatArg, SchemaKind};
-use stagehand_protocol::events::{EventKind, Phase, Status};
+use stagehand_protocol::events::EventKind;
 use stagehand_protocol::load::Problems;
 use std::sync::Arc;
 
@@ -319,11 +319,12 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
         (Ok(l), Ok(p)) => (l, p),
         (_, Err(p)) => {
             let code = report_problems(&p);
+            let report = stagehand::outcome::Outcome::Invalid(p).report();
             events.emit(EventKind::Finished {
-                status: Status::Failed,
-                exit_code: code,
-                phase: Phase::Validate,
-                error: Some(p.to_string()),
+                status: report.status,
+                exit_code: report.code,
+                phase: report.phase,
+                error: report.error,
                 bytes_downloaded: 0,
                 bytes_uploaded: 0,
                 duration_ms: 0,

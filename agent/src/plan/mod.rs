@@ -55,22 +55,24 @@ impl Loaded {
     }
 }
 
-/// Finds the workspace: `--workspace`, else `workspace.yaml` beside the job, else
-/// `$STAGEHAND_WORKSPACE`, else none.
-pub fn find_workspace(job: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
+/// The name a workspace file has when it is found rather than named.
+pub const WORKSPACE_FILE: &str = "workspace.yaml";
+
+/// Finds the workspace, the same way for every command: `--workspace`, else
+/// `workspace.yaml` beside the job (for commands that have one), else
+/// `$STAGEHAND_WORKSPACE`, else `./workspace.yaml`, else none.
+pub fn find_workspace(job: Option<&Path>, explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.to_path_buf());
     }
-    let beside = job
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("workspace.yaml");
-    if beside.is_file() {
-        return Some(beside);
+    let beside = job.map(|j| j.parent().unwrap_or(Path::new(".")).join(WORKSPACE_FILE));
+    if let Some(b) = beside.filter(|b| b.is_file()) {
+        return Some(b);
     }
-    std::env::var_os("STAGEHAND_WORKSPACE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    if let Some(v) = std::env::var_os("STAGEHAND_WORKSPACE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(v));
+    }
+    Some(PathBuf::from(WORKSPACE_FILE)).filter(|p| p.is_file())
 }
 
 /// How to read the job file.
@@ -94,7 +96,7 @@ pub fn load_with(
     workspace: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Loaded, Problems> {
-    let ws_file = find_workspace(job_file, workspace);
+    let ws_file = find_workspace(Some(job_file), workspace);
     let (workspace, warnings) = match &ws_file {
         Some(f) => {
             let w = stagehand_protocol::load_workspace(f)?;

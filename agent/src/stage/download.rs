@@ -3,7 +3,8 @@
 
 use super::manifest::{self, Manifest, Record};
 use super::progress::Progress;
-use super::{on_worker, Moved, TempFile, TransferError, CONCURRENCY};
+use super::{on_worker, Moved, TransferError, CONCURRENCY};
+use crate::partial::TempFile;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use futures::stream::{self, TryStreamExt};
 use stagehand_protocol::path::object_name;
@@ -217,7 +218,8 @@ async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u6
             want: obj.size,
         });
     }
-    tmp.persist(dest)?;
+    tmp.persist(dest)
+        .map_err(|e| TransferError::io("cannot rename into", dest, e))?;
     Ok(n)
 }
 

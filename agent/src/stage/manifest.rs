@@ -63,7 +63,7 @@ impl Manifest {
     /// Writes the manifest (under a temporary name, then renamed).
     pub fn save(&self, target: &Path) -> std::io::Result<()> {
         let path = path_for(target);
-        let tmp = super::temp_name(&path);
+        let tmp = crate::partial::temp_name(&path);
         std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
         std::fs::rename(&tmp, &path)
     }

@@ -11,7 +11,6 @@ pub mod upload;
 
 use crate::store::StoreError;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
 
 /// How many objects move at once.
@@ -112,57 +111,6 @@ pub struct Moved {
     pub skipped_files: u64,
     /// Their bytes.
     pub skipped_bytes: u64,
-}
-
-/// A temporary name beside `dest`, unique within this process, marked as partial.
-pub fn temp_name(dest: &Path) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let base = dest
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(
-        ".{base}.stagehand-partial-{}-{n}",
-        std::process::id()
-    ))
-}
-
-/// A temporary file that is deleted unless it was renamed into place.
-pub struct TempFile {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl TempFile {
-    /// A new temporary name beside `dest` (nothing is created yet).
-    pub fn beside(dest: &Path) -> TempFile {
-        TempFile {
-            path: temp_name(dest),
-            kept: false,
-        }
-    }
-
-    /// The temporary path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renames the file to `dest`, replacing what was there.
-    pub fn persist(mut self, dest: &Path) -> Result<(), TransferError> {
-        std::fs::rename(&self.path, dest)
-            .map_err(|e| TransferError::io("cannot rename into", dest, e))?;
-        self.kept = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 #[cfg(test)]

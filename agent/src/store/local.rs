@@ -148,6 +148,15 @@ impl Store for LocalStore {
         &self.name
     }
 
+    /// Opening already checked that the root is a folder; a missing root cannot be
+    /// opened, so `datastore check --create-if-not-exists` makes it before opening.
+    async fn check(&self, _create: bool) -> Result<super::Checked, StoreError> {
+        Ok(super::Checked {
+            reached: format!("folder {}", self.root.display()),
+            created: None,
+        })
+    }
+
     async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
         let path = path.to_string();
         self.blocking(move |s| {
@@ -235,7 +244,7 @@ impl Store for LocalStore {
             fs::create_dir_all(parent).map_err(|e| StoreError::io("cannot create", parent, e))?;
             // create_dir_all may have followed a symlink: check again.
             s.resolve(&path)?;
-            let tmp = crate::stage::temp_name(&dest);
+            let tmp = crate::partial::temp_name(&dest);
             let n = fs::copy(&src, &tmp).map_err(|e| StoreError::io("cannot write", &tmp, e))?;
             let placed = if overwrite {
                 fs::rename(&tmp, &dest)

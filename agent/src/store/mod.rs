@@ -125,11 +125,25 @@ pub trait Store: Send + Sync {
     /// Uploads the local file `src` to `path`. With `overwrite == false` an existing
     /// object is never replaced: the call fails with [`StoreError::AlreadyExists`].
     async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError>;
+    /// Checks that the store can be reached and listed with its credentials; with
+    /// `create`, creates its root (the container) when it is missing. Says, for people,
+    /// where the store is and what was done. `stagehand datastore check` is this call.
+    async fn check(&self, create: bool) -> Result<Checked, StoreError>;
     /// Where `path` already lives on this machine, for stores that are local folders:
     /// mount mode then gives the job that path itself.
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
     }
+}
+
+/// What [`Store::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Where the store is and how it was reached (no secret), e.g. `container "x" of
+    /// account y at URL can be listed (account key from $VAR)`.
+    pub reached: String,
+    /// What was created (the container), when `create` was asked and it was missing.
+    pub created: Option<String>,
 }
 
 /// A shared store.

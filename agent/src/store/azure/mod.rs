@@ -685,6 +685,38 @@ impl Store for AzureStore {
         &self.target().datastore
     }
 
+    async fn check(&self, create: bool) -> Result<crate::store::Checked, StoreError> {
+        let t = self.target();
+        let mut created = None;
+        let mut r = self.client.list_page("", None, None, 1).await;
+        if create && matches!(&r, Err(e) if e.code() == Some("ContainerNotFound")) {
+            r = match self.client.create_container().await {
+                Ok(_) => {
+                    created = Some(format!("container {:?}", t.container));
+                    self.client.list_page("", None, None, 1).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        match r {
+            Ok(_) => Ok(crate::store::Checked {
+                reached: format!(
+                    "container {:?} of account {} at {} can be listed",
+                    t.container, t.account, t.service_url
+                ),
+                created,
+            }),
+            Err(HttpError::Transport(why)) => Err(StoreError::Remote {
+                datastore: t.datastore.clone(),
+                detail: format!(
+                    "cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
+                    t.service_url
+                ),
+            }),
+            Err(e) => Err(self.error("", e)),
+        }
+    }
+
     async fn stat(&self, path: &str) -> Result<Entry, StoreError> {
         if path.is_empty() {
             // The container itself: check that it is there (and that we may list it).

@@ -1,0 +1,342 @@
+//! How a run ends, as types, and the one place that turns an ending into the
+//! `finished` event's status and phase and the agent's exit code.
+//!
+//! Every phase of a run has its error type ([`StageError`], [`RunError`],
+//! [`UploadError`]), each keeping its cause as a `#[source]`; [`Outcome`] is what the
+//! lifecycle hands back, and [`Outcome::report`] is the only function that decides an
+//! exit code for a run. The other commands' errors get theirs here too
+//! ([`DatastoreError::exit_code`]), so the table in the README has one source.
+//!
+//! This module never prints and never emits: it only classifies.
+
+use crate::exit;
+use crate::mount::MountError;
+use crate::run::{EndedBy, Exit, RunError};
+use crate::stage::TransferError;
+use crate::store::StoreError;
+use stagehand_protocol::events::{Phase, Status};
+use stagehand_protocol::load::Problems;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Getting the run's data (and the node) ready failed, or was cancelled: the job did
+/// not run.
+#[derive(Debug, Error)]
+pub enum StageError {
+    /// The run folder could not be made: the node is broken, not the data.
+    #[error("cannot create the run folder {}: {source}", path.display())]
+    RunDir {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The mounts' settings could not be read.
+    #[error(transparent)]
+    MountSettings(MountError),
+    /// A datastore could not be opened (bad configuration or credentials).
+    #[error(transparent)]
+    Open(StoreError),
+    /// An input (or the code snapshot) could not be mounted.
+    #[error("staging {what} failed: {source}{}", if source.is_unavailable() { "; set mount_fallback: download on the input to download it instead" } else { "" })]
+    Mount {
+        /// `input "name"` or `code snapshot`.
+        what: String,
+        /// Why.
+        source: MountError,
+    },
+    /// An input (or the code snapshot) could not be downloaded.
+    #[error("staging {what} failed: {source}")]
+    Download {
+        /// `input "name"` or `code snapshot`.
+        what: String,
+        /// Why.
+        source: TransferError,
+    },
+    /// An output's folder could not be made before launch.
+    #[error("output {name:?}: cannot create {}: {source}", dir.display())]
+    OutputDir {
+        /// The output's name.
+        name: String,
+        /// The folder.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The runner could not get ready (no engine, no image).
+    #[error(transparent)]
+    Prepare(RunError),
+    /// SIGINT or SIGTERM arrived while staging.
+    #[error("cancelled while staging")]
+    Cancelled,
+}
+
+/// An output that did not reach its datastore.
+#[derive(Debug, Error)]
+pub enum UploadError {
+    /// The transfer failed.
+    #[error("uploading output {name:?} failed: {source}")]
+    Output {
+        /// The output's name.
+        name: String,
+        /// Why.
+        source: TransferError,
+    },
+    /// A second signal stopped the uploads.
+    #[error("upload interrupted by a signal")]
+    Interrupted,
+}
+
+/// How the job itself went, once it was launched.
+#[derive(Debug)]
+pub struct Ran {
+    /// How it ended.
+    pub exit: Exit,
+    /// Its timeout, for the message when it ran past it.
+    pub timeout_secs: Option<f64>,
+    /// The outputs that failed to upload (empty when all due ones landed).
+    pub uploads: Vec<UploadError>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The spec, workspace or command line was invalid; nothing was created.
+    Invalid(Problems),
+    /// Staging failed or was cancelled; the job did not run.
+    Staging(StageError),
+    /// The job could not be launched or supervised.
+    Launch(RunError),
+    /// The job ran (and its outputs were uploaded, or not).
+    Ran(Ran),
+}
+
+/// What the scheduler is told: the `finished` event's fields and the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// `succeeded`, `failed`, `cancelled`, `timed_out`, `agent_error`.
+    pub status: Status,
+    /// The phase the run ended in.
+    pub phase: Phase,
+    /// The agent's exit code.
+    pub code: i32,
+    /// What went wrong, for people.
+    pub error: Option<String>,
+}
+
+impl Report {
+    fn new(status: Status, phase: Phase, code: i32, error: impl Into<Option<String>>) -> Report {
+        Report {
+            status,
+            phase,
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+impl Outcome {
+    /// The one mapping from an ending to status, phase and exit code (the README's
+    /// "Exit codes" table).
+    pub fn report(&self) -> Report {
+        match self {
+            Outcome::Invalid(p) => Report::new(
+                Status::Failed,
+                Phase::Validate,
+                exit::INVALID,
+                p.to_string(),
+            ),
+            Outcome::Staging(e) => {
+                let (status, code) = match e {
+                    StageError::RunDir { .. } => (Status::AgentError, exit::INTERNAL),
+                    StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
+                    _ => (Status::Failed, exit::STAGING_FAILED),
+                };
+                Report::new(status, Phase::Stage, code, e.to_string())
+            }
+            Outcome::Launch(e) if e.before_launch() => Report::new(
+                Status::Failed,
+                Phase::Run,
+                exit::STAGING_FAILED,
+                e.to_string(),
+            ),
+            Outcome::Launch(e) => Report::new(
+                Status::AgentError,
+                Phase::Run,
+                exit::INTERNAL,
+                e.to_string(),
+            ),
+            Outcome::Ran(r) => r.report(),
+        }
+    }
+}
+
+impl Ran {
+    fn report(&self) -> Report {
+        let uploads = (!self.uploads.is_empty()).then(|| {
+            self.uploads
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        // The job's own failure comes first; a failed upload is added to it.
+        let with_uploads = |what: String| match &uploads {
+            Some(u) => format!("{what}; {u}"),
+            None => what,
+        };
+        let code = self.exit.job_code();
+        match self.exit.ended_by {
+            EndedBy::Cancelled => Report::new(
+                Status::Cancelled,
+                Phase::Run,
+                exit::CANCELLED,
+                uploads.unwrap_or_else(|| "cancelled by a signal".into()),
+            ),
+            EndedBy::TimedOut => Report::new(
+                Status::TimedOut,
+                Phase::Run,
+                exit::TIMED_OUT,
+                with_uploads(format!(
+                    "the job ran past its timeout of {}s",
+                    self.timeout_secs.unwrap_or_default()
+                )),
+            ),
+            EndedBy::Itself if code != 0 => Report::new(
+                Status::Failed,
+                Phase::Run,
+                code,
+                with_uploads(format!("the job exited with code {code}")),
+            ),
+            EndedBy::Itself => match uploads {
+                Some(u) => Report::new(Status::Failed, Phase::Upload, exit::UPLOAD_FAILED, u),
+                None => Report::new(Status::Succeeded, Phase::Done, 0, None),
+            },
+        }
+    }
+}
+
+/// A `stagehand datastore …` command that failed.
+#[derive(Debug, Error)]
+pub enum DatastoreError {
+    /// The workspace file is invalid.
+    #[error("{0}")]
+    Workspace(Problems),
+    /// The command line names something that is not there or not valid.
+    #[error("{0}")]
+    Usage(String),
+    /// The datastore could not be opened (its configuration).
+    #[error(transparent)]
+    Open(StoreError),
+    /// Reaching the store failed (listing, checking, creating).
+    #[error(transparent)]
+    Store(StoreError),
+    /// An upload failed.
+    #[error(transparent)]
+    Upload(TransferError),
+    /// A download failed.
+    #[error(transparent)]
+    Download(TransferError),
+}
+
+impl DatastoreError {
+    /// The exit code of a failed datastore command: the same codes as a run's phases.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DatastoreError::Workspace(_) | DatastoreError::Usage(_) | DatastoreError::Open(_) => {
+                exit::INVALID
+            }
+            DatastoreError::Store(_) | DatastoreError::Download(_) => exit::STAGING_FAILED,
+            DatastoreError::Upload(_) => exit::UPLOAD_FAILED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(code: Option<i32>, signal: Option<i32>, ended_by: EndedBy, uploads: usize) -> Report {
+        Outcome::Ran(Ran {
+            exit: Exit {
+                code,
+                signal,
+                ended_by,
+            },
+            timeout_secs: Some(5.0),
+            uploads: (0..uploads).map(|_| UploadError::Interrupted).collect(),
+        })
+        .report()
+    }
+
+    #[test]
+    fn a_clean_run_succeeds_with_zero() {
+        let r = ran(Some(0), None, EndedBy::Itself, 0);
+        assert_eq!(r, Report::new(Status::Succeeded, Phase::Done, 0, None));
+    }
+
+    #[test]
+    fn the_jobs_code_wins_and_a_failed_upload_is_added() {
+        let r = ran(Some(3), None, EndedBy::Itself, 1);
+        assert_eq!((r.status, r.phase, r.code), (Status::Failed, Phase::Run, 3));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("the job exited with code 3; upload interrupted by a signal")
+        );
+        let r = ran(None, Some(9), EndedBy::Itself, 0);
+        assert_eq!(r.code, 137);
+    }
+
+    #[test]
+    fn a_failed_upload_after_success_is_73_in_the_upload_phase() {
+        let r = ran(Some(0), None, EndedBy::Itself, 2);
+        assert_eq!(
+            (r.status, r.phase, r.code),
+            (Status::Failed, Phase::Upload, exit::UPLOAD_FAILED)
+        );
+    }
+
+    #[test]
+    fn cancel_and_timeout_have_their_own_codes() {
+        let r = ran(None, Some(15), EndedBy::Cancelled, 0);
+        assert_eq!((r.status, r.code), (Status::Cancelled, exit::CANCELLED));
+        assert_eq!(r.error.as_deref(), Some("cancelled by a signal"));
+        let r = ran(None, Some(15), EndedBy::TimedOut, 0);
+        assert_eq!((r.status, r.code), (Status::TimedOut, exit::TIMED_OUT));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("the job ran past its timeout of 5s")
+        );
+    }
+
+    #[test]
+    fn staging_failures_are_retryable_except_the_nodes_own() {
+        let r = Outcome::Staging(StageError::Cancelled).report();
+        assert_eq!(
+            (r.status, r.phase, r.code),
+            (Status::Cancelled, Phase::Stage, exit::CANCELLED)
+        );
+        let r = Outcome::Staging(StageError::RunDir {
+            path: "/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        })
+        .report();
+        assert_eq!((r.status, r.code), (Status::AgentError, exit::INTERNAL));
+        let r = Outcome::Staging(StageError::OutputDir {
+            name: "o".into(),
+            dir: "/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        })
+        .report();
+        assert_eq!((r.status, r.code), (Status::Failed, exit::STAGING_FAILED));
+    }
+
+    #[test]
+    fn an_invalid_spec_is_64_in_the_validate_phase() {
+        let r = Outcome::Invalid(Problems(vec![])).report();
+        assert_eq!(
+            (r.status, r.phase, r.code),
+            (Status::Failed, Phase::Validate, exit::INVALID)
+        );
+    }
+}

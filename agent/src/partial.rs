@@ -1,0 +1,84 @@
+//! Partial files: where a file is written before it is complete. Every writer that
+//! lands a file under a final name (downloads, the download manifest, the local store's
+//! uploads) writes it under a name from here, in the same folder, and renames it once
+//! it is whole, so no file under its final name is ever partial.
+//!
+//! The names are marked (`.NAME.stagehand-partial-PID-N`) so that a person, or a later
+//! clean-up, can tell them from data. This module never renames over a path it was not
+//! asked to.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A temporary name beside `dest`, unique within this process, marked as partial.
+pub fn temp_name(dest: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let base = dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(
+        ".{base}.stagehand-partial-{}-{n}",
+        std::process::id()
+    ))
+}
+
+/// A temporary file that is deleted unless it was renamed into place.
+pub struct TempFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    /// A new temporary name beside `dest` (nothing is created yet).
+    pub fn beside(dest: &Path) -> TempFile {
+        TempFile {
+            path: temp_name(dest),
+            kept: false,
+        }
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to `dest`, replacing what was there.
+    pub fn persist(mut self, dest: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, dest)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unpersisted_file_is_removed_and_a_persisted_one_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("data.bin");
+        let t = TempFile::beside(&dest);
+        std::fs::write(t.path(), b"half").unwrap();
+        let name = t.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".data.bin.stagehand-partial-"), "{name}");
+        drop(t);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let t = TempFile::beside(&dest);
+        std::fs::write(t.path(), b"whole").unwrap();
+        t.persist(&dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
