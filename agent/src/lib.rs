@@ -9,6 +9,7 @@ pub mod events;
 pub mod exit;
 pub mod gc;
 pub mod lifecycle;
+pub mod linux;
 pub mod mount;
 pub mod outcome;
 pub mod owner;

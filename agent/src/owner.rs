@@ -49,29 +49,15 @@ pub enum Liveness {
     Unknown(String),
 }
 
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The start time of a process, from /proc; none when it does not exist.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 impl Owner {
     /// This agent.
     pub fn current() -> Owner {
         let pid = std::process::id();
         Owner {
             pid,
-            start: start_time(pid).unwrap_or(0),
-            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
-            host: read_trimmed("/proc/sys/kernel/hostname"),
+            start: crate::linux::stat(pid).map_or(0, |s| s.start_time),
+            boot_id: crate::linux::boot_id(),
+            host: crate::linux::hostname(),
         }
     }
 
@@ -79,8 +65,8 @@ impl Owner {
     pub fn liveness(&self) -> Liveness {
         let here = Owner::current();
         if self.boot_id == here.boot_id && !self.boot_id.is_empty() {
-            match start_time(self.pid) {
-                Some(s) if s == self.start => Liveness::Alive,
+            match crate::linux::stat(self.pid) {
+                Some(s) if s.start_time == self.start => Liveness::Alive,
                 _ => Liveness::Gone,
             }
         } else if self.host == here.host && !self.host.is_empty() {

@@ -1190,6 +1190,9 @@ mod tests {
 
     #[async_trait]
     impl Store for Broken {
+        async fn check(&self, _create: bool) -> Result<crate::store::Checked, StoreError> {
+            unimplemented!("not used by these tests")
+        }
         fn name(&self) -> &str {
             "broken"
         }
@@ -1272,6 +1275,9 @@ mod readahead_tests {
 
     #[async_trait]
     impl Store for Counting {
+        async fn check(&self, _create: bool) -> Result<crate::store::Checked, StoreError> {
+            unimplemented!("not used by these tests")
+        }
         fn name(&self) -> &str {
             "counting"
         }

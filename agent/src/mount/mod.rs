@@ -51,9 +51,40 @@ pub enum MountError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
+    /// A setting from the environment is not valid.
+    #[error("{name}={value:?} is not a size (e.g. 4GiB, 500M, 0)")]
+    Setting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The store did not answer in time while the mount looked at the path.
+    #[error("datastore {datastore:?}: no answer within {secs}s while looking at {path:?}")]
+    NoAnswer {
+        /// Datastore name.
+        datastore: String,
+        /// The path.
+        path: String,
+        /// The time limit.
+        secs: u64,
+    },
+    /// The mount point could not be unmounted or detached.
+    #[error("cannot unmount {}: {source}", path.display())]
+    Unmount {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The blocking worker that mounts or unmounts died (a panic).
+    #[error("the {what} worker failed: {source}")]
+    Worker {
+        /// `mount` or `unmount`.
+        what: &'static str,
+        /// The task's failure.
+        source: tokio::task::JoinError,
+    },
 }
 
 impl MountError {
@@ -97,10 +128,11 @@ impl Settings {
             None => None,
             Some(v) => {
                 let v = v.to_string_lossy();
-                Some(parse_size(&v).ok_or_else(|| {
-                    MountError::Other(format!(
-                        "STAGEHAND_CACHE_SIZE={v:?} is not a size (e.g. 4GiB, 500M, 0)"
-                    ))
+                Some(stagehand_protocol::size::parse_bytes(&v).map_err(|_| {
+                    MountError::Setting {
+                        name: "STAGEHAND_CACHE_SIZE",
+                        value: v.to_string(),
+                    }
                 })?)
             }
         };
@@ -129,23 +161,6 @@ impl Settings {
             fsname: format!("{FSNAME_PREFIX}{run_id}:{}", std::process::id()),
         })
     }
-}
-
-/// Parses `4GiB`, `500M`, `1g`, `1048576`: binary units, case-insensitive.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 /// Checks that FUSE can be used here, and says why not otherwise.
@@ -217,7 +232,10 @@ impl Mounted {
         let (mp, conn, what) = (self.mountpoint.clone(), self.connection, self.what.clone());
         tokio::task::spawn_blocking(move || unmount_blocking(&mp, session, conn, &what))
             .await
-            .map_err(|e| MountError::Other(format!("unmount worker failed: {e}")))?
+            .map_err(|source| MountError::Worker {
+                what: "unmount",
+                source,
+            })?
     }
 }
 
@@ -251,13 +269,16 @@ fn unmount_blocking(
                 let _ = tx.send(s.umount_and_join());
             });
             match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("no answer within 10s".to_string()),
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within 10s",
+                )),
             }
         }
         None => match nix::mount::umount2(mp, nix::mount::MntFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(std::io::Error::from(e)),
         },
     };
     match outcome {
@@ -270,10 +291,10 @@ fn unmount_blocking(
             if detach(mp, conn) {
                 Ok(())
             } else {
-                Err(MountError::Other(format!(
-                    "cannot unmount {}: {e}",
-                    mp.display()
-                )))
+                Err(MountError::Unmount {
+                    path: mp.to_path_buf(),
+                    source: e,
+                })
             }
         }
     }
@@ -326,11 +347,11 @@ pub async fn mount(
     let entry = match tokio::time::timeout(settings.fs.op_timeout, store.stat(path)).await {
         Ok(r) => r?,
         Err(_) => {
-            return Err(MountError::Other(format!(
-                "datastore {:?}: no answer within {}s while looking at {path:?}",
-                store.name(),
-                settings.fs.op_timeout.as_secs()
-            )))
+            return Err(MountError::NoAnswer {
+                datastore: store.name().to_string(),
+                path: path.to_string(),
+                secs: settings.fs.op_timeout.as_secs(),
+            })
         }
     };
     let local = |source| MountError::Local {
@@ -387,7 +408,10 @@ pub async fn mount(
     let mp = mountpoint.to_path_buf();
     let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mp, &config))
         .await
-        .map_err(|e| MountError::Other(format!("mount worker failed: {e}")))?
+        .map_err(|source| MountError::Worker {
+            what: "mount",
+            source,
+        })?
         .map_err(|e| MountError::Unavailable {
             cause: format!("mounting at {} failed: {e}", mountpoint.display()),
         })?;
@@ -523,16 +547,18 @@ impl RunMounts {
 mod tests {
     use super::*;
 
+    /// STAGEHAND_CACHE_SIZE reads sizes with the one size parser, as the README writes them.
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("0"), Some(0));
-        assert_eq!(parse_size("4GiB"), Some(4 << 30));
-        assert_eq!(parse_size("500M"), Some(500 << 20));
-        assert_eq!(parse_size(" 1g "), Some(1 << 30));
-        assert_eq!(parse_size("12 kb"), Some(12 << 10));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size("5 parsecs"), None);
-        assert_eq!(parse_size("99999999999T"), None);
+    fn cache_sizes_parse_with_the_one_size_parser() {
+        use stagehand_protocol::size::parse_bytes;
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("500M"), Ok(500 << 20));
+        assert_eq!(parse_bytes(" 1g "), Ok(1 << 30));
+        assert_eq!(parse_bytes("12 kb"), Ok(12 << 10));
+        assert!(parse_bytes("x").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
     }
 
     #[test]

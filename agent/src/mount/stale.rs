@@ -24,17 +24,17 @@ pub struct OurMount {
 
 /// Our mounts in a mount table in the format of /proc/self/mounts.
 pub fn parse(table: &str) -> Vec<OurMount> {
+    ours(crate::linux::parse_mounts(table))
+}
+
+/// The FUSE mounts whose source carries our prefix.
+fn ours(table: Vec<crate::linux::Mount>) -> Vec<OurMount> {
     let mut out = Vec::new();
-    for line in table.lines() {
-        let mut f = line.split(' ');
-        let (Some(source), Some(mp), Some(fstype)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if !(fstype == "fuse" || fstype.starts_with("fuse.")) {
+    for m in table {
+        if !(m.fstype == "fuse" || m.fstype.starts_with("fuse.")) {
             continue;
         }
-        let source = unescape(source);
-        let Some(rest) = source.strip_prefix(FSNAME_PREFIX) else {
+        let Some(rest) = m.source.strip_prefix(FSNAME_PREFIX) else {
             continue;
         };
         let (run_id, pid) = match rest.rsplit_once(':') {
@@ -42,36 +42,13 @@ pub fn parse(table: &str) -> Vec<OurMount> {
             None => (rest.to_string(), None),
         };
         out.push(OurMount {
-            mountpoint: PathBuf::from(unescape(mp)),
-            source,
+            mountpoint: m.mountpoint,
+            source: m.source.clone(),
             run_id,
             pid,
         });
     }
     out
-}
-
-/// Undoes the octal escapes (`\040` for a space) of /proc/mounts.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether the agent that made `m` is gone (then the mount is stale). Any live process
@@ -90,9 +67,9 @@ pub fn is_stale(m: &OurMount) -> bool {
 
 /// Our mounts whose agent is gone (only those under `under`, when given).
 pub fn find_stale(under: Option<&Path>) -> Result<Vec<OurMount>, String> {
-    let table = std::fs::read_to_string("/proc/self/mounts")
-        .map_err(|e| format!("cannot read /proc/self/mounts: {e}"))?;
-    Ok(parse(&table)
+    let table =
+        crate::linux::mounts().map_err(|e| format!("cannot read /proc/self/mounts: {e}"))?;
+    Ok(ours(table)
         .into_iter()
         .filter(|m| under.is_none_or(|u| m.mountpoint.starts_with(u)) && is_stale(m))
         .collect())

@@ -1,0 +1,213 @@
+//! Everything that reads Linux's own files or calls Linux-only system calls: process
+//! status from `/proc/PID/stat`, the boot id and host name, the mount tables, and
+//! `prctl`. Kept in one place (as nextest keeps its `unix.rs`) so the rest of the agent
+//! says what it wants to know, not where Linux keeps it.
+//!
+//! Every reader here is forgiving: a file that cannot be read or parsed gives `None` or
+//! an empty table, never a panic, since processes and mounts come and go while read.
+
+use std::path::{Path, PathBuf};
+
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Its state letter (`R`, `S`, `Z` for a zombie, …).
+    pub state: char,
+    /// Its process group.
+    pub pgrp: i32,
+    /// When it started, in clock ticks after boot: with the pid, it names one process,
+    /// since a pid is reused but not at the same start time.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Whether it still runs (a zombie or a dead task does not).
+    pub fn running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Parses the text of `/proc/PID/stat`.
+pub fn parse_stat(stat: &str) -> Option<ProcStat> {
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgrp = f.next()?.parse().ok()?;
+    // Field 22 overall: the 20th after the command name, the 17th after pgrp.
+    let start_time = f.nth(16)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        pgrp,
+        start_time,
+    })
+}
+
+/// The status of process `pid`; none when it does not exist.
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether any process of group `pgid` still runs (zombies do not count).
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        parse_stat(&stat).is_some_and(|s| s.pgrp == pgid && s.running())
+    })
+}
+
+/// This boot's id: it changes when the machine restarts, so a pid recorded before a
+/// reboot is known to be gone.
+pub fn boot_id() -> String {
+    read_trimmed("/proc/sys/kernel/random/boot_id")
+}
+
+/// The host's name, as the kernel knows it.
+pub fn hostname() -> String {
+    read_trimmed("/proc/sys/kernel/hostname")
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Asks the kernel to SIGKILL the calling process when its parent dies. Called in a
+/// child between fork and exec, so the job dies with an agent that is killed outright.
+///
+/// # Safety
+/// Only async-signal-safe work: `prctl` touches nothing but the calling process.
+pub unsafe fn die_with_parent() {
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+}
+
+/// One line of a mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// What is mounted (for FUSE, the file system's name).
+    pub source: String,
+    /// Where.
+    pub mountpoint: PathBuf,
+    /// Its type (`fuse`, `fuse.NAME`, `ext4`, …).
+    pub fstype: String,
+}
+
+/// Parses a mount table in the format of `/proc/self/mounts`.
+pub fn parse_mounts(table: &str) -> Vec<Mount> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let (source, mp, fstype) = (f.next()?, f.next()?, f.next()?);
+            Some(Mount {
+                source: unescape(source),
+                mountpoint: PathBuf::from(unescape(mp)),
+                fstype: fstype.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// This process's mount table.
+pub fn mounts() -> std::io::Result<Vec<Mount>> {
+    Ok(parse_mounts(&std::fs::read_to_string("/proc/self/mounts")?))
+}
+
+/// Undoes the octal escapes (`\040` for a space) of the mount tables.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the mount that holds `path` propagates (has a `shared:` or `master:` tag in
+/// `/proc/self/mountinfo`): then mounts made under it later reach a container bound to
+/// it.
+pub fn mount_propagates(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut best: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = unescape(point);
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let sep = fields
+            .iter()
+            .position(|f| *f == "-")
+            .unwrap_or(fields.len());
+        let tagged = fields[6.min(sep)..sep]
+            .iter()
+            .any(|f| f.starts_with("shared:") || f.starts_with("master:"));
+        // The longest mount point wins; a later line with the same point is mounted on top.
+        if best.map(|(len, _)| point.len() >= len).unwrap_or(true) {
+            best = Some((point.len(), tagged));
+        }
+    }
+    best.map(|(_, t)| t).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_after_the_last_parenthesis() {
+        let line = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 105 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10 0";
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                pgrp: 4242,
+                start_time: 987654
+            })
+        );
+        assert!(parse_stat(line).unwrap().running());
+        let zombie = line.replace(") S ", ") Z ");
+        assert!(!parse_stat(&zombie).unwrap().running());
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_and_alive() {
+        let me = stat(std::process::id()).expect("our own /proc entry");
+        assert!(me.running());
+        assert!(me.start_time > 0);
+        assert!(!boot_id().is_empty());
+    }
+
+    #[test]
+    fn mount_tables_unescape_spaces() {
+        let t = "stagehand:r1:9 /tmp/a\\040b fuse rw 0 0\n/dev/vda / ext4 rw 0 0\nshort\n";
+        let m = parse_mounts(t);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mountpoint, PathBuf::from("/tmp/a b"));
+        assert_eq!(m[0].fstype, "fuse");
+        assert_eq!(m[1].source, "/dev/vda");
+    }
+}
