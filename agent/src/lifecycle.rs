@@ -13,7 +13,7 @@ use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
 use crate::stage::{download, upload};
-use crate::store::{self, DynStore};
+use crate::store::{self, DynStore, Entry, StoreError};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
@@ -340,6 +340,14 @@ async fn stage_one(
         destination: d.local_path.display().to_string(),
     });
     let mut download_instead = d.mode != Mode::Mount;
+    if d.mode == Mode::Mount && !d.fuse {
+        check_in_place(store, &d.path)
+            .await
+            .map_err(|source| StageError::InPlace {
+                what: what.clone(),
+                source,
+            })?;
+    }
     if d.mode == Mode::Mount && d.fuse {
         match mounts.mount(store.clone(), &d.path, &d.local_path).await {
             Ok(()) => {}
@@ -383,6 +391,21 @@ async fn stage_one(
         duration_ms: ms(started),
     });
     Ok(moved.bytes)
+}
+
+/// A local datastore's path given to the job in place must be there, and nothing in it
+/// may resolve outside the datastore's root: the job reads it directly, so the checks
+/// a download or the FUSE mount make on every name are made here, once, on all of them.
+async fn check_in_place(store: &DynStore, path: &str) -> Result<(), StoreError> {
+    match store.stat(path).await? {
+        Entry::File(_) => Ok(()),
+        // Listing resolves every name below, refusing any that leaves the root.
+        Entry::Dir => store.list(path).await.map(|_| ()),
+        Entry::Missing => Err(StoreError::NotFound {
+            datastore: store.name().to_string(),
+            path: path.to_string(),
+        }),
+    }
 }
 
 /// Progress counters for one transfer, reported as an event every second and as a

@@ -53,6 +53,15 @@ pub enum StageError {
         /// Why.
         source: TransferError,
     },
+    /// A local datastore's folder, given to the job in place, is missing or holds a
+    /// path (a symlink) that leaves the datastore's root.
+    #[error("staging {what} failed: {source}")]
+    InPlace {
+        /// `input "name"`.
+        what: String,
+        /// Why.
+        source: StoreError,
+    },
     /// An output's folder could not be made before launch.
     #[error("output {name:?}: cannot create {}: {source}", dir.display())]
     OutputDir {

@@ -67,25 +67,14 @@ impl Resolver<'_> {
         let fuse =
             r.mode == Mode::Mount && (self.local_fuse || !matches!(ds, Datastore::Local { .. }));
         let local_path = match (r.mode, ds) {
-            // A local datastore is given to the job in place: nothing to mount.
+            // A local datastore is given to the job in place: nothing to mount. Staging
+            // checks that nothing in it resolves outside the root (planning opens no store).
             (Mode::Mount, Datastore::Local { root }) if !fuse => {
-                let store = LocalStore::open(&ds_name, &loaded.workspace_dir().join(root))
-                    .map_err(|e| {
-                        problems.push(
-                            loaded
-                                .job
-                                .problem(&format!("{field}.datastore"), e.to_string()),
-                        )
-                    })
-                    .ok()?;
-                let Some(p) = store.local_path(&path) else {
-                    problems.push(loaded.job.problem(
-                        &format!("{field}.path"),
-                        format!("{path:?} resolves outside datastore {ds_name:?}"),
-                    ));
-                    return None;
-                };
-                p
+                let root = loaded.workspace_dir().join(root);
+                match path.as_str() {
+                    "" => root,
+                    p => root.join(p),
+                }
             }
             // A read-only FUSE mount, where a download would land.
             (Mode::Mount | Mode::Download, _) => {

@@ -11,7 +11,6 @@ pub use container::{Bind, ContainerPlan, Propagation};
 use data::Resolver;
 pub use render::{render_import, render_text};
 
-use crate::store::{local::LocalStore, Store};
 use serde::Serialize;
 use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
 use stagehand_protocol::job::MountFallback;
