@@ -62,7 +62,6 @@ pub(super) fn container_plan(
     outputs: &mut [DataPlan],
     removed_environment: &[String],
 ) -> Result<ContainerPlan, Vec<Problem>> {
-    let mut problems = Vec::new();
     let mut binds = vec![Bind {
         purpose: "run folder".into(),
         host: run_dir.to_path_buf(),
@@ -70,69 +69,11 @@ pub(super) fn container_plan(
         read_only: false,
         propagation: Propagation::Slave,
     }];
-    // The code snapshot is the working folder and jobs write there (caches,
-    // checkpoints), so it stays writable, as it is for a process job.
-    let workdir = match code.as_mut() {
-        Some(c) => {
-            let rel = c
-                .local_path
-                .strip_prefix(run_dir)
-                .map(|r| r.display().to_string())
-                .unwrap_or_default();
-            c.job_path = format!("{CONTAINER_RUN_DIR}/{rel}")
-                .trim_end_matches('/')
-                .to_string();
-            c.job_path.clone()
-        }
-        None => {
-            binds.push(Bind {
-                purpose: "job folder".into(),
-                host: working_dir.to_path_buf(),
-                container: CONTAINER_JOB_DIR.into(),
-                read_only: true,
-                propagation: Propagation::Private,
-            });
-            CONTAINER_JOB_DIR.to_string()
-        }
-    };
-    let mut place = |d: &mut DataPlan| {
-        let (container, inside) = match d.local_path.strip_prefix(run_dir) {
-            Ok(rel) => (format!("{CONTAINER_RUN_DIR}/{}", rel.display()), true),
-            Err(_) => {
-                let leaf = d
-                    .local_path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| d.name.clone());
-                (format!("{CONTAINER_DATA_DIR}/{}/{leaf}", d.name), false)
-            }
-        };
-        let container = container.trim_end_matches('/').to_string();
-        let read_only = d.direction == Direction::Input;
-        // Writable data inside the run folder is already reachable through its bind.
-        if read_only || !inside {
-            // A one-file output does not exist at launch: bind the folder it goes in.
-            let (host, target) =
-                match (d.is_file, d.local_path.parent(), container.rsplit_once('/')) {
-                    (true, Some(parent), Some((dir, _))) => (parent.to_path_buf(), dir.to_string()),
-                    _ => (d.local_path.clone(), container.clone()),
-                };
-            binds.push(Bind {
-                purpose: format!("{} {}", if read_only { "input" } else { "output" }, d.name),
-                host,
-                container: target,
-                read_only,
-                propagation: if d.mode == Mode::Mount {
-                    Propagation::Slave
-                } else {
-                    Propagation::Private
-                },
-            });
-        }
-        d.job_path = container;
-    };
-    inputs.iter_mut().for_each(&mut place);
-    outputs.iter_mut().for_each(&mut place);
+    let workdir = code_workdir(code.as_mut(), run_dir, working_dir, &mut binds);
+    for d in inputs.iter_mut().chain(outputs.iter_mut()) {
+        binds.extend(place(d, run_dir));
+    }
+    let mut problems = Vec::new();
     for (i, v) in spec.volumes.iter().enumerate() {
         let host = PathBuf::from(&v.host);
         if !host.exists() {
@@ -165,5 +106,79 @@ pub(super) fn container_plan(
         spec: spec.clone(),
         working_dir: spec.workdir.clone().unwrap_or(workdir),
         binds,
+    })
+}
+
+/// The working folder in the container: the code snapshot, inside the run folder (it
+/// stays writable: jobs write caches and checkpoints there, as a process job does), or
+/// else the job's own folder, bound read-only.
+fn code_workdir(
+    code: Option<&mut DataPlan>,
+    run_dir: &Path,
+    working_dir: &Path,
+    binds: &mut Vec<Bind>,
+) -> String {
+    match code {
+        Some(c) => {
+            let rel = c
+                .local_path
+                .strip_prefix(run_dir)
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
+            c.job_path = format!("{CONTAINER_RUN_DIR}/{rel}")
+                .trim_end_matches('/')
+                .to_string();
+            c.job_path.clone()
+        }
+        None => {
+            binds.push(Bind {
+                purpose: "job folder".into(),
+                host: working_dir.to_path_buf(),
+                container: CONTAINER_JOB_DIR.into(),
+                read_only: true,
+                propagation: Propagation::Private,
+            });
+            CONTAINER_JOB_DIR.to_string()
+        }
+    }
+}
+
+/// Where a data reference appears in the container (set as its `job_path`), and the
+/// bind that puts it there, if the run folder's own bind does not already: inputs are
+/// bound again read-only; data outside the run folder goes under [`CONTAINER_DATA_DIR`].
+fn place(d: &mut DataPlan, run_dir: &Path) -> Option<Bind> {
+    let (container, inside) = match d.local_path.strip_prefix(run_dir) {
+        Ok(rel) => (format!("{CONTAINER_RUN_DIR}/{}", rel.display()), true),
+        Err(_) => {
+            let leaf = d
+                .local_path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| d.name.clone());
+            (format!("{CONTAINER_DATA_DIR}/{}/{leaf}", d.name), false)
+        }
+    };
+    let container = container.trim_end_matches('/').to_string();
+    d.job_path = container.clone();
+    let read_only = d.direction == Direction::Input;
+    // Writable data inside the run folder is already reachable through its bind.
+    if !read_only && inside {
+        return None;
+    }
+    // A one-file output does not exist at launch: bind the folder it goes in.
+    let (host, target) = match (d.is_file, d.local_path.parent(), container.rsplit_once('/')) {
+        (true, Some(parent), Some((dir, _))) => (parent.to_path_buf(), dir.to_string()),
+        _ => (d.local_path.clone(), container),
+    };
+    Some(Bind {
+        purpose: format!("{} {}", if read_only { "input" } else { "output" }, d.name),
+        host,
+        container: target,
+        read_only,
+        propagation: if d.mode == Mode::Mount {
+            Propagation::Slave
+        } else {
+            Propagation::Private
+        },
     })
 }

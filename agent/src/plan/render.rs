@@ -3,25 +3,41 @@
 
 use super::*;
 
-/// The plan as text for a person.
+/// The plan as text for a person: the run, the command, the data, the container's
+/// binds, the environment, and what an import did.
 pub fn render_text(plan: &Plan) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
+    render_header(&mut s, plan);
+    render_data(&mut s, plan);
+    if let Some(c) = &plan.container {
+        render_binds(&mut s, c);
+    }
+    render_environment(&mut s, plan);
+    if let Some(r) = &plan.import {
+        s.push_str(&render_import(r));
+    }
+    s
+}
+
+/// A serde enum's name as it is written in a spec (`missing`, `always`).
+fn spec_name(v: impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The run, where it works, its time limit, its command line and its code.
+fn render_header(s: &mut String, plan: &Plan) {
+    use std::fmt::Write;
     let _ = writeln!(s, "job        {}", plan.job);
     let _ = writeln!(s, "run id     {}", plan.run_id);
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
         Some(c) => {
-            let _ = writeln!(
-                s,
-                "image      {} (pull {})",
-                c.spec.image,
-                serde_json::to_value(c.spec.pull)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            );
+            let pull = spec_name(c.spec.pull);
+            let _ = writeln!(s, "image      {} (pull {pull})", c.spec.image);
             let _ = writeln!(s, "workdir    {} (in the container)", c.working_dir);
         }
         None => {
@@ -35,16 +51,8 @@ pub fn render_text(plan: &Plan) -> String {
             t, plan.kill_grace_secs
         );
     }
-    let _ = writeln!(s, "\ncommand");
-    let _ = writeln!(
-        s,
-        "  {}",
-        plan.command
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let argv: Vec<String> = plan.command.iter().map(|a| shell_quote(a)).collect();
+    let _ = writeln!(s, "\ncommand\n  {}", argv.join(" "));
     if let Some(c) = &plan.code {
         let from = match &c.local_source {
             Some(dir) => dir.display().to_string(),
@@ -52,6 +60,11 @@ pub fn render_text(plan: &Plan) -> String {
         };
         let _ = writeln!(s, "\ncode\n  {from} -> {}", c.local_path.display());
     }
+}
+
+/// Each input and output: from where to where, and how.
+fn render_data(s: &mut String, plan: &Plan) {
+    use std::fmt::Write;
     for (title, list) in [("inputs", &plan.inputs), ("outputs", &plan.outputs)] {
         if list.is_empty() {
             continue;
@@ -68,39 +81,10 @@ pub fn render_text(plan: &Plan) -> String {
                     format!("{}:{}", d.datastore, d.path),
                 ),
             };
-            let mut extra = Vec::new();
-            if d.overwrite {
-                extra.push("overwrite".to_string());
-            }
-            if d.is_file {
-                extra.push("a file".to_string());
-            }
-            if d.fuse {
-                extra.push("read-only FUSE mount".to_string());
-                if d.mount_fallback.is_some() {
-                    extra.push("download if FUSE is unavailable".to_string());
-                }
-            }
-            if d.direction == Direction::Output {
-                extra.push(format!(
-                    "upload_on {}",
-                    serde_json::to_value(d.upload_on)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                ));
-            }
-            let extra = if extra.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", extra.join(", "))
-            };
-            let _ = writeln!(
-                s,
-                "  {:<12} {:<8} {from} -> {to}{extra}",
-                d.name,
-                d.mode.as_str()
-            );
+            let extra = data_notes(d);
+            let name = &d.name;
+            let mode = d.mode.as_str();
+            let _ = writeln!(s, "  {name:<12} {mode:<8} {from} -> {to}{extra}");
             if plan.container.is_some() {
                 let _ = writeln!(
                     s,
@@ -110,30 +94,63 @@ pub fn render_text(plan: &Plan) -> String {
             }
         }
     }
-    if let Some(c) = &plan.container {
-        let _ = writeln!(s, "\ncontainer binds (node -> container)");
-        for b in &c.binds {
-            let mode = if b.read_only { "ro" } else { "rw" };
-            let prop = match b.propagation {
-                Propagation::Slave => ",rslave",
-                Propagation::Private => "",
-            };
-            let _ = writeln!(
-                s,
-                "  {:<16} {} -> {} ({mode}{prop})",
-                b.purpose,
-                b.host.display(),
-                b.container
-            );
-        }
-        if !c.spec.env.is_empty() {
-            let _ = writeln!(
-                s,
-                "\npassed through from the agent's environment\n  {}",
-                c.spec.env.join(" ")
-            );
+}
+
+/// ` (overwrite, a file, …)`: what else a person should know of a data reference.
+fn data_notes(d: &DataPlan) -> String {
+    let mut extra = Vec::new();
+    if d.overwrite {
+        extra.push("overwrite".to_string());
+    }
+    if d.is_file {
+        extra.push("a file".to_string());
+    }
+    if d.fuse {
+        extra.push("read-only FUSE mount".to_string());
+        if d.mount_fallback.is_some() {
+            extra.push("download if FUSE is unavailable".to_string());
         }
     }
+    if d.direction == Direction::Output {
+        extra.push(format!("upload_on {}", spec_name(d.upload_on)));
+    }
+    if extra.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", extra.join(", "))
+    }
+}
+
+/// The container's binds and the variables passed through to it.
+fn render_binds(s: &mut String, c: &ContainerPlan) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "\ncontainer binds (node -> container)");
+    for b in &c.binds {
+        let mode = if b.read_only { "ro" } else { "rw" };
+        let prop = match b.propagation {
+            Propagation::Slave => ",rslave",
+            Propagation::Private => "",
+        };
+        let _ = writeln!(
+            s,
+            "  {:<16} {} -> {} ({mode}{prop})",
+            b.purpose,
+            b.host.display(),
+            b.container
+        );
+    }
+    if !c.spec.env.is_empty() {
+        let _ = writeln!(
+            s,
+            "\npassed through from the agent's environment\n  {}",
+            c.spec.env.join(" ")
+        );
+    }
+}
+
+/// Every variable stagehand sets, and those it withholds.
+fn render_environment(s: &mut String, plan: &Plan) {
+    use std::fmt::Write;
     let _ = writeln!(s, "\nenvironment");
     for (k, v) in &plan.environment {
         let _ = writeln!(s, "  {k}={v}");
@@ -145,10 +162,6 @@ pub fn render_text(plan: &Plan) -> String {
             plan.removed_environment.join(" ")
         );
     }
-    if let Some(r) = &plan.import {
-        s.push_str(&render_import(r));
-    }
-    s
 }
 
 /// What an import did, for a person: each source key and what it became, then the

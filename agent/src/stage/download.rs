@@ -21,6 +21,28 @@ pub struct Downloaded {
     pub moved: Moved,
 }
 
+/// Makes the folders the objects land in: `target`'s parent for one file, else
+/// `target` and every folder under it, all before the first file (one pass instead of a
+/// check per file). Returns `target`'s parent.
+fn make_folders<'t>(
+    objects: &[(String, ObjectMeta)],
+    target: &'t Path,
+    is_file: bool,
+) -> Result<&'t Path, TransferError> {
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(|e| TransferError::io("cannot create", parent, e))?;
+    if !is_file {
+        let dirs: BTreeSet<PathBuf> = objects
+            .iter()
+            .filter_map(|(rel, _)| Path::new(rel).parent().map(|p| target.join(p)))
+            .collect();
+        for d in std::iter::once(target).chain(dirs.iter().map(PathBuf::as_path)) {
+            std::fs::create_dir_all(d).map_err(|e| TransferError::io("cannot create", d, e))?;
+        }
+    }
+    Ok(parent)
+}
+
 /// Downloads `src` (a file or a folder of `store`) to `target`. A file lands as the
 /// file `target`; a folder as the folder `target` mirroring the object names under it.
 /// Unchanged files from an earlier download are kept unless `overwrite`.
@@ -43,18 +65,7 @@ pub async fn download(
             .into())
         }
     };
-    let parent = target.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(|e| TransferError::io("cannot create", parent, e))?;
-    if !is_file {
-        // Every folder at once, before the files: one pass instead of a check per file.
-        let dirs: BTreeSet<PathBuf> = objects
-            .iter()
-            .filter_map(|(rel, _)| Path::new(rel).parent().map(|p| target.join(p)))
-            .collect();
-        for d in std::iter::once(target).chain(dirs.iter().map(PathBuf::as_path)) {
-            std::fs::create_dir_all(d).map_err(|e| TransferError::io("cannot create", d, e))?;
-        }
-    }
+    let parent = make_folders(&objects, target, is_file)?;
 
     // A run killed with SIGKILL leaves its temporary files behind: clear them first.
     remove_stale_partials(if is_file { parent } else { target }, !is_file);
