@@ -1,10 +1,16 @@
 //! The `Runner` seam: how a planned job is launched and supervised. The process runner
 //! (`process.rs`) and the container runner (`container.rs`) implement the same trait;
-//! `output.rs` is what they share to pass a job's output through and keep it.
+//! both hand their children to the one supervisor (`supervise.rs`), which owns the race
+//! between exit, cancel and timeout; `output.rs` is what they share to pass a job's
+//! output through and keep it.
+//!
+//! Nothing here decides the agent's exit code: a run error says what went wrong, and
+//! `before_launch` whether anything ran.
 
 pub mod container;
 pub mod output;
 pub mod process;
+pub mod supervise;
 
 use crate::plan::Plan;
 use crate::signals::Cancel;
@@ -102,18 +108,47 @@ pub enum RunError {
         reason: String,
     },
     /// The engine refused to create or start the container; the job did not run.
-    #[error("the container engine could not {action} for image {image:?}: {reason}")]
+    #[error("the container engine could not {action} for image {image:?}: {}", container::reason(source))]
     Launch {
         /// What was being done (`create the container`, `start the container`).
         action: &'static str,
         /// The image reference.
         image: String,
         /// What the engine said.
-        reason: String,
+        source: bollard::errors::Error,
     },
-    /// Something else went wrong while the job ran.
-    #[error("{0}")]
-    Other(String),
+    /// The engine could not say whether the image is there.
+    #[error("cannot inspect image {image:?}: {}", container::reason(source))]
+    InspectImage {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        source: bollard::errors::Error,
+    },
+    /// The container runner was handed a job that has no `container:` (a bug: the
+    /// runner is chosen from the plan).
+    #[error("the container runner was given a job without `container:`")]
+    NotAContainerJob,
+    /// Waiting for the job's process failed.
+    #[error("cannot wait for the job: {source}")]
+    Wait {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Waiting for the job's container failed, and the engine could not say how it ended.
+    #[error("cannot wait for container {id}: {}", container::reason(source))]
+    WaitContainer {
+        /// The container id.
+        id: String,
+        /// What the engine said.
+        source: bollard::errors::Error,
+    },
+    /// The engine stopped answering before saying how the container ended.
+    #[error("the engine stopped answering about container {id}")]
+    EngineStoppedAnswering {
+        /// The container id.
+        id: String,
+    },
 }
 
 impl RunError {
@@ -127,6 +162,14 @@ impl RunError {
                 | RunError::PullFailed { .. }
                 | RunError::Launch { .. }
         )
+    }
+}
+
+/// The supervisor's bounds for a planned job.
+fn limits(plan: &Plan) -> supervise::Limits {
+    supervise::Limits {
+        timeout: plan.timeout(),
+        grace: plan.kill_grace(),
     }
 }
 
