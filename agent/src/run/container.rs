@@ -538,7 +538,8 @@ impl Runner for ContainerRunner {
             id: created.id.clone(),
             removed: false,
         };
-        let outcome = attach_start_and_supervise(ready, c, &created.id, launch, cancel, seen, started).await;
+        let outcome =
+            attach_start_and_supervise(ready, c, &created.id, launch, cancel, seen, started).await;
         if let Err(e) = guard.remove().await {
             tracing::warn!(
                 "cannot remove container {}: {}; `stagehand gc` will remove it",
@@ -611,12 +612,8 @@ async fn attach_start_and_supervise(
         id: id.to_string(),
         stop_signal: ready.stop_signal.clone(),
     };
-    let exit = supervise::supervise(
-        Box::new(running),
-        cancel.after(seen),
-        super::limits(plan),
-    )
-    .await;
+    let exit =
+        supervise::supervise(Box::new(running), cancel.after(seen), super::limits(plan)).await;
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     let exit = exit?;

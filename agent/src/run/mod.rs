@@ -108,7 +108,10 @@ pub enum RunError {
         reason: String,
     },
     /// The engine refused to create or start the container; the job did not run.
-    #[error("the container engine could not {action} for image {image:?}: {}", container::reason(source))]
+    #[error(
+        "the container engine could not {action} for image {image:?}: {}",
+        container::reason(source)
+    )]
     Launch {
         /// What was being done (`create the container`, `start the container`).
         action: &'static str,

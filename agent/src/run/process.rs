@@ -3,6 +3,8 @@
 //! Signals go to the whole group, never just the pid, so grandchildren do not outlive
 //! the job; once the job has ended the group is killed outright, and the child is
 //! asked to die with the agent (PR_SET_PDEATHSIG) in case the agent itself is killed.
+//! When to signal and when to kill is the supervisor's (`supervise.rs`); this module
+//! only says how, for a process group.
 
 use super::output::Sink;
 use super::supervise::{self, Status};
@@ -18,6 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// Runs jobs as host processes.
 pub struct ProcessRunner;
@@ -31,46 +34,61 @@ impl Runner for ProcessRunner {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
         let plan = launch.plan;
-        let mut child = spawn(plan, launch.remove_env)?;
-        let pid = child.id().unwrap_or(0);
-        let pgid = Pid::from_raw(pid as i32);
+        // One rank today: the ranks of a multi-process job would each be a turn of a
+        // loop here, each in its own group, all handed to `supervise_all` together.
+        let (group, pumps) = start_rank(launch)?;
         started(Started {
-            pid: Some(pid),
+            pid: Some(group.pgid.as_raw() as u32),
             container: None,
         });
-        tracing::info!(pid, "job started: {}", plan.command.join(" "));
-        let pumps = [
-            pump(
-                child.stdout.take(),
-                launch.stdout_to_stderr,
-                &launch.log_dir.join("stdout.log"),
-            ),
-            pump(
-                child.stderr.take(),
-                true,
-                &launch.log_dir.join("stderr.log"),
-            ),
-        ];
         let seen = cancel.received().0;
-
-        let group = Group {
-            child,
-            pgid,
-            stopping: false,
-        };
-        let exit = supervise::supervise(
-            Box::new(group),
+        let pgids = [group.pgid];
+        let exit = supervise::supervise_all(
+            vec![Box::new(group)],
             cancel.after(seen),
             super::limits(plan),
         )
         .await;
-        // Whatever the job left running in its group goes now.
-        let _ = killpg(pgid, Signal::SIGKILL);
-        for p in pumps {
-            // A process that left the group may still hold the pipe: do not wait forever.
-            let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
-        }
+        teardown(&pgids, pumps).await;
         exit
+    }
+}
+
+/// Starts one process of the job with its output pumped through and kept.
+fn start_rank(launch: &Launch<'_>) -> Result<(Group, Vec<JoinHandle<()>>), RunError> {
+    let plan = launch.plan;
+    let mut child = spawn(plan, launch.remove_env)?;
+    let pid = child.id().unwrap_or(0);
+    tracing::info!(pid, "job started: {}", plan.command.join(" "));
+    let pumps = vec![
+        pump(
+            child.stdout.take(),
+            launch.stdout_to_stderr,
+            &launch.log_dir.join("stdout.log"),
+        ),
+        pump(
+            child.stderr.take(),
+            true,
+            &launch.log_dir.join("stderr.log"),
+        ),
+    ];
+    let group = Group {
+        child,
+        pgid: Pid::from_raw(pid as i32),
+        stopping: false,
+    };
+    Ok((group, pumps))
+}
+
+/// Once the job has ended: kills whatever it left running in its groups, and lets the
+/// output pumps drain.
+async fn teardown(pgids: &[Pid], pumps: Vec<JoinHandle<()>>) {
+    for &pgid in pgids {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    for p in pumps {
+        // A process that left the group may still hold the pipe: do not wait forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
 }
 
@@ -165,7 +183,7 @@ fn pump(
     src: Option<impl AsyncRead + Unpin + Send + 'static>,
     to_stderr: bool,
     log: &Path,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     let log = log.to_path_buf();
     tokio::spawn(async move {
         let Some(mut src) = src else { return };

@@ -215,8 +215,9 @@ async fn stop_all(children: &mut [Box<dyn Child>], ends: &mut Ends, sig: Signal,
     if rest.is_empty() {
         return;
     }
+    // Not "after {sig}": a container was sent its image's stop signal instead.
     tracing::warn!(
-        "job still running {}s after {sig}; sending SIGKILL",
+        "job still running {}s after the stop signal; sending SIGKILL",
         grace.as_secs_f64()
     );
     for &i in &rest {
@@ -308,7 +309,10 @@ mod tests {
             }
         }
         async fn kill(&mut self) {
-            self.sent.lock().unwrap().push((self.name, "SIGKILL".into()));
+            self.sent
+                .lock()
+                .unwrap()
+                .push((self.name, "SIGKILL".into()));
             self.end_with(Duration::ZERO, libc::SIGKILL);
         }
         async fn wait(&mut self) -> Result<Status, RunError> {
@@ -333,11 +337,9 @@ mod tests {
     }
 
     /// A cancellation that arrives `after` from now with `sig`.
-    fn cancel_after(after: Duration, sig: i32) -> impl Future<Output = i32> {
-        async move {
-            tokio::time::sleep(after).await;
-            sig
-        }
+    async fn cancel_after(after: Duration, sig: i32) -> i32 {
+        tokio::time::sleep(after).await;
+        sig
     }
 
     fn sent(s: &Sent) -> Vec<(&'static str, String)> {
@@ -466,7 +468,9 @@ mod tests {
             Fake::new("e", secs(6), 9, &s).boxed(),
         ];
         let start = Instant::now();
-        let got = supervise_all(children, never(), limits(None)).await.unwrap();
+        let got = supervise_all(children, never(), limits(None))
+            .await
+            .unwrap();
         assert_eq!(got, exit(Some(4), None, EndedBy::Itself));
         let mut got_sent = sent(&s);
         got_sent.sort();
@@ -489,7 +493,9 @@ mod tests {
         let mut b = Fake::new("b", secs(3600), 0, &s);
         b.end_with(secs(1), libc::SIGSEGV);
         let children = vec![Fake::new("a", secs(3600), 0, &s).boxed(), b.boxed()];
-        let got = supervise_all(children, never(), limits(None)).await.unwrap();
+        let got = supervise_all(children, never(), limits(None))
+            .await
+            .unwrap();
         assert_eq!(got, exit(None, Some(libc::SIGSEGV), EndedBy::Itself));
         assert_eq!(sent(&s), vec![("a", "SIGTERM".to_string())]);
     }
@@ -547,7 +553,10 @@ mod tests {
             }
         }
         let s = Sent::default();
-        let children = vec![Fake::new("a", secs(3600), 0, &s).boxed(), Box::new(Lost) as Box<dyn Child>];
+        let children = vec![
+            Fake::new("a", secs(3600), 0, &s).boxed(),
+            Box::new(Lost) as Box<dyn Child>,
+        ];
         let got = supervise_all(children, never(), limits(None)).await;
         assert!(
             matches!(got, Err(RunError::EngineStoppedAnswering { .. })),
