@@ -193,3 +193,60 @@ pub trait Runner: Send + Sync {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn engine_said(message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn engine_errors_read_as_before_and_keep_their_cause() {
+        let e = RunError::Launch {
+            action: "create the container",
+            image: "img:latest".into(),
+            source: engine_said("no space left on device"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the container engine could not create the container for image \"img:latest\": no space left on device"
+        );
+        assert!(e.source().is_some());
+        let e = RunError::WaitContainer {
+            id: "c1".into(),
+            source: engine_said("gone"),
+        };
+        assert_eq!(e.to_string(), "cannot wait for container c1: gone");
+        assert!(e.source().is_some());
+    }
+
+    #[test]
+    fn only_the_nodes_failures_before_launch_say_nothing_ran() {
+        let nothing_ran = [
+            RunError::ImageMissing { image: "i".into() },
+            RunError::Launch {
+                action: "start the container",
+                image: "i".into(),
+                source: engine_said("x"),
+            },
+        ];
+        assert!(nothing_ran.iter().all(RunError::before_launch));
+        let ran = [
+            RunError::Wait {
+                source: std::io::Error::other("x"),
+            },
+            RunError::EngineStoppedAnswering { id: "c1".into() },
+            RunError::InspectImage {
+                image: "i".into(),
+                source: engine_said("x"),
+            },
+        ];
+        assert!(!ran.iter().any(RunError::before_launch));
+    }
+}

@@ -176,7 +176,9 @@ async fn race(
         tokio::select! {
             (i, end) = first_end(children, ends) => {
                 if ends.record(i, end) {
-                    tracing::warn!("a process of the job failed; stopping the others");
+                    if !ends.running().is_empty() {
+                        tracing::warn!("a process of the job failed; stopping the others");
+                    }
                     return Some(Stopping::Failed);
                 }
             }
