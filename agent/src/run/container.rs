@@ -1,8 +1,9 @@
 //! The container runner: the job in a container on a Docker engine, through `bollard`.
 //!
 //! It mirrors the process runner: output passed through live and kept in the run
-//! folder, the exit code passed through, SIGINT/SIGTERM and the timeout turned into the
-//! image's stop signal, the grace period, then SIGKILL. Every container it creates
+//! folder, the exit code passed through, and the container handed to the supervisor
+//! (`supervise.rs`), which turns SIGINT/SIGTERM and the timeout into the image's stop
+//! signal, the grace period, then SIGKILL. Every container it creates
 //! carries stagehand's labels (run id, job, the owning agent) and is removed on every
 //! exit path: an explicit, awaited removal, with a `Drop` guard as the last resort and
 //! `stagehand gc` for an agent that was itself SIGKILLed.
@@ -12,6 +13,7 @@
 //! passes through by name (`container.env`).
 
 use super::output::Sink;
+use super::supervise::{self, Status};
 use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::owner::{Owner, LABEL_JOB, LABEL_RUN_DIR, LABEL_RUN_ID};
 use crate::plan::{Bind, ContainerPlan, Plan, Propagation};
@@ -63,9 +65,7 @@ impl ContainerRunner {
 }
 
 fn container_of(plan: &Plan) -> Result<&ContainerPlan, RunError> {
-    plan.container.as_ref().ok_or_else(|| {
-        RunError::Other("the container runner was given a job without `container:`".into())
-    })
+    plan.container.as_ref().ok_or(RunError::NotAContainerJob)
 }
 
 /// Where the engine is looked for, for messages.
@@ -131,7 +131,7 @@ fn is_not_found(e: &DockerError) -> bool {
 }
 
 /// Why the engine refused, without bollard's "Docker responded with status code" prefix.
-fn reason(e: &DockerError) -> String {
+pub(super) fn reason(e: &DockerError) -> String {
     match e {
         DockerError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
@@ -146,12 +146,7 @@ async fn prepare(c: &ContainerPlan) -> Result<Ready, RunError> {
     let present = match docker.inspect_image(&image).await {
         Ok(i) => Some(i),
         Err(e) if is_not_found(&e) => None,
-        Err(e) => {
-            return Err(RunError::Other(format!(
-                "cannot inspect image {image:?}: {}",
-                reason(&e)
-            )))
-        }
+        Err(source) => return Err(RunError::InspectImage { image, source }),
     };
     let info = match (c.spec.pull, present) {
         (Pull::Never, None) => {
@@ -422,12 +417,17 @@ async fn wait_exit(docker: &Docker, id: &str) -> Result<i64, RunError> {
         Some(Ok(r)) => Ok(r.status_code),
         // bollard reports a non-zero exit as an error carrying the code.
         Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
-        Some(Err(e)) => inspect_exit(docker, id).await.ok_or_else(|| {
-            RunError::Other(format!("cannot wait for container {id}: {}", reason(&e)))
-        }),
-        None => inspect_exit(docker, id).await.ok_or_else(|| {
-            RunError::Other(format!("the engine stopped answering about container {id}"))
-        }),
+        Some(Err(source)) => {
+            inspect_exit(docker, id)
+                .await
+                .ok_or_else(|| RunError::WaitContainer {
+                    id: id.into(),
+                    source,
+                })
+        }
+        None => inspect_exit(docker, id)
+            .await
+            .ok_or_else(|| RunError::EngineStoppedAnswering { id: id.into() }),
     }
 }
 
@@ -447,32 +447,41 @@ async fn kill(docker: &Docker, id: &str, signal: &str) {
     }
 }
 
-/// Sends the stop signal, then SIGKILL after `grace`; returns the exit code.
-async fn stop(
-    docker: &Docker,
-    id: &str,
-    signal: &str,
-    grace: Duration,
-    wait: &mut (impl std::future::Future<Output = Result<i64, RunError>> + Unpin),
-) -> Result<i64, RunError> {
-    kill(docker, id, signal).await;
-    match tokio::time::timeout(grace, &mut *wait).await {
-        Ok(s) => s,
-        Err(_) => {
-            tracing::warn!(
-                "container still running {}s after {signal}; sending SIGKILL",
-                grace.as_secs_f64()
-            );
-            kill(docker, id, "SIGKILL").await;
-            wait.await
-        }
+/// A started container, as the supervisor sees it: stopped with its image's stop
+/// signal, killed with SIGKILL, waited for through the engine.
+struct Running {
+    docker: Docker,
+    id: String,
+    stop_signal: String,
+}
+
+#[async_trait]
+impl supervise::Child for Running {
+    /// Sends the image's stop signal, whatever `_sig` is: the image says how it wants
+    /// to be stopped, as `docker stop` does.
+    async fn stop(&mut self, _sig: nix::sys::signal::Signal) {
+        tracing::warn!("stopping the container with {}", self.stop_signal);
+        kill(&self.docker, &self.id, &self.stop_signal).await;
+    }
+
+    async fn kill(&mut self) {
+        kill(&self.docker, &self.id, "SIGKILL").await;
+    }
+
+    /// Cancel-safe: a new wait on a stopped container answers at once.
+    async fn wait(&mut self) -> Result<Status, RunError> {
+        let code = wait_exit(&self.docker, &self.id).await?;
+        Ok(Status {
+            code: Some(i32::try_from(code).unwrap_or(crate::exit::INTERNAL)),
+            signal: None,
+        })
     }
 }
 
 /// How an engine error at start reads to a person; a missing program is the job's
 /// problem (exit 127, as a shell says), anything else the node's.
-fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: &DockerError) -> RunError {
-    let why = reason(e);
+fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: DockerError) -> RunError {
+    let why = reason(&e);
     if why.contains("executable file not found") || why.contains("no such file or directory") {
         RunError::Spawn {
             program: plan.command[0].clone(),
@@ -486,7 +495,7 @@ fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: &DockerError) -> 
         RunError::Launch {
             action: "start the container",
             image: image.into(),
-            reason: why,
+            source: e,
         }
     }
 }
@@ -516,10 +525,10 @@ impl Runner for ContainerRunner {
         let created = docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| RunError::Launch {
+            .map_err(|source| RunError::Launch {
                 action: "create the container",
                 image: ready.image.clone(),
-                reason: reason(&e),
+                source,
             })?;
         for w in &created.warnings {
             tracing::warn!("container engine: {w}");
@@ -529,7 +538,8 @@ impl Runner for ContainerRunner {
             id: created.id.clone(),
             removed: false,
         };
-        let outcome = supervise(ready, c, &created.id, launch, cancel, seen, started).await;
+        let outcome =
+            attach_start_and_supervise(ready, c, &created.id, launch, cancel, seen, started).await;
         if let Err(e) = guard.remove().await {
             tracing::warn!(
                 "cannot remove container {}: {}; `stagehand gc` will remove it",
@@ -543,7 +553,7 @@ impl Runner for ContainerRunner {
 
 /// Attaches, starts, and waits for the container to end, stopping it on a signal or
 /// the timeout. Removal is the caller's, whatever this returns.
-async fn supervise(
+async fn attach_start_and_supervise(
     ready: &Ready,
     c: &ContainerPlan,
     id: &str,
@@ -563,10 +573,10 @@ async fn supervise(
     let attached = docker
         .attach_container(id, Some(opts))
         .await
-        .map_err(|e| RunError::Launch {
+        .map_err(|source| RunError::Launch {
             action: "attach to the container",
             image: ready.image.clone(),
-            reason: reason(&e),
+            source,
         })?;
     let (out_log, err_log) = (
         launch.log_dir.join("stdout.log"),
@@ -589,7 +599,7 @@ async fn supervise(
 
     if let Err(e) = docker.start_container(id, None).await {
         pump.abort();
-        return Err(start_error(plan, c, &ready.image, &e));
+        return Err(start_error(plan, c, &ready.image, e));
     }
     started(Started {
         pid: None,
@@ -597,51 +607,40 @@ async fn supervise(
     });
     tracing::info!(container = %id.get(..12).unwrap_or(id), "job started in {}: {}", ready.image, plan.command.join(" "));
 
-    let timeout = async {
-        match plan.timeout() {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
+    let running = Running {
+        docker: docker.clone(),
+        id: id.to_string(),
+        stop_signal: ready.stop_signal.clone(),
     };
-    let mut wait = Box::pin(wait_exit(docker, id));
-    let (code, ended_by) = tokio::select! {
-        s = &mut wait => (s, EndedBy::Itself),
-        _ = cancel.after(seen) => {
-            tracing::warn!("stopping the container with {} (SIGKILL after {}s)", ready.stop_signal, plan.kill_grace_secs);
-            (stop(docker, id, &ready.stop_signal, plan.kill_grace(), &mut wait).await, EndedBy::Cancelled)
-        }
-        _ = timeout => {
-            tracing::warn!("job ran past its timeout of {}s; stopping the container with {}", plan.timeout_secs.unwrap_or_default(), ready.stop_signal);
-            (stop(docker, id, &ready.stop_signal, plan.kill_grace(), &mut wait).await, EndedBy::TimedOut)
-        }
-    };
+    let exit =
+        supervise::supervise(Box::new(running), cancel.after(seen), super::limits(plan)).await;
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    let code = code?;
-    // A SIGKILL nobody here sent is most often the memory limit: say so, since the exit
-    // code alone (137) does not.
-    if code == 137 && ended_by == EndedBy::Itself {
-        let oom = docker
-            .inspect_container(id, None)
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.oom_killed);
-        if oom == Some(true) {
-            let limit = c
-                .spec
-                .memory
-                .as_deref()
-                .map(|m| format!(" (container.memory is {m})"))
-                .unwrap_or_default();
-            tracing::error!("the container ran out of memory and was killed{limit}");
-        }
+    let exit = exit?;
+    if exit.code == Some(137) && exit.ended_by == EndedBy::Itself {
+        say_if_out_of_memory(docker, id, c).await;
     }
-    Ok(Exit {
-        code: Some(i32::try_from(code).unwrap_or(crate::exit::INTERNAL)),
-        signal: None,
-        ended_by,
-    })
+    Ok(exit)
+}
+
+/// A SIGKILL nobody here sent is most often the memory limit: say so, since the exit
+/// code alone (137) does not.
+async fn say_if_out_of_memory(docker: &Docker, id: &str, c: &ContainerPlan) {
+    let oom = docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.oom_killed);
+    if oom == Some(true) {
+        let limit = c
+            .spec
+            .memory
+            .as_deref()
+            .map(|m| format!(" (container.memory is {m})"))
+            .unwrap_or_default();
+        tracing::error!("the container ran out of memory and was killed{limit}");
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
 //! The `Runner` seam: how a planned job is launched and supervised. The process runner
 //! (`process.rs`) and the container runner (`container.rs`) implement the same trait;
-//! `output.rs` is what they share to pass a job's output through and keep it.
+//! both hand their children to the one supervisor (`supervise.rs`), which owns the race
+//! between exit, cancel and timeout; `output.rs` is what they share to pass a job's
+//! output through and keep it.
+//!
+//! Nothing here decides the agent's exit code: a run error says what went wrong, and
+//! `before_launch` whether anything ran.
 
 pub mod container;
 pub mod output;
 pub mod process;
+pub mod supervise;
 
 use crate::plan::Plan;
 use crate::signals::Cancel;
@@ -102,18 +108,50 @@ pub enum RunError {
         reason: String,
     },
     /// The engine refused to create or start the container; the job did not run.
-    #[error("the container engine could not {action} for image {image:?}: {reason}")]
+    #[error(
+        "the container engine could not {action} for image {image:?}: {}",
+        container::reason(source)
+    )]
     Launch {
         /// What was being done (`create the container`, `start the container`).
         action: &'static str,
         /// The image reference.
         image: String,
         /// What the engine said.
-        reason: String,
+        source: bollard::errors::Error,
     },
-    /// Something else went wrong while the job ran.
-    #[error("{0}")]
-    Other(String),
+    /// The engine could not say whether the image is there.
+    #[error("cannot inspect image {image:?}: {}", container::reason(source))]
+    InspectImage {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        source: bollard::errors::Error,
+    },
+    /// The container runner was handed a job that has no `container:` (a bug: the
+    /// runner is chosen from the plan).
+    #[error("the container runner was given a job without `container:`")]
+    NotAContainerJob,
+    /// Waiting for the job's process failed.
+    #[error("cannot wait for the job: {source}")]
+    Wait {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Waiting for the job's container failed, and the engine could not say how it ended.
+    #[error("cannot wait for container {id}: {}", container::reason(source))]
+    WaitContainer {
+        /// The container id.
+        id: String,
+        /// What the engine said.
+        source: bollard::errors::Error,
+    },
+    /// The engine stopped answering before saying how the container ended.
+    #[error("the engine stopped answering about container {id}")]
+    EngineStoppedAnswering {
+        /// The container id.
+        id: String,
+    },
 }
 
 impl RunError {
@@ -127,6 +165,14 @@ impl RunError {
                 | RunError::PullFailed { .. }
                 | RunError::Launch { .. }
         )
+    }
+}
+
+/// The supervisor's bounds for a planned job.
+fn limits(plan: &Plan) -> supervise::Limits {
+    supervise::Limits {
+        timeout: plan.timeout(),
+        grace: plan.kill_grace(),
     }
 }
 
@@ -146,4 +192,61 @@ pub trait Runner: Send + Sync {
         cancel: &Cancel,
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn engine_said(message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn engine_errors_read_as_before_and_keep_their_cause() {
+        let e = RunError::Launch {
+            action: "create the container",
+            image: "img:latest".into(),
+            source: engine_said("no space left on device"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the container engine could not create the container for image \"img:latest\": no space left on device"
+        );
+        assert!(e.source().is_some());
+        let e = RunError::WaitContainer {
+            id: "c1".into(),
+            source: engine_said("gone"),
+        };
+        assert_eq!(e.to_string(), "cannot wait for container c1: gone");
+        assert!(e.source().is_some());
+    }
+
+    #[test]
+    fn only_the_nodes_failures_before_launch_say_nothing_ran() {
+        let nothing_ran = [
+            RunError::ImageMissing { image: "i".into() },
+            RunError::Launch {
+                action: "start the container",
+                image: "i".into(),
+                source: engine_said("x"),
+            },
+        ];
+        assert!(nothing_ran.iter().all(RunError::before_launch));
+        let ran = [
+            RunError::Wait {
+                source: std::io::Error::other("x"),
+            },
+            RunError::EngineStoppedAnswering { id: "c1".into() },
+            RunError::InspectImage {
+                image: "i".into(),
+                source: engine_said("x"),
+            },
+        ];
+        assert!(!ran.iter().any(RunError::before_launch));
+    }
 }

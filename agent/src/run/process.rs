@@ -3,9 +3,13 @@
 //! Signals go to the whole group, never just the pid, so grandchildren do not outlive
 //! the job; once the job has ended the group is killed outright, and the child is
 //! asked to die with the agent (PR_SET_PDEATHSIG) in case the agent itself is killed.
+//! When to signal and when to kill is the supervisor's (`supervise.rs`); this module
+//! only says how, for a process group.
 
 use super::output::Sink;
-use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
+use super::supervise::{self, Status};
+use super::{Exit, Launch, RunError, Runner, Started};
+use crate::plan::Plan;
 use crate::signals::Cancel;
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
@@ -16,6 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// Runs jobs as host processes.
 pub struct ProcessRunner;
@@ -29,109 +34,129 @@ impl Runner for ProcessRunner {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
         let plan = launch.plan;
-        let mut cmd = Command::new(&plan.command[0]);
-        cmd.args(&plan.command[1..])
-            .current_dir(&plan.working_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for k in launch.remove_env {
-            cmd.env_remove(k);
-        }
-        cmd.envs(&plan.environment);
-        // SAFETY: prctl is async-signal-safe and touches nothing but this process.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
-            program: plan.command[0].clone(),
-            workdir: plan.working_dir.clone(),
-            source,
-        })?;
-        let pid = child.id().unwrap_or(0);
-        let pgid = Pid::from_raw(pid as i32);
+        // One rank today: the ranks of a multi-process job would each be a turn of a
+        // loop here, each in its own group, all handed to `supervise_all` together.
+        let (group, pumps) = start_rank(launch)?;
         started(Started {
-            pid: Some(pid),
+            pid: Some(group.pgid.as_raw() as u32),
             container: None,
         });
-        tracing::info!(pid, "job started: {}", plan.command.join(" "));
-
-        let out = pump(
-            child.stdout.take(),
-            launch.stdout_to_stderr,
-            &launch.log_dir.join("stdout.log"),
-        );
-        let err = pump(
-            child.stderr.take(),
-            true,
-            &launch.log_dir.join("stderr.log"),
-        );
         let seen = cancel.received().0;
-
-        let timeout = async {
-            match plan.timeout() {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let (status, ended_by) = tokio::select! {
-            s = child.wait() => (s, EndedBy::Itself),
-            sig = cancel.after(seen) => {
-                let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
-                (stop(&mut child, pgid, sig, plan.kill_grace()).await, EndedBy::Cancelled)
-            }
-            _ = timeout => {
-                tracing::warn!("job ran past its timeout of {}s; sending SIGTERM", plan.timeout_secs.unwrap_or_default());
-                (stop(&mut child, pgid, Signal::SIGTERM, plan.kill_grace()).await, EndedBy::TimedOut)
-            }
-        };
-        // Whatever the job left running in its group goes now.
-        let _ = killpg(pgid, Signal::SIGKILL);
-        for p in [out, err] {
-            // A process that left the group may still hold the pipe: do not wait forever.
-            let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
-        }
-        let status =
-            status.map_err(|e| RunError::Other(format!("cannot wait for the job: {e}")))?;
-        Ok(Exit {
-            code: status.code(),
-            signal: status.signal(),
-            ended_by,
-        })
+        let pgids = [group.pgid];
+        let exit = supervise::supervise_all(
+            vec![Box::new(group)],
+            cancel.after(seen),
+            super::limits(plan),
+        )
+        .await;
+        teardown(&pgids, pumps).await;
+        exit
     }
 }
 
-/// Sends `sig` to the group, then SIGKILL after `grace`; returns the child's status.
-/// The grace covers the whole group: grandchildren get the same time to finish their
-/// signal handlers as the job itself.
-async fn stop(
-    child: &mut Child,
-    pgid: Pid,
-    sig: Signal,
-    grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    let _ = killpg(pgid, sig);
-    let deadline = tokio::time::Instant::now() + grace;
-    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
-        Ok(s) => s,
-        Err(_) => {
-            tracing::warn!(
-                "job still running {}s after {sig}; sending SIGKILL",
-                grace.as_secs_f64()
-            );
-            let _ = killpg(pgid, Signal::SIGKILL);
-            return child.wait().await;
-        }
+/// Starts one process of the job with its output pumped through and kept.
+fn start_rank(launch: &Launch<'_>) -> Result<(Group, Vec<JoinHandle<()>>), RunError> {
+    let plan = launch.plan;
+    let mut child = spawn(plan, launch.remove_env)?;
+    let pid = child.id().unwrap_or(0);
+    tracing::info!(pid, "job started: {}", plan.command.join(" "));
+    let pumps = vec![
+        pump(
+            child.stdout.take(),
+            launch.stdout_to_stderr,
+            &launch.log_dir.join("stdout.log"),
+        ),
+        pump(
+            child.stderr.take(),
+            true,
+            &launch.log_dir.join("stderr.log"),
+        ),
+    ];
+    let group = Group {
+        child,
+        pgid: Pid::from_raw(pid as i32),
+        stopping: false,
     };
-    while group_alive(pgid) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok((group, pumps))
+}
+
+/// Once the job has ended: kills whatever it left running in its groups, and lets the
+/// output pumps drain.
+async fn teardown(pgids: &[Pid], pumps: Vec<JoinHandle<()>>) {
+    for &pgid in pgids {
+        let _ = killpg(pgid, Signal::SIGKILL);
     }
-    status
+    for p in pumps {
+        // A process that left the group may still hold the pipe: do not wait forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+}
+
+/// Starts the job's command in a process group of its own, asked to die with the agent.
+fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
+    let mut cmd = Command::new(&plan.command[0]);
+    cmd.args(&plan.command[1..])
+        .current_dir(&plan.working_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for k in remove_env {
+        cmd.env_remove(k);
+    }
+    cmd.envs(&plan.environment);
+    // SAFETY: prctl is async-signal-safe and touches nothing but this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|source| RunError::Spawn {
+        program: plan.command[0].clone(),
+        workdir: plan.working_dir.clone(),
+        source,
+    })
+}
+
+/// The job's process and its group, as the supervisor sees them: signals go to the
+/// whole group. Once asked to stop, it has ended only when the whole group has, so
+/// grandchildren get the same grace to finish their signal handlers as the job itself.
+struct Group {
+    child: Child,
+    pgid: Pid,
+    /// Whether a stop signal was sent (and no SIGKILL since).
+    stopping: bool,
+}
+
+#[async_trait]
+impl supervise::Child for Group {
+    async fn stop(&mut self, sig: Signal) {
+        self.stopping = true;
+        let _ = killpg(self.pgid, sig);
+    }
+
+    async fn kill(&mut self) {
+        self.stopping = false;
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+
+    async fn wait(&mut self) -> Result<Status, RunError> {
+        // tokio keeps the status once reaped, so this is cancel-safe.
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|source| RunError::Wait { source })?;
+        while self.stopping && group_alive(self.pgid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Status {
+            code: status.code(),
+            signal: status.signal(),
+        })
+    }
 }
 
 /// Whether any process of group `pgid` is still running (zombies do not count).
@@ -158,7 +183,7 @@ fn pump(
     src: Option<impl AsyncRead + Unpin + Send + 'static>,
     to_stderr: bool,
     log: &Path,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     let log = log.to_path_buf();
     tokio::spawn(async move {
         let Some(mut src) = src else { return };
