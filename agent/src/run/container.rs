@@ -210,7 +210,7 @@ fn effective_propagation(
 ) -> Option<MountBindOptionsPropagationEnum> {
     match wanted {
         Propagation::Private => None,
-        Propagation::Slave if mount_is_shared_or_slave(host) => {
+        Propagation::Slave if crate::linux::mount_propagates(host) => {
             Some(MountBindOptionsPropagationEnum::RSLAVE)
         }
         Propagation::Slave => {
@@ -221,36 +221,6 @@ fn effective_propagation(
             None
         }
     }
-}
-
-/// Whether the mount that holds `path` propagates (has a `shared:` or `master:` tag in
-/// /proc/self/mountinfo).
-fn mount_is_shared_or_slave(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut best: Option<(usize, bool)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(point) = fields.get(4) else { continue };
-        let point = point.replace("\\040", " ");
-        if !path.starts_with(&point) {
-            continue;
-        }
-        let sep = fields
-            .iter()
-            .position(|f| *f == "-")
-            .unwrap_or(fields.len());
-        let tagged = fields[6.min(sep)..sep]
-            .iter()
-            .any(|f| f.starts_with("shared:") || f.starts_with("master:"));
-        // The longest mount point wins; a later line with the same point is mounted on top.
-        if best.map(|(len, _)| point.len() >= len).unwrap_or(true) {
-            best = Some((point.len(), tagged));
-        }
-    }
-    best.map(|(_, t)| t).unwrap_or(false)
 }
 
 fn mount(b: &Bind) -> Mount {
@@ -737,8 +707,8 @@ mod tests {
     fn the_root_mount_is_found_in_mountinfo() {
         // Whatever / is, the answer must not panic and must be stable.
         assert_eq!(
-            mount_is_shared_or_slave(Path::new("/")),
-            mount_is_shared_or_slave(Path::new("/"))
+            crate::linux::mount_propagates(Path::new("/")),
+            crate::linux::mount_propagates(Path::new("/"))
         );
     }
 }

@@ -106,10 +106,11 @@ fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
         cmd.env_remove(k);
     }
     cmd.envs(&plan.environment);
-    // SAFETY: prctl is async-signal-safe and touches nothing but this process.
+    // SAFETY: die_with_parent only calls prctl, which is async-signal-safe and
+    // touches nothing but this process.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            crate::linux::die_with_parent();
             Ok(())
         });
     }
@@ -149,7 +150,7 @@ impl supervise::Child for Group {
             .wait()
             .await
             .map_err(|source| RunError::Wait { source })?;
-        while self.stopping && group_alive(self.pgid) {
+        while self.stopping && crate::linux::group_alive(self.pgid.as_raw()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Status {
@@ -157,25 +158,6 @@ impl supervise::Child for Group {
             signal: status.signal(),
         })
     }
-}
-
-/// Whether any process of group `pgid` is still running (zombies do not count).
-fn group_alive(pgid: Pid) -> bool {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let mut rest = stat
-            .rsplit_once(") ")
-            .map(|(_, r)| r)
-            .unwrap_or("")
-            .split(' ');
-        let state = rest.next().unwrap_or("Z");
-        let pgrp = rest.nth(1).and_then(|g| g.parse::<i32>().ok());
-        pgrp == Some(pgid.as_raw()) && state != "Z" && state != "X"
-    })
 }
 
 /// Copies a child's output to the agent's stdout or stderr and to a log file.
