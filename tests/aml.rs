@@ -3,10 +3,9 @@
 //! planned with exact paths and variables, and run end to end on a `type: local`
 //! datastore and on an Azure Blob datastore (a private Azurite).
 
-mod common;
-use common::azurite::{Azurite, KEY, KEY_FROM_ENV};
-use common::fuse::fuse_ready_or;
-use common::*;
+use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+use crate::common::fuse::fuse_ready_or;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

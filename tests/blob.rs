@@ -3,10 +3,9 @@
 //! (STAGEHAND_AZURE_*) make them take the same paths as gigabytes would (parallel
 //! ranges, block uploads).
 
-mod common;
-use common::azurite::{Azurite, ACCOUNT, KEY, KEY_FROM_ENV};
-use common::fuse::fuse_ready;
-use common::*;
+use crate::common::azurite::{Azurite, ACCOUNT, KEY, KEY_FROM_ENV};
+use crate::common::fuse::fuse_ready;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

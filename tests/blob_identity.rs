@@ -3,11 +3,10 @@
 //! served over HTTPS that checks them (`--oauth basic`); both trust a private
 //! authority only through `SSL_CERT_FILE`.
 
-mod common;
-use common::azurite::{Azurite, KEY};
-use common::tls::Tls;
-use common::token::{TokenServer, Tokens};
-use common::*;
+use crate::common::azurite::{Azurite, KEY};
+use crate::common::tls::Tls;
+use crate::common::token::{TokenServer, Tokens};
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,8 +1,7 @@
 //! What people read: `--help` and spec errors, snapshotted so that a change in them is
 //! a reviewed change (`cargo insta review`).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn stagehand(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {

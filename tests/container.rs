@@ -1,9 +1,8 @@
 //! Jobs in containers on a real Docker engine, driven through the binary. Every test
 //! checks that the containers of its run are gone when the agent has exited.
 
-mod common;
-use common::docker::{self, IMAGE, IMAGE_NONROOT, NONROOT_ID};
-use common::*;
+use crate::common::docker::{self, IMAGE, IMAGE_NONROOT, NONROOT_ID};
+use crate::common::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};

@@ -1,7 +1,6 @@
 //! The whole job lifecycle on the local datastore, driven through the binary.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn hello_example_runs_and_its_output_lands() {

@@ -2,9 +2,8 @@
 //! binary with `STAGEHAND_LOCAL_MOUNT=fuse` (the same code path as a cloud store's
 //! mount). Without FUSE these tests fail in CI and return early elsewhere.
 
-mod common;
-use common::fuse::{fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
-use common::*;
+use crate::common::fuse::{fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
+use crate::common::*;
 
 use stagehand::mount::{RunMounts, Settings};
 use stagehand::store::local::LocalStore;
@@ -368,10 +367,10 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
 
 #[test]
 fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
-    if !fuse_ready() || !common::docker::engine() {
+    if !fuse_ready() || !crate::common::docker::engine() {
         return;
     }
-    common::docker::images();
+    crate::common::docker::images();
     let s = Scratch::new();
     make_store(&s.path().join("store"));
     let want = Command::new("md5sum")
@@ -387,12 +386,12 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
         "workspace.yaml",
         "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
     );
-    let nonroot = common::docker::NONROOT_ID.to_string();
+    let nonroot = crate::common::docker::NONROOT_ID.to_string();
     for (image, uid) in [
-        (common::docker::IMAGE, "0"),
-        (common::docker::IMAGE_NONROOT, nonroot.as_str()),
+        (crate::common::docker::IMAGE, "0"),
+        (crate::common::docker::IMAGE_NONROOT, nonroot.as_str()),
     ] {
-        let run_id = common::docker::run_id("mountcontainer");
+        let run_id = crate::common::docker::run_id("mountcontainer");
         let job = s.write(
             "job.yaml",
             &format!(
@@ -408,7 +407,7 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
             .output()
             .unwrap();
         let (so, se) = text(&out);
-        common::docker::remove_containers_of(&run_id);
+        crate::common::docker::remove_containers_of(&run_id);
         assert_eq!(
             out.status.code(),
             Some(0),

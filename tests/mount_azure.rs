@@ -4,10 +4,9 @@
 //! Azure Python SDK. Without Azurite or FUSE these tests fail in CI and return early
 //! elsewhere.
 
-mod common;
-use common::azurite::{Azurite, KEY, KEY_FROM_ENV};
-use common::fuse::{alive, fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
-use common::*;
+use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+use crate::common::fuse::{alive, fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
