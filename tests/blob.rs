@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// Tuning that sends anything over 3 MiB through parallel 1 MiB ranges, and over 2 MiB
 /// up as blocks.
@@ -344,8 +345,9 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
         .unwrap();
     let manifest = target.with_file_name(".set.stagehand.json");
     let mut seen_final = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    // Kill once the manifest has recorded some complete files (saved every 0.1 s
+    // here), so the re-run can show that it resumes.
+    let midway = wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
         let mut finals = 0;
         if let Ok(rd) = std::fs::read_dir(&target) {
             for e in rd.flatten() {
@@ -364,21 +366,16 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
             }
         }
         seen_final = seen_final.max(finals);
-        // Kill once the manifest has recorded some complete files (saved every 0.1 s
-        // here), so the re-run can show that it resumes.
         if finals >= 5 && manifest.exists() {
-            break;
+            return true;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
             "the download finished before it could be killed"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+        false
+    });
+    assert!(midway, "the download never started");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(seen_final < sizes.len(), "killed after the end");

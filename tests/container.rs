@@ -40,33 +40,18 @@ fn assert_no_container(run_id: &str) {
     );
 }
 
-fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until the events file shows the job started.
 fn wait_started(s: &Scratch, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kinds(&s.events()).iter().any(|k| k == "started") {
+    let started = wait_until(Duration::from_secs(60), POLL, || {
         if let Some(st) = child.try_wait().unwrap() {
             panic!(
                 "the agent exited ({st}) before the job started: {:?}",
                 s.events()
             );
         }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        kinds(&s.events()).iter().any(|k| k == "started")
+    });
+    assert!(started, "the job did not start");
 }
 
 #[test]
@@ -213,7 +198,7 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let status = wait_exit(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(code::CANCELLED));
     assert!(
         t.elapsed() < Duration::from_secs(15),
@@ -614,7 +599,7 @@ fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
         target.display()
     );
     mounts.0.push(target);
-    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    let status = wait_exit(&mut child, Duration::from_secs(60));
     assert_eq!(
         status.code(),
         Some(0),

@@ -87,16 +87,16 @@ fn assert_gone(pid: i32) {
     );
 }
 
+/// The text of the file at `p` once it is complete (ends with a newline); fails the
+/// test after ten seconds.
 fn wait_for_file(p: &std::path::Path, what: &str) -> String {
-    for _ in 0..200 {
-        if let Ok(t) = std::fs::read_to_string(p) {
-            if t.ends_with('\n') {
-                return t;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what} never appeared at {}", p.display());
+    let mut text = String::new();
+    let complete = wait_until(std::time::Duration::from_secs(10), POLL, || {
+        text = std::fs::read_to_string(p).unwrap_or_default();
+        text.ends_with('\n')
+    });
+    assert!(complete, "{what} never appeared at {}", p.display());
+    text
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! binary with `STAGEHAND_LOCAL_MOUNT=fuse` (the same code path as a cloud store's
 //! mount). Without FUSE these tests fail in CI and return early elsewhere.
 
-use crate::common::fuse::{fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
+use crate::common::fuse::{fuse_ready, kill, make_store, mounted_at};
 use crate::common::*;
 
 use stagehand::mount::{RunMounts, Settings};
@@ -200,12 +200,15 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s
+            .events()
+            .iter()
+            .any(|e| e["event"] == "started")),
         "the job never started"
     );
     assert!(mounted_at(&mp));
     kill(child.id(), 15);
-    let status = wait_child(&mut child, 30);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).code();
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
     assert_eq!(finished(&s.events())["status"], "cancelled");
@@ -225,7 +228,10 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s
+            .events()
+            .iter()
+            .any(|e| e["event"] == "started")),
         "the job never started"
     );
     kill(child.id(), 9);
@@ -351,7 +357,10 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s
+            .events()
+            .iter()
+            .any(|e| e["event"] == "started")),
         "the job never started"
     );
     kill(child.id(), 9);

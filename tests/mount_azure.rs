@@ -5,11 +5,12 @@
 //! elsewhere.
 
 use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
-use crate::common::fuse::{alive, fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
+use crate::common::fuse::{alive, fuse_ready, kill, make_store, mounted_at};
 use crate::common::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Azurite with container `data` holding the data set under `in/`, a workspace on it,
 /// and a job running `script` (bash, `$1` = the mounted input `train`, `$RESULTS` = a
@@ -165,7 +166,7 @@ exec sleep 60
         .unwrap();
     let pid_file = results(&s).join("job.pid");
     assert!(
-        wait_for(60, || pid_file.exists()),
+        wait_until(Duration::from_secs(60), POLL, || pid_file.exists()),
         "the job never got going: {:?}",
         kinds(&s.events())
     );
@@ -175,11 +176,11 @@ exec sleep 60
     assert!(alive(job_pid));
 
     kill(child.id(), 15);
-    let status = wait_child(&mut child, 30);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).code();
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
     assert!(
-        wait_for(5, || !alive(job_pid)),
+        wait_until(Duration::from_secs(5), POLL, || !alive(job_pid)),
         "the job (pid {job_pid}) still runs"
     );
     assert_eq!(finished(&s.events())["status"], "cancelled");

@@ -8,7 +8,8 @@ pub mod fuse;
 use serde_json::Value;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 /// The agent's exit codes (their numbers are pinned by `exit_codes_are_as_documented`).
 pub use stagehand::exit as code;
@@ -122,6 +123,47 @@ pub fn finished(events: &[Value]) -> &Value {
 pub mod azurite;
 pub mod tls;
 pub mod token;
+
+/// How often a test looks again at what it waits for, unless it needs finer steps.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Checks `cond` every `poll` until it holds or `timeout` has passed; whether it held.
+/// Every wait in the tests goes through here, so none can spin or wait forever, and the
+/// caller decides what a timeout means (a failure, or the answer to its question).
+pub fn wait_until(timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// Waits at most `limit` for `child` to exit and returns its status; past the limit it
+/// kills the child and fails the test. A piped stderr is copied to the test's, so a
+/// failure shows what the agent said.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let mut status = None;
+    let exited = wait_until(limit, POLL, || {
+        status = child.try_wait().expect("cannot poll the child");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the agent did not exit within {limit:?}");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let mut buf = String::new();
+        let _ = std::io::Read::read_to_string(&mut e, &mut buf);
+        eprint!("{buf}");
+    }
+    status.expect("an exited child has a status")
+}
 
 /// Text of an Output's stdout and stderr.
 pub fn text(o: &Output) -> (String, String) {
