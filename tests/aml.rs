@@ -324,18 +324,13 @@ fn mounts(file: &std::path::Path, mount: &str) -> bool {
 
 /// Checks that input `name` was mounted (when FUSE is usable): staged as a mount that
 /// moved no bytes.
-fn check_mounted(mounted: bool, events: &[Value], name: &str) {
+fn check_mounted(mounted: bool, events: &[Event], name: &str) {
     if !mounted {
         return;
     }
-    let of = |kind: &str| {
-        events
-            .iter()
-            .find(|e| e["event"] == kind && e["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} for {name}"))
-    };
-    assert_eq!(of("stage_started")["mode"], "mount");
-    assert_eq!(of("stage_finished")["bytes"], 0, "{}", of("stage_finished"));
+    assert_eq!(stage_started(events, name).mode, "mount");
+    let done = stage_finished(events, name);
+    assert_eq!(done.bytes, 0, "{done:?}");
 }
 
 /// [`runnable_code`] with its data in a container of `az` and a workspace whose datastore
@@ -393,7 +388,7 @@ fn runnable_runconfig_runs_and_its_uploads_land() {
         std::fs::read_to_string(data.join("out/single.txt")).unwrap(),
         "a.txt,b.txt\n"
     );
-    assert_eq!(finished(&s.events())["status"], "succeeded");
+    assert_eq!(finished(&s.events()).status, Status::Succeeded);
     // The project folder itself is untouched: the job ran in a copy.
     assert!(!s.path().join("project/names.txt").exists());
 }
@@ -439,7 +434,7 @@ fn runnable_runconfig_runs_against_azurite_and_its_uploads_land() {
     let (so, _) = expect_code(&out, 0);
     assert!(so.contains("job.py done"), "{so}");
     let events = s.events();
-    assert_eq!(finished(&events)["status"], "succeeded");
+    assert_eq!(finished(&events).status, Status::Succeeded);
     check_mounted(mounted, &events, "folder");
     let uploaded: Vec<String> = az.sha256s("data", "out/").into_keys().collect();
     assert_eq!(uploaded, ["out/result/greeting.txt", "out/single.txt"]);

@@ -73,14 +73,6 @@ fn run(s: &Scratch, job: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// The last `stage_finished` of input `name` (the events file is appended to).
-fn stage_finished<'a>(ev: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    ev.iter()
-        .rev()
-        .find(|e| e["event"] == "stage_finished" && e["name"] == name)
-        .unwrap_or_else(|| panic!("no stage_finished for {name}"))
-}
-
 #[test]
 fn a_job_downloads_and_uploads_every_shape_byte_for_byte_and_a_rerun_moves_nothing() {
     let Some(az) = Azurite::start() else { return };
@@ -106,7 +98,7 @@ outputs:
     expect_code(&o, 0);
     let want = tree(&src);
     let ev = s.events();
-    let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = ev[0].run_id.as_str().to_string();
     // What the job read ...
     let mut got = tree(&s.run_dir().join("inputs/medium"));
     got.extend(tree(&s.run_dir().join("inputs/small")));
@@ -124,7 +116,7 @@ outputs:
         })
         .collect();
     assert_eq!(up, want, "uploaded bytes differ");
-    assert!(stage_finished(&ev, "small")["bytes"].as_u64().unwrap() > 0);
+    assert!(stage_finished(&ev, "small").bytes > 0);
 
     // The same job again: every input is already there and unchanged.
     let o = run(&s, &j);
@@ -132,8 +124,8 @@ outputs:
     let ev = s.events();
     for name in ["big", "medium", "small"] {
         let f = stage_finished(&ev, name);
-        assert_eq!(f["bytes"], 0, "re-run moved bytes for {name}: {f}");
-        assert!(f["skipped_files"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(f.bytes, 0, "re-run moved bytes for {name}: {f:?}");
+        assert!(f.skipped_files > 0, "{f:?}");
     }
 }
 
@@ -179,7 +171,7 @@ fn sas_token_and_connection_string_reach_the_container() {
             Some(0),
             "{what}: stdout: {so}\nstderr: {se}"
         );
-        let run_id = s.events()[0]["run_id"].as_str().unwrap().to_string();
+        let run_id = s.events()[0].run_id.as_str().to_string();
         assert_eq!(
             tree(&s.run_dir().join("inputs/data/in")),
             tree(src.path()),
@@ -237,10 +229,7 @@ fn a_wrong_key_or_sas_fails_staging_saying_authentication_and_shows_no_secret() 
             "{creds}: stdout: {so}\nstderr: {se}"
         );
         let ev = std::fs::read_to_string(s.events_file()).unwrap();
-        let err = finished(&s.events())["error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let err = finished(&s.events()).error.unwrap_or_default();
         assert!(
             err.contains("authentication") && err.contains("\"az\""),
             "{creds}: error does not say authentication for datastore az: {err}"
@@ -395,10 +384,10 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
         leftovers.is_empty(),
         "partial files left behind: {leftovers:?}"
     );
-    let f = stage_finished(&s.events(), "data").clone();
+    let f = stage_finished(&s.events(), "data");
     assert!(
-        f["skipped_files"].as_u64().unwrap() > 0,
-        "the re-run fetched again what was complete: {f}"
+        f.skipped_files > 0,
+        "the re-run fetched again what was complete: {f:?}"
     );
 }
 

@@ -49,7 +49,7 @@ fn wait_started(s: &Scratch, child: &mut Child) {
                 s.events()
             );
         }
-        kinds(&s.events()).iter().any(|k| k == "started")
+        s.saw("started")
     });
     assert!(started, "the job did not start");
 }
@@ -124,15 +124,12 @@ echo "to stderr" >&2
         .unwrap()
         .contains("to stderr"));
     let ev = s.events();
-    let started = ev
-        .iter()
-        .find(|e| e["event"] == "started")
-        .expect("no started event");
+    let started = started(&ev);
     assert!(
-        started["container"].as_str().is_some_and(|c| c.len() >= 12),
-        "{started}"
+        started.container.as_ref().is_some_and(|c| c.len() >= 12),
+        "{started:?}"
     );
-    assert_eq!(finished(&ev)["status"], "succeeded");
+    assert_eq!(finished(&ev).status, Status::Succeeded);
     assert_no_container(&run_id);
 }
 
@@ -160,8 +157,8 @@ fn the_containers_exit_code_is_the_agents() {
     let out = run_with_id(&s, &job, &run_id);
     assert_eq!(out.status.code(), Some(5), "{:?}", text(&out));
     let ev = s.events();
-    assert_eq!(finished(&ev)["exit_code"], 5);
-    assert_eq!(finished(&ev)["status"], "failed");
+    assert_eq!(finished(&ev).exit_code, 5);
+    assert_eq!(finished(&ev).status, Status::Failed);
     assert_no_container(&run_id);
 }
 
@@ -206,7 +203,7 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         t.elapsed()
     );
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "cancelled");
+    assert_eq!(finished(&ev).status, Status::Cancelled);
     assert_no_container(&run_id);
 }
 
@@ -243,9 +240,8 @@ fn a_job_past_its_timeout_is_stopped_and_removed() {
         "the job never saw its stop signal: {so}"
     );
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "timed_out");
-    let exited = ev.iter().find(|e| e["event"] == "exited").unwrap();
-    assert_eq!(exited["exit_code"], 3);
+    assert_eq!(finished(&ev).status, Status::TimedOut);
+    assert_eq!(exited(&ev).exit_code, Some(3));
     assert_no_container(&run_id);
 }
 
@@ -300,7 +296,7 @@ fn a_missing_image_with_pull_never_is_a_clear_staging_failure() {
     );
     assert!(!se.contains("panicked"), "{se}");
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "failed");
+    assert_eq!(finished(&ev).status, Status::Failed);
     assert!(!kinds(&ev).contains(&"started".to_string()));
     assert_no_container(&run_id);
 }

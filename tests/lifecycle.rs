@@ -24,8 +24,8 @@ fn hello_example_runs_and_its_output_lands() {
         main,
         ["accepted", "staged", "started", "exited", "uploaded", "finished"]
     );
-    assert_eq!(finished(&ev)["status"], "succeeded");
-    let run_id = ev[0]["run_id"].as_str().unwrap();
+    assert_eq!(finished(&ev).status, Status::Succeeded);
+    let run_id = ev[0].run_id.as_str();
     let landed = ex
         .join("data/runs")
         .join(run_id)
@@ -33,6 +33,96 @@ fn hello_example_runs_and_its_output_lands() {
     assert_eq!(
         std::fs::read_to_string(&landed).unwrap(),
         "Hello, world!\nHello, stagehand!\n"
+    );
+}
+
+/// The one test that reads the event stream as raw JSON: the names on the wire are a
+/// contract with schedulers, which the protocol's types (used everywhere else) hide.
+/// Every line carries `v`, `ts`, `run_id` and `event`, and each kind exactly its fields.
+#[test]
+fn the_event_stream_keeps_its_wire_format() {
+    let s = Scratch::new();
+    let ex = s.path().join("hello");
+    copy_tree(&repo().join("examples/hello"), &ex);
+    let out = s
+        .run_cmd(&ex.join("job.yaml"))
+        .arg("--run-id")
+        .arg("wire-1")
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let text = std::fs::read_to_string(s.events_file()).unwrap();
+    let fields = |kind: &str| -> &[&str] {
+        match kind {
+            "accepted" => &["job", "run_dir"],
+            "stage_started" => &["name", "mode", "source", "destination"],
+            "stage_progress" | "upload_progress" => &["name", "files", "bytes"],
+            "stage_finished" => &[
+                "name",
+                "files",
+                "bytes",
+                "skipped_files",
+                "skipped_bytes",
+                "duration_ms",
+            ],
+            "staged" | "uploaded" => &["bytes", "duration_ms"],
+            "started" => &["pid"],
+            "exited" => &["exit_code", "reason", "duration_ms"],
+            "upload_started" => &["name", "source", "destination"],
+            "upload_finished" => &["name", "files", "bytes", "duration_ms"],
+            "finished" => &[
+                "status",
+                "exit_code",
+                "phase",
+                "bytes_downloaded",
+                "bytes_uploaded",
+                "duration_ms",
+            ],
+            other => panic!("unexpected event kind {other:?} in a plain run"),
+        }
+    };
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {line}"));
+        assert_eq!(v["v"], 1, "{line}");
+        assert_eq!(v["run_id"], "wire-1", "{line}");
+        let ts = v["ts"].as_str().unwrap_or_else(|| panic!("no ts: {line}"));
+        assert!(
+            ts.len() >= 20 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z'),
+            "ts is not RFC 3339 UTC: {line}"
+        );
+        let kind = v["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
+        let mut want: Vec<&str> = ["v", "ts", "run_id", "event"].to_vec();
+        want.extend(fields(kind));
+        want.sort_unstable();
+        let mut got: Vec<&str> = obj.keys().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "the fields of {kind}");
+        seen.push(kind.to_string());
+    }
+    for kind in [
+        "accepted",
+        "stage_started",
+        "stage_finished",
+        "staged",
+        "started",
+        "exited",
+        "upload_started",
+        "upload_finished",
+        "uploaded",
+        "finished",
+    ] {
+        assert!(seen.iter().any(|k| k == kind), "no {kind} in {seen:?}");
+    }
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["status"], &last["phase"], &last["exit_code"]),
+        (&"succeeded".into(), &"done".into(), &0.into())
     );
 }
 
@@ -114,7 +204,7 @@ outputs:
     let out = s.run(&job);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     let ev = s.events();
-    let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = ev[0].run_id.as_str().to_string();
     let base = s.path().join("data/out").join(&run_id);
     assert_eq!(
         std::fs::read_to_string(base.join("always/ckpt.txt")).unwrap(),
@@ -125,8 +215,8 @@ outputs:
         "upload_on: success output was uploaded"
     );
     let fin = finished(&ev);
-    assert_eq!(fin["status"], "failed");
-    assert_eq!(fin["exit_code"], 3);
+    assert_eq!(fin.status, Status::Failed);
+    assert_eq!(fin.exit_code, 3);
     assert!(kinds(&ev).contains(&"upload_skipped".to_string()));
     let env = std::fs::read_to_string(base.join("always/env.txt")).unwrap();
     assert!(env.contains(&format!("STAGEHAND_RUN_ID={run_id}")));
@@ -194,8 +284,8 @@ command:
     }
     let ev = s.events();
     let fin = finished(&ev);
-    assert_eq!(fin["status"], "cancelled");
-    assert_eq!(fin["exit_code"], code::CANCELLED);
+    assert_eq!(fin.status, Status::Cancelled);
+    assert_eq!(fin.exit_code, code::CANCELLED);
 }
 
 #[test]
@@ -226,13 +316,14 @@ command:
         assert_gone(p.parse().unwrap());
     }
     let ev = s.events();
-    let exited = ev.iter().find(|e| e["event"] == "exited").unwrap();
-    assert_eq!(exited["reason"], "timed_out");
+    let exited = exited(&ev);
+    assert_eq!(exited.reason, "timed_out");
     assert_eq!(
-        exited["signal"], 9,
+        exited.signal,
+        Some(9),
         "ignored SIGTERM, so SIGKILL after the grace"
     );
-    assert_eq!(finished(&ev)["status"], "timed_out");
+    assert_eq!(finished(&ev).status, Status::TimedOut);
 }
 
 #[test]
@@ -281,7 +372,7 @@ fn invalid_specs_exit_64_name_field_and_line_and_create_nothing() {
             "{what}: a run folder was created"
         );
         let fin = s.events();
-        assert_eq!(finished(&fin)["phase"], "validate", "{what}");
+        assert_eq!(finished(&fin).phase, Phase::Validate, "{what}");
     }
 }
 
@@ -448,18 +539,8 @@ fn rerun_of_unchanged_download_copies_nothing_and_overwrite_forces_it() {
     };
     let job = s.write("job.yaml", &spec(false));
     let stage = |s: &Scratch| {
-        let ev = s.events();
-        let f = ev
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "stage_finished")
-            .unwrap()
-            .clone();
-        (
-            f["files"].as_u64().unwrap(),
-            f["bytes"].as_u64().unwrap(),
-            f["skipped_files"].as_u64().unwrap(),
-        )
+        let f = stage_finished(&s.events(), "x");
+        (f.files, f.bytes, f.skipped_files)
     };
     assert_eq!(s.run(&job).status.code(), Some(0));
     assert_eq!(stage(&s), (20, 20_190, 0));
@@ -501,7 +582,7 @@ fn upload_without_overwrite_refuses_to_replace_and_names_the_file() {
         !s.path().join("data/fixed/out/other.bin").exists(),
         "a partial output was uploaded"
     );
-    assert_eq!(finished(&s.events())["status"], "failed");
+    assert_eq!(finished(&s.events()).status, Status::Failed);
 }
 
 #[test]
@@ -517,7 +598,7 @@ fn code_snapshot_is_the_working_folder() {
     );
     let out = s.run(&job);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let run_id = s.events()[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = s.events()[0].run_id.as_str().to_string();
     let got =
         std::fs::read_to_string(s.path().join("data/res").join(run_id).join("where.txt")).unwrap();
     assert_eq!(

@@ -179,10 +179,10 @@ fn a_job_reads_its_input_through_the_mount_and_the_mount_is_gone_after() {
     let mp = s.run_dir().join("inputs/train/data");
     assert!(!mounted_at(&mp), "the mount outlived the run");
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "succeeded");
-    let stage = ev.iter().find(|e| e["event"] == "stage_started").unwrap();
-    assert_eq!(stage["mode"], "mount");
-    assert_eq!(stage["destination"], mp.display().to_string());
+    assert_eq!(finished(&ev).status, Status::Succeeded);
+    let stage = stage_started(&ev, "train");
+    assert_eq!(stage.mode, "mount");
+    assert_eq!(stage.destination, mp.display().to_string());
 }
 
 #[test]
@@ -200,10 +200,7 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_until(Duration::from_secs(30), POLL, || s
-            .events()
-            .iter()
-            .any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     assert!(mounted_at(&mp));
@@ -211,7 +208,7 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
     let status = wait_exit(&mut child, Duration::from_secs(30)).code();
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
-    assert_eq!(finished(&s.events())["status"], "cancelled");
+    assert_eq!(finished(&s.events()).status, Status::Cancelled);
 }
 
 #[test]
@@ -228,10 +225,7 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_until(Duration::from_secs(30), POLL, || s
-            .events()
-            .iter()
-            .any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     kill(child.id(), 9);
@@ -261,7 +255,7 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
         "stdout: {so}\nstderr: {se}"
     );
     let ev = s.events();
-    let err = finished(&ev)["error"].as_str().unwrap().to_string();
+    let err = finished(&ev).error.expect("no error in finished");
     assert!(
         err.contains("FUSE is not usable")
             && err.contains("/nonexistent/fuse")
@@ -282,20 +276,16 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
         "{so}"
     );
     let ev = s.events();
-    let warning = ev
-        .iter()
-        .find(|e| e["event"] == "warning")
-        .expect("a warning event");
+    let warnings = warnings(&ev);
     assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("downloading it instead"),
-        "{warning}"
+        warnings
+            .first()
+            .is_some_and(|w| w.contains("downloading it instead")),
+        "{warnings:?}"
     );
     assert!(se.contains("downloading it instead"), "{se}");
-    let done = ev.iter().find(|e| e["event"] == "stage_finished").unwrap();
-    assert!(done["bytes"].as_u64().unwrap() >= 48 << 20, "{done}");
+    let done = stage_finished(&ev, "train");
+    assert!(done.bytes >= 48 << 20, "{done:?}");
 }
 
 #[test]
@@ -357,10 +347,7 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_until(Duration::from_secs(30), POLL, || s
-            .events()
-            .iter()
-            .any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     kill(child.id(), 9);

@@ -55,13 +55,10 @@ fn cmd(s: &Scratch, job: &Path) -> Command {
 }
 
 /// Where the agent mounted input `train`, per its `stage_started` event.
-fn mountpoint(ev: &[serde_json::Value]) -> PathBuf {
-    let stage = ev
-        .iter()
-        .find(|e| e["event"] == "stage_started" && e["name"] == "train")
-        .expect("no stage_started for train");
-    assert_eq!(stage["mode"], "mount", "{stage}");
-    PathBuf::from(stage["destination"].as_str().unwrap())
+fn mountpoint(ev: &[Event]) -> PathBuf {
+    let stage = stage_started(ev, "train");
+    assert_eq!(stage.mode, "mount", "{stage:?}");
+    PathBuf::from(stage.destination)
 }
 
 /// Everything the job learns through the mount goes to $RESULTS for the test to judge.
@@ -85,7 +82,7 @@ fn a_job_reads_an_azure_container_through_the_mount_and_the_mount_is_gone_after(
     let out = cmd(&s, &job).output().unwrap();
     expect_code(&out, 0);
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "succeeded");
+    assert_eq!(finished(&ev).status, Status::Succeeded);
     let mp = mountpoint(&ev);
     assert_eq!(result(&s, "mountpoint").trim(), mp.display().to_string());
 
@@ -137,7 +134,7 @@ fn a_job_reads_an_azure_container_through_the_mount_and_the_mount_is_gone_after(
     assert!(
         !std::fs::read_to_string("/proc/self/mounts")
             .unwrap()
-            .contains(&format!("stagehand:{}:", ev[0]["run_id"].as_str().unwrap())),
+            .contains(&format!("stagehand:{}:", ev[0].run_id.as_str())),
         "a mount of the run is still in /proc/mounts"
     );
 }
@@ -183,5 +180,5 @@ exec sleep 60
         wait_until(Duration::from_secs(5), POLL, || !alive(job_pid)),
         "the job (pid {job_pid}) still runs"
     );
-    assert_eq!(finished(&s.events())["status"], "cancelled");
+    assert_eq!(finished(&s.events()).status, Status::Cancelled);
 }

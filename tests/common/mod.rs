@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod events;
 pub mod fuse;
 
-use serde_json::Value;
+pub use events::*;
+
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
@@ -84,40 +86,13 @@ impl Scratch {
         self.run_cmd(job).output().unwrap()
     }
     /// The events written so far.
-    pub fn events(&self) -> Vec<Value> {
+    pub fn events(&self) -> Vec<Event> {
         read_events(&self.events_file())
     }
-}
-
-/// Parses a JSON Lines events file; every line must be a versioned event.
-pub fn read_events(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}"));
-            assert_eq!(v["v"], 1, "event without version: {l}");
-            v
-        })
-        .collect()
-}
-
-/// The `event` kinds, in order.
-pub fn kinds(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
-/// The last event, which must be `finished`.
-pub fn finished(events: &[Value]) -> &Value {
-    let last = events.last().expect("no events");
-    assert_eq!(
-        last["event"], "finished",
-        "last event is not finished: {last}"
-    );
-    last
+    /// Whether an event of `kind` (`started`) has been written yet.
+    pub fn saw(&self, kind: &str) -> bool {
+        kinds(&self.events()).iter().any(|k| k == kind)
+    }
 }
 
 pub mod azurite;
@@ -183,7 +158,7 @@ pub fn stagehand(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 /// `stagehand plan JOB --format json EXTRA…` → the parsed plan; panics unless exit 0.
-pub fn plan_json(job: &Path, extra: &[&str]) -> Value {
+pub fn plan_json(job: &Path, extra: &[&str]) -> serde_json::Value {
     let mut c = Command::new(bin());
     c.arg("plan")
         .arg(job)
