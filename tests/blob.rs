@@ -159,7 +159,13 @@ fn sas_token_and_connection_string_reach_the_container() {
         workspace(&s, &az, "box", creds);
         let j = job(
             &s,
-            "name: auth\ncommand: [\"sh\", \"-c\", \"cp -r $AZUREML_DATAREFERENCE_data/. $AZUREML_DATAREFERENCE_out/\"]\ninputs:\n  data: {path: in, mode: download}\noutputs:\n  out: {path: \"out-{run_id}\", mode: upload}\n",
+            r#"name: auth
+command: ["sh", "-c", "cp -r $AZUREML_DATAREFERENCE_data/. $AZUREML_DATAREFERENCE_out/"]
+inputs:
+  data: {path: in, mode: download}
+outputs:
+  out: {path: "out-{run_id}", mode: upload}
+"#,
         );
         let o = small_tuning(&mut s.run_cmd(&j))
             .env(env.0, &env.1)
@@ -219,7 +225,11 @@ fn a_wrong_key_or_sas_fails_staging_saying_authentication_and_shows_no_secret() 
         workspace(&s, &az, "box", creds);
         let j = job(
             &s,
-            "name: auth\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+            r#"name: auth
+command: ["true"]
+inputs:
+  data: {path: in, mode: download}
+"#,
         );
         let o = s.run_cmd(&j).env(var, &value).output().unwrap();
         let (so, se) = text(&o);
@@ -260,7 +270,11 @@ fn hostile_blob_names_are_refused_and_nothing_lands_outside_the_target() {
     workspace(&s, &az, "hostile", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
+        r#"name: hostile
+command: ["true"]
+inputs:
+  data: {path: /, mode: download}
+"#,
     );
     let o = run(&s, &j);
     let (_, se) = expect_code(&o, code::STAGING_FAILED);
@@ -293,7 +307,11 @@ fn overwrite_false_leaves_an_existing_blob_alone_and_fails_the_upload_naming_it(
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
+        r#"name: clash
+command: ["sh", "-c", "echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt"]
+outputs:
+  out: {path: results, mode: upload, overwrite: false}
+"#,
     );
     let o = run(&s, &j);
     let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
@@ -322,7 +340,11 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: killed\ncommand: [\"true\"]\ninputs:\n  data: {path: set, mode: download}\n",
+        r#"name: killed
+command: ["true"]
+inputs:
+  data: {path: set, mode: download}
+"#,
     );
     let target = s.run_dir().join("inputs/data/set");
     // One request at a time, so there is a middle to kill it in.
@@ -529,13 +551,25 @@ fn adls_gen2_through_the_blob_endpoint_skips_folder_markers() {
     s.write(
         "job/workspace.yaml",
         &format!(
-            "default_datastore: lake\ndatastores:\n  lake:\n    type: azure_data_lake_gen2\n    account_name: {ACCOUNT}\n    filesystem: lake\n    endpoint: {}\n    credentials: {KEY_FROM_ENV}\n",
+            r#"default_datastore: lake
+datastores:
+  lake:
+    type: azure_data_lake_gen2
+    account_name: {ACCOUNT}
+    filesystem: lake
+    endpoint: {}
+    credentials: {KEY_FROM_ENV}
+"#,
             az.endpoint()
         ),
     );
     let j = job(
         &s,
-        "name: lake\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+        r#"name: lake
+command: ["true"]
+inputs:
+  data: {path: in, mode: download}
+"#,
     );
     let o = run(&s, &j);
     expect_code(&o, 0);
@@ -687,7 +721,13 @@ fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: mounted\ncommand: [\"sh\", \"-c\", \"cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt\"]\ninputs:\n  data: {path: in, mode: mount}\noutputs:\n  sums: {path: \"sums-{run_id}\", mode: upload}\n",
+        r#"name: mounted
+command: ["sh", "-c", "cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt"]
+inputs:
+  data: {path: in, mode: mount}
+outputs:
+  sums: {path: "sums-{run_id}", mode: upload}
+"#,
     );
     let o = run(&s, &j);
     expect_code(&o, 0);

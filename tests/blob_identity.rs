@@ -24,7 +24,25 @@ fn workspace(s: &Scratch, az: &Azurite) -> std::path::PathBuf {
     s.write(
         "workspace.yaml",
         &format!(
-            "datastores:\n  bykey:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}\n  sp:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}\n  mi:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n"
+            r#"datastores:
+  bykey:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}
+  sp:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}
+  mi:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+"#
         ),
     )
 }

@@ -161,7 +161,14 @@ fn with_local_store(extra_ws: &str) -> Scratch {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        &format!("default_datastore: local\ndatastores:\n  local:\n    type: local\n    root: ./data\n{extra_ws}"),
+        &format!(
+            r#"default_datastore: local
+datastores:
+  local:
+    type: local
+    root: ./data
+{extra_ws}"#
+        ),
     );
     std::fs::create_dir_all(s.path().join("data")).unwrap();
     s
@@ -330,22 +337,161 @@ command:
 fn invalid_specs_exit_64_name_field_and_line_and_create_nothing() {
     // (what, job text, field path expected in the error, line expected)
     let cases: &[(&str, &str, &str, usize)] = &[
-        ("unknown mode", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: mnt}\n", "inputs.x.mode", 4),
-        ("unknown datastore", "name: j\ncommand: [true]\ninputs:\n  x:\n    datastore: nope\n    path: a\n    mode: download\n", "inputs.x.datastore", 5),
-        ("duplicate name", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: download}\noutputs:\n  x: {path: b, mode: upload}\n", "outputs.x", 6),
-        ("unknown input reference", "name: j\ncommand: [echo, \"${{inputs.y}}\"]\n", "command[1]", 2),
-        ("unknown dataref reference", "name: j\ncommand:\n  - echo\n  - --in=$AZUREML_DATAREFERENCE_nope/x\n", "command[1]", 4),
-        ("bad yaml", "name: j\ncommand: [true\n", "", 3),
-        ("wrong type", "name: j\ncommand: \"python train.py\"\n", "command", 2),
-        ("path escaping the root", "name: j\ncommand: [true]\ninputs:\n  x: {path: ../.., mode: download}\n", "inputs.x.path", 4),
-        ("missing command", "name: j\n", "command", 0),
-        ("bad timeout", "name: j\ncommand: [true]\ntimeout: soon\n", "timeout", 3),
-        ("unknown top-level field", "name: j\ncommand: [true]\nretries: 3\n", "retries", 3),
-        ("unknown input field", "name: j\ncommand: [true]\ninputs:\n  x:\n    path: a\n    mode: download\n    cache: yes\n", "inputs.x.cache", 7),
-        ("name not an env suffix", "name: j\ncommand: [true]\ninputs:\n  my-data: {path: a, mode: download}\n", "inputs.my-data", 4),
-        ("upload as input", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: upload}\n", "inputs.x.mode", 4),
-        ("empty command", "name: j\ncommand: []\n", "command", 2),
-        ("path_on_compute escaping the run folder", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: download, path_on_compute: ../../etc}\n", "inputs.x.path_on_compute", 4),
+        (
+            "unknown mode",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: mnt}
+"#,
+            "inputs.x.mode",
+            4,
+        ),
+        (
+            "unknown datastore",
+            r#"name: j
+command: [true]
+inputs:
+  x:
+    datastore: nope
+    path: a
+    mode: download
+"#,
+            "inputs.x.datastore",
+            5,
+        ),
+        (
+            "duplicate name",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: download}
+outputs:
+  x: {path: b, mode: upload}
+"#,
+            "outputs.x",
+            6,
+        ),
+        (
+            "unknown input reference",
+            r#"name: j
+command: [echo, "${{inputs.y}}"]
+"#,
+            "command[1]",
+            2,
+        ),
+        (
+            "unknown dataref reference",
+            r#"name: j
+command:
+  - echo
+  - --in=$AZUREML_DATAREFERENCE_nope/x
+"#,
+            "command[1]",
+            4,
+        ),
+        (
+            "bad yaml",
+            r#"name: j
+command: [true
+"#,
+            "",
+            3,
+        ),
+        (
+            "wrong type",
+            r#"name: j
+command: "python train.py"
+"#,
+            "command",
+            2,
+        ),
+        (
+            "path escaping the root",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: ../.., mode: download}
+"#,
+            "inputs.x.path",
+            4,
+        ),
+        (
+            "missing command",
+            r#"name: j
+"#,
+            "command",
+            0,
+        ),
+        (
+            "bad timeout",
+            r#"name: j
+command: [true]
+timeout: soon
+"#,
+            "timeout",
+            3,
+        ),
+        (
+            "unknown top-level field",
+            r#"name: j
+command: [true]
+retries: 3
+"#,
+            "retries",
+            3,
+        ),
+        (
+            "unknown input field",
+            r#"name: j
+command: [true]
+inputs:
+  x:
+    path: a
+    mode: download
+    cache: yes
+"#,
+            "inputs.x.cache",
+            7,
+        ),
+        (
+            "name not an env suffix",
+            r#"name: j
+command: [true]
+inputs:
+  my-data: {path: a, mode: download}
+"#,
+            "inputs.my-data",
+            4,
+        ),
+        (
+            "upload as input",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: upload}
+"#,
+            "inputs.x.mode",
+            4,
+        ),
+        (
+            "empty command",
+            r#"name: j
+command: []
+"#,
+            "command",
+            2,
+        ),
+        (
+            "path_on_compute escaping the run folder",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: download, path_on_compute: ../../etc}
+"#,
+            "inputs.x.path_on_compute",
+            4,
+        ),
     ];
     assert!(cases.len() >= 12);
     for (what, yaml, field, line) in cases {
@@ -381,7 +527,13 @@ fn every_problem_is_reported_at_once() {
     let s = with_local_store("");
     let job = s.write(
         "job.yaml",
-        "name: j\ncommand: [echo, \"${{inputs.nope}}\"]\ntimeout: soon\ninputs:\n  a: {path: x, mode: mnt}\n  b: {path: ../y, mode: download}\n",
+        r#"name: j
+command: [echo, "${{inputs.nope}}"]
+timeout: soon
+inputs:
+  a: {path: x, mode: mnt}
+  b: {path: ../y, mode: download}
+"#,
     );
     let out = std::process::Command::new(bin())
         .arg("validate")
@@ -415,7 +567,13 @@ fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
     ] {
         let job = s.write(
             "job.yaml",
-            &format!("name: j\ncommand: [true]\ninputs:\n  x: {{path: {path}, mode: download}}\n"),
+            &format!(
+                r#"name: j
+command: [true]
+inputs:
+  x: {{path: {path}, mode: download}}
+"#
+            ),
         );
         let out = s.run(&job);
         let (_, err) = text(&out);
@@ -438,7 +596,11 @@ fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
     }
     let job = s.write(
         "job.yaml",
-        "name: j\ncommand: [true]\ninputs:\n  x: {path: ../.., mode: download}\n",
+        r#"name: j
+command: [true]
+inputs:
+  x: {path: ../.., mode: download}
+"#,
     );
     assert_eq!(s.run(&job).status.code(), Some(code::INVALID));
 }
@@ -463,7 +625,14 @@ fn plan_shows_everything_and_writes_nothing() {
     s.write("data/sets/a/1.txt", "one");
     let job = s.write(
         "job.yaml",
-        "name: p\ncommand: [python, train.py, --data, $AZUREML_DATAREFERENCE_train, \"--out=${{outputs.model}}/m\"]\nenvironment: {LR: \"0.1\"}\ninputs:\n  train: {path: sets/a, mode: download}\noutputs:\n  model: {path: \"models/{run_id}\", mode: upload}\n",
+        r#"name: p
+command: [python, train.py, --data, $AZUREML_DATAREFERENCE_train, "--out=${{outputs.model}}/m"]
+environment: {LR: "0.1"}
+inputs:
+  train: {path: sets/a, mode: download}
+outputs:
+  model: {path: "models/{run_id}", mode: upload}
+"#,
     );
     let run_dir = s.run_dir();
     let plan = |fmt: &str| {
@@ -535,7 +704,13 @@ fn rerun_of_unchanged_download_copies_nothing_and_overwrite_forces_it() {
         );
     }
     let spec = |overwrite: bool| {
-        format!("name: r\ncommand: [true]\ninputs:\n  x: {{path: set, mode: download, overwrite: {overwrite}}}\n")
+        format!(
+            r#"name: r
+command: [true]
+inputs:
+  x: {{path: set, mode: download, overwrite: {overwrite}}}
+"#
+        )
     };
     let job = s.write("job.yaml", &spec(false));
     let stage = |s: &Scratch| {
@@ -566,7 +741,11 @@ fn upload_without_overwrite_refuses_to_replace_and_names_the_file() {
     s.write("data/fixed/out/model.bin", "old");
     let job = s.write(
         "job.yaml",
-        "name: u\ncommand: [sh, -c, \"echo new > $AZUREML_DATAREFERENCE_o/model.bin; echo n > $AZUREML_DATAREFERENCE_o/other.bin\"]\noutputs:\n  o: {path: fixed/out, mode: upload}\n",
+        r#"name: u
+command: [sh, -c, "echo new > $AZUREML_DATAREFERENCE_o/model.bin; echo n > $AZUREML_DATAREFERENCE_o/other.bin"]
+outputs:
+  o: {path: fixed/out, mode: upload}
+"#,
     );
     let out = s.run(&job);
     let (_, err) = expect_code(&out, code::UPLOAD_FAILED);
@@ -590,11 +769,17 @@ fn code_snapshot_is_the_working_folder() {
     let s = with_local_store("");
     s.write(
         "data/snapshots/abc/run.sh",
-        "echo from-snapshot > \"$1/where.txt\"; pwd >> \"$1/where.txt\"\n",
+        r#"echo from-snapshot > "$1/where.txt"; pwd >> "$1/where.txt"
+"#,
     );
     let job = s.write(
         "job.yaml",
-        "name: c\ncode: {path: snapshots/abc}\ncommand: [sh, run.sh, \"${{outputs.o}}\"]\noutputs:\n  o: {path: \"res/{run_id}\", mode: upload}\n",
+        r#"name: c
+code: {path: snapshots/abc}
+command: [sh, run.sh, "${{outputs.o}}"]
+outputs:
+  o: {path: "res/{run_id}", mode: upload}
+"#,
     );
     let out = s.run(&job);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
@@ -612,11 +797,27 @@ fn secrets_never_appear_anywhere() {
     const LITERAL: &str = "LiteralKey+abc/123==";
     const FROM_ENV: &str = "sv=2024-01-01&sig=EnvSecretSig%2Fxyz";
     let s = with_local_store(&format!(
-        "  vault:\n    type: azure_blob\n    account_name: acct\n    container_name: c\n    credentials:\n      account_key: \"{LITERAL}\"\n  other:\n    type: azure_blob\n    account_name: acct\n    container_name: d\n    credentials:\n      sas_token: {{env: STAGEHAND_TEST_SAS}}\n"
+        r#"  vault:
+    type: azure_blob
+    account_name: acct
+    container_name: c
+    credentials:
+      account_key: "{LITERAL}"
+  other:
+    type: azure_blob
+    account_name: acct
+    container_name: d
+    credentials:
+      sas_token: {{env: STAGEHAND_TEST_SAS}}
+"#
     ));
     let job = s.write(
         "job.yaml",
-        "name: s\ncommand: [sh, -c, \"env; echo done\"]\noutputs:\n  o: {path: \"o/{run_id}\", mode: upload}\n",
+        r#"name: s
+command: [sh, -c, "env; echo done"]
+outputs:
+  o: {path: "o/{run_id}", mode: upload}
+"#,
     );
     let mut cmd = s.run_cmd(&job);
     cmd.arg("-vv").env("STAGEHAND_TEST_SAS", FROM_ENV);
@@ -642,7 +843,11 @@ fn secrets_never_appear_anywhere() {
     // A job that uses the secret datastore fails (this build cannot reach it): its error too.
     let bad = s.write(
         "bad.yaml",
-        "name: b\ncommand: [true]\ninputs:\n  x: {datastore: vault, path: a, mode: download}\n",
+        r#"name: b
+command: [true]
+inputs:
+  x: {datastore: vault, path: a, mode: download}
+"#,
     );
     let bad_out = s
         .run_cmd(&bad)

@@ -131,12 +131,21 @@ fn mount_job(s: &Scratch, script: &str, extra: &str) -> PathBuf {
     make_store(&s.path().join("store"));
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
     s.write("job.sh", script);
     s.write(
         "job.yaml",
-        &format!("name: mount-test\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {{path: data, mode: mount{extra}}}\n"),
+        &format!(
+            r#"name: mount-test
+command: ["bash", "job.sh", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {{path: data, mode: mount{extra}}}
+"#
+        ),
     )
 }
 
@@ -192,7 +201,13 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
     }
     let s = Scratch::new();
     // The job holds a file of the mount open while it sleeps.
-    let job = mount_job(&s, "exec 3<\"$1/big.bin\"\nsleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"exec 3<"$1/big.bin"
+sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -217,7 +232,12 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         return;
     }
     let s = Scratch::new();
-    let job = mount_job(&s, "sleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -234,7 +254,12 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
     // another test starts meanwhile may already have cleaned it, rightly.)
     // Any run of the agent cleans it up first.
     let s2 = Scratch::new();
-    let job2 = s2.write("job.yaml", "name: noop\ncommand: [\"true\"]\n");
+    let job2 = s2.write(
+        "job.yaml",
+        r#"name: noop
+command: ["true"]
+"#,
+    );
     let out = s2.run(&job2);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(!mounted_at(&mp), "the stale mount is still there");
@@ -296,16 +321,27 @@ fn a_mount_still_held_by_an_escaped_process_is_detached_and_the_job_times_out_cl
     let s = Scratch::new();
     // A process that leaves the job's process group keeps a file of the mount open
     // after the job is gone; the job itself runs into its timeout.
-    let script = "setsid bash -c 'echo $$ > \"$2\"; exec 3<\"$1/big.bin\"; sleep 30' _ \"$1\" \"$ESCAPED_PID\" &\nsleep 60\n";
+    let script = r#"setsid bash -c 'echo $$ > "$2"; exec 3<"$1/big.bin"; sleep 30' _ "$1" "$ESCAPED_PID" &
+sleep 60
+"#;
     make_store(&s.path().join("store"));
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
     s.write("job.sh", script);
     let job = s.write(
         "job.yaml",
-        "name: mount-busy\ntimeout: 2s\nkill_grace: 1s\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {path: data, mode: mount}\n",
+        r#"name: mount-busy
+timeout: 2s
+kill_grace: 1s
+command: ["bash", "job.sh", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {path: data, mode: mount}
+"#,
     );
     let started = Instant::now();
     let pid_file = s.path().join("escaped.pid");
@@ -339,7 +375,12 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         return;
     }
     let s = Scratch::new();
-    let job = mount_job(&s, "sleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -380,7 +421,10 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
         .to_string();
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
     let nonroot = crate::common::docker::NONROOT_ID.to_string();
     for (image, uid) in [
@@ -391,10 +435,12 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
         let job = s.write(
             "job.yaml",
             &format!(
-                "name: mount-container\n\
-                 container: {{image: \"{image}\", pull: never}}\n\
-                 command: [\"sh\", \"-c\", \"id -u; md5sum $AZUREML_DATAREFERENCE_train/big.bin; find $AZUREML_DATAREFERENCE_train/tree -type f | wc -l; cat $AZUREML_DATAREFERENCE_train/small/s7.txt; touch $AZUREML_DATAREFERENCE_train/new || echo WRITE REFUSED\"]\n\
-                 inputs:\n  train: {{path: data, mode: mount}}\n"
+                r#"name: mount-container
+container: {{image: "{image}", pull: never}}
+command: ["sh", "-c", "id -u; md5sum $AZUREML_DATAREFERENCE_train/big.bin; find $AZUREML_DATAREFERENCE_train/tree -type f | wc -l; cat $AZUREML_DATAREFERENCE_train/small/s7.txt; touch $AZUREML_DATAREFERENCE_train/new || echo WRITE REFUSED"]
+inputs:
+  train: {{path: data, mode: mount}}
+"#
             ),
         );
         let out = fuse_cmd(&s, &job)

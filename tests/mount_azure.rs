@@ -30,7 +30,11 @@ fn setup(s: &Scratch, script: &str) -> Option<(Azurite, PathBuf, Vec<u8>)> {
     let job = s.write(
         "job/job.yaml",
         &format!(
-            "name: mount-azure\ncommand: [\"bash\", \"{}\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {{path: in, mode: mount}}\n",
+            r#"name: mount-azure
+command: ["bash", "{}", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {{path: in, mode: mount}}
+"#,
             sh.display()
         ),
     );

@@ -228,7 +228,15 @@ impl Azurite {
         s.write(
             rel,
             &format!(
-                "default_datastore: {datastore}\ndatastores:\n  {datastore}:\n    type: azure_blob\n    account_name: {ACCOUNT}\n    container_name: {container}\n    endpoint: {}\n    credentials: {credentials}\n",
+                r#"default_datastore: {datastore}
+datastores:
+  {datastore}:
+    type: azure_blob
+    account_name: {ACCOUNT}
+    container_name: {container}
+    endpoint: {}
+    credentials: {credentials}
+"#,
                 self.endpoint()
             ),
         )
