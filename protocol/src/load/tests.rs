@@ -125,7 +125,10 @@ azure_ml_v2_variables: true
     let c = j.container.expect("container");
     assert_eq!(c.image, "python:3.11");
     assert_eq!(c.pull, Pull::Always);
-    assert_eq!(c.entrypoint.as_deref(), Some(&["sh".into(), "-c".into()][..]));
+    assert_eq!(
+        c.entrypoint.as_deref(),
+        Some(&["sh".into(), "-c".into()][..])
+    );
     assert_eq!(c.user, ContainerUser::Host);
     assert_eq!(c.workdir.as_deref(), Some("/work"));
     assert_eq!(c.gpus, Some(Gpus::All(AllGpus::All)));
@@ -151,13 +154,22 @@ azure_ml_v2_variables: true
     assert_eq!(train.mount_fallback, Some(MountFallback::Download));
     assert!(!train.overwrite, "overwrite defaults to false");
     let vocab = &j.inputs["vocab"];
-    assert_eq!(vocab.datastore, None, "no datastore: the default one, later");
+    assert_eq!(
+        vocab.datastore, None,
+        "no datastore: the default one, later"
+    );
     assert_eq!(vocab.path_on_compute.as_deref(), Some("/tmp/v.txt"));
     assert!(vocab.overwrite);
     assert_eq!(vocab.upload_on, UploadOn::Always, "the default");
     let model = &j.outputs["model"];
-    assert_eq!((model.mode, model.upload_on), (Mode::Upload, UploadOn::Success));
-    assert_eq!(model.path, "models/{run_id}", "placeholders stay for the plan");
+    assert_eq!(
+        (model.mode, model.upload_on),
+        (Mode::Upload, UploadOn::Success)
+    );
+    assert_eq!(
+        model.path, "models/{run_id}",
+        "placeholders stay for the plan"
+    );
     assert!(j.azure_ml_v2_variables);
 }
 
@@ -270,7 +282,9 @@ fn unknown_fields_are_named_with_what_is_known() {
     );
     assert_eq!(line, Some(3));
     let line = only(
-        &refused(&with("inputs:\n  x:\n    path: a\n    mode: download\n    cache: yes\n")),
+        &refused(&with(
+            "inputs:\n  x:\n    path: a\n    mode: download\n    cache: yes\n",
+        )),
         "inputs.x.cache",
         "unknown field",
     );
@@ -296,7 +310,9 @@ fn unknown_values_are_named() {
     );
     assert_eq!(line, Some(4));
     only(
-        &refused(&with("outputs:\n  x: {path: a, mode: upload, upload_on: never}\n")),
+        &refused(&with(
+            "outputs:\n  x: {path: a, mode: upload, upload_on: never}\n",
+        )),
         "outputs.x.upload_on",
         "unknown value `never`",
     );
@@ -360,7 +376,10 @@ fn a_partial_parse_keeps_the_good_fields() {
     let (parsed, problems) =
         parse_job_partial(Path::new(JOB), "name: j\ncommand: [x]\ntimeout: soon\n").unwrap();
     assert_eq!(problems.len(), 1);
-    assert_eq!((parsed.value.name.as_str(), parsed.value.timeout), ("j", None));
+    assert_eq!(
+        (parsed.value.name.as_str(), parsed.value.timeout),
+        ("j", None)
+    );
     assert_eq!(parsed.value.command, ["x"]);
 }
 
@@ -383,14 +402,22 @@ outputs:
 
 #[test]
 fn job_names_become_paths() {
-    only(&rules("name: 'a b/c'\ncommand: [x]\n"), "name", "use letters, digits");
+    only(
+        &rules("name: 'a b/c'\ncommand: [x]\n"),
+        "name",
+        "use letters, digits",
+    );
     only(&rules("name: ' '\ncommand: [x]\n"), "name", "empty");
     assert!(rules("name: a-b_c.1\ncommand: [x]\n").is_empty());
 }
 
 #[test]
 fn an_empty_command_or_program_is_refused() {
-    only(&rules("name: j\ncommand: []\n"), "command", "e.g. [python, train.py]");
+    only(
+        &rules("name: j\ncommand: []\n"),
+        "command",
+        "e.g. [python, train.py]",
+    );
     only(&rules("name: j\ncommand: ['', a]\n"), "command", "empty");
 }
 
@@ -405,13 +432,23 @@ fn environment_names_must_be_portable() {
 
 #[test]
 fn a_zero_timeout_is_refused() {
-    only(&rules(&with("timeout: 0s\n")), "timeout", "longer than zero");
+    only(
+        &rules(&with("timeout: 0s\n")),
+        "timeout",
+        "longer than zero",
+    );
 }
 
 #[test]
 fn datastores_must_exist() {
-    let p = rules(&with("inputs:\n  x: {datastore: nope, path: a, mode: download}\n"));
-    let line = only(&p, "inputs.x.datastore", "unknown datastore \"nope\"; known: blob, local in workspace.yaml");
+    let p = rules(&with(
+        "inputs:\n  x: {datastore: nope, path: a, mode: download}\n",
+    ));
+    let line = only(
+        &p,
+        "inputs.x.datastore",
+        "unknown datastore \"nope\"; known: blob, local in workspace.yaml",
+    );
     assert_eq!(line, Some(4));
     // Without a default datastore, an entry without one names the workspace's lack.
     let ws = workspace("datastores: {}\n").value;
@@ -422,8 +459,15 @@ fn datastores_must_exist() {
         "inputs.x",
         "no datastore given and the workspace has no default_datastore (no workspace file was found",
     );
-    let j = job(&with("inputs:\n  x: {datastore: d, path: a, mode: download}\n")).unwrap();
-    only(&validate_job(&j, &ws, None).0, "inputs.x.datastore", "known: none");
+    let j = job(&with(
+        "inputs:\n  x: {datastore: d, path: a, mode: download}\n",
+    ))
+    .unwrap();
+    only(
+        &validate_job(&j, &ws, None).0,
+        "inputs.x.datastore",
+        "known: none",
+    );
 }
 
 #[test]
@@ -451,18 +495,24 @@ fn modes_belong_to_their_side() {
     );
     for mode in ["mount", "download"] {
         only(
-            &rules(&with(&format!("outputs:\n  x: {{path: a, mode: {mode}}}\n"))),
+            &rules(&with(&format!(
+                "outputs:\n  x: {{path: a, mode: {mode}}}\n"
+            ))),
             "outputs.x.mode",
             &format!("{mode} is for inputs"),
         );
     }
     only(
-        &rules(&with("inputs:\n  x: {path: a, mode: download, upload_on: failure}\n")),
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: download, upload_on: failure}\n",
+        )),
         "inputs.x.upload_on",
         "only outputs are uploaded",
     );
     only(
-        &rules(&with("inputs:\n  x: {path: a, mode: download, mount_fallback: download}\n")),
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: download, mount_fallback: download}\n",
+        )),
         "inputs.x.mount_fallback",
         "only mount inputs",
     );
@@ -476,7 +526,9 @@ fn paths_may_not_leave_the_datastore() {
         ("'a\\b'", "backslash"),
     ] {
         only(
-            &rules(&with(&format!("inputs:\n  x: {{path: {path}, mode: download}}\n"))),
+            &rules(&with(&format!(
+                "inputs:\n  x: {{path: {path}, mode: download}}\n"
+            ))),
             "inputs.x.path",
             fragment,
         );
@@ -493,7 +545,9 @@ fn paths_may_not_leave_the_datastore() {
 #[test]
 fn path_on_compute_stays_in_the_run_folder_and_is_unique() {
     only(
-        &rules(&with("inputs:\n  x: {path: a, mode: download, path_on_compute: ../../etc}\n")),
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: download, path_on_compute: ../../etc}\n",
+        )),
         "inputs.x.path_on_compute",
         "would leave the run folder",
     );
@@ -508,7 +562,11 @@ fn path_on_compute_stays_in_the_run_folder_and_is_unique() {
 
 #[test]
 fn code_is_a_datastore_path_or_a_local_folder() {
-    only(&rules(&with("code: {path: ../x}\n")), "code.path", "`..` segment");
+    only(
+        &rules(&with("code: {path: ../x}\n")),
+        "code.path",
+        "`..` segment",
+    );
     only(
         &rules(&with("code: {datastore: nope, path: x}\n")),
         "code.datastore",
@@ -520,7 +578,11 @@ fn code_is_a_datastore_path_or_a_local_folder() {
         "only with `path`",
     );
     only(&rules(&with("code: {local: ' '}\n")), "code.local", "empty");
-    only(&rules(&with("code: {path: a, local: b}\n")), "code", "not both");
+    only(
+        &rules(&with("code: {path: a, local: b}\n")),
+        "code",
+        "not both",
+    );
     only(&rules(&with("code: {}\n")), "code", "give `path`");
 }
 
@@ -543,13 +605,37 @@ fn container_rules() {
         "container.volumes[1].container",
         "also the container path of container.volumes[0]",
     );
-    only(&c("image: i, workdir: work"), "container.workdir", "absolute path");
-    only(&c("image: i, shm_size: lots"), "container.shm_size", "invalid size \"lots\"");
-    only(&c("image: i, memory: 2x"), "container.memory", "invalid size \"2x\"");
-    only(&c("image: i, cpus: 0"), "container.cpus", "not a positive number");
-    only(&c("image: i, cpus: .nan"), "container.cpus", "not a positive number");
+    only(
+        &c("image: i, workdir: work"),
+        "container.workdir",
+        "absolute path",
+    );
+    only(
+        &c("image: i, shm_size: lots"),
+        "container.shm_size",
+        "invalid size \"lots\"",
+    );
+    only(
+        &c("image: i, memory: 2x"),
+        "container.memory",
+        "invalid size \"2x\"",
+    );
+    only(
+        &c("image: i, cpus: 0"),
+        "container.cpus",
+        "not a positive number",
+    );
+    only(
+        &c("image: i, cpus: .nan"),
+        "container.cpus",
+        "not a positive number",
+    );
     only(&c("image: i, gpus: 0"), "container.gpus", "leave gpus out");
-    only(&c("image: i, env: [OK, 'NOT OK']"), "container.env[1]", "not a valid environment");
+    only(
+        &c("image: i, env: [OK, 'NOT OK']"),
+        "container.env[1]",
+        "not a valid environment",
+    );
 }
 
 #[test]
@@ -564,9 +650,18 @@ fn command_references_must_name_the_jobs_data() {
     assert_eq!(
         got,
         [
-            ("command[1]", "refers to input \"nope\", which the job does not have (known: a)"),
-            ("command[2]", "refers to output \"gone\", which the job does not have (known: none)"),
-            ("command[3]", "refers to input or output \"y\", which the job does not have (known: a)"),
+            (
+                "command[1]",
+                "refers to input \"nope\", which the job does not have (known: a)"
+            ),
+            (
+                "command[2]",
+                "refers to output \"gone\", which the job does not have (known: none)"
+            ),
+            (
+                "command[3]",
+                "refers to input or output \"y\", which the job does not have (known: a)"
+            ),
         ]
     );
     assert!(rules(&with(
@@ -581,8 +676,7 @@ fn command_references_must_name_the_jobs_data() {
 
 #[test]
 fn every_problem_of_a_spec_reads_as_one_list() {
-    let j = job(
-        r#"name: 'bad name'
+    let j = job(r#"name: 'bad name'
 command: [python, "${{inputs.typo}}"]
 timeout: 0s
 inputs:
@@ -590,8 +684,7 @@ inputs:
 outputs:
   model: {path: out, mode: download}
 container: {image: i, gpus: 0}
-"#,
-    )
+"#)
     .unwrap();
     let p = validate_job(&j, &workspace(WS).value, Some(Path::new(WS_FILE)));
     insta::assert_snapshot!(p.to_string());
@@ -625,16 +718,28 @@ fn load_and_validate_reports_both_passes_in_line_order() {
     );
     let ok = dir.path().join("ok.yaml");
     std::fs::write(&ok, "name: j\ncommand: [x]\n").unwrap();
-    assert_eq!(load_and_validate_job(&ok, &workspace(WS).value, None).unwrap().value.name, "j");
+    assert_eq!(
+        load_and_validate_job(&ok, &workspace(WS).value, None)
+            .unwrap()
+            .value
+            .name,
+        "j"
+    );
 }
 
 #[test]
 fn a_missing_file_is_one_problem_naming_it() {
     let err = load_job(Path::new("/nonexistent/job.yaml")).unwrap_err();
     assert_eq!(err.0.len(), 1);
-    assert!(err.0[0].message.starts_with("cannot read the job spec"), "{err}");
+    assert!(
+        err.0[0].message.starts_with("cannot read the job spec"),
+        "{err}"
+    );
     let err = load_workspace(Path::new("/nonexistent/ws.yaml")).unwrap_err();
-    assert!(err.0[0].message.starts_with("cannot read the workspace"), "{err}");
+    assert!(
+        err.0[0].message.starts_with("cannot read the workspace"),
+        "{err}"
+    );
 }
 
 // --- How problems read, and where they point ------------------------------------------
@@ -648,7 +753,10 @@ fn a_problem_shows_file_line_column_and_field() {
         field: field.into(),
         message: "wrong".into(),
     };
-    assert_eq!(p(at(3, 5), "inputs.x").to_string(), "j.yaml:3:5: inputs.x: wrong");
+    assert_eq!(
+        p(at(3, 5), "inputs.x").to_string(),
+        "j.yaml:3:5: inputs.x: wrong"
+    );
     assert_eq!(p(None, "inputs.x").to_string(), "j.yaml: inputs.x: wrong");
     assert_eq!(p(None, "").to_string(), "j.yaml: wrong");
     let all = Problems(vec![p(at(1, 1), "a"), p(None, "b")]);
@@ -663,9 +771,16 @@ fn aliases_translate_the_longest_prefix_at_a_boundary() {
         ("inputs.train".into(), "dataReferences.train".into()),
         ("command".into(), "script".into()),
     ];
-    assert_eq!(j.source_field("inputs.train.mode"), "dataReferences.train.mode");
+    assert_eq!(
+        j.source_field("inputs.train.mode"),
+        "dataReferences.train.mode"
+    );
     assert_eq!(j.source_field("inputs.train"), "dataReferences.train");
-    assert_eq!(j.source_field("inputs.trainer"), "data.trainer", "not a prefix of a name");
+    assert_eq!(
+        j.source_field("inputs.trainer"),
+        "data.trainer",
+        "not a prefix of a name"
+    );
     assert_eq!(j.source_field("command[2]"), "script[2]");
     assert_eq!(j.source_field("timeout"), "timeout");
     // A problem at a native field points at the line of the key that was written.
@@ -725,7 +840,10 @@ datastores:
             protocol,
             credentials,
         } => {
-            assert_eq!((account_name.as_str(), container_name.as_str()), ("acct", "c"));
+            assert_eq!(
+                (account_name.as_str(), container_name.as_str()),
+                ("acct", "c")
+            );
             assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:10000/acct"));
             assert_eq!(protocol.as_deref(), Some("https"));
             assert_eq!(
@@ -736,12 +854,17 @@ datastores:
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        w.datastores["g"].credentials().and_then(|c| c.sas_token.clone()),
+        w.datastores["g"]
+            .credentials()
+            .and_then(|c| c.sas_token.clone()),
         Some(Secret::File {
             file: "sas.txt".into()
         })
     );
-    assert_eq!(w.datastores["f"].credentials(), Some(&Credentials::default()));
+    assert_eq!(
+        w.datastores["f"].credentials(),
+        Some(&Credentials::default())
+    );
     assert_eq!(w.datastores["l"].credentials(), None);
 }
 
@@ -755,7 +878,10 @@ fn a_literal_secret_is_accepted_and_warned_about_at_its_line() {
     assert_eq!(w.field, "datastores.b.credentials.account_key");
     assert_eq!(w.location.map(|l| l.line), Some(6));
     assert!(w.message.contains("prefer {env: NAME}"), "{w}");
-    assert!(!w.to_string().contains("s3cr3t"), "the warning shows the secret");
+    assert!(
+        !w.to_string().contains("s3cr3t"),
+        "the warning shows the secret"
+    );
 }
 
 #[test]
@@ -797,7 +923,11 @@ fn workspace_refusals() {
             "datastores.l.extra",
             "unknown field",
         ),
-        (blob("{account_key: a, sas_token: b}"), "datastores.b.credentials", "give one way"),
+        (
+            blob("{account_key: a, sas_token: b}"),
+            "datastores.b.credentials",
+            "give one way",
+        ),
         (
             blob("{tenant_id: t, client_secret: s}"),
             "datastores.b.credentials",
@@ -815,8 +945,16 @@ fn workspace_refusals() {
             "datastores.b.password",
             "unknown field",
         ),
-        ("datastores: [a]\n".into(), "datastores", "expected a mapping"),
-        ("stores: {}\n".into(), "stores", "expected one of default_datastore, datastores, datastore_files"),
+        (
+            "datastores: [a]\n".into(),
+            "datastores",
+            "expected a mapping",
+        ),
+        (
+            "stores: {}\n".into(),
+            "stores",
+            "expected one of default_datastore, datastores, datastore_files",
+        ),
     ] {
         let got = problems(&text);
         assert_eq!(got.len(), 1, "{text}: {got:?}");
@@ -831,7 +969,10 @@ fn a_service_principal_with_all_three_is_accepted() {
         "datastores:\n  b: {type: azure_blob, account_name: a, container_name: c, credentials: {tenant_id: t, client_id: i, client_secret: {env: S}}}\n",
     );
     let c = ws.value.datastores["b"].credentials().unwrap().clone();
-    assert_eq!((c.tenant_id.as_deref(), c.client_id.as_deref()), (Some("t"), Some("i")));
+    assert_eq!(
+        (c.tenant_id.as_deref(), c.client_id.as_deref()),
+        (Some("t"), Some("i"))
+    );
     let secrets: Vec<&str> = c.secrets().into_iter().map(|(k, _)| k).collect();
     assert_eq!(secrets, ["client_secret"]);
 }
@@ -860,5 +1001,8 @@ fn datastore_files_are_read_relative_to_the_workspace() {
     assert_eq!(err.0[0].field, "datastore_files[0]");
     assert!(err.0[0].message.contains("already defined"), "{err}");
     let err = parse_workspace(&file, "datastore_files: [missing.yml]\n").unwrap_err();
-    assert!(err.0[0].message.contains("cannot read the datastore file"), "{err}");
+    assert!(
+        err.0[0].message.contains("cannot read the datastore file"),
+        "{err}"
+    );
 }
