@@ -21,16 +21,19 @@ fn blob(rest: &str) -> String {
 fn refused(text: &str) -> Vec<(String, Option<usize>, String)> {
     match import_text(text) {
         Ok(d) => panic!("accepted: {:?}", d.datastore),
-        Err(p) => p
-            .0
-            .into_iter()
-            .map(|p| (p.field, p.location.map(|l| l.line), p.message))
-            .collect(),
+        Err(p) => {
+            p.0.into_iter()
+                .map(|p| (p.field, p.location.map(|l| l.line), p.message))
+                .collect()
+        }
     }
 }
 
 fn credentials(d: &ImportedDatastore) -> Credentials {
-    d.datastore.credentials().cloned().expect("a cloud datastore")
+    d.datastore
+        .credentials()
+        .cloned()
+        .expect("a cloud datastore")
 }
 
 #[test]
@@ -48,9 +51,13 @@ fn each_type_puts_its_place_in_its_field() {
         }
     );
     let d = store("name: g\ntype: azure_data_lake_gen2\naccount_name: a\nfilesystem: fs\n");
-    assert!(matches!(&d.datastore, Datastore::AzureDataLakeGen2 { filesystem, .. } if filesystem == "fs"));
+    assert!(
+        matches!(&d.datastore, Datastore::AzureDataLakeGen2 { filesystem, .. } if filesystem == "fs")
+    );
     let d = store("name: f\ntype: azure_file\naccount_name: a\nfile_share_name: share\n");
-    assert!(matches!(&d.datastore, Datastore::AzureFile { file_share_name, .. } if file_share_name == "share"));
+    assert!(
+        matches!(&d.datastore, Datastore::AzureFile { file_share_name, .. } if file_share_name == "share")
+    );
     assert!(d.warnings.is_empty());
 }
 
@@ -79,7 +86,10 @@ fn azure_ml_protocol_names_become_https_or_http() {
 #[test]
 fn credentials_in_every_form() {
     let d = store(&blob("credentials: {account_key: {env: KEY}}\n"));
-    assert_eq!(credentials(&d).account_key, Some(Secret::Env { env: "KEY".into() }));
+    assert_eq!(
+        credentials(&d).account_key,
+        Some(Secret::Env { env: "KEY".into() })
+    );
     assert!(d.warnings.is_empty(), "a variable is not a literal");
     let d = store(&blob("credentials: {sas_token: {file: sas.txt}}\n"));
     assert_eq!(
@@ -92,22 +102,32 @@ fn credentials_in_every_form() {
         "credentials:\n  tenant_id: t\n  client_id: 42\n  client_secret: s3cr3t\n",
     ));
     let c = credentials(&d);
-    assert_eq!((c.tenant_id.as_deref(), c.client_id.as_deref()), (Some("t"), Some("42")));
+    assert_eq!(
+        (c.tenant_id.as_deref(), c.client_id.as_deref()),
+        (Some("t"), Some("42"))
+    );
     assert!(matches!(c.client_secret, Some(Secret::Literal(_))));
     // The literal is warned about at its line, without its value.
     assert_eq!(d.warnings.len(), 1);
     let w = &d.warnings[0];
-    assert_eq!((w.field.as_str(), w.location.map(|l| l.line)), ("credentials.client_secret", Some(8)));
+    assert_eq!(
+        (w.field.as_str(), w.location.map(|l| l.line)),
+        ("credentials.client_secret", Some(8))
+    );
     assert!(w.message.contains("prefer {env: NAME}") && !w.to_string().contains("s3cr3t"));
 }
 
 #[test]
 fn authority_and_resource_urls_are_ignored_with_a_warning() {
     for key in ["authority_url", "resource_url"] {
-        let d = store(&blob(&format!("credentials: {{{key}: https://login.example}}\n")));
+        let d = store(&blob(&format!(
+            "credentials: {{{key}: https://login.example}}\n"
+        )));
         assert_eq!(d.warnings.len(), 1, "{key}");
         assert_eq!(d.warnings[0].field, format!("credentials.{key}"));
-        assert!(d.warnings[0].message.starts_with("ignored: the authority follows the endpoint"));
+        assert!(d.warnings[0]
+            .message
+            .starts_with("ignored: the authority follows the endpoint"));
     }
 }
 
@@ -130,7 +150,9 @@ fn unknown_keys_are_ignored_with_a_warning_and_labels_silently() {
     ));
     let fields: Vec<&str> = d.warnings.iter().map(|w| w.field.as_str()).collect();
     assert_eq!(fields, ["subscription_id"]);
-    assert!(d.warnings[0].message.contains("not a datastore key stagehand knows"));
+    assert!(d.warnings[0]
+        .message
+        .contains("not a datastore key stagehand knows"));
 }
 
 #[test]
@@ -161,9 +183,17 @@ fn types_stagehand_cannot_reach_are_refused_at_type() {
 #[test]
 fn files_that_are_not_datastores() {
     let r = refused("- a\n");
-    assert!(r[0].2.contains("a datastore file is a YAML mapping"), "{r:?}");
+    assert!(
+        r[0].2.contains("a datastore file is a YAML mapping"),
+        "{r:?}"
+    );
     let r = refused("name: [\n");
     assert!(r[0].2.starts_with("not valid YAML"), "{r:?}");
     let err = load(Path::new("/nonexistent/store.yml")).unwrap_err();
-    assert!(err.0[0].message.starts_with("cannot read the datastore file"), "{err}");
+    assert!(
+        err.0[0]
+            .message
+            .starts_with("cannot read the datastore file"),
+        "{err}"
+    );
 }
