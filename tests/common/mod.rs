@@ -1,5 +1,9 @@
 //! Helpers shared by the end-to-end tests: they drive the built `stagehand` binary the
 //! way a scheduler does (files in, exit code and events out).
+//!
+//! Every wait goes through [`wait_until`] (or [`wait_exit`] for a child), never a loop of
+//! its own; events are read as the protocol's types ([`events`]). A helper that starts a
+//! service picks a free port and stops the service when dropped.
 #![allow(dead_code)]
 
 pub mod docker;
