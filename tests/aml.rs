@@ -3,10 +3,9 @@
 //! planned with exact paths and variables, and run end to end on a `type: local`
 //! datastore and on an Azure Blob datastore (a private Azurite).
 
-mod common;
-use common::azurite::{Azurite, KEY, KEY_FROM_ENV};
-use common::fuse::fuse_ready_or;
-use common::*;
+use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+use crate::common::fuse::fuse_ready_or;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -54,7 +53,14 @@ fn runconfig_modes_plan_exactly() {
     let root = s.path();
     std::fs::create_dir_all(root.join("blob/datasets/mnist")).unwrap();
     std::fs::create_dir_all(root.join("scratch")).unwrap();
-    let ws = s.write("workspace.yaml", "default_datastore: workspaceblobstore\ndatastores:\n  workspaceblobstore: {type: local, root: ./blob}\n  scratch: {type: local, root: ./scratch}\n");
+    let ws = s.write(
+        "workspace.yaml",
+        r#"default_datastore: workspaceblobstore
+datastores:
+  workspaceblobstore: {type: local, root: ./blob}
+  scratch: {type: local, root: ./scratch}
+"#,
+    );
     let project = root.join("project");
     std::fs::create_dir_all(project.join(".azureml")).unwrap();
     let job = project.join(".azureml/modes.runconfig");
@@ -192,7 +198,12 @@ fn sdk_samples_plan() {
     let s = Scratch::new();
     let ws = s.write(
         "workspace.yaml",
-        "datastores:\n  workspaceblobstore: {type: local, root: ./blob}\n  datastore2: {type: local, root: ./d2}\n  datastore3: {type: local, root: ./d3}\n  models: {type: local, root: ./models}\n",
+        r#"datastores:
+  workspaceblobstore: {type: local, root: ./blob}
+  datastore2: {type: local, root: ./d2}
+  datastore3: {type: local, root: ./d3}
+  models: {type: local, root: ./models}
+"#,
     );
     std::fs::create_dir_all(s.path().join("blob/bar")).unwrap();
     let run = s.run_dir();
@@ -255,7 +266,9 @@ fn docker_and_command_runconfigs_plan() {
     let s = Scratch::new();
     let ws = s.write(
         "workspace.yaml",
-        "datastores:\n  workspaceblobstore: {type: local, root: ./blob}\n",
+        r#"datastores:
+  workspaceblobstore: {type: local, root: ./blob}
+"#,
     );
     let run = s.run_dir();
     let args = [
@@ -305,7 +318,10 @@ fn runnable_project(s: &Scratch, config: &str, script: Option<(&str, &str)>) -> 
     let job = runnable_code(s, config, script);
     let ws = s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./data}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./data}
+"#,
     );
     (job, ws)
 }
@@ -325,18 +341,13 @@ fn mounts(file: &std::path::Path, mount: &str) -> bool {
 
 /// Checks that input `name` was mounted (when FUSE is usable): staged as a mount that
 /// moved no bytes.
-fn check_mounted(mounted: bool, events: &[Value], name: &str) {
+fn check_mounted(mounted: bool, events: &[Event], name: &str) {
     if !mounted {
         return;
     }
-    let of = |kind: &str| {
-        events
-            .iter()
-            .find(|e| e["event"] == kind && e["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} for {name}"))
-    };
-    assert_eq!(of("stage_started")["mode"], "mount");
-    assert_eq!(of("stage_finished")["bytes"], 0, "{}", of("stage_finished"));
+    assert_eq!(stage_started(events, name).mode, "mount");
+    let done = stage_finished(events, name);
+    assert_eq!(done.bytes, 0, "{done:?}");
 }
 
 /// [`runnable_code`] with its data in a container of `az` and a workspace whose datastore
@@ -394,7 +405,7 @@ fn runnable_runconfig_runs_and_its_uploads_land() {
         std::fs::read_to_string(data.join("out/single.txt")).unwrap(),
         "a.txt,b.txt\n"
     );
-    assert_eq!(finished(&s.events())["status"], "succeeded");
+    assert_eq!(finished(&s.events()).status, Status::Succeeded);
     // The project folder itself is untouched: the job ran in a copy.
     assert!(!s.path().join("project/names.txt").exists());
 }
@@ -440,7 +451,7 @@ fn runnable_runconfig_runs_against_azurite_and_its_uploads_land() {
     let (so, _) = expect_code(&out, 0);
     assert!(so.contains("job.py done"), "{so}");
     let events = s.events();
-    assert_eq!(finished(&events)["status"], "succeeded");
+    assert_eq!(finished(&events).status, Status::Succeeded);
     check_mounted(mounted, &events, "folder");
     let uploaded: Vec<String> = az.sha256s("data", "out/").into_keys().collect();
     assert_eq!(uploaded, ["out/result/greeting.txt", "out/single.txt"]);
@@ -567,7 +578,10 @@ fn v2_code(s: &Scratch) -> PathBuf {
 fn v2_project(s: &Scratch) -> PathBuf {
     s.write(
         "v2/workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./data}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./data}
+"#,
     );
     v2_code(s)
 }
@@ -730,7 +744,17 @@ fn service_only_content_is_refused_naming_the_key() {
     }
     // A runconfig with dataset inputs, and one with an unknown mode.
     let s = Scratch::new();
-    let bad = s.write("bad.runconfig", "script: a.py\ndataReferences:\n  x:\n    dataStoreName: s\n    mode: stream\ndata:\n  d: {dataLocation: {dataset: {id: abc}}}\n");
+    let bad = s.write(
+        "bad.runconfig",
+        r#"script: a.py
+dataReferences:
+  x:
+    dataStoreName: s
+    mode: stream
+data:
+  d: {dataLocation: {dataset: {id: abc}}}
+"#,
+    );
     let out = stagehand(&[os("validate"), bad.as_os_str()]);
     let (_, se) = expect_code(&out, code::INVALID);
     assert!(
@@ -751,11 +775,20 @@ fn problems_name_the_source_keys() {
     let s = Scratch::new();
     let job = s.write(
         "x.runconfig",
-        "script: a.py\narguments: [--in, $AZUREML_DATAREFERENCE_nope]\ndataReferences:\n  d:\n    dataStoreName: missing\n    pathOnDataStore: x\n    mode: download\n",
+        r#"script: a.py
+arguments: [--in, $AZUREML_DATAREFERENCE_nope]
+dataReferences:
+  d:
+    dataStoreName: missing
+    pathOnDataStore: x
+    mode: download
+"#,
     );
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: .}\n",
+        r#"datastores:
+  local: {type: local, root: .}
+"#,
     );
     let out = stagehand(&[os("validate"), job.as_os_str()]);
     let (_, se) = expect_code(&out, code::INVALID);
@@ -790,11 +823,18 @@ fn v2_datastore_files_load_into_the_workspace() {
     }
     s.write(
         "workspace.yaml",
-        "default_datastore: blob_example\ndatastore_files: [datastores]\n",
+        r#"default_datastore: blob_example
+datastore_files: [datastores]
+"#,
     );
     let job = s.write(
         "job.yml",
-        "type: command\ncommand: ls ${{inputs.a}} ${{inputs.b}}\ninputs:\n  a: {path: 'azureml://datastores/blob_sas_example/paths/x', mode: download}\n  b: {path: 'azureml://datastores/adls_gen2_example/paths/y/', mode: download}\n",
+        r#"type: command
+command: ls ${{inputs.a}} ${{inputs.b}}
+inputs:
+  a: {path: 'azureml://datastores/blob_sas_example/paths/x', mode: download}
+  b: {path: 'azureml://datastores/adls_gen2_example/paths/y/', mode: download}
+"#,
     );
     let out = stagehand(&[os("validate"), job.as_os_str()]);
     let (so, se) = text(&out);
@@ -811,8 +851,16 @@ fn v2_datastore_files_load_into_the_workspace() {
 #[test]
 fn format_can_be_forced() {
     let s = Scratch::new();
-    let job = s.write("job.yml", "command: echo hi\n");
-    s.write("workspace.yaml", "datastores: {}\n");
+    let job = s.write(
+        "job.yml",
+        r#"command: echo hi
+"#,
+    );
+    s.write(
+        "workspace.yaml",
+        r#"datastores: {}
+"#,
+    );
     let out = stagehand(&[os("validate"), job.as_os_str()]);
     assert_eq!(
         out.status.code(),
@@ -874,7 +922,11 @@ fn imported_texts() {
     let s = Scratch::new();
     let ws = s.write(
         "workspace.yaml",
-        "datastores:\n  workspaceblobstore: {type: local, root: ./blob}\n  datastore2: {type: local, root: ./d2}\n  datastore3: {type: local, root: ./d3}\n",
+        r#"datastores:
+  workspaceblobstore: {type: local, root: ./blob}
+  datastore2: {type: local, root: ./d2}
+  datastore3: {type: local, root: ./d3}
+"#,
     );
     std::fs::create_dir_all(s.path().join("blob/bar")).unwrap();
     std::fs::create_dir_all(s.path().join("project")).unwrap();

@@ -3,14 +3,14 @@
 //! (STAGEHAND_AZURE_*) make them take the same paths as gigabytes would (parallel
 //! ranges, block uploads).
 
-mod common;
-use common::azurite::{Azurite, ACCOUNT, KEY, KEY_FROM_ENV};
-use common::fuse::fuse_ready;
-use common::*;
+use crate::common::azurite::{Azurite, ACCOUNT, KEY, KEY_FROM_ENV};
+use crate::common::fuse::fuse_ready;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// Tuning that sends anything over 3 MiB through parallel 1 MiB ranges, and over 2 MiB
 /// up as blocks.
@@ -73,14 +73,6 @@ fn run(s: &Scratch, job: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// The last `stage_finished` of input `name` (the events file is appended to).
-fn stage_finished<'a>(ev: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    ev.iter()
-        .rev()
-        .find(|e| e["event"] == "stage_finished" && e["name"] == name)
-        .unwrap_or_else(|| panic!("no stage_finished for {name}"))
-}
-
 #[test]
 fn a_job_downloads_and_uploads_every_shape_byte_for_byte_and_a_rerun_moves_nothing() {
     let Some(az) = Azurite::start() else { return };
@@ -106,7 +98,7 @@ outputs:
     expect_code(&o, 0);
     let want = tree(&src);
     let ev = s.events();
-    let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = ev[0].run_id.as_str().to_string();
     // What the job read ...
     let mut got = tree(&s.run_dir().join("inputs/medium"));
     got.extend(tree(&s.run_dir().join("inputs/small")));
@@ -124,7 +116,7 @@ outputs:
         })
         .collect();
     assert_eq!(up, want, "uploaded bytes differ");
-    assert!(stage_finished(&ev, "small")["bytes"].as_u64().unwrap() > 0);
+    assert!(stage_finished(&ev, "small").bytes > 0);
 
     // The same job again: every input is already there and unchanged.
     let o = run(&s, &j);
@@ -132,8 +124,8 @@ outputs:
     let ev = s.events();
     for name in ["big", "medium", "small"] {
         let f = stage_finished(&ev, name);
-        assert_eq!(f["bytes"], 0, "re-run moved bytes for {name}: {f}");
-        assert!(f["skipped_files"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(f.bytes, 0, "re-run moved bytes for {name}: {f:?}");
+        assert!(f.skipped_files > 0, "{f:?}");
     }
 }
 
@@ -167,7 +159,13 @@ fn sas_token_and_connection_string_reach_the_container() {
         workspace(&s, &az, "box", creds);
         let j = job(
             &s,
-            "name: auth\ncommand: [\"sh\", \"-c\", \"cp -r $AZUREML_DATAREFERENCE_data/. $AZUREML_DATAREFERENCE_out/\"]\ninputs:\n  data: {path: in, mode: download}\noutputs:\n  out: {path: \"out-{run_id}\", mode: upload}\n",
+            r#"name: auth
+command: ["sh", "-c", "cp -r $AZUREML_DATAREFERENCE_data/. $AZUREML_DATAREFERENCE_out/"]
+inputs:
+  data: {path: in, mode: download}
+outputs:
+  out: {path: "out-{run_id}", mode: upload}
+"#,
         );
         let o = small_tuning(&mut s.run_cmd(&j))
             .env(env.0, &env.1)
@@ -179,7 +177,7 @@ fn sas_token_and_connection_string_reach_the_container() {
             Some(0),
             "{what}: stdout: {so}\nstderr: {se}"
         );
-        let run_id = s.events()[0]["run_id"].as_str().unwrap().to_string();
+        let run_id = s.events()[0].run_id.as_str().to_string();
         assert_eq!(
             tree(&s.run_dir().join("inputs/data/in")),
             tree(src.path()),
@@ -227,7 +225,11 @@ fn a_wrong_key_or_sas_fails_staging_saying_authentication_and_shows_no_secret() 
         workspace(&s, &az, "box", creds);
         let j = job(
             &s,
-            "name: auth\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+            r#"name: auth
+command: ["true"]
+inputs:
+  data: {path: in, mode: download}
+"#,
         );
         let o = s.run_cmd(&j).env(var, &value).output().unwrap();
         let (so, se) = text(&o);
@@ -237,10 +239,7 @@ fn a_wrong_key_or_sas_fails_staging_saying_authentication_and_shows_no_secret() 
             "{creds}: stdout: {so}\nstderr: {se}"
         );
         let ev = std::fs::read_to_string(s.events_file()).unwrap();
-        let err = finished(&s.events())["error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let err = finished(&s.events()).error.unwrap_or_default();
         assert!(
             err.contains("authentication") && err.contains("\"az\""),
             "{creds}: error does not say authentication for datastore az: {err}"
@@ -271,7 +270,11 @@ fn hostile_blob_names_are_refused_and_nothing_lands_outside_the_target() {
     workspace(&s, &az, "hostile", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
+        r#"name: hostile
+command: ["true"]
+inputs:
+  data: {path: /, mode: download}
+"#,
     );
     let o = run(&s, &j);
     let (_, se) = expect_code(&o, code::STAGING_FAILED);
@@ -304,7 +307,11 @@ fn overwrite_false_leaves_an_existing_blob_alone_and_fails_the_upload_naming_it(
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
+        r#"name: clash
+command: ["sh", "-c", "echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt"]
+outputs:
+  out: {path: results, mode: upload, overwrite: false}
+"#,
     );
     let o = run(&s, &j);
     let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
@@ -333,7 +340,11 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: killed\ncommand: [\"true\"]\ninputs:\n  data: {path: set, mode: download}\n",
+        r#"name: killed
+command: ["true"]
+inputs:
+  data: {path: set, mode: download}
+"#,
     );
     let target = s.run_dir().join("inputs/data/set");
     // One request at a time, so there is a middle to kill it in.
@@ -345,8 +356,9 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
         .unwrap();
     let manifest = target.with_file_name(".set.stagehand.json");
     let mut seen_final = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    // Kill once the manifest has recorded some complete files (saved every 0.1 s
+    // here), so the re-run can show that it resumes.
+    let midway = wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
         let mut finals = 0;
         if let Ok(rd) = std::fs::read_dir(&target) {
             for e in rd.flatten() {
@@ -365,21 +377,16 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
             }
         }
         seen_final = seen_final.max(finals);
-        // Kill once the manifest has recorded some complete files (saved every 0.1 s
-        // here), so the re-run can show that it resumes.
         if finals >= 5 && manifest.exists() {
-            break;
+            return true;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
             "the download finished before it could be killed"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+        false
+    });
+    assert!(midway, "the download never started");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(seen_final < sizes.len(), "killed after the end");
@@ -399,10 +406,10 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
         leftovers.is_empty(),
         "partial files left behind: {leftovers:?}"
     );
-    let f = stage_finished(&s.events(), "data").clone();
+    let f = stage_finished(&s.events(), "data");
     assert!(
-        f["skipped_files"].as_u64().unwrap() > 0,
-        "the re-run fetched again what was complete: {f}"
+        f.skipped_files > 0,
+        "the re-run fetched again what was complete: {f:?}"
     );
 }
 
@@ -544,13 +551,25 @@ fn adls_gen2_through_the_blob_endpoint_skips_folder_markers() {
     s.write(
         "job/workspace.yaml",
         &format!(
-            "default_datastore: lake\ndatastores:\n  lake:\n    type: azure_data_lake_gen2\n    account_name: {ACCOUNT}\n    filesystem: lake\n    endpoint: {}\n    credentials: {KEY_FROM_ENV}\n",
+            r#"default_datastore: lake
+datastores:
+  lake:
+    type: azure_data_lake_gen2
+    account_name: {ACCOUNT}
+    filesystem: lake
+    endpoint: {}
+    credentials: {KEY_FROM_ENV}
+"#,
             az.endpoint()
         ),
     );
     let j = job(
         &s,
-        "name: lake\ncommand: [\"true\"]\ninputs:\n  data: {path: in, mode: download}\n",
+        r#"name: lake
+command: ["true"]
+inputs:
+  data: {path: in, mode: download}
+"#,
     );
     let o = run(&s, &j);
     expect_code(&o, 0);
@@ -702,7 +721,13 @@ fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let j = job(
         &s,
-        "name: mounted\ncommand: [\"sh\", \"-c\", \"cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt\"]\ninputs:\n  data: {path: in, mode: mount}\noutputs:\n  sums: {path: \"sums-{run_id}\", mode: upload}\n",
+        r#"name: mounted
+command: ["sh", "-c", "cd $AZUREML_DATAREFERENCE_data && sha256sum large.bin d/e/small.txt > $AZUREML_DATAREFERENCE_sums/sums.txt"]
+inputs:
+  data: {path: in, mode: mount}
+outputs:
+  sums: {path: "sums-{run_id}", mode: upload}
+"#,
     );
     let o = run(&s, &j);
     expect_code(&o, 0);

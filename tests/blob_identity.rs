@@ -3,11 +3,10 @@
 //! served over HTTPS that checks them (`--oauth basic`); both trust a private
 //! authority only through `SSL_CERT_FILE`.
 
-mod common;
-use common::azurite::{Azurite, KEY};
-use common::tls::Tls;
-use common::token::{TokenServer, Tokens};
-use common::*;
+use crate::common::azurite::{Azurite, KEY};
+use crate::common::tls::Tls;
+use crate::common::token::{TokenServer, Tokens};
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -25,7 +24,25 @@ fn workspace(s: &Scratch, az: &Azurite) -> std::path::PathBuf {
     s.write(
         "workspace.yaml",
         &format!(
-            "datastores:\n  bykey:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}\n  sp:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}\n  mi:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: data\n    endpoint: {ep}\n"
+            r#"datastores:
+  bykey:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+    credentials: {{account_key: {{env: TEST_AZ_KEY}}}}
+  sp:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+    credentials: {{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: {{env: TEST_SP_SECRET}}}}
+  mi:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: data
+    endpoint: {ep}
+"#
         ),
     )
 }

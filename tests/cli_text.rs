@@ -1,8 +1,7 @@
 //! What people read: `--help` and spec errors, snapshotted so that a change in them is
 //! a reviewed change (`cargo insta review`).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn stagehand(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
@@ -40,11 +39,23 @@ fn spec_errors() {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: data}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: data}
+"#,
     );
     s.write(
         "job.yaml",
-        "name: demo\ncommand: [python, train.py, \"${{inputs.typo}}\"]\ntimeout: 2 hours\nretries: 3\ninputs:\n  train: {path: ../up, mode: mnt}\n  vocab: {path: v.txt, mode: download, datastore: blob}\noutputs:\n  train: {path: out, mode: upload}\n",
+        r#"name: demo
+command: [python, train.py, "${{inputs.typo}}"]
+timeout: 2 hours
+retries: 3
+inputs:
+  train: {path: ../up, mode: mnt}
+  vocab: {path: v.txt, mode: download, datastore: blob}
+outputs:
+  train: {path: out, mode: upload}
+"#,
     );
     let (code, _, err) = stagehand(s.path(), &["validate", "job.yaml"]);
     assert_eq!(code, code::INVALID);
@@ -57,7 +68,12 @@ fn usage_errors_exit_64() {
     let (code, _, err) = stagehand(s.path(), &["run"]);
     assert_eq!(code, code::INVALID);
     assert!(err.contains("JOB"), "{err}");
-    s.write("ok.yaml", "name: ok\ncommand: [\"true\"]\n");
+    s.write(
+        "ok.yaml",
+        r#"name: ok
+command: ["true"]
+"#,
+    );
     for bad in ["a,b", "../x", "a/b", ".hidden", ""] {
         let (code, _, err) = stagehand(s.path(), &["run", "ok.yaml", "--run-id", bad]);
         assert_eq!(code, code::INVALID, "--run-id {bad:?}");

@@ -1,9 +1,8 @@
 //! Jobs in containers on a real Docker engine, driven through the binary. Every test
 //! checks that the containers of its run are gone when the agent has exited.
 
-mod common;
-use common::docker::{self, IMAGE, IMAGE_NONROOT, NONROOT_ID};
-use common::*;
+use crate::common::docker::{self, IMAGE, IMAGE_NONROOT, NONROOT_ID};
+use crate::common::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
@@ -14,7 +13,12 @@ fn workspace() -> Scratch {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local:\n    type: local\n    root: ./data\n",
+        r#"default_datastore: local
+datastores:
+  local:
+    type: local
+    root: ./data
+"#,
     );
     s.write("data/in/names.txt", "ada\ngrace\n");
     s
@@ -41,33 +45,18 @@ fn assert_no_container(run_id: &str) {
     );
 }
 
-fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until the events file shows the job started.
 fn wait_started(s: &Scratch, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kinds(&s.events()).iter().any(|k| k == "started") {
+    let started = wait_until(Duration::from_secs(60), POLL, || {
         if let Some(st) = child.try_wait().unwrap() {
             panic!(
                 "the agent exited ({st}) before the job started: {:?}",
                 s.events()
             );
         }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        s.saw("started")
+    });
+    assert!(started, "the job did not start");
 }
 
 #[test]
@@ -96,10 +85,14 @@ echo "to stderr" >&2
     let job = s.write(
         "job/job.yaml",
         &format!(
-            "name: data\ncommand: [sh, script.sh, \"$AZUREML_DATAREFERENCE_names\", \"${{{{outputs.result}}}}\"]\n\
-             container: {{image: {IMAGE}, pull: never}}\n\
-             inputs:\n  names: {{path: in/names.txt, mode: download}}\n\
-             outputs:\n  result: {{path: \"out/{{run_id}}\", mode: upload}}\n"
+            r#"name: data
+command: [sh, script.sh, "$AZUREML_DATAREFERENCE_names", "${{{{outputs.result}}}}"]
+container: {{image: {IMAGE}, pull: never}}
+inputs:
+  names: {{path: in/names.txt, mode: download}}
+outputs:
+  result: {{path: "out/{{run_id}}", mode: upload}}
+"#
         ),
     );
     std::fs::copy(
@@ -140,22 +133,24 @@ echo "to stderr" >&2
         .unwrap()
         .contains("to stderr"));
     let ev = s.events();
-    let started = ev
-        .iter()
-        .find(|e| e["event"] == "started")
-        .expect("no started event");
+    let started = started(&ev);
     assert!(
-        started["container"].as_str().is_some_and(|c| c.len() >= 12),
-        "{started}"
+        started.container.as_ref().is_some_and(|c| c.len() >= 12),
+        "{started:?}"
     );
-    assert_eq!(finished(&ev)["status"], "succeeded");
+    assert_eq!(finished(&ev).status, Status::Succeeded);
     assert_no_container(&run_id);
 }
 
 fn simple_job(s: &Scratch, name: &str, container: &str, command: &str, extra: &str) -> PathBuf {
     s.write(
         &format!("{name}.yaml"),
-        &format!("name: {name}\ncommand: {command}\ncontainer: {container}\n{extra}"),
+        &format!(
+            r#"name: {name}
+command: {command}
+container: {container}
+{extra}"#
+        ),
     )
 }
 
@@ -170,14 +165,14 @@ fn the_containers_exit_code_is_the_agents() {
         &s,
         "exit5",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sh, -c, \"exit 5\"]",
+        r#"[sh, -c, "exit 5"]"#,
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
     assert_eq!(out.status.code(), Some(5), "{:?}", text(&out));
     let ev = s.events();
-    assert_eq!(finished(&ev)["exit_code"], 5);
-    assert_eq!(finished(&ev)["status"], "failed");
+    assert_eq!(finished(&ev).exit_code, 5);
+    assert_eq!(finished(&ev).status, Status::Failed);
     assert_no_container(&run_id);
 }
 
@@ -193,8 +188,9 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         &s,
         "sigterm",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sh, -c, \"echo started; sleep 60\"]",
-        "kill_grace: 2s\n",
+        r#"[sh, -c, "echo started; sleep 60"]"#,
+        r#"kill_grace: 2s
+"#,
     );
     let mut child = s
         .run_cmd(&job)
@@ -214,7 +210,7 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let status = wait_exit(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(code::CANCELLED));
     assert!(
         t.elapsed() < Duration::from_secs(15),
@@ -222,7 +218,7 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         t.elapsed()
     );
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "cancelled");
+    assert_eq!(finished(&ev).status, Status::Cancelled);
     assert_no_container(&run_id);
 }
 
@@ -238,8 +234,10 @@ fn a_job_past_its_timeout_is_stopped_and_removed() {
         &s,
         "timeout",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sh, -c, \"trap 'echo got TERM; exit 3' TERM; while true; do sleep 1; done\"]",
-        "timeout: 3s\nkill_grace: 10s\n",
+        r#"[sh, -c, "trap 'echo got TERM; exit 3' TERM; while true; do sleep 1; done"]"#,
+        r#"timeout: 3s
+kill_grace: 10s
+"#,
     );
     let t = Instant::now();
     let out = run_with_id(&s, &job, &run_id);
@@ -259,9 +257,8 @@ fn a_job_past_its_timeout_is_stopped_and_removed() {
         "the job never saw its stop signal: {so}"
     );
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "timed_out");
-    let exited = ev.iter().find(|e| e["event"] == "exited").unwrap();
-    assert_eq!(exited["exit_code"], 3);
+    assert_eq!(finished(&ev).status, Status::TimedOut);
+    assert_eq!(exited(&ev).exit_code, Some(3));
     assert_no_container(&run_id);
 }
 
@@ -277,9 +274,11 @@ fn user_host_makes_outputs_belong_to_the_agent() {
     let job = simple_job(
         &s,
         "user",
-        &format!("{{image: \"{IMAGE_NONROOT}\", pull: never, user: host}}"),
-        "[sh, -c, \"id -u > $AZUREML_DATAREFERENCE_out/uid.txt\"]",
-        "outputs:\n  out: {path: \"out/{run_id}\", mode: upload}\n",
+        &format!(r#"{{image: "{IMAGE_NONROOT}", pull: never, user: host}}"#),
+        r#"[sh, -c, "id -u > $AZUREML_DATAREFERENCE_out/uid.txt"]"#,
+        r#"outputs:
+  out: {path: "out/{run_id}", mode: upload}
+"#,
     );
     let out = run_with_id(&s, &job, &run_id);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
@@ -304,8 +303,8 @@ fn a_missing_image_with_pull_never_is_a_clear_staging_failure() {
     let job = simple_job(
         &s,
         "noimage",
-        "{image: \"stagehand-test-absent:1\", pull: never}",
-        "[sh, -c, \"true\"]",
+        r#"{image: "stagehand-test-absent:1", pull: never}"#,
+        r#"[sh, -c, "true"]"#,
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
@@ -316,7 +315,7 @@ fn a_missing_image_with_pull_never_is_a_clear_staging_failure() {
     );
     assert!(!se.contains("panicked"), "{se}");
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "failed");
+    assert_eq!(finished(&ev).status, Status::Failed);
     assert!(!kinds(&ev).contains(&"started".to_string()));
     assert_no_container(&run_id);
 }
@@ -332,8 +331,8 @@ fn a_failed_pull_names_the_image() {
     let job = simple_job(
         &s,
         "pull",
-        "{image: \"127.0.0.1:1/absent:1\", pull: always}",
-        "[sh, -c, \"true\"]",
+        r#"{image: "127.0.0.1:1/absent:1", pull: always}"#,
+        r#"[sh, -c, "true"]"#,
         "",
     );
     let out = run_with_id(&s, &job, &run_id);
@@ -356,7 +355,7 @@ fn no_engine_at_docker_host_is_a_clear_staging_failure() {
         &s,
         "noengine",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sh, -c, \"true\"]",
+        r#"[sh, -c, "true"]"#,
         "",
     );
     for host in [
@@ -389,10 +388,17 @@ fn plan_shows_container_paths_and_binds_without_an_engine() {
     let job = simple_job(
         &s,
         "plan",
-        &format!("{{image: {IMAGE}, volumes: [{{host: /etc, container: /host-etc}}], env: [HOME]}}"),
-        "[cat, \"${{inputs.names}}\", \"--out=$AZUREML_DATAREFERENCE_model/x\"]",
-        "inputs:\n  names: {path: in/names.txt, mode: download}\n  local: {path: in, mode: mount}\noutputs:\n  model: {path: m, mode: upload, path_on_compute: /tmp/stagehand-plan-model}\n  \
-         metrics: {path: m.json, mode: upload, path_on_compute: /tmp/stagehand-plan/metrics.json}\n",
+        &format!(
+            "{{image: {IMAGE}, volumes: [{{host: /etc, container: /host-etc}}], env: [HOME]}}"
+        ),
+        r#"[cat, "${{inputs.names}}", "--out=$AZUREML_DATAREFERENCE_model/x"]"#,
+        r#"inputs:
+  names: {path: in/names.txt, mode: download}
+  local: {path: in, mode: mount}
+outputs:
+  model: {path: m, mode: upload, path_on_compute: /tmp/stagehand-plan-model}
+  metrics: {path: m.json, mode: upload, path_on_compute: /tmp/stagehand-plan/metrics.json}
+"#,
     );
     let out = std::process::Command::new(bin())
         .args(["plan", "--format", "json", "--run-dir"])
@@ -461,7 +467,7 @@ fn bad_container_settings_are_invalid_specs_naming_the_field() {
         &s,
         "bad",
         "{image: x, memory: 2gg, workdir: rel, volumes: [{host: /nonexistent-stagehand-path, container: /data}, {host: /etc, container: /mnt/stagehand/x}]}",
-        "[\"true\"]",
+        r#"["true"]"#,
         "",
     );
     let out = s.run(&job);
@@ -478,7 +484,7 @@ fn bad_container_settings_are_invalid_specs_naming_the_field() {
         &s,
         "bad2",
         "{image: x, volumes: [{host: /nonexistent-stagehand-path, container: /data}]}",
-        "[\"true\"]",
+        r#"["true"]"#,
         "",
     );
     let out = s.run(&job);
@@ -501,7 +507,7 @@ fn gc_removes_the_container_of_a_sigkilled_agent_and_keeps_live_ones() {
         &s,
         "gc",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sleep, \"60\"]",
+        r#"[sleep, "60"]"#,
         "",
     );
     let mut child = s
@@ -595,8 +601,10 @@ fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
         &s,
         "propagation",
         &format!("{{image: {IMAGE}, pull: never}}"),
-        "[sh, -c, \"i=0; while [ $i -lt 300 ]; do if [ -e $AZUREML_DATAREFERENCE_late/marker ]; then echo seen; exit 0; fi; i=$((i+1)); sleep 0.1; done; exit 9\"]",
-        "outputs:\n  late: {path: \"late/{run_id}\", mode: upload, upload_on: failure}\n",
+        r#"[sh, -c, "i=0; while [ $i -lt 300 ]; do if [ -e $AZUREML_DATAREFERENCE_late/marker ]; then echo seen; exit 0; fi; i=$((i+1)); sleep 0.1; done; exit 9"]"#,
+        r#"outputs:
+  late: {path: "late/{run_id}", mode: upload, upload_on: failure}
+"#,
     );
     let mut child = s
         .run_cmd(&job)
@@ -615,7 +623,7 @@ fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
         target.display()
     );
     mounts.0.push(target);
-    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    let status = wait_exit(&mut child, Duration::from_secs(60));
     assert_eq!(
         status.code(),
         Some(0),
@@ -652,7 +660,18 @@ fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
     let s = workspace();
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local:\n    type: local\n    root: ./data\n  blobs:\n    type: azure_blob\n    account_name: acct\n    container_name: c\n    credentials:\n      account_key: {env: STAGEHAND_TEST_SECRET}\n",
+        r#"default_datastore: local
+datastores:
+  local:
+    type: local
+    root: ./data
+  blobs:
+    type: azure_blob
+    account_name: acct
+    container_name: c
+    credentials:
+      account_key: {env: STAGEHAND_TEST_SECRET}
+"#,
     );
     let run_id = docker::run_id("env");
     let job = simple_job(
@@ -662,7 +681,8 @@ fn the_container_gets_only_the_planned_environment_and_the_pass_through_list() {
             "{{image: {IMAGE}, pull: never, env: [STAGEHAND_TEST_PASSED, STAGEHAND_TEST_UNSET]}}"
         ),
         "[env]",
-        "environment: {FROM_SPEC: spec}\n",
+        r#"environment: {FROM_SPEC: spec}
+"#,
     );
     let out = s
         .run_cmd(&job)
@@ -719,8 +739,9 @@ fn a_job_killed_for_memory_says_so() {
         &s,
         "oom",
         &format!("{{image: {IMAGE}, pull: never, memory: 16m}}"),
-        "[sh, -c, \"x=a; while true; do x=$x$x; done\"]",
-        "timeout: 60s\n",
+        r#"[sh, -c, "x=a; while true; do x=$x$x; done"]"#,
+        r#"timeout: 60s
+"#,
     );
     let out = run_with_id(&s, &job, &run_id);
     let (_, se) = expect_code(&out, 137);

@@ -1,7 +1,6 @@
 //! The whole job lifecycle on the local datastore, driven through the binary.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn hello_example_runs_and_its_output_lands() {
@@ -25,8 +24,8 @@ fn hello_example_runs_and_its_output_lands() {
         main,
         ["accepted", "staged", "started", "exited", "uploaded", "finished"]
     );
-    assert_eq!(finished(&ev)["status"], "succeeded");
-    let run_id = ev[0]["run_id"].as_str().unwrap();
+    assert_eq!(finished(&ev).status, Status::Succeeded);
+    let run_id = ev[0].run_id.as_str();
     let landed = ex
         .join("data/runs")
         .join(run_id)
@@ -34,6 +33,96 @@ fn hello_example_runs_and_its_output_lands() {
     assert_eq!(
         std::fs::read_to_string(&landed).unwrap(),
         "Hello, world!\nHello, stagehand!\n"
+    );
+}
+
+/// The one test that reads the event stream as raw JSON: the names on the wire are a
+/// contract with schedulers, which the protocol's types (used everywhere else) hide.
+/// Every line carries `v`, `ts`, `run_id` and `event`, and each kind exactly its fields.
+#[test]
+fn the_event_stream_keeps_its_wire_format() {
+    let s = Scratch::new();
+    let ex = s.path().join("hello");
+    copy_tree(&repo().join("examples/hello"), &ex);
+    let out = s
+        .run_cmd(&ex.join("job.yaml"))
+        .arg("--run-id")
+        .arg("wire-1")
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let text = std::fs::read_to_string(s.events_file()).unwrap();
+    let fields = |kind: &str| -> &[&str] {
+        match kind {
+            "accepted" => &["job", "run_dir"],
+            "stage_started" => &["name", "mode", "source", "destination"],
+            "stage_progress" | "upload_progress" => &["name", "files", "bytes"],
+            "stage_finished" => &[
+                "name",
+                "files",
+                "bytes",
+                "skipped_files",
+                "skipped_bytes",
+                "duration_ms",
+            ],
+            "staged" | "uploaded" => &["bytes", "duration_ms"],
+            "started" => &["pid"],
+            "exited" => &["exit_code", "reason", "duration_ms"],
+            "upload_started" => &["name", "source", "destination"],
+            "upload_finished" => &["name", "files", "bytes", "duration_ms"],
+            "finished" => &[
+                "status",
+                "exit_code",
+                "phase",
+                "bytes_downloaded",
+                "bytes_uploaded",
+                "duration_ms",
+            ],
+            other => panic!("unexpected event kind {other:?} in a plain run"),
+        }
+    };
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {line}"));
+        assert_eq!(v["v"], 1, "{line}");
+        assert_eq!(v["run_id"], "wire-1", "{line}");
+        let ts = v["ts"].as_str().unwrap_or_else(|| panic!("no ts: {line}"));
+        assert!(
+            ts.len() >= 20 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z'),
+            "ts is not RFC 3339 UTC: {line}"
+        );
+        let kind = v["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
+        let mut want: Vec<&str> = ["v", "ts", "run_id", "event"].to_vec();
+        want.extend(fields(kind));
+        want.sort_unstable();
+        let mut got: Vec<&str> = obj.keys().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "the fields of {kind}");
+        seen.push(kind.to_string());
+    }
+    for kind in [
+        "accepted",
+        "stage_started",
+        "stage_finished",
+        "staged",
+        "started",
+        "exited",
+        "upload_started",
+        "upload_finished",
+        "uploaded",
+        "finished",
+    ] {
+        assert!(seen.iter().any(|k| k == kind), "no {kind} in {seen:?}");
+    }
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["status"], &last["phase"], &last["exit_code"]),
+        (&"succeeded".into(), &"done".into(), &0.into())
     );
 }
 
@@ -72,7 +161,14 @@ fn with_local_store(extra_ws: &str) -> Scratch {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        &format!("default_datastore: local\ndatastores:\n  local:\n    type: local\n    root: ./data\n{extra_ws}"),
+        &format!(
+            r#"default_datastore: local
+datastores:
+  local:
+    type: local
+    root: ./data
+{extra_ws}"#
+        ),
     );
     std::fs::create_dir_all(s.path().join("data")).unwrap();
     s
@@ -88,16 +184,16 @@ fn assert_gone(pid: i32) {
     );
 }
 
+/// The text of the file at `p` once it is complete (ends with a newline); fails the
+/// test after ten seconds.
 fn wait_for_file(p: &std::path::Path, what: &str) -> String {
-    for _ in 0..200 {
-        if let Ok(t) = std::fs::read_to_string(p) {
-            if t.ends_with('\n') {
-                return t;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what} never appeared at {}", p.display());
+    let mut text = String::new();
+    let complete = wait_until(std::time::Duration::from_secs(10), POLL, || {
+        text = std::fs::read_to_string(p).unwrap_or_default();
+        text.ends_with('\n')
+    });
+    assert!(complete, "{what} never appeared at {}", p.display());
+    text
 }
 
 #[test]
@@ -115,7 +211,7 @@ outputs:
     let out = s.run(&job);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     let ev = s.events();
-    let run_id = ev[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = ev[0].run_id.as_str().to_string();
     let base = s.path().join("data/out").join(&run_id);
     assert_eq!(
         std::fs::read_to_string(base.join("always/ckpt.txt")).unwrap(),
@@ -126,8 +222,8 @@ outputs:
         "upload_on: success output was uploaded"
     );
     let fin = finished(&ev);
-    assert_eq!(fin["status"], "failed");
-    assert_eq!(fin["exit_code"], 3);
+    assert_eq!(fin.status, Status::Failed);
+    assert_eq!(fin.exit_code, 3);
     assert!(kinds(&ev).contains(&"upload_skipped".to_string()));
     let env = std::fs::read_to_string(base.join("always/env.txt")).unwrap();
     assert!(env.contains(&format!("STAGEHAND_RUN_ID={run_id}")));
@@ -195,8 +291,8 @@ command:
     }
     let ev = s.events();
     let fin = finished(&ev);
-    assert_eq!(fin["status"], "cancelled");
-    assert_eq!(fin["exit_code"], code::CANCELLED);
+    assert_eq!(fin.status, Status::Cancelled);
+    assert_eq!(fin.exit_code, code::CANCELLED);
 }
 
 #[test]
@@ -227,35 +323,175 @@ command:
         assert_gone(p.parse().unwrap());
     }
     let ev = s.events();
-    let exited = ev.iter().find(|e| e["event"] == "exited").unwrap();
-    assert_eq!(exited["reason"], "timed_out");
+    let exited = exited(&ev);
+    assert_eq!(exited.reason, "timed_out");
     assert_eq!(
-        exited["signal"], 9,
+        exited.signal,
+        Some(9),
         "ignored SIGTERM, so SIGKILL after the grace"
     );
-    assert_eq!(finished(&ev)["status"], "timed_out");
+    assert_eq!(finished(&ev).status, Status::TimedOut);
 }
 
 #[test]
 fn invalid_specs_exit_64_name_field_and_line_and_create_nothing() {
     // (what, job text, field path expected in the error, line expected)
     let cases: &[(&str, &str, &str, usize)] = &[
-        ("unknown mode", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: mnt}\n", "inputs.x.mode", 4),
-        ("unknown datastore", "name: j\ncommand: [true]\ninputs:\n  x:\n    datastore: nope\n    path: a\n    mode: download\n", "inputs.x.datastore", 5),
-        ("duplicate name", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: download}\noutputs:\n  x: {path: b, mode: upload}\n", "outputs.x", 6),
-        ("unknown input reference", "name: j\ncommand: [echo, \"${{inputs.y}}\"]\n", "command[1]", 2),
-        ("unknown dataref reference", "name: j\ncommand:\n  - echo\n  - --in=$AZUREML_DATAREFERENCE_nope/x\n", "command[1]", 4),
-        ("bad yaml", "name: j\ncommand: [true\n", "", 3),
-        ("wrong type", "name: j\ncommand: \"python train.py\"\n", "command", 2),
-        ("path escaping the root", "name: j\ncommand: [true]\ninputs:\n  x: {path: ../.., mode: download}\n", "inputs.x.path", 4),
-        ("missing command", "name: j\n", "command", 0),
-        ("bad timeout", "name: j\ncommand: [true]\ntimeout: soon\n", "timeout", 3),
-        ("unknown top-level field", "name: j\ncommand: [true]\nretries: 3\n", "retries", 3),
-        ("unknown input field", "name: j\ncommand: [true]\ninputs:\n  x:\n    path: a\n    mode: download\n    cache: yes\n", "inputs.x.cache", 7),
-        ("name not an env suffix", "name: j\ncommand: [true]\ninputs:\n  my-data: {path: a, mode: download}\n", "inputs.my-data", 4),
-        ("upload as input", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: upload}\n", "inputs.x.mode", 4),
-        ("empty command", "name: j\ncommand: []\n", "command", 2),
-        ("path_on_compute escaping the run folder", "name: j\ncommand: [true]\ninputs:\n  x: {path: a, mode: download, path_on_compute: ../../etc}\n", "inputs.x.path_on_compute", 4),
+        (
+            "unknown mode",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: mnt}
+"#,
+            "inputs.x.mode",
+            4,
+        ),
+        (
+            "unknown datastore",
+            r#"name: j
+command: [true]
+inputs:
+  x:
+    datastore: nope
+    path: a
+    mode: download
+"#,
+            "inputs.x.datastore",
+            5,
+        ),
+        (
+            "duplicate name",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: download}
+outputs:
+  x: {path: b, mode: upload}
+"#,
+            "outputs.x",
+            6,
+        ),
+        (
+            "unknown input reference",
+            r#"name: j
+command: [echo, "${{inputs.y}}"]
+"#,
+            "command[1]",
+            2,
+        ),
+        (
+            "unknown dataref reference",
+            r#"name: j
+command:
+  - echo
+  - --in=$AZUREML_DATAREFERENCE_nope/x
+"#,
+            "command[1]",
+            4,
+        ),
+        (
+            "bad yaml",
+            r#"name: j
+command: [true
+"#,
+            "",
+            3,
+        ),
+        (
+            "wrong type",
+            r#"name: j
+command: "python train.py"
+"#,
+            "command",
+            2,
+        ),
+        (
+            "path escaping the root",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: ../.., mode: download}
+"#,
+            "inputs.x.path",
+            4,
+        ),
+        (
+            "missing command",
+            r#"name: j
+"#,
+            "command",
+            0,
+        ),
+        (
+            "bad timeout",
+            r#"name: j
+command: [true]
+timeout: soon
+"#,
+            "timeout",
+            3,
+        ),
+        (
+            "unknown top-level field",
+            r#"name: j
+command: [true]
+retries: 3
+"#,
+            "retries",
+            3,
+        ),
+        (
+            "unknown input field",
+            r#"name: j
+command: [true]
+inputs:
+  x:
+    path: a
+    mode: download
+    cache: yes
+"#,
+            "inputs.x.cache",
+            7,
+        ),
+        (
+            "name not an env suffix",
+            r#"name: j
+command: [true]
+inputs:
+  my-data: {path: a, mode: download}
+"#,
+            "inputs.my-data",
+            4,
+        ),
+        (
+            "upload as input",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: upload}
+"#,
+            "inputs.x.mode",
+            4,
+        ),
+        (
+            "empty command",
+            r#"name: j
+command: []
+"#,
+            "command",
+            2,
+        ),
+        (
+            "path_on_compute escaping the run folder",
+            r#"name: j
+command: [true]
+inputs:
+  x: {path: a, mode: download, path_on_compute: ../../etc}
+"#,
+            "inputs.x.path_on_compute",
+            4,
+        ),
     ];
     assert!(cases.len() >= 12);
     for (what, yaml, field, line) in cases {
@@ -282,7 +518,7 @@ fn invalid_specs_exit_64_name_field_and_line_and_create_nothing() {
             "{what}: a run folder was created"
         );
         let fin = s.events();
-        assert_eq!(finished(&fin)["phase"], "validate", "{what}");
+        assert_eq!(finished(&fin).phase, Phase::Validate, "{what}");
     }
 }
 
@@ -291,7 +527,13 @@ fn every_problem_is_reported_at_once() {
     let s = with_local_store("");
     let job = s.write(
         "job.yaml",
-        "name: j\ncommand: [echo, \"${{inputs.nope}}\"]\ntimeout: soon\ninputs:\n  a: {path: x, mode: mnt}\n  b: {path: ../y, mode: download}\n",
+        r#"name: j
+command: [echo, "${{inputs.nope}}"]
+timeout: soon
+inputs:
+  a: {path: x, mode: mnt}
+  b: {path: ../y, mode: download}
+"#,
     );
     let out = std::process::Command::new(bin())
         .arg("validate")
@@ -325,7 +567,13 @@ fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
     ] {
         let job = s.write(
             "job.yaml",
-            &format!("name: j\ncommand: [true]\ninputs:\n  x: {{path: {path}, mode: download}}\n"),
+            &format!(
+                r#"name: j
+command: [true]
+inputs:
+  x: {{path: {path}, mode: download}}
+"#
+            ),
         );
         let out = s.run(&job);
         let (_, err) = text(&out);
@@ -348,7 +596,11 @@ fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
     }
     let job = s.write(
         "job.yaml",
-        "name: j\ncommand: [true]\ninputs:\n  x: {path: ../.., mode: download}\n",
+        r#"name: j
+command: [true]
+inputs:
+  x: {path: ../.., mode: download}
+"#,
     );
     assert_eq!(s.run(&job).status.code(), Some(code::INVALID));
 }
@@ -373,7 +625,14 @@ fn plan_shows_everything_and_writes_nothing() {
     s.write("data/sets/a/1.txt", "one");
     let job = s.write(
         "job.yaml",
-        "name: p\ncommand: [python, train.py, --data, $AZUREML_DATAREFERENCE_train, \"--out=${{outputs.model}}/m\"]\nenvironment: {LR: \"0.1\"}\ninputs:\n  train: {path: sets/a, mode: download}\noutputs:\n  model: {path: \"models/{run_id}\", mode: upload}\n",
+        r#"name: p
+command: [python, train.py, --data, $AZUREML_DATAREFERENCE_train, "--out=${{outputs.model}}/m"]
+environment: {LR: "0.1"}
+inputs:
+  train: {path: sets/a, mode: download}
+outputs:
+  model: {path: "models/{run_id}", mode: upload}
+"#,
     );
     let run_dir = s.run_dir();
     let plan = |fmt: &str| {
@@ -445,22 +704,18 @@ fn rerun_of_unchanged_download_copies_nothing_and_overwrite_forces_it() {
         );
     }
     let spec = |overwrite: bool| {
-        format!("name: r\ncommand: [true]\ninputs:\n  x: {{path: set, mode: download, overwrite: {overwrite}}}\n")
+        format!(
+            r#"name: r
+command: [true]
+inputs:
+  x: {{path: set, mode: download, overwrite: {overwrite}}}
+"#
+        )
     };
     let job = s.write("job.yaml", &spec(false));
     let stage = |s: &Scratch| {
-        let ev = s.events();
-        let f = ev
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "stage_finished")
-            .unwrap()
-            .clone();
-        (
-            f["files"].as_u64().unwrap(),
-            f["bytes"].as_u64().unwrap(),
-            f["skipped_files"].as_u64().unwrap(),
-        )
+        let f = stage_finished(&s.events(), "x");
+        (f.files, f.bytes, f.skipped_files)
     };
     assert_eq!(s.run(&job).status.code(), Some(0));
     assert_eq!(stage(&s), (20, 20_190, 0));
@@ -486,7 +741,11 @@ fn upload_without_overwrite_refuses_to_replace_and_names_the_file() {
     s.write("data/fixed/out/model.bin", "old");
     let job = s.write(
         "job.yaml",
-        "name: u\ncommand: [sh, -c, \"echo new > $AZUREML_DATAREFERENCE_o/model.bin; echo n > $AZUREML_DATAREFERENCE_o/other.bin\"]\noutputs:\n  o: {path: fixed/out, mode: upload}\n",
+        r#"name: u
+command: [sh, -c, "echo new > $AZUREML_DATAREFERENCE_o/model.bin; echo n > $AZUREML_DATAREFERENCE_o/other.bin"]
+outputs:
+  o: {path: fixed/out, mode: upload}
+"#,
     );
     let out = s.run(&job);
     let (_, err) = expect_code(&out, code::UPLOAD_FAILED);
@@ -502,7 +761,7 @@ fn upload_without_overwrite_refuses_to_replace_and_names_the_file() {
         !s.path().join("data/fixed/out/other.bin").exists(),
         "a partial output was uploaded"
     );
-    assert_eq!(finished(&s.events())["status"], "failed");
+    assert_eq!(finished(&s.events()).status, Status::Failed);
 }
 
 #[test]
@@ -510,15 +769,21 @@ fn code_snapshot_is_the_working_folder() {
     let s = with_local_store("");
     s.write(
         "data/snapshots/abc/run.sh",
-        "echo from-snapshot > \"$1/where.txt\"; pwd >> \"$1/where.txt\"\n",
+        r#"echo from-snapshot > "$1/where.txt"; pwd >> "$1/where.txt"
+"#,
     );
     let job = s.write(
         "job.yaml",
-        "name: c\ncode: {path: snapshots/abc}\ncommand: [sh, run.sh, \"${{outputs.o}}\"]\noutputs:\n  o: {path: \"res/{run_id}\", mode: upload}\n",
+        r#"name: c
+code: {path: snapshots/abc}
+command: [sh, run.sh, "${{outputs.o}}"]
+outputs:
+  o: {path: "res/{run_id}", mode: upload}
+"#,
     );
     let out = s.run(&job);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let run_id = s.events()[0]["run_id"].as_str().unwrap().to_string();
+    let run_id = s.events()[0].run_id.as_str().to_string();
     let got =
         std::fs::read_to_string(s.path().join("data/res").join(run_id).join("where.txt")).unwrap();
     assert_eq!(
@@ -532,11 +797,27 @@ fn secrets_never_appear_anywhere() {
     const LITERAL: &str = "LiteralKey+abc/123==";
     const FROM_ENV: &str = "sv=2024-01-01&sig=EnvSecretSig%2Fxyz";
     let s = with_local_store(&format!(
-        "  vault:\n    type: azure_blob\n    account_name: acct\n    container_name: c\n    credentials:\n      account_key: \"{LITERAL}\"\n  other:\n    type: azure_blob\n    account_name: acct\n    container_name: d\n    credentials:\n      sas_token: {{env: STAGEHAND_TEST_SAS}}\n"
+        r#"  vault:
+    type: azure_blob
+    account_name: acct
+    container_name: c
+    credentials:
+      account_key: "{LITERAL}"
+  other:
+    type: azure_blob
+    account_name: acct
+    container_name: d
+    credentials:
+      sas_token: {{env: STAGEHAND_TEST_SAS}}
+"#
     ));
     let job = s.write(
         "job.yaml",
-        "name: s\ncommand: [sh, -c, \"env; echo done\"]\noutputs:\n  o: {path: \"o/{run_id}\", mode: upload}\n",
+        r#"name: s
+command: [sh, -c, "env; echo done"]
+outputs:
+  o: {path: "o/{run_id}", mode: upload}
+"#,
     );
     let mut cmd = s.run_cmd(&job);
     cmd.arg("-vv").env("STAGEHAND_TEST_SAS", FROM_ENV);
@@ -562,7 +843,11 @@ fn secrets_never_appear_anywhere() {
     // A job that uses the secret datastore fails (this build cannot reach it): its error too.
     let bad = s.write(
         "bad.yaml",
-        "name: b\ncommand: [true]\ninputs:\n  x: {datastore: vault, path: a, mode: download}\n",
+        r#"name: b
+command: [true]
+inputs:
+  x: {datastore: vault, path: a, mode: download}
+"#,
     );
     let bad_out = s
         .run_cmd(&bad)

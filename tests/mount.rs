@@ -2,9 +2,8 @@
 //! binary with `STAGEHAND_LOCAL_MOUNT=fuse` (the same code path as a cloud store's
 //! mount). Without FUSE these tests fail in CI and return early elsewhere.
 
-mod common;
-use common::fuse::{fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
-use common::*;
+use crate::common::fuse::{fuse_ready, kill, make_store, mounted_at};
+use crate::common::*;
 
 use stagehand::mount::{RunMounts, Settings};
 use stagehand::store::local::LocalStore;
@@ -132,12 +131,21 @@ fn mount_job(s: &Scratch, script: &str, extra: &str) -> PathBuf {
     make_store(&s.path().join("store"));
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
     s.write("job.sh", script);
     s.write(
         "job.yaml",
-        &format!("name: mount-test\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {{path: data, mode: mount{extra}}}\n"),
+        &format!(
+            r#"name: mount-test
+command: ["bash", "job.sh", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {{path: data, mode: mount{extra}}}
+"#
+        ),
     )
 }
 
@@ -180,10 +188,10 @@ fn a_job_reads_its_input_through_the_mount_and_the_mount_is_gone_after() {
     let mp = s.run_dir().join("inputs/train/data");
     assert!(!mounted_at(&mp), "the mount outlived the run");
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "succeeded");
-    let stage = ev.iter().find(|e| e["event"] == "stage_started").unwrap();
-    assert_eq!(stage["mode"], "mount");
-    assert_eq!(stage["destination"], mp.display().to_string());
+    assert_eq!(finished(&ev).status, Status::Succeeded);
+    let stage = stage_started(&ev, "train");
+    assert_eq!(stage.mode, "mount");
+    assert_eq!(stage.destination, mp.display().to_string());
 }
 
 #[test]
@@ -193,7 +201,13 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
     }
     let s = Scratch::new();
     // The job holds a file of the mount open while it sleeps.
-    let job = mount_job(&s, "exec 3<\"$1/big.bin\"\nsleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"exec 3<"$1/big.bin"
+sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -201,15 +215,15 @@ fn sigterm_during_a_mounted_job_stops_it_and_unmounts() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     assert!(mounted_at(&mp));
     kill(child.id(), 15);
-    let status = wait_child(&mut child, 30);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).code();
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
-    assert_eq!(finished(&s.events())["status"], "cancelled");
+    assert_eq!(finished(&s.events()).status, Status::Cancelled);
 }
 
 #[test]
@@ -218,7 +232,12 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         return;
     }
     let s = Scratch::new();
-    let job = mount_job(&s, "sleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -226,7 +245,7 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     kill(child.id(), 9);
@@ -235,7 +254,12 @@ fn a_mount_left_by_a_killed_agent_is_cleaned_at_the_next_start() {
     // another test starts meanwhile may already have cleaned it, rightly.)
     // Any run of the agent cleans it up first.
     let s2 = Scratch::new();
-    let job2 = s2.write("job.yaml", "name: noop\ncommand: [\"true\"]\n");
+    let job2 = s2.write(
+        "job.yaml",
+        r#"name: noop
+command: ["true"]
+"#,
+    );
     let out = s2.run(&job2);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(!mounted_at(&mp), "the stale mount is still there");
@@ -256,7 +280,7 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
         "stdout: {so}\nstderr: {se}"
     );
     let ev = s.events();
-    let err = finished(&ev)["error"].as_str().unwrap().to_string();
+    let err = finished(&ev).error.expect("no error in finished");
     assert!(
         err.contains("FUSE is not usable")
             && err.contains("/nonexistent/fuse")
@@ -277,20 +301,16 @@ fn without_fuse_a_mount_fails_clearly_and_the_fallback_downloads() {
         "{so}"
     );
     let ev = s.events();
-    let warning = ev
-        .iter()
-        .find(|e| e["event"] == "warning")
-        .expect("a warning event");
+    let warnings = warnings(&ev);
     assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("downloading it instead"),
-        "{warning}"
+        warnings
+            .first()
+            .is_some_and(|w| w.contains("downloading it instead")),
+        "{warnings:?}"
     );
     assert!(se.contains("downloading it instead"), "{se}");
-    let done = ev.iter().find(|e| e["event"] == "stage_finished").unwrap();
-    assert!(done["bytes"].as_u64().unwrap() >= 48 << 20, "{done}");
+    let done = stage_finished(&ev, "train");
+    assert!(done.bytes >= 48 << 20, "{done:?}");
 }
 
 #[test]
@@ -301,16 +321,27 @@ fn a_mount_still_held_by_an_escaped_process_is_detached_and_the_job_times_out_cl
     let s = Scratch::new();
     // A process that leaves the job's process group keeps a file of the mount open
     // after the job is gone; the job itself runs into its timeout.
-    let script = "setsid bash -c 'echo $$ > \"$2\"; exec 3<\"$1/big.bin\"; sleep 30' _ \"$1\" \"$ESCAPED_PID\" &\nsleep 60\n";
+    let script = r#"setsid bash -c 'echo $$ > "$2"; exec 3<"$1/big.bin"; sleep 30' _ "$1" "$ESCAPED_PID" &
+sleep 60
+"#;
     make_store(&s.path().join("store"));
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
     s.write("job.sh", script);
     let job = s.write(
         "job.yaml",
-        "name: mount-busy\ntimeout: 2s\nkill_grace: 1s\ncommand: [\"bash\", \"job.sh\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {path: data, mode: mount}\n",
+        r#"name: mount-busy
+timeout: 2s
+kill_grace: 1s
+command: ["bash", "job.sh", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {path: data, mode: mount}
+"#,
     );
     let started = Instant::now();
     let pid_file = s.path().join("escaped.pid");
@@ -344,7 +375,12 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         return;
     }
     let s = Scratch::new();
-    let job = mount_job(&s, "sleep 60\n", "");
+    let job = mount_job(
+        &s,
+        r#"sleep 60
+"#,
+        "",
+    );
     let mut child = fuse_cmd(&s, &job)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -352,7 +388,7 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
         .unwrap();
     let mp = s.run_dir().join("inputs/train/data");
     assert!(
-        wait_for(30, || s.events().iter().any(|e| e["event"] == "started")),
+        wait_until(Duration::from_secs(30), POLL, || s.saw("started")),
         "the job never started"
     );
     kill(child.id(), 9);
@@ -368,10 +404,10 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
 
 #[test]
 fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
-    if !fuse_ready() || !common::docker::engine() {
+    if !fuse_ready() || !crate::common::docker::engine() {
         return;
     }
-    common::docker::images();
+    crate::common::docker::images();
     let s = Scratch::new();
     make_store(&s.path().join("store"));
     let want = Command::new("md5sum")
@@ -385,21 +421,26 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
         .to_string();
     s.write(
         "workspace.yaml",
-        "default_datastore: local\ndatastores:\n  local: {type: local, root: ./store}\n",
+        r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./store}
+"#,
     );
-    let nonroot = common::docker::NONROOT_ID.to_string();
+    let nonroot = crate::common::docker::NONROOT_ID.to_string();
     for (image, uid) in [
-        (common::docker::IMAGE, "0"),
-        (common::docker::IMAGE_NONROOT, nonroot.as_str()),
+        (crate::common::docker::IMAGE, "0"),
+        (crate::common::docker::IMAGE_NONROOT, nonroot.as_str()),
     ] {
-        let run_id = common::docker::run_id("mountcontainer");
+        let run_id = crate::common::docker::run_id("mountcontainer");
         let job = s.write(
             "job.yaml",
             &format!(
-                "name: mount-container\n\
-                 container: {{image: \"{image}\", pull: never}}\n\
-                 command: [\"sh\", \"-c\", \"id -u; md5sum $AZUREML_DATAREFERENCE_train/big.bin; find $AZUREML_DATAREFERENCE_train/tree -type f | wc -l; cat $AZUREML_DATAREFERENCE_train/small/s7.txt; touch $AZUREML_DATAREFERENCE_train/new || echo WRITE REFUSED\"]\n\
-                 inputs:\n  train: {{path: data, mode: mount}}\n"
+                r#"name: mount-container
+container: {{image: "{image}", pull: never}}
+command: ["sh", "-c", "id -u; md5sum $AZUREML_DATAREFERENCE_train/big.bin; find $AZUREML_DATAREFERENCE_train/tree -type f | wc -l; cat $AZUREML_DATAREFERENCE_train/small/s7.txt; touch $AZUREML_DATAREFERENCE_train/new || echo WRITE REFUSED"]
+inputs:
+  train: {{path: data, mode: mount}}
+"#
             ),
         );
         let out = fuse_cmd(&s, &job)
@@ -408,7 +449,7 @@ fn a_containerised_job_reads_the_same_mount_as_root_and_as_another_user() {
             .output()
             .unwrap();
         let (so, se) = text(&out);
-        common::docker::remove_containers_of(&run_id);
+        crate::common::docker::remove_containers_of(&run_id);
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -4,13 +4,13 @@
 //! Azure Python SDK. Without Azurite or FUSE these tests fail in CI and return early
 //! elsewhere.
 
-mod common;
-use common::azurite::{Azurite, KEY, KEY_FROM_ENV};
-use common::fuse::{alive, fuse_ready, kill, make_store, mounted_at, wait_child, wait_for};
-use common::*;
+use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+use crate::common::fuse::{alive, fuse_ready, kill, make_store, mounted_at};
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Azurite with container `data` holding the data set under `in/`, a workspace on it,
 /// and a job running `script` (bash, `$1` = the mounted input `train`, `$RESULTS` = a
@@ -30,7 +30,11 @@ fn setup(s: &Scratch, script: &str) -> Option<(Azurite, PathBuf, Vec<u8>)> {
     let job = s.write(
         "job/job.yaml",
         &format!(
-            "name: mount-azure\ncommand: [\"bash\", \"{}\", \"$AZUREML_DATAREFERENCE_train\"]\ninputs:\n  train: {{path: in, mode: mount}}\n",
+            r#"name: mount-azure
+command: ["bash", "{}", "$AZUREML_DATAREFERENCE_train"]
+inputs:
+  train: {{path: in, mode: mount}}
+"#,
             sh.display()
         ),
     );
@@ -55,13 +59,10 @@ fn cmd(s: &Scratch, job: &Path) -> Command {
 }
 
 /// Where the agent mounted input `train`, per its `stage_started` event.
-fn mountpoint(ev: &[serde_json::Value]) -> PathBuf {
-    let stage = ev
-        .iter()
-        .find(|e| e["event"] == "stage_started" && e["name"] == "train")
-        .expect("no stage_started for train");
-    assert_eq!(stage["mode"], "mount", "{stage}");
-    PathBuf::from(stage["destination"].as_str().unwrap())
+fn mountpoint(ev: &[Event]) -> PathBuf {
+    let stage = stage_started(ev, "train");
+    assert_eq!(stage.mode, "mount", "{stage:?}");
+    PathBuf::from(stage.destination)
 }
 
 /// Everything the job learns through the mount goes to $RESULTS for the test to judge.
@@ -85,7 +86,7 @@ fn a_job_reads_an_azure_container_through_the_mount_and_the_mount_is_gone_after(
     let out = cmd(&s, &job).output().unwrap();
     expect_code(&out, 0);
     let ev = s.events();
-    assert_eq!(finished(&ev)["status"], "succeeded");
+    assert_eq!(finished(&ev).status, Status::Succeeded);
     let mp = mountpoint(&ev);
     assert_eq!(result(&s, "mountpoint").trim(), mp.display().to_string());
 
@@ -137,7 +138,7 @@ fn a_job_reads_an_azure_container_through_the_mount_and_the_mount_is_gone_after(
     assert!(
         !std::fs::read_to_string("/proc/self/mounts")
             .unwrap()
-            .contains(&format!("stagehand:{}:", ev[0]["run_id"].as_str().unwrap())),
+            .contains(&format!("stagehand:{}:", ev[0].run_id.as_str())),
         "a mount of the run is still in /proc/mounts"
     );
 }
@@ -166,7 +167,7 @@ exec sleep 60
         .unwrap();
     let pid_file = results(&s).join("job.pid");
     assert!(
-        wait_for(60, || pid_file.exists()),
+        wait_until(Duration::from_secs(60), POLL, || pid_file.exists()),
         "the job never got going: {:?}",
         kinds(&s.events())
     );
@@ -176,12 +177,12 @@ exec sleep 60
     assert!(alive(job_pid));
 
     kill(child.id(), 15);
-    let status = wait_child(&mut child, 30);
+    let status = wait_exit(&mut child, Duration::from_secs(30)).code();
     assert_eq!(status, Some(code::CANCELLED));
     assert!(!mounted_at(&mp), "the mount outlived a SIGTERM");
     assert!(
-        wait_for(5, || !alive(job_pid)),
+        wait_until(Duration::from_secs(5), POLL, || !alive(job_pid)),
         "the job (pid {job_pid}) still runs"
     );
-    assert_eq!(finished(&s.events())["status"], "cancelled");
+    assert_eq!(finished(&s.events()).status, Status::Cancelled);
 }

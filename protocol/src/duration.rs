@@ -69,6 +69,31 @@ impl JsonSchema for SpecDuration {
 mod tests {
     use super::*;
 
+    fn read(yaml: &str) -> Result<SpecDuration, String> {
+        serde_yaml::from_str::<SpecDuration>(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_spec_gives_text_or_whole_seconds() {
+        assert_eq!(read("90").unwrap().0, Duration::from_secs(90));
+        assert_eq!(read("'1h 30m'").unwrap().0, Duration::from_secs(5400));
+        assert_eq!(read("' 2m '").unwrap().0, Duration::from_secs(120));
+        let e = read("-5").unwrap_err();
+        assert!(e.contains("expected a duration such as"), "{e}");
+        let e = read("[1]").unwrap_err();
+        assert!(e.contains("expected a duration such as"), "{e}");
+        let e = read("soon").unwrap_err();
+        assert!(e.contains("invalid duration \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn written_as_people_write_it_and_read_back() {
+        let d = SpecDuration(Duration::from_secs(5400));
+        let text = serde_yaml::to_string(&d).unwrap();
+        assert_eq!(text.trim(), "1h 30m");
+        assert_eq!(read(&text).unwrap(), d);
+    }
+
     #[test]
     fn forms() {
         assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));

@@ -298,3 +298,60 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub volumes: Vec<Volume>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> JobSpec {
+        crate::parse_job(std::path::Path::new("j.yaml"), "name: j\ncommand: [x]\n")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .value
+    }
+
+    #[test]
+    fn mode_names_are_the_names_in_a_spec() {
+        for mode in [Mode::Mount, Mode::Download, Mode::Upload] {
+            let written = serde_yaml::to_string(&mode).unwrap();
+            assert_eq!(written.trim(), mode.as_str());
+        }
+    }
+
+    #[test]
+    fn defaults_are_as_documented() {
+        assert_eq!(UploadOn::default(), UploadOn::Always);
+        assert_eq!(Pull::default(), Pull::Missing);
+        assert_eq!(ContainerUser::default(), ContainerUser::Image);
+    }
+
+    #[test]
+    fn a_written_spec_leaves_out_what_is_unset() {
+        // What `convert` prints: no empty optional keys, no `azure_ml_v2_variables: false`.
+        assert_eq!(
+            serde_yaml::to_string(&minimal()).unwrap(),
+            "name: j\ncommand:\n- x\nenvironment: {}\ninputs: {}\noutputs: {}\n"
+        );
+        let mut j = minimal();
+        j.azure_ml_v2_variables = true;
+        assert!(serde_yaml::to_string(&j)
+            .unwrap()
+            .ends_with("azure_ml_v2_variables: true\n"));
+    }
+
+    #[test]
+    fn gpus_are_a_count_or_all() {
+        let g: Gpus = serde_yaml::from_str("all").unwrap();
+        assert_eq!(g, Gpus::All(AllGpus::All));
+        let g: Gpus = serde_yaml::from_str("3").unwrap();
+        assert_eq!(g, Gpus::Count(3));
+        assert!(serde_yaml::from_str::<Gpus>("some").is_err());
+        assert!(serde_yaml::from_str::<Gpus>("-1").is_err());
+    }
+
+    #[test]
+    fn the_container_paths_are_under_the_root() {
+        for p in [CONTAINER_RUN_DIR, CONTAINER_JOB_DIR, CONTAINER_DATA_DIR] {
+            assert!(p.starts_with(&format!("{CONTAINER_ROOT}/")), "{p}");
+        }
+    }
+}

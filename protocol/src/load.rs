@@ -843,3 +843,6 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
     }
     Problems(out)
 }
+
+#[cfg(test)]
+mod tests;

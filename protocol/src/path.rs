@@ -108,6 +108,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn joins_without_doubled_or_dangling_slashes() {
+        assert_eq!(join("", "a/b"), "a/b");
+        assert_eq!(join("p", ""), "p");
+        assert_eq!(join("p/q", "a"), "p/q/a");
+        assert_eq!(join("", ""), "");
+    }
+
+    #[test]
+    fn path_errors_read_as_a_person_needs_them() {
+        let all = [
+            spec_path("a/../b").unwrap_err(),
+            object_name("/x").unwrap_err(),
+            spec_path("a\\b").unwrap_err(),
+            spec_path("a\0b").unwrap_err(),
+            object_name("a//b").unwrap_err(),
+            expand_placeholders("o/{who}", "r", "j").unwrap_err(),
+        ];
+        let text: Vec<String> = all.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(text.join("\n"));
+    }
+
+    #[test]
     fn spec_paths() {
         assert_eq!(spec_path("/datasets//mnist/./").unwrap(), "datasets/mnist");
         assert_eq!(spec_path("").unwrap(), "");
@@ -143,6 +165,15 @@ mod tests {
 
     #[test]
     fn placeholders() {
+        assert_eq!(
+            expand_placeholders("plain/path", "r", "j").unwrap(),
+            "plain/path"
+        );
+        assert_eq!(
+            expand_placeholders("{name}-{name}", "r", "j").unwrap(),
+            "j-j",
+            "every occurrence"
+        );
         assert_eq!(
             expand_placeholders("runs/{run_id}/{name}/m", "r1", "job").unwrap(),
             "runs/r1/job/m"

@@ -52,10 +52,23 @@ mod tests {
         assert_eq!(parse_bytes("1.5g"), Ok(3 << 29));
         assert_eq!(parse_bytes("64 k"), Ok(64 << 10));
         assert_eq!(parse_bytes("10b"), Ok(10));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes(" 1t "), Ok(1 << 40));
+        assert_eq!(parse_bytes("1P"), Ok(1 << 50));
+        assert_eq!(parse_bytes("1.5k"), Ok(1536));
+        assert_eq!(parse_bytes("2MiB"), Ok(2 << 20));
     }
 
     #[test]
     fn rejects_what_docker_rejects() {
+        for t in ["99999999999p", "1e400"] {
+            assert!(parse_bytes(t).is_err(), "{t:?} accepted");
+        }
+        let e = parse_bytes("lots").unwrap_err();
+        assert!(
+            e.contains("invalid size \"lots\"") && e.contains("512m"),
+            "{e}"
+        );
         for t in ["", "g", "2x", "2gg", "-1g", "1..2g", "2ib", "1e3"] {
             assert!(parse_bytes(t).is_err(), "{t:?} accepted");
         }

@@ -162,6 +162,17 @@ mod tests {
 
     #[test]
     fn references_in_order() {
+        assert!(references("${{inputs.x").is_empty(), "unterminated: text");
+        assert!(
+            references("${{ env.HOME }}").is_empty(),
+            "not inputs or outputs: text"
+        );
+        assert!(references("${HOME} $HOME ${AZUREML_OTHER_x}").is_empty());
+        assert_eq!(
+            references("$AZUREML_DATAREFERENCE_a-b"),
+            vec![Reference::DataRef("a".into())],
+            "a name ends where its characters end"
+        );
         assert_eq!(
             references("$AZUREML_DATAREFERENCE_a:${{outputs.b}}"),
             vec![

@@ -146,3 +146,69 @@ impl Credentials {
         .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(credentials: Credentials) -> Datastore {
+        Datastore::AzureBlob {
+            account_name: "a".into(),
+            container_name: "c".into(),
+            endpoint: None,
+            protocol: None,
+            credentials,
+        }
+    }
+
+    #[test]
+    fn type_names_are_the_names_in_a_workspace() {
+        for d in [
+            Datastore::Local { root: ".".into() },
+            blob(Credentials::default()),
+            Datastore::AzureDataLakeGen2 {
+                account_name: "a".into(),
+                filesystem: "f".into(),
+                endpoint: None,
+                protocol: None,
+                credentials: Credentials::default(),
+            },
+            Datastore::AzureFile {
+                account_name: "a".into(),
+                file_share_name: "s".into(),
+                endpoint: None,
+                protocol: None,
+                credentials: Credentials::default(),
+            },
+        ] {
+            let v = serde_yaml::to_value(&d).unwrap();
+            assert_eq!(v["type"].as_str(), Some(d.type_name()));
+        }
+    }
+
+    #[test]
+    fn secrets_lists_the_set_ones_in_order_and_never_shows_a_literal() {
+        let c = Credentials {
+            account_key: Some(Secret::Literal("k3y-value".into())),
+            sas_token: None,
+            connection_string: Some(Secret::Env { env: "CS".into() }),
+            tenant_id: Some("t".into()),
+            client_id: Some("c".into()),
+            client_secret: Some(Secret::File { file: "s".into() }),
+        };
+        let names: Vec<&str> = c.secrets().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["account_key", "connection_string", "client_secret"]);
+        let shown = format!("{:?}", blob(c));
+        assert!(!shown.contains("k3y-value"), "{shown}");
+        assert!(Credentials::default().secrets().is_empty());
+    }
+
+    #[test]
+    fn only_cloud_datastores_have_credentials() {
+        assert_eq!(Datastore::Local { root: ".".into() }.credentials(), None);
+        assert_eq!(
+            blob(Credentials::default()).credentials(),
+            Some(&Credentials::default())
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Azurite's public development account and key (documented by Microsoft).
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -125,15 +125,16 @@ impl Azurite {
                 python: python.clone(),
                 https: tls.is_some(),
             };
-            let until = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = a.child.try_wait() {
-                    break; // port taken in the meantime: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(a);
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            // Up when its port answers; an exit means the port was taken in the
+            // meantime: try another.
+            let mut exited = false;
+            let answered =
+                super::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+                    exited = matches!(a.child.try_wait(), Ok(Some(_)));
+                    exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+                });
+            if answered && !exited {
+                return Some(a);
             }
         }
         panic!("Azurite did not start");
@@ -227,7 +228,15 @@ impl Azurite {
         s.write(
             rel,
             &format!(
-                "default_datastore: {datastore}\ndatastores:\n  {datastore}:\n    type: azure_blob\n    account_name: {ACCOUNT}\n    container_name: {container}\n    endpoint: {}\n    credentials: {credentials}\n",
+                r#"default_datastore: {datastore}
+datastores:
+  {datastore}:
+    type: azure_blob
+    account_name: {ACCOUNT}
+    container_name: {container}
+    endpoint: {}
+    credentials: {credentials}
+"#,
                 self.endpoint()
             ),
         )

@@ -1,10 +1,8 @@
 //! Real FUSE for the mount tests: is it usable here, is a path mounted, and driving an
 //! agent process (signals, waiting for its exit).
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Whether FUSE can be used here (the device, and root or fusermount3: what the agent
 /// checks). In CI its absence is a failure; elsewhere the test returns early saying so.
@@ -55,18 +53,6 @@ pub fn mounted_at(mp: &Path) -> bool {
     table.lines().any(|l| l.split(' ').nth(1) == Some(&mp))
 }
 
-/// Waits until `cond` holds, at most `secs` seconds.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 /// Sends signal `sig` to `pid`; panics if that fails.
 pub fn kill(pid: u32, sig: i32) {
     let ok = Command::new("kill")
@@ -88,27 +74,6 @@ pub fn alive(pid: u32) -> bool {
         })
         .flatten()
         .is_some_and(|state| state != 'Z' && state != 'X')
-}
-
-/// The child's exit code, waiting at most `secs`; its piped stderr, if any, is copied to
-/// the test's.
-pub fn wait_child(child: &mut std::process::Child, secs: u64) -> Option<i32> {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            if let Some(mut e) = child.stderr.take() {
-                let mut buf = String::new();
-                let _ = std::io::Read::read_to_string(&mut e, &mut buf);
-                let _ = std::io::stderr().write_all(buf.as_bytes());
-            }
-            return st.code();
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("the agent did not exit within {secs}s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Deterministic pseudo-random bytes.

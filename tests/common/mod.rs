@@ -1,14 +1,21 @@
 //! Helpers shared by the end-to-end tests: they drive the built `stagehand` binary the
 //! way a scheduler does (files in, exit code and events out).
+//!
+//! Every wait goes through [`wait_until`] (or [`wait_exit`] for a child), never a loop of
+//! its own; events are read as the protocol's types ([`events`]). A helper that starts a
+//! service picks a free port and stops the service when dropped.
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod events;
 pub mod fuse;
 
-use serde_json::Value;
+pub use events::*;
+
 use sha2::Digest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 /// The agent's exit codes (their numbers are pinned by `exit_codes_are_as_documented`).
 pub use stagehand::exit as code;
@@ -83,45 +90,59 @@ impl Scratch {
         self.run_cmd(job).output().unwrap()
     }
     /// The events written so far.
-    pub fn events(&self) -> Vec<Value> {
+    pub fn events(&self) -> Vec<Event> {
         read_events(&self.events_file())
     }
-}
-
-/// Parses a JSON Lines events file; every line must be a versioned event.
-pub fn read_events(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}"));
-            assert_eq!(v["v"], 1, "event without version: {l}");
-            v
-        })
-        .collect()
-}
-
-/// The `event` kinds, in order.
-pub fn kinds(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
-/// The last event, which must be `finished`.
-pub fn finished(events: &[Value]) -> &Value {
-    let last = events.last().expect("no events");
-    assert_eq!(
-        last["event"], "finished",
-        "last event is not finished: {last}"
-    );
-    last
+    /// Whether an event of `kind` (`started`) has been written yet.
+    pub fn saw(&self, kind: &str) -> bool {
+        kinds(&self.events()).iter().any(|k| k == kind)
+    }
 }
 
 pub mod azurite;
 pub mod tls;
 pub mod token;
+
+/// How often a test looks again at what it waits for, unless it needs finer steps.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Checks `cond` every `poll` until it holds or `timeout` has passed; whether it held.
+/// Every wait in the tests goes through here, so none can spin or wait forever, and the
+/// caller decides what a timeout means (a failure, or the answer to its question).
+pub fn wait_until(timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// Waits at most `limit` for `child` to exit and returns its status; past the limit it
+/// kills the child and fails the test. A piped stderr is copied to the test's, so a
+/// failure shows what the agent said.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let mut status = None;
+    let exited = wait_until(limit, POLL, || {
+        status = child.try_wait().expect("cannot poll the child");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the agent did not exit within {limit:?}");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let mut buf = String::new();
+        let _ = std::io::Read::read_to_string(&mut e, &mut buf);
+        eprint!("{buf}");
+    }
+    status.expect("an exited child has a status")
+}
 
 /// Text of an Output's stdout and stderr.
 pub fn text(o: &Output) -> (String, String) {
@@ -141,7 +162,7 @@ pub fn stagehand(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 /// `stagehand plan JOB --format json EXTRA…` → the parsed plan; panics unless exit 0.
-pub fn plan_json(job: &Path, extra: &[&str]) -> Value {
+pub fn plan_json(job: &Path, extra: &[&str]) -> serde_json::Value {
     let mut c = Command::new(bin());
     c.arg("plan")
         .arg(job)

@@ -395,6 +395,87 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_all_punctuation_become_job() {
+        assert_eq!(sanitize_name("!!!"), "job");
+        assert_eq!(sanitize_name(""), "job");
+        assert_eq!(sanitize_name("a.b_c-1"), "a.b_c-1");
+    }
+
+    /// A workspace with the one datastore `ws`.
+    fn workspace() -> crate::Workspace {
+        crate::parse_workspace(
+            Path::new("workspace.yaml"),
+            "datastores:\n  ws: {type: local, root: .}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .value
+    }
+
+    #[test]
+    fn an_imported_jobs_problems_name_the_keys_written_in_line_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("train.runconfig");
+        std::fs::write(
+            &file,
+            "script: t.py\narguments: [$AZUREML_DATAREFERENCE_nope]\ndataReferences:\n  d:\n    dataStoreName: gone\n    mode: download\n",
+        )
+        .unwrap();
+        let err =
+            load_and_validate_any_job(&file, None, &ImportOptions::default(), &workspace(), None)
+                .unwrap_err();
+        let got: Vec<(&str, Option<usize>)> = err
+            .0
+            .iter()
+            .map(|p| (p.field.as_str(), p.location.map(|l| l.line)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("arguments[0]", Some(2)),
+                ("dataReferences.d.dataStoreName", Some(5))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_format_is_detected_or_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let native = dir.path().join("job.yaml");
+        std::fs::write(&native, "name: j\ncommand: [x]\n").unwrap();
+        let any =
+            load_and_validate_any_job(&native, None, &ImportOptions::default(), &workspace(), None)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(any.report.is_none(), "a native spec has no import report");
+        let v2 = dir.path().join("job.yml");
+        std::fs::write(&v2, "type: command\ncommand: ls\n").unwrap();
+        let any =
+            load_any_job(&v2, None, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(any.report.map(|r| r.format), Some(Format::AmlJob));
+        // Forced: the same text read as a runconfig, where `type` means nothing.
+        let report = load_any_job(&v2, Some(Format::Runconfig), &ImportOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .report
+            .expect("a report");
+        assert_eq!(report.format, Format::Runconfig);
+        let ignored: Vec<&str> = report.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(ignored, ["type"]);
+        let err = load_any_job(
+            &dir.path().join("missing.yml"),
+            None,
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.0[0].message.starts_with("cannot read the job spec"),
+            "{err}"
+        );
+        assert_eq!(
+            [Format::Native, Format::Runconfig, Format::AmlJob].map(Format::as_str),
+            ["native", "runconfig", "aml-job"]
+        );
+    }
+
+    #[test]
     fn names_from_files() {
         assert_eq!(
             name_from_file(Path::new(".azureml/train.runconfig")),

@@ -890,3 +890,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod key_tests;

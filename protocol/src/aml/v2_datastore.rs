@@ -289,3 +289,6 @@ mod workspace_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod key_tests;

@@ -844,3 +844,6 @@ outputs:
         assert_eq!(keys, ["compute", "resources", "display_name"]);
     }
 }
+
+#[cfg(test)]
+mod key_tests;

@@ -1,0 +1,19 @@
+//! The end-to-end tests: one binary that drives the built `stagehand` the way a
+//! scheduler does (files in, exit code and events out), against real Azurite, Docker and
+//! FUSE. One binary rather than one per file, so `common` is compiled once and every test
+//! is found with `cargo test --test e2e <filter>` (as ripgrep's tests/tests.rs).
+//!
+//! A new area of tests is a file beside this one, declared here as a `mod`; it reaches
+//! the helpers through `crate::common`. Without a service its tests fail in CI
+//! (`CI=true`) and return early elsewhere.
+
+mod common;
+
+mod aml;
+mod blob;
+mod blob_identity;
+mod cli_text;
+mod container;
+mod lifecycle;
+mod mount;
+mod mount_azure;
