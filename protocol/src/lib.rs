@@ -9,6 +9,7 @@ pub mod aml;
 pub mod duration;
 pub mod events;
 pub mod job;
+pub mod limits;
 pub mod load;
 pub mod locate;
 pub mod path;

@@ -296,6 +296,7 @@ pub fn parse_job_partial(
     file: &Path,
     text: &str,
 ) -> Result<(Parsed<JobSpec>, Vec<Problem>), Problems> {
+    crate::limits::check(file, text)?;
     let mut r = Reader {
         file,
         index: Index::of(text),
@@ -352,7 +353,7 @@ pub fn parse_job_partial(
 
 /// Reads and parses a job spec file.
 pub fn load_job(file: &Path) -> Result<Parsed<JobSpec>, Problems> {
-    parse_job(file, &read(file, "job spec")?)
+    parse_job(file, &crate::limits::read(file, "job spec")?)
 }
 
 /// Reads a job spec file and checks it against the workspace, reporting the problems
@@ -362,7 +363,7 @@ pub fn load_and_validate_job(
     ws: &Workspace,
     ws_file: Option<&Path>,
 ) -> Result<Parsed<JobSpec>, Problems> {
-    let (parsed, mut problems) = parse_job_partial(file, &read(file, "job spec")?)?;
+    let (parsed, mut problems) = parse_job_partial(file, &crate::limits::read(file, "job spec")?)?;
     let structural = !problems.is_empty();
     for p in validate_job(&parsed, ws, ws_file).0 {
         // With fields missing, cross-references and emptiness checks would only repeat
@@ -387,19 +388,9 @@ pub fn load_and_validate_job(
     }
 }
 
-fn read(file: &Path, what: &str) -> Result<String, Problems> {
-    std::fs::read_to_string(file).map_err(|e| {
-        Problems(vec![Problem {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: format!("cannot read the {what}: {e}"),
-        }])
-    })
-}
-
 /// Parses a workspace file's text and checks it on its own.
 pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Problems> {
+    crate::limits::check(file, text)?;
     let mut r = Reader {
         file,
         index: Index::of(text),
@@ -567,7 +558,7 @@ fn datastore_files_into(
 
 /// Reads and parses a workspace file.
 pub fn load_workspace(file: &Path) -> Result<Parsed<Workspace>, Problems> {
-    parse_workspace(file, &read(file, "workspace")?)
+    parse_workspace(file, &crate::limits::read(file, "workspace")?)
 }
 
 /// The rules that need both files: names, modes, datastores, paths and references.

@@ -167,14 +167,7 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
 
 /// Reads and parses one v2 datastore file.
 pub fn load(file: &Path) -> Result<ImportedDatastore, Problems> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Problems(vec![Problem {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: format!("cannot read the datastore file: {e}"),
-        }])
-    })?;
+    let text = crate::limits::read(file, "datastore file")?;
     import(file, &text)
 }
 
