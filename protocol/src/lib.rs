@@ -12,6 +12,7 @@ pub mod job;
 pub mod limits;
 pub mod load;
 pub mod locate;
+pub mod nesting;
 pub mod path;
 pub mod secret;
 pub mod size;

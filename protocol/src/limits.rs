@@ -12,7 +12,6 @@ use crate::load::{Problem, Problems};
 use crate::locate::Location;
 use std::io::Read;
 use std::path::Path;
-use yaml_rust2::scanner::{Scanner, TokenType};
 
 /// The largest file read, in bytes: 4 MiB. The job, workspace and datastore files
 /// stagehand reads are a few KB (the SDK's runconfig with every section is under
@@ -59,48 +58,21 @@ pub fn read(file: &Path, what: &str) -> Result<String, Problems> {
 /// Refuses `text` (the content of `file`) when it is over [`MAX_BYTES`] or nests
 /// deeper than [`MAX_DEPTH`]; otherwise the parsers may run on it.
 ///
-/// The depth is measured with the YAML tokenizer alone, which builds no value and is
-/// stopped at the first collection past the limit, so the scan costs time in
-/// proportion to the text and never more than [`MAX_DEPTH`] levels. A count of `[` and
-/// `{` by hand would be fooled by a `]` inside a quoted string or a block scalar; the
-/// tokenizer reads quotes, comments, block scalars and indentation as the parser will.
-/// Text the tokenizer cannot read is let through: the parser then reports the error
-/// with its own message, as before.
+/// The depth is measured by [`crate::nesting`], one pass over the characters that
+/// builds nothing, so the check costs time in proportion to the text.
 pub fn check(file: &Path, text: &str) -> Result<(), Problems> {
     if text.len() as u64 > MAX_BYTES {
         return Err(too_large(file, "file", text.len() as u64));
     }
-    let mut depth = 0usize;
-    let mut scanner = Scanner::new(text.chars());
-    loop {
-        let token = match scanner.next_token() {
-            Ok(Some(token)) => token,
-            Ok(None) | Err(_) => return Ok(()),
-        };
-        match token.1 {
-            TokenType::BlockSequenceStart
-            | TokenType::BlockMappingStart
-            | TokenType::FlowSequenceStart
-            | TokenType::FlowMappingStart => depth += 1,
-            TokenType::BlockEnd | TokenType::FlowSequenceEnd | TokenType::FlowMappingEnd => {
-                depth = depth.saturating_sub(1)
-            }
-            TokenType::StreamEnd => return Ok(()),
-            _ => {}
-        }
-        if depth > MAX_DEPTH {
-            let at = Location {
-                line: token.0.line(),
-                column: token.0.col() + 1,
-            };
-            return Err(refuse(
-                file,
-                Some(at),
-                format!(
-                    "nested more than {MAX_DEPTH} levels deep; stagehand refuses such a file before parsing it (no job, workspace or datastore file needs more)"
-                ),
-            ));
-        }
+    match crate::nesting::deeper_than(text, MAX_DEPTH) {
+        None => Ok(()),
+        Some(line) => Err(refuse(
+            file,
+            Some(Location { line, column: 1 }),
+            format!(
+                "nested more than {MAX_DEPTH} levels deep; stagehand refuses such a file before parsing it (no job, workspace or datastore file needs more)"
+            ),
+        )),
     }
 }
 
@@ -216,11 +188,18 @@ mod limits_tests {
     #[test]
     fn real_files_still_load() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aml");
-        for rel in [
-            "runconfig/docker.runconfig",
-            "runconfig/modes.runconfig",
-            "v2/jobs/hello-iris-datastore-folder.yml",
-        ] {
+        let mut checked = 0;
+        for dir in ["runconfig", "v2/jobs", "v2/datastore"] {
+            for entry in std::fs::read_dir(fixtures.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x != "py" && x != "md") {
+                    read(&path, "file").unwrap_or_else(|e| panic!("{e}"));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 15, "only {checked} fixtures");
+        for rel in ["runconfig/docker.runconfig", "runconfig/modes.runconfig"] {
             aml::load_any_job(&fixtures.join(rel), None, &ImportOptions::default())
                 .unwrap_or_else(|e| panic!("{rel}: {e}"));
         }
