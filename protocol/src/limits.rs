@@ -128,11 +128,11 @@ mod limits_tests {
         let err = crate::load::load_job(&file).unwrap_err();
         let shown = err.to_string();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(shown.starts_with(&format!("{}:4:", file.display())), "{shown}");
         assert!(
-            shown.contains("nested more than 64 levels deep"),
+            shown.starts_with(&format!("{}:4:", file.display())),
             "{shown}"
         );
+        assert!(shown.contains("nested more than 64 levels deep"), "{shown}");
         // Every format refuses it the same way, given as text too.
         for format in [Format::Native, Format::Runconfig, Format::AmlJob] {
             let err = aml::parse_any_job(
@@ -176,12 +176,13 @@ mod limits_tests {
     #[test]
     fn nesting_up_to_the_limit_loads() {
         // The top-level mapping and `tags` are two levels.
-        let (job, report) = aml::v2_job::import(Path::new("job.yml"), &v2_job_nested(MAX_DEPTH - 2))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (job, report) =
+            aml::v2_job::import(Path::new("job.yml"), &v2_job_nested(MAX_DEPTH - 2))
+                .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(job.value.command, ["bash", "-c", "echo hi"]);
         assert!(report.ignored.iter().any(|i| i.key == "tags"));
-        let err = aml::v2_job::import(Path::new("job.yml"), &v2_job_nested(MAX_DEPTH - 1))
-            .unwrap_err();
+        let err =
+            aml::v2_job::import(Path::new("job.yml"), &v2_job_nested(MAX_DEPTH - 1)).unwrap_err();
         assert!(refused_line(err).1.contains("64 levels"));
     }
 
@@ -213,6 +214,9 @@ mod limits_tests {
         let err = crate::load::parse_job(Path::new("big.yml"), &text).unwrap_err();
         let (line, message) = refused_line(err);
         assert_eq!(line, 0, "no line: the whole file");
-        assert!(message.contains("over the limit of 4194304 bytes (4 MiB)"), "{message}");
+        assert!(
+            message.contains("over the limit of 4194304 bytes (4 MiB)"),
+            "{message}"
+        );
     }
 }

@@ -74,7 +74,9 @@ impl Scan {
             }
             Open::Block(parent) if blank || parent.is_none_or(|p| indent > p) => return false,
             Open::Plain if blank => return false,
-            Open::Plain if chars[indent] != '#' && self.block.last().is_none_or(|t| indent > *t) => {
+            Open::Plain
+                if chars[indent] != '#' && self.block.last().is_none_or(|t| indent > *t) =>
+            {
                 return false
             }
             _ => self.open = Open::Nothing,
@@ -250,7 +252,8 @@ mod nesting_tests {
 
     #[test]
     fn real_shapes_measure_their_depth() {
-        let text = "a:\n  b:\n    - c: [1, {d: 2}]\n      e: |\n        [[[[ text\n  f: \"[[[\" # [[[\n";
+        let text =
+            "a:\n  b:\n    - c: [1, {d: 2}]\n      e: |\n        [[[[ text\n  f: \"[[[\" # [[[\n";
         assert_eq!(deeper_than(text, 6), None);
         // a, b, the sequence, its mapping, the flow list and the flow mapping.
         assert_eq!(deeper_than(text, 5), Some(3));

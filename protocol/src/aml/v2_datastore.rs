@@ -30,8 +30,12 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
     let mut warnings = Vec::new();
     let text_of = |k: &str| m.get(k).and_then(scalar_text).filter(|s| !s.is_empty());
     let name = text_of("name");
-    if name.is_none() {
-        src.push("name", "missing; a datastore file names its datastore");
+    match &name {
+        None => src.push("name", "missing; a datastore file names its datastore"),
+        Some(n) if !crate::is_datastore_name(n) => {
+            src.push("name", crate::datastore_name_problem(n))
+        }
+        Some(_) => {}
     }
     let ty = text_of("type");
     let (place_key, kind) = match ty.as_deref() {
