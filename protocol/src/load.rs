@@ -942,3 +942,27 @@ impl JobCheck<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod datastore_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_datastore_name_is_checked_as_azure_ml_checks_it() {
+        let text = "datastores:\n  good-one_1: {type: local, root: ./a}\n  <DATA_STORE_NAME>: {type: local, root: ./b}\n";
+        let err = parse_workspace(Path::new("ws.yaml"), text).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, "datastores.<DATA_STORE_NAME>");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(3));
+        assert!(err.0[0].message.contains("is not a datastore name"));
+    }
+
+    #[test]
+    fn a_datastore_file_name_is_checked_at_its_name_field() {
+        let text = "type: azure_blob\nname: <CREDENTIAL_LESS_DATA_STORE_NAME>\naccount_name: acct\ncontainer_name: c\n";
+        let err = crate::aml::v2_datastore::import(Path::new("ds.yml"), text).unwrap_err();
+        assert_eq!(err.0[0].field, "name");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(2));
+        assert!(err.0[0].message.contains("is not a datastore name"));
+    }
+}

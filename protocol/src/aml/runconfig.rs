@@ -445,6 +445,13 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
         "docker",
     ];
     for (key, v) in entries(top) {
+        if key == "docker" && v.as_mapping().is_some_and(is_sdk_default_docker) {
+            report.ignore(
+                key,
+                "the SDK's default section (useDocker: false), written into every runconfig; environment.docker.enabled decides",
+            );
+            continue;
+        }
         if HANDLED.contains(&key)
             || !is_set(v)
             || (key == "credentialPassthrough" && v.as_bool() == Some(false))
@@ -646,10 +653,7 @@ fn use_docker(
         return from_env;
     }
     if is_sdk_default_docker(&docker) {
-        report.ignore(
-            "docker",
-            "the SDK's default section (useDocker: false), written into every runconfig; environment.docker.enabled decides",
-        );
+        // Reported with the other top-level keys, in file order (see `ignore_rest`).
         return from_env;
     }
     let enabled = match docker.get("useDocker") {
@@ -1148,5 +1152,108 @@ mod tests {
             job.problem("outputs.d.datastore", "x").field,
             "dataReferences.d.dataStoreName"
         );
+    }
+}
+
+#[cfg(test)]
+mod v1_fixes_tests {
+    use super::*;
+
+    fn import_text(text: &str) -> Result<(JobSpec, ImportReport), Problems> {
+        import(Path::new("x.runconfig"), text, &ImportOptions::default())
+            .map(|(job, report)| (job.value, report))
+    }
+
+    fn ignored_reason<'a>(report: &'a ImportReport, key: &str) -> &'a str {
+        report
+            .ignored
+            .iter()
+            .find(|i| i.key == key)
+            .map(|i| i.reason.as_str())
+            .unwrap_or_else(|| panic!("{key} not ignored: {:?}", report.ignored))
+    }
+
+    #[test]
+    fn docker_use_docker_true_runs_in_the_environment_image() {
+        let text = "script: train.py\ndataReferences: {}\nenvironment:\n  docker:\n    enabled: false\n    baseImage: python:3.11-slim\n    shmSize: 4g\ndocker:\n  useDocker: true\n  sharedVolumes: true\n  arguments: []\n  shmSize: 1g\n";
+        let (job, report) = import_text(text).unwrap_or_else(|e| panic!("{e}"));
+        let c = job
+            .container
+            .expect("docker.useDocker: true runs in a container");
+        assert_eq!(
+            (c.image.as_str(), c.shm_size.as_deref()),
+            ("python:3.11-slim", Some("1g"))
+        );
+        assert!(report.mapped.iter().any(|m| m.key == "docker.useDocker"
+            && m.became.contains("over environment.docker.enabled: false")));
+        assert_eq!(
+            ignored_reason(&report, "docker.sharedVolumes"),
+            "the container runner decides its volumes"
+        );
+        assert_eq!(
+            ignored_reason(&report, "environment.docker.shmSize"),
+            "docker.shmSize takes precedence"
+        );
+    }
+
+    #[test]
+    fn docker_use_docker_false_wins_over_environment_docker_enabled() {
+        let text = "script: train.py\ndataReferences: {}\nenvironment:\n  docker:\n    enabled: true\n    baseImage: python:3.11-slim\ndocker:\n  useDocker: false\n";
+        let (job, report) = import_text(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.container, None);
+        assert!(ignored_reason(&report, "environment.docker.baseImage")
+            .starts_with("docker.useDocker is false"));
+    }
+
+    #[test]
+    fn the_sdk_default_docker_section_leaves_environment_docker_deciding() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aml/runconfig/docker.runconfig");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (job, report) = import_text(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            job.container.map(|c| c.image).as_deref(),
+            Some("python:3.11-slim")
+        );
+        assert!(ignored_reason(&report, "docker").contains("environment.docker.enabled decides"));
+    }
+
+    #[test]
+    fn use_docker_that_is_not_a_boolean_is_an_error() {
+        let err = import_text("script: a.py\ndataReferences: {}\ndocker:\n  useDocker: maybe\n")
+            .unwrap_err();
+        assert_eq!(err.0[0].field, "docker.useDocker");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(4));
+    }
+
+    #[test]
+    fn data_store_name_that_is_not_text_is_an_error_naming_the_field() {
+        for (value, line) in [("[a, b]", 4), ("42", 4)] {
+            let text = format!("script: a.py\ndataReferences:\n  d:\n    dataStoreName: {value}\n    mode: download\n");
+            let err = import_text(&text).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].field, "dataReferences.d.dataStoreName");
+            assert_eq!(err.0[0].location.map(|l| l.line), Some(line));
+            assert!(err.0[0].message.contains("as text"), "{}", err.0[0].message);
+        }
+    }
+
+    #[test]
+    fn a_template_placeholder_is_not_a_datastore_name() {
+        let text = "script: a.py\ndataReferences:\n  d:\n    dataStoreName: <CREDENTIAL_LESS_DATA_STORE_NAME>\n";
+        let err = import_text(text).unwrap_err();
+        assert_eq!(err.0[0].field, "dataReferences.d.dataStoreName");
+        assert!(
+            err.0[0]
+                .message
+                .starts_with("\"<CREDENTIAL_LESS_DATA_STORE_NAME>\" is not a datastore name"),
+            "{}",
+            err.0[0].message
+        );
+        // Letters, digits, `_`, and the `-` the v1 SDK allows.
+        let (job, _) =
+            import_text("script: a.py\ndataReferences:\n  d:\n    dataStoreName: my-store_2\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.inputs["d"].datastore.as_deref(), Some("my-store_2"));
     }
 }
