@@ -66,7 +66,7 @@ fn data_store_name_that_is_a_list_is_refused_naming_the_field() {
         "train.runconfig",
         "script: train.py\ndataReferences:\n  d:\n    dataStoreName: [workspaceblobstore, other]\n    pathOnDataStore: data\n",
     );
-    let (_, err) = expect_code(&plan(&job, &ws), 64);
+    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
     assert!(
         err.contains("train.runconfig:4:")
             && err
@@ -82,7 +82,7 @@ fn a_template_placeholder_datastore_name_is_refused() {
         "train.runconfig",
         "script: train.py\ndataReferences:\n  d:\n    dataStoreName: <CREDENTIAL_LESS_DATA_STORE_NAME>\n",
     );
-    let (_, err) = expect_code(&plan(&job, &ws), 64);
+    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
     assert!(
         err.contains("dataReferences.d.dataStoreName: \"<CREDENTIAL_LESS_DATA_STORE_NAME>\" is not a datastore name"),
         "{err}"
@@ -97,7 +97,7 @@ fn a_template_placeholder_workspace_datastore_name_is_refused() {
         "datastores:\n  <DATA_STORE_NAME>: {type: local, root: ./blob}\n",
     );
     let job = s.write("train.runconfig", "script: train.py\ndataReferences: {}\n");
-    let (_, err) = expect_code(&plan(&job, &ws), 64);
+    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
     assert!(
         err.contains("workspace.yaml:2:")
             && err.contains(
@@ -117,7 +117,7 @@ fn a_job_nested_a_hundred_thousand_deep_is_refused_before_parsing() {
             "[".repeat(100_000)
         ),
     );
-    let (_, err) = expect_code(&plan(&job, &ws), 64);
+    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
     assert!(
         err.contains("deep.yaml:4:1: nested more than 64 levels deep"),
         "{err}"

@@ -15,9 +15,10 @@ use std::path::Path;
 
 /// The largest file read, in bytes: 4 MiB. The job, workspace and datastore files
 /// stagehand reads are a few KB (the SDK's runconfig with every section is under
-/// 3 KB); 4 MiB is a thousand times that, so no real file meets it, and it keeps a
-/// whole-file parse plus the location index (which holds every field path) well
-/// under a second.
+/// 3 KB); 4 MiB is a thousand times that, so no real file meets it, and a file at
+/// the limit still parses in seconds: `validate` of a 4 MiB job with 100 000
+/// environment variables took 2.6 s of CPU in a debug build, the depth scan 29 ms in
+/// all for the 100 000-deep file that took 47.7 s before.
 pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The deepest nesting accepted: 64 collections (block or flow) one inside another.
