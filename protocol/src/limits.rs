@@ -77,6 +77,7 @@ pub fn check(file: &Path, text: &str) -> Result<(), Problems> {
     }
 }
 
+/// The problem of a file over [`MAX_BYTES`]: the whole file, no line.
 fn too_large(file: &Path, what: &str, len: u64) -> Problems {
     refuse(
         file,
@@ -87,6 +88,7 @@ fn too_large(file: &Path, what: &str, len: u64) -> Problems {
     )
 }
 
+/// One problem about the whole of `file`.
 fn refuse(file: &Path, location: Option<Location>, message: String) -> Problems {
     Problems(vec![Problem {
         file: file.to_path_buf(),

@@ -608,6 +608,7 @@ struct JobCheck<'a> {
 }
 
 impl JobCheck<'_> {
+    /// A problem at `field`, named as the person wrote it (through the aliases).
     fn push(&mut self, field: &str, msg: String) {
         self.out.push(self.job.problem(field, msg));
     }
@@ -914,6 +915,7 @@ impl JobCheck<'_> {
         }
     }
 
+    /// A reference in `command[i]` to an input or output the job does not have.
     fn unknown_reference(&mut self, i: usize, r: &Reference) {
         let spec = &self.job.value;
         let (what, names) = match r {

@@ -38,6 +38,7 @@ enum Open {
     Plain,
 }
 
+/// The scan's state between characters and lines.
 #[derive(Default)]
 struct Scan {
     /// Columns of the open block levels, innermost last.
@@ -53,6 +54,7 @@ struct Scan {
 }
 
 impl Scan {
+    /// Levels open now: block and flow together.
     fn depth(&self) -> usize {
         self.block.len() + self.flow
     }
@@ -228,6 +230,7 @@ impl Scan {
     }
 }
 
+/// Whether the line starts with the marker `s` followed by a space or its end.
 fn starts(chars: &[char], s: &str) -> bool {
     let n = s.chars().count();
     chars.len() >= n
@@ -235,6 +238,7 @@ fn starts(chars: &[char], s: &str) -> bool {
         && chars.get(n).is_none_or(|c| *c == ' ')
 }
 
+/// The index of the first character at or after `at` that is not a space.
 fn skip_spaces(chars: &[char], mut at: usize) -> usize {
     while at < chars.len() && chars[at] == ' ' {
         at += 1;

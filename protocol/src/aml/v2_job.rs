@@ -189,6 +189,7 @@ struct Data {
     outputs: BTreeMap<String, DataRef>,
 }
 
+/// A top-level key's text; `None` when absent or empty.
 fn text_of(top: &Mapping, key: &str) -> Option<String> {
     top.get(key).and_then(scalar_text).filter(|s| !s.is_empty())
 }
@@ -234,6 +235,7 @@ fn job_name(file: &Path, top: &Mapping, report: &mut ImportReport) -> String {
     }
 }
 
+/// `inputs`: literals go to the command and the environment, data to `inputs`.
 fn import_inputs(
     src: &mut Source,
     top: &Mapping,
@@ -261,6 +263,7 @@ fn import_inputs(
     }
 }
 
+/// `outputs`: direct URIs go to the command and the environment, data to `outputs`.
 fn import_outputs(
     src: &mut Source,
     top: &Mapping,
