@@ -9,8 +9,10 @@ pub mod aml;
 pub mod duration;
 pub mod events;
 pub mod job;
+pub mod limits;
 pub mod load;
 pub mod locate;
+pub mod nesting;
 pub mod path;
 pub mod secret;
 pub mod size;
@@ -27,6 +29,21 @@ pub use workspace::{Credentials, Datastore, Workspace};
 /// a uuid's hex digits (`AZUREML_DATAREFERENCE_0c5d…`).
 pub fn is_env_suffix(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `name` can be an Azure ML datastore's name: letters, digits and `_`, as
+/// Azure ML checks it, and `-`, which the v1 SDK also allows. A template placeholder
+/// left unfilled (`<DATA_STORE_NAME>`) is not one.
+pub fn is_datastore_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Why `name` is not a datastore name (see [`is_datastore_name`]).
+pub fn datastore_name_problem(name: &str) -> String {
+    format!("{name:?} is not a datastore name: Azure ML names have letters, digits and `_` (the v1 SDK also allows `-`); fill in the datastore's name")
 }
 
 /// Whether `name` is a valid environment variable name (POSIX portable set).

@@ -296,6 +296,7 @@ pub fn parse_job_partial(
     file: &Path,
     text: &str,
 ) -> Result<(Parsed<JobSpec>, Vec<Problem>), Problems> {
+    crate::limits::check(file, text)?;
     let mut r = Reader {
         file,
         index: Index::of(text),
@@ -352,7 +353,7 @@ pub fn parse_job_partial(
 
 /// Reads and parses a job spec file.
 pub fn load_job(file: &Path) -> Result<Parsed<JobSpec>, Problems> {
-    parse_job(file, &read(file, "job spec")?)
+    parse_job(file, &crate::limits::read(file, "job spec")?)
 }
 
 /// Reads a job spec file and checks it against the workspace, reporting the problems
@@ -362,7 +363,7 @@ pub fn load_and_validate_job(
     ws: &Workspace,
     ws_file: Option<&Path>,
 ) -> Result<Parsed<JobSpec>, Problems> {
-    let (parsed, mut problems) = parse_job_partial(file, &read(file, "job spec")?)?;
+    let (parsed, mut problems) = parse_job_partial(file, &crate::limits::read(file, "job spec")?)?;
     let structural = !problems.is_empty();
     for p in validate_job(&parsed, ws, ws_file).0 {
         // With fields missing, cross-references and emptiness checks would only repeat
@@ -387,19 +388,9 @@ pub fn load_and_validate_job(
     }
 }
 
-fn read(file: &Path, what: &str) -> Result<String, Problems> {
-    std::fs::read_to_string(file).map_err(|e| {
-        Problems(vec![Problem {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: format!("cannot read the {what}: {e}"),
-        }])
-    })
-}
-
 /// Parses a workspace file's text and checks it on its own.
 pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Problems> {
+    crate::limits::check(file, text)?;
     let mut r = Reader {
         file,
         index: Index::of(text),
@@ -437,51 +428,9 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         }
     }
     for (name, ds) in &datastores {
-        let base = format!("datastores.{name}");
-        if let Datastore::Local { root } = ds {
-            if root.trim().is_empty() {
-                r.push(
-                    &format!("{base}.root"),
-                    "empty; give the datastore's folder",
-                );
-            }
-        }
-        if let Some(c) = ds.credentials() {
-            let ways = [
-                c.account_key.is_some(),
-                c.sas_token.is_some(),
-                c.connection_string.is_some(),
-                c.client_secret.is_some(),
-            ];
-            if ways.iter().filter(|w| **w).count() > 1 {
-                r.push(
-                    &format!("{base}.credentials"),
-                    "give one way to authenticate: account_key, sas_token, connection_string, or tenant_id + client_id + client_secret",
-                );
-            }
-            if c.client_secret.is_some() != (c.tenant_id.is_some() && c.client_id.is_some()) {
-                r.push(
-                    &format!("{base}.credentials"),
-                    "a service principal needs all three of tenant_id, client_id and client_secret",
-                );
-            }
-            for (field, secret) in c.secrets() {
-                let at = format!("{base}.credentials.{field}");
-                match secret {
-                    Secret::Literal(_) if from_files.contains(name) => {}
-                    Secret::Literal(_) => warnings.push(Problem {
-                        file: file.to_path_buf(),
-                        location: r.index.find(&at),
-                        field: at,
-                        message: "a literal secret in the workspace file; prefer {env: NAME} or {file: PATH}".into(),
-                    }),
-                    Secret::Env { env } if !crate::is_env_name(env) => {
-                        r.push(&at, format!("{env:?} is not a valid environment variable name"))
-                    }
-                    _ => {}
-                }
-            }
-        }
+        // A datastore file's name was checked at its own `name` field.
+        let from_file = from_files.contains(name);
+        check_datastore_entry(&mut r, name, ds, from_file, &mut warnings);
     }
     if !r.problems.is_empty() {
         return Err(Problems(r.problems));
@@ -497,6 +446,70 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         warnings,
         aliases: Vec::new(),
     })
+}
+
+/// The rules for one datastore of a workspace: a name Azure ML accepts, a local
+/// root, one way to authenticate, and secrets from the environment or a file (a
+/// literal one is a warning, unless it came from a datastore file, which warned).
+fn check_datastore_entry(
+    r: &mut Reader,
+    name: &str,
+    ds: &Datastore,
+    from_file: bool,
+    warnings: &mut Vec<Problem>,
+) {
+    let base = format!("datastores.{name}");
+    if !from_file && !crate::is_datastore_name(name) {
+        r.push(&base, crate::datastore_name_problem(name));
+    }
+    if let Datastore::Local { root } = ds {
+        if root.trim().is_empty() {
+            r.push(
+                &format!("{base}.root"),
+                "empty; give the datastore's folder",
+            );
+        }
+    }
+    let Some(c) = ds.credentials() else {
+        return;
+    };
+    let ways = [
+        c.account_key.is_some(),
+        c.sas_token.is_some(),
+        c.connection_string.is_some(),
+        c.client_secret.is_some(),
+    ];
+    if ways.iter().filter(|w| **w).count() > 1 {
+        r.push(
+            &format!("{base}.credentials"),
+            "give one way to authenticate: account_key, sas_token, connection_string, or tenant_id + client_id + client_secret",
+        );
+    }
+    if c.client_secret.is_some() != (c.tenant_id.is_some() && c.client_id.is_some()) {
+        r.push(
+            &format!("{base}.credentials"),
+            "a service principal needs all three of tenant_id, client_id and client_secret",
+        );
+    }
+    for (field, secret) in c.secrets() {
+        let at = format!("{base}.credentials.{field}");
+        match secret {
+            Secret::Literal(_) if from_file => {}
+            Secret::Literal(_) => warnings.push(Problem {
+                file: r.file.to_path_buf(),
+                location: r.index.find(&at),
+                field: at,
+                message:
+                    "a literal secret in the workspace file; prefer {env: NAME} or {file: PATH}"
+                        .into(),
+            }),
+            Secret::Env { env } if !crate::is_env_name(env) => r.push(
+                &at,
+                format!("{env:?} is not a valid environment variable name"),
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// Loads the Azure ML v2 datastore files (or folders of them) a workspace lists,
@@ -567,200 +580,311 @@ fn datastore_files_into(
 
 /// Reads and parses a workspace file.
 pub fn load_workspace(file: &Path) -> Result<Parsed<Workspace>, Problems> {
-    parse_workspace(file, &read(file, "workspace")?)
+    parse_workspace(file, &crate::limits::read(file, "workspace")?)
 }
 
 /// The rules that need both files: names, modes, datastores, paths and references.
 pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path>) -> Problems {
-    let spec = &job.value;
-    let mut out = Vec::new();
-    let mut push = |field: &str, msg: String| out.push(job.problem(field, msg));
-
-    if spec.name.trim().is_empty() {
-        push("name", "empty; every job needs a name".into());
-    } else if !spec
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        push(
-            "name",
-            format!(
-                "{:?}: use letters, digits, `-`, `_` and `.` only (it becomes part of paths)",
-                spec.name
-            ),
-        );
-    }
-    if spec.command.is_empty() || spec.command[0].is_empty() {
-        push(
-            "command",
-            "empty; give the program and its arguments as a list, e.g. [python, train.py]".into(),
-        );
-    }
-    for k in spec.environment.keys() {
-        if !crate::is_env_name(k) {
-            push(
-                &format!("environment.{k}"),
-                format!("{k:?} is not a valid environment variable name"),
-            );
-        }
-    }
-    if let Some(t) = spec.timeout {
-        if t.0.is_zero() {
-            push(
-                "timeout",
-                "must be longer than zero; leave it out for no limit".into(),
-            );
-        }
-    }
-
-    let where_ws = || match ws_file {
-        Some(p) => format!("in {}", p.display()),
-        None => {
-            "(no workspace file was found: pass --workspace or put workspace.yaml beside the job)"
-                .into()
-        }
+    let mut check = JobCheck {
+        job,
+        ws,
+        ws_file,
+        out: Vec::new(),
     };
-    let check_datastore =
-        |field: &str, ds: &Option<String>, push: &mut dyn FnMut(&str, String)| match ds
-            .as_ref()
-            .or(ws.default_datastore.as_ref())
-        {
+    check.basics();
+    check.data_refs();
+    check.code();
+    check.container();
+    check.command_references();
+    Problems(check.out)
+}
+
+/// The problems [`validate_job`] finds, collected rule group by rule group.
+struct JobCheck<'a> {
+    job: &'a Parsed<JobSpec>,
+    ws: &'a Workspace,
+    ws_file: Option<&'a Path>,
+    out: Vec<Problem>,
+}
+
+impl JobCheck<'_> {
+    /// A problem at `field`, named as the person wrote it (through the aliases).
+    fn push(&mut self, field: &str, msg: String) {
+        self.out.push(self.job.problem(field, msg));
+    }
+
+    /// Where the workspace came from, for a message about its datastores.
+    fn where_ws(&self) -> String {
+        match self.ws_file {
+            Some(p) => format!("in {}", p.display()),
+            None => {
+                "(no workspace file was found: pass --workspace or put workspace.yaml beside the job)"
+                    .into()
+            }
+        }
+    }
+
+    /// The datastore `ds` (or the workspace default) of the entry at `field` exists.
+    fn datastore(&mut self, field: &str, ds: &Option<String>) {
+        let ws = self.ws;
+        match ds.as_ref().or(ws.default_datastore.as_ref()) {
             Some(name) if ws.datastores.contains_key(name) => {}
-            Some(name) => push(
-                &format!("{field}.datastore"),
-                format!(
+            Some(name) => {
+                let msg = format!(
                     "unknown datastore {name:?}; known: {} {}",
                     if ws.datastores.is_empty() {
                         "none".to_string()
                     } else {
                         ws.datastores.keys().cloned().collect::<Vec<_>>().join(", ")
                     },
-                    where_ws()
-                ),
-            ),
-            None => push(
-                field,
-                format!(
+                    self.where_ws()
+                );
+                self.push(&format!("{field}.datastore"), msg);
+            }
+            None => {
+                let msg = format!(
                     "no datastore given and the workspace has no default_datastore {}",
-                    where_ws()
-                ),
-            ),
-        };
+                    self.where_ws()
+                );
+                self.push(field, msg);
+            }
+        }
+    }
 
-    let mut seen: HashMap<&str, &str> = HashMap::new();
-    let mut on_compute: HashMap<String, String> = HashMap::new();
-    for (kind, refs) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
-        for (name, r) in refs {
-            let field = format!("{kind}.{name}");
-            if !crate::is_env_suffix(name) {
-                push(&field, format!("{name:?} cannot be part of an environment variable name (AZUREML_DATAREFERENCE_{name}); use letters, digits and `_`"));
-            }
-            if let Some(other) = seen.insert(name, kind) {
-                push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
-            }
-            check_datastore(&field, &r.datastore, &mut push);
-            match (kind, r.mode) {
-                ("inputs", Mode::Upload) => push(
-                    &format!("{field}.mode"),
-                    "upload is for outputs; an input is mount or download".into(),
+    /// The job's name, command, environment and timeout.
+    fn basics(&mut self) {
+        let spec = &self.job.value;
+        if spec.name.trim().is_empty() {
+            self.push("name", "empty; every job needs a name".into());
+        } else if !spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.push(
+                "name",
+                format!(
+                    "{:?}: use letters, digits, `-`, `_` and `.` only (it becomes part of paths)",
+                    spec.name
                 ),
-                ("outputs", Mode::Mount | Mode::Download) => push(
-                    &format!("{field}.mode"),
-                    format!("{} is for inputs; an output is upload", r.mode.as_str()),
-                ),
-                _ => {}
-            }
-            let checked = if kind == "outputs" {
-                path::expand_placeholders(&r.path, "run", "job").and_then(|p| path::spec_path(&p))
-            } else {
-                path::spec_path(&r.path)
-            };
-            if let Err(e) = checked {
-                push(
-                    &format!("{field}.path"),
-                    format!("{e}; paths are relative to the datastore's root and may not leave it"),
+            );
+        }
+        if spec.command.is_empty() || spec.command[0].is_empty() {
+            self.push(
+                "command",
+                "empty; give the program and its arguments as a list, e.g. [python, train.py]"
+                    .into(),
+            );
+        }
+        for k in spec.environment.keys() {
+            if !crate::is_env_name(k) {
+                self.push(
+                    &format!("environment.{k}"),
+                    format!("{k:?} is not a valid environment variable name"),
                 );
             }
-            if let Some(p) = &r.path_on_compute {
-                if p.contains('\0') || (!p.starts_with('/') && p.split('/').any(|s| s == "..")) {
-                    push(&format!("{field}.path_on_compute"), format!("{p:?} would leave the run folder; use an absolute path or one without `..`"));
-                } else if let Some(other) =
-                    on_compute.insert(p.trim_end_matches('/').to_string(), field.clone())
-                {
-                    push(
-                        &format!("{field}.path_on_compute"),
-                        format!("{p:?} is also the path_on_compute of {other}"),
-                    );
-                }
-            }
-            if kind == "inputs" && r.upload_on != Default::default() {
-                push(
-                    &format!("{field}.upload_on"),
-                    "only outputs are uploaded".into(),
-                );
-            }
-            if r.mount_fallback.is_some() && r.mode != Mode::Mount {
-                push(
-                    &format!("{field}.mount_fallback"),
-                    "only mount inputs have a fallback".into(),
+        }
+        if let Some(t) = spec.timeout {
+            if t.0.is_zero() {
+                self.push(
+                    "timeout",
+                    "must be longer than zero; leave it out for no limit".into(),
                 );
             }
         }
     }
-    if let Some(code) = &spec.code {
+
+    /// Every input and output: its name, datastore, mode, paths and options.
+    fn data_refs(&mut self) {
+        let spec = &self.job.value;
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let mut on_compute: HashMap<String, String> = HashMap::new();
+        for (kind, refs) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
+            for (name, r) in refs {
+                let field = format!("{kind}.{name}");
+                if !crate::is_env_suffix(name) {
+                    self.push(&field, format!("{name:?} cannot be part of an environment variable name (AZUREML_DATAREFERENCE_{name}); use letters, digits and `_`"));
+                }
+                if let Some(other) = seen.insert(name, kind) {
+                    self.push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
+                }
+                self.datastore(&field, &r.datastore);
+                self.mode(kind, &field, r);
+                self.data_path(kind, &field, r);
+                self.path_on_compute(&field, r, &mut on_compute);
+                if kind == "inputs" && r.upload_on != Default::default() {
+                    self.push(
+                        &format!("{field}.upload_on"),
+                        "only outputs are uploaded".into(),
+                    );
+                }
+                if r.mount_fallback.is_some() && r.mode != Mode::Mount {
+                    self.push(
+                        &format!("{field}.mount_fallback"),
+                        "only mount inputs have a fallback".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Inputs mount or download; outputs upload.
+    fn mode(&mut self, kind: &str, field: &str, r: &DataRef) {
+        match (kind, r.mode) {
+            ("inputs", Mode::Upload) => self.push(
+                &format!("{field}.mode"),
+                "upload is for outputs; an input is mount or download".into(),
+            ),
+            ("outputs", Mode::Mount | Mode::Download) => self.push(
+                &format!("{field}.mode"),
+                format!("{} is for inputs; an output is upload", r.mode.as_str()),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The path on the datastore stays under its root (an output's after its
+    /// placeholders are filled).
+    fn data_path(&mut self, kind: &str, field: &str, r: &DataRef) {
+        let checked = if kind == "outputs" {
+            path::expand_placeholders(&r.path, "run", "job").and_then(|p| path::spec_path(&p))
+        } else {
+            path::spec_path(&r.path)
+        };
+        if let Err(e) = checked {
+            self.push(
+                &format!("{field}.path"),
+                format!("{e}; paths are relative to the datastore's root and may not leave it"),
+            );
+        }
+    }
+
+    /// `path_on_compute` stays in the run folder and is no other entry's.
+    fn path_on_compute(
+        &mut self,
+        field: &str,
+        r: &DataRef,
+        on_compute: &mut HashMap<String, String>,
+    ) {
+        let Some(p) = &r.path_on_compute else {
+            return;
+        };
+        if p.contains('\0') || (!p.starts_with('/') && p.split('/').any(|s| s == "..")) {
+            self.push(
+                &format!("{field}.path_on_compute"),
+                format!(
+                    "{p:?} would leave the run folder; use an absolute path or one without `..`"
+                ),
+            );
+        } else if let Some(other) =
+            on_compute.insert(p.trim_end_matches('/').to_string(), field.to_string())
+        {
+            self.push(
+                &format!("{field}.path_on_compute"),
+                format!("{p:?} is also the path_on_compute of {other}"),
+            );
+        }
+    }
+
+    /// `code`: a folder on a datastore or a local one, not both, not neither.
+    fn code(&mut self) {
+        let Some(code) = &self.job.value.code else {
+            return;
+        };
         match (&code.path, &code.local) {
             (Some(p), None) => {
-                check_datastore("code", &code.datastore, &mut push);
+                self.datastore("code", &code.datastore);
                 if let Err(e) = path::spec_path(p) {
-                    push("code.path", e.to_string());
+                    self.push("code.path", e.to_string());
                 }
             }
             (None, Some(local)) => {
                 if code.datastore.is_some() {
-                    push(
+                    self.push(
                         "code.datastore",
                         "only with `path`; `local` is a folder on this machine".into(),
                     );
                 }
                 if local.trim().is_empty() || local.contains('\0') {
-                    push(
+                    self.push(
                         "code.local",
                         "empty; give the folder to copy, e.g. ./src".into(),
                     );
                 }
             }
-            (Some(_), Some(_)) => push(
+            (Some(_), Some(_)) => self.push(
                 "code",
                 "give either `path` (on a datastore) or `local` (a folder here), not both".into(),
             ),
-            (None, None) => push(
+            (None, None) => self.push(
                 "code",
                 "give `path` (a folder on a datastore) or `local` (a folder on this machine)"
                     .into(),
             ),
         }
     }
-    if let Some(c) = &spec.container {
+
+    /// `container`: image, volumes, workdir, resources and passed variables.
+    fn container(&mut self) {
+        let Some(c) = &self.job.value.container else {
+            return;
+        };
         if c.image.trim().is_empty() {
-            push(
+            self.push(
                 "container.image",
                 "empty; name an image such as python:3.11".into(),
             );
         }
+        self.volumes(c);
+        if let Some(w) = &c.workdir {
+            if !w.starts_with('/') {
+                self.push(
+                    "container.workdir",
+                    format!("{w:?} must be an absolute path in the container"),
+                );
+            }
+        }
+        for (field, value) in [("shm_size", &c.shm_size), ("memory", &c.memory)] {
+            if let Some(Err(e)) = value.as_deref().map(crate::size::parse_bytes) {
+                self.push(&format!("container.{field}"), e);
+            }
+        }
+        if let Some(cpus) = c.cpus {
+            if !(cpus > 0.0 && cpus.is_finite()) {
+                self.push(
+                    "container.cpus",
+                    format!("{cpus} is not a positive number of CPUs"),
+                );
+            }
+        }
+        if let Some(crate::job::Gpus::Count(0)) = c.gpus {
+            self.push("container.gpus", "0 GPUs: leave gpus out instead".into());
+        }
+        for (i, e) in c.env.iter().enumerate() {
+            if !crate::is_env_name(e) {
+                self.push(
+                    &format!("container.env[{i}]"),
+                    format!("{e:?} is not a valid environment variable name"),
+                );
+            }
+        }
+    }
+
+    /// `container.volumes`: absolute, outside the job's data folder, one per target.
+    fn volumes(&mut self, c: &crate::job::ContainerSpec) {
         let mut targets: HashMap<&str, usize> = HashMap::new();
         for (i, v) in c.volumes.iter().enumerate() {
             if !v.host.starts_with('/') || !v.container.starts_with('/') {
-                push(
+                self.push(
                     &format!("container.volumes[{i}]"),
                     "host and container paths must be absolute".into(),
                 );
             } else if v.container.trim_end_matches('/') == CONTAINER_ROOT
                 || v.container.starts_with(&format!("{CONTAINER_ROOT}/"))
             {
-                push(&format!("container.volumes[{i}].container"), format!("{:?} is under {CONTAINER_ROOT}, where stagehand puts the job's data; choose another path", v.container));
+                self.push(&format!("container.volumes[{i}].container"), format!("{:?} is under {CONTAINER_ROOT}, where stagehand puts the job's data; choose another path", v.container));
             } else if let Some(j) = targets.insert(v.container.trim_end_matches('/'), i) {
-                push(
+                self.push(
                     &format!("container.volumes[{i}].container"),
                     format!(
                         "{:?} is also the container path of container.volumes[{j}]",
@@ -769,79 +893,87 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
                 );
             }
         }
-        if let Some(w) = &c.workdir {
-            if !w.starts_with('/') {
-                push(
-                    "container.workdir",
-                    format!("{w:?} must be an absolute path in the container"),
-                );
-            }
-        }
-        for (field, value) in [("shm_size", &c.shm_size), ("memory", &c.memory)] {
-            if let Some(Err(e)) = value.as_deref().map(crate::size::parse_bytes) {
-                push(&format!("container.{field}"), e);
-            }
-        }
-        if let Some(cpus) = c.cpus {
-            if !(cpus > 0.0 && cpus.is_finite()) {
-                push(
-                    "container.cpus",
-                    format!("{cpus} is not a positive number of CPUs"),
-                );
-            }
-        }
-        if let Some(crate::job::Gpus::Count(0)) = c.gpus {
-            push("container.gpus", "0 GPUs: leave gpus out instead".into());
-        }
-        for (i, e) in c.env.iter().enumerate() {
-            if !crate::is_env_name(e) {
-                push(
-                    &format!("container.env[{i}]"),
-                    format!("{e:?} is not a valid environment variable name"),
-                );
-            }
-        }
     }
-    for (i, arg) in spec.command.iter().enumerate() {
-        for r in references(arg) {
-            let ok = match &r {
-                Reference::Input(n) => spec.inputs.contains_key(n),
-                Reference::Output(n) => spec.outputs.contains_key(n),
-                Reference::DataRef(n) => {
-                    spec.inputs.contains_key(n) || spec.outputs.contains_key(n)
-                }
-            };
-            if !ok {
-                let (what, names) = match &r {
-                    Reference::Input(_) => {
-                        ("input", spec.inputs.keys().cloned().collect::<Vec<_>>())
+
+    /// Every `${{inputs.x}}`, `${{outputs.x}}` and data reference in the command names
+    /// an input or output the job has.
+    fn command_references(&mut self) {
+        let spec = &self.job.value;
+        for (i, arg) in spec.command.iter().enumerate() {
+            for r in references(arg) {
+                let ok = match &r {
+                    Reference::Input(n) => spec.inputs.contains_key(n),
+                    Reference::Output(n) => spec.outputs.contains_key(n),
+                    Reference::DataRef(n) => {
+                        spec.inputs.contains_key(n) || spec.outputs.contains_key(n)
                     }
-                    Reference::Output(_) => ("output", spec.outputs.keys().cloned().collect()),
-                    Reference::DataRef(_) => (
-                        "input or output",
-                        spec.inputs
-                            .keys()
-                            .chain(spec.outputs.keys())
-                            .cloned()
-                            .collect(),
-                    ),
                 };
-                push(
-                    &format!("command[{i}]"),
-                    format!(
-                        "refers to {what} {:?}, which the job does not have (known: {})",
-                        r.name(),
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                );
+                if !ok {
+                    self.unknown_reference(i, &r);
+                }
             }
         }
     }
-    Problems(out)
+
+    /// A reference in `command[i]` to an input or output the job does not have.
+    fn unknown_reference(&mut self, i: usize, r: &Reference) {
+        let spec = &self.job.value;
+        let (what, names) = match r {
+            Reference::Input(_) => ("input", spec.inputs.keys().cloned().collect::<Vec<_>>()),
+            Reference::Output(_) => ("output", spec.outputs.keys().cloned().collect()),
+            Reference::DataRef(_) => (
+                "input or output",
+                spec.inputs
+                    .keys()
+                    .chain(spec.outputs.keys())
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        self.push(
+            &format!("command[{i}]"),
+            format!(
+                "refers to {what} {:?}, which the job does not have (known: {})",
+                r.name(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod datastore_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_datastore_name_is_checked_as_azure_ml_checks_it() {
+        let text = r#"datastores:
+  good-one_1: {type: local, root: ./a}
+  <DATA_STORE_NAME>: {type: local, root: ./b}
+"#;
+        let err = parse_workspace(Path::new("ws.yaml"), text).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, "datastores.<DATA_STORE_NAME>");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(3));
+        assert!(err.0[0].message.contains("is not a datastore name"));
+    }
+
+    #[test]
+    fn a_datastore_file_name_is_checked_at_its_name_field() {
+        let text = r#"type: azure_blob
+name: <CREDENTIAL_LESS_DATA_STORE_NAME>
+account_name: acct
+container_name: c
+"#;
+        let err = crate::aml::v2_datastore::import(Path::new("ds.yml"), text).unwrap_err();
+        assert_eq!(err.0[0].field, "name");
+        assert_eq!(err.0[0].location.map(|l| l.line), Some(2));
+        assert!(err.0[0].message.contains("is not a datastore name"));
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ impl Format {
 /// `$schema` or a `type` key is Azure ML v2 (native specs have neither); anything else
 /// is native. Text that is not a YAML mapping is native (its parser reports why).
 pub fn detect(text: &str) -> Format {
+    // Beyond the bounds the native parser refuses it, before anything parses it here.
+    if crate::limits::check(Path::new(""), text).is_err() {
+        return Format::Native;
+    }
     let Ok(Value::Mapping(m)) = serde_yaml::from_str::<Value>(text) else {
         return Format::Native;
     };
@@ -148,6 +152,7 @@ pub fn parse_any_job(
     format: Option<Format>,
     opts: &ImportOptions,
 ) -> Result<AnyJob, Problems> {
+    crate::limits::check(file, text)?;
     match format.unwrap_or_else(|| detect(text)) {
         Format::Native => {
             crate::load::parse_job(file, text).map(|job| AnyJob { job, report: None })
@@ -172,7 +177,7 @@ pub fn load_and_validate_any_job(
     ws: &crate::Workspace,
     ws_file: Option<&Path>,
 ) -> Result<AnyJob, Problems> {
-    let text = read(file)?;
+    let text = crate::limits::read(file, "job spec")?;
     match format.unwrap_or_else(|| detect(&text)) {
         Format::Native => crate::load::load_and_validate_job(file, ws, ws_file)
             .map(|job| AnyJob { job, report: None }),
@@ -189,24 +194,13 @@ pub fn load_and_validate_any_job(
     }
 }
 
-fn read(file: &Path) -> Result<String, Problems> {
-    std::fs::read_to_string(file).map_err(|e| {
-        Problems(vec![Problem {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: format!("cannot read the job spec: {e}"),
-        }])
-    })
-}
-
 /// Reads and parses a job file of any format.
 pub fn load_any_job(
     file: &Path,
     format: Option<Format>,
     opts: &ImportOptions,
 ) -> Result<AnyJob, Problems> {
-    parse_any_job(file, &read(file)?, format, opts)
+    parse_any_job(file, &crate::limits::read(file, "job spec")?, format, opts)
 }
 
 /// Reads a source document key by key, collecting problems with their locations.
@@ -219,6 +213,7 @@ pub(crate) struct Source<'a> {
 impl<'a> Source<'a> {
     /// Parses `text` as a YAML mapping, or returns the problem.
     pub fn open(file: &'a Path, text: &str, what: &str) -> Result<(Source<'a>, Mapping), Problems> {
+        crate::limits::check(file, text)?;
         let src = Source {
             file,
             index: Index::of(text),

@@ -10,7 +10,7 @@ use super::{entries, is_set, scalar_text, Source};
 use crate::load::{Problem, Problems};
 use crate::secret::Secret;
 use crate::workspace::{Credentials, Datastore};
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 use std::path::Path;
 
 /// A datastore read from a v2 file: its name, the datastore, and warnings.
@@ -30,127 +30,46 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
     let mut warnings = Vec::new();
     let text_of = |k: &str| m.get(k).and_then(scalar_text).filter(|s| !s.is_empty());
     let name = text_of("name");
-    if name.is_none() {
-        src.push("name", "missing; a datastore file names its datastore");
+    match &name {
+        None => src.push("name", "missing; a datastore file names its datastore"),
+        Some(n) if !crate::is_datastore_name(n) => {
+            src.push("name", crate::datastore_name_problem(n))
+        }
+        Some(_) => {}
     }
-    let ty = text_of("type");
-    let (place_key, kind) = match ty.as_deref() {
-        Some("azure_blob") => ("container_name", 0),
-        Some("azure_data_lake_gen2") => ("filesystem", 1),
-        Some("azure_file") => ("file_share_name", 2),
-        Some(other @ ("azure_data_lake_gen1" | "onelake" | "s3" | "gcs" | "hdfs")) => {
-            src.push("type", format!("{other} datastores are not supported; stagehand reaches azure_blob, azure_data_lake_gen2 and azure_file"));
-            return Err(Problems(src.problems));
-        }
-        Some(other) => {
-            src.push("type", format!("unknown datastore type {other:?}; expected azure_blob, azure_data_lake_gen2 or azure_file"));
-            return Err(Problems(src.problems));
-        }
-        None => {
-            src.push(
-                "type",
-                "missing; expected azure_blob, azure_data_lake_gen2 or azure_file",
-            );
-            return Err(Problems(src.problems));
-        }
-    };
+    let kind = kind(&mut src, text_of("type").as_deref())?;
     let account_name = text_of("account_name");
     if account_name.is_none() {
         src.push("account_name", "missing; name the storage account");
     }
-    let place = text_of(place_key);
+    let place = text_of(kind.place_key());
     if place.is_none() {
-        src.push(place_key, "missing");
+        src.push(kind.place_key(), "missing");
     }
     let endpoint = text_of("endpoint");
-    // `wasbs`/`wasb` are Azure ML's names for the blob service over https/http.
-    let protocol = text_of("protocol").map(|p| match p.as_str() {
-        "wasbs" | "abfss" => "https".to_string(),
-        "wasb" | "abfs" => "http".to_string(),
-        _ => p,
-    });
-    if let Some(p) = &protocol {
-        if p != "https" && p != "http" {
-            src.push(
-                "protocol",
-                format!("unknown protocol {p:?}; expected https, http, wasbs or wasb"),
-            );
-        }
-    }
-
-    let mut credentials = Credentials::default();
-    let creds = src
-        .mapping("credentials", m.get("credentials").unwrap_or(&Value::Null))
-        .unwrap_or_default();
-    for (k, v) in entries(&creds) {
-        let field = format!("credentials.{k}");
-        let literal = |src: &mut Source, warnings: &mut Vec<Problem>| -> Option<Secret> {
-            // `{env: NAME}` / `{file: PATH}` work here too, as in a workspace file.
-            match serde_yaml::from_value::<Secret>(v.clone()) {
-                Ok(s @ Secret::Literal(_)) => {
-                    warnings.push(src.problem(&field, "a literal secret in the datastore file; prefer {env: NAME} or {file: PATH}"));
-                    Some(s)
-                }
-                Ok(s) => Some(s),
-                Err(_) => {
-                    src.push(
-                        &field,
-                        "expected the secret's value, {env: NAME} or {file: PATH}",
-                    );
-                    None
-                }
-            }
-        };
-        match k {
-            "account_key" => credentials.account_key = literal(&mut src, &mut warnings),
-            "sas_token" => credentials.sas_token = literal(&mut src, &mut warnings),
-            "client_secret" => credentials.client_secret = literal(&mut src, &mut warnings),
-            "tenant_id" => credentials.tenant_id = scalar_text(v),
-            "client_id" => credentials.client_id = scalar_text(v),
-            "authority_url" | "resource_url" if is_set(v) => {
-                warnings.push(src.problem(&field, "ignored: the authority follows the endpoint (the public cloud's, or Azure China's or US Government's for their endpoints)"));
-            }
-            _ if is_set(v) => src.push(&field, "unknown credential; expected account_key, sas_token, or tenant_id + client_id + client_secret"),
-            _ => {}
-        }
-    }
-    for (k, v) in entries(&m) {
-        let known = [
-            "$schema",
-            "name",
-            "type",
-            "description",
-            "tags",
-            "account_name",
-            place_key,
-            "endpoint",
-            "protocol",
-            "credentials",
-        ];
-        if !known.contains(&k) && is_set(v) {
-            warnings.push(src.problem(k, "ignored: not a datastore key stagehand knows"));
-        }
-    }
+    let protocol = protocol(&mut src, text_of("protocol"));
+    let credentials = credentials(&mut src, &m, &mut warnings);
+    warn_unknown_keys(&src, &m, kind, &mut warnings);
     if !src.problems.is_empty() {
         return Err(Problems(src.problems));
     }
     let (account_name, place) = (account_name.unwrap_or_default(), place.unwrap_or_default());
     let datastore = match kind {
-        0 => Datastore::AzureBlob {
+        Kind::Blob => Datastore::AzureBlob {
             account_name,
             container_name: place,
             endpoint,
             protocol,
             credentials,
         },
-        1 => Datastore::AzureDataLakeGen2 {
+        Kind::DataLakeGen2 => Datastore::AzureDataLakeGen2 {
             account_name,
             filesystem: place,
             endpoint,
             protocol,
             credentials,
         },
-        _ => Datastore::AzureFile {
+        Kind::File => Datastore::AzureFile {
             account_name,
             file_share_name: place,
             endpoint,
@@ -165,16 +84,138 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
     })
 }
 
+/// The datastore types stagehand reaches.
+#[derive(Clone, Copy)]
+enum Kind {
+    Blob,
+    DataLakeGen2,
+    File,
+}
+
+impl Kind {
+    /// The key that names the container, filesystem or share.
+    fn place_key(self) -> &'static str {
+        match self {
+            Kind::Blob => "container_name",
+            Kind::DataLakeGen2 => "filesystem",
+            Kind::File => "file_share_name",
+        }
+    }
+}
+
+/// `type`; any other is refused at once, as nothing else in the file can be read
+/// without it.
+fn kind(src: &mut Source, ty: Option<&str>) -> Result<Kind, Problems> {
+    match ty {
+        Some("azure_blob") => return Ok(Kind::Blob),
+        Some("azure_data_lake_gen2") => return Ok(Kind::DataLakeGen2),
+        Some("azure_file") => return Ok(Kind::File),
+        Some(other @ ("azure_data_lake_gen1" | "onelake" | "s3" | "gcs" | "hdfs")) => {
+            src.push("type", format!("{other} datastores are not supported; stagehand reaches azure_blob, azure_data_lake_gen2 and azure_file"));
+        }
+        Some(other) => {
+            src.push("type", format!("unknown datastore type {other:?}; expected azure_blob, azure_data_lake_gen2 or azure_file"));
+        }
+        None => {
+            src.push(
+                "type",
+                "missing; expected azure_blob, azure_data_lake_gen2 or azure_file",
+            );
+        }
+    }
+    Err(Problems(std::mem::take(&mut src.problems)))
+}
+
+/// `protocol`: `wasbs`/`wasb` (and `abfss`/`abfs`) are Azure ML's names for the
+/// service over https/http.
+fn protocol(src: &mut Source, protocol: Option<String>) -> Option<String> {
+    let protocol = protocol.map(|p| match p.as_str() {
+        "wasbs" | "abfss" => "https".to_string(),
+        "wasb" | "abfs" => "http".to_string(),
+        _ => p,
+    });
+    if let Some(p) = &protocol {
+        if p != "https" && p != "http" {
+            src.push(
+                "protocol",
+                format!("unknown protocol {p:?}; expected https, http, wasbs or wasb"),
+            );
+        }
+    }
+    protocol
+}
+
+/// `credentials`: an account key, a SAS token or a service principal; a literal
+/// secret is a warning.
+fn credentials(src: &mut Source, m: &Mapping, warnings: &mut Vec<Problem>) -> Credentials {
+    let mut credentials = Credentials::default();
+    let creds = src
+        .mapping("credentials", m.get("credentials").unwrap_or(&Value::Null))
+        .unwrap_or_default();
+    for (k, v) in entries(&creds) {
+        let field = format!("credentials.{k}");
+        match k {
+            "account_key" => credentials.account_key = secret(src, &field, v, warnings),
+            "sas_token" => credentials.sas_token = secret(src, &field, v, warnings),
+            "client_secret" => credentials.client_secret = secret(src, &field, v, warnings),
+            "tenant_id" => credentials.tenant_id = scalar_text(v),
+            "client_id" => credentials.client_id = scalar_text(v),
+            "authority_url" | "resource_url" if is_set(v) => {
+                warnings.push(src.problem(&field, "ignored: the authority follows the endpoint (the public cloud's, or Azure China's or US Government's for their endpoints)"));
+            }
+            _ if is_set(v) => src.push(&field, "unknown credential; expected account_key, sas_token, or tenant_id + client_id + client_secret"),
+            _ => {}
+        }
+    }
+    credentials
+}
+
+/// One secret: its value (a literal, warned about), `{env: NAME}` or `{file: PATH}`,
+/// as in a workspace file.
+fn secret(src: &mut Source, field: &str, v: &Value, warnings: &mut Vec<Problem>) -> Option<Secret> {
+    match serde_yaml::from_value::<Secret>(v.clone()) {
+        Ok(s @ Secret::Literal(_)) => {
+            warnings.push(src.problem(
+                field,
+                "a literal secret in the datastore file; prefer {env: NAME} or {file: PATH}",
+            ));
+            Some(s)
+        }
+        Ok(s) => Some(s),
+        Err(_) => {
+            src.push(
+                field,
+                "expected the secret's value, {env: NAME} or {file: PATH}",
+            );
+            None
+        }
+    }
+}
+
+/// Keys that are not datastore keys: accepted, with a warning.
+fn warn_unknown_keys(src: &Source, m: &Mapping, kind: Kind, warnings: &mut Vec<Problem>) {
+    let known = [
+        "$schema",
+        "name",
+        "type",
+        "description",
+        "tags",
+        "account_name",
+        kind.place_key(),
+        "endpoint",
+        "protocol",
+        "credentials",
+    ];
+    for (k, v) in entries(m) {
+        if !known.contains(&k) && is_set(v) {
+            warnings.push(src.problem(k, "ignored: not a datastore key stagehand knows"));
+        }
+    }
+}
+
 /// Reads and parses one v2 datastore file.
 pub fn load(file: &Path) -> Result<ImportedDatastore, Problems> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Problems(vec![Problem {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: format!("cannot read the datastore file: {e}"),
-        }])
-    })?;
+    let text = crate::limits::read(file, "datastore file")?;
     import(file, &text)
 }
 
@@ -265,7 +306,11 @@ mod workspace_tests {
     fn a_workspace_lists_datastore_files_and_folders() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aml/v2");
         let ws_file = dir.join("workspace.yaml");
-        let text = "default_datastore: blob_example\ndatastore_files: [datastore/blob.yml, datastore/adls-gen2.yml]\ndatastores:\n  scratch: {type: local, root: ./data}\n";
+        let text = r#"default_datastore: blob_example
+datastore_files: [datastore/blob.yml, datastore/adls-gen2.yml]
+datastores:
+  scratch: {type: local, root: ./data}
+"#;
         let ws = parse_workspace(&ws_file, text).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = ws.value.datastores.keys().map(String::as_str).collect();
         assert_eq!(names, ["adls_gen2_example", "blob_example", "scratch"]);
@@ -281,7 +326,12 @@ mod workspace_tests {
             .all(|w| w.file.ends_with("blob.yml") || w.file.ends_with("adls-gen2.yml")));
 
         // A folder: every .yml in it; gen1 in there is an error naming its file and key.
-        let err = parse_workspace(&ws_file, "datastore_files: [datastore]\n").unwrap_err();
+        let err = parse_workspace(
+            &ws_file,
+            r#"datastore_files: [datastore]
+"#,
+        )
+        .unwrap_err();
         assert_eq!(err.0.len(), 1, "{err}");
         assert!(
             err.0[0].file.ends_with("adls-gen1.yml") && err.0[0].field == "type",

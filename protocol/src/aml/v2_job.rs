@@ -130,37 +130,99 @@ fn locate(uri: &str) -> Location {
     Location::Local
 }
 
+/// Where each native field came from: native field path prefix → source key.
+type Aliases = Vec<(String, String)>;
+
 /// Imports a command job's text.
 pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
     let (mut src, top) = Source::open(file, text, "command job")?;
     let mut report = ImportReport::new(Format::AmlJob, file);
-    let mut aliases: Vec<(String, String)> = Vec::new();
-    let text_of = |k: &str| top.get(k).and_then(scalar_text).filter(|s| !s.is_empty());
+    let mut aliases: Aliases = Vec::new();
+    refuse_other_kinds(&mut src, &top)?;
+    let name = job_name(file, &top, &mut report);
+    aliases.push(("name".into(), "name".into()));
 
-    // Only command jobs run here.
-    if let Some(schema) = text_of("$schema") {
+    // Inputs and outputs first: literal values are substituted into the command.
+    let mut data = Data::default();
+    import_inputs(&mut src, &top, &mut data, &mut report, &mut aliases);
+    import_outputs(&mut src, &top, &mut data, &mut report, &mut aliases);
+    let command = import_command(&mut src, &top, &data.literals, &mut report, &mut aliases);
+    import_environment_variables(
+        &mut src,
+        &top,
+        &mut data.environment,
+        &mut report,
+        &mut aliases,
+    );
+    let container = environment_section(&mut src, top.get("environment"), &mut report);
+    if container.is_some() {
+        aliases.push(("container".into(), "environment".into()));
+        aliases.push(("container.image".into(), "environment.image".into()));
+    }
+    let code = import_code(&mut src, &top, &mut report, &mut aliases);
+    let timeout = import_limits(&mut src, &top, &mut report, &mut aliases);
+    ignore_rest(&top, &mut report);
+
+    let job = JobSpec {
+        name,
+        command,
+        environment: data.environment,
+        timeout,
+        kill_grace: None,
+        code,
+        container,
+        inputs: data.inputs,
+        outputs: data.outputs,
+        azure_ml_v2_variables: true,
+    };
+    src.finish(job, aliases, report)
+}
+
+/// What the inputs and outputs became.
+#[derive(Default)]
+struct Data {
+    /// (is an input, name) → the text substituted for it in the command.
+    literals: BTreeMap<(bool, String), String>,
+    /// `AZURE_ML_INPUT_x` / `AZURE_ML_OUTPUT_x` of literals, then the job's own.
+    environment: BTreeMap<String, String>,
+    inputs: BTreeMap<String, DataRef>,
+    outputs: BTreeMap<String, DataRef>,
+}
+
+/// A top-level key's text; `None` when absent or empty.
+fn text_of(top: &Mapping, key: &str) -> Option<String> {
+    top.get(key).and_then(scalar_text).filter(|s| !s.is_empty())
+}
+
+/// Only command jobs run here: a datastore file, another job kind or another `type`
+/// is refused at once.
+fn refuse_other_kinds(src: &mut Source, top: &Mapping) -> Result<(), Problems> {
+    if let Some(schema) = text_of(top, "$schema") {
         let s = schema.to_ascii_lowercase();
         if ["azureblob", "azurefile", "azuredatalake"]
             .iter()
             .any(|d| s.contains(d))
         {
             src.push("$schema", "this is an Azure ML datastore file, not a job: list it under datastore_files in the workspace");
-            return Err(Problems(src.problems));
+            return Err(Problems(std::mem::take(&mut src.problems)));
         }
         if !s.contains("commandjob") {
             src.push("$schema", format!("{schema} is not a command job; other Azure ML job kinds (pipeline, sweep, spark, automl) need the Azure ML service"));
-            return Err(Problems(src.problems));
+            return Err(Problems(std::mem::take(&mut src.problems)));
         }
     }
-    match text_of("type").as_deref() {
-        None | Some("command") => {}
+    match text_of(top, "type").as_deref() {
+        None | Some("command") => Ok(()),
         Some(other) => {
             src.push("type", format!("{other} jobs need the Azure ML service; stagehand runs command jobs (type: command)"));
-            return Err(Problems(src.problems));
+            Err(Problems(std::mem::take(&mut src.problems)))
         }
     }
+}
 
-    let name = match text_of("name") {
+/// `name`, made a valid job name, or the file's name.
+fn job_name(file: &Path, top: &Mapping, report: &mut ImportReport) -> String {
+    match text_of(top, "name") {
         Some(n) => {
             report.map("name", format!("name: {}", sanitize_name(&n)));
             sanitize_name(&n)
@@ -170,168 +232,214 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
             report.map("(file name)", format!("name: {n}"));
             n
         }
-    };
-    aliases.push(("name".into(), "name".into()));
+    }
+}
 
-    // Inputs and outputs first: literal values are substituted into the command.
-    let mut literals: BTreeMap<(bool, String), String> = BTreeMap::new();
-    let mut environment = BTreeMap::new();
-    let mut inputs = BTreeMap::new();
-    let mut outputs = BTreeMap::new();
+/// `inputs`: literals go to the command and the environment, data to `inputs`.
+fn import_inputs(
+    src: &mut Source,
+    top: &Mapping,
+    data: &mut Data,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) {
     let ins = src
         .mapping("inputs", top.get("inputs").unwrap_or(&Value::Null))
         .unwrap_or_default();
     for (n, v) in entries(&ins) {
         let field = format!("inputs.{n}");
-        match input(&mut src, &field, v, &mut report) {
+        match input(src, &field, v, report) {
             Some(Item::Literal(value)) => {
-                environment.insert(format!("AZURE_ML_INPUT_{n}"), value.clone());
-                literals.insert((true, n.to_string()), value);
+                data.environment
+                    .insert(format!("AZURE_ML_INPUT_{n}"), value.clone());
+                data.literals.insert((true, n.to_string()), value);
             }
             Some(Item::Data(r)) => {
-                alias_data(&mut aliases, &field);
-                inputs.insert(n.to_string(), r);
+                alias_data(aliases, &field);
+                data.inputs.insert(n.to_string(), r);
             }
             None => {}
         }
     }
+}
+
+/// `outputs`: direct URIs go to the command and the environment, data to `outputs`.
+fn import_outputs(
+    src: &mut Source,
+    top: &Mapping,
+    data: &mut Data,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) {
     let outs = src
         .mapping("outputs", top.get("outputs").unwrap_or(&Value::Null))
         .unwrap_or_default();
     for (n, v) in entries(&outs) {
         let field = format!("outputs.{n}");
-        match output(&mut src, &field, n, v, &mut report) {
+        match output(src, &field, n, v, report) {
             Some(Item::Literal(value)) => {
-                environment.insert(format!("AZURE_ML_OUTPUT_{n}"), value.clone());
-                literals.insert((false, n.to_string()), value);
+                data.environment
+                    .insert(format!("AZURE_ML_OUTPUT_{n}"), value.clone());
+                data.literals.insert((false, n.to_string()), value);
             }
             Some(Item::Data(r)) => {
-                alias_data(&mut aliases, &field);
-                outputs.insert(n.to_string(), r);
+                alias_data(aliases, &field);
+                data.outputs.insert(n.to_string(), r);
             }
             None => {}
         }
     }
+}
 
-    // The command line.
-    let mut command = Vec::new();
-    match top.get("command") {
+/// The command line, as `bash -c`, with literals and direct URIs substituted now and
+/// data references left for the plan, which knows their paths.
+fn import_command(
+    src: &mut Source,
+    top: &Mapping,
+    literals: &BTreeMap<(bool, String), String>,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) -> Vec<String> {
+    let v = match top.get("command") {
         None | Some(Value::Null) => {
-            src.push("command", "missing; a command job runs a command line")
+            src.push("command", "missing; a command job runs a command line");
+            return Vec::new();
         }
-        Some(v) => match scalar_text(v) {
-            None => src.push("command", "expected the command line as text"),
-            Some(line) => {
-                // Literals and direct URIs now; data references when the plan knows paths.
-                let line = substitute(&line, |r| {
-                    Some(match r {
-                        Reference::Input(n) => literals
-                            .get(&(true, n.clone()))
-                            .cloned()
-                            .unwrap_or_else(|| format!("${{{{inputs.{n}}}}}")),
-                        Reference::Output(n) => literals
-                            .get(&(false, n.clone()))
-                            .cloned()
-                            .unwrap_or_else(|| format!("${{{{outputs.{n}}}}}")),
-                        Reference::DataRef(n) => format!("${{{DATAREF_PREFIX}{n}}}"),
-                    })
-                })
-                .unwrap_or(line);
-                command = shell(&line);
-                aliases.push(("command".into(), "command".into()));
-                report.map("command", "command: bash -c <the command line>, ${{inputs.x}} / ${{outputs.x}} substituted");
-            }
-        },
-    }
+        Some(v) => v,
+    };
+    let Some(line) = scalar_text(v) else {
+        src.push("command", "expected the command line as text");
+        return Vec::new();
+    };
+    let line = substitute(&line, |r| {
+        Some(match r {
+            Reference::Input(n) => literals
+                .get(&(true, n.clone()))
+                .cloned()
+                .unwrap_or_else(|| format!("${{{{inputs.{n}}}}}")),
+            Reference::Output(n) => literals
+                .get(&(false, n.clone()))
+                .cloned()
+                .unwrap_or_else(|| format!("${{{{outputs.{n}}}}}")),
+            Reference::DataRef(n) => format!("${{{DATAREF_PREFIX}{n}}}"),
+        })
+    })
+    .unwrap_or(line);
+    aliases.push(("command".into(), "command".into()));
+    report.map(
+        "command",
+        "command: bash -c <the command line>, ${{inputs.x}} / ${{outputs.x}} substituted",
+    );
+    shell(&line)
+}
 
-    for (k, v) in entries(
-        &src.mapping(
+/// `environment_variables` → the job's environment.
+fn import_environment_variables(
+    src: &mut Source,
+    top: &Mapping,
+    environment: &mut BTreeMap<String, String>,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) {
+    let vars = src
+        .mapping(
             "environment_variables",
             top.get("environment_variables").unwrap_or(&Value::Null),
         )
-        .unwrap_or_default(),
-    ) {
+        .unwrap_or_default();
+    for (k, v) in entries(&vars) {
         let field = format!("environment_variables.{k}");
         let val = scalar_text(v).unwrap_or_default();
         aliases.push((format!("environment.{k}"), field.clone()));
         report.map(&field, format!("environment.{k}"));
         environment.insert(k.to_string(), val);
     }
+}
 
-    let container = environment_section(&mut src, top.get("environment"), &mut report);
-    if container.is_some() {
-        aliases.push(("container".into(), "environment".into()));
-        aliases.push(("container.image".into(), "environment.image".into()));
-    }
-
-    let code = match top.get("code") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            match scalar_text(v) {
-                None => {
-                    src.push("code", "expected a folder");
-                    None
-                }
-                Some(p) => {
-                    match locate(&p) {
-                        Location::Local => {
-                            let p = p.strip_prefix("file:").unwrap_or(&p).to_string();
-                            report.map("code", format!("code.local: {p} (copied into the run folder; the job runs there)"));
-                            aliases.push(("code".into(), "code".into()));
-                            aliases.push(("code.local".into(), "code".into()));
-                            Some(Code {
-                                datastore: None,
-                                path: None,
-                                local: Some(p),
-                            })
-                        }
-                        Location::Datastore { name, path } => {
-                            report.map(
-                                "code",
-                                format!(
-                                    "code: {}:{path}",
-                                    name.as_deref().unwrap_or("(default datastore)")
-                                ),
-                            );
-                            Some(Code {
-                                datastore: name,
-                                path: Some(path),
-                                local: None,
-                            })
-                        }
-                        Location::Service(what) => {
-                            src.push("code", format!("{p:?} is {what}, which only the Azure ML service can resolve; give a local folder"));
-                            None
-                        }
-                        Location::Url => {
-                            src.push("code", format!("{p:?} is a URL; clone or download it and give the local folder"));
-                            None
-                        }
-                    }
-                }
-            }
-        }
+/// `code`: a local folder (copied into the run folder) or a datastore path.
+fn import_code(
+    src: &mut Source,
+    top: &Mapping,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) -> Option<Code> {
+    let v = top.get("code").filter(|v| !v.is_null())?;
+    let Some(p) = scalar_text(v) else {
+        src.push("code", "expected a folder");
+        return None;
     };
-
-    let mut timeout = None;
-    if let Some(limits) = top.get("limits").and_then(|l| src.mapping("limits", l)) {
-        for (k, v) in entries(&limits) {
-            match (k, v.as_u64()) {
-                ("timeout", Some(s)) if s > 0 => {
-                    timeout = Some(SpecDuration(Duration::from_secs(s)));
-                    aliases.push(("timeout".into(), "limits.timeout".into()));
-                    report.map("limits.timeout", format!("timeout: {s}s"));
-                }
-                ("timeout", _) => src.push("limits.timeout", "expected a whole number of seconds"),
-                _ if is_set(v) => report.ignore(
-                    format!("limits.{k}"),
-                    "only limits.timeout applies to one run",
+    match locate(&p) {
+        Location::Local => {
+            let p = p.strip_prefix("file:").unwrap_or(&p).to_string();
+            report.map(
+                "code",
+                format!("code.local: {p} (copied into the run folder; the job runs there)"),
+            );
+            aliases.push(("code".into(), "code".into()));
+            aliases.push(("code.local".into(), "code".into()));
+            Some(Code {
+                datastore: None,
+                path: None,
+                local: Some(p),
+            })
+        }
+        Location::Datastore { name, path } => {
+            report.map(
+                "code",
+                format!(
+                    "code: {}:{path}",
+                    name.as_deref().unwrap_or("(default datastore)")
                 ),
-                _ => {}
-            }
+            );
+            Some(Code {
+                datastore: name,
+                path: Some(path),
+                local: None,
+            })
+        }
+        Location::Service(what) => {
+            src.push("code", format!("{p:?} is {what}, which only the Azure ML service can resolve; give a local folder"));
+            None
+        }
+        Location::Url => {
+            src.push(
+                "code",
+                format!("{p:?} is a URL; clone or download it and give the local folder"),
+            );
+            None
         }
     }
+}
 
+/// `limits.timeout` → the time limit; the other limits have no effect on one run.
+fn import_limits(
+    src: &mut Source,
+    top: &Mapping,
+    report: &mut ImportReport,
+    aliases: &mut Aliases,
+) -> Option<SpecDuration> {
+    let mut timeout = None;
+    let limits = top.get("limits").and_then(|l| src.mapping("limits", l))?;
+    for (k, v) in entries(&limits) {
+        match (k, v.as_u64()) {
+            ("timeout", Some(s)) if s > 0 => {
+                timeout = Some(SpecDuration(Duration::from_secs(s)));
+                aliases.push(("timeout".into(), "limits.timeout".into()));
+                report.map("limits.timeout", format!("timeout: {s}s"));
+            }
+            ("timeout", _) => src.push("limits.timeout", "expected a whole number of seconds"),
+            _ if is_set(v) => report.ignore(
+                format!("limits.{k}"),
+                "only limits.timeout applies to one run",
+            ),
+            _ => {}
+        }
+    }
+    timeout
+}
+
+/// Every other top-level key: accepted, reported once.
+fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
     const HANDLED: &[&str] = &[
         "$schema",
         "type",
@@ -344,7 +452,7 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
         "outputs",
         "limits",
     ];
-    for (k, v) in entries(&top) {
+    for (k, v) in entries(top) {
         if HANDLED.contains(&k) || !is_set(v) {
             continue;
         }
@@ -354,20 +462,6 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
             "not a command-job key stagehand knows; it has no effect",
         );
     }
-
-    let job = JobSpec {
-        name,
-        command,
-        environment,
-        timeout,
-        kill_grace: None,
-        code,
-        container,
-        inputs,
-        outputs,
-        azure_ml_v2_variables: true,
-    };
-    src.finish(job, aliases, report)
 }
 
 fn alias_data(aliases: &mut Vec<(String, String)>, field: &str) {
@@ -391,16 +485,11 @@ const DATA_TYPES: &[&str] = &[
 ];
 const LITERAL_TYPES: &[&str] = &["string", "integer", "number", "boolean"];
 
+/// One `inputs` entry: a literal value (bare, or typed string/integer/number/boolean),
+/// a `mode: direct` URI, or data on a datastore.
 fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) -> Option<Item> {
     if let Some(text) = scalar_text(v) {
-        report.map(
-            field,
-            format!(
-                "literal {text:?}: substituted in the command, and AZURE_ML_INPUT_{}",
-                field.trim_start_matches("inputs.")
-            ),
-        );
-        return Some(Item::Literal(text));
+        return Some(literal_input(field, text, report));
     }
     let m = match v {
         Value::Mapping(m) => m.clone(),
@@ -417,26 +506,15 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
         .and_then(scalar_text)
         .unwrap_or_else(|| "uri_folder".into());
     if LITERAL_TYPES.contains(&ty.as_str()) {
-        return match m
+        let Some(text) = m
             .get("value")
             .or_else(|| m.get("default"))
             .and_then(scalar_text)
-        {
-            Some(text) => {
-                report.map(
-                    field,
-                    format!(
-                        "literal {text:?}: substituted in the command, and AZURE_ML_INPUT_{}",
-                        field.trim_start_matches("inputs.")
-                    ),
-                );
-                Some(Item::Literal(text))
-            }
-            None => {
-                src.push(field, format!("a {ty} input needs a value"));
-                None
-            }
+        else {
+            src.push(field, format!("a {ty} input needs a value"));
+            return None;
         };
+        return Some(literal_input(field, text, report));
     }
     if !DATA_TYPES.contains(&ty.as_str()) {
         src.push(&format!("{field}.type"), format!("unknown input type {ty:?}; expected uri_file, uri_folder, a model or mltable type, or a literal value"));
@@ -457,37 +535,15 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
         .get("mode")
         .and_then(scalar_text)
         .unwrap_or_else(|| "ro_mount".into());
-    let mode = match mode_text.as_str() {
-        "ro_mount" => Mode::Mount,
-        "download" => Mode::Download,
-        "direct" => {
-            report.map(
-                field,
-                format!(
-                    "direct: the URI {path:?} is substituted as it is, and AZURE_ML_INPUT_{}",
-                    field.trim_start_matches("inputs.")
-                ),
-            );
-            return Some(Item::Literal(path));
-        }
-        "eval_mount" | "eval_download" => {
-            src.push(&format!("{field}.mode"), format!("{mode_text} evaluates an MLTable with Azure ML's mltable runtime; use ro_mount or download to get its files"));
-            return None;
-        }
-        "rw_mount" | "upload" => {
-            src.push(
-                &format!("{field}.mode"),
-                format!("{mode_text} is for outputs; an input is ro_mount, download or direct"),
-            );
-            return None;
-        }
-        other => {
-            src.push(
-                &format!("{field}.mode"),
-                format!("unknown mode {other:?}; an input is ro_mount, download or direct"),
-            );
-            return None;
-        }
+    let Some(mode) = input_mode(src, field, &mode_text)? else {
+        report.map(
+            field,
+            format!(
+                "direct: the URI {path:?} is substituted as it is, and AZURE_ML_INPUT_{}",
+                field.trim_start_matches("inputs.")
+            ),
+        );
+        return Some(Item::Literal(path));
     };
     let (datastore, dpath) = data_location(src, &format!("{field}.path"), &path, false)?;
     ignore_extra(&m, field, &["type", "path", "mode"], report);
@@ -516,6 +572,48 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
     }))
 }
 
+/// A literal input, substituted in the command and set as `AZURE_ML_INPUT_<name>`.
+fn literal_input(field: &str, text: String, report: &mut ImportReport) -> Item {
+    report.map(
+        field,
+        format!(
+            "literal {text:?}: substituted in the command, and AZURE_ML_INPUT_{}",
+            field.trim_start_matches("inputs.")
+        ),
+    );
+    Item::Literal(text)
+}
+
+/// An input's `mode`: `Some(Some(mode))` for data, `Some(None)` for `direct`, `None`
+/// (reported) for a mode stagehand cannot give an input.
+fn input_mode(src: &mut Source, field: &str, mode_text: &str) -> Option<Option<Mode>> {
+    match mode_text {
+        "ro_mount" => Some(Some(Mode::Mount)),
+        "download" => Some(Some(Mode::Download)),
+        "direct" => Some(None),
+        "eval_mount" | "eval_download" => {
+            src.push(&format!("{field}.mode"), format!("{mode_text} evaluates an MLTable with Azure ML's mltable runtime; use ro_mount or download to get its files"));
+            None
+        }
+        "rw_mount" | "upload" => {
+            src.push(
+                &format!("{field}.mode"),
+                format!("{mode_text} is for outputs; an input is ro_mount, download or direct"),
+            );
+            None
+        }
+        other => {
+            src.push(
+                &format!("{field}.mode"),
+                format!("unknown mode {other:?}; an input is ro_mount, download or direct"),
+            );
+            None
+        }
+    }
+}
+
+/// One `outputs` entry: a `mode: direct` URI, or a folder (or file) the job writes
+/// that is uploaded after it exits.
 fn output(
     src: &mut Source,
     field: &str,
@@ -552,22 +650,7 @@ fn output(
         .filter(|s| !s.is_empty());
     match mode_text.as_str() {
         "rw_mount" | "upload" => {}
-        "direct" => {
-            let Some(path) = path else {
-                src.push(
-                    &format!("{field}.path"),
-                    "missing; a direct output passes its path to the job",
-                );
-                return None;
-            };
-            report.map(
-                field,
-                format!(
-                    "direct: the URI {path:?} is substituted as it is, and AZURE_ML_OUTPUT_{name}"
-                ),
-            );
-            return Some(Item::Literal(path));
-        }
+        "direct" => return direct_output(src, field, name, path, report),
         other => {
             src.push(
                 &format!("{field}.mode"),
@@ -603,22 +686,11 @@ fn output(
         let leaf = dpath.rsplit('/').find(|s| !s.is_empty()).unwrap_or(name);
         format!("outputs/{name}/{leaf}")
     });
-    let how = if mode_text == "rw_mount" {
-        "rw_mount → upload: a local folder the job writes, uploaded after it exits"
-    } else {
-        "upload"
-    };
     let at = format!(
         "{}:{dpath}",
         datastore.as_deref().unwrap_or("(default datastore)")
     );
-    let at = if defaulted {
-        format!("{at} (Azure ML's default output path)")
-    } else {
-        at
-    };
-    // Azure ML writes an output over whatever is at its path; so does stagehand.
-    report.map(field, format!("outputs.{name}: {how}, to {at}, overwrite"));
+    report_output(field, name, &mode_text, at, defaulted, report);
     Some(Item::Data(DataRef {
         datastore,
         path: dpath,
@@ -628,6 +700,51 @@ fn output(
         upload_on: Default::default(),
         mount_fallback: None,
     }))
+}
+
+/// A `mode: direct` output: its URI is passed to the job as it is.
+fn direct_output(
+    src: &mut Source,
+    field: &str,
+    name: &str,
+    path: Option<String>,
+    report: &mut ImportReport,
+) -> Option<Item> {
+    let Some(path) = path else {
+        src.push(
+            &format!("{field}.path"),
+            "missing; a direct output passes its path to the job",
+        );
+        return None;
+    };
+    report.map(
+        field,
+        format!("direct: the URI {path:?} is substituted as it is, and AZURE_ML_OUTPUT_{name}"),
+    );
+    Some(Item::Literal(path))
+}
+
+/// What an uploaded output became, in one line of the import report.
+fn report_output(
+    field: &str,
+    name: &str,
+    mode_text: &str,
+    at: String,
+    defaulted: bool,
+    report: &mut ImportReport,
+) {
+    let how = if mode_text == "rw_mount" {
+        "rw_mount → upload: a local folder the job writes, uploaded after it exits"
+    } else {
+        "upload"
+    };
+    let at = if defaulted {
+        format!("{at} (Azure ML's default output path)")
+    } else {
+        at
+    };
+    // Azure ML writes an output over whatever is at its path; so does stagehand.
+    report.map(field, format!("outputs.{name}: {how}, to {at}, overwrite"));
 }
 
 /// A data path → (datastore, path on it), or a problem saying why it cannot be read.
