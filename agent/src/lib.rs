@@ -13,6 +13,7 @@ pub mod mount;
 pub mod owner;
 pub mod plan;
 pub mod redact;
+pub mod retry;
 pub mod run;
 pub mod signals;
 pub mod stage;
