@@ -45,13 +45,13 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     /// A schedule that fits a reader waiting on a FUSE mount: two retries, 0.2-0.4 s and
-    /// 0.8-1.6 s after a failure, none started after 50 s (the mount's limit on a whole
-    /// call is 60 s).
+    /// then 0.4-0.8 s after a failure, none started after 50 s (the mount's limit on a
+    /// whole call, [`crate::mount::fs::FsConfig::op_timeout`], is 60 s).
     pub fn for_reader() -> RetryConfig {
         RetryConfig {
             max_retries: 2,
             initial_backoff: Duration::from_millis(400),
-            max_backoff: Duration::from_millis(1600),
+            max_backoff: Duration::from_millis(800),
             retry_timeout: Duration::from_secs(50),
         }
     }
