@@ -8,6 +8,8 @@
 //! Azurite that loses one answer: a conditional create whose answer is lost, and a
 //! listing cut off mid-answer.
 
+// The shared helpers; this binary uses only the Azurite ones.
+#[allow(unused_imports)]
 mod common;
 use common::azurite::{Azurite, ACCOUNT, KEY};
 use stagehand::store::azure::{config, AzureStore, Tuning};
@@ -251,14 +253,29 @@ fn a_conditional_create_whose_answer_was_lost_succeeds_on_its_retry() {
     // A Put Blob (small) and a Put Block List (large): the service stores the blob,
     // and the answer never arrives.
     for (file, name, commit, want) in [
-        ("small", "out/small.txt", "PUT /devstoreaccount1/box/out/small.txt HTTP", &small),
+        (
+            "small",
+            "out/small.txt",
+            "PUT /devstoreaccount1/box/out/small.txt HTTP",
+            &small,
+        ),
         ("large", "out/large.bin", "comp=blocklist", &large),
     ] {
-        let proxy = Proxy::start(az.port, first(move |l| l.contains(commit), Fault::DropAnswer));
+        let proxy = Proxy::start(
+            az.port,
+            first(move |l| l.contains(commit), Fault::DropAnswer),
+        );
         let store = small_store(&proxy.endpoint(), "box");
         let sent = rt.block_on(store.upload(&dir.path().join(file), name, false));
-        assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "{name}: the answer was lost");
-        assert_eq!(sent.unwrap_or_else(|e| panic!("{name}: {e}")), want.len() as u64);
+        assert_eq!(
+            proxy.injected.load(Ordering::SeqCst),
+            1,
+            "{name}: the answer was lost"
+        );
+        assert_eq!(
+            sent.unwrap_or_else(|e| panic!("{name}: {e}")),
+            want.len() as u64
+        );
         let got = rt.block_on(store.read_range(name, 0..want.len() as u64 + 1));
         assert_eq!(&got.unwrap()[..], &want[..], "{name}");
     }
@@ -275,7 +292,10 @@ fn a_retried_conditional_create_still_refuses_someone_elses_blob() {
     // its own.
     let proxy = Proxy::start(
         az.port,
-        first(|l| l.starts_with("PUT /devstoreaccount1/box/out/taken.txt"), Fault::DropRequest),
+        first(
+            |l| l.starts_with("PUT /devstoreaccount1/box/out/taken.txt"),
+            Fault::DropRequest,
+        ),
     );
     let store = small_store(&proxy.endpoint(), "box");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -298,7 +318,10 @@ fn a_listing_cut_off_mid_answer_is_asked_for_again() {
     az.upload_tree(dir.path(), "box", "data");
     let rt = tokio::runtime::Runtime::new().unwrap();
     for dir_only in [false, true] {
-        let proxy = Proxy::start(az.port, first(|l| l.contains("comp=list"), Fault::CutAnswer));
+        let proxy = Proxy::start(
+            az.port,
+            first(|l| l.contains("comp=list"), Fault::CutAnswer),
+        );
         let store = small_store(&proxy.endpoint(), "box");
         let names: Vec<String> = if dir_only {
             rt.block_on(store.list_dir("data")).unwrap().0
@@ -308,7 +331,11 @@ fn a_listing_cut_off_mid_answer_is_asked_for_again() {
         .into_iter()
         .map(|m| m.path)
         .collect();
-        assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "the listing was cut");
+        assert_eq!(
+            proxy.injected.load(Ordering::SeqCst),
+            1,
+            "the listing was cut"
+        );
         assert_eq!(names.len(), 20, "{names:?}");
         assert!(names.contains(&"data/f19.txt".to_string()), "{names:?}");
     }

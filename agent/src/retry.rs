@@ -121,7 +121,12 @@ impl Attempts<'_> {
     /// After a failed attempt: waits the backoff and returns `true` when another attempt
     /// may be made; returns `false` at once for an error that is not `transient`, when
     /// the retries are spent, or when the wait would end past the bound on total time.
-    pub async fn again(&mut self, what: &str, error: &impl std::fmt::Display, transient: bool) -> bool {
+    pub async fn again(
+        &mut self,
+        what: &str,
+        error: &impl std::fmt::Display,
+        transient: bool,
+    ) -> bool {
         if !transient || self.retries >= self.cfg.max_retries {
             return false;
         }
@@ -227,7 +232,11 @@ mod tests {
         let (r, calls) = run(&p, u32::MAX).await;
         assert_eq!(r, Err(Failure::Transient));
         assert!((4..=7).contains(&calls), "{calls} attempts");
-        assert!(started.elapsed() <= Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -260,7 +269,11 @@ mod tests {
             .await;
         assert_eq!(r, Err(Failure::Permanent));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(started.elapsed(), Duration::ZERO, "no wait before giving up");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait before giving up"
+        );
     }
 
     #[test]

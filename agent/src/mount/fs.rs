@@ -1271,11 +1271,18 @@ mod tests {
         let store: DynStore = broken.clone();
         let cfg = FsConfig::default();
         let core = Core::new(store, "dir", Entry::Dir, cache(tmp.path()), cfg.clone());
-        assert_eq!(*broken.asked.lock().unwrap(), Some(RetryConfig::for_reader()));
+        assert_eq!(
+            *broken.asked.lock().unwrap(),
+            Some(RetryConfig::for_reader())
+        );
         let f = core.lookup(1, "f").await.unwrap();
         let fh = core.open(f.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();
         assert_eq!(core.read(fh, 0, 10).await, Err(FsError::Io));
-        assert_eq!(broken.reads.load(Ordering::SeqCst), 1, "store calls for one read");
+        assert_eq!(
+            broken.reads.load(Ordering::SeqCst),
+            1,
+            "store calls for one read"
+        );
     }
 }
 

@@ -194,14 +194,24 @@ impl Suite {
 
     async fn seed(&self) -> Result<(), Nonconformance> {
         for (rel, seed, len) in SEED {
-            self.put("seed (upload, overwrite: false)", rel, &data(*seed, *len), false)
-                .await?;
+            self.put(
+                "seed (upload, overwrite: false)",
+                rel,
+                &data(*seed, *len),
+                false,
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// The whole object at `rel`, read as one range.
-    async fn read_all(&self, check: &'static str, rel: &str, len: u64) -> Result<Vec<u8>, Nonconformance> {
+    async fn read_all(
+        &self,
+        check: &'static str,
+        rel: &str,
+        len: u64,
+    ) -> Result<Vec<u8>, Nonconformance> {
         let b = self
             .store
             .read_range(&self.path(rel), 0..len)
@@ -213,12 +223,19 @@ impl Suite {
     async fn stat(&self) -> Result<(), Nonconformance> {
         const CHECK: &str = "stat";
         for (rel, _, len) in SEED {
-            match self.store.stat(&self.path(rel)).await.map_err(failed(CHECK))? {
+            match self
+                .store
+                .stat(&self.path(rel))
+                .await
+                .map_err(failed(CHECK))?
+            {
                 Entry::File(m) if m.path == self.path(rel) && m.size == *len as u64 => {}
                 other => {
                     return Err(wrong(
                         CHECK,
-                        format!("{rel}: want a file of {len} bytes at its full path, got {other:?}"),
+                        format!(
+                            "{rel}: want a file of {len} bytes at its full path, got {other:?}"
+                        ),
                     ))
                 }
             }
@@ -233,7 +250,10 @@ impl Suite {
             let path = self.prefix.clone() + if rel.is_empty() { "" } else { "/" } + rel;
             let got = self.store.stat(&path).await.map_err(failed(CHECK))?;
             if got != want {
-                return Err(wrong(CHECK, format!("{path:?}: want {want:?}, got {got:?}")));
+                return Err(wrong(
+                    CHECK,
+                    format!("{path:?}: want {want:?}, got {got:?}"),
+                ));
             }
         }
         Ok(())
@@ -276,7 +296,10 @@ impl Suite {
                 files.into_iter().map(|m| (m.path, m.size)).collect();
             let want = self.expected(folder, false);
             if got != want {
-                return Err(wrong(CHECK, format!("files of {at:?}: want {want:?}, got {got:?}")));
+                return Err(wrong(
+                    CHECK,
+                    format!("files of {at:?}: want {want:?}, got {got:?}"),
+                ));
             }
             let got_dirs: BTreeSet<String> = got_dirs.into_iter().collect();
             let want_dirs: BTreeSet<String> = dirs.iter().map(|d| d.to_string()).collect();
@@ -329,11 +352,20 @@ impl Suite {
     async fn download(&self) -> Result<(), Nonconformance> {
         const CHECK: &str = "download";
         for (i, (rel, seed, len)) in SEED.iter().enumerate() {
-            let Entry::File(meta) = self.store.stat(&self.path(rel)).await.map_err(failed(CHECK))? else {
+            let Entry::File(meta) = self
+                .store
+                .stat(&self.path(rel))
+                .await
+                .map_err(failed(CHECK))?
+            else {
                 return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
             };
             let dest = self.scratch.0.join(format!("down-{i}"));
-            let n = self.store.download(&meta, &dest).await.map_err(failed(CHECK))?;
+            let n = self
+                .store
+                .download(&meta, &dest)
+                .await
+                .map_err(failed(CHECK))?;
             let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
                 path: dest.clone(),
                 source,
@@ -350,8 +382,14 @@ impl Suite {
 
     async fn upload(&self) -> Result<(), Nonconformance> {
         const REFUSE: &str = "upload with overwrite: false onto an existing object";
-        for (rel, seed, len) in SEED.iter().filter(|(r, _, _)| matches!(*r, "a.txt" | "big.bin")) {
-            match self.upload_bytes(rel, &data(seed + 100, *len), false).await? {
+        for (rel, seed, len) in SEED
+            .iter()
+            .filter(|(r, _, _)| matches!(*r, "a.txt" | "big.bin"))
+        {
+            match self
+                .upload_bytes(rel, &data(seed + 100, *len), false)
+                .await?
+            {
                 Err(StoreError::AlreadyExists { path, .. }) if path == self.path(rel) => {}
                 Err(e) => return Err(failed(REFUSE)(e)),
                 Ok(_) => return Err(wrong(REFUSE, format!("{rel}: the upload succeeded"))),
@@ -364,11 +402,17 @@ impl Suite {
         let (v1, v2) = (data(7, 300), data(8, 200));
         self.put(REPLACE, "replaced.txt", &v1, false).await?;
         if self.read_all(REPLACE, "replaced.txt", 300).await? != v1 {
-            return Err(wrong(REPLACE, "the first version reads back otherwise".into()));
+            return Err(wrong(
+                REPLACE,
+                "the first version reads back otherwise".into(),
+            ));
         }
         self.put(REPLACE, "replaced.txt", &v2, true).await?;
         if self.read_all(REPLACE, "replaced.txt", 300).await? != v2 {
-            return Err(wrong(REPLACE, "the second version reads back otherwise".into()));
+            return Err(wrong(
+                REPLACE,
+                "the second version reads back otherwise".into(),
+            ));
         }
         Ok(())
     }
@@ -385,7 +429,10 @@ impl Suite {
         };
         let dest = self.scratch.0.join("missing");
         let down = self.store.download(&object, &dest).await;
-        for (call, r) in [("read_range", read.map(|_| ())), ("download", down.map(|_| ()))] {
+        for (call, r) in [
+            ("read_range", read.map(|_| ())),
+            ("download", down.map(|_| ())),
+        ] {
             match r {
                 Err(StoreError::NotFound { path: p, .. }) if p == path => {}
                 Err(e) => return Err(wrong(CHECK, format!("{call}: {e:?}"))),

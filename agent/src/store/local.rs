@@ -83,7 +83,13 @@ impl LocalStore {
 
     /// A failure to open the object at `path`: [`StoreError::NotFound`] when it is not
     /// there, as the trait promises.
-    fn open_error(&self, path: &str, action: &'static str, real: &Path, e: std::io::Error) -> StoreError {
+    fn open_error(
+        &self,
+        path: &str,
+        action: &'static str,
+        real: &Path,
+        e: std::io::Error,
+    ) -> StoreError {
         if e.kind() == std::io::ErrorKind::NotFound {
             StoreError::NotFound {
                 datastore: self.name.clone(),
@@ -216,8 +222,8 @@ impl Store for LocalStore {
         let path = path.to_string();
         self.blocking(move |s| {
             let real = s.resolve(&path)?;
-            let mut f = fs::File::open(&real)
-                .map_err(|e| s.open_error(&path, "cannot open", &real, e))?;
+            let mut f =
+                fs::File::open(&real).map_err(|e| s.open_error(&path, "cannot open", &real, e))?;
             f.seek(SeekFrom::Start(range.start))
                 .map_err(|e| StoreError::io("cannot seek", &real, e))?;
             // Never more room than the object has, whatever the range asks for.

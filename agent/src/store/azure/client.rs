@@ -510,7 +510,8 @@ impl Client {
                 .bytes()
                 .await
                 .map_err(|e| HttpError::Transport(transport(&e)))?;
-            parse_list(&body).map_err(|e| HttpError::Answer(format!("cannot read the listing: {e}")))
+            parse_list(&body)
+                .map_err(|e| HttpError::Answer(format!("cannot read the listing: {e}")))
         })
         .await
     }

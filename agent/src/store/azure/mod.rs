@@ -522,8 +522,7 @@ impl AzureStore {
             offset: 0,
             len: size,
         };
-        self.create(path, &[], headers, body, size, overwrite)
-            .await
+        self.create(path, &[], headers, body, size, overwrite).await
     }
 
     /// Sends the request that makes the blob at `path` (a Put Blob, or a Put Block List
@@ -677,8 +676,15 @@ impl AzureStore {
             headers.push(("x-ms-blob-content-md5", client::b64(&md5)));
         }
         let body = Body::Bytes(Bytes::from(xml));
-        self.create(path, &[("comp", "blocklist")], headers, body, size, overwrite)
-            .await
+        self.create(
+            path,
+            &[("comp", "blocklist")],
+            headers,
+            body,
+            size,
+            overwrite,
+        )
+        .await
     }
 
     /// A slot among the store's requests in flight.
@@ -927,7 +933,10 @@ impl Store for AzureStore {
     fn retrying(&self, retry: RetryConfig) -> Option<DynStore> {
         Some(Arc::new(AzureStore {
             client: Arc::new(self.client.with_retry(retry)),
-            tuning: Tuning { retry, ..self.tuning },
+            tuning: Tuning {
+                retry,
+                ..self.tuning
+            },
             requests: self.requests.clone(),
             md5_files: self.md5_files.clone(),
         }))
