@@ -340,3 +340,46 @@ fn a_listing_cut_off_mid_answer_is_asked_for_again() {
         assert!(names.contains(&"data/f19.txt".to_string()), "{names:?}");
     }
 }
+
+#[test]
+fn a_download_cut_off_mid_answer_resumes_from_its_last_byte() {
+    use stagehand::store::Entry;
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.path().join("big.bin"), &data).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(small_store(&az.endpoint(), "box").upload(
+        &dir.path().join("big.bin"),
+        "big.bin",
+        false,
+    ))
+    .unwrap();
+    // Every range of the blob is cut once, half-way.
+    let mut cut = 0;
+    let proxy = Proxy::start(az.port, move |line| {
+        if line.starts_with("GET /devstoreaccount1/box/big.bin ") && cut < 4 {
+            cut += 1;
+            Fault::CutAnswer
+        } else {
+            Fault::None
+        }
+    });
+    let store = small_store(&proxy.endpoint(), "box");
+    let Entry::File(meta) = rt.block_on(store.stat("big.bin")).unwrap() else {
+        panic!("big.bin is not a file");
+    };
+    let dest = dir.path().join("down.bin");
+    let n = rt.block_on(store.download(&meta, &dest)).unwrap();
+    assert_eq!(
+        proxy.injected.load(Ordering::SeqCst),
+        4,
+        "four answers were cut"
+    );
+    assert_eq!(n, data.len() as u64);
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "the bytes downloaded differ"
+    );
+}

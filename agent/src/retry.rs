@@ -118,6 +118,14 @@ impl Attempts<'_> {
         self.retries
     }
 
+    /// Says the last attempt moved the call forward (a resumed download wrote more
+    /// bytes): the bound on total time then counts from now, so a long transfer that
+    /// keeps moving can still resume after a break late in it. The retries made still
+    /// count against [`RetryConfig::max_retries`].
+    pub fn progressed(&mut self) {
+        self.started = Instant::now();
+    }
+
     /// After a failed attempt: waits the backoff and returns `true` when another attempt
     /// may be made; returns `false` at once for an error that is not `transient`, when
     /// the retries are spent, or when the wait would end past the bound on total time.
@@ -273,6 +281,31 @@ mod tests {
             started.elapsed(),
             Duration::ZERO,
             "no wait before giving up"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_restarts_the_clock_but_not_the_count() {
+        let p = policy(3, Duration::from_secs(10));
+        let mut attempts = p.attempts();
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        attempts.progressed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            attempts.again("test", &Failure::Transient, true).await,
+            "14 s in, 5 s since progress"
+        );
+        assert!(attempts.again("test", &Failure::Transient, true).await);
+        assert!(attempts.again("test", &Failure::Transient, true).await);
+        assert!(
+            !attempts.again("test", &Failure::Transient, true).await,
+            "three retries spent"
+        );
+        let mut stalled = p.attempts();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            !stalled.again("test", &Failure::Transient, true).await,
+            "10 s without progress"
         );
     }
 

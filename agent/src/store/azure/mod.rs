@@ -315,7 +315,9 @@ impl AzureStore {
 
     /// Fetches `range` of `obj` into `file` at the same offsets, resuming after a broken
     /// connection from the last byte written, under the client's retry policy (a resumed
-    /// GET is a retry like any other). `hash` sees the bytes in order.
+    /// GET is a retry like any other; its bound on time counts from the last byte that
+    /// arrived, so a slow range that keeps moving is never cut off). `hash` sees the
+    /// bytes in order.
     async fn fetch_range(
         &self,
         obj: &ObjectMeta,
@@ -326,12 +328,16 @@ impl AzureStore {
         let mut pos = range.start;
         let mut attempts = self.client.retry().attempts();
         while pos < range.end {
+            let before = pos;
             let broken = self
                 .fetch_from(obj, pos..range.end, file, hash, &mut pos)
                 .await?;
             let Err(e) = broken else {
                 continue;
             };
+            if pos > before {
+                attempts.progressed();
+            }
             let what = format!("{}: {:?} at byte {pos}", self.target().datastore, obj.path);
             if !attempts.again(&what, &e, e.is_transient()).await {
                 return Err(self.error(&obj.path, e));
