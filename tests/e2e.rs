@@ -18,3 +18,4 @@ mod container;
 mod lifecycle;
 mod mount;
 mod mount_azure;
+mod store_conformance;

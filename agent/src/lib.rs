@@ -16,6 +16,7 @@ pub mod owner;
 pub mod partial;
 pub mod plan;
 pub mod redact;
+pub mod retry;
 pub mod run;
 pub mod signals;
 pub mod stage;

@@ -3,9 +3,12 @@
 //!
 //! The kernel's requests arrive on fuser's threads; anything that needs the store is
 //! spawned onto the agent's tokio runtime and answered from there, so a slow GET never
-//! blocks a `stat` or another read. Every store call has a timeout and a few retries:
-//! a store that does not answer becomes `EIO` for the reader (cause in the agent's
-//! log), never a hang.
+//! blocks a `stat` or another read. Every store call has one limit on its time, its
+//! retries included: the mount hands the store a short retry schedule of its own
+//! ([`FsConfig::retry`], through [`crate::store::Store::retrying`]) and never retries
+//! around the store, whose retries would multiply with its own. A store that fails or
+//! does not answer in time becomes `EIO` for the reader (cause in the agent's log),
+//! never a hang.
 //!
 //! Folders are listed lazily, one level at a time, when first looked into, and kept
 //! for the attribute TTL; a name looked up in a folder not yet listed is a single
@@ -17,6 +20,7 @@
 
 use super::cache::{BlockCache, CacheError, Fetcher, ObjectId};
 use super::readahead::Readahead;
+use crate::retry::RetryConfig;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use bytes::Bytes;
 use fuser::{
@@ -39,10 +43,10 @@ use tokio::runtime::Handle;
 pub struct FsConfig {
     /// How long attributes and folder listings are trusted (and the kernel's TTL).
     pub attr_ttl: Duration,
-    /// The limit on one store call.
+    /// The limit on one store call, its retries included.
     pub op_timeout: Duration,
-    /// Further attempts after a failed or timed-out store call.
-    pub retries: u32,
+    /// How the store retries the mount's calls (fewer and sooner than a transfer's).
+    pub retry: RetryConfig,
     /// The most blocks fetched ahead of a sequential reader.
     pub max_readahead_blocks: u64,
 }
@@ -52,7 +56,7 @@ impl Default for FsConfig {
         FsConfig {
             attr_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(60),
-            retries: 2,
+            retry: RetryConfig::for_reader(),
             max_readahead_blocks: 32,
         }
     }
@@ -225,7 +229,8 @@ pub struct Core {
 }
 
 impl Core {
-    /// A view of `root_path` (a folder, or one file when `root` is a file) of `store`.
+    /// A view of `root_path` (a folder, or one file when `root` is a file) of `store`,
+    /// whose calls retry under `cfg.retry`.
     pub fn new(
         store: DynStore,
         root_path: &str,
@@ -233,6 +238,7 @@ impl Core {
         cache: Arc<BlockCache>,
         cfg: FsConfig,
     ) -> Core {
+        let store = crate::store::with_retry(&store, cfg.retry);
         let kind = match root {
             Entry::File(meta) => Kind::File(meta),
             _ => Kind::Dir(None),
@@ -275,11 +281,12 @@ impl Core {
         self.nodes.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs one store call with the timeout and the retries; failures are logged here,
-    /// once, with their cause, and become `EIO` (a missing object, `ENOENT`).
+    /// Runs one store call (retrying inside the store) under the limit on its time;
+    /// failures are logged here, once, with their cause, and become `EIO` (a missing
+    /// object, `ENOENT`).
     async fn call<T, F, Fut>(&self, what: &str, path: &str, f: F) -> Result<T, FsError>
     where
-        F: Fn() -> Fut,
+        F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         store_call(&self.cfg, &self.what, what, path, f).await
@@ -699,7 +706,8 @@ impl Core {
     }
 }
 
-/// A store call with a timeout and retries; see [`Core::call`].
+/// A store call under the limit on its time; see [`Core::call`]. It is made once: the
+/// store retries inside it, on the mount's schedule.
 async fn store_call<T, F, Fut>(
     cfg: &FsConfig,
     mount: &str,
@@ -708,26 +716,16 @@ async fn store_call<T, F, Fut>(
     f: F,
 ) -> Result<T, FsError>
 where
-    F: Fn() -> Fut,
+    F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    let mut last = String::new();
-    for attempt in 0..=cfg.retries {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << (2 * attempt.min(4)))).await;
-        }
-        match tokio::time::timeout(cfg.op_timeout, f()).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(StoreError::NotFound { .. })) => return Err(FsError::NotFound),
-            Ok(Err(e @ (StoreError::Auth { .. } | StoreError::Unsafe { .. }))) => {
-                last = e.to_string();
-                break;
-            }
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = format!("no answer within {}s", cfg.op_timeout.as_secs_f64()),
-        }
-    }
-    tracing::error!("mount {mount}: {what} of {path:?} failed, the reader gets EIO: {last}");
+    let why = match tokio::time::timeout(cfg.op_timeout, f()).await {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(StoreError::NotFound { .. })) => return Err(FsError::NotFound),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}s", cfg.op_timeout.as_secs_f64()),
+    };
+    tracing::error!("mount {mount}: {what} of {path:?} failed, the reader gets EIO: {why}");
     Err(FsError::Io)
 }
 
@@ -1183,9 +1181,13 @@ mod tests {
         assert_eq!(FsError::ReadOnly.errno(), Errno::EROFS);
     }
 
-    /// A store whose reads fail or never answer.
+    /// A store whose reads fail or never answer, counting them, and keeping the retry
+    /// policy it was asked to use.
+    #[derive(Default)]
     struct Broken {
         hang: bool,
+        reads: AtomicU64,
+        asked: Mutex<Option<RetryConfig>>,
     }
 
     #[async_trait]
@@ -1214,6 +1216,7 @@ mod tests {
             })
         }
         async fn read_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
             if self.hang {
                 std::future::pending::<()>().await;
             }
@@ -1228,6 +1231,10 @@ mod tests {
         async fn upload(&self, _: &Path, _: &str, _: bool) -> Result<u64, StoreError> {
             unreachable!()
         }
+        fn retrying(&self, retry: RetryConfig) -> Option<DynStore> {
+            *self.asked.lock().unwrap() = Some(retry);
+            None
+        }
     }
 
     #[tokio::test]
@@ -1236,10 +1243,12 @@ mod tests {
         for hang in [false, true] {
             let cfg = FsConfig {
                 op_timeout: Duration::from_millis(50),
-                retries: 1,
                 ..FsConfig::default()
             };
-            let store: DynStore = Arc::new(Broken { hang });
+            let store: DynStore = Arc::new(Broken {
+                hang,
+                ..Broken::default()
+            });
             let core = Core::new(
                 store.clone(),
                 "dir",
@@ -1254,6 +1263,29 @@ mod tests {
             assert_eq!(core.read(fh, 0, 10).await, Err(FsError::Io));
             assert!(started.elapsed() < Duration::from_secs(5));
         }
+    }
+
+    /// The store retries on the mount's schedule, and the mount never retries around
+    /// it: a failed read is one store call, whose error the reader gets at once.
+    #[tokio::test]
+    async fn the_mount_hands_its_schedule_to_the_store_and_never_retries_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broken = Arc::new(Broken::default());
+        let store: DynStore = broken.clone();
+        let cfg = FsConfig::default();
+        let core = Core::new(store, "dir", Entry::Dir, cache(tmp.path()), cfg.clone());
+        assert_eq!(
+            *broken.asked.lock().unwrap(),
+            Some(RetryConfig::for_reader())
+        );
+        let f = core.lookup(1, "f").await.unwrap();
+        let fh = core.open(f.ino.0, OpenFlags(libc::O_RDONLY)).unwrap();
+        assert_eq!(core.read(fh, 0, 10).await, Err(FsError::Io));
+        assert_eq!(
+            broken.reads.load(Ordering::SeqCst),
+            1,
+            "store calls for one read"
+        );
     }
 }
 

@@ -2,8 +2,13 @@
 //! Blob, ADLS Gen2), and on which both the transfer engine and the FUSE mount are
 //! built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
+//!
+//! Every store must pass [`conformance::check`]. A store that retries does so under
+//! the one policy of [`crate::retry`], and a caller that wants another bound asks for
+//! it ([`Store::retrying`]) rather than retrying around the store.
 
 pub mod azure;
+pub mod conformance;
 pub mod local;
 
 use async_trait::async_trait;
@@ -117,10 +122,14 @@ pub trait Store: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// One level under the folder `prefix`: its objects and its sub-folder names.
     async fn list_dir(&self, prefix: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError>;
-    /// The bytes `range` of the object at `path`.
+    /// The bytes `range` of the object at `path`. Bytes past the object's end are not
+    /// there to return: a range that reaches past the end is cut at the end (a short
+    /// read), and one that starts at or after the end is empty. A missing object is
+    /// [`StoreError::NotFound`].
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
     /// Writes the whole object to the new local file `dest` (the caller renames it into
-    /// place once complete) and returns the bytes written.
+    /// place once complete) and returns the bytes written. A missing object is
+    /// [`StoreError::NotFound`].
     async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError>;
     /// Uploads the local file `src` to `path`. With `overwrite == false` an existing
     /// object is never replaced: the call fails with [`StoreError::AlreadyExists`].
@@ -134,6 +143,19 @@ pub trait Store: Send + Sync {
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
     }
+    /// This store (its connections shared) retrying its calls under `retry` instead of
+    /// its own policy: the mount asks for a schedule that fits a waiting reader. `None`
+    /// for a store that never retries, which is then used as it is
+    /// ([`with_retry`] does that).
+    fn retrying(&self, _retry: crate::retry::RetryConfig) -> Option<DynStore> {
+        None
+    }
+}
+
+/// `store` retrying under `retry` (see [`Store::retrying`]), or `store` itself when it
+/// never retries.
+pub fn with_retry(store: &DynStore, retry: crate::retry::RetryConfig) -> DynStore {
+    store.retrying(retry).unwrap_or_else(|| store.clone())
 }
 
 /// What [`Store::check`] found.

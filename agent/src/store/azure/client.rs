@@ -1,7 +1,9 @@
 //! A small Azure Blob REST client: the handful of calls stagehand needs (list, head,
 //! ranged get, put, put block, put block list, create container), each signed (Shared
-//! Key), carrying a SAS, or a bearer token, and retried with backoff on transient
-//! failures.
+//! Key), carrying a SAS, or a bearer token, and retried on transient failures under the
+//! client's one [`RetryConfig`]. A call whose answer has a body reads the body inside
+//! the retried attempt, so a connection that breaks mid-answer is retried like one that
+//! breaks before it.
 //!
 //! Why not object_store's `MicrosoftAzure` for these calls: its listing refuses the
 //! whole container when one blob name is not a clean path (so hostile names cannot be
@@ -13,6 +15,7 @@
 //! SAS tokens travel in the query string, and Azure echoes the string it signed.
 
 use super::config::{Auth, AzureTarget, Identity};
+use crate::retry::RetryConfig;
 use bytes::Bytes;
 use object_store::azure::{AzureCredential, MicrosoftAzureBuilder};
 use object_store::CredentialProvider;
@@ -24,8 +27,9 @@ use std::time::Duration;
 
 /// The REST API version spoken (supported by Azure and by Azurite 3.x).
 const API_VERSION: &str = "2021-12-02";
-/// Attempts per request before a transient failure is reported.
-pub const MAX_ATTEMPTS: u32 = 8;
+/// The metadata a conditional create carries: an id of that upload, by which a retry
+/// refused because the blob exists recognises a blob its own lost attempt created.
+pub const UPLOAD_MARKER: &str = "x-ms-meta-stagehand_upload";
 
 /// Characters left as they are in a blob's URL path (RFC 3986 unreserved, and `/`).
 const PATH: &AsciiSet = &NON_ALPHANUMERIC
@@ -51,8 +55,11 @@ pub enum HttpError {
         /// `x-ms-error-code`, when given.
         code: Option<String>,
     },
-    /// No answer (connection, timeout, reset); already retried.
+    /// No answer, or a broken one (connection, timeout, reset).
     Transport(String),
+    /// An answer that arrived whole but cannot be read (a listing that is not the XML
+    /// expected): a retry gets the same answer.
+    Answer(String),
     /// The service's TLS certificate was refused: not retried, since a retry meets the
     /// same certificate.
     Untrusted(String),
@@ -70,7 +77,10 @@ impl HttpError {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
             HttpError::Transport(_) => true,
-            HttpError::Credential(_) | HttpError::Local(_) | HttpError::Untrusted(_) => false,
+            HttpError::Credential(_)
+            | HttpError::Local(_)
+            | HttpError::Untrusted(_)
+            | HttpError::Answer(_) => false,
         }
     }
 
@@ -101,7 +111,9 @@ impl std::fmt::Display for HttpError {
             HttpError::Status { status, code: None } => {
                 write!(f, "the service answered {}", status)
             }
-            HttpError::Transport(e) | HttpError::Local(e) => write!(f, "{e}"),
+            HttpError::Transport(e) | HttpError::Local(e) | HttpError::Answer(e) => {
+                write!(f, "{e}")
+            }
             HttpError::Credential(e) => write!(f, "cannot get a token: {e}"),
             HttpError::Untrusted(e) => write!(
                 f,
@@ -161,11 +173,13 @@ fn request_error(e: &reqwest::Error) -> HttpError {
 type TokenProvider = Arc<dyn CredentialProvider<Credential = AzureCredential>>;
 
 /// One container, reachable.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     target: AzureTarget,
-    /// The service URL's path (`""` or `/devstoreaccount1`), for signing.
     tokens: Option<TokenProvider>,
+    /// How every call is retried.
+    retry: RetryConfig,
 }
 
 /// A request body that can be sent again on a retry.
@@ -218,8 +232,9 @@ impl Body {
 }
 
 impl Client {
-    /// A client for `target`. Builds the token provider (no network call yet).
-    pub fn new(target: AzureTarget) -> Result<Client, String> {
+    /// A client for `target`, whose calls are retried under `retry`. Builds the token
+    /// provider (no network call yet).
+    pub fn new(target: AzureTarget, retry: RetryConfig) -> Result<Client, String> {
         // reqwest is built without a bundled TLS provider (ring is ours); installing it
         // twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -239,7 +254,33 @@ impl Client {
             http,
             target,
             tokens,
+            retry,
         })
+    }
+
+    /// The same client (its connections and tokens shared) retrying under `retry`.
+    pub fn with_retry(&self, retry: RetryConfig) -> Client {
+        Client {
+            retry,
+            ..self.clone()
+        }
+    }
+
+    /// How this client retries.
+    pub fn retry(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    /// Runs `op` (one attempt at a call, given its attempt number) under this client's
+    /// policy, retrying the errors [`HttpError::is_transient`] says are worth it.
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, HttpError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HttpError>>,
+    {
+        self.retry
+            .run(&self.target.datastore, HttpError::is_transient, op)
+            .await
     }
 
     /// The target this client reaches.
@@ -277,8 +318,8 @@ impl Client {
         }
     }
 
-    /// Sends one request, retrying transient failures with exponential backoff and
-    /// jitter. Returns the response only when its status is a success.
+    /// Sends one request whose answer has no body worth reading, retrying transient
+    /// failures. Returns the response only when its status is a success.
     pub async fn send(
         &self,
         method: Method,
@@ -287,26 +328,14 @@ impl Client {
         headers: &[(&'static str, String)],
         body: Body,
     ) -> Result<reqwest::Response, HttpError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = self
-                .send_once(&method, blob, query, headers, body.clone())
-                .await;
-            match r {
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(
-                        "{}: {e}; retrying (attempt {attempt})",
-                        self.target.datastore
-                    );
-                    backoff(attempt).await;
-                }
-                other => return other,
-            }
-        }
+        self.run(|_| self.send_once(&method, blob, query, headers, body.clone()))
+            .await
     }
 
-    async fn send_once(
+    /// Sends one request, once: no retry. Returns the response only when its status is
+    /// a success. For callers that retry under [`Client::run`] themselves, with the
+    /// reading of the answer inside the attempt.
+    pub async fn send_once(
         &self,
         method: &Method,
         blob: Option<&str>,
@@ -394,8 +423,9 @@ impl Client {
         Err(HttpError::Status { status, code })
     }
 
-    /// GET with a range and the version it must still be (`If-Match`).
-    pub async fn get_range(
+    /// One GET of the bytes `start..end` and the version they must still be
+    /// (`If-Match`), once: the caller retries, resuming where a broken answer stopped.
+    pub async fn get_range_once(
         &self,
         blob: &str,
         etag: Option<&str>,
@@ -406,14 +436,31 @@ impl Client {
         if let Some(e) = etag {
             headers.push(("if-match", quoted(e)));
         }
-        self.send(Method::GET, Some(blob), &[], &headers, Body::Empty)
+        self.send_once(&Method::GET, Some(blob), &[], &headers, Body::Empty)
             .await
     }
 
-    /// HEAD of one blob: size, ETag, Content-MD5.
+    /// The bytes `start..end` of a blob, the answer read whole inside each attempt.
+    pub async fn read_range(&self, blob: &str, start: u64, end: u64) -> Result<Bytes, HttpError> {
+        self.run(|_| async move {
+            self.get_range_once(blob, None, start, end)
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| HttpError::Transport(transport(&e)))
+        })
+        .await
+    }
+
+    /// HEAD of one blob: size, ETag, Content-MD5, and metadata stagehand reads.
     pub async fn head(&self, blob: &str) -> Result<BlobProps, HttpError> {
+        self.run(|_| self.head_once(blob)).await
+    }
+
+    /// [`Client::head`], once.
+    pub async fn head_once(&self, blob: &str) -> Result<BlobProps, HttpError> {
         let r = self
-            .send(Method::HEAD, Some(blob), &[], &[], Body::Empty)
+            .send_once(&Method::HEAD, Some(blob), &[], &[], Body::Empty)
             .await?;
         let h = r.headers();
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -425,6 +472,7 @@ impl Client {
             md5: get("content-md5").and_then(|m| decode_md5(&m)),
             is_folder: get("x-ms-meta-hdi_isfolder")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            upload: get(UPLOAD_MARKER),
         })
     }
 
@@ -454,12 +502,18 @@ impl Client {
         if self.target.hierarchical {
             q.push(("include", "metadata"));
         }
-        let r = self.send(Method::GET, None, &q, &[], Body::Empty).await?;
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| HttpError::Transport(transport(&e)))?;
-        parse_list(&body).map_err(|e| HttpError::Transport(format!("cannot read the listing: {e}")))
+        let q = &q;
+        self.run(|_| async move {
+            let body = self
+                .send_once(&Method::GET, None, q, &[], Body::Empty)
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| HttpError::Transport(transport(&e)))?;
+            parse_list(&body)
+                .map_err(|e| HttpError::Answer(format!("cannot read the listing: {e}")))
+        })
+        .await
     }
 
     /// Creates the container; an existing one is fine.
@@ -492,6 +546,8 @@ pub struct BlobProps {
     pub md5: Option<[u8; 16]>,
     /// An ADLS Gen2 folder marker.
     pub is_folder: bool,
+    /// The [`UPLOAD_MARKER`] of the conditional create that made it (from a HEAD only).
+    pub upload: Option<String>,
 }
 
 /// One page of a listing.
@@ -503,16 +559,6 @@ pub struct ListPage {
     pub prefixes: Vec<String>,
     /// Where the next page starts.
     pub next_marker: Option<String>,
-}
-
-async fn backoff(attempt: u32) {
-    let base = 100u64 << attempt.min(7); // 200 ms … 12.8 s
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = (nanos as u64) % (base / 2 + 1);
-    tokio::time::sleep(Duration::from_millis(base.min(10_000) / 2 + jitter)).await;
 }
 
 fn quoted(etag: &str) -> String {
@@ -756,6 +802,7 @@ fn parse_list(body: &[u8]) -> Result<ListPage, String> {
                     etag: b.properties.etag.map(|e| unquote(&e)),
                     md5: b.properties.content_md5.as_deref().and_then(decode_md5),
                     is_folder: folder,
+                    upload: None,
                 };
                 page.blobs.push((b.name.value(), props));
             }

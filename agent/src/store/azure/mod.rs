@@ -10,7 +10,14 @@
 //! Uploads stream from disk, so no file is ever held in memory: a small file goes up in
 //! one Put Blob (the service computes its MD5), a large one as blocks staged concurrently
 //! and committed with one block list carrying the file's MD5. `overwrite: false` sends
-//! `If-None-Match: *`, so an existing blob is never replaced, whatever raced us.
+//! `If-None-Match: *`, so an existing blob is never replaced, whatever raced us; such a
+//! create carries an upload id in its metadata ([`client::UPLOAD_MARKER`]), so that a
+//! retry refused because the blob exists can tell a blob its own lost attempt made
+//! (success) from someone else's (already exists).
+//!
+//! Every request is retried under the client's one policy ([`crate::retry`]); a broken
+//! download resumes from its last byte under that same policy, never in a loop of
+//! retries wrapped around the client's.
 //!
 //! This module must never write outside the file it was given, nor put a secret
 //! (SAS query strings included) in an error.
@@ -23,7 +30,8 @@ mod read_in_order;
 use md5_files::{Landing, Md5Files};
 use read_in_order::ReadInOrder;
 
-use super::{Entry, ObjectMeta, Store, StoreError};
+use super::{DynStore, Entry, ObjectMeta, Store, StoreError};
+use crate::retry::RetryConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use client::{BlobProps, Body, Client, HttpError};
@@ -61,6 +69,8 @@ pub struct Tuning {
     pub blocks_per_file: usize,
     /// Which transfers are checked by MD5.
     pub md5: Md5Check,
+    /// How every request is retried, and a broken download resumed.
+    pub retry: RetryConfig,
 }
 
 /// Which transfers are checked by MD5.
@@ -118,6 +128,7 @@ impl Tuning {
             block: num("STAGEHAND_AZURE_BLOCK_MIB", 32) * MIB,
             blocks_per_file: num("STAGEHAND_AZURE_BLOCKS", 16) as usize,
             md5: Md5Check::from_env(),
+            retry: RetryConfig::default(),
         }
     }
 
@@ -202,7 +213,7 @@ pub struct AzureStore {
     requests: Arc<Semaphore>,
     /// Hashes single-request downloads as they land, and uploads, many at once;
     /// started on first use.
-    md5_files: tokio::sync::OnceCell<Md5Files>,
+    md5_files: Arc<tokio::sync::OnceCell<Md5Files>>,
 }
 
 impl AzureStore {
@@ -215,13 +226,13 @@ impl AzureStore {
     /// Opens the datastore with explicit tuning.
     pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
         let datastore = target.datastore.clone();
-        let client =
-            Client::new(target).map_err(|detail| StoreError::Remote { datastore, detail })?;
+        let client = Client::new(target, tuning.retry)
+            .map_err(|detail| StoreError::Remote { datastore, detail })?;
         Ok(AzureStore {
             client: Arc::new(client),
             requests: Arc::new(Semaphore::new(tuning.requests)),
             tuning,
-            md5_files: tokio::sync::OnceCell::new(),
+            md5_files: Arc::default(),
         })
     }
 
@@ -303,7 +314,10 @@ impl AzureStore {
     }
 
     /// Fetches `range` of `obj` into `file` at the same offsets, resuming after a broken
-    /// connection from the last byte written. `hash` sees the bytes in order.
+    /// connection from the last byte written, under the client's retry policy (a resumed
+    /// GET is a retry like any other; its bound on time counts from the last byte that
+    /// arrived, so a slow range that keeps moving is never cut off). `hash` sees the
+    /// bytes in order.
     async fn fetch_range(
         &self,
         obj: &ObjectMeta,
@@ -312,58 +326,77 @@ impl AzureStore {
         hash: &mut Hash,
     ) -> Result<(), StoreError> {
         let mut pos = range.start;
-        let mut broken = 0;
-        // Chunks as hyper hands them over, written with one pwritev per megabyte: no copy
-        // into an intermediate buffer.
-        let mut pending = Pending::default();
+        let mut attempts = self.client.retry().attempts();
         while pos < range.end {
-            let _permit =
-                self.requests.acquire().await.map_err(|_| {
-                    self.error(&obj.path, HttpError::Transport("shutting down".into()))
-                })?;
-            let resp = self
-                .client
-                .get_range(&obj.path, obj.version.as_deref(), pos, range.end)
-                .await
-                .map_err(|e| self.error(&obj.path, e))?;
-            let mut body = resp.bytes_stream();
-            let mut failure = None;
-            loop {
-                match body.next().await {
-                    Some(Ok(mut chunk)) => {
-                        let room = (range.end - pos) as usize - pending.len;
-                        chunk.truncate(room);
-                        pending.len += chunk.len();
-                        pending.chunks.push(chunk);
-                        if pending.len >= WRITE_BUFFER {
-                            pos = self.flush(file, pos, &mut pending, &obj.path)?;
-                            hash.feed(&mut pending).await;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        failure = Some(client::transport(&e));
-                        break;
-                    }
-                    None => break,
-                }
+            let before = pos;
+            let broken = self
+                .fetch_from(obj, pos..range.end, file, hash, &mut pos)
+                .await?;
+            let Err(e) = broken else {
+                continue;
+            };
+            if pos > before {
+                attempts.progressed();
             }
-            pos = self.flush(file, pos, &mut pending, &obj.path)?;
-            hash.feed(&mut pending).await;
-            if pos < range.end {
-                broken += 1;
-                let why = failure.unwrap_or_else(|| "the answer ended early".into());
-                if broken >= client::MAX_ATTEMPTS {
-                    return Err(self.error(&obj.path, HttpError::Transport(why)));
-                }
-                tracing::debug!(
-                    "{}: {:?} at byte {pos}: {why}; resuming",
-                    self.target().datastore,
-                    obj.path
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(200 * broken as u64)).await;
+            let what = format!("{}: {:?} at byte {pos}", self.target().datastore, obj.path);
+            if !attempts.again(&what, &e, e.is_transient()).await {
+                return Err(self.error(&obj.path, e));
             }
         }
         Ok(())
+    }
+
+    /// One GET of `range` into `file`, advancing `pos` past every byte written. The
+    /// outer error is local (the file cannot be written); the inner one is the
+    /// service's or the connection's, which [`AzureStore::fetch_range`] may retry.
+    async fn fetch_from(
+        &self,
+        obj: &ObjectMeta,
+        range: Range<u64>,
+        file: &std::fs::File,
+        hash: &mut Hash,
+        pos: &mut u64,
+    ) -> Result<Result<(), HttpError>, StoreError> {
+        let _permit = self.permit(&obj.path).await?;
+        let resp = match self
+            .client
+            .get_range_once(&obj.path, obj.version.as_deref(), range.start, range.end)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Chunks as hyper hands them over, written with one pwritev per megabyte: no copy
+        // into an intermediate buffer.
+        let mut pending = Pending::default();
+        let mut body = resp.bytes_stream();
+        let mut failure = None;
+        loop {
+            match body.next().await {
+                Some(Ok(mut chunk)) => {
+                    let room = (range.end - *pos) as usize - pending.len;
+                    chunk.truncate(room);
+                    pending.len += chunk.len();
+                    pending.chunks.push(chunk);
+                    if pending.len >= WRITE_BUFFER {
+                        *pos = self.flush(file, *pos, &mut pending, &obj.path)?;
+                        hash.feed(&mut pending).await;
+                    }
+                }
+                Some(Err(e)) => {
+                    failure = Some(client::transport(&e));
+                    break;
+                }
+                None => break,
+            }
+        }
+        *pos = self.flush(file, *pos, &mut pending, &obj.path)?;
+        hash.feed(&mut pending).await;
+        if *pos < range.end {
+            let why = failure.unwrap_or_else(|| "the answer ended early".into());
+            return Ok(Err(HttpError::Transport(why)));
+        }
+        Ok(Ok(()))
     }
 
     /// Writes the pending chunks at `pos` and returns the new position; the chunks stay
@@ -485,24 +518,65 @@ impl AzureStore {
         size: u64,
         overwrite: bool,
     ) -> Result<(), StoreError> {
-        let mut headers = vec![
+        let headers = vec![
             ("x-ms-blob-type", "BlockBlob".to_string()),
             ("x-ms-blob-content-type", content_type(path)),
         ];
-        if !overwrite {
-            headers.push(("if-none-match", "*".into()));
-        }
         let _permit = self.permit(path).await?;
         let body = Body::File {
             path: src.to_path_buf(),
             offset: 0,
             len: size,
         };
+        self.create(path, &[], headers, body, size, overwrite).await
+    }
+
+    /// Sends the request that makes the blob at `path` (a Put Blob, or a Put Block List
+    /// of `size` bytes), retried. With `overwrite == false` it is a conditional create
+    /// (`If-None-Match: *`) carrying a fresh upload id: a retry refused because the
+    /// blob exists succeeds when the blob there carries that id and `size`, since then
+    /// only the earlier attempt's answer was lost, not its effect. Anything else there
+    /// is [`StoreError::AlreadyExists`].
+    async fn create(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        mut headers: Vec<(&'static str, String)>,
+        body: Body,
+        size: u64,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        let upload = (!overwrite).then(upload_id);
+        if let Some(id) = &upload {
+            headers.push(("if-none-match", "*".into()));
+            headers.push((client::UPLOAD_MARKER, id.clone()));
+        }
+        let (headers, body, upload) = (&headers, &body, &upload);
         self.client
-            .send(Method::PUT, Some(path), &[], &headers, body)
+            .run(|attempt| async move {
+                let sent = self
+                    .client
+                    .send_once(&Method::PUT, Some(path), query, headers, body.clone())
+                    .await;
+                match (sent, upload) {
+                    (Ok(_), _) => Ok(()),
+                    (Err(e), Some(id)) if attempt > 0 && already_exists(&e) => {
+                        let there = self.client.head_once(path).await?;
+                        if there.upload.as_deref() == Some(id) && there.size == size {
+                            tracing::debug!(
+                                "{}: {path:?} was created by an attempt whose answer was lost",
+                                self.target().datastore
+                            );
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    (Err(e), _) => Err(e),
+                }
+            })
             .await
-            .map_err(|e| self.error(path, e))?;
-        Ok(())
+            .map_err(|e| self.error(path, e))
     }
 
     /// Stages `ids` as the blocks of `src`, in order, several at a time, each with its
@@ -607,20 +681,16 @@ impl AzureStore {
         if let Some(md5) = md5? {
             headers.push(("x-ms-blob-content-md5", client::b64(&md5)));
         }
-        if !overwrite {
-            headers.push(("if-none-match", "*".into()));
-        }
-        self.client
-            .send(
-                Method::PUT,
-                Some(path),
-                &[("comp", "blocklist")],
-                &headers,
-                Body::Bytes(Bytes::from(xml)),
-            )
-            .await
-            .map_err(|e| self.error(path, e))?;
-        Ok(())
+        let body = Body::Bytes(Bytes::from(xml));
+        self.create(
+            path,
+            &[("comp", "blocklist")],
+            headers,
+            body,
+            size,
+            overwrite,
+        )
+        .await
     }
 
     /// A slot among the store's requests in flight.
@@ -669,6 +739,17 @@ fn read_ahead(file: &std::fs::File, offset: u64, len: u64) {
         len,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
     );
+}
+
+/// Whether the service refused a conditional create because the blob exists.
+fn already_exists(e: &HttpError) -> bool {
+    matches!(e.status(), Some(409 | 412))
+        && matches!(e.code(), Some("BlobAlreadyExists" | "ConditionNotMet"))
+}
+
+/// A fresh id for one conditional create (128 random bits, as hex).
+fn upload_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 /// The content type for a blob name, by its extension.
@@ -806,19 +887,13 @@ impl Store for AzureStore {
         if range.end <= range.start {
             return Ok(Bytes::new());
         }
-        let _permit = self
-            .requests
-            .acquire()
-            .await
-            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
-        let resp = self
-            .client
-            .get_range(path, None, range.start, range.end)
-            .await
-            .map_err(|e| self.error(path, e))?;
-        resp.bytes()
-            .await
-            .map_err(|e| self.error(path, HttpError::Transport(client::transport(&e))))
+        let _permit = self.permit(path).await?;
+        match self.client.read_range(path, range.start, range.end).await {
+            Ok(b) => Ok(b),
+            // The range starts at or past the end: nothing there, as the trait says.
+            Err(e) if e.status() == Some(416) => Ok(Bytes::new()),
+            Err(e) => Err(self.error(path, e)),
+        }
     }
 
     async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
@@ -891,6 +966,18 @@ impl Store for AzureStore {
             self.download_ranges(object, file, dest).await?;
         }
         Ok(object.size)
+    }
+
+    fn retrying(&self, retry: RetryConfig) -> Option<DynStore> {
+        Some(Arc::new(AzureStore {
+            client: Arc::new(self.client.with_retry(retry)),
+            tuning: Tuning {
+                retry,
+                ..self.tuning
+            },
+            requests: self.requests.clone(),
+            md5_files: self.md5_files.clone(),
+        }))
     }
 
     async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {

@@ -1,0 +1,323 @@
+//! The one retry policy: how often, how far apart, and for how long a failed call to a
+//! remote service is tried again (object_store's `RetryConfig`, with its bound on total
+//! time). Every retrying caller goes through [`RetryConfig::run`] or [`Attempts`]: the
+//! Azure client's requests, a download resuming from its last byte, and (through the
+//! store it is given) the FUSE mount.
+//!
+//! A caller must never wrap a call that retries already in retries of its own: the
+//! schedules multiply, and a reader waits minutes for an answer one policy would have
+//! given in seconds. A caller that needs a shorter bound hands the callee a shorter
+//! policy instead ([`crate::store::Store::retrying`]).
+//!
+//! Nothing here knows which errors are transient; the caller says, for each error.
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a failed call is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// The most retries after the first attempt.
+    pub max_retries: u32,
+    /// The wait before the first retry; each further wait doubles, up to
+    /// [`RetryConfig::max_backoff`]. Each wait is drawn between half of it and all of
+    /// it (jitter), so many callers failing together do not retry together.
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+    /// No retry starts (and no wait runs) past this long after the first attempt began.
+    pub retry_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    /// The transfers' schedule: 7 retries, 0.1-0.2 s after the first failure, doubling
+    /// to 5-10 s, and nothing started after 3 minutes (object_store's bound).
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 7,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// A schedule that fits a reader waiting on a FUSE mount: two retries, 0.2-0.4 s and
+    /// then 0.4-0.8 s after a failure, none started after 50 s (the mount's limit on a
+    /// whole call, [`crate::mount::fs::FsConfig::op_timeout`], is 60 s).
+    pub fn for_reader() -> RetryConfig {
+        RetryConfig {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(400),
+            max_backoff: Duration::from_millis(800),
+            retry_timeout: Duration::from_secs(50),
+        }
+    }
+
+    /// The longest wait before retry number `retry` (1 for the first retry), before
+    /// jitter.
+    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
+        let doubled = self
+            .initial_backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        doubled.min(self.max_backoff)
+    }
+
+    /// A fresh count of attempts under this policy, its clock starting now.
+    pub fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            cfg: self,
+            started: Instant::now(),
+            retries: 0,
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails with an error `is_transient` says is not worth
+    /// retrying, or the policy is spent; the error returned is the last one. `op` is
+    /// given the number of the attempt (0 for the first), so a retry can tell that an
+    /// earlier attempt may have taken effect. `what` names the call in the debug log.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        what: &str,
+        is_transient: impl Fn(&E) -> bool,
+        mut op: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempts = self.attempts();
+        loop {
+            match op(attempts.retries()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    if !attempts.again(what, &e, is_transient(&e)).await {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The attempts at one call so far, for a caller whose attempts share state a closure
+/// cannot lend (a download resuming where the last attempt broke off).
+#[derive(Debug)]
+pub struct Attempts<'a> {
+    cfg: &'a RetryConfig,
+    started: Instant,
+    retries: u32,
+}
+
+impl Attempts<'_> {
+    /// Retries made so far.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Says the last attempt moved the call forward (a resumed download wrote more
+    /// bytes): the bound on total time then counts from now, so a long transfer that
+    /// keeps moving can still resume after a break late in it. The retries made still
+    /// count against [`RetryConfig::max_retries`].
+    pub fn progressed(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// After a failed attempt: waits the backoff and returns `true` when another attempt
+    /// may be made; returns `false` at once for an error that is not `transient`, when
+    /// the retries are spent, or when the wait would end past the bound on total time.
+    pub async fn again(
+        &mut self,
+        what: &str,
+        error: &impl std::fmt::Display,
+        transient: bool,
+    ) -> bool {
+        if !transient || self.retries >= self.cfg.max_retries {
+            return false;
+        }
+        let ceiling = self.cfg.backoff_ceiling(self.retries + 1);
+        let wait = jitter(ceiling);
+        if self.started.elapsed() + wait > self.cfg.retry_timeout {
+            tracing::debug!(
+                "{what}: {error}; not retried: {:.1}s spent of {:.1}s",
+                self.started.elapsed().as_secs_f64(),
+                self.cfg.retry_timeout.as_secs_f64()
+            );
+            return false;
+        }
+        self.retries += 1;
+        tracing::debug!(
+            "{what}: {error}; retry {} of {} in {} ms",
+            self.retries,
+            self.cfg.max_retries,
+            wait.as_millis()
+        );
+        tokio::time::sleep(wait).await;
+        true
+    }
+}
+
+/// A wait drawn evenly between half of `ceiling` and all of it.
+fn jitter(ceiling: Duration) -> Duration {
+    let half = ceiling / 2;
+    let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(fastrand::u64(0..=spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug, PartialEq)]
+    enum Failure {
+        Transient,
+        Permanent,
+    }
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+
+    fn transient(e: &Failure) -> bool {
+        *e == Failure::Transient
+    }
+
+    fn policy(max_retries: u32, retry_timeout: Duration) -> RetryConfig {
+        RetryConfig {
+            max_retries,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            retry_timeout,
+        }
+    }
+
+    /// Runs `policy` over an operation that fails transiently `failures` times, then
+    /// succeeds; returns the outcome and the attempts made.
+    async fn run(policy: &RetryConfig, failures: u32) -> (Result<u32, Failure>, u32) {
+        let calls = AtomicU32::new(0);
+        let r = policy
+            .run("test", transient, |attempt| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(attempt, n, "the attempt number given to the operation");
+                async move {
+                    if n < failures {
+                        Err(Failure::Transient)
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        (r, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn succeeds_after_transient_failures() {
+        let (r, calls) = run(&policy(5, Duration::from_secs(60)), 3).await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(calls, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_max_retries() {
+        let (r, calls) = run(&policy(2, Duration::from_secs(600)), 10).await;
+        assert_eq!(r, Err(Failure::Transient));
+        assert_eq!(calls, 3, "the first attempt and two retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_when_the_time_bound_is_reached() {
+        // Waits of at most 0.1, 0.2, 0.4, 0.8, 1, 1, … s: within 2 s, no more than 6
+        // retries fit, and at least 3 (every wait is at least half its ceiling).
+        let p = policy(1000, Duration::from_secs(2));
+        let started = Instant::now();
+        let (r, calls) = run(&p, u32::MAX).await;
+        assert_eq!(r, Err(Failure::Transient));
+        assert!((4..=7).contains(&calls), "{calls} attempts");
+        assert!(
+            started.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_past_the_bound_is_not_retried() {
+        let p = policy(5, Duration::from_secs(10));
+        let calls = AtomicU32::new(0);
+        let r: Result<(), Failure> = p
+            .run("test", transient, |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(11)).await;
+                    Err(Failure::Transient)
+                }
+            })
+            .await;
+        assert_eq!(r, Err(Failure::Transient));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_retries_a_permanent_error() {
+        let p = policy(5, Duration::from_secs(60));
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let r: Result<(), Failure> = p
+            .run("test", transient, |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(Failure::Permanent) }
+            })
+            .await;
+        assert_eq!(r, Err(Failure::Permanent));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait before giving up"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_restarts_the_clock_but_not_the_count() {
+        let p = policy(3, Duration::from_secs(10));
+        let mut attempts = p.attempts();
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        attempts.progressed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            attempts.again("test", &Failure::Transient, true).await,
+            "14 s in, 5 s since progress"
+        );
+        assert!(attempts.again("test", &Failure::Transient, true).await);
+        assert!(attempts.again("test", &Failure::Transient, true).await);
+        assert!(
+            !attempts.again("test", &Failure::Transient, true).await,
+            "three retries spent"
+        );
+        let mut stalled = p.attempts();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            !stalled.again("test", &Failure::Transient, true).await,
+            "10 s without progress"
+        );
+    }
+
+    #[test]
+    fn waits_double_up_to_the_ceiling_with_jitter_below_it() {
+        let p = policy(10, Duration::from_secs(60));
+        let ceilings: Vec<u128> = (1..=6).map(|r| p.backoff_ceiling(r).as_millis()).collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
+        for _ in 0..1000 {
+            let w = jitter(Duration::from_millis(800));
+            assert!(w >= Duration::from_millis(400) && w <= Duration::from_millis(800));
+        }
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -1,0 +1,444 @@
+//! Test support: the contract of the [`Store`] trait, checked against a live store in
+//! one call, [`check`]. Every store must pass it: the local store in the unit tests,
+//! Azure Blob and ADLS Gen2 against Azurite in `tests/store_conformance.rs`, and any
+//! store added later, as object_store runs one integration suite against every backend.
+//!
+//! It seeds its own objects through [`Store::upload`] under a fresh prefix, so any store
+//! can run it, and then checks what a caller relies on: `stat`, `list`, `list_dir`,
+//! `read_range` at the edges, `download`, conditional and plain uploads, and what a
+//! missing object gives. It must never write outside that prefix; it leaves what it
+//! wrote there (the trait has no delete), so point it at a scratch root or container.
+//! It never panics: the first departure from the contract is returned, naming the check.
+
+use super::{DynStore, Entry, ObjectMeta, StoreError};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A way the store departs from the contract.
+#[derive(Debug, Error)]
+pub enum Nonconformance {
+    /// The store answered, but not as the contract says.
+    #[error("{check}: {detail}")]
+    Wrong {
+        /// Which check.
+        check: &'static str,
+        /// What was expected and what came.
+        detail: String,
+    },
+    /// The store failed where it should have succeeded, or failed the wrong way.
+    #[error("{check}: {source}")]
+    Failed {
+        /// Which check.
+        check: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The local files the checks upload and download could not be made.
+    #[error("cannot prepare local files in {}: {source}", path.display())]
+    Local {
+        /// The local path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The objects seeded, relative to the prefix: every level of folder, an empty object,
+/// and one of 3 MiB (over the block and range thresholds a test may tune a store down
+/// to, so those paths are checked too).
+const SEED: &[(&str, u64, usize)] = &[
+    ("a.txt", 1, 1000),
+    ("empty", 2, 0),
+    ("big.bin", 3, 3 * 1024 * 1024 + 5),
+    ("sub/b.bin", 4, 5000),
+    ("sub/deeper/c.txt", 5, 10),
+];
+
+/// Runs every check against `store`, under a prefix of its own; the first departure
+/// from the contract is the error.
+pub async fn check(store: DynStore) -> Result<(), Nonconformance> {
+    let scratch = Scratch::new()?;
+    let prefix = format!("conformance-{:016x}", fastrand::u64(..));
+    let suite = Suite {
+        store,
+        prefix,
+        scratch,
+    };
+    suite.seed().await?;
+    suite.stat().await?;
+    suite.list().await?;
+    suite.list_dir().await?;
+    suite.read_range().await?;
+    suite.download().await?;
+    suite.upload().await?;
+    suite.missing().await
+}
+
+/// Deterministic bytes for the seed `seed`.
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn wrong(check: &'static str, detail: String) -> Nonconformance {
+    Nonconformance::Wrong { check, detail }
+}
+
+fn failed(check: &'static str) -> impl FnOnce(StoreError) -> Nonconformance {
+    move |source| Nonconformance::Failed { check, source }
+}
+
+/// A local folder for files to upload and download, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, Nonconformance> {
+        let dir = std::env::temp_dir().join(format!(
+            "stagehand-conformance-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|source| Nonconformance::Local {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Scratch(dir))
+    }
+
+    /// A local file holding `bytes`.
+    fn file(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, Nonconformance> {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).map_err(|source| Nonconformance::Local {
+            path: p.clone(),
+            source,
+        })?;
+        Ok(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Suite {
+    store: DynStore,
+    prefix: String,
+    scratch: Scratch,
+}
+
+impl Suite {
+    fn path(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.prefix)
+    }
+
+    /// The seeded objects under `folder` (relative, `""` for all), as (path, size).
+    fn expected(&self, folder: &str, all_levels: bool) -> BTreeSet<(String, u64)> {
+        SEED.iter()
+            .filter(|(rel, _, _)| {
+                let Some(rest) = rel.strip_prefix(folder) else {
+                    return false;
+                };
+                all_levels || !rest.trim_start_matches('/').contains('/')
+            })
+            .map(|(rel, _, len)| (self.path(rel), *len as u64))
+            .collect()
+    }
+
+    /// Uploads `bytes` to `rel`: the store's answer inside, a local failure outside.
+    async fn upload_bytes(
+        &self,
+        rel: &str,
+        bytes: &[u8],
+        overwrite: bool,
+    ) -> Result<Result<u64, StoreError>, Nonconformance> {
+        let src = self
+            .scratch
+            .file(&format!("up-{:016x}", fastrand::u64(..)), bytes)?;
+        let sent = self.store.upload(&src, &self.path(rel), overwrite).await;
+        let _ = std::fs::remove_file(&src);
+        Ok(sent)
+    }
+
+    /// Uploads `bytes` to `rel`, which must succeed and say it wrote them all.
+    async fn put(
+        &self,
+        check: &'static str,
+        rel: &str,
+        bytes: &[u8],
+        overwrite: bool,
+    ) -> Result<(), Nonconformance> {
+        let n = self
+            .upload_bytes(rel, bytes, overwrite)
+            .await?
+            .map_err(failed(check))?;
+        if n != bytes.len() as u64 {
+            return Err(wrong(
+                check,
+                format!("{rel}: upload said {n} bytes for {}", bytes.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn seed(&self) -> Result<(), Nonconformance> {
+        for (rel, seed, len) in SEED {
+            self.put(
+                "seed (upload, overwrite: false)",
+                rel,
+                &data(*seed, *len),
+                false,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The whole object at `rel`, read as one range.
+    async fn read_all(
+        &self,
+        check: &'static str,
+        rel: &str,
+        len: u64,
+    ) -> Result<Vec<u8>, Nonconformance> {
+        let b = self
+            .store
+            .read_range(&self.path(rel), 0..len)
+            .await
+            .map_err(failed(check))?;
+        Ok(b.to_vec())
+    }
+
+    async fn stat(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "stat";
+        for (rel, _, len) in SEED {
+            match self
+                .store
+                .stat(&self.path(rel))
+                .await
+                .map_err(failed(CHECK))?
+            {
+                Entry::File(m) if m.path == self.path(rel) && m.size == *len as u64 => {}
+                other => {
+                    return Err(wrong(
+                        CHECK,
+                        format!(
+                            "{rel}: want a file of {len} bytes at its full path, got {other:?}"
+                        ),
+                    ))
+                }
+            }
+        }
+        for (rel, want) in [
+            ("", Entry::Dir),
+            ("sub", Entry::Dir),
+            ("sub/deeper", Entry::Dir),
+            ("missing", Entry::Missing),
+            ("sub/missing", Entry::Missing),
+        ] {
+            let path = self.prefix.clone() + if rel.is_empty() { "" } else { "/" } + rel;
+            let got = self.store.stat(&path).await.map_err(failed(CHECK))?;
+            if got != want {
+                return Err(wrong(
+                    CHECK,
+                    format!("{path:?}: want {want:?}, got {got:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "list (all levels, full paths)";
+        for folder in ["", "sub"] {
+            let at = if folder.is_empty() {
+                self.prefix.clone()
+            } else {
+                self.path(folder)
+            };
+            let got: BTreeSet<(String, u64)> = self
+                .store
+                .list(&at)
+                .await
+                .map_err(failed(CHECK))?
+                .into_iter()
+                .map(|m| (m.path, m.size))
+                .collect();
+            let want = self.expected(folder, true);
+            if got != want {
+                return Err(wrong(CHECK, format!("{at:?}: want {want:?}, got {got:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_dir(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "list_dir (one level)";
+        for (folder, dirs) in [("", ["sub"]), ("sub", ["deeper"])] {
+            let at = if folder.is_empty() {
+                self.prefix.clone()
+            } else {
+                self.path(folder)
+            };
+            let (files, got_dirs) = self.store.list_dir(&at).await.map_err(failed(CHECK))?;
+            let got: BTreeSet<(String, u64)> =
+                files.into_iter().map(|m| (m.path, m.size)).collect();
+            let want = self.expected(folder, false);
+            if got != want {
+                return Err(wrong(
+                    CHECK,
+                    format!("files of {at:?}: want {want:?}, got {got:?}"),
+                ));
+            }
+            let got_dirs: BTreeSet<String> = got_dirs.into_iter().collect();
+            let want_dirs: BTreeSet<String> = dirs.iter().map(|d| d.to_string()).collect();
+            if got_dirs != want_dirs {
+                return Err(wrong(
+                    CHECK,
+                    format!("sub-folders of {at:?}: want {want_dirs:?}, got {got_dirs:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_range(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "read_range";
+        for (rel, seed, len) in SEED.iter().filter(|(r, _, _)| *r != "sub/deeper/c.txt") {
+            let bytes = data(*seed, *len);
+            let n = *len as u64;
+            let cases: [(std::ops::Range<u64>, std::ops::Range<usize>); 7] = [
+                (0..1.min(n), 0..1.min(*len)),
+                (n.saturating_sub(1)..n, len.saturating_sub(1)..*len),
+                (0..n, 0..*len),
+                (n / 2..n / 2, 0..0),
+                (n.saturating_sub(3)..n + 10, len.saturating_sub(3)..*len),
+                (n..n + 5, 0..0),
+                (n + 10..n + 20, 0..0),
+            ];
+            for (range, want) in cases {
+                let got = self
+                    .store
+                    .read_range(&self.path(rel), range.clone())
+                    .await
+                    .map_err(failed(CHECK))?;
+                if got[..] != bytes[want.clone()] {
+                    return Err(wrong(
+                        CHECK,
+                        format!(
+                            "{rel} ({len} bytes), bytes {range:?}: want {} bytes (its {want:?}), got {} bytes{}",
+                            want.len(),
+                            got.len(),
+                            if got.len() == want.len() { " that differ" } else { "" }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn download(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "download";
+        for (i, (rel, seed, len)) in SEED.iter().enumerate() {
+            let Entry::File(meta) = self
+                .store
+                .stat(&self.path(rel))
+                .await
+                .map_err(failed(CHECK))?
+            else {
+                return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
+            };
+            let dest = self.scratch.0.join(format!("down-{i}"));
+            let n = self
+                .store
+                .download(&meta, &dest)
+                .await
+                .map_err(failed(CHECK))?;
+            let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
+                path: dest.clone(),
+                source,
+            })?;
+            if n != *len as u64 || got != data(*seed, *len) {
+                return Err(wrong(
+                    CHECK,
+                    format!("{rel}: want its {len} bytes, got {} (said {n})", got.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload(&self) -> Result<(), Nonconformance> {
+        const REFUSE: &str = "upload with overwrite: false onto an existing object";
+        for (rel, seed, len) in SEED
+            .iter()
+            .filter(|(r, _, _)| matches!(*r, "a.txt" | "big.bin"))
+        {
+            match self
+                .upload_bytes(rel, &data(seed + 100, *len), false)
+                .await?
+            {
+                Err(StoreError::AlreadyExists { path, .. }) if path == self.path(rel) => {}
+                Err(e) => return Err(failed(REFUSE)(e)),
+                Ok(_) => return Err(wrong(REFUSE, format!("{rel}: the upload succeeded"))),
+            }
+            if self.read_all(REFUSE, rel, *len as u64).await? != data(*seed, *len) {
+                return Err(wrong(REFUSE, format!("{rel}: the object changed")));
+            }
+        }
+        const REPLACE: &str = "upload with overwrite: true, then read back";
+        let (v1, v2) = (data(7, 300), data(8, 200));
+        self.put(REPLACE, "replaced.txt", &v1, false).await?;
+        if self.read_all(REPLACE, "replaced.txt", 300).await? != v1 {
+            return Err(wrong(
+                REPLACE,
+                "the first version reads back otherwise".into(),
+            ));
+        }
+        self.put(REPLACE, "replaced.txt", &v2, true).await?;
+        if self.read_all(REPLACE, "replaced.txt", 300).await? != v2 {
+            return Err(wrong(
+                REPLACE,
+                "the second version reads back otherwise".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn missing(&self) -> Result<(), Nonconformance> {
+        const CHECK: &str = "a missing object is NotFound";
+        let path = self.path("sub/missing.bin");
+        let read = self.store.read_range(&path, 0..10).await;
+        let object = ObjectMeta {
+            path: path.clone(),
+            size: 10,
+            version: None,
+            md5: None,
+        };
+        let dest = self.scratch.0.join("missing");
+        let down = self.store.download(&object, &dest).await;
+        for (call, r) in [
+            ("read_range", read.map(|_| ())),
+            ("download", down.map(|_| ())),
+        ] {
+            match r {
+                Err(StoreError::NotFound { path: p, .. }) if p == path => {}
+                Err(e) => return Err(wrong(CHECK, format!("{call}: {e:?}"))),
+                Ok(()) => return Err(wrong(CHECK, format!("{call} succeeded"))),
+            }
+        }
+        Ok(())
+    }
+}
