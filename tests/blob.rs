@@ -597,7 +597,7 @@ fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_bloc
             single_put_max: 2 << 20,
             block: 1 << 20,
             md5,
-            ..Tuning::from_env()
+            ..Tuning::from_settings()
         };
         let target = config::AzureTarget {
             datastore: "az".into(),

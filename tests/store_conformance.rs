@@ -97,7 +97,7 @@ fn small_store(endpoint: &str, container: &str) -> AzureStore {
         chunk: Some(1 << 20),
         single_put_max: 1 << 20,
         block: 1 << 20,
-        ..Tuning::from_env()
+        ..Tuning::from_settings()
     };
     let target = config::AzureTarget {
         datastore: "az".into(),

@@ -116,45 +116,50 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The defaults for a run, with the environment's overrides.
+    /// The defaults for a run, with the agent's settings' overrides.
     pub fn for_run(run_id: &str, run_dir: &Path) -> Result<Settings, MountError> {
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        // Tuning knobs, in MiB (documented in the README).
-        let mib = |k: &str| -> Option<u64> {
-            let n: u64 = env(k)?.to_str()?.parse().ok()?;
-            (n > 0).then_some(n << 20)
-        };
-        let cache_size = match env("STAGEHAND_CACHE_SIZE") {
-            None => None,
-            Some(v) => {
-                let v = v.to_string_lossy();
-                Some(stagehand_protocol::size::parse_bytes(&v).map_err(|_| {
+        Self::with(&crate::settings::get().mount, run_id, run_dir)
+    }
+
+    /// The defaults for a run, with `knobs`' overrides (sizes in MiB, as documented in
+    /// the README).
+    pub fn with(
+        knobs: &crate::settings::MountKnobs,
+        run_id: &str,
+        run_dir: &Path,
+    ) -> Result<Settings, MountError> {
+        let mib = |n: Option<u64>| n.map(|n| n << 20);
+        let cache_size =
+            match &knobs.cache_size {
+                None => None,
+                Some(v) => Some(stagehand_protocol::size::parse_bytes(v).map_err(|_| {
                     MountError::Setting {
                         name: "STAGEHAND_CACHE_SIZE",
-                        value: v.to_string(),
+                        value: v.clone(),
                     }
-                })?)
-            }
-        };
+                })?),
+            };
+        let block_size = mib(knobs.block_mib).unwrap_or(cache::DEFAULT_BLOCK_SIZE);
         Ok(Settings {
-            device: env("STAGEHAND_FUSE_DEVICE")
-                .map(PathBuf::from)
+            device: knobs
+                .fuse_device
+                .clone()
                 .unwrap_or_else(|| PathBuf::from("/dev/fuse")),
-            cache_dir: env("STAGEHAND_CACHE_DIR")
-                .map(|d| PathBuf::from(d).join(run_id))
+            cache_dir: knobs
+                .cache_dir
+                .as_ref()
+                .map(|d| d.join(run_id))
                 .unwrap_or_else(|| run_dir.join("cache/mount")),
             cache_size,
-            block_size: mib("STAGEHAND_MOUNT_BLOCK_MIB").unwrap_or(cache::DEFAULT_BLOCK_SIZE),
-            fetch_concurrency: env("STAGEHAND_MOUNT_FETCHES")
-                .and_then(|v| v.to_str()?.parse().ok())
-                .filter(|n| *n > 0)
+            block_size,
+            fetch_concurrency: knobs
+                .fetches
+                .map(|n| n as usize)
                 .unwrap_or(cache::DEFAULT_FETCH_CONCURRENCY),
-            max_run: mib("STAGEHAND_MOUNT_RUN_MIB").unwrap_or(cache::DEFAULT_MAX_RUN),
+            max_run: mib(knobs.run_mib).unwrap_or(cache::DEFAULT_MAX_RUN),
             fs: FsConfig {
-                max_readahead_blocks: mib("STAGEHAND_MOUNT_AHEAD_MIB")
-                    .map(|b| {
-                        b / mib("STAGEHAND_MOUNT_BLOCK_MIB").unwrap_or(cache::DEFAULT_BLOCK_SIZE)
-                    })
+                max_readahead_blocks: mib(knobs.ahead_mib)
+                    .map(|b| b / block_size)
                     .unwrap_or(FsConfig::default().max_readahead_blocks),
                 ..FsConfig::default()
             },

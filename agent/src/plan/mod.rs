@@ -68,8 +68,8 @@ pub fn find_workspace(job: Option<&Path>, explicit: Option<&Path>) -> Option<Pat
     if let Some(b) = beside.filter(|b| b.is_file()) {
         return Some(b);
     }
-    if let Some(v) = std::env::var_os("STAGEHAND_WORKSPACE").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(v));
+    if let Some(w) = &crate::settings::get().workspace {
+        return Some(w.clone());
     }
     Some(PathBuf::from(WORKSPACE_FILE)).filter(|p| p.is_file())
 }
@@ -185,7 +185,7 @@ impl DataPlan {
 /// instead of given to the job in place: a read-only view of a local folder, and the
 /// way the FUSE path is tested without a cloud store.
 pub fn local_mount_via_fuse() -> bool {
-    std::env::var("STAGEHAND_LOCAL_MOUNT").is_ok_and(|v| v == "fuse")
+    crate::settings::get().local_mount_fuse
 }
 
 /// Everything `run` will do, decided before anything is done.
@@ -262,15 +262,7 @@ pub fn new_run_id() -> String {
 /// Where run folders go by default: `$STAGEHAND_RUNS_DIR`, else
 /// `$XDG_STATE_HOME/stagehand/runs`, else `~/.local/state/stagehand/runs`.
 pub fn default_runs_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STAGEHAND_RUNS_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/var/lib"));
-    state.join("stagehand/runs")
+    crate::settings::get().runs_dir.clone()
 }
 
 /// `a/b/../c` → `a/c` without touching the filesystem, so `.azureml/..` reads as the

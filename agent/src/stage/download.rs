@@ -268,9 +268,5 @@ fn remove_stale_partials(dir: &Path, recursive: bool) {
 /// every 2 s (saving is 3% of the agent's work on 10,000 small files at 0.5 s), or
 /// `STAGEHAND_MANIFEST_SAVE_MS`.
 fn manifest_interval() -> std::time::Duration {
-    let ms = std::env::var("STAGEHAND_MANIFEST_SAVE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    std::time::Duration::from_millis(ms)
+    crate::settings::get().manifest_save
 }

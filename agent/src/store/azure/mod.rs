@@ -100,34 +100,33 @@ pub enum Md5Check {
 impl Md5Check {
     /// The policy named by `STAGEHAND_AZURE_VERIFY_MD5`; unset or anything else is the
     /// default.
-    fn from_env() -> Md5Check {
-        match std::env::var("STAGEHAND_AZURE_VERIFY_MD5").as_deref() {
-            Ok("0" | "false" | "no" | "never") => Md5Check::Never,
-            Ok("all" | "always") => Md5Check::All,
+    fn named(setting: Option<&str>) -> Md5Check {
+        match setting {
+            Some("0" | "false" | "no" | "never") => Md5Check::Never,
+            Some("all" | "always") => Md5Check::All,
             _ => Md5Check::Streamed,
         }
     }
 }
 
 impl Tuning {
-    /// Defaults, adjusted by `STAGEHAND_AZURE_*` variables.
-    pub fn from_env() -> Tuning {
-        let set = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|v| *v > 0)
-        };
-        let num = |k: &str, d: u64| set(k).unwrap_or(d);
+    /// Defaults, adjusted by the agent's `STAGEHAND_AZURE_*` settings.
+    pub fn from_settings() -> Tuning {
+        Self::with(&crate::settings::get().azure)
+    }
+
+    /// Defaults, adjusted by `knobs`.
+    pub fn with(knobs: &crate::settings::AzureKnobs) -> Tuning {
+        let num = |v: Option<u64>, d: u64| v.unwrap_or(d);
         Tuning {
-            range_threshold: num("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", 16) * MIB,
-            chunk: set("STAGEHAND_AZURE_CHUNK_MIB").map(|v| v * MIB),
-            ranges_per_blob: num("STAGEHAND_AZURE_RANGES", 16) as usize,
-            requests: num("STAGEHAND_AZURE_REQUESTS", 64) as usize,
-            single_put_max: num("STAGEHAND_AZURE_SINGLE_PUT_MIB", 32) * MIB,
-            block: num("STAGEHAND_AZURE_BLOCK_MIB", 32) * MIB,
-            blocks_per_file: num("STAGEHAND_AZURE_BLOCKS", 16) as usize,
-            md5: Md5Check::from_env(),
+            range_threshold: num(knobs.range_threshold_mib, 16) * MIB,
+            chunk: knobs.chunk_mib.map(|v| v * MIB),
+            ranges_per_blob: num(knobs.ranges, 16) as usize,
+            requests: num(knobs.requests, 64) as usize,
+            single_put_max: num(knobs.single_put_mib, 32) * MIB,
+            block: num(knobs.block_mib, 32) * MIB,
+            blocks_per_file: num(knobs.blocks, 16) as usize,
+            md5: Md5Check::named(knobs.verify_md5.as_deref()),
             retry: RetryConfig::default(),
         }
     }
@@ -220,7 +219,7 @@ impl AzureStore {
     /// Opens the datastore `name` (a resolved target), tuned by the environment. Makes
     /// no network call.
     pub fn open(target: AzureTarget) -> Result<AzureStore, StoreError> {
-        Self::open_with(target, Tuning::from_env())
+        Self::open_with(target, Tuning::from_settings())
     }
 
     /// Opens the datastore with explicit tuning.
@@ -1007,7 +1006,7 @@ mod tests {
             auth: Auth::SharedKey(b"key".to_vec()),
             hierarchical: false,
         };
-        let store = AzureStore::open_with(target, Tuning::from_env()).unwrap();
+        let store = AzureStore::open_with(target, Tuning::from_settings()).unwrap();
         let e = store.error(
             "model.bin",
             HttpError::Status {
@@ -1026,7 +1025,7 @@ mod tests {
     fn blocks_grow_only_for_files_too_large_for_50000() {
         let t = Tuning {
             block: 32 * MIB,
-            ..Tuning::from_env()
+            ..Tuning::from_settings()
         };
         assert_eq!(t.block_for(MIB), 32 * MIB);
         assert_eq!(t.block_for(1 << 30), 32 * MIB);

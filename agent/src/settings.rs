@@ -1,0 +1,189 @@
+//! The agent's knobs: every `STAGEHAND_*` environment variable that tunes or redirects
+//! the agent, read once, in this one place, into one [`Settings`]. The README documents
+//! each; the modules that use them read [`get`] and never the environment.
+//!
+//! Values are parsed leniently here (an unparsable number is as good as unset, as it
+//! always was) except where a wrong value must be an error: those stay raw text here
+//! and are checked, with a message naming the variable, where they are used
+//! (`STAGEHAND_CACHE_SIZE` in `mount`).
+//!
+//! This module never reads a secret: `{env: NAME}` credentials are data of the
+//! workspace, resolved in `credentials.rs`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Every knob of the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `STAGEHAND_WORKSPACE`: the workspace file when none is named or beside the job.
+    pub workspace: Option<PathBuf>,
+    /// Where run folders go by default: `STAGEHAND_RUNS_DIR`, else
+    /// `$XDG_STATE_HOME/stagehand/runs`, else `~/.local/state/stagehand/runs`.
+    pub runs_dir: PathBuf,
+    /// `STAGEHAND_LOCAL_MOUNT=fuse`: local datastores mount through FUSE too.
+    pub local_mount_fuse: bool,
+    /// `STAGEHAND_MANIFEST_SAVE_MS`: how often a download saves its manifest.
+    pub manifest_save: Duration,
+    /// `STAGEHAND_AZURE_*`: Azure transfer sizes and counts.
+    pub azure: AzureKnobs,
+    /// Mount mode's knobs.
+    pub mount: MountKnobs,
+}
+
+/// `STAGEHAND_AZURE_*` (each unset, zero or unparsable means the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AzureKnobs {
+    /// `STAGEHAND_AZURE_VERIFY_MD5`: `0`/`never`, `all`, or the default.
+    pub verify_md5: Option<String>,
+    /// `STAGEHAND_AZURE_RANGE_THRESHOLD_MIB`.
+    pub range_threshold_mib: Option<u64>,
+    /// `STAGEHAND_AZURE_CHUNK_MIB`.
+    pub chunk_mib: Option<u64>,
+    /// `STAGEHAND_AZURE_RANGES`.
+    pub ranges: Option<u64>,
+    /// `STAGEHAND_AZURE_REQUESTS`.
+    pub requests: Option<u64>,
+    /// `STAGEHAND_AZURE_SINGLE_PUT_MIB`.
+    pub single_put_mib: Option<u64>,
+    /// `STAGEHAND_AZURE_BLOCK_MIB`.
+    pub block_mib: Option<u64>,
+    /// `STAGEHAND_AZURE_BLOCKS`.
+    pub blocks: Option<u64>,
+}
+
+/// Mount mode's knobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountKnobs {
+    /// `STAGEHAND_FUSE_DEVICE`: the FUSE device checked (default `/dev/fuse`).
+    pub fuse_device: Option<PathBuf>,
+    /// `STAGEHAND_CACHE_DIR`: where the block cache goes.
+    pub cache_dir: Option<PathBuf>,
+    /// `STAGEHAND_CACHE_SIZE`, as written (a size, checked where it is used).
+    pub cache_size: Option<String>,
+    /// `STAGEHAND_MOUNT_BLOCK_MIB`.
+    pub block_mib: Option<u64>,
+    /// `STAGEHAND_MOUNT_RUN_MIB`.
+    pub run_mib: Option<u64>,
+    /// `STAGEHAND_MOUNT_AHEAD_MIB`.
+    pub ahead_mib: Option<u64>,
+    /// `STAGEHAND_MOUNT_FETCHES`.
+    pub fetches: Option<u64>,
+}
+
+impl Settings {
+    /// The settings named by `lookup` (a variable's value; empty counts as unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Settings {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let num = |k: &str| {
+            var(k)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let runs_dir = var("STAGEHAND_RUNS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                var("XDG_STATE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                    .unwrap_or_else(|| PathBuf::from("/var/lib"))
+                    .join("stagehand/runs")
+            });
+        Settings {
+            workspace: var("STAGEHAND_WORKSPACE").map(PathBuf::from),
+            runs_dir,
+            local_mount_fuse: var("STAGEHAND_LOCAL_MOUNT").as_deref() == Some("fuse"),
+            manifest_save: Duration::from_millis(
+                var("STAGEHAND_MANIFEST_SAVE_MS")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(2000),
+            ),
+            azure: AzureKnobs {
+                verify_md5: var("STAGEHAND_AZURE_VERIFY_MD5"),
+                range_threshold_mib: num("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB"),
+                chunk_mib: num("STAGEHAND_AZURE_CHUNK_MIB"),
+                ranges: num("STAGEHAND_AZURE_RANGES"),
+                requests: num("STAGEHAND_AZURE_REQUESTS"),
+                single_put_mib: num("STAGEHAND_AZURE_SINGLE_PUT_MIB"),
+                block_mib: num("STAGEHAND_AZURE_BLOCK_MIB"),
+                blocks: num("STAGEHAND_AZURE_BLOCKS"),
+            },
+            mount: MountKnobs {
+                fuse_device: var("STAGEHAND_FUSE_DEVICE").map(PathBuf::from),
+                cache_dir: var("STAGEHAND_CACHE_DIR").map(PathBuf::from),
+                cache_size: var("STAGEHAND_CACHE_SIZE"),
+                block_mib: num("STAGEHAND_MOUNT_BLOCK_MIB"),
+                run_mib: num("STAGEHAND_MOUNT_RUN_MIB"),
+                ahead_mib: num("STAGEHAND_MOUNT_AHEAD_MIB"),
+                fetches: num("STAGEHAND_MOUNT_FETCHES"),
+            },
+        }
+    }
+
+    /// The settings of this process's environment.
+    pub fn from_env() -> Settings {
+        Settings::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+/// The agent's settings, read from the environment the first time they are needed
+/// and the same for the rest of the process: one agent, one set of knobs.
+pub fn get() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(Settings::from_env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Settings {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let s = with(&[("HOME", "/home/u")]);
+        assert_eq!(
+            s.runs_dir,
+            PathBuf::from("/home/u/.local/state/stagehand/runs")
+        );
+        assert_eq!(s.manifest_save, Duration::from_secs(2));
+        assert!(!s.local_mount_fuse);
+        assert_eq!(s.azure, AzureKnobs::default());
+        assert_eq!(s.workspace, None);
+    }
+
+    #[test]
+    fn the_runs_dir_prefers_its_own_variable_then_xdg() {
+        let s = with(&[("HOME", "/h"), ("XDG_STATE_HOME", "/x")]);
+        assert_eq!(s.runs_dir, PathBuf::from("/x/stagehand/runs"));
+        let s = with(&[("XDG_STATE_HOME", "/x"), ("STAGEHAND_RUNS_DIR", "/r")]);
+        assert_eq!(s.runs_dir, PathBuf::from("/r"));
+        assert_eq!(with(&[]).runs_dir, PathBuf::from("/var/lib/stagehand/runs"));
+    }
+
+    #[test]
+    fn numbers_that_are_empty_zero_or_garbage_count_as_unset() {
+        let s = with(&[
+            ("STAGEHAND_AZURE_BLOCK_MIB", "8"),
+            ("STAGEHAND_AZURE_RANGES", "0"),
+            ("STAGEHAND_AZURE_BLOCKS", "many"),
+            ("STAGEHAND_MOUNT_FETCHES", ""),
+            ("STAGEHAND_LOCAL_MOUNT", "fuse"),
+            ("STAGEHAND_CACHE_SIZE", "20GiB"),
+        ]);
+        assert_eq!(s.azure.block_mib, Some(8));
+        assert_eq!(s.azure.ranges, None);
+        assert_eq!(s.azure.blocks, None);
+        assert_eq!(s.mount.fetches, None);
+        assert!(s.local_mount_fuse);
+        assert_eq!(s.mount.cache_size.as_deref(), Some("20GiB"));
+    }
+}
