@@ -349,7 +349,10 @@ pub async fn mount(
 ) -> Result<Mounted, MountError> {
     check_fuse(&settings.device)?;
     let what = format!("mount of {}:{path}", store.name());
-    let entry = match tokio::time::timeout(settings.fs.op_timeout, store.stat(path)).await {
+    // The mount's own schedule, as for every call the mount makes: a reader waits.
+    let reader_store = crate::store::with_retry(&store, settings.fs.retry);
+    let stat = reader_store.stat(path);
+    let entry = match tokio::time::timeout(settings.fs.op_timeout, stat).await {
         Ok(r) => r?,
         Err(_) => {
             return Err(MountError::NoAnswer {

@@ -22,12 +22,12 @@ pub struct LocalStore {
 impl LocalStore {
     /// Opens the datastore `name` rooted at `root`, which must be an existing folder.
     pub fn open(name: &str, root: &Path) -> Result<LocalStore, StoreError> {
-        let canon = fs::canonicalize(root).map_err(|e| StoreError::Remote {
+        let canon = fs::canonicalize(root).map_err(|e| StoreError::Config {
             datastore: name.to_string(),
             detail: format!("its root folder {} cannot be opened: {e}", root.display()),
         })?;
         if !canon.is_dir() {
-            return Err(StoreError::Remote {
+            return Err(StoreError::Config {
                 datastore: name.to_string(),
                 detail: format!("its root {} is not a folder", root.display()),
             });

@@ -90,6 +90,16 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The datastore's configuration is wrong or names something this build cannot
+    /// reach (a bad endpoint, a missing root folder, an unknown datastore): fixed in the
+    /// workspace, not by retrying.
+    #[error("datastore {datastore:?}: {detail}")]
+    Config {
+        /// Datastore name.
+        datastore: String,
+        /// What is wrong, and what to change.
+        detail: String,
+    },
     /// Anything else the storage service said.
     #[error("datastore {datastore:?}: {detail}")]
     Remote {
@@ -187,7 +197,7 @@ pub fn open(
         Some(ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. })) => {
             let target = azure::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
                 azure::config::ConfigError::Invalid { datastore, detail } => {
-                    StoreError::Remote { datastore, detail }
+                    StoreError::Config { datastore, detail }
                 }
                 azure::config::ConfigError::Credential(c) => StoreError::Auth {
                     datastore: name.to_string(),
@@ -196,14 +206,14 @@ pub fn open(
             })?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
-        Some(other) => Err(StoreError::Remote {
+        Some(other) => Err(StoreError::Config {
             datastore: name.to_string(),
             detail: format!(
                 "datastores of type {} are not supported by this build",
                 other.type_name()
             ),
         }),
-        None => Err(StoreError::Remote {
+        None => Err(StoreError::Config {
             datastore: name.to_string(),
             detail: "no such datastore in the workspace".into(),
         }),

@@ -226,7 +226,7 @@ impl AzureStore {
     pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
         let datastore = target.datastore.clone();
         let client = Client::new(target, tuning.retry)
-            .map_err(|detail| StoreError::Remote { datastore, detail })?;
+            .map_err(|detail| StoreError::Config { datastore, detail })?;
         Ok(AzureStore {
             client: Arc::new(client),
             requests: Arc::new(Semaphore::new(tuning.requests)),
