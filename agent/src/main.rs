@@ -1,7 +1,8 @@
 //! The `stagehand` binary: parses the command line, sets up logging, and maps every
 //! outcome to the documented exit codes. Errors are reported here, once, with context.
 
-use stagehand::{cli, events, exit, lifecycle, plan, redact, run, signals};
+use stagehand::outcome::Failure;
+use stagehand::{cli, events, lifecycle, plan, redact, run, signals};
 
 use clap::Parser;
 use cli::{Cli, Command, JobFormat, LogFormat, PlanFormat, PlanFormatArg, SchemaKind};
@@ -14,7 +15,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::INVALID } else { 0 };
+            let code = if e.use_stderr() {
+                Failure::Invalid.exit_code()
+            } else {
+                0
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -28,7 +33,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stagehand: cannot start the async runtime: {e}");
-            std::process::exit(exit::INTERNAL);
+            std::process::exit(Failure::Internal.exit_code());
         }
     };
     let code = rt.block_on(dispatch(cli));
@@ -93,7 +98,7 @@ fn init_logging(cli: &Cli) {
 fn report_problems(p: &Problems) -> i32 {
     eprintln!("{}", redact::redact(&p.to_string()));
     eprintln!("stagehand: {} problem(s); nothing was run", p.0.len());
-    exit::INVALID
+    Failure::Invalid.exit_code()
 }
 
 fn warn_all(warnings: &[stagehand_protocol::Problem]) {
@@ -104,70 +109,18 @@ fn warn_all(warnings: &[stagehand_protocol::Problem]) {
 
 async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Schema { kind } => {
-            let schema = match kind {
-                SchemaKind::Job => stagehand_protocol::job_schema(),
-                SchemaKind::Workspace => stagehand_protocol::workspace_schema(),
-                SchemaKind::Events => stagehand_protocol::event_schema(),
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            );
-            0
-        }
+        Command::Schema { kind } => schema(kind),
         Command::Validate {
             jobs,
             workspace,
             format,
             source_path,
-        } => {
-            let mut bad = 0;
-            let opts = load_options(format, source_path);
-            for j in &jobs {
-                match plan::load_with(j, workspace.as_deref(), &opts) {
-                    Ok(l) => {
-                        warn_all(&l.warnings);
-                        println!("{}: ok", j.display());
-                    }
-                    Err(p) => {
-                        bad += 1;
-                        eprintln!("{}", redact::redact(&p.to_string()));
-                    }
-                }
-            }
-            if bad > 0 {
-                eprintln!("stagehand: {bad} of {} job spec(s) invalid", jobs.len());
-                exit::INVALID
-            } else {
-                0
-            }
-        }
-        Command::Plan { job, format } => {
-            let (format, job_format) = match split_plan_format(&format) {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("stagehand: {e}");
-                    return exit::INVALID;
-                }
-            };
-            let opts = load_options(job_format, job.source_path.clone());
-            let loaded = match plan::load_with(&job.job, job.workspace.as_deref(), &opts) {
-                Ok(l) => l,
-                Err(p) => return report_problems(&p),
-            };
-            warn_all(&loaded.warnings);
-            let plan = match plan::build(&loaded, job.run_id.as_deref(), job.run_dir.as_deref()) {
-                Ok(p) => p,
-                Err(p) => return report_problems(&p),
-            };
-            let text = match format {
-                PlanFormat::Text => plan::render_text(&plan),
-                PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
-            };
-            print!("{}", redact::redact(&text));
-            0
-        }
+        } => validate(
+            &jobs,
+            workspace.as_deref(),
+            load_options(format, source_path),
+        ),
+        Command::Plan { job, format } => show_plan(job, &format),
         Command::Convert {
             job,
             format,
@@ -188,26 +141,99 @@ async fn dispatch(cli: Cli) -> i32 {
                 older_than,
                 runs_dir: runs_dir.unwrap_or_else(plan::default_runs_dir),
             };
-            let report = stagehand::gc::all(&opts).await;
-            for r in &report.removed {
-                println!("removed {r}");
-            }
-            for k in &report.kept {
-                println!("kept {k}");
-            }
-            for f in &report.failed {
-                eprintln!("stagehand: {f}");
-            }
-            if report.removed.is_empty() && report.failed.is_empty() {
-                println!("nothing to remove");
-            }
-            if report.failed.is_empty() {
-                0
-            } else {
-                exit::INTERNAL
-            }
+            gc(&opts).await
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
+    }
+}
+
+/// `stagehand schema`: the JSON Schema of a file format.
+fn schema(kind: SchemaKind) -> i32 {
+    let schema = match kind {
+        SchemaKind::Job => stagehand_protocol::job_schema(),
+        SchemaKind::Workspace => stagehand_protocol::workspace_schema(),
+        SchemaKind::Events => stagehand_protocol::event_schema(),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).unwrap_or_default()
+    );
+    0
+}
+
+/// `stagehand validate`: every job and its workspace, every problem of each.
+fn validate(
+    jobs: &[std::path::PathBuf],
+    workspace: Option<&std::path::Path>,
+    opts: plan::LoadOptions,
+) -> i32 {
+    let mut bad = 0;
+    for j in jobs {
+        match plan::load_with(j, workspace, &opts) {
+            Ok(l) => {
+                warn_all(&l.warnings);
+                println!("{}: ok", j.display());
+            }
+            Err(p) => {
+                bad += 1;
+                eprintln!("{}", redact::redact(&p.to_string()));
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("stagehand: {bad} of {} job spec(s) invalid", jobs.len());
+        Failure::Invalid.exit_code()
+    } else {
+        0
+    }
+}
+
+/// `stagehand plan`: what `run` would do, as text or JSON; touches nothing.
+fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg]) -> i32 {
+    let (format, job_format) = match split_plan_format(format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("stagehand: {e}");
+            return Failure::Invalid.exit_code();
+        }
+    };
+    let opts = load_options(job_format, job.source_path.clone());
+    let loaded = match plan::load_with(&job.job, job.workspace.as_deref(), &opts) {
+        Ok(l) => l,
+        Err(p) => return report_problems(&p),
+    };
+    warn_all(&loaded.warnings);
+    let plan = match plan::build(&loaded, job.run_id.as_deref(), job.run_dir.as_deref()) {
+        Ok(p) => p,
+        Err(p) => return report_problems(&p),
+    };
+    let text = match format {
+        PlanFormat::Text => plan::render_text(&plan),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
+    };
+    print!("{}", redact::redact(&text));
+    0
+}
+
+/// `stagehand gc`: one line per resource removed, kept or failed.
+async fn gc(opts: &stagehand::gc::Options) -> i32 {
+    let report = stagehand::gc::all(opts).await;
+    for r in &report.removed {
+        println!("removed {r}");
+    }
+    for k in &report.kept {
+        println!("kept {k}");
+    }
+    for f in &report.failed {
+        eprintln!("stagehand: {f}");
+    }
+    if report.removed.is_empty() && report.failed.is_empty() {
+        println!("nothing to remove");
+    }
+    if report.failed.is_empty() {
+        0
+    } else {
+        Failure::Internal.exit_code()
     }
 }
 
@@ -264,7 +290,7 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
         Ok(y) => y,
         Err(e) => {
             eprintln!("stagehand: cannot write the job as YAML: {e}");
-            return exit::INTERNAL;
+            return Failure::Internal.exit_code();
         }
     };
     let mut out = String::new();
@@ -289,7 +315,7 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
         Ok(c) => c,
         Err(e) => {
             eprintln!("stagehand: cannot install signal handlers: {e}");
-            return exit::INTERNAL;
+            return Failure::Internal.exit_code();
         }
     };
     let loaded = plan::load_with(
@@ -312,7 +338,7 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
                 "stagehand: cannot open the events file {}: {e}",
                 events_dest.unwrap_or_default()
             );
-            return exit::INVALID;
+            return Failure::Invalid.exit_code();
         }
     };
     let (loaded, plan) = match (loaded, planned) {

@@ -225,6 +225,27 @@ impl Ran {
     }
 }
 
+/// How a command other than `run` and `datastore` failed, once it has said why: the
+/// rows of the README's exit-code table such a command can end in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The command line, a spec or a workspace is invalid; nothing was done.
+    Invalid,
+    /// The agent itself failed (no runtime, no signal handlers), or could not remove
+    /// what it was asked to (`gc`).
+    Internal,
+}
+
+impl Failure {
+    /// Its exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Failure::Invalid => exit::INVALID,
+            Failure::Internal => exit::INTERNAL,
+        }
+    }
+}
+
 /// A `stagehand datastore …` command that failed.
 #[derive(Debug, Error)]
 pub enum DatastoreError {
