@@ -343,12 +343,11 @@ inputs:
   train: {path: data, mode: mount}
 "#,
     );
-    let started = Instant::now();
     let pid_file = s.path().join("escaped.pid");
-    let out = fuse_cmd(&s, &job)
-        .env("ESCAPED_PID", &pid_file)
-        .output()
-        .unwrap();
+    let out = output_within(
+        fuse_cmd(&s, &job).env("ESCAPED_PID", &pid_file),
+        Duration::from_secs(60),
+    );
     let (so, se) = text(&out);
     // The escaped process is not the agent's to kill; the test started it, so it does.
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
@@ -363,7 +362,6 @@ inputs:
         Some(code::TIMED_OUT),
         "stdout: {so}\nstderr: {se}"
     );
-    assert!(started.elapsed() < Duration::from_secs(25), "teardown hung");
     let mp = s.run_dir().join("inputs/train/data");
     assert!(!mounted_at(&mp), "the busy mount was not detached");
     assert!(se.contains("detaching it lazily"), "{se}");

@@ -125,6 +125,28 @@ pub fn wait_until(timeout: Duration, poll: Duration, mut cond: impl FnMut() -> b
 /// Waits at most `limit` for `child` to exit and returns its status; past the limit it
 /// kills the child and fails the test. A piped stderr is copied to the test's, so a
 /// failure shows what the agent said.
+/// Runs `cmd` to its end and returns its output. One still running after `limit` is
+/// killed and fails the test: a guard against a hang, not a timing goal.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start the agent");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("cannot wait for the agent"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("the agent did not exit within {limit:?}: it hung");
+        }
+    }
+}
+
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let mut status = None;
     let exited = wait_until(limit, POLL, || {
