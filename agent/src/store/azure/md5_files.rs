@@ -387,65 +387,70 @@ fn serve(jobs: Receiver<Msg>) {
                 continue;
             }
         }
-        // A piece of each of the first 16 or 8 streams ready (all, if fewer than 8),
-        // hashed together; the unfinished go to the back of the queue.
-        let take = match ready {
-            n if n >= 16 => 16,
-            n if n >= 8 => 8,
-            n => n,
-        };
-        let mut batch = Vec::with_capacity(take);
-        let mut rest = VecDeque::with_capacity(queue.len());
-        for mut l in queue.drain(..) {
-            if batch.len() == take || !l.can_go() {
-                rest.push_back(l);
-                continue;
-            }
-            match l.piece(&mut spare) {
-                Ok(piece) => batch.push((l, piece)),
-                Err(e) => {
-                    let _ = l.job.reply.send(Err(e));
-                }
+        hash_ready(engine, &mut queue, &mut spare, ready);
+    }
+}
+
+/// One pass: a piece of each of the first 16 or 8 streams ready (all, if fewer than 8),
+/// hashed together in SIMD lanes; finished streams get their MD5, the unfinished go to
+/// the back of the queue.
+fn hash_ready(engine: Md5Many, queue: &mut VecDeque<Lane>, spare: &mut Vec<Vec<u8>>, ready: usize) {
+    let take = match ready {
+        n if n >= 16 => 16,
+        n if n >= 8 => 8,
+        n => n,
+    };
+    let mut batch = Vec::with_capacity(take);
+    let mut rest = VecDeque::with_capacity(queue.len());
+    for mut l in queue.drain(..) {
+        if batch.len() == take || !l.can_go() {
+            rest.push_back(l);
+            continue;
+        }
+        match l.piece(spare) {
+            Ok(piece) => batch.push((l, piece)),
+            Err(e) => {
+                let _ = l.job.reply.send(Err(e));
             }
         }
-        queue = rest;
-        // Received pieces cut to one length (a multiple of 64): SIMD lanes in lockstep.
-        if let Some(len) = batch
-            .iter()
-            .filter_map(|(_, p)| match p {
-                Some(Piece::Received(b)) => Some(b.len()),
-                _ => None,
-            })
-            .min()
-        {
-            for (_, p) in &mut batch {
-                if let Some(Piece::Received(b)) = p {
-                    b.truncate(len);
-                }
+    }
+    *queue = rest;
+    // Received pieces cut to one length (a multiple of 64): SIMD lanes in lockstep.
+    if let Some(len) = batch
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Some(Piece::Received(b)) => Some(b.len()),
+            _ => None,
+        })
+        .min()
+    {
+        for (_, p) in &mut batch {
+            if let Some(Piece::Received(b)) = p {
+                b.truncate(len);
             }
         }
-        let hashing: Vec<usize> = (0..batch.len()).filter(|&k| batch[k].1.is_some()).collect();
-        let mut states: Vec<Md5State> = hashing.iter().map(|&k| batch[k].0.state).collect();
-        let pieces: Vec<&[u8]> = hashing
-            .iter()
-            .filter_map(|&k| batch[k].1.as_ref().map(Piece::bytes))
-            .collect();
-        update(engine, &mut states, &pieces);
-        for (&k, state) in hashing.iter().zip(states) {
-            batch[k].0.state = state;
+    }
+    let hashing: Vec<usize> = (0..batch.len()).filter(|&k| batch[k].1.is_some()).collect();
+    let mut states: Vec<Md5State> = hashing.iter().map(|&k| batch[k].0.state).collect();
+    let pieces: Vec<&[u8]> = hashing
+        .iter()
+        .filter_map(|&k| batch[k].1.as_ref().map(Piece::bytes))
+        .collect();
+    update(engine, &mut states, &pieces);
+    for (&k, state) in hashing.iter().zip(states) {
+        batch[k].0.state = state;
+    }
+    for (mut l, piece) in batch {
+        if let Some(piece) = piece {
+            l.hashed(piece.bytes().len());
+            if let Piece::Read(buf) = piece {
+                spare.push(buf);
+            }
         }
-        for (mut l, piece) in batch {
-            if let Some(piece) = piece {
-                l.hashed(piece.bytes().len());
-                if let Piece::Read(buf) = piece {
-                    spare.push(buf);
-                }
-            }
-            if l.done >= l.len() {
-                let _ = l.job.reply.send(Ok(l.state.finalize()));
-            } else {
-                queue.push_back(l);
-            }
+        if l.done >= l.len() {
+            let _ = l.job.reply.send(Ok(l.state.finalize()));
+        } else {
+            queue.push_back(l);
         }
     }
 }
