@@ -299,6 +299,26 @@ pub struct ContainerSpec {
     pub volumes: Vec<Volume>,
 }
 
+impl ContainerSpec {
+    /// `image` with every other field at its default: what an importer starts from.
+    pub fn of_image(image: String) -> ContainerSpec {
+        ContainerSpec {
+            image,
+            pull: Pull::default(),
+            entrypoint: None,
+            user: ContainerUser::default(),
+            workdir: None,
+            gpus: None,
+            shm_size: None,
+            cpus: None,
+            memory: None,
+            network: None,
+            env: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -555,20 +555,6 @@ impl RunMounts {
 mod tests {
     use super::*;
 
-    /// STAGEHAND_CACHE_SIZE reads sizes with the one size parser, as the README writes them.
-    #[test]
-    fn cache_sizes_parse_with_the_one_size_parser() {
-        use stagehand_protocol::size::parse_bytes;
-        assert_eq!(parse_bytes("0"), Ok(0));
-        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_bytes("500M"), Ok(500 << 20));
-        assert_eq!(parse_bytes(" 1g "), Ok(1 << 30));
-        assert_eq!(parse_bytes("12 kb"), Ok(12 << 10));
-        assert!(parse_bytes("x").is_err());
-        assert!(parse_bytes("5 parsecs").is_err());
-        assert!(parse_bytes("99999999999T").is_err());
-    }
-
     #[test]
     fn a_missing_device_is_named_in_the_error() {
         let e = check_fuse(Path::new("/nonexistent/fuse")).unwrap_err();

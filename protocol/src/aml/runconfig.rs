@@ -766,18 +766,8 @@ fn import_container(
         "environment.docker.baseImage".into(),
     ));
     Some(ContainerSpec {
-        image,
-        pull: Default::default(),
-        entrypoint: None,
-        user: Default::default(),
-        workdir: None,
-        gpus: None,
         shm_size,
-        cpus: None,
-        memory: None,
-        network: None,
-        env: Vec::new(),
-        volumes: Vec::new(),
+        ..ContainerSpec::of_image(image)
     })
 }
 

@@ -823,20 +823,7 @@ fn environment_section(
         };
         report.ignore(format!("environment.{k}"), reason);
     }
-    Some(ContainerSpec {
-        image,
-        pull: Default::default(),
-        entrypoint: None,
-        user: Default::default(),
-        workdir: None,
-        gpus: None,
-        shm_size: None,
-        cpus: None,
-        memory: None,
-        network: None,
-        env: Vec::new(),
-        volumes: Vec::new(),
-    })
+    Some(ContainerSpec::of_image(image))
 }
 
 #[cfg(test)]
