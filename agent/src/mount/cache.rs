@@ -276,26 +276,9 @@ impl BlockCache {
         }
         let range = self.block_range(first).start..self.block_range(last).end;
         let (me, fetch) = (self.clone(), fetch.clone());
-        let whole = async move {
-            let permit = me.fetches.clone().acquire_owned().await;
-            let got = fetch(range.clone()).await;
-            drop(permit);
-            match got {
-                Ok(b) if b.len() as u64 == range.end - range.start => Ok(b),
-                Ok(b) => Err(CacheError::Storage(
-                    format!(
-                        "asked for bytes {}..{} and received {} bytes",
-                        range.start,
-                        range.end,
-                        b.len()
-                    )
-                    .into(),
-                )),
-                Err(e) => Err(e),
-            }
-        }
-        .boxed()
-        .shared();
+        let whole = async move { me.fetch_exact(&fetch, range).await }
+            .boxed()
+            .shared();
         let base = self.block_range(first).start;
         for key in run {
             let r = self.block_range(&key);
@@ -401,25 +384,10 @@ impl BlockCache {
         let fetch = fetch.clone();
         let k = key.clone();
         let f: Fetch = async move {
-            let permit = me.fetches.clone().acquire_owned().await;
-            let got = fetch(range.clone()).await;
-            drop(permit);
-            match got {
-                Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
+            match me.fetch_exact(&fetch, range).await {
+                Ok(bytes) => {
                     me.completed(k, bytes.clone());
                     Ok(bytes)
-                }
-                Ok(bytes) => {
-                    me.lock().mem.remove(&k);
-                    Err(CacheError::Storage(
-                        format!(
-                            "asked for bytes {}..{} and received {} bytes",
-                            range.start,
-                            range.end,
-                            bytes.len()
-                        )
-                        .into(),
-                    ))
                 }
                 Err(e) => {
                     // Do not remember failures: the next read tries again.
@@ -432,6 +400,27 @@ impl BlockCache {
         .shared();
         st.mem.insert(key, f.clone());
         f
+    }
+
+    /// Fetches exactly `range` under the cap on GETs in flight; fewer bytes than asked
+    /// for is an error.
+    async fn fetch_exact(&self, fetch: &Fetcher, range: Range<u64>) -> Result<Bytes, CacheError> {
+        let permit = self.fetches.clone().acquire_owned().await;
+        let got = fetch(range.clone()).await;
+        drop(permit);
+        match got {
+            Ok(b) if b.len() as u64 == range.end - range.start => Ok(b),
+            Ok(b) => Err(CacheError::Storage(
+                format!(
+                    "asked for bytes {}..{} and received {} bytes",
+                    range.start,
+                    range.end,
+                    b.len()
+                )
+                .into(),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// The bytes `range` of `object` if they are in memory now, without waiting.
