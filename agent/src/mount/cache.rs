@@ -285,17 +285,8 @@ impl BlockCache {
             let part = (r.start - base) as usize..(r.end - base) as usize;
             let (me, whole, k) = (self.clone(), whole.clone(), key.clone());
             let f: Fetch = async move {
-                match whole.await {
-                    Ok(all) => {
-                        let b = all.slice(part);
-                        me.completed(k, b.clone());
-                        Ok(b)
-                    }
-                    Err(e) => {
-                        me.lock().mem.remove(&k);
-                        Err(e)
-                    }
-                }
+                let got = whole.await.map(|all| all.slice(part));
+                me.settle(k, got)
             }
             .boxed()
             .shared();
@@ -384,22 +375,32 @@ impl BlockCache {
         let fetch = fetch.clone();
         let k = key.clone();
         let f: Fetch = async move {
-            match me.fetch_exact(&fetch, range).await {
-                Ok(bytes) => {
-                    me.completed(k, bytes.clone());
-                    Ok(bytes)
-                }
-                Err(e) => {
-                    // Do not remember failures: the next read tries again.
-                    me.lock().mem.remove(&k);
-                    Err(e)
-                }
-            }
+            let got = me.fetch_exact(&fetch, range).await;
+            me.settle(k, got)
         }
         .boxed()
         .shared();
         st.mem.insert(key, f.clone());
         f
+    }
+
+    /// Keeps a block that arrived, or forgets a failed fetch of it: failures are not
+    /// remembered, so the next read tries again.
+    fn settle(
+        self: &Arc<Self>,
+        k: BlockKey,
+        got: Result<Bytes, CacheError>,
+    ) -> Result<Bytes, CacheError> {
+        match got {
+            Ok(bytes) => {
+                self.completed(k, bytes.clone());
+                Ok(bytes)
+            }
+            Err(e) => {
+                self.lock().mem.remove(&k);
+                Err(e)
+            }
+        }
     }
 
     /// Fetches exactly `range` under the cap on GETs in flight; fewer bytes than asked
