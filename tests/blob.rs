@@ -21,19 +21,6 @@ fn small_tuning(c: &mut Command) -> &mut Command {
         .env("STAGEHAND_AZURE_BLOCK_MIB", "1")
 }
 
-/// Deterministic bytes.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn put(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -42,16 +29,20 @@ fn put(root: &Path, rel: &str, data: &[u8]) {
 
 /// The three data shapes, scaled down: one large file, a few medium, many small.
 fn shapes(root: &Path) {
-    put(root, "big.bin", &bytes(1, 12 * 1024 * 1024 + 123));
+    put(root, "big.bin", &noise_for(1, 12 * 1024 * 1024 + 123));
     for i in 0..6 {
-        put(root, &format!("medium/m{i}.bin"), &bytes(10 + i, 2_600_000));
+        put(
+            root,
+            &format!("medium/m{i}.bin"),
+            &noise_for(10 + i, 2_600_000),
+        );
     }
     for d in 0..5 {
         for f in 0..60 {
             put(
                 root,
                 &format!("small/d{d}/f{f:02}.bin"),
-                &bytes(100 + d * 100 + f, 4096),
+                &noise_for(100 + d * 100 + f, 4096),
             );
         }
     }
@@ -135,7 +126,7 @@ fn sas_token_and_connection_string_reach_the_container() {
     az.mkcontainer(&["box"]);
     let src = tempfile::tempdir().unwrap();
     put(src.path(), "a/one.txt", b"one\n");
-    put(src.path(), "two.bin", &bytes(7, 3 * 1024 * 1024));
+    put(src.path(), "two.bin", &noise_for(7, 3 * 1024 * 1024));
     az.upload_tree(src.path(), "box", "in");
     let sas = az.sas("box");
     let conn = format!(
@@ -329,10 +320,10 @@ fn a_download_killed_half_way_never_shows_a_partial_file_and_a_rerun_completes()
     let mut sizes = BTreeMap::new();
     for i in 0..200u64 {
         let len = 250_000 + i as usize * 100;
-        put(src.path(), &format!("f{i:02}.bin"), &bytes(i, len));
+        put(src.path(), &format!("f{i:02}.bin"), &noise_for(i, len));
         sizes.insert(format!("f{i:02}.bin"), len as u64);
     }
-    put(src.path(), "large.bin", &bytes(99, 6 * 1024 * 1024));
+    put(src.path(), "large.bin", &noise_for(99, 6 * 1024 * 1024));
     sizes.insert("large.bin".into(), 6 * 1024 * 1024);
     az.mkcontainer(&["box"]);
     az.upload_tree(src.path(), "box", "set");
@@ -454,7 +445,7 @@ fn datastore_upload_then_download_round_trips_a_tree() {
     let s = Scratch::new();
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let src = s.path().join("tree");
-    put(&src, "large.bin", &bytes(5, 5 * 1024 * 1024 + 7));
+    put(&src, "large.bin", &noise_for(5, 5 * 1024 * 1024 + 7));
     put(&src, "deep/er/still/x.json", b"{}");
     put(&src, "name with spaces & ü.txt", b"unicode");
     for i in 0..50 {
@@ -587,7 +578,7 @@ fn the_store_itself_never_replaces_a_blob_without_overwrite_and_sets_md5_on_bloc
     az.py(&["put", "box", "large.bin", "original"]);
     let dir = tempfile::tempdir().unwrap();
     put(dir.path(), "small.txt", b"new");
-    let large = bytes(3, 3 * 1024 * 1024 + 5);
+    let large = noise_for(3, 3 * 1024 * 1024 + 5);
     put(dir.path(), "large.bin", &large);
     // Small tuning: 3 MiB goes up as 1 MiB blocks, each with its Content-MD5 (which
     // Azurite checks: a wrong one fails the upload); the whole file's MD5 only when
@@ -667,8 +658,8 @@ fn a_blob_whose_bytes_do_not_match_its_content_md5_is_refused_on_every_path() {
     // Hashed inline (small), by the hashing thread as it lands (one GET), from the file
     // (ranges: only when asked for with STAGEHAND_AZURE_VERIFY_MD5=all, see Md5Check).
     put(src.path(), "small.txt", b"small");
-    put(src.path(), "mid.bin", &bytes(8, 2 * 1024 * 1024));
-    put(src.path(), "big.bin", &bytes(9, 5 * 1024 * 1024));
+    put(src.path(), "mid.bin", &noise_for(8, 2 * 1024 * 1024));
+    put(src.path(), "big.bin", &noise_for(9, 5 * 1024 * 1024));
     az.py(&[
         "upload",
         src.path().to_str().unwrap(),
@@ -713,7 +704,7 @@ fn a_mount_input_reads_a_container_prefix_byte_for_byte() {
         return;
     }
     let src = tempfile::tempdir().unwrap();
-    put(src.path(), "large.bin", &bytes(21, 5 * 1024 * 1024 + 3));
+    put(src.path(), "large.bin", &noise_for(21, 5 * 1024 * 1024 + 3));
     put(src.path(), "d/e/small.txt", b"through the mount\n");
     az.mkcontainer(&["box"]);
     az.upload_tree(src.path(), "box", "in");
@@ -748,7 +739,7 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
     let s = Scratch::new();
     workspace(&s, &az, "box", KEY_FROM_ENV);
     let src = s.path().join("src");
-    put(&src, "big.bin", &bytes(11, 6 * 1024 * 1024));
+    put(&src, "big.bin", &noise_for(11, 6 * 1024 * 1024));
     put(&src, "small.txt", b"fits");
     let o = ds_upload(&s, &src, "d");
     expect_code(&o, 0);
@@ -805,4 +796,9 @@ fn a_full_disk_fails_the_download_at_once_naming_the_file_and_leaves_nothing() {
         partials.is_empty(),
         "temporary files left behind: {partials:?}"
     );
+}
+
+/// Deterministic bytes for `seed` (the suite's own generator, in `tests/common`).
+fn noise_for(seed: u64, len: usize) -> Vec<u8> {
+    crate::common::fuse::noise(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
