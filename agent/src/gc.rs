@@ -189,34 +189,60 @@ pub fn run_folders(opts: &Options, report: &mut Report) {
     }
 }
 
+/// Why a folder tree could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// `read`, `list` or `remove`.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another filesystem is mounted inside the tree.
+    #[error("{} is a mount point; unmount it first", path.display())]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+    },
+}
+
 /// Deletes a folder tree, refusing to descend into another filesystem: a mount left
 /// under a run folder (a FUSE view of a datastore) must be unmounted, not emptied.
-pub fn remove_tree(dir: &Path) -> Result<(), String> {
+pub fn remove_tree(dir: &Path) -> Result<(), RemoveError> {
     let dev = std::fs::symlink_metadata(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .map_err(io("read", dir))?
         .dev();
-    fn walk(p: &Path, dev: u64) -> Result<(), String> {
-        let meta = std::fs::symlink_metadata(p)
-            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    fn walk(p: &Path, dev: u64) -> Result<(), RemoveError> {
+        let meta = std::fs::symlink_metadata(p).map_err(io("read", p))?;
         if meta.dev() != dev {
-            return Err(format!(
-                "{} is a mount point; unmount it first",
-                p.display()
-            ));
+            return Err(RemoveError::MountPoint {
+                path: p.to_path_buf(),
+            });
         }
         if meta.is_dir() {
-            let entries =
-                std::fs::read_dir(p).map_err(|e| format!("cannot list {}: {e}", p.display()))?;
-            for e in entries {
-                let e = e.map_err(|e| format!("cannot list {}: {e}", p.display()))?;
-                walk(&e.path(), dev)?;
+            for e in std::fs::read_dir(p).map_err(io("list", p))? {
+                walk(&e.map_err(io("list", p))?.path(), dev)?;
             }
-            std::fs::remove_dir(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+            std::fs::remove_dir(p).map_err(io("remove", p))
         } else {
-            std::fs::remove_file(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+            std::fs::remove_file(p).map_err(io("remove", p))
         }
     }
     walk(dir, dev)
+}
+
+/// The error of `action` on `path`, for `map_err`.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RemoveError {
+    let path = path.to_path_buf();
+    move |source| RemoveError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 #[cfg(test)]

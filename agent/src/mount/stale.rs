@@ -66,9 +66,11 @@ pub fn is_stale(m: &OurMount) -> bool {
 }
 
 /// Our mounts whose agent is gone (only those under `under`, when given).
-pub fn find_stale(under: Option<&Path>) -> Result<Vec<OurMount>, String> {
-    let table =
-        crate::linux::mounts().map_err(|e| format!("cannot read /proc/self/mounts: {e}"))?;
+/// A mount table that cannot be read is an error naming it.
+pub fn find_stale(under: Option<&Path>) -> std::io::Result<Vec<OurMount>> {
+    let table = crate::linux::mounts().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot read /proc/self/mounts: {e}"))
+    })?;
     Ok(ours(table)
         .into_iter()
         .filter(|m| under.is_none_or(|u| m.mountpoint.starts_with(u)) && is_stale(m))
@@ -85,7 +87,7 @@ pub fn detach(m: &OurMount) -> bool {
 pub fn cleanup(under: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
     let found = match find_stale(under) {
         Ok(f) => f,
-        Err(e) => return (vec![], vec![e]),
+        Err(e) => return (vec![], vec![e.to_string()]),
     };
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     for m in found {
