@@ -373,6 +373,13 @@ fn show(ws: &Workspace, name: &str) -> i32 {
             lines.push(format!("location:    {}", location(ds)));
             let url = if credentials.connection_string.is_some() {
                 "from the connection string".to_string()
+            } else if matches!(ds, Datastore::AzureFile { .. }) {
+                store::azure_file::config::service_url(
+                    account_name,
+                    endpoint.as_deref(),
+                    protocol.as_deref(),
+                )
+                .unwrap_or_else(|e| format!("invalid: {e}"))
             } else {
                 azure::config::service_url(account_name, endpoint.as_deref(), protocol.as_deref())
                     .unwrap_or_else(|e| format!("invalid: {e}"))
@@ -502,9 +509,58 @@ async fn check(ws: &Workspace, ws_dir: &Path, name: &str, create: bool) -> i32 {
                 }
             }
         }
-        other => {
-            eprintln!("stagehand: datastore {name:?}: datastores of type {} are not supported by this build", other.type_name());
-            exit::INVALID
+        Datastore::AzureFile { .. } => check_share(ds, ws_dir, name, create).await,
+    }
+}
+
+/// `datastore check` of an Azure file share: lists its root, creating the share first
+/// when asked and it is missing.
+async fn check_share(ds: &Datastore, ws_dir: &Path, name: &str, create: bool) -> i32 {
+    use store::azure_file::{config, FileShareStore};
+    let store = match config::resolve(name, ds, ws_dir).map(FileShareStore::open) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            return exit::INTERNAL;
+        }
+        Err(e) => {
+            eprintln!("stagehand: {}", redact(&e.to_string()));
+            return exit::INVALID;
+        }
+    };
+    let t = store.target().clone();
+    let creds = ds
+        .credentials()
+        .map(azure::config::describe_credentials)
+        .unwrap_or_default();
+    let mut r = store.share().list_page("", None, 1).await;
+    if create && matches!(&r, Err(e) if e.code() == Some("ShareNotFound")) {
+        match store.share().create_share().await {
+            Ok(_) => {
+                println!("datastore {name:?}: created share {:?}", t.container);
+                r = store.share().list_page("", None, 1).await;
+            }
+            Err(e) => r = Err(e),
+        }
+    }
+    match r {
+        Ok(_) => {
+            println!(
+                "datastore {name:?}: ok: share {:?} of account {} at {} can be listed ({creds})",
+                t.container, t.account, t.service_url
+            );
+            0
+        }
+        Err(e) => {
+            let msg = match &e {
+                azure::client::HttpError::Transport(why) => format!(
+                    "datastore {name:?}: cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
+                    t.service_url
+                ),
+                _ => store.error("", e).to_string(),
+            };
+            eprintln!("stagehand: {}", redact(&msg));
+            exit::STAGING_FAILED
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The `Store` seam: one trait every datastore type implements (local folder, Azure
-//! Blob, ADLS Gen2), and on which both the transfer engine and the FUSE mount are
+//! Blob, ADLS Gen2, Azure Files), and on which both the transfer engine and the FUSE mount are
 //! built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 
 pub mod azure;
+pub mod azure_file;
 pub mod local;
 
 use async_trait::async_trait;
@@ -160,13 +161,19 @@ pub fn open(
             })?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
-        Some(other) => Err(StoreError::Remote {
-            datastore: name.to_string(),
-            detail: format!(
-                "datastores of type {} are not supported by this build",
-                other.type_name()
-            ),
-        }),
+        Some(ds @ Datastore::AzureFile { .. }) => {
+            let target =
+                azure_file::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
+                    azure::config::ConfigError::Invalid { datastore, detail } => {
+                        StoreError::Remote { datastore, detail }
+                    }
+                    azure::config::ConfigError::Credential(c) => StoreError::Auth {
+                        datastore: name.to_string(),
+                        detail: c.to_string(),
+                    },
+                })?;
+            Ok(Arc::new(azure_file::FileShareStore::open(target)?))
+        }
         None => Err(StoreError::Remote {
             datastore: name.to_string(),
             detail: "no such datastore in the workspace".into(),

@@ -505,7 +505,7 @@ pub struct ListPage {
     pub next_marker: Option<String>,
 }
 
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     let base = 100u64 << attempt.min(7); // 200 ms … 12.8 s
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -519,7 +519,7 @@ fn quoted(etag: &str) -> String {
     format!("\"{}\"", unquote(etag))
 }
 
-fn unquote(etag: &str) -> String {
+pub(crate) fn unquote(etag: &str) -> String {
     etag.trim().trim_matches('"').to_string()
 }
 
@@ -704,7 +704,7 @@ struct XmlPrefix {
 }
 
 #[derive(serde::Deserialize)]
-struct XmlName {
+pub(crate) struct XmlName {
     #[serde(rename = "@Encoded", default)]
     encoded: Option<String>,
     #[serde(rename = "$text", default)]
@@ -713,7 +713,7 @@ struct XmlName {
 
 impl XmlName {
     /// Azure percent-encodes names that XML cannot carry, and says so.
-    fn value(self) -> String {
+    pub(crate) fn value(self) -> String {
         if self.encoded.as_deref() == Some("true") {
             percent_encoding::percent_decode_str(&self.text)
                 .decode_utf8_lossy()
