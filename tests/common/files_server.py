@@ -20,7 +20,8 @@ Test hooks, files under ROOT that a test writes (never reachable over HTTP):
 - .hostile/SHARE.json: [[kind, name, size], ...] entries added to the listing of the
   share's root, as a hostile or broken service could send them;
 - .faults.json: {"cut_gets": N} cuts the next N file GETs of more than 1 MiB half-way
-  (the connection closes), {"busy": N} answers the next N requests 503 ServerBusy.
+  (the connection closes), {"busy": N} answers the next N requests 503 ServerBusy,
+  {"page": N} makes every listing page at most N entries long.
 
 Microsoft's own Python SDK (azure-storage-file-share) runs against this server in the
 tests (tests/common/files_sdk.py), so a drift from the real protocol fails there first.
@@ -96,6 +97,14 @@ def take_fault(kind):
         with open(path, "w") as f:
             json.dump(faults, f)
         return True
+
+
+def fault_value(kind):
+    try:
+        with open(os.path.join(ROOT, ".faults.json")) as f:
+            return json.load(f).get(kind)
+    except (OSError, ValueError):
+        return None
 
 
 def parse_range(value):
@@ -372,7 +381,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Fail(400, "InvalidQueryParameterValue", "maxresults")
         if maxresults <= 0:
             raise Fail(400, "OutOfRangeQueryParameterValue", "maxresults")
-        maxresults = min(maxresults, 5000)
+        maxresults = min(maxresults, 5000, fault_value("page") or 5000)
         prefix, marker = self.q.get("prefix") or "", self.q.get("marker") or ""
         include = [i.strip().lower() for i in (self.q.get("include") or "").split(",") if i.strip()]
         entries = []

@@ -1,6 +1,7 @@
 //! Azure ML v2 datastore YAML (`az ml datastore create --file …`) → a native datastore.
 //!
-//! `type: azure_blob | azure_data_lake_gen2 | azure_file` with `account_name`,
+//! `type: azure_blob | azure_data_lake_gen2 | azure_file` (or the v1 SDK's `AzureBlob`,
+//! `AzureDataLakeGen2`, `AzureFile`) with `account_name`,
 //! `container_name` / `filesystem` / `file_share_name`, `endpoint`, `protocol` and
 //! `credentials: {account_key | sas_token | tenant_id + client_id + client_secret}`.
 //! A workspace lists such files under `datastore_files`. Secrets written in the file
@@ -33,7 +34,13 @@ pub fn import(file: &Path, text: &str) -> Result<ImportedDatastore, Problems> {
     if name.is_none() {
         src.push("name", "missing; a datastore file names its datastore");
     }
-    let ty = text_of("type");
+    // The v1 SDK's datastore types (`Datastore.datastore_type`) name the same kinds.
+    let ty = text_of("type").map(|t| match t.as_str() {
+        "AzureBlob" => "azure_blob".to_string(),
+        "AzureDataLakeGen2" => "azure_data_lake_gen2".to_string(),
+        "AzureFile" => "azure_file".to_string(),
+        _ => t,
+    });
     let (place_key, kind) = match ty.as_deref() {
         Some("azure_blob") => ("container_name", 0),
         Some("azure_data_lake_gen2") => ("filesystem", 1),
@@ -287,5 +294,30 @@ mod workspace_tests {
             err.0[0].file.ends_with("adls-gen1.yml") && err.0[0].field == "type",
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_file_share_imports_by_its_v2_and_its_v1_type_name() {
+        for ty in ["azure_file", "AzureFile"] {
+            let text = format!("name: workspacefilestore\ntype: {ty}\naccount_name: acct\nfile_share_name: azureml-filestore-1234\nendpoint: core.windows.net\nprotocol: https\ncredentials:\n  sas_token: {{env: SAS}}\n");
+            let d = super::import(Path::new("fs.yml"), &text).unwrap();
+            assert_eq!(d.name, "workspacefilestore");
+            match d.datastore {
+                Datastore::AzureFile {
+                    account_name,
+                    file_share_name,
+                    endpoint,
+                    protocol,
+                    credentials,
+                } => {
+                    assert_eq!(account_name, "acct");
+                    assert_eq!(file_share_name, "azureml-filestore-1234");
+                    assert_eq!(endpoint.as_deref(), Some("core.windows.net"));
+                    assert_eq!(protocol.as_deref(), Some("https"));
+                    assert!(credentials.sas_token.is_some());
+                }
+                other => panic!("{ty}: {other:?}"),
+            }
+        }
     }
 }
