@@ -78,7 +78,10 @@ outputs:
         // An input lands in a folder named after it, under its own last name.
         let input = rel.split_once('/').map_or("big", |(top, _)| top);
         let local = inputs.join(input).join(rel);
-        assert!(same_bytes(&src.join(rel), &local), "downloaded {rel} differs");
+        assert!(
+            same_bytes(&src.join(rel), &local),
+            "downloaded {rel} differs"
+        );
         assert!(
             same_bytes(&src.join(rel), &uploaded.join(rel)),
             "uploaded {rel} differs"
@@ -186,7 +189,10 @@ fn hostile_names_are_refused_and_nothing_lands_outside_the_target() {
         "name: loop\ncommand: [\"true\"]\ninputs:\n  data: {datastore: loop, path: /, mode: download}\n",
     );
     let (_, se) = expect_code(&run(&s, &job, ""), code::STAGING_FAILED);
-    assert!(se.contains("\"..\"") && se.contains("directory name"), "{se}");
+    assert!(
+        se.contains("\"..\"") && se.contains("directory name"),
+        "{se}"
+    );
     for p in walk(s.path().parent().unwrap()) {
         assert_ne!(p.file_name().unwrap(), "x.txt", "landed at {}", p.display());
     }
@@ -288,7 +294,10 @@ fn workspacefilestore_in_an_sdk_written_runconfig_plans_and_runs() {
         "script: score.py\narguments:\n- --names\n- $AZUREML_DATAREFERENCE_names\n- --out\n- $AZUREML_DATAREFERENCE_result\ntarget: local\nframework: Python\ncommunicator: None\nmaxRunDurationSeconds: 120\nnodeCount: 1\nenvironment:\n  python:\n    userManagedDependencies: true\n    interpreterPath: python3\n  docker:\n    enabled: false\ndataReferences:\n  names:\n    dataStoreName: workspacefilestore\n    pathOnDataStore: data/names.txt\n    mode: download\n    overwrite: false\n    pathOnCompute:\n  result:\n    dataStoreName: workspacefilestore\n    pathOnDataStore: results/r1\n    mode: upload\n    overwrite: true\n    pathOnCompute:\ndata: {}\noutputData: {}\nsourceDirectoryDataStore: workspacefilestore\ncredentialPassthrough: false\n",
     );
     let ws_arg = ws.to_str().unwrap();
-    let plan = plan_json(&job, &["--workspace", ws_arg, "--source-path", "snapshots/r1"]);
+    let plan = plan_json(
+        &job,
+        &["--workspace", ws_arg, "--source-path", "snapshots/r1"],
+    );
     let plan_text = plan.to_string();
     assert!(plan_text.contains("workspacefilestore"), "{plan_text}");
     let o = s
@@ -326,7 +335,10 @@ fn datastore_commands_check_create_upload_list_and_download_a_share() {
     let (so, _) = expect_code(&ds(&s, &["check", "share", "--create-if-not-exists"]), 0);
     assert!(so.contains("created share \"fresh\""), "{so}");
     let (so, _) = expect_code(&ds(&s, &["show", "share"]), 0);
-    assert!(so.contains("share fresh") && so.contains(&fs.endpoint()), "{so}");
+    assert!(
+        so.contains("share fresh") && so.contains(&fs.endpoint()),
+        "{so}"
+    );
     let src = s.path().join("tree");
     write_data(&src.join("large.bin"), 5, 9 * MIB + 7);
     s.write("tree/deep/er/x.json", "{}");
@@ -347,7 +359,10 @@ fn datastore_commands_check_create_upload_list_and_download_a_share() {
     let (_, se) = expect_code(&up(&[]), code::UPLOAD_FAILED);
     assert!(se.contains("t1/large.bin"), "{se}");
     let (so, _) = expect_code(&ds(&s, &["ls", "share", "t1"]), 0);
-    assert!(so.contains("t1/deep/") && so.contains("t1/large.bin"), "{so}");
+    assert!(
+        so.contains("t1/deep/") && so.contains("t1/large.bin"),
+        "{so}"
+    );
     let dl = s.path().join("dl");
     let dl_arg = dl.to_str().unwrap();
     expect_code(
@@ -462,7 +477,10 @@ async fn store_contract(store: &DynStore, share_dir: &Path) {
         .read_range("a/b/c.bin", 4 * MIB - 10..4 * MIB + 10)
         .await
         .unwrap();
-    assert_eq!(&got[..], &want[(4 * MIB - 10) as usize..(4 * MIB + 10) as usize]);
+    assert_eq!(
+        &got[..],
+        &want[(4 * MIB - 10) as usize..(4 * MIB + 10) as usize]
+    );
     // download.
     let dest = tmp.path().join("down.bin");
     assert_eq!(store.download(&meta, &dest).await.unwrap(), meta.size);

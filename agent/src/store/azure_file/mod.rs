@@ -167,10 +167,7 @@ impl FileShareStore {
     /// sub-directory name that could lead anywhere but one level down (`..`, `.`, a
     /// separator) is refused: the walk never follows it. File names are passed on as
     /// they are, and refused by the transfer engine, naming each one.
-    async fn list_level(
-        &self,
-        dir: &str,
-    ) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
+    async fn list_level(&self, dir: &str) -> Result<(Vec<ObjectMeta>, Vec<String>), StoreError> {
         let (mut files, mut dirs) = (Vec::new(), Vec::new());
         for entry in self.list_one(dir).await? {
             match entry {
@@ -334,7 +331,9 @@ mod tests {
         ));
         let e = s.error("a", status(404, "ShareNotFound")).to_string();
         assert!(e.contains("--create-if-not-exists"), "{e}");
-        let e = s.error("a", status(403, "AuthenticationFailed")).to_string();
+        let e = s
+            .error("a", status(403, "AuthenticationFailed"))
+            .to_string();
         assert!(e.contains("account key"), "{e}");
     }
 

@@ -92,9 +92,7 @@ impl Share<'_> {
         body: Body,
     ) -> Result<reqwest::Response, HttpError> {
         let headers = self.headers(extra);
-        self.client
-            .send(method, path, query, &headers, body)
-            .await
+        self.client.send(method, path, query, &headers, body).await
     }
 
     /// Get File Properties.
@@ -174,7 +172,13 @@ impl Share<'_> {
     /// Create Share. `Ok(false)` when it was there already.
     pub async fn create_share(&self) -> Result<bool, HttpError> {
         match self
-            .send(Method::PUT, None, &[("restype", "share")], vec![], Body::Empty)
+            .send(
+                Method::PUT,
+                None,
+                &[("restype", "share")],
+                vec![],
+                Body::Empty,
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -236,7 +240,8 @@ impl Share<'_> {
         end: u64,
     ) -> Result<reqwest::Response, HttpError> {
         let h = vec![("x-ms-range", format!("bytes={start}-{}", end - 1))];
-        self.send(Method::GET, Some(path), &[], h, Body::Empty).await
+        self.send(Method::GET, Some(path), &[], h, Body::Empty)
+            .await
     }
 
     /// Rename File `from` → `to` (same share). With `replace == false` the service

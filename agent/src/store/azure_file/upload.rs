@@ -127,9 +127,12 @@ async fn write_file(
             .await
             .map_err(|e| store.error(path, e))?;
     }
-    let file = Arc::new(std::fs::File::open(src).map_err(|e| StoreError::io("cannot read", src, e))?);
+    let file =
+        Arc::new(std::fs::File::open(src).map_err(|e| StoreError::io("cannot read", src, e))?);
     let md5 = store.tuning.md5 != Md5Check::Never;
-    let offsets: Vec<u64> = (0..size.div_ceil(MAX_RANGE)).map(|i| i * MAX_RANGE).collect();
+    let offsets: Vec<u64> = (0..size.div_ceil(MAX_RANGE))
+        .map(|i| i * MAX_RANGE)
+        .collect();
     stream::iter(offsets.into_iter().map(Ok))
         .try_for_each_concurrent(store.tuning.blocks_per_file, |offset| {
             let file = file.clone();
