@@ -11,7 +11,7 @@ mod files;
 use common::fuse::fuse_ready;
 use common::*;
 use files::{same_bytes, write_data, FilesServer, ACCOUNT, KEY, KEY_FROM_ENV, SAS_FROM_ENV};
-use stagehand::store::{DynStore, Entry, Store, StoreError};
+use stagehand::store::{DynStore, Entry, StoreError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
