@@ -311,6 +311,35 @@ fn workspacefilestore_in_an_sdk_written_runconfig_plans_and_runs() {
     assert_eq!(fs.py(&["get", share, "results/r1/n.txt"]), "3");
 }
 
+#[test]
+fn a_managed_identity_reaches_the_share_with_the_backup_intent() {
+    let Some(fs) = FilesServer::start() else {
+        return;
+    };
+    fs.mkshare("data");
+    fs.py(&["put", "data", "in/x.txt", "by token"]);
+    let msi = common::token::TokenServer::start(fs.python(), None, common::token::Tokens::Valid);
+    let s = Scratch::new();
+    fs.workspace(&s, "job/workspace.yaml", "share", "data", "{}");
+    let job = s.write(
+        "job/job.yaml",
+        "name: msi\ncommand: [\"sh\", \"-c\", \"cp $AZUREML_DATAREFERENCE_x $AZUREML_DATAREFERENCE_out/y.txt\"]\ninputs:\n  x: {path: in/x.txt, mode: download}\noutputs:\n  out: {path: out, mode: upload}\n",
+    );
+    let o = s
+        .run_cmd(&job)
+        .env("IDENTITY_ENDPOINT", msi.identity_endpoint())
+        .env("IDENTITY_HEADER", "files-test-identity-header")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .env_remove("AZURE_CLIENT_ID")
+        .env_remove("AZURE_AUTHORITY_HOST")
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&o, 0);
+    assert!(!format!("{so}{se}").contains("files-test-identity-header"));
+    assert_eq!(fs.py(&["get", "data", "out/y.txt"]), "by token");
+    assert!(!msi.requests().is_empty(), "no token was asked for");
+}
+
 /// `stagehand datastore …` with the scratch workspace and the key.
 fn ds(s: &Scratch, args: &[&str]) -> std::process::Output {
     Command::new(bin())

@@ -81,6 +81,11 @@ impl FilesServer {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
+    /// The Python with the Azure SDK.
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
     /// The folder holding the share `share`'s files.
     pub fn share_dir(&self, share: &str) -> PathBuf {
         self.root.path().join(share)

@@ -9,7 +9,9 @@ and read in pieces (a 1 GiB file never sits in memory).
 
 What it checks, as the service does: the Shared Key signature of every request (the
 Blob/Queue/File string-to-sign, canonicalized resource /ACCOUNT/URL-PATH plus the query),
-or a service SAS (sr=s or sr=f, its signature, expiry and permissions); x-ms-version;
+or a service SAS (sr=s or sr=f, its signature, expiry and permissions), or a bearer
+token (only with x-ms-file-request-intent: backup; audience and lifetime checked, not
+its signature); x-ms-version;
 name rules (no `\\ / : | < > * ? "`, no `.`/`..`); Put Range at most 4 MiB, inside the
 file, its Content-MD5; listing pages with continuation markers; and the error codes of
 the real service (ShareNotFound, ResourceNotFound, ParentNotFound, ResourceAlreadyExists,
@@ -200,6 +202,10 @@ class Handler(BaseHTTPRequestHandler):
         if not self.hdr("x-ms-version"):
             raise Fail(400, "MissingRequiredHeader", "x-ms-version")
         auth = self.hdr("Authorization")
+        if auth and auth.startswith("Bearer "):
+            self.check_bearer(auth[len("Bearer "):])
+            self.sas = None
+            return
         if auth:
             if not auth.startswith("SharedKey "):
                 raise Fail(403, "AuthenticationFailed", "only Shared Key and SAS here")
@@ -213,6 +219,25 @@ class Handler(BaseHTTPRequestHandler):
             self.need_sas("r" if self.command in ("GET", "HEAD") else "")
             return
         raise Fail(401, "NoAuthenticationInformation", "no credentials")
+
+    def check_bearer(self, token):
+        """An Entra ID token, as the Files REST API takes one: only with
+        x-ms-file-request-intent: backup and version 2022-11-02 or later. The token's
+        audience and lifetime are checked (as Azurite's `--oauth basic`), not its
+        signature."""
+        if self.hdr("x-ms-version") < "2022-11-02":
+            raise Fail(400, "InvalidHeaderValue", "OAuth needs x-ms-version 2022-11-02 or later")
+        if (self.hdr("x-ms-file-request-intent") or "").lower() != "backup":
+            raise Fail(400, "MissingRequiredHeader", "x-ms-file-request-intent")
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            raise Fail(401, "InvalidAuthenticationInfo", "not a JWT")
+        if claims.get("aud", "").rstrip("/") != "https://storage.azure.com":
+            raise Fail(401, "InvalidAuthenticationInfo", "audience")
+        if claims.get("exp", 0) < time.time():
+            raise Fail(401, "InvalidAuthenticationInfo", "Lifetime validation failed. The token is expired.")
 
     def shared_key_signature(self):
         h = lambda n: self.headers.get(n, "") or ""
