@@ -11,7 +11,6 @@
 
 use crate::store::azure::client::{self, Body, Client, HttpError, XmlName};
 use crate::store::azure::config::Auth;
-use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
 
@@ -205,15 +204,17 @@ impl Share<'_> {
             .map(|_| ())
     }
 
-    /// Put Range: `data` written at `offset`, checked by the service against `md5`.
+    /// Put Range: `len` bytes of `body` written at `offset`, checked by the service
+    /// against `md5`.
     pub async fn put_range(
         &self,
         path: &str,
         offset: u64,
-        data: Bytes,
+        len: u64,
+        body: Body,
         md5: Option<[u8; 16]>,
     ) -> Result<(), HttpError> {
-        let end = offset + data.len() as u64 - 1;
+        let end = offset + len - 1;
         let mut h = vec![
             ("x-ms-write", "update".to_string()),
             ("x-ms-range", format!("bytes={offset}-{end}")),
@@ -221,15 +222,9 @@ impl Share<'_> {
         if let Some(m) = md5 {
             h.push(("content-md5", client::b64(&m)));
         }
-        self.send(
-            Method::PUT,
-            Some(path),
-            &[("comp", "range")],
-            h,
-            Body::Bytes(data),
-        )
-        .await
-        .map(|_| ())
+        self.send(Method::PUT, Some(path), &[("comp", "range")], h, body)
+            .await
+            .map(|_| ())
     }
 
     /// Get File with a range (`end` exclusive).

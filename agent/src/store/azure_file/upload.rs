@@ -1,5 +1,6 @@
 //! Uploads to a share, streamed from disk in 4 MiB ranges (the most one Put Range
 //! carries), several at a time, each with its Content-MD5, which the service checks.
+//! No range is held in memory: each is hashed from the file, then streamed from it.
 //!
 //! A share has no conditional create: Create File replaces whatever is there. So the
 //! file is written under a temporary name in the target's own directory
@@ -15,6 +16,7 @@
 
 use super::rest::MAX_RANGE;
 use super::FileShareStore;
+use crate::store::azure::client::Body;
 use crate::store::azure::{content_type, Md5Check};
 use crate::store::StoreError;
 use futures::stream::{self, TryStreamExt};
@@ -137,14 +139,27 @@ async fn write_file(
         .try_for_each_concurrent(store.tuning.blocks_per_file, |offset| {
             let file = file.clone();
             async move {
-                let len = MAX_RANGE.min(size - offset) as usize;
-                let (data, sum) = read_range(file, offset, len, md5)
-                    .await
-                    .map_err(|e| StoreError::io("cannot read", src, e))?;
+                let len = MAX_RANGE.min(size - offset);
+                let sum = if md5 {
+                    Some(
+                        md5_of_range(file, offset, len)
+                            .await
+                            .map_err(|e| StoreError::io("cannot read", src, e))?,
+                    )
+                } else {
+                    None
+                };
+                // Streamed from disk as it is sent (the page cache has it, just hashed):
+                // no range is held in memory.
+                let body = Body::File {
+                    path: src.to_path_buf(),
+                    offset,
+                    len,
+                };
                 let _permit = store.permit(path).await?;
                 store
                     .share()
-                    .put_range(tmp, offset, data, sum)
+                    .put_range(tmp, offset, len, body, sum)
                     .await
                     .map_err(|e| store.error(path, e))
             }
@@ -152,21 +167,24 @@ async fn write_file(
         .await
 }
 
-/// `len` bytes of `file` at `offset`, and their MD5 when asked, on a blocking thread.
-async fn read_range(
+/// The MD5 of `len` bytes of `file` at `offset`, read in pieces on a blocking thread.
+async fn md5_of_range(
     file: Arc<std::fs::File>,
     offset: u64,
-    len: usize,
-    md5: bool,
-) -> std::io::Result<(bytes::Bytes, Option<[u8; 16]>)> {
+    len: u64,
+) -> std::io::Result<[u8; 16]> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)?;
-        let sum = md5.then(|| {
-            use md5_many::{Digest, Md5};
-            <[u8; 16]>::from(Md5::digest(&buf))
-        });
-        Ok((bytes::Bytes::from(buf), sum))
+        use md5_many::{Digest, Md5};
+        let mut h = Md5::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut at = 0u64;
+        while at < len {
+            let n = buf.len().min((len - at) as usize);
+            file.read_exact_at(&mut buf[..n], offset + at)?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(<[u8; 16]>::from(h.finalize()))
     })
     .await
     .map_err(std::io::Error::other)?
