@@ -1,6 +1,6 @@
 //! The `Store` seam: one trait every datastore type implements (local folder, Azure
-//! Blob, ADLS Gen2, Azure Files), and on which both the transfer engine and the FUSE mount are
-//! built. A store speaks in datastore paths (`/`-separated, relative to its root,
+//! Blob, ADLS Gen2, Azure Files), and on which both the transfer engine and the FUSE
+//! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 
 pub mod azure;
