@@ -147,11 +147,51 @@ fn overwrite_false_fails_naming_the_file_and_leaves_it_unchanged() {
         "the existing file is not named: {se}"
     );
     assert_eq!(fs.py(&["get", "box", "results/model.txt"]), "original");
+    // The file appears after the check before the upload: the rename still refuses.
+    fs.faults(r#"{"hide_head": "box/results/model.txt"}"#);
+    let (_, se) = expect_code(&run(&s, &job, ""), code::UPLOAD_FAILED);
+    assert!(
+        fs.faults_left()["hide_head"].is_null(),
+        "the check was not fooled"
+    );
+    assert!(se.contains("results/model.txt"), "{se}");
+    assert_eq!(fs.py(&["get", "box", "results/model.txt"]), "original");
     let left: Vec<_> = walk(&fs.share_dir("box"))
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".stagehand-"))
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn a_rename_whose_answer_was_lost_is_known_for_done_by_its_tag() {
+    let Some(fs) = FilesServer::start() else {
+        return;
+    };
+    fs.mkshare("box");
+    fs.py(&["put", "box", "results/theirs.txt", "someone else's"]);
+    fs.faults(r#"{"lose_renames": 2}"#);
+    let s = Scratch::new();
+    fs.workspace(&s, "job/workspace.yaml", "share", "box", KEY_FROM_ENV);
+    let job = s.write(
+        "job/job.yaml",
+        "name: lost\ncommand: [\"sh\", \"-c\", \"echo one > $AZUREML_DATAREFERENCE_a/one.txt; echo two > $AZUREML_DATAREFERENCE_b/two.txt\"]\noutputs:\n  a: {path: results, mode: upload, overwrite: false}\n  b: {path: more, mode: upload, overwrite: true}\n",
+    );
+    expect_code(&run(&s, &job, ""), 0);
+    assert_eq!(fs.faults_left()["lose_renames"], 0);
+    assert_eq!(fs.py(&["get", "box", "results/one.txt"]), "one\n");
+    assert_eq!(fs.py(&["get", "box", "more/two.txt"]), "two\n");
+    // Someone else's file is still refused, tag or not.
+    let job = s.write(
+        "job/job.yaml",
+        "name: theirs\ncommand: [\"sh\", \"-c\", \"echo mine > $AZUREML_DATAREFERENCE_a/theirs.txt\"]\noutputs:\n  a: {path: results, mode: upload, overwrite: false}\n",
+    );
+    let (_, se) = expect_code(&run(&s, &job, ""), code::UPLOAD_FAILED);
+    assert!(se.contains("results/theirs.txt"), "{se}");
+    assert_eq!(
+        fs.py(&["get", "box", "results/theirs.txt"]),
+        "someone else's"
+    );
 }
 
 #[test]

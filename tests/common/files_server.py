@@ -23,7 +23,10 @@ Test hooks, files under ROOT that a test writes (never reachable over HTTP):
   share's root, as a hostile or broken service could send them;
 - .faults.json: {"cut_gets": N} cuts the next N file GETs of more than 1 MiB half-way
   (the connection closes), {"busy": N} answers the next N requests 503 ServerBusy,
-  {"page": N} makes every listing page at most N entries long.
+  {"page": N} makes every listing page at most N entries long, {"lose_renames": N}
+  renames the next N files and then answers 503, as if the answer were lost,
+  {"hide_head": "SHARE/PATH"} answers that file's next HEAD 404, as if it were not
+  there yet (it appears between a check and a write).
 
 Microsoft's own Python SDK (azure-storage-file-share) runs against this server in the
 tests (tests/common/files_sdk.py), so a drift from the real protocol fails there first.
@@ -96,6 +99,23 @@ def take_fault(kind):
         if faults.get(kind, 0) <= 0:
             return False
         faults[kind] -= 1
+        with open(path, "w") as f:
+            json.dump(faults, f)
+        return True
+
+
+def take_hidden(rel):
+    """Whether `rel` is the file whose next HEAD is to miss it (and forget that)."""
+    path = os.path.join(ROOT, ".faults.json")
+    with LOCK:
+        try:
+            with open(path) as f:
+                faults = json.load(f)
+        except (OSError, ValueError):
+            return False
+        if faults.get("hide_head") != rel:
+            return False
+        faults["hide_head"] = None
         with open(path, "w") as f:
             json.dump(faults, f)
         return True
@@ -467,8 +487,9 @@ class Handler(BaseHTTPRequestHandler):
         with open(path, "wb") as f:
             f.truncate(size)
         rel = self.rel()
+        meta = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-ms-meta-")}
         touch(rel, ctype=self.hdr("x-ms-content-type") or "application/octet-stream",
-              md5=self.hdr("x-ms-content-md5"))
+              md5=self.hdr("x-ms-content-md5"), meta=meta)
         st = os.stat(path)
         self.answer(201, {"ETag": etag_of(rel, st), "Last-Modified": http_date(st.st_mtime),
                           "x-ms-request-server-encrypted": "true", "x-ms-file-attributes": "Archive",
@@ -525,6 +546,8 @@ class Handler(BaseHTTPRequestHandler):
                           "x-ms-request-server-encrypted": "true"})
 
     def get_file(self):
+        if self.command == "HEAD" and take_hidden(self.rel()):
+            raise Fail(404, "ResourceNotFound", "The specified resource does not exist.")
         path = self.existing_file()
         rel = self.rel()
         st = os.stat(path)
@@ -536,6 +559,7 @@ class Handler(BaseHTTPRequestHandler):
              "x-ms-file-creation-time": iso(st.st_mtime), "x-ms-file-last-write-time": iso(st.st_mtime),
              "x-ms-file-change-time": iso(st.st_mtime), "x-ms-file-id": str(st.st_ino),
              "x-ms-file-parent-id": "0", "x-ms-lease-state": "available", "x-ms-lease-status": "unlocked"}
+        h.update(props.get("meta") or {})
         r = parse_range(self.hdr("x-ms-range") or self.hdr("Range"))
         if r is None:
             start, end, status = 0, size - 1, 200
@@ -620,6 +644,8 @@ class Handler(BaseHTTPRequestHandler):
             PROPS[self.rel()] = PROPS.pop(src_rel, {"ctype": "application/octet-stream", "md5": None, "gen": 0})
             GEN[0] += 1
             PROPS[self.rel()]["gen"] = GEN[0]
+        if take_fault("lose_renames"):
+            raise Fail(503, "ServerBusy", "done, but the answer is lost")
         st = os.stat(dest)
         self.answer(200, {"ETag": etag_of(self.rel(), st), "Last-Modified": http_date(st.st_mtime),
                           "x-ms-request-server-encrypted": "true", "x-ms-file-attributes": "Archive",

@@ -38,7 +38,13 @@ pub struct FileProps {
     pub etag: Option<String>,
     /// Content-MD5, when one was set.
     pub md5: Option<[u8; 16]>,
+    /// The tag of the stagehand upload that wrote the file ([`UPLOAD_TAG`]), if one did.
+    pub upload_tag: Option<String>,
 }
+
+/// The metadata name under which an upload tags the file it writes, so that it can
+/// recognise its own file after an ambiguous rename.
+pub const UPLOAD_TAG: &str = "stagehand_upload";
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,7 @@ impl Share<'_> {
                 .unwrap_or(0),
             etag: get("etag").map(|e| client::unquote(&e)),
             md5: get("content-md5").and_then(|m| client::decode_md5(&m)),
+            upload_tag: get(&format!("x-ms-meta-{UPLOAD_TAG}")),
         })
     }
 
@@ -187,17 +194,19 @@ impl Share<'_> {
     }
 
     /// Create File: an empty file of `size` bytes (its ranges are then written), which
-    /// replaces any file of that name.
+    /// replaces any file of that name; tagged `tag` ([`UPLOAD_TAG`]).
     pub async fn create_file(
         &self,
         path: &str,
         size: u64,
         content_type: String,
+        tag: &str,
     ) -> Result<(), HttpError> {
         let h = vec![
             ("x-ms-type", "file".to_string()),
             ("x-ms-content-length", size.to_string()),
             ("x-ms-content-type", content_type),
+            ("x-ms-meta-stagehand_upload", tag.to_string()),
         ];
         self.send(Method::PUT, Some(path), &[], h, Body::Empty)
             .await

@@ -10,7 +10,10 @@
 //! window in which another writer's file can be replaced. What remains visible is the
 //! temporary file while it is written (deleted again if the upload fails; left behind
 //! only if the process dies mid-upload). A check before the first byte saves sending a
-//! file that is refused anyway; it is an optimisation, not the guarantee.
+//! file that is refused anyway; it is an optimisation, not the guarantee. The file
+//! carries the upload's tag as metadata, so that a rename whose answer was lost and
+//! which was retried (finding the source gone, or the target present) recognises its
+//! own file instead of failing.
 //!
 //! Reads only `src`; never writes to the local disk.
 
@@ -43,15 +46,21 @@ pub(super) async fn upload(
             path: path.to_string(),
         });
     }
-    let tmp = stagehand_protocol::path::join(parent, &temp_name());
+    let tag = temp_name();
+    let tmp = stagehand_protocol::path::join(parent, &tag);
     let done = async {
-        write_file(store, src, &tmp, size, path).await?;
+        write_file(store, src, &tmp, size, path, &tag).await?;
         let _permit = store.permit(path).await?;
-        store
-            .share()
-            .rename(&tmp, path, overwrite)
-            .await
-            .map_err(|e| store.error(path, e))
+        match store.share().rename(&tmp, path, overwrite).await {
+            Ok(()) => Ok(()),
+            // A rename retried after its answer was lost finds its own work done: the
+            // source gone, or (overwrite: false) the target there. The tag tells ours
+            // from someone else's file.
+            Err(e) if matches!(e.status(), Some(404 | 409)) && is_ours(store, path, &tag).await => {
+                Ok(())
+            }
+            Err(e) => Err(store.error(path, e)),
+        }
     }
     .await;
     if done.is_err() {
@@ -66,7 +75,16 @@ pub(super) async fn upload(
     done.map(|()| size)
 }
 
-/// A temporary file name no other upload uses.
+/// Whether the file at `path` is the one the upload tagged `tag` wrote.
+async fn is_ours(store: &FileShareStore, path: &str, tag: &str) -> bool {
+    store
+        .share()
+        .file_props(path)
+        .await
+        .is_ok_and(|p| p.upload_tag.as_deref() == Some(tag))
+}
+
+/// A temporary file name no other upload uses (also the upload's tag).
 fn temp_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -120,12 +138,13 @@ async fn write_file(
     tmp: &str,
     size: u64,
     path: &str,
+    tag: &str,
 ) -> Result<(), StoreError> {
     {
         let _permit = store.permit(path).await?;
         store
             .share()
-            .create_file(tmp, size, content_type(path))
+            .create_file(tmp, size, content_type(path), tag)
             .await
             .map_err(|e| store.error(path, e))?;
     }
