@@ -139,7 +139,7 @@ fn overwrite_false_fails_naming_the_file_and_leaves_it_unchanged() {
     fs.workspace(&s, "job/workspace.yaml", "share", "box", KEY_FROM_ENV);
     let job = s.write(
         "job/job.yaml",
-        "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt; echo new > $AZUREML_DATAREFERENCE_out/other.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
+        "name: clash\ncommand: [\"sh\", \"-c\", \"echo new > $AZUREML_DATAREFERENCE_out/model.txt\"]\noutputs:\n  out: {path: results, mode: upload, overwrite: false}\n",
     );
     let (_, se) = expect_code(&run(&s, &job, ""), code::UPLOAD_FAILED);
     assert!(

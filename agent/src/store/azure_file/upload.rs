@@ -8,18 +8,18 @@
 //! `x-ms-file-rename-replace-if-exists` set to `overwrite`. With `overwrite: false`
 //! the service itself refuses, atomically, to rename onto an existing file: there is no
 //! window in which another writer's file can be replaced. What remains visible is the
-//! temporary file while it is written (deleted again if the upload fails; left behind
-//! only if the process dies mid-upload). A check before the first byte saves sending a
-//! file that is refused anyway; it is an optimisation, not the guarantee. The file
-//! carries the upload's tag as metadata, so that a rename whose answer was lost and
-//! which was retried (finding the source gone, or the target present) recognises its
-//! own file instead of failing.
+//! temporary file while it is written (deleted again if the upload fails or is
+//! cancelled; left behind only if the process dies mid-upload). A check before the
+//! first byte saves sending a file that is refused anyway; it is an optimisation, not
+//! the guarantee. The file carries the upload's tag as metadata, so that a rename whose
+//! answer was lost and which was retried (finding the source gone, or the target
+//! present) recognises its own file instead of failing.
 //!
 //! Reads only `src`; never writes to the local disk.
 
-use super::rest::MAX_RANGE;
+use super::rest::{Share, MAX_RANGE};
 use super::FileShareStore;
-use crate::store::azure::client::Body;
+use crate::store::azure::client::{Body, Client};
 use crate::store::azure::{content_type, Md5Check};
 use crate::store::StoreError;
 use futures::stream::{self, TryStreamExt};
@@ -48,6 +48,12 @@ pub(super) async fn upload(
     }
     let tag = temp_name();
     let tmp = stagehand_protocol::path::join(parent, &tag);
+    // Should this upload be cancelled (its future dropped) mid-way, the guard still
+    // removes the temporary file, from a task of its own.
+    let mut guard = TempGuard {
+        client: store.client.clone(),
+        tmp: Some(tmp.clone()),
+    };
     let done = async {
         write_file(store, src, &tmp, size, path, &tag).await?;
         let _permit = store.permit(path).await?;
@@ -63,6 +69,7 @@ pub(super) async fn upload(
         }
     }
     .await;
+    guard.tmp = None;
     if done.is_err() {
         // Best effort: the error that matters is the one already in hand.
         if let Err(e) = store.share().delete_file(&tmp).await {
@@ -73,6 +80,26 @@ pub(super) async fn upload(
         }
     }
     done.map(|()| size)
+}
+
+/// Removes an upload's temporary file when dropped still holding its name: the upload
+/// was cancelled before it could clean up itself. Best effort, on a task of its own
+/// (a process that exits at once may not see it finish).
+struct TempGuard {
+    client: Arc<Client>,
+    tmp: Option<String>,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        let (Some(tmp), Ok(rt)) = (self.tmp.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let client = self.client.clone();
+        rt.spawn(async move {
+            let _ = Share { client: &client }.delete_file(&tmp).await;
+        });
+    }
 }
 
 /// Whether the file at `path` is the one the upload tagged `tag` wrote.
