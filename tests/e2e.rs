@@ -11,6 +11,7 @@ mod common;
 
 mod aml;
 mod aml_v1_fixes;
+mod azure_file;
 mod blob;
 mod blob_identity;
 mod cli_text;

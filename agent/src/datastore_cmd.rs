@@ -363,6 +363,13 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
             lines.push(format!("location:    {}", location(ds)));
             let url = if credentials.connection_string.is_some() {
                 "from the connection string".to_string()
+            } else if matches!(ds, Datastore::AzureFile { .. }) {
+                store::azure_file::config::service_url(
+                    account_name,
+                    endpoint.as_deref(),
+                    protocol.as_deref(),
+                )
+                .unwrap_or_else(|e| format!("invalid: {e}"))
             } else {
                 azure::config::service_url(account_name, endpoint.as_deref(), protocol.as_deref())
                     .unwrap_or_else(|e| format!("invalid: {e}"))

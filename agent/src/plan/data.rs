@@ -43,6 +43,7 @@ impl Resolver<'_> {
             Datastore::Local { .. }
                 | Datastore::AzureBlob { .. }
                 | Datastore::AzureDataLakeGen2 { .. }
+                | Datastore::AzureFile { .. }
         ) {
             problems.push(loaded.job.problem(
                 &format!("{field}.datastore"),

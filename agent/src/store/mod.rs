@@ -1,6 +1,6 @@
 //! The `Store` seam: one trait every datastore type implements (local folder, Azure
-//! Blob, ADLS Gen2), and on which both the transfer engine and the FUSE mount are
-//! built. A store speaks in datastore paths (`/`-separated, relative to its root,
+//! Blob, ADLS Gen2, Azure Files), and on which both the transfer engine and the FUSE
+//! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 //!
 //! Every store must pass [`conformance::check`]. A store that retries does so under
@@ -8,6 +8,7 @@
 //! it ([`Store::retrying`]) rather than retrying around the store.
 
 pub mod azure;
+pub mod azure_file;
 pub mod conformance;
 pub mod local;
 
@@ -206,13 +207,19 @@ pub fn open(
             })?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
-        Some(other) => Err(StoreError::Config {
-            datastore: name.to_string(),
-            detail: format!(
-                "datastores of type {} are not supported by this build",
-                other.type_name()
-            ),
-        }),
+        Some(ds @ Datastore::AzureFile { .. }) => {
+            let target =
+                azure_file::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
+                    azure::config::ConfigError::Invalid { datastore, detail } => {
+                        StoreError::Config { datastore, detail }
+                    }
+                    azure::config::ConfigError::Credential(c) => StoreError::Auth {
+                        datastore: name.to_string(),
+                        detail: c.to_string(),
+                    },
+                })?;
+            Ok(Arc::new(azure_file::FileShareStore::open(target)?))
+        }
         None => Err(StoreError::Config {
             datastore: name.to_string(),
             detail: "no such datastore in the workspace".into(),

@@ -1,6 +1,7 @@
 //! Azure ML v2 datastore YAML (`az ml datastore create --file …`) → a native datastore.
 //!
-//! `type: azure_blob | azure_data_lake_gen2 | azure_file` with `account_name`,
+//! `type: azure_blob | azure_data_lake_gen2 | azure_file` (or the v1 SDK's `AzureBlob`,
+//! `AzureDataLakeGen2`, `AzureFile`) with `account_name`,
 //! `container_name` / `filesystem` / `file_share_name`, `endpoint`, `protocol` and
 //! `credentials: {account_key | sas_token | tenant_id + client_id + client_secret}`.
 //! A workspace lists such files under `datastore_files`. Secrets written in the file
@@ -107,9 +108,10 @@ impl Kind {
 /// without it.
 fn kind(src: &mut Source, ty: Option<&str>) -> Result<Kind, Problems> {
     match ty {
-        Some("azure_blob") => return Ok(Kind::Blob),
-        Some("azure_data_lake_gen2") => return Ok(Kind::DataLakeGen2),
-        Some("azure_file") => return Ok(Kind::File),
+        // The v1 SDK's datastore types (`Datastore.datastore_type`) name the same kinds.
+        Some("azure_blob" | "AzureBlob") => return Ok(Kind::Blob),
+        Some("azure_data_lake_gen2" | "AzureDataLakeGen2") => return Ok(Kind::DataLakeGen2),
+        Some("azure_file" | "AzureFile") => return Ok(Kind::File),
         Some(other @ ("azure_data_lake_gen1" | "onelake" | "s3" | "gcs" | "hdfs")) => {
             src.push("type", format!("{other} datastores are not supported; stagehand reaches azure_blob, azure_data_lake_gen2 and azure_file"));
         }
@@ -337,6 +339,31 @@ datastores:
             err.0[0].file.ends_with("adls-gen1.yml") && err.0[0].field == "type",
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_file_share_imports_by_its_v2_and_its_v1_type_name() {
+        for ty in ["azure_file", "AzureFile"] {
+            let text = format!("name: workspacefilestore\ntype: {ty}\naccount_name: acct\nfile_share_name: azureml-filestore-1234\nendpoint: core.windows.net\nprotocol: https\ncredentials:\n  sas_token: {{env: SAS}}\n");
+            let d = super::import(Path::new("fs.yml"), &text).unwrap();
+            assert_eq!(d.name, "workspacefilestore");
+            match d.datastore {
+                Datastore::AzureFile {
+                    account_name,
+                    file_share_name,
+                    endpoint,
+                    protocol,
+                    credentials,
+                } => {
+                    assert_eq!(account_name, "acct");
+                    assert_eq!(file_share_name, "azureml-filestore-1234");
+                    assert_eq!(endpoint.as_deref(), Some("core.windows.net"));
+                    assert_eq!(protocol.as_deref(), Some("https"));
+                    assert!(credentials.sas_token.is_some());
+                }
+                other => panic!("{ty}: {other:?}"),
+            }
+        }
     }
 }
 

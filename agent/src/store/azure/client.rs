@@ -565,7 +565,7 @@ fn quoted(etag: &str) -> String {
     format!("\"{}\"", unquote(etag))
 }
 
-fn unquote(etag: &str) -> String {
+pub(crate) fn unquote(etag: &str) -> String {
     etag.trim().trim_matches('"').to_string()
 }
 
@@ -750,7 +750,7 @@ struct XmlPrefix {
 }
 
 #[derive(serde::Deserialize)]
-struct XmlName {
+pub(crate) struct XmlName {
     #[serde(rename = "@Encoded", default)]
     encoded: Option<String>,
     #[serde(rename = "$text", default)]
@@ -759,7 +759,7 @@ struct XmlName {
 
 impl XmlName {
     /// Azure percent-encodes names that XML cannot carry, and says so.
-    fn value(self) -> String {
+    pub(crate) fn value(self) -> String {
         if self.encoded.as_deref() == Some("true") {
             percent_encoding::percent_decode_str(&self.text)
                 .decode_utf8_lossy()

@@ -705,7 +705,7 @@ impl AzureStore {
 /// at once and naming the file, instead of half-way; and ranges landing at scattered
 /// offsets fill blocks that already exist, where ext4 would otherwise allocate them page
 /// by page as they arrive. Filesystems without `fallocate` get a sparse file.
-fn allocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
+pub(crate) fn allocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let len = i64::try_from(size).map_err(std::io::Error::other)?;
     match nix::fcntl::fallocate(
