@@ -77,6 +77,11 @@ pub(crate) mod scalar {
         }
     }
 
+    /// One scalar as text: a version written `1` or `"1"`.
+    pub fn text_field<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(Value::deserialize(d)?)
+    }
+
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         match Value::deserialize(d)? {
             Value::Sequence(items) => items.into_iter().map(text).collect(),
@@ -158,6 +163,20 @@ pub struct DataRef {
     /// `{run_id}` and `{name}`.
     #[serde(default)]
     pub path: String,
+    /// Inputs: a file or folder on this machine, used where it is instead of a
+    /// datastore path (relative to the job file's folder); nothing is uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// Inputs: a storage URL (`https://<account>.blob.core.windows.net/<container>/<path>`,
+    /// `wasbs://<container>@<account>.blob.core.windows.net/<path>`, `abfss://…dfs…`),
+    /// read through the workspace datastore registered for that account and container,
+    /// else anonymously (a public container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Inputs: a data asset registered in the workspace (`data_assets`), as
+    /// `name:version` or `name@latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
     /// mount, download or upload.
     pub mode: Mode,
     /// Where the data appears on the node; relative paths are under the run folder.

@@ -73,7 +73,7 @@ fn render_data(s: &mut String, plan: &Plan) {
         for d in list {
             let (from, to) = match d.direction {
                 Direction::Input => (
-                    format!("{}:{}", d.datastore, d.path),
+                    data_source(d),
                     d.local_path.display().to_string(),
                 ),
                 Direction::Output => (
@@ -96,9 +96,29 @@ fn render_data(s: &mut String, plan: &Plan) {
     }
 }
 
+/// Where an input comes from: `datastore:path`, or the local file or folder.
+fn data_source(d: &DataPlan) -> String {
+    match &d.local_source {
+        Some(dir) if d.path.is_empty() => format!("local {}", dir.display()),
+        Some(dir) => format!("local {}", dir.join(&d.path).display()),
+        None => format!("{}:{}", d.datastore, d.path),
+    }
+}
+
 /// ` (overwrite, a file, …)`: what else a person should know of a data reference.
 fn data_notes(d: &DataPlan) -> String {
     let mut extra = Vec::new();
+    match (&d.resolved_from, &d.anonymous) {
+        (Some(from), Some(_)) => extra.push(format!(
+            "{from}: no datastore of the workspace serves it; read anonymously"
+        )),
+        (Some(from), None) if d.local_source.is_some() => extra.push(format!("asset {from}")),
+        (Some(from), None) => extra.push(format!("{from}: datastore {}", d.datastore)),
+        _ => {}
+    }
+    if d.local_source.is_some() && d.mode == Mode::Mount {
+        extra.push("used in place, read-only in a container".into());
+    }
     if d.overwrite {
         extra.push("overwrite".to_string());
     }

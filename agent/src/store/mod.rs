@@ -178,13 +178,29 @@ pub fn open(
     workspace_dir: &Path,
     name: &str,
 ) -> Result<DynStore, StoreError> {
-    use stagehand_protocol::Datastore;
     match workspace.datastores.get(name) {
-        Some(Datastore::Local { root }) => Ok(Arc::new(local::LocalStore::open(
+        Some(ds) => open_datastore(name, ds, workspace_dir),
+        None => Err(StoreError::Remote {
+            datastore: name.to_string(),
+            detail: "no such datastore in the workspace".into(),
+        }),
+    }
+}
+
+/// Opens the datastore `ds`, named `name` in errors: one of the workspace's, or one
+/// made for a URL of a public container (`credentials.anonymous`).
+pub fn open_datastore(
+    name: &str,
+    ds: &stagehand_protocol::Datastore,
+    workspace_dir: &Path,
+) -> Result<DynStore, StoreError> {
+    use stagehand_protocol::Datastore;
+    match ds {
+        Datastore::Local { root } => Ok(Arc::new(local::LocalStore::open(
             name,
             &workspace_dir.join(root),
         )?)),
-        Some(ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. })) => {
+        ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. }) => {
             let target = azure::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
                 azure::config::ConfigError::Invalid { datastore, detail } => {
                     StoreError::Remote { datastore, detail }
@@ -196,16 +212,12 @@ pub fn open(
             })?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
-        Some(other) => Err(StoreError::Remote {
+        other => Err(StoreError::Remote {
             datastore: name.to_string(),
             detail: format!(
                 "datastores of type {} are not supported by this build",
                 other.type_name()
             ),
-        }),
-        None => Err(StoreError::Remote {
-            datastore: name.to_string(),
-            detail: "no such datastore in the workspace".into(),
         }),
     }
 }

@@ -66,7 +66,7 @@ const IGNORED: &[(&str, &str)] = &[
 ];
 
 /// Why a path cannot be read here, or where it is.
-enum Location {
+pub(crate) enum Location {
     /// A path on a named datastore (`None` = the workspace default).
     Datastore { name: Option<String>, path: String },
     /// Something only the Azure ML service can resolve.
@@ -78,7 +78,7 @@ enum Location {
 }
 
 /// Splits an `azureml://…` or other path.
-fn locate(uri: &str) -> Location {
+pub(crate) fn locate(uri: &str) -> Location {
     let lower = uri.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("azureml://") {
         // Short form `datastores/<n>/paths/<p>`; long form with subscriptions/…/workspaces/<w>/ before it.
@@ -466,7 +466,9 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
 
 fn alias_data(aliases: &mut Vec<(String, String)>, field: &str) {
     aliases.push((field.to_string(), field.to_string()));
-    aliases.push((format!("{field}.datastore"), format!("{field}.path")));
+    for native in ["datastore", "local", "url", "asset"] {
+        aliases.push((format!("{field}.{native}"), format!("{field}.path")));
+    }
 }
 
 /// An input or output: data, or a value substituted as text.
@@ -545,31 +547,78 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
         );
         return Some(Item::Literal(path));
     };
-    let (datastore, dpath) = data_location(src, &format!("{field}.path"), &path, false)?;
+    let mut r = input_location(src, &format!("{field}.path"), &path)?;
+    r.mode = mode;
     ignore_extra(&m, field, &["type", "path", "mode"], report);
     let note = if ty.starts_with("uri") {
         String::new()
     } else {
         format!(", {ty} read as its folder")
     };
+    let from = match (&r.local, &r.url, &r.asset) {
+        (Some(l), _, _) => format!("local {l} (used where it is, nothing uploaded)"),
+        (_, Some(u), _) => format!("url {u} (a registered datastore, else anonymous)"),
+        (_, _, Some(a)) => format!("asset {a} (from the workspace's data_assets)"),
+        _ => format!(
+            "{}:{}",
+            r.datastore.as_deref().unwrap_or("(default datastore)"),
+            r.path
+        ),
+    };
     report.map(
         field,
         format!(
-            "inputs.{}: {} ({mode_text}) {}:{dpath}{note}",
+            "inputs.{}: {} ({mode_text}) {from}{note}",
             field.trim_start_matches("inputs."),
             mode.as_str(),
-            datastore.as_deref().unwrap_or("(default datastore)")
         ),
     );
-    Some(Item::Data(DataRef {
-        datastore,
-        path: dpath,
-        mode,
+    Some(Item::Data(r))
+}
+
+/// Where an input's data is: a datastore path, a storage URL, a registered data asset
+/// or a local file or folder (relative to the job file); the plan resolves the last
+/// three against the workspace.
+fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
+    let mut r = DataRef {
+        datastore: None,
+        path: String::new(),
+        mode: Mode::Mount,
         path_on_compute: None,
         overwrite: false,
         upload_on: Default::default(),
         mount_fallback: None,
-    }))
+        local: None,
+        url: None,
+        asset: None,
+    };
+    match locate(uri) {
+        Location::Datastore { name, path } => {
+            r.datastore = name;
+            r.path = path;
+        }
+        Location::Local => r.local = Some(uri.strip_prefix("file:").unwrap_or(uri).to_string()),
+        Location::Url if crate::storage_url::is_storage_scheme(uri) => {
+            if let Err(e) = crate::storage_url::parse(uri) {
+                src.push(field, format!("{e}; or use mode: direct to pass the URL to the job as it is"));
+                return None;
+            }
+            r.url = Some(uri.to_string());
+        }
+        Location::Service(_) if is_data_asset(uri) => {
+            r.asset = Some(uri.trim_start_matches("azureml:").to_string());
+        }
+        _ => {
+            data_location(src, field, uri, false)?;
+        }
+    }
+    Some(r)
+}
+
+/// `azureml:<name>:<version>` or `azureml:<name>@latest`: a workspace data asset.
+fn is_data_asset(uri: &str) -> bool {
+    uri.strip_prefix("azureml:")
+        .is_some_and(|rest| !rest.starts_with("//") && !rest.is_empty())
 }
 
 /// A literal input, substituted in the command and set as `AZURE_ML_INPUT_<name>`.
@@ -699,6 +748,9 @@ fn output(
         overwrite: true,
         upload_on: Default::default(),
         mount_fallback: None,
+        local: None,
+        url: None,
+        asset: None,
     }))
 }
 
