@@ -712,9 +712,12 @@ impl JobCheck<'_> {
                 if let Some(other) = seen.insert(name, kind) {
                     self.push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
                 }
-                self.mode(kind, &field, r);
-                if !self.elsewhere(kind, &field, r) {
+                let elsewhere = self.elsewhere(kind, &field, r);
+                if !elsewhere {
                     self.datastore(&field, &r.datastore);
+                }
+                self.mode(kind, &field, r);
+                if !elsewhere {
                     self.data_path(kind, &field, r);
                 }
                 self.path_on_compute(&field, r, &mut on_compute);

@@ -941,15 +941,8 @@ mod tests {
         assert_eq!(err.0.len(), 1, "{err}");
         assert_eq!(err.0[0].field, "environment");
         assert!(err.0[0].message.contains("Azure ML service"));
-        let err = fixture("hello-dataset.yml").unwrap_err();
-        let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["inputs.sampledata.path", "environment"]);
-        assert!(err.0[0].message.contains("azureml:sampledata@latest"));
-        assert_eq!(err.0[0].location.map(|l| l.line), Some(8));
         let err = fixture("hello-pipeline.yml").unwrap_err();
         assert_eq!(err.0[0].field, "$schema");
-        let err = fixture("hello-iris-file.yml").unwrap_err();
-        assert!(err.0[0].message.contains("storage URL"), "{err}");
     }
 
     #[test]
@@ -999,7 +992,7 @@ outputs:
 
     #[test]
     fn input_modes_that_cannot_work_name_the_key() {
-        let text = "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml://datastores/d/paths/p', mode: rw_mount}\n  y: {type: mltable, path: 'azureml://datastores/d/paths/t', mode: eval_mount}\n  z: {path: ./local/data}\n";
+        let text = "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml://datastores/d/paths/p', mode: rw_mount}\n  y: {type: mltable, path: 'azureml://datastores/d/paths/t', mode: eval_mount}\n  z: {path: 's3://b/x'}\n";
         let err = import(Path::new("job.yml"), text).unwrap_err();
         let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["inputs.x.mode", "inputs.y.mode", "inputs.z.path"]);

@@ -269,8 +269,21 @@ fn where_data_can_be() {
             "{uri}"
         );
     }
+    // Read through the workspace when planned: a local path, a storage URL, an asset.
+    let (j, r) = job(&at("./data"));
+    assert_eq!(j.inputs["x"].local.as_deref(), Some("./data"));
+    assert!(mapped(&r, "inputs.x").contains("nothing uploaded"));
+    let (j, _) = job(&at("wasbs://c@acct.blob.core.windows.net/x"));
+    assert_eq!(
+        j.inputs["x"].url.as_deref(),
+        Some("wasbs://c@acct.blob.core.windows.net/x")
+    );
+    for (uri, asset) in [("azureml:iris:1", "iris:1"), ("azureml:iris@latest", "iris@latest")] {
+        let (j, _) = job(&at(uri));
+        assert_eq!(j.inputs["x"].asset.as_deref(), Some(asset));
+        assert_eq!((j.inputs["x"].datastore.as_deref(), j.inputs["x"].path.as_str()), (None, ""));
+    }
     for (uri, fragment) in [
-        ("azureml:iris:1", "a registered Azure ML asset"),
         (
             "azureml://registries/r/data/d/versions/1",
             "an asset in an Azure ML registry",
@@ -281,16 +294,11 @@ fn where_data_can_be() {
         ),
         ("azureml://locations/x", "an Azure ML asset URI"),
         ("azureml://datastores/s/other/a", "an Azure ML asset URI"),
-        ("wasbs://c@acct.blob.core.windows.net/x", "a storage URL"),
         (
-            "abfss://fs@acct.dfs.core.windows.net/x",
+            "abfss://acct.dfs.core.windows.net/x",
             "or use mode: direct",
         ),
         ("s3://bucket/x", "storage URL"),
-        (
-            "./data",
-            "a local path, which the Azure ML CLI would upload first",
-        ),
     ] {
         refused_at(&at(uri), "inputs.x.path", fragment);
     }
