@@ -719,8 +719,8 @@ fn service_only_content_is_refused_naming_the_key() {
         ),
         (
             "v2/jobs/hello-dataset.yml",
-            "inputs.sampledata.path:",
-            "azureml:sampledata@latest",
+            "environment:",
+            "only the Azure ML service can resolve",
         ),
         (
             "v2/jobs/hello-pipeline.yml",
@@ -729,8 +729,8 @@ fn service_only_content_is_refused_naming_the_key() {
         ),
         (
             "v2/jobs/hello-iris-file.yml",
-            "inputs.iris_csv.path:",
-            "storage URL",
+            "environment:",
+            "only the Azure ML service can resolve",
         ),
         ("v2/datastore/blob.yml", "$schema:", "datastore_files"),
     ];

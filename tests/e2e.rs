@@ -10,6 +10,7 @@
 mod common;
 
 mod aml;
+mod aml_data;
 mod aml_v1_fixes;
 mod blob;
 mod blob_identity;

@@ -268,7 +268,7 @@ impl AzureStore {
                     (_, Auth::SharedKey(_)) => "the account key does not match the account; check credentials.account_key",
                     (_, Auth::Sas(_)) => "the SAS token was refused (expired, wrong account or container, or missing permissions); check credentials.sas_token",
                     (_, Auth::Identity(_)) => "the identity was refused; check its role assignment on the container",
-                    (_, Auth::Anonymous) => "the container is not public; register its account and container as a datastore with credentials in the workspace",
+                    (_, Auth::Anonymous) => "it cannot be read anonymously, the container is not public; register its account and container as a datastore with credentials in the workspace",
                 };
                 StoreError::Auth { datastore, detail: format!("{e} for {what}: {hint}") }
             }
