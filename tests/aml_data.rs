@@ -36,14 +36,21 @@ inputs:
   first: {type: uri_folder, path: "azureml:things:1"}
 "#,
     );
-    let out = s.run_cmd(&job).arg("--workspace").arg(&ws).output().unwrap();
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .output()
+        .unwrap();
     let (so, _) = expect_code(&out, 0);
     assert_eq!(so, "local bytes\nlocal bytes\nasset v2\nasset v1\n");
     // The download is a copy in the run folder; the mount is the folder itself.
     let copied = s.run_dir().join("inputs/copied/data/a.txt");
     assert_eq!(std::fs::read_to_string(copied).unwrap(), "local bytes\n");
     assert_eq!(
-        tree(&s.path().join("project")).into_keys().collect::<Vec<_>>(),
+        tree(&s.path().join("project"))
+            .into_keys()
+            .collect::<Vec<_>>(),
         ["data/a.txt", "job.yml"]
     );
     // `plan` says where each came from.
@@ -78,7 +85,10 @@ fn an_unregistered_asset_names_the_key() {
     ]);
     let (_, se) = expect_code(&out, 64);
     assert!(se.contains("inputs.x.path"), "{se}");
-    assert!(se.contains("not registered in the workspace's data_assets"), "{se}");
+    assert!(
+        se.contains("not registered in the workspace's data_assets"),
+        "{se}"
+    );
 }
 
 /// A job whose inputs are storage URLs of Azurite's containers (path-style, as an
@@ -188,7 +198,12 @@ inputs:
     let run = s.run_dir();
     let plan = plan_json(
         &job,
-        &["--workspace", ws.to_str().unwrap(), "--run-dir", run.to_str().unwrap()],
+        &[
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
     );
     let binds = plan["container"]["binds"].as_array().unwrap();
     let bind = binds

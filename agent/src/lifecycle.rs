@@ -313,8 +313,10 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
                     crate::store::local::LocalStore::open(&d.name, dir)
                         .map_err(StageError::Open)?,
                 ),
-                (None, Some(ds)) => store::open_datastore(&d.datastore, ds, &loaded.workspace_dir())
-                    .map_err(StageError::Open)?,
+                (None, Some(ds)) => {
+                    store::open_datastore(&d.datastore, ds, &loaded.workspace_dir())
+                        .map_err(StageError::Open)?
+                }
                 (None, None) => {
                     store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
                         .map_err(StageError::Open)?

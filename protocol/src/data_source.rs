@@ -26,7 +26,7 @@ pub enum DataSource {
         /// How the plan names it (`anonymous:<service>/<container>`).
         name: String,
         /// The datastore that reads it (`credentials.anonymous`).
-        datastore: Datastore,
+        datastore: Box<Datastore>,
         /// The path in the container.
         path: String,
     },
@@ -124,11 +124,11 @@ pub fn resolve(
     };
     match locate(&a.path) {
         Location::Datastore { name, path } => {
-            let name = name.or_else(|| ws.default_datastore.clone()).ok_or_else(|| {
-                SourceError::NoDefault {
+            let name = name
+                .or_else(|| ws.default_datastore.clone())
+                .ok_or_else(|| SourceError::NoDefault {
                     what: format!("data asset {asset:?}"),
-                }
-            })?;
+                })?;
             Ok(Some(DataSource::Datastore { name, path }))
         }
         Location::Url if storage_url::is_storage_scheme(&a.path) => {
@@ -179,7 +179,7 @@ fn from_url(ws: &Workspace, url: &str, output: bool) -> Result<DataSource, Sourc
     }
     Ok(DataSource::Anonymous {
         name: u.anonymous_name(),
-        datastore: u.anonymous_datastore(),
+        datastore: Box::new(u.anonymous_datastore()),
         path: u.path,
     })
 }
@@ -233,8 +233,14 @@ data_assets:
                 path: p.into(),
             })
         };
-        assert_eq!(at(input(None, None, Some("cifar:1"))).unwrap(), ds("cifar/v1/"));
-        assert_eq!(at(input(None, None, Some("cifar@latest"))).unwrap(), ds("cifar/v10/"));
+        assert_eq!(
+            at(input(None, None, Some("cifar:1"))).unwrap(),
+            ds("cifar/v1/")
+        );
+        assert_eq!(
+            at(input(None, None, Some("cifar@latest"))).unwrap(),
+            ds("cifar/v10/")
+        );
         assert_eq!(
             at(input(None, None, Some("here:1"))).unwrap(),
             Some(DataSource::Local {
@@ -260,7 +266,12 @@ data_assets:
     #[test]
     fn urls_and_local_paths() {
         assert_eq!(
-            at(input(None, Some("wasbs://data@acct.blob.core.windows.net/x/"), None)).unwrap(),
+            at(input(
+                None,
+                Some("wasbs://data@acct.blob.core.windows.net/x/"),
+                None
+            ))
+            .unwrap(),
             Some(DataSource::Datastore {
                 name: "blobs".into(),
                 path: "x/".into()

@@ -402,7 +402,12 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
     let mut f = r.fields(
         "",
         map,
-        &["default_datastore", "datastores", "datastore_files", "data_assets"],
+        &[
+            "default_datastore",
+            "datastores",
+            "datastore_files",
+            "data_assets",
+        ],
     );
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
     let mut datastores: BTreeMap<String, Datastore> = f

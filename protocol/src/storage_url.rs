@@ -30,9 +30,11 @@ pub struct StorageUrl {
 /// Whether `text` is a URL of a scheme Azure Storage is reached by.
 pub fn is_storage_scheme(text: &str) -> bool {
     let l = text.to_ascii_lowercase();
-    ["https://", "http://", "wasbs://", "wasb://", "abfss://", "abfs://"]
-        .iter()
-        .any(|s| l.starts_with(s))
+    [
+        "https://", "http://", "wasbs://", "wasb://", "abfss://", "abfs://",
+    ]
+    .iter()
+    .any(|s| l.starts_with(s))
 }
 
 /// Splits a storage URL; the error says what is wrong with it (a leaf parser).
@@ -48,8 +50,11 @@ pub fn parse(url: &str) -> Result<StorageUrl, String> {
             let (container, host) = authority.split_once('@').ok_or_else(|| {
                 format!("{url:?}: a {s}:// URL names <container>@<account>.<host>")
             })?;
-            let (account, suffix) = virtual_host(host)
-                .ok_or_else(|| format!("{url:?}: {host:?} is not <account>.blob.<suffix> or <account>.dfs.<suffix>"))?;
+            let (account, suffix) = virtual_host(host).ok_or_else(|| {
+                format!(
+                    "{url:?}: {host:?} is not <account>.blob.<suffix> or <account>.dfs.<suffix>"
+                )
+            })?;
             split_done(https, account, container, path, Some(suffix), url)
         }
         s @ ("https" | "http") => {
@@ -153,11 +158,10 @@ impl StorageUrl {
                 // The scheme may differ (a datastore's http endpoint for an https URL).
                 e.split_once("://").map(|(_, r)| r) == mine.split_once("://").map(|(_, r)| r)
             }
-            (e, Some(suffix)) => {
-                e.unwrap_or("core.windows.net")
-                    .trim_matches('.')
-                    .eq_ignore_ascii_case(suffix)
-            }
+            (e, Some(suffix)) => e
+                .unwrap_or("core.windows.net")
+                .trim_matches('.')
+                .eq_ignore_ascii_case(suffix),
             (_, None) => false,
         }
     }
@@ -228,9 +232,18 @@ datastores:
             at("wasbs://datasets@azuremlexamples.blob.core.windows.net/").as_deref(),
             Some("examples")
         );
-        assert_eq!(at("https://azuremlexamples.blob.core.chinacloudapi.cn/datasets/x"), None);
-        assert_eq!(at("http://127.0.0.1:10000/devstoreaccount1/c/f").as_deref(), Some("emu"));
+        assert_eq!(
+            at("https://azuremlexamples.blob.core.chinacloudapi.cn/datasets/x"),
+            None
+        );
+        assert_eq!(
+            at("http://127.0.0.1:10000/devstoreaccount1/c/f").as_deref(),
+            Some("emu")
+        );
         assert_eq!(at("http://127.0.0.1:10001/devstoreaccount1/c/f"), None);
-        assert_eq!(at("https://azuremlexamples.blob.core.windows.net/nothere/x"), None);
+        assert_eq!(
+            at("https://azuremlexamples.blob.core.windows.net/nothere/x"),
+            None
+        );
     }
 }

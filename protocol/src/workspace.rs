@@ -68,12 +68,14 @@ impl Workspace {
         let mut same = self.data_assets.iter().filter(|a| a.name == name);
         match version {
             Some(v) => same.find(|a| a.version == v),
-            None => same.max_by(|a, b| {
-                match (a.version.parse::<u64>(), b.version.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => a.version.cmp(&b.version),
-                }
-            }),
+            None => {
+                same.max_by(
+                    |a, b| match (a.version.parse::<u64>(), b.version.parse::<u64>()) {
+                        (Ok(x), Ok(y)) => x.cmp(&y),
+                        _ => a.version.cmp(&b.version),
+                    },
+                )
+            }
         }
     }
 }

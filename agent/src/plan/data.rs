@@ -10,7 +10,7 @@ use std::borrow::Cow;
 /// A reference's data: on a datastore (one of the workspace, or anonymous access made
 /// for a URL), or on this machine.
 enum Found<'a> {
-    At(Where<'a>),
+    At(Box<Where<'a>>),
     Local(PathBuf),
 }
 
@@ -52,7 +52,7 @@ impl Resolver<'_> {
             resolved_from,
         } = match self.source(field, direction, r, problems)? {
             Found::Local(source) => return self.local_data(field, name, r, source, problems),
-            Found::At(w) => w,
+            Found::At(w) => *w,
         };
         let ds = ds_cow.as_ref();
         let raw = if direction == Direction::Output {
@@ -170,7 +170,10 @@ impl Resolver<'_> {
                 return None;
             }
             Ok(None) => {
-                let n = r.datastore.clone().or_else(|| ws.default_datastore.clone())?;
+                let n = r
+                    .datastore
+                    .clone()
+                    .or_else(|| ws.default_datastore.clone())?;
                 (n, r.path.clone())
             }
             Ok(Some(DataSource::Local { path })) => return Some(Found::Local(path)),
@@ -179,12 +182,12 @@ impl Resolver<'_> {
                 datastore,
                 path,
             })) => {
-                return Some(Found::At(Where {
+                return Some(Found::At(Box::new(Where {
                     ds_name: name,
-                    ds: Cow::Owned(datastore),
+                    ds: Cow::Owned(*datastore),
                     path,
                     resolved_from: from,
-                }))
+                })))
             }
             Ok(Some(DataSource::Datastore { name, path })) => (name, path),
         };
@@ -198,12 +201,12 @@ impl Resolver<'_> {
             }
             return None;
         };
-        Some(Found::At(Where {
+        Some(Found::At(Box::new(Where {
             ds_name,
             ds: Cow::Borrowed(ds),
             path,
             resolved_from: from,
-        }))
+        })))
     }
 
     /// An input that is a file or folder on this machine, used where it is: a mount
@@ -243,9 +246,17 @@ impl Resolver<'_> {
         let local_path = match r.mode {
             Mode::Mount => source.clone(),
             _ => {
-                let leaf = source.file_name().map(|f| f.to_os_string()).unwrap_or_default();
+                let leaf = source
+                    .file_name()
+                    .map(|f| f.to_os_string())
+                    .unwrap_or_default();
                 let dir = self.run_dir.join("inputs").join(name);
-                absolute(&r.path_on_compute.as_ref().map(|p| self.run_dir.join(p)).unwrap_or_else(|| dir.join(leaf)))
+                absolute(
+                    &r.path_on_compute
+                        .as_ref()
+                        .map(|p| self.run_dir.join(p))
+                        .unwrap_or_else(|| dir.join(leaf)),
+                )
             }
         };
         Some(DataPlan {

@@ -72,10 +72,7 @@ fn render_data(s: &mut String, plan: &Plan) {
         let _ = writeln!(s, "\n{title}");
         for d in list {
             let (from, to) = match d.direction {
-                Direction::Input => (
-                    data_source(d),
-                    d.local_path.display().to_string(),
-                ),
+                Direction::Input => (data_source(d), d.local_path.display().to_string()),
                 Direction::Output => (
                     d.local_path.display().to_string(),
                     format!("{}:{}", d.datastore, d.path),

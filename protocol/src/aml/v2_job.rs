@@ -15,8 +15,11 @@
 //!   `AZURE_ML_OUTPUT_<name>` (`azure_ml_v2_variables`).
 //! - `environment_variables` → `environment`; `code` (a local folder) → `code.local`;
 //!   `environment.image` → `container`; `limits.timeout` → `timeout`.
-//! - Registered assets (`azureml:name:version`, `azureml:name@latest`, registry
-//!   environments, job outputs) need the Azure ML service: an error naming the key.
+//! - An input may also be a local file or folder (→ `local`), a storage URL (→ `url`)
+//!   or a workspace data asset (`azureml:name:version`, `azureml:name@latest` →
+//!   `asset`); the plan resolves them against the workspace (`crate::data_source`).
+//! - Registry assets and environments and job outputs need the Azure ML service: an
+//!   error naming the key.
 
 use super::{
     entries, is_set, name_from_file, sanitize_name, scalar_text, shell, Format, ImportReport,
@@ -600,7 +603,10 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         Location::Local => r.local = Some(uri.strip_prefix("file:").unwrap_or(uri).to_string()),
         Location::Url if crate::storage_url::is_storage_scheme(uri) => {
             if let Err(e) = crate::storage_url::parse(uri) {
-                src.push(field, format!("{e}; or use mode: direct to pass the URL to the job as it is"));
+                src.push(
+                    field,
+                    format!("{e}; or use mode: direct to pass the URL to the job as it is"),
+                );
                 return None;
             }
             r.url = Some(uri.to_string());

@@ -278,10 +278,19 @@ fn where_data_can_be() {
         j.inputs["x"].url.as_deref(),
         Some("wasbs://c@acct.blob.core.windows.net/x")
     );
-    for (uri, asset) in [("azureml:iris:1", "iris:1"), ("azureml:iris@latest", "iris@latest")] {
+    for (uri, asset) in [
+        ("azureml:iris:1", "iris:1"),
+        ("azureml:iris@latest", "iris@latest"),
+    ] {
         let (j, _) = job(&at(uri));
         assert_eq!(j.inputs["x"].asset.as_deref(), Some(asset));
-        assert_eq!((j.inputs["x"].datastore.as_deref(), j.inputs["x"].path.as_str()), (None, ""));
+        assert_eq!(
+            (
+                j.inputs["x"].datastore.as_deref(),
+                j.inputs["x"].path.as_str()
+            ),
+            (None, "")
+        );
     }
     for (uri, fragment) in [
         (
@@ -294,10 +303,7 @@ fn where_data_can_be() {
         ),
         ("azureml://locations/x", "an Azure ML asset URI"),
         ("azureml://datastores/s/other/a", "an Azure ML asset URI"),
-        (
-            "abfss://acct.dfs.core.windows.net/x",
-            "or use mode: direct",
-        ),
+        ("abfss://acct.dfs.core.windows.net/x", "or use mode: direct"),
         ("s3://bucket/x", "storage URL"),
     ] {
         refused_at(&at(uri), "inputs.x.path", fragment);
