@@ -11,6 +11,7 @@ mod common;
 
 mod aml;
 mod aml_data;
+mod aml_env;
 mod aml_v1_fixes;
 mod blob;
 mod blob_identity;

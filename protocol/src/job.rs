@@ -281,8 +281,18 @@ pub const CONTAINER_DATA_DIR: &str = "/mnt/stagehand/data";
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
-    /// The image reference, e.g. `python:3.11`.
+    /// The image reference, e.g. `python:3.11`; for a `build` with a `conda_file` only,
+    /// the image it starts from. Empty with `build` (a context) or `environment`.
+    #[serde(default)]
     pub image: String,
+    /// Build the image on this node instead of pulling it (cached by its content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<ImageBuild>,
+    /// An environment by name, resolved to an image or a build when planned: the
+    /// workspace's `environments`, or a curated Azure ML environment
+    /// (`azureml://registries/azureml/environments/<name>/…`, `azureml:AzureML-<name>@latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// never, missing (default) or always.
     #[serde(default)]
     pub pull: Pull,
@@ -373,4 +383,22 @@ mod tests {
             assert!(p.starts_with(&format!("{CONTAINER_ROOT}/")), "{p}");
         }
     }
+}
+
+/// An image built on this node with the Docker engine: from a build context, or
+/// derived from `image` with a conda environment. Built once per content: a second run
+/// with the same files reuses the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuild {
+    /// The build context folder (relative to the job file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The Dockerfile, relative to the context (default `Dockerfile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// A conda environment file (relative to the job file's folder): without a
+    /// context, the image is `image` plus this environment, created in its base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_file: Option<String>,
 }

@@ -8,6 +8,7 @@
 pub mod aml;
 pub mod data_source;
 pub mod duration;
+pub mod environments;
 pub mod events;
 pub mod job;
 pub mod limits;

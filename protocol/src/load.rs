@@ -407,6 +407,7 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
             "datastores",
             "datastore_files",
             "data_assets",
+            "environments",
         ],
     );
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
@@ -417,6 +418,8 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
     let datastore_files: Vec<String> = r.take(&mut f, "datastore_files").unwrap_or_default();
     let data_assets: Vec<crate::workspace::DataAsset> =
         r.take(&mut f, "data_assets").unwrap_or_default();
+    let environments: BTreeMap<String, crate::workspace::Environment> =
+        r.take(&mut f, "environments").unwrap_or_default();
     let mut warnings = Vec::new();
     // Their literal secrets were warned about at their own file and line.
     let from_files = datastore_files_into(
@@ -448,6 +451,7 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
             datastores,
             datastore_files,
             data_assets,
+            environments,
         },
         file: file.to_path_buf(),
         index: r.index,
@@ -879,7 +883,9 @@ impl JobCheck<'_> {
         let Some(c) = &self.job.value.container else {
             return;
         };
-        if c.image.trim().is_empty() {
+        let needs_image =
+            c.environment.is_none() && c.build.as_ref().is_none_or(|b| b.context.is_none());
+        if needs_image && c.image.trim().is_empty() {
             self.push(
                 "container.image",
                 "empty; name an image such as python:3.11".into(),

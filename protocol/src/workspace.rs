@@ -28,6 +28,30 @@ pub struct Workspace {
     /// the asset's path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_assets: Vec<DataAsset>,
+    /// Environments by name (`name`, `name:version` or `name@label`, as a job writes
+    /// `azureml:<name>:<version>`): what a job naming one runs in. Curated Azure ML
+    /// environments need no entry; one here overrides the default image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// What runs a named environment: an image, a build context, or an image plus a conda
+/// file. Paths are relative to the workspace file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// The image (for a conda file, the one it starts from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A build context folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// The Dockerfile, relative to `build` (default `Dockerfile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// A conda environment file, created in `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_file: Option<String>,
 }
 
 /// One registered version of a data asset.

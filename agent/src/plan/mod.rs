@@ -7,7 +7,7 @@ mod data;
 mod render;
 
 use container::container_plan;
-pub use container::{Bind, ContainerPlan, Propagation};
+pub use container::{Bind, BuildPlan, ContainerPlan, Propagation};
 use data::Resolver;
 pub use render::{render_import, render_text};
 

@@ -36,8 +36,24 @@ fn render_header(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
         Some(c) => {
-            let pull = spec_name(c.spec.pull);
-            let _ = writeln!(s, "image      {} (pull {pull})", c.spec.image);
+            match (&c.image_build, &c.environment_from) {
+                (Some(b), _) => {
+                    let _ = writeln!(
+                        s,
+                        "image      built here from {} (reused when its content is unchanged; log {})",
+                        b.describe(),
+                        b.log.display()
+                    );
+                }
+                (None, from) => {
+                    let pull = spec_name(c.spec.pull);
+                    let from = from.as_ref().map(|f| format!(", {f}")).unwrap_or_default();
+                    let _ = writeln!(s, "image      {} (pull {pull}{from})", c.spec.image);
+                }
+            }
+            if let Some(e) = &c.spec.environment {
+                let _ = writeln!(s, "environment {e}");
+            }
             let _ = writeln!(s, "workdir    {} (in the container)", c.working_dir);
         }
         None => {

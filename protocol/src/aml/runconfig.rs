@@ -770,6 +770,8 @@ fn import_container(
     ));
     Some(ContainerSpec {
         image,
+        build: None,
+        environment: None,
         pull: Default::default(),
         entrypoint: None,
         user: Default::default(),
