@@ -890,6 +890,10 @@ fn named_environment(
         let base = Path::new(rel).parent().unwrap_or(Path::new(""));
         return environment_mapping(src, &m, base, "environment", report);
     }
+    if text.contains('<') || text.trim().contains(char::is_whitespace) {
+        src.push("environment", format!("{text:?} is a template placeholder, not an environment name; fill in the environment"));
+        return None;
+    }
     let lower = text.to_ascii_lowercase();
     let known = lower.starts_with("azureml://registries/azureml/environments/")
         || (lower.starts_with("azureml:") && !lower.starts_with("azureml://"));

@@ -446,6 +446,11 @@ fn the_environment_is_an_image_a_build_or_a_name() {
         "only the Azure ML service",
     );
     refused_at(
+        &cmd("environment: < your environment name >\n"),
+        "environment",
+        "template placeholder",
+    );
+    refused_at(
         &cmd("environment: {build: {path: 'https://x/y.git'}}\n"),
         "environment.build.path",
         "remote build context",
