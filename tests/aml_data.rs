@@ -168,6 +168,19 @@ datastores:
     let _ = std::fs::remove_dir_all(s.run_dir());
     let (so, _) = expect_code(&run(&private, &ws2), 0);
     assert_eq!(so, "private bytes\n");
+    // The account's https:// and wasbs:// URLs too: the datastore reaches the account.
+    let virtual_host = s.write(
+        "virtual.yml",
+        r#"type: command
+command: cat ${{inputs.a}} ${{inputs.b}}
+inputs:
+  a: {type: uri_file, path: "https://devstoreaccount1.blob.core.windows.net/priv/secret.txt", mode: download}
+  b: {type: uri_file, path: "wasbs://priv@devstoreaccount1.blob.core.windows.net/secret.txt", mode: download}
+"#,
+    );
+    let _ = std::fs::remove_dir_all(s.run_dir());
+    let (so, _) = expect_code(&run(&virtual_host, &ws2), 0);
+    assert_eq!(so, "private bytes\nprivate bytes\n");
     let plan = stagehand(&[
         "plan".as_ref(),
         private.as_os_str(),

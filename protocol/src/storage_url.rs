@@ -151,7 +151,11 @@ impl StorageUrl {
         }
         let endpoint = endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty());
         match (endpoint, &self.suffix) {
-            (Some(e), _) if e.contains("://") => {
+            // Account names are global: a datastore that reaches the account through
+            // its own endpoint (a private endpoint, a proxy, an emulator) serves its
+            // `https://<account>.blob…` and `wasbs://` URLs.
+            (Some(e), Some(_)) if e.contains("://") => true,
+            (Some(e), None) if e.contains("://") => {
                 let e = e.trim_end_matches('/').to_ascii_lowercase();
                 let e = e.replace(".dfs.", ".blob.");
                 let mine = self.service.to_ascii_lowercase();
@@ -241,6 +245,10 @@ datastores:
             Some("emu")
         );
         assert_eq!(at("http://127.0.0.1:10001/devstoreaccount1/c/f"), None);
+        assert_eq!(
+            at("wasbs://c@devstoreaccount1.blob.core.windows.net/f").as_deref(),
+            Some("emu")
+        );
         assert_eq!(
             at("https://azuremlexamples.blob.core.windows.net/nothere/x"),
             None
