@@ -136,3 +136,54 @@ fn files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(context: Option<&Path>, conda: Option<&Path>) -> BuildPlan {
+        BuildPlan {
+            context: context.map(Path::to_path_buf),
+            dockerfile: None,
+            base: conda.map(|_| "python:3.11".to_string()),
+            conda_file: conda.map(Path::to_path_buf),
+            log: PathBuf::from("/nonexistent/build.log"),
+        }
+    }
+
+    #[test]
+    fn the_tag_follows_the_content_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("sub")).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM x\n").unwrap();
+        std::fs::write(ctx.join("sub/a.txt"), "a").unwrap();
+        let (tar, h1) = context_tar(&plan(Some(&ctx), None)).unwrap();
+        let (_, again) = context_tar(&plan(Some(&ctx), None)).unwrap();
+        assert_eq!(h1, again);
+        // The archive holds the context's files under their relative names.
+        let mut names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Dockerfile", "sub/a.txt"]);
+        std::fs::write(ctx.join("sub/a.txt"), "b").unwrap();
+        let (_, h2) = context_tar(&plan(Some(&ctx), None)).unwrap();
+        assert_ne!(h1, h2);
+    }
+
+    #[test]
+    fn a_conda_image_is_derived_from_its_base() {
+        let d = tempfile::tempdir().unwrap();
+        let conda = d.path().join("conda.yml");
+        std::fs::write(&conda, "dependencies: [numpy]\n").unwrap();
+        let p = plan(None, Some(&conda));
+        assert!(p.derived_dockerfile().starts_with("FROM python:3.11\n"));
+        let (_, h1) = context_tar(&p).unwrap();
+        std::fs::write(&conda, "dependencies: [pandas]\n").unwrap();
+        let (_, h2) = context_tar(&p).unwrap();
+        assert_ne!(h1, h2);
+    }
+}
