@@ -713,24 +713,9 @@ fn v2_command_job_runs_against_azurite_and_its_uploads_land() {
 fn service_only_content_is_refused_naming_the_key() {
     let cases: &[(&str, &str, &str)] = &[
         (
-            "v2/jobs/hello-iris-datastore-file.yml",
-            "environment:",
-            "only the Azure ML service can resolve",
-        ),
-        (
-            "v2/jobs/hello-dataset.yml",
-            "inputs.sampledata.path:",
-            "azureml:sampledata@latest",
-        ),
-        (
             "v2/jobs/hello-pipeline.yml",
             "$schema:",
             "need the Azure ML service",
-        ),
-        (
-            "v2/jobs/hello-iris-file.yml",
-            "inputs.iris_csv.path:",
-            "storage URL",
         ),
         ("v2/datastore/blob.yml", "$schema:", "datastore_files"),
     ];

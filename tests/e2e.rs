@@ -10,6 +10,8 @@
 mod common;
 
 mod aml;
+mod aml_data;
+mod aml_env;
 mod aml_v1_fixes;
 mod azure_file;
 mod blob;

@@ -308,12 +308,19 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
     let mut out = HashMap::new();
     for d in plan.code.iter().chain(&plan.inputs).chain(&plan.outputs) {
         if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(d.store_key()) {
-            let s: DynStore = match &d.local_source {
-                Some(dir) => Arc::new(
-                    crate::store::local::LocalStore::open("code", dir).map_err(StageError::Open)?,
+            let s: DynStore = match (&d.local_source, &d.anonymous) {
+                (Some(dir), _) => Arc::new(
+                    crate::store::local::LocalStore::open(&d.name, dir)
+                        .map_err(StageError::Open)?,
                 ),
-                None => store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
-                    .map_err(StageError::Open)?,
+                (None, Some(ds)) => {
+                    store::open_datastore(&d.datastore, ds, &loaded.workspace_dir())
+                        .map_err(StageError::Open)?
+                }
+                (None, None) => {
+                    store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
+                        .map_err(StageError::Open)?
+                }
             };
             slot.insert(s);
         }
@@ -334,7 +341,8 @@ async fn stage_one(
         name: d.name.clone(),
         mode: d.mode.as_str().into(),
         source: match &d.local_source {
-            Some(dir) => dir.display().to_string(),
+            Some(dir) if d.path.is_empty() => dir.display().to_string(),
+            Some(dir) => dir.join(&d.path).display().to_string(),
             None => format!("{}:{}", d.datastore, d.path),
         },
         destination: d.local_path.display().to_string(),

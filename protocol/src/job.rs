@@ -77,6 +77,11 @@ pub(crate) mod scalar {
         }
     }
 
+    /// One scalar as text: a version written `1` or `"1"`.
+    pub fn text_field<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(Value::deserialize(d)?)
+    }
+
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         match Value::deserialize(d)? {
             Value::Sequence(items) => items.into_iter().map(text).collect(),
@@ -158,6 +163,20 @@ pub struct DataRef {
     /// `{run_id}` and `{name}`.
     #[serde(default)]
     pub path: String,
+    /// Inputs: a file or folder on this machine, used where it is instead of a
+    /// datastore path (relative to the job file's folder); nothing is uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// Inputs: a storage URL (`https://<account>.blob.core.windows.net/<container>/<path>`,
+    /// `wasbs://<container>@<account>.blob.core.windows.net/<path>`, `abfss://…dfs…`),
+    /// read through the workspace datastore registered for that account and container,
+    /// else anonymously (a public container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Inputs: a data asset registered in the workspace (`data_assets`), as
+    /// `name:version` or `name@latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
     /// mount, download or upload.
     pub mode: Mode,
     /// Where the data appears on the node; relative paths are under the run folder.
@@ -262,8 +281,18 @@ pub const CONTAINER_DATA_DIR: &str = "/mnt/stagehand/data";
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
-    /// The image reference, e.g. `python:3.11`.
+    /// The image reference, e.g. `python:3.11`; for a `build` with a `conda_file` only,
+    /// the image it starts from. Empty with `build` (a context) or `environment`.
+    #[serde(default)]
     pub image: String,
+    /// Build the image on this node instead of pulling it (cached by its content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<ImageBuild>,
+    /// An environment by name, resolved to an image or a build when planned: the
+    /// workspace's `environments`, or a curated Azure ML environment
+    /// (`azureml://registries/azureml/environments/<name>/…`, `azureml:AzureML-<name>@latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// never, missing (default) or always.
     #[serde(default)]
     pub pull: Pull,
@@ -304,6 +333,8 @@ impl ContainerSpec {
     pub fn of_image(image: String) -> ContainerSpec {
         ContainerSpec {
             image,
+            build: None,
+            environment: None,
             pull: Pull::default(),
             entrypoint: None,
             user: ContainerUser::default(),
@@ -374,4 +405,22 @@ mod tests {
             assert!(p.starts_with(&format!("{CONTAINER_ROOT}/")), "{p}");
         }
     }
+}
+
+/// An image built on this node with the Docker engine: from a build context, or
+/// derived from `image` with a conda environment. Built once per content: a second run
+/// with the same files reuses the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuild {
+    /// The build context folder (relative to the job file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The Dockerfile, relative to the context (default `Dockerfile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// A conda environment file (relative to the job file's folder): without a
+    /// context, the image is `image` plus this environment, created in its base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_file: Option<String>,
 }

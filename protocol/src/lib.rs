@@ -6,7 +6,9 @@
 //! CI check can use it alone.
 
 pub mod aml;
+pub mod data_source;
 pub mod duration;
+pub mod environments;
 pub mod events;
 pub mod job;
 pub mod limits;
@@ -16,13 +18,14 @@ pub mod nesting;
 pub mod path;
 pub mod secret;
 pub mod size;
+pub mod storage_url;
 pub mod substitute;
 pub mod workspace;
 
 pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};
 pub use load::{load_job, load_workspace, parse_job, parse_workspace, Problem, Problems};
 pub use secret::Secret;
-pub use workspace::{Credentials, Datastore, Workspace};
+pub use workspace::{AssetType, Credentials, DataAsset, Datastore, Workspace};
 
 /// Whether `name` can follow `AZUREML_DATAREFERENCE_` in an environment variable name.
 /// A leading digit is fine here: the Azure ML SDK names an unnamed data reference with

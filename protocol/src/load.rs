@@ -402,7 +402,13 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
     let mut f = r.fields(
         "",
         map,
-        &["default_datastore", "datastores", "datastore_files"],
+        &[
+            "default_datastore",
+            "datastores",
+            "datastore_files",
+            "data_assets",
+            "environments",
+        ],
     );
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
     let mut datastores: BTreeMap<String, Datastore> = f
@@ -410,6 +416,10 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         .map(|v| r.entries("datastores", v))
         .unwrap_or_default();
     let datastore_files: Vec<String> = r.take(&mut f, "datastore_files").unwrap_or_default();
+    let data_assets: Vec<crate::workspace::DataAsset> =
+        r.take(&mut f, "data_assets").unwrap_or_default();
+    let environments: BTreeMap<String, crate::workspace::Environment> =
+        r.take(&mut f, "environments").unwrap_or_default();
     let mut warnings = Vec::new();
     // Their literal secrets were warned about at their own file and line.
     let from_files = datastore_files_into(
@@ -440,6 +450,8 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
             default_datastore,
             datastores,
             datastore_files,
+            data_assets,
+            environments,
         },
         file: file.to_path_buf(),
         index: r.index,
@@ -478,11 +490,12 @@ fn check_datastore_entry(
         c.sas_token.is_some(),
         c.connection_string.is_some(),
         c.client_secret.is_some(),
+        c.anonymous,
     ];
     if ways.iter().filter(|w| **w).count() > 1 {
         r.push(
             &format!("{base}.credentials"),
-            "give one way to authenticate: account_key, sas_token, connection_string, or tenant_id + client_id + client_secret",
+            "give one way to authenticate: account_key, sas_token, connection_string, tenant_id + client_id + client_secret, or anonymous: true",
         );
     }
     if c.client_secret.is_some() != (c.tenant_id.is_some() && c.client_id.is_some()) {
@@ -708,9 +721,14 @@ impl JobCheck<'_> {
                 if let Some(other) = seen.insert(name, kind) {
                     self.push(&field, format!("the name {name:?} is used in both {other} and {kind}; names must be unique across both"));
                 }
-                self.datastore(&field, &r.datastore);
+                let elsewhere = self.elsewhere(kind, &field, r);
+                if !elsewhere {
+                    self.datastore(&field, &r.datastore);
+                }
                 self.mode(kind, &field, r);
-                self.data_path(kind, &field, r);
+                if !elsewhere {
+                    self.data_path(kind, &field, r);
+                }
                 self.path_on_compute(&field, r, &mut on_compute);
                 if kind == "inputs" && r.upload_on != Default::default() {
                     self.push(
@@ -726,6 +744,42 @@ impl JobCheck<'_> {
                 }
             }
         }
+    }
+
+    /// Whether `r` names its data by `local`, `url` or `asset` instead of a datastore
+    /// path (one of them, with no `datastore` or `path`; `local` and `asset` for inputs
+    /// only). Where each really is, the plan resolves ([`crate::data_source`]).
+    fn elsewhere(&mut self, kind: &str, field: &str, r: &DataRef) -> bool {
+        let given: Vec<&str> = [
+            ("local", r.local.is_some()),
+            ("url", r.url.is_some()),
+            ("asset", r.asset.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        let Some(first) = given.first() else {
+            return false;
+        };
+        if given.len() > 1 {
+            self.push(
+                field,
+                format!("give one of {}, not several", given.join(", ")),
+            );
+        }
+        if r.datastore.is_some() || !r.path.is_empty() {
+            self.push(
+                field,
+                format!("{first} names the data; leave out datastore and path"),
+            );
+        }
+        if kind == "outputs" && *first != "url" {
+            self.push(
+                &format!("{field}.{first}"),
+                format!("{first} is for inputs; an output goes to a datastore path or a url"),
+            );
+        }
+        true
     }
 
     /// Inputs mount or download; outputs upload.
@@ -829,7 +883,9 @@ impl JobCheck<'_> {
         let Some(c) = &self.job.value.container else {
             return;
         };
-        if c.image.trim().is_empty() {
+        let needs_image =
+            c.environment.is_none() && c.build.as_ref().is_none_or(|b| b.context.is_none());
+        if needs_image && c.image.trim().is_empty() {
             self.push(
                 "container.image",
                 "empty; name an image such as python:3.11".into(),

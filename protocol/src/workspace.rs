@@ -23,6 +23,85 @@ pub struct Workspace {
     /// the datastore its `name` says, so a team's existing files are used unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datastore_files: Vec<String>,
+    /// Data assets, as Azure ML's `Data` assets register them: an input written
+    /// `azureml:<name>:<version>` or `azureml:<name>@latest` (native: `asset:`) reads
+    /// the asset's path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_assets: Vec<DataAsset>,
+    /// Environments by name (`name`, `name:version` or `name@label`, as a job writes
+    /// `azureml:<name>:<version>`): what a job naming one runs in. Curated Azure ML
+    /// environments need no entry; one here overrides the default image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// What runs a named environment: an image, a build context, or an image plus a conda
+/// file. Paths are relative to the workspace file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// The image (for a conda file, the one it starts from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A build context folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// The Dockerfile, relative to `build` (default `Dockerfile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// A conda environment file, created in `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_file: Option<String>,
+}
+
+/// One registered version of a data asset.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataAsset {
+    /// The asset's name.
+    pub name: String,
+    /// Its version (`1`, `2024-01`); `@latest` picks the highest.
+    #[serde(deserialize_with = "crate::job::scalar::text_field")]
+    pub version: String,
+    /// `uri_folder` (default) or `uri_file`.
+    #[serde(rename = "type", default)]
+    pub kind: AssetType,
+    /// Where the data is: `azureml://datastores/<name>/paths/<path>`, a storage URL,
+    /// or a file or folder on this machine (relative to the workspace file).
+    pub path: String,
+    /// Only describes the asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What a data asset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetType {
+    /// A folder (default).
+    #[default]
+    UriFolder,
+    /// One file.
+    UriFile,
+}
+
+impl Workspace {
+    /// The asset `name` at `version`, or its highest version for `None` (`@latest`):
+    /// numeric versions compare as numbers, others as text.
+    pub fn data_asset(&self, name: &str, version: Option<&str>) -> Option<&DataAsset> {
+        let mut same = self.data_assets.iter().filter(|a| a.name == name);
+        match version {
+            Some(v) => same.find(|a| a.version == v),
+            None => {
+                same.max_by(
+                    |a, b| match (a.version.parse::<u64>(), b.version.parse::<u64>()) {
+                        (Ok(x), Ok(y)) => x.cmp(&y),
+                        _ => a.version.cmp(&b.version),
+                    },
+                )
+            }
+        }
+    }
 }
 
 /// One datastore: where data lives and how to reach it.
@@ -130,6 +209,9 @@ pub struct Credentials {
     /// Service principal: the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
+    /// No credential at all: a public container, read anonymously (reads only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 impl Credentials {
@@ -195,6 +277,7 @@ mod tests {
             tenant_id: Some("t".into()),
             client_id: Some("c".into()),
             client_secret: Some(Secret::File { file: "s".into() }),
+            anonymous: false,
         };
         let names: Vec<&str> = c.secrets().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["account_key", "connection_string", "client_secret"]);

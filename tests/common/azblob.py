@@ -1,6 +1,7 @@
 """The tests' Azure Blob helper, on the official Python SDK (azure-storage-blob).
 
   azblob.py mkcontainer NAME...
+  azblob.py mkpublic NAME...                            containers anyone may read (public access)
   azblob.py upload SRC CONTAINER [--prefix P] [--md5]   every file under SRC as P/<rel>
   azblob.py put CONTAINER NAME TEXT [KEY=VALUE...]      one blob, any name (even hostile),
                                                         with metadata
@@ -38,6 +39,7 @@ def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("mkcontainer"); s.add_argument("names", nargs="+")
+    s = sub.add_parser("mkpublic"); s.add_argument("names", nargs="+")
     s = sub.add_parser("upload"); s.add_argument("src"); s.add_argument("container")
     s.add_argument("--prefix", default=""); s.add_argument("--md5", action="store_true")
     s.add_argument("--bad-md5", action="store_true", help="store a wrong Content-MD5 (a corrupt blob)")
@@ -53,6 +55,11 @@ def main():
             c = svc.get_container_client(n)
             if not c.exists():
                 c.create_container()
+    elif a.cmd == "mkpublic":
+        for n in a.names:
+            c = svc.get_container_client(n)
+            if not c.exists():
+                c.create_container(public_access="container")
     elif a.cmd == "upload":
         cc = svc.get_container_client(a.container)
         prefix = a.prefix.rstrip("/") + "/" if a.prefix else ""

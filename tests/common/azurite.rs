@@ -181,6 +181,18 @@ impl Azurite {
         self.py(&a);
     }
 
+    /// Creates containers anyone may read without credentials (public access).
+    pub fn mkpublic(&self, names: &[&str]) {
+        let mut a = vec!["mkpublic"];
+        a.extend_from_slice(names);
+        self.py(&a);
+    }
+
+    /// Writes one blob with `text` as its content.
+    pub fn put(&self, container: &str, name: &str, text: &str) {
+        self.py(&["put", container, name, text]);
+    }
+
     /// Uploads every file under `dir` to `container` as `prefix/<relative path>`, with
     /// its Content-MD5.
     pub fn upload_tree(&self, dir: &Path, container: &str, prefix: &str) {

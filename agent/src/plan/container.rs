@@ -30,12 +30,70 @@ pub struct Bind {
     pub propagation: Propagation,
 }
 
+/// An image built on this node before the job runs (see `run::build`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildPlan {
+    /// The build context; `None` for an image derived from `base` with `conda_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<PathBuf>,
+    /// The Dockerfile, relative to the context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// The image a conda build starts from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The conda environment file of a derived image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conda_file: Option<PathBuf>,
+    /// Where the build's output goes: `logs/build.log` in the run folder.
+    pub log: PathBuf,
+}
+
+impl BuildPlan {
+    /// The Dockerfile's name inside the context.
+    pub fn dockerfile_in_context(&self) -> String {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".into())
+    }
+
+    /// What is built, for messages.
+    pub fn describe(&self) -> String {
+        match (&self.context, &self.base) {
+            (Some(c), _) => c.display().to_string(),
+            (None, Some(b)) => format!(
+                "{b} with conda environment {}",
+                self.conda_file
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+            (None, None) => "(nothing)".into(),
+        }
+    }
+
+    /// The Dockerfile of an image derived from `base` with a conda environment, made in
+    /// the image's base environment as Azure ML's derived images have it on the path.
+    pub fn derived_dockerfile(&self) -> String {
+        format!(
+            "FROM {}\nCOPY conda.yml /tmp/stagehand-conda.yml\nRUN conda env update -n base -f /tmp/stagehand-conda.yml && conda clean -afy\n",
+            self.base.as_deref().unwrap_or_default()
+        )
+    }
+}
+
 /// A containerised job: the spec's settings plus what stagehand decided.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerPlan {
-    /// The `container:` section as written.
+    /// The `container:` section as written, with a named environment resolved.
     #[serde(flatten)]
     pub spec: ContainerSpec,
+    /// The image built before the job runs, if it is built here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_build: Option<BuildPlan>,
+    /// Where a named environment was found (`curated`, `workspace environments.<key>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_from: Option<String>,
     /// The working folder inside the container.
     pub working_dir: String,
     /// Everything bound into the container, in the order it is mounted.
@@ -102,11 +160,56 @@ pub(super) fn container_plan(
     if !problems.is_empty() {
         return Err(problems);
     }
+    let (spec, environment_from) = resolve_environment(loaded, spec)?;
+    let image_build = spec.build.as_ref().map(|b| BuildPlan {
+        context: b
+            .context
+            .as_ref()
+            .map(|c| absolute(&loaded.job.folder().join(c))),
+        dockerfile: b.dockerfile.clone(),
+        base: (b.context.is_none()).then(|| spec.image.clone()),
+        conda_file: b
+            .conda_file
+            .as_ref()
+            .map(|c| absolute(&loaded.job.folder().join(c))),
+        log: run_dir.join("logs/build.log"),
+    });
+    if let Some(ctx) = image_build.as_ref().and_then(|b| b.context.as_ref()) {
+        if !ctx.is_dir() {
+            return Err(vec![loaded.job.problem(
+                "container.build.context",
+                format!("{} is not a folder", ctx.display()),
+            )]);
+        }
+    }
     Ok(ContainerPlan {
+        image_build,
+        environment_from,
         spec: spec.clone(),
         working_dir: spec.workdir.clone().unwrap_or(workdir),
         binds,
     })
+}
+
+/// The spec with its named environment (`container.environment`) resolved to an image
+/// or a build, and where it was found.
+fn resolve_environment(
+    loaded: &Loaded,
+    spec: &ContainerSpec,
+) -> Result<(ContainerSpec, Option<String>), Vec<Problem>> {
+    let Some(reference) = &spec.environment else {
+        return Ok((spec.clone(), None));
+    };
+    let r = stagehand_protocol::environments::resolve(
+        &loaded.workspace,
+        &loaded.workspace_dir(),
+        reference,
+    )
+    .map_err(|e| vec![loaded.job.problem("container.environment", e.to_string())])?;
+    let mut spec = spec.clone();
+    spec.image = r.image;
+    spec.build = r.build;
+    Ok((spec, Some(r.from)))
 }
 
 /// The working folder in the container: the code snapshot, inside the run folder (it

@@ -2,8 +2,26 @@
 //! the job is given, and whether a mount goes through FUSE. One [`Resolver`] per plan.
 
 use super::*;
+use stagehand_protocol::data_source::DataSource;
 use stagehand_protocol::job::Code;
 use stagehand_protocol::DataRef;
+use std::borrow::Cow;
+
+/// A reference's data: on a datastore (one of the workspace, or anonymous access made
+/// for a URL), or on this machine.
+enum Found<'a> {
+    At(Box<Where<'a>>),
+    Local(PathBuf),
+}
+
+/// A datastore and the path on it.
+struct Where<'a> {
+    ds_name: String,
+    ds: Cow<'a, Datastore>,
+    path: String,
+    /// The URL or asset it was resolved from.
+    resolved_from: Option<String>,
+}
 
 /// What every data reference of one job is resolved against.
 pub(super) struct Resolver<'a> {
@@ -27,15 +45,20 @@ impl Resolver<'_> {
         problems: &mut Vec<Problem>,
     ) -> Option<DataPlan> {
         let (loaded, spec) = (self.loaded, &self.loaded.job.value);
-        let ds_name = r
-            .datastore
-            .clone()
-            .or_else(|| loaded.workspace.default_datastore.clone())?;
-        let ds = loaded.workspace.datastores.get(&ds_name)?;
+        let Where {
+            ds_name,
+            ds: ds_cow,
+            path: raw,
+            resolved_from,
+        } = match self.source(field, direction, r, problems)? {
+            Found::Local(source) => return self.local_data(field, name, r, source, problems),
+            Found::At(w) => *w,
+        };
+        let ds = ds_cow.as_ref();
         let raw = if direction == Direction::Output {
-            expand_placeholders(&r.path, self.run_id, &spec.name).ok()?
+            expand_placeholders(&raw, self.run_id, &spec.name).ok()?
         } else {
-            r.path.clone()
+            raw
         };
         let path = spec_path(&raw).ok()?;
         if !matches!(
@@ -110,6 +133,150 @@ impl Resolver<'_> {
             } else {
                 None
             },
+            anonymous: match &ds_cow {
+                Cow::Owned(d) => Some(d.clone()),
+                Cow::Borrowed(_) => None,
+            },
+            resolved_from,
+        })
+    }
+
+    /// Where `r`'s data is: its datastore (or, for a URL or an asset, the registered
+    /// datastore or the anonymous access it resolved to), or a local file or folder.
+    /// `None` when the loader already reported the reference, or a problem was pushed.
+    fn source(
+        &self,
+        field: &str,
+        direction: Direction,
+        r: &DataRef,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Found<'_>> {
+        let loaded = self.loaded;
+        let ws = &loaded.workspace;
+        let resolved = stagehand_protocol::data_source::resolve(
+            ws,
+            &loaded.workspace_dir(),
+            &loaded.job.folder(),
+            r,
+            direction == Direction::Output,
+        );
+        let from = r.url.clone().or_else(|| r.asset.clone());
+        let (ds_name, path) = match resolved {
+            Err(e) => {
+                problems.push(
+                    loaded
+                        .job
+                        .problem(&format!("{field}.{}", e.field()), e.to_string()),
+                );
+                return None;
+            }
+            Ok(None) => {
+                let n = r
+                    .datastore
+                    .clone()
+                    .or_else(|| ws.default_datastore.clone())?;
+                (n, r.path.clone())
+            }
+            Ok(Some(DataSource::Local { path })) => return Some(Found::Local(path)),
+            Ok(Some(DataSource::Anonymous {
+                name,
+                datastore,
+                path,
+            })) => {
+                return Some(Found::At(Box::new(Where {
+                    ds_name: name,
+                    ds: Cow::Owned(*datastore),
+                    path,
+                    resolved_from: from,
+                })))
+            }
+            Ok(Some(DataSource::Datastore { name, path })) => (name, path),
+        };
+        let Some(ds) = ws.datastores.get(&ds_name) else {
+            // A plain reference's datastore was checked by the loader; an asset's was not.
+            if from.is_some() {
+                problems.push(loaded.job.problem(
+                    &format!("{field}.asset"),
+                    format!("its path names datastore {ds_name:?}, which is not in the workspace"),
+                ));
+            }
+            return None;
+        };
+        Some(Found::At(Box::new(Where {
+            ds_name,
+            ds: Cow::Borrowed(ds),
+            path,
+            resolved_from: from,
+        })))
+    }
+
+    /// An input that is a file or folder on this machine, used where it is: a mount
+    /// gives it to the job in place (bound read-only in a container), a download
+    /// copies it into the run folder. Nothing is uploaded anywhere.
+    fn local_data(
+        &self,
+        field: &str,
+        name: &str,
+        r: &DataRef,
+        source: PathBuf,
+        problems: &mut Vec<Problem>,
+    ) -> Option<DataPlan> {
+        let loaded = self.loaded;
+        let source = lexical(&absolute(&source));
+        let what = if r.local.is_some() { "local" } else { "asset" };
+        let problem = |m: String| loaded.job.problem(&format!("{field}.{what}"), m);
+        let Some(meta) = std::fs::metadata(&source).ok() else {
+            problems.push(problem(format!("{} does not exist", source.display())));
+            return None;
+        };
+        if r.mode == Mode::Download && meta.is_dir() && lexical(self.run_dir).starts_with(&source) {
+            problems.push(problem(format!(
+                "the run folder {} is inside {}; give --run-dir (or STAGEHAND_RUNS_DIR) outside it",
+                self.run_dir.display(),
+                source.display()
+            )));
+            return None;
+        }
+        // The store is the folder; the path in it is empty, or the file's name.
+        let (root, path) = match (meta.is_dir(), source.parent(), source.file_name()) {
+            (false, Some(parent), Some(file)) => {
+                (parent.to_path_buf(), file.to_string_lossy().into_owned())
+            }
+            _ => (source.clone(), String::new()),
+        };
+        let local_path = match r.mode {
+            Mode::Mount => source.clone(),
+            _ => {
+                let leaf = source
+                    .file_name()
+                    .map(|f| f.to_os_string())
+                    .unwrap_or_default();
+                let dir = self.run_dir.join("inputs").join(name);
+                absolute(
+                    &r.path_on_compute
+                        .as_ref()
+                        .map(|p| self.run_dir.join(p))
+                        .unwrap_or_else(|| dir.join(leaf)),
+                )
+            }
+        };
+        Some(DataPlan {
+            name: name.to_string(),
+            direction: Direction::Input,
+            mode: r.mode,
+            datastore: String::new(),
+            datastore_type: "local",
+            path,
+            job_path: local_path.display().to_string(),
+            local_path,
+            overwrite: r.overwrite,
+            upload_on: UploadOn::Always,
+            is_file: false,
+            local_source: Some(root),
+            fuse: false,
+            mount_fallback: None,
+            anonymous: None,
+            resolved_from: r.asset.clone(),
         })
     }
 
@@ -127,6 +294,9 @@ impl Resolver<'_> {
                 overwrite: true,
                 upload_on: UploadOn::Always,
                 mount_fallback: None,
+                local: None,
+                url: None,
+                asset: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -165,6 +335,8 @@ impl Resolver<'_> {
             local_source: Some(source),
             fuse: false,
             mount_fallback: None,
+            anonymous: None,
+            resolved_from: None,
         })
     }
 }

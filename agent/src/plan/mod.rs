@@ -7,7 +7,7 @@ mod data;
 mod render;
 
 use container::container_plan;
-pub use container::{Bind, ContainerPlan, Propagation};
+pub use container::{Bind, BuildPlan, ContainerPlan, Propagation};
 use data::Resolver;
 pub use render::{render_import, render_text};
 
@@ -168,11 +168,18 @@ pub struct DataPlan {
     /// Mount inputs: what to do where FUSE is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_fallback: Option<MountFallback>,
+    /// A URL's public container, read without credentials (no datastore of the
+    /// workspace serves it): the datastore made for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous: Option<Datastore>,
+    /// The storage URL or data asset this reference was written as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
 }
 
 impl DataPlan {
     /// The key of the store this data moves through: the datastore's name, or the
-    /// local folder of a `code.local` snapshot.
+    /// local folder of a `code.local` snapshot or a local input.
     pub fn store_key(&self) -> String {
         match &self.local_source {
             Some(dir) => format!("local:{}", dir.display()),

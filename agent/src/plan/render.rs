@@ -36,8 +36,24 @@ fn render_header(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
         Some(c) => {
-            let pull = spec_name(c.spec.pull);
-            let _ = writeln!(s, "image      {} (pull {pull})", c.spec.image);
+            match (&c.image_build, &c.environment_from) {
+                (Some(b), _) => {
+                    let _ = writeln!(
+                        s,
+                        "image      built here from {} (reused when its content is unchanged; log {})",
+                        b.describe(),
+                        b.log.display()
+                    );
+                }
+                (None, from) => {
+                    let pull = spec_name(c.spec.pull);
+                    let from = from.as_ref().map(|f| format!(", {f}")).unwrap_or_default();
+                    let _ = writeln!(s, "image      {} (pull {pull}{from})", c.spec.image);
+                }
+            }
+            if let Some(e) = &c.spec.environment {
+                let _ = writeln!(s, "environment {e}");
+            }
             let _ = writeln!(s, "workdir    {} (in the container)", c.working_dir);
         }
         None => {
@@ -72,10 +88,7 @@ fn render_data(s: &mut String, plan: &Plan) {
         let _ = writeln!(s, "\n{title}");
         for d in list {
             let (from, to) = match d.direction {
-                Direction::Input => (
-                    format!("{}:{}", d.datastore, d.path),
-                    d.local_path.display().to_string(),
-                ),
+                Direction::Input => (data_source(d), d.local_path.display().to_string()),
                 Direction::Output => (
                     d.local_path.display().to_string(),
                     format!("{}:{}", d.datastore, d.path),
@@ -96,9 +109,29 @@ fn render_data(s: &mut String, plan: &Plan) {
     }
 }
 
+/// Where an input comes from: `datastore:path`, or the local file or folder.
+fn data_source(d: &DataPlan) -> String {
+    match &d.local_source {
+        Some(dir) if d.path.is_empty() => format!("local {}", dir.display()),
+        Some(dir) => format!("local {}", dir.join(&d.path).display()),
+        None => format!("{}:{}", d.datastore, d.path),
+    }
+}
+
 /// ` (overwrite, a file, …)`: what else a person should know of a data reference.
 fn data_notes(d: &DataPlan) -> String {
     let mut extra = Vec::new();
+    match (&d.resolved_from, &d.anonymous) {
+        (Some(from), Some(_)) => extra.push(format!(
+            "{from}: no datastore of the workspace serves it; read anonymously"
+        )),
+        (Some(from), None) if d.local_source.is_some() => extra.push(format!("asset {from}")),
+        (Some(from), None) => extra.push(format!("{from}: datastore {}", d.datastore)),
+        _ => {}
+    }
+    if d.local_source.is_some() && d.mode == Mode::Mount {
+        extra.push("used in place, read-only in a container".into());
+    }
     if d.overwrite {
         extra.push("overwrite".to_string());
     }

@@ -142,7 +142,25 @@ pub(super) fn reason(e: &DockerError) -> String {
 /// the image's stop signal, which cancellation and the timeout send.
 async fn prepare(c: &ContainerPlan) -> Result<Ready, RunError> {
     let docker = connect().await?;
-    let image = with_tag(&c.spec.image);
+    let image =
+        match &c.image_build {
+            // Built (or found built) here: nothing to pull.
+            Some(b) => {
+                let image = super::build::ensure(&docker, b).await?;
+                let info = docker.inspect_image(&image).await.map_err(|source| {
+                    RunError::InspectImage {
+                        image: image.clone(),
+                        source,
+                    }
+                })?;
+                return Ok(Ready {
+                    docker,
+                    image,
+                    stop_signal: stop_signal(info),
+                });
+            }
+            None => with_tag(&c.spec.image),
+        };
     let present = match docker.inspect_image(&image).await {
         Ok(i) => Some(i),
         Err(e) if is_not_found(&e) => None,
@@ -166,16 +184,19 @@ async fn prepare(c: &ContainerPlan) -> Result<Ready, RunError> {
                 })?
         }
     };
-    let stop_signal = info
-        .config
-        .and_then(|c| c.stop_signal)
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "SIGTERM".into());
     Ok(Ready {
         docker,
         image,
-        stop_signal,
+        stop_signal: stop_signal(info),
     })
+}
+
+/// The image's stop signal (SIGTERM unless it names one).
+fn stop_signal(info: bollard::models::ImageInspect) -> String {
+    info.config
+        .and_then(|c| c.stop_signal)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "SIGTERM".into())
 }
 
 async fn pull(docker: &Docker, image: &str) -> Result<(), RunError> {

@@ -7,6 +7,7 @@
 //! Nothing here decides the agent's exit code: a run error says what went wrong, and
 //! `before_launch` whether anything ran.
 
+pub mod build;
 pub mod container;
 pub mod output;
 pub mod process;
@@ -99,6 +100,24 @@ pub enum RunError {
         /// The image reference.
         image: String,
     },
+    /// The build context (or conda file) could not be read.
+    #[error("cannot read the image's build context {context}: {source}")]
+    BuildContext {
+        /// What was to be built.
+        context: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine could not build the image.
+    #[error("building the image from {context} failed: {reason} (the build's output is in {})", log.display())]
+    BuildFailed {
+        /// What was built.
+        context: String,
+        /// The build log.
+        log: std::path::PathBuf,
+        /// What the engine said.
+        reason: String,
+    },
     /// Pulling the image failed.
     #[error("cannot pull image {image:?}: {reason}")]
     PullFailed {
@@ -163,6 +182,8 @@ impl RunError {
             RunError::EngineUnreachable { .. }
                 | RunError::ImageMissing { .. }
                 | RunError::PullFailed { .. }
+                | RunError::BuildContext { .. }
+                | RunError::BuildFailed { .. }
                 | RunError::Launch { .. }
         )
     }

@@ -189,13 +189,29 @@ pub fn open(
     workspace_dir: &Path,
     name: &str,
 ) -> Result<DynStore, StoreError> {
-    use stagehand_protocol::Datastore;
     match workspace.datastores.get(name) {
-        Some(Datastore::Local { root }) => Ok(Arc::new(local::LocalStore::open(
+        Some(ds) => open_datastore(name, ds, workspace_dir),
+        None => Err(StoreError::Config {
+            datastore: name.to_string(),
+            detail: "no such datastore in the workspace".into(),
+        }),
+    }
+}
+
+/// Opens the datastore `ds`, named `name` in errors: one of the workspace's, or one
+/// made for a URL of a public container (`credentials.anonymous`).
+pub fn open_datastore(
+    name: &str,
+    ds: &stagehand_protocol::Datastore,
+    workspace_dir: &Path,
+) -> Result<DynStore, StoreError> {
+    use stagehand_protocol::Datastore;
+    match ds {
+        Datastore::Local { root } => Ok(Arc::new(local::LocalStore::open(
             name,
             &workspace_dir.join(root),
         )?)),
-        Some(ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. })) => {
+        ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. }) => {
             let target = azure::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
                 azure::config::ConfigError::Invalid { datastore, detail } => {
                     StoreError::Config { datastore, detail }
@@ -207,7 +223,7 @@ pub fn open(
             })?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
-        Some(ds @ Datastore::AzureFile { .. }) => {
+        ds @ Datastore::AzureFile { .. } => {
             let target =
                 azure_file::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
                     azure::config::ConfigError::Invalid { datastore, detail } => {
@@ -220,9 +236,5 @@ pub fn open(
                 })?;
             Ok(Arc::new(azure_file::FileShareStore::open(target)?))
         }
-        None => Err(StoreError::Config {
-            datastore: name.to_string(),
-            detail: "no such datastore in the workspace".into(),
-        }),
     }
 }

@@ -514,6 +514,9 @@ fn data_reference(
         overwrite,
         upload_on: Default::default(),
         mount_fallback: None,
+        local: None,
+        url: None,
+        asset: None,
     };
     let became = describe_reference(&r, name);
     Some((r, became))

@@ -15,8 +15,11 @@
 //!   `AZURE_ML_OUTPUT_<name>` (`azure_ml_v2_variables`).
 //! - `environment_variables` → `environment`; `code` (a local folder) → `code.local`;
 //!   `environment.image` → `container`; `limits.timeout` → `timeout`.
-//! - Registered assets (`azureml:name:version`, `azureml:name@latest`, registry
-//!   environments, job outputs) need the Azure ML service: an error naming the key.
+//! - An input may also be a local file or folder (→ `local`), a storage URL (→ `url`)
+//!   or a workspace data asset (`azureml:name:version`, `azureml:name@latest` →
+//!   `asset`); the plan resolves them against the workspace (`crate::data_source`).
+//! - Registry assets and environments and job outputs need the Azure ML service: an
+//!   error naming the key.
 
 use super::{
     entries, is_set, name_from_file, sanitize_name, scalar_text, shell, Format, ImportReport,
@@ -66,7 +69,7 @@ const IGNORED: &[(&str, &str)] = &[
 ];
 
 /// Why a path cannot be read here, or where it is.
-enum Location {
+pub(crate) enum Location {
     /// A path on a named datastore (`None` = the workspace default).
     Datastore { name: Option<String>, path: String },
     /// Something only the Azure ML service can resolve.
@@ -78,7 +81,7 @@ enum Location {
 }
 
 /// Splits an `azureml://…` or other path.
-fn locate(uri: &str) -> Location {
+pub(crate) fn locate(uri: &str) -> Location {
     let lower = uri.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("azureml://") {
         // Short form `datastores/<n>/paths/<p>`; long form with subscriptions/…/workspaces/<w>/ before it.
@@ -158,6 +161,8 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
     if container.is_some() {
         aliases.push(("container".into(), "environment".into()));
         aliases.push(("container.image".into(), "environment.image".into()));
+        aliases.push(("container.build".into(), "environment.build".into()));
+        aliases.push(("container.environment".into(), "environment".into()));
     }
     let code = import_code(&mut src, &top, &mut report, &mut aliases);
     let timeout = import_limits(&mut src, &top, &mut report, &mut aliases);
@@ -466,7 +471,9 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
 
 fn alias_data(aliases: &mut Vec<(String, String)>, field: &str) {
     aliases.push((field.to_string(), field.to_string()));
-    aliases.push((format!("{field}.datastore"), format!("{field}.path")));
+    for native in ["datastore", "local", "url", "asset"] {
+        aliases.push((format!("{field}.{native}"), format!("{field}.path")));
+    }
 }
 
 /// An input or output: data, or a value substituted as text.
@@ -545,31 +552,81 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
         );
         return Some(Item::Literal(path));
     };
-    let (datastore, dpath) = data_location(src, &format!("{field}.path"), &path, false)?;
+    let mut r = input_location(src, &format!("{field}.path"), &path)?;
+    r.mode = mode;
     ignore_extra(&m, field, &["type", "path", "mode"], report);
     let note = if ty.starts_with("uri") {
         String::new()
     } else {
         format!(", {ty} read as its folder")
     };
+    let from = match (&r.local, &r.url, &r.asset) {
+        (Some(l), _, _) => format!("local {l} (used where it is, nothing uploaded)"),
+        (_, Some(u), _) => format!("url {u} (a registered datastore, else anonymous)"),
+        (_, _, Some(a)) => format!("asset {a} (from the workspace's data_assets)"),
+        _ => format!(
+            "{}:{}",
+            r.datastore.as_deref().unwrap_or("(default datastore)"),
+            r.path
+        ),
+    };
     report.map(
         field,
         format!(
-            "inputs.{}: {} ({mode_text}) {}:{dpath}{note}",
+            "inputs.{}: {} ({mode_text}) {from}{note}",
             field.trim_start_matches("inputs."),
             mode.as_str(),
-            datastore.as_deref().unwrap_or("(default datastore)")
         ),
     );
-    Some(Item::Data(DataRef {
-        datastore,
-        path: dpath,
-        mode,
+    Some(Item::Data(r))
+}
+
+/// Where an input's data is: a datastore path, a storage URL, a registered data asset
+/// or a local file or folder (relative to the job file); the plan resolves the last
+/// three against the workspace.
+fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
+    let mut r = DataRef {
+        datastore: None,
+        path: String::new(),
+        mode: Mode::Mount,
         path_on_compute: None,
         overwrite: false,
         upload_on: Default::default(),
         mount_fallback: None,
-    }))
+        local: None,
+        url: None,
+        asset: None,
+    };
+    match locate(uri) {
+        Location::Datastore { name, path } => {
+            r.datastore = name;
+            r.path = path;
+        }
+        Location::Local => r.local = Some(uri.strip_prefix("file:").unwrap_or(uri).to_string()),
+        Location::Url if crate::storage_url::is_storage_scheme(uri) => {
+            if let Err(e) = crate::storage_url::parse(uri) {
+                src.push(
+                    field,
+                    format!("{e}; or use mode: direct to pass the URL to the job as it is"),
+                );
+                return None;
+            }
+            r.url = Some(uri.to_string());
+        }
+        Location::Service(_) if is_data_asset(uri) => {
+            r.asset = Some(uri.trim_start_matches("azureml:").to_string());
+        }
+        _ => {
+            data_location(src, field, uri, false)?;
+        }
+    }
+    Some(r)
+}
+
+/// `azureml:<name>:<version>` or `azureml:<name>@latest`: a workspace data asset.
+fn is_data_asset(uri: &str) -> bool {
+    uri.strip_prefix("azureml:")
+        .is_some_and(|rest| !rest.starts_with("//") && !rest.is_empty())
 }
 
 /// A literal input, substituted in the command and set as `AZURE_ML_INPUT_<name>`.
@@ -699,6 +756,9 @@ fn output(
         overwrite: true,
         upload_on: Default::default(),
         mount_fallback: None,
+        local: None,
+        url: None,
+        asset: None,
     }))
 }
 
@@ -784,7 +844,8 @@ fn ignore_extra(m: &Mapping, field: &str, known: &[&str], report: &mut ImportRep
     }
 }
 
-/// `environment`: an inline image → the container; a registered one → an error.
+/// `environment`: an inline image, a build context, an image plus a conda file, a
+/// `file:` environment YAML, or a name (registry or workspace) the plan resolves.
 fn environment_section(
     src: &mut Source,
     v: Option<&Value>,
@@ -795,35 +856,166 @@ fn environment_section(
         Value::Mapping(m) => m.clone(),
         v => {
             let text = scalar_text(v).unwrap_or_default();
-            src.push("environment", format!("{text:?} is a registered Azure ML environment, which only the Azure ML service can resolve to an image; give environment: {{image: <image>}}, or remove the key to run on this node as it is"));
+            return named_environment(src, &text, report);
+        }
+    };
+    environment_mapping(src, &m, Path::new(""), "environment", report)
+}
+
+/// `environment: <name>`: a `file:` YAML is read here; an `azureml://registries/azureml/…`
+/// or `azureml:<name>…` one is left for the plan (workspace `environments`, or a
+/// curated image); another registry needs the Azure ML service.
+fn named_environment(
+    src: &mut Source,
+    text: &str,
+    report: &mut ImportReport,
+) -> Option<ContainerSpec> {
+    if let Some(rel) = text.strip_prefix("file:") {
+        let rel = rel.trim();
+        let path = src.file.parent().unwrap_or(Path::new("")).join(rel);
+        let body = match crate::limits::read(&path, "environment file") {
+            Ok(b) => b,
+            Err(p) => {
+                src.push(
+                    "environment",
+                    format!("{text:?}: cannot read the environment file: {p}"),
+                );
+                return None;
+            }
+        };
+        let Ok(Value::Mapping(m)) = serde_yaml::from_str::<Value>(&body) else {
+            src.push("environment", format!("{text:?} is not an environment YAML (a mapping with image, build or conda_file)"));
+            return None;
+        };
+        let base = Path::new(rel).parent().unwrap_or(Path::new(""));
+        return environment_mapping(src, &m, base, "environment", report);
+    }
+    if text.contains('<') || text.trim().contains(char::is_whitespace) {
+        src.push("environment", format!("{text:?} is a template placeholder, not an environment name; fill in the environment"));
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let known = lower.starts_with("azureml://registries/azureml/environments/")
+        || (lower.starts_with("azureml:") && !lower.starts_with("azureml://"));
+    if !known {
+        src.push("environment", format!("{text:?} is an environment only the Azure ML service can resolve to an image; give environment: {{image: <image>}}, register it under environments in the workspace, or remove the key to run on this node as it is"));
+        return None;
+    }
+    report.map(
+        "environment",
+        format!(
+            "container.environment: {text} (the workspace's environments, else a curated image)"
+        ),
+    );
+    Some(container(String::new(), None, Some(text.to_string())))
+}
+
+/// An environment written out: `image`, `build: {path, dockerfile_path}`, `conda_file`.
+/// `base` is the folder (relative to the job file's) its relative paths start from.
+fn environment_mapping(
+    src: &mut Source,
+    m: &Mapping,
+    base: &Path,
+    field: &str,
+    report: &mut ImportReport,
+) -> Option<ContainerSpec> {
+    let rel = |p: String| base.join(p).display().to_string();
+    let image = m
+        .get("image")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty());
+    let conda_file = m
+        .get("conda_file")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty())
+        .map(rel);
+    let build = match m.get("build").filter(|b| is_set(b)) {
+        None => None,
+        Some(Value::Mapping(b)) => {
+            let Some(path) = b
+                .get("path")
+                .and_then(scalar_text)
+                .filter(|s| !s.is_empty())
+            else {
+                src.push(
+                    &format!("{field}.build.path"),
+                    "missing; give the build context folder",
+                );
+                return None;
+            };
+            if path.contains("://") {
+                src.push(&format!("{field}.build.path"), format!("{path:?} is a remote build context, which the Azure ML service fetches; give a local folder"));
+                return None;
+            }
+            let dockerfile = b.get("dockerfile_path").and_then(scalar_text);
+            report.map(
+                format!("{field}.build"),
+                format!("container.build: the image is built from {path} (cached by its content)"),
+            );
+            Some(crate::job::ImageBuild {
+                context: Some(rel(path)),
+                dockerfile,
+                conda_file: None,
+            })
+        }
+        Some(_) => {
+            src.push(
+                &format!("{field}.build"),
+                "expected a mapping with path (and dockerfile_path)",
+            );
             return None;
         }
     };
-    if m.get("build").is_some_and(is_set) {
-        src.push("environment.build", "building an image is done by the Azure ML service; build it yourself and give environment.image");
+    let build = match (build, &conda_file, &image) {
+        (Some(b), _, _) => Some(b),
+        (None, Some(c), Some(_)) => {
+            report.map(
+                format!("{field}.conda_file"),
+                "container.build.conda_file: an image derived from environment.image with this conda environment (cached by its content)",
+            );
+            Some(crate::job::ImageBuild {
+                context: None,
+                dockerfile: None,
+                conda_file: Some(c.clone()),
+            })
+        }
+        _ => None,
+    };
+    if build.as_ref().is_none_or(|b| b.context.is_none()) && image.is_none() {
+        src.push(
+            &format!("{field}.image"),
+            "missing; give the image to run in, or build: {path: <context>}",
+        );
         return None;
     }
-    let Some(image) = m
-        .get("image")
-        .and_then(scalar_text)
-        .filter(|s| !s.is_empty())
-    else {
-        src.push("environment.image", "missing; give the image to run in");
-        return None;
-    };
-    report.map("environment.image", format!("container.image: {image}"));
-    for (k, v) in entries(&m) {
-        if k == "image" || !is_set(v) {
+    if let Some(i) = &image {
+        report.map(format!("{field}.image"), format!("container.image: {i}"));
+    }
+    for (k, v) in entries(m) {
+        if ["image", "build", "conda_file"].contains(&k) || !is_set(v) {
             continue;
         }
         let reason = match k {
-            "conda_file" => "stagehand does not build environments: the image is used as it is",
             "name" | "version" | "description" | "tags" => "only labels the environment",
+            "$schema" => "only names the file's schema",
             _ => "not an environment key stagehand knows; it has no effect",
         };
-        report.ignore(format!("environment.{k}"), reason);
+        report.ignore(format!("{field}.{k}"), reason);
     }
-    Some(ContainerSpec::of_image(image))
+    Some(container(image.unwrap_or_default(), build, None))
+}
+
+/// A container of `image` (or a build, or a named environment), with no other setting.
+fn container(
+    image: String,
+    build: Option<crate::job::ImageBuild>,
+    environment: Option<String>,
+) -> ContainerSpec {
+    ContainerSpec {
+        build,
+        environment,
+        ..ContainerSpec::of_image(image)
+    }
 }
 
 #[cfg(test)]
@@ -871,20 +1063,9 @@ mod tests {
 
     #[test]
     fn service_only_content_names_the_key() {
-        // A registry environment, and a datastore file passed as a job.
-        let err = fixture("hello-iris-datastore-file.yml").unwrap_err();
-        assert_eq!(err.0.len(), 1, "{err}");
-        assert_eq!(err.0[0].field, "environment");
-        assert!(err.0[0].message.contains("Azure ML service"));
-        let err = fixture("hello-dataset.yml").unwrap_err();
-        let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["inputs.sampledata.path", "environment"]);
-        assert!(err.0[0].message.contains("azureml:sampledata@latest"));
-        assert_eq!(err.0[0].location.map(|l| l.line), Some(8));
+        // A pipeline passed as a command job.
         let err = fixture("hello-pipeline.yml").unwrap_err();
         assert_eq!(err.0[0].field, "$schema");
-        let err = fixture("hello-iris-file.yml").unwrap_err();
-        assert!(err.0[0].message.contains("storage URL"), "{err}");
     }
 
     #[test]
@@ -934,7 +1115,7 @@ outputs:
 
     #[test]
     fn input_modes_that_cannot_work_name_the_key() {
-        let text = "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml://datastores/d/paths/p', mode: rw_mount}\n  y: {type: mltable, path: 'azureml://datastores/d/paths/t', mode: eval_mount}\n  z: {path: ./local/data}\n";
+        let text = "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml://datastores/d/paths/p', mode: rw_mount}\n  y: {type: mltable, path: 'azureml://datastores/d/paths/t', mode: eval_mount}\n  z: {path: 's3://b/x'}\n";
         let err = import(Path::new("job.yml"), text).unwrap_err();
         let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["inputs.x.mode", "inputs.y.mode", "inputs.z.path"]);

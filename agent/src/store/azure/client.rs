@@ -378,7 +378,7 @@ impl Client {
                     hv(&format!("SharedKey {}:{sig}", self.target.account))?,
                 );
             }
-            Auth::Sas(_) => {}
+            Auth::Sas(_) | Auth::Anonymous => {}
             Auth::Identity(_) => {
                 let provider = self
                     .tokens

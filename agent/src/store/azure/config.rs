@@ -46,6 +46,9 @@ pub enum Auth {
     /// An Entra ID identity: a service principal, or none given = the managed or
     /// workload identity of the machine. Tokens come from object_store's providers.
     Identity(Identity),
+    /// No authorisation at all: a public container (`credentials.anonymous`), which
+    /// serves reads only.
+    Anonymous,
 }
 
 /// Which Entra ID identity to ask tokens for.
@@ -259,11 +262,14 @@ pub fn resolve(name: &str, ds: &Datastore, ws_dir: &Path) -> Result<AzureTarget,
         tenant_id,
         client_id,
         client_secret,
+        anonymous,
     } = creds;
     let mut account = account.clone();
     let mut url =
         service_url(&account, endpoint.as_deref(), protocol.as_deref()).map_err(&invalid)?;
-    let auth = if let Some(k) = account_key {
+    let auth = if *anonymous {
+        Auth::Anonymous
+    } else if let Some(k) = account_key {
         let key = secret(k, name, "account_key", ws_dir)?;
         Auth::SharedKey(decode_key(&key, name, &k.describe())?)
     } else if let Some(s) = sas_token {
@@ -336,7 +342,9 @@ pub fn resolve(name: &str, ds: &Datastore, ws_dir: &Path) -> Result<AzureTarget,
 
 /// Says, without reading any secret, how a datastore authenticates: for `show`.
 pub fn describe_credentials(c: &Credentials) -> String {
-    if let Some(s) = &c.account_key {
+    if c.anonymous {
+        "anonymous: a public container, read without credentials".into()
+    } else if let Some(s) = &c.account_key {
         format!("account key, from {}", s.describe())
     } else if let Some(s) = &c.sas_token {
         format!("SAS token, from {}", s.describe())

@@ -267,12 +267,18 @@ impl AzureStore {
                     (_, Auth::SharedKey(_)) => "the account key does not match the account; check credentials.account_key",
                     (_, Auth::Sas(_)) => "the SAS token was refused (expired, wrong account or container, or missing permissions); check credentials.sas_token",
                     (_, Auth::Identity(_)) => "the identity was refused; check its role assignment on the container",
+                    (_, Auth::Anonymous) => "it cannot be read anonymously, the container is not public; register its account and container as a datastore with credentials in the workspace",
                 };
                 StoreError::Auth { datastore, detail: format!("{e} for {what}: {hint}") }
             }
             (_, Some("ContainerNotFound")) => StoreError::Remote {
                 datastore,
                 detail: format!("container {:?} does not exist at {} (`stagehand datastore check {} --create-if-not-exists` creates it)", t.container, t.service_url, t.datastore),
+            },
+            // A private container answers an anonymous request as if nothing were there.
+            (Some(404), Some("ResourceNotFound")) if matches!(t.auth, Auth::Anonymous) => StoreError::Auth {
+                datastore,
+                detail: format!("{what} cannot be read anonymously: it does not exist, or the container is not public; register its account and container as a datastore with credentials in the workspace"),
             },
             (Some(404), _) => StoreError::NotFound { datastore, path: path.to_string() },
             (_, Some("Md5Mismatch")) => StoreError::Remote {

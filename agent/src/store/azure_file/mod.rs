@@ -94,6 +94,7 @@ impl FileShareStore {
                     (_, Auth::SharedKey(_)) => "the account key does not match the account; check credentials.account_key",
                     (_, Auth::Sas(_)) => "the SAS token was refused (expired, wrong account or share, or missing permissions); check credentials.sas_token",
                     (_, Auth::Identity(_)) => "the identity was refused; it needs a Storage File Data Privileged role on the share",
+                    (_, Auth::Anonymous) => "file shares cannot be read anonymously; give the datastore credentials",
                 };
                 StoreError::Auth {
                     datastore,

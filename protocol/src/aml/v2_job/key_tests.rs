@@ -269,8 +269,30 @@ fn where_data_can_be() {
             "{uri}"
         );
     }
+    // Read through the workspace when planned: a local path, a storage URL, an asset.
+    let (j, r) = job(&at("./data"));
+    assert_eq!(j.inputs["x"].local.as_deref(), Some("./data"));
+    assert!(mapped(&r, "inputs.x").contains("nothing uploaded"));
+    let (j, _) = job(&at("wasbs://c@acct.blob.core.windows.net/x"));
+    assert_eq!(
+        j.inputs["x"].url.as_deref(),
+        Some("wasbs://c@acct.blob.core.windows.net/x")
+    );
+    for (uri, asset) in [
+        ("azureml:iris:1", "iris:1"),
+        ("azureml:iris@latest", "iris@latest"),
+    ] {
+        let (j, _) = job(&at(uri));
+        assert_eq!(j.inputs["x"].asset.as_deref(), Some(asset));
+        assert_eq!(
+            (
+                j.inputs["x"].datastore.as_deref(),
+                j.inputs["x"].path.as_str()
+            ),
+            (None, "")
+        );
+    }
     for (uri, fragment) in [
-        ("azureml:iris:1", "a registered Azure ML asset"),
         (
             "azureml://registries/r/data/d/versions/1",
             "an asset in an Azure ML registry",
@@ -281,16 +303,8 @@ fn where_data_can_be() {
         ),
         ("azureml://locations/x", "an Azure ML asset URI"),
         ("azureml://datastores/s/other/a", "an Azure ML asset URI"),
-        ("wasbs://c@acct.blob.core.windows.net/x", "a storage URL"),
-        (
-            "abfss://fs@acct.dfs.core.windows.net/x",
-            "or use mode: direct",
-        ),
+        ("abfss://acct.dfs.core.windows.net/x", "or use mode: direct"),
         ("s3://bucket/x", "storage URL"),
-        (
-            "./data",
-            "a local path, which the Azure ML CLI would upload first",
-        ),
     ] {
         refused_at(&at(uri), "inputs.x.path", fragment);
     }
@@ -391,16 +405,18 @@ fn output_refusals() {
 // --- Environment, code, limits, variables ----------------------------------------------
 
 #[test]
-fn the_environment_is_an_image() {
+fn the_environment_is_an_image_a_build_or_a_name() {
     let (j, r) = job(&cmd(
         "environment:\n  image: python:3.11\n  conda_file: env.yml\n  name: e\n  version: 1\n  extra: x\n",
     ));
-    assert_eq!(j.container.expect("container").image, "python:3.11");
+    let c = j.container.expect("container");
+    assert_eq!(c.image, "python:3.11");
+    assert_eq!(c.build.unwrap().conda_file.as_deref(), Some("env.yml"));
     assert_eq!(
         mapped(&r, "environment.image"),
         "container.image: python:3.11"
     );
-    assert!(ignored(&r, "environment.conda_file").contains("used as it is"));
+    assert!(mapped(&r, "environment.conda_file").contains("derived from environment.image"));
     assert_eq!(
         ignored(&r, "environment.name"),
         "only labels the environment"
@@ -410,15 +426,34 @@ fn the_environment_is_an_image() {
         "only labels the environment"
     );
     assert!(ignored(&r, "environment.extra").contains("not an environment key"));
-    refused_at(
-        &cmd("environment: azureml:sklearn:1\n"),
-        "environment",
-        "give environment: {image: <image>}",
+    // A name is left for the plan; a build context is built there.
+    let (j, _) = job(&cmd("environment: azureml:sklearn:1\n"));
+    assert_eq!(
+        j.container.unwrap().environment.as_deref(),
+        Some("azureml:sklearn:1")
+    );
+    let (j, _) = job(&cmd(
+        "environment: {build: {path: docker, dockerfile_path: Dockerfile.gpu}}\n",
+    ));
+    let b = j.container.unwrap().build.unwrap();
+    assert_eq!(
+        (b.context.as_deref(), b.dockerfile.as_deref()),
+        (Some("docker"), Some("Dockerfile.gpu"))
     );
     refused_at(
-        &cmd("environment: {build: {path: docker}}\n"),
-        "environment.build",
-        "build it yourself",
+        &cmd("environment: azureml://registries/other/environments/x/versions/1\n"),
+        "environment",
+        "only the Azure ML service",
+    );
+    refused_at(
+        &cmd("environment: < your environment name >\n"),
+        "environment",
+        "template placeholder",
+    );
+    refused_at(
+        &cmd("environment: {build: {path: 'https://x/y.git'}}\n"),
+        "environment.build.path",
+        "remote build context",
     );
     refused_at(
         &cmd("environment: {conda_file: e.yml}\n"),
@@ -426,6 +461,27 @@ fn the_environment_is_an_image() {
         "missing",
     );
     assert_eq!(job(&cmd("environment:\n")).0.container, None);
+}
+
+#[test]
+fn a_file_environment_is_read_beside_the_job() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("env")).unwrap();
+    std::fs::write(
+        d.path().join("env/env.yml"),
+        "name: e\nimage: python:3.11\nconda_file: conda.yml\n",
+    )
+    .unwrap();
+    let file = d.path().join("job.yml");
+    let (j, _) = import(&file, &cmd("environment: file:env/env.yml\n")).unwrap();
+    let c = j.value.container.unwrap();
+    assert_eq!(c.image, "python:3.11");
+    assert_eq!(
+        c.build.unwrap().conda_file.as_deref(),
+        Some("env/conda.yml")
+    );
+    let err = import(&file, &cmd("environment: file:nothere.yml\n")).unwrap_err();
+    assert_eq!(err.0[0].field, "environment");
 }
 
 #[test]

@@ -1,0 +1,291 @@
+//! Where an input written as a storage URL, a local path or a data asset really is:
+//! a registered datastore, a public container read anonymously, or a file or folder
+//! on this machine. The plan asks this once per input.
+//!
+//! Pure: reads the workspace it is given, never the network, never a file.
+
+use crate::aml::v2_job::{locate, Location};
+use crate::job::DataRef;
+use crate::storage_url::{self, StorageUrl};
+use crate::workspace::{Datastore, Workspace};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Where an input's data is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// A path on a datastore of the workspace.
+    Datastore {
+        /// The datastore's name.
+        name: String,
+        /// The path on it.
+        path: String,
+    },
+    /// A path in a public container, read without credentials.
+    Anonymous {
+        /// How the plan names it (`anonymous:<service>/<container>`).
+        name: String,
+        /// The datastore that reads it (`credentials.anonymous`).
+        datastore: Box<Datastore>,
+        /// The path in the container.
+        path: String,
+    },
+    /// A file or folder on this machine, used where it is.
+    Local {
+        /// Its absolute or job-relative path.
+        path: PathBuf,
+    },
+}
+
+/// Why an input's URL, local path or asset cannot be resolved. Names the field (`url`,
+/// `asset`) it is about through [`SourceError::field`].
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The URL is not a storage URL stagehand can read.
+    #[error("{reason}")]
+    Url {
+        /// What is wrong (from the URL parser).
+        reason: String,
+    },
+    /// An output's URL names no datastore of the workspace; anonymous access only reads.
+    #[error("{url:?} is not in a datastore of the workspace, and a public container cannot be written anonymously; register its account and container as a datastore")]
+    AnonymousOutput {
+        /// The URL.
+        url: String,
+    },
+    /// The asset is not registered.
+    #[error("data asset {asset:?} is not registered in the workspace's data_assets (registered: {known})")]
+    UnknownAsset {
+        /// As written.
+        asset: String,
+        /// The registered `name:version`s, or `none`.
+        known: String,
+    },
+    /// The asset's own path is one only the Azure ML service can resolve.
+    #[error("data asset {asset:?} has path {path:?}, which is {what}; give a datastore path, a storage URL or a local path")]
+    AssetPath {
+        /// The asset.
+        asset: String,
+        /// Its path.
+        path: String,
+        /// What the path is.
+        what: &'static str,
+    },
+    /// The asset's path names the default datastore and the workspace has none.
+    #[error("{what} names the default datastore and the workspace has no default_datastore")]
+    NoDefault {
+        /// What named it.
+        what: String,
+    },
+}
+
+impl SourceError {
+    /// The field of the data reference the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            SourceError::Url { .. } | SourceError::AnonymousOutput { .. } => "url",
+            _ => "asset",
+        }
+    }
+}
+
+/// Where the input `r` is, when it is a URL, a local path or an asset; `Ok(None)` for an
+/// ordinary datastore path. `job_dir` anchors a relative `local`, `ws_dir` an asset's
+/// relative path; `output` refuses anonymous access.
+pub fn resolve(
+    ws: &Workspace,
+    ws_dir: &Path,
+    job_dir: &Path,
+    r: &DataRef,
+    output: bool,
+) -> Result<Option<DataSource>, SourceError> {
+    if let Some(l) = &r.local {
+        return Ok(Some(DataSource::Local {
+            path: job_dir.join(l),
+        }));
+    }
+    if let Some(u) = &r.url {
+        return from_url(ws, u, output).map(Some);
+    }
+    let Some(asset) = &r.asset else {
+        return Ok(None);
+    };
+    let (name, version) = split_asset(asset);
+    let a = ws
+        .data_asset(name, version)
+        .ok_or_else(|| SourceError::UnknownAsset {
+            asset: asset.clone(),
+            known: known_assets(ws),
+        })?;
+    let asset_path = |what| SourceError::AssetPath {
+        asset: asset.clone(),
+        path: a.path.clone(),
+        what,
+    };
+    match locate(&a.path) {
+        Location::Datastore { name, path } => {
+            let name = name
+                .or_else(|| ws.default_datastore.clone())
+                .ok_or_else(|| SourceError::NoDefault {
+                    what: format!("data asset {asset:?}"),
+                })?;
+            Ok(Some(DataSource::Datastore { name, path }))
+        }
+        Location::Url if storage_url::is_storage_scheme(&a.path) => {
+            from_url(ws, &a.path, output).map(Some)
+        }
+        Location::Url => Err(asset_path("a URL of a kind stagehand does not read")),
+        Location::Service(what) => Err(asset_path(what)),
+        Location::Local => Ok(Some(DataSource::Local {
+            path: ws_dir.join(a.path.strip_prefix("file:").unwrap_or(&a.path)),
+        })),
+    }
+}
+
+/// `name:version` → (name, version); `name@latest` and a bare `name` → (name, latest).
+pub fn split_asset(asset: &str) -> (&str, Option<&str>) {
+    let asset = asset.strip_prefix("azureml:").unwrap_or(asset);
+    if let Some(n) = asset.strip_suffix("@latest") {
+        return (n, None);
+    }
+    match asset.rsplit_once(':') {
+        Some((n, v)) => (n, Some(v)),
+        None => (asset, None),
+    }
+}
+
+fn known_assets(ws: &Workspace) -> String {
+    if ws.data_assets.is_empty() {
+        return "none".into();
+    }
+    ws.data_assets
+        .iter()
+        .map(|a| format!("{}:{}", a.name, a.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A storage URL → the datastore registered for it, else anonymous access.
+fn from_url(ws: &Workspace, url: &str, output: bool) -> Result<DataSource, SourceError> {
+    let u: StorageUrl = storage_url::parse(url).map_err(|reason| SourceError::Url { reason })?;
+    if let Some(name) = u.registered(ws) {
+        return Ok(DataSource::Datastore {
+            name: name.to_string(),
+            path: u.path,
+        });
+    }
+    if output {
+        return Err(SourceError::AnonymousOutput { url: url.into() });
+    }
+    Ok(DataSource::Anonymous {
+        name: u.anonymous_name(),
+        datastore: Box::new(u.anonymous_datastore()),
+        path: u.path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Mode;
+
+    fn input(local: Option<&str>, url: Option<&str>, asset: Option<&str>) -> DataRef {
+        DataRef {
+            datastore: None,
+            path: String::new(),
+            local: local.map(Into::into),
+            url: url.map(Into::into),
+            asset: asset.map(Into::into),
+            mode: Mode::Download,
+            path_on_compute: None,
+            overwrite: false,
+            upload_on: Default::default(),
+            mount_fallback: None,
+        }
+    }
+
+    fn ws() -> Workspace {
+        serde_yaml::from_str(
+            r#"
+default_datastore: blobs
+datastores:
+  blobs: {type: azure_blob, account_name: acct, container_name: data}
+data_assets:
+  - {name: cifar, version: 1, path: "azureml://datastores/blobs/paths/cifar/v1/"}
+  - {name: cifar, version: 10, path: "azureml://datastores/blobs/paths/cifar/v10/"}
+  - {name: iris, version: "2", type: uri_file, path: "https://pub.blob.core.windows.net/d/iris.csv"}
+  - {name: here, version: 1, path: ./folder}
+  - {name: reg, version: 1, path: "azureml://registries/r/data/x/versions/1"}
+"#,
+        )
+        .unwrap()
+    }
+
+    fn at(r: DataRef) -> Result<Option<DataSource>, SourceError> {
+        resolve(&ws(), Path::new("/ws"), Path::new("/job"), &r, false)
+    }
+
+    #[test]
+    fn assets_by_version_and_latest() {
+        let ds = |p: &str| {
+            Some(DataSource::Datastore {
+                name: "blobs".into(),
+                path: p.into(),
+            })
+        };
+        assert_eq!(
+            at(input(None, None, Some("cifar:1"))).unwrap(),
+            ds("cifar/v1/")
+        );
+        assert_eq!(
+            at(input(None, None, Some("cifar@latest"))).unwrap(),
+            ds("cifar/v10/")
+        );
+        assert_eq!(
+            at(input(None, None, Some("here:1"))).unwrap(),
+            Some(DataSource::Local {
+                path: "/ws/./folder".into()
+            })
+        );
+        let Some(DataSource::Anonymous { name, path, .. }) =
+            at(input(None, None, Some("iris:2"))).unwrap()
+        else {
+            panic!("iris is a public URL")
+        };
+        assert_eq!(
+            (name.as_str(), path.as_str()),
+            ("anonymous:https://pub.blob.core.windows.net/d", "iris.csv")
+        );
+        let e = at(input(None, None, Some("cifar:3"))).unwrap_err();
+        assert_eq!(e.field(), "asset");
+        assert!(e.to_string().contains("cifar:1, cifar:10"), "{e}");
+        let e = at(input(None, None, Some("reg:1"))).unwrap_err();
+        assert!(e.to_string().contains("registry"), "{e}");
+    }
+
+    #[test]
+    fn urls_and_local_paths() {
+        assert_eq!(
+            at(input(
+                None,
+                Some("wasbs://data@acct.blob.core.windows.net/x/"),
+                None
+            ))
+            .unwrap(),
+            Some(DataSource::Datastore {
+                name: "blobs".into(),
+                path: "x/".into()
+            })
+        );
+        assert_eq!(
+            at(input(Some("data"), None, None)).unwrap(),
+            Some(DataSource::Local {
+                path: "/job/data".into()
+            })
+        );
+        assert_eq!(at(input(None, None, None)).unwrap(), None);
+        let out = input(None, Some("https://other.blob.core.windows.net/c/x"), None);
+        let e = resolve(&ws(), Path::new("/"), Path::new("/"), &out, true).unwrap_err();
+        assert_eq!(e.field(), "url");
+    }
+}
