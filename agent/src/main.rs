@@ -1,10 +1,11 @@
 //! The `stagehand` binary: parses the command line, sets up logging, and maps every
 //! outcome to the documented exit codes. Errors are reported here, once, with context.
 
-use stagehand::{cli, events, exit, lifecycle, plan, redact, run, signals};
+use stagehand::{cli, console, events, exit, lifecycle, plan, run, signals};
 
 use clap::Parser;
 use cli::{Cli, Command, JobFormat, LogFormat, PlanFormat, PlanFormatArg, SchemaKind};
+use stagehand::outcome::OutputError;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::load::Problems;
 use std::sync::Arc;
@@ -15,10 +16,16 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::INVALID } else { 0 };
-            let _ = e.print();
+            let code = match e.print() {
+                Ok(()) => code,
+                Err(_) => exit::OUTPUT_FAILED,
+            };
             std::process::exit(code);
         }
     };
+    if let Command::Guard { pgid, start } = cli.command {
+        std::process::exit(run::guard::guard(pgid, start));
+    }
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
@@ -27,7 +34,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("stagehand: cannot start the async runtime: {e}");
+            let _ = console::errln(&format!("stagehand: cannot start the async runtime: {e}"));
             std::process::exit(exit::INTERNAL);
         }
     };
@@ -76,7 +83,7 @@ fn init_logging(cli: &Cli) {
             "{level},fuser=warn,rustls_platform_verifier=off,object_store=warn"
         ))
     });
-    let writer = || redact::Redacting(std::io::stderr());
+    let writer = || console::LogWriter;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -89,11 +96,29 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-/// Reports spec problems and returns the invalid-spec code.
+/// Reports spec problems and returns the invalid-spec code (also when stderr cannot
+/// take them: the spec is still what failed).
 fn report_problems(p: &Problems) -> i32 {
-    eprintln!("{}", redact::redact(&p.to_string()));
-    eprintln!("stagehand: {} problem(s); nothing was run", p.0.len());
+    let _ = console::errln(&p.to_string()).and_then(|()| {
+        console::errln(&format!(
+            "stagehand: {} problem(s); nothing was run",
+            p.0.len()
+        ))
+    });
     exit::INVALID
+}
+
+/// Says (on stderr, if it can) that an output could not be written; returns its code.
+fn output_failed(e: OutputError) -> i32 {
+    console::report(e).exit_code()
+}
+
+/// The code of a command that printed `text` to stdout: 0, or the output's failure.
+fn printed(text: &str) -> i32 {
+    match console::out(text) {
+        Ok(()) => 0,
+        Err(e) => output_failed(e),
+    }
 }
 
 fn warn_all(warnings: &[stagehand_protocol::Problem]) {
@@ -110,11 +135,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 SchemaKind::Workspace => stagehand_protocol::workspace_schema(),
                 SchemaKind::Events => stagehand_protocol::event_schema(),
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            );
-            0
+            printed(&(serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"))
         }
         Command::Validate {
             jobs,
@@ -128,16 +149,21 @@ async fn dispatch(cli: Cli) -> i32 {
                 match plan::load_with(j, workspace.as_deref(), &opts) {
                     Ok(l) => {
                         warn_all(&l.warnings);
-                        println!("{}: ok", j.display());
+                        if let Err(e) = console::outln(&format!("{}: ok", j.display())) {
+                            return output_failed(e);
+                        }
                     }
                     Err(p) => {
                         bad += 1;
-                        eprintln!("{}", redact::redact(&p.to_string()));
+                        let _ = console::errln(&p.to_string());
                     }
                 }
             }
             if bad > 0 {
-                eprintln!("stagehand: {bad} of {} job spec(s) invalid", jobs.len());
+                let _ = console::errln(&format!(
+                    "stagehand: {bad} of {} job spec(s) invalid",
+                    jobs.len()
+                ));
                 exit::INVALID
             } else {
                 0
@@ -147,7 +173,7 @@ async fn dispatch(cli: Cli) -> i32 {
             let (format, job_format) = match split_plan_format(&format) {
                 Ok(f) => f,
                 Err(e) => {
-                    eprintln!("stagehand: {e}");
+                    let _ = console::errln(&format!("stagehand: {e}"));
                     return exit::INVALID;
                 }
             };
@@ -165,8 +191,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 PlanFormat::Text => plan::render_text(&plan),
                 PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
             };
-            print!("{}", redact::redact(&text));
-            0
+            printed(&text)
         }
         Command::Convert {
             job,
@@ -189,25 +214,32 @@ async fn dispatch(cli: Cli) -> i32 {
                 runs_dir: runs_dir.unwrap_or_else(plan::default_runs_dir),
             };
             let report = stagehand::gc::all(&opts).await;
-            for r in &report.removed {
-                println!("removed {r}");
-            }
-            for k in &report.kept {
-                println!("kept {k}");
-            }
-            for f in &report.failed {
-                eprintln!("stagehand: {f}");
-            }
-            if report.removed.is_empty() && report.failed.is_empty() {
-                println!("nothing to remove");
-            }
-            if report.failed.is_empty() {
-                0
-            } else {
-                exit::INTERNAL
-            }
+            gc_report(&report)
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
+        Command::Guard { pgid, start } => run::guard::guard(pgid, start),
+    }
+}
+
+/// Prints what `gc` did; 70 when something could not be removed.
+fn gc_report(report: &stagehand::gc::Report) -> i32 {
+    let mut lines: Vec<String> = report
+        .removed
+        .iter()
+        .map(|r| format!("removed {r}"))
+        .collect();
+    lines.extend(report.kept.iter().map(|k| format!("kept {k}")));
+    if report.removed.is_empty() && report.failed.is_empty() {
+        lines.push("nothing to remove".into());
+    }
+    for f in &report.failed {
+        let _ = console::errln(&format!("stagehand: {f}"));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    match (printed(&text), report.failed.is_empty()) {
+        (0, true) => 0,
+        (0, false) => exit::INTERNAL,
+        (code, _) => code,
     }
 }
 
@@ -263,7 +295,7 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
     let yaml = match serde_yaml::to_string(&any.job.value) {
         Ok(y) => y,
         Err(e) => {
-            eprintln!("stagehand: cannot write the job as YAML: {e}");
+            let _ = console::errln(&format!("stagehand: cannot write the job as YAML: {e}"));
             return exit::INTERNAL;
         }
     };
@@ -280,15 +312,14 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
         }
     }
     out.push_str(&yaml);
-    print!("{out}");
-    0
+    printed(&out)
 }
 
 async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobFormat>) -> i32 {
     let cancel = match signals::Cancel::install() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("stagehand: cannot install signal handlers: {e}");
+            let _ = console::errln(&format!("stagehand: cannot install signal handlers: {e}"));
             return exit::INTERNAL;
         }
     };
@@ -308,10 +339,10 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
     let events = match events::Events::open(events_dest.as_deref(), &run_id) {
         Ok(e) => Arc::new(e),
         Err(e) => {
-            eprintln!(
+            let _ = console::errln(&format!(
                 "stagehand: cannot open the events file {}: {e}",
                 events_dest.unwrap_or_default()
-            );
+            ));
             return exit::INVALID;
         }
     };

@@ -8,6 +8,7 @@
 //! `before_launch` whether anything ran.
 
 pub mod container;
+pub mod guard;
 pub mod output;
 pub mod process;
 pub mod supervise;
