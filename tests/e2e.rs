@@ -20,4 +20,5 @@ mod lifecycle;
 mod mount;
 mod mount_azure;
 mod orphans;
+mod resume;
 mod store_conformance;

@@ -8,6 +8,7 @@
 
 pub mod docker;
 pub mod events;
+pub mod faults;
 pub mod fuse;
 
 pub use events::*;
