@@ -15,6 +15,7 @@ mod blob;
 mod blob_identity;
 mod cli_text;
 mod container;
+mod fault_trials;
 mod full_outputs;
 mod lifecycle;
 mod mount;

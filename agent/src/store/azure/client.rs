@@ -234,7 +234,11 @@ impl Body {
 impl Client {
     /// A client for `target`, whose calls are retried under `retry`. Builds the token
     /// provider (no network call yet).
-    pub fn new(target: AzureTarget, retry: RetryConfig) -> Result<Client, String> {
+    pub fn new(
+        target: AzureTarget,
+        retry: RetryConfig,
+        read_timeout: Duration,
+    ) -> Result<Client, String> {
         // reqwest is built without a bundled TLS provider (ring is ours); installing it
         // twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -242,7 +246,7 @@ impl Client {
             .pool_max_idle_per_host(128)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
+            .read_timeout(read_timeout)
             .http1_only()
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {}", transport(&e)))?;

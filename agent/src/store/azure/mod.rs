@@ -76,6 +76,9 @@ pub struct Tuning {
     pub md5: Md5Check,
     /// How every request is retried, and a broken download resumed.
     pub retry: RetryConfig,
+    /// How long a request may wait for the next bytes of its answer before it counts as
+    /// broken (and is retried): 60 s, or `STAGEHAND_AZURE_READ_TIMEOUT_MS`.
+    pub read_timeout: std::time::Duration,
 }
 
 /// Which transfers are checked by MD5.
@@ -134,6 +137,10 @@ impl Tuning {
             blocks_per_file: num("STAGEHAND_AZURE_BLOCKS", 16) as usize,
             md5: Md5Check::from_env(),
             retry: RetryConfig::default(),
+            read_timeout: std::time::Duration::from_millis(num(
+                "STAGEHAND_AZURE_READ_TIMEOUT_MS",
+                60_000,
+            )),
         }
     }
 
@@ -231,7 +238,7 @@ impl AzureStore {
     /// Opens the datastore with explicit tuning.
     pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
         let datastore = target.datastore.clone();
-        let client = Client::new(target, tuning.retry)
+        let client = Client::new(target, tuning.retry, tuning.read_timeout)
             .map_err(|detail| StoreError::Remote { datastore, detail })?;
         Ok(AzureStore {
             client: Arc::new(client),
