@@ -279,3 +279,33 @@ fn a_fault_that_never_clears_fails_with_the_documented_code_and_leaves_nothing()
     assert!(az.sha256s("box", "never/").is_empty(), "a blob landed");
     let _ = want;
 }
+
+/// Issue 19, item 8: a listing the service fails on every attempt (as Azurite does for a
+/// blob name with control characters) says which listing, which page, where, for how
+/// long, and what the service answered.
+#[test]
+fn a_listing_that_always_fails_names_what_failed_and_where() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let broken = Proxy::start(az.port, |l: &str| {
+        if l.contains("comp=list") {
+            Fault::Status(500)
+        } else {
+            Fault::None
+        }
+    });
+    let o = datastore(&s, &broken, &[os("ls"), os("az"), os("base"), os("-r")]);
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    for what in [
+        "listing the blobs under \"base/\"",
+        "page 1",
+        "container \"box\"",
+        "s of retries",
+        "500",
+        "control characters",
+    ] {
+        assert!(se.contains(what), "{what:?} missing from: {se}");
+    }
+    assert!(broken.injected() > 1, "the listing was not retried");
+}

@@ -307,22 +307,56 @@ impl AzureStore {
         }
     }
 
+    /// A listing that failed, its retries spent: which listing, which page (and after
+    /// which name), for how long it was tried, and what the service said, since a
+    /// listing failing on every attempt is often one blob the service cannot list.
+    fn list_error(
+        &self,
+        prefix: &str,
+        page: usize,
+        marker: Option<&str>,
+        started: std::time::Instant,
+        e: HttpError,
+    ) -> StoreError {
+        if matches!(e.status(), Some(401 | 403)) || e.code() == Some("ContainerNotFound") {
+            return self.error(prefix, e);
+        }
+        let t = self.target();
+        let after = marker.map_or(String::new(), |m| format!(", after marker {m:?}"));
+        let hint = if matches!(e.status(), Some(500..=599)) {
+            "; a listing that fails on every attempt may hold a blob name the service cannot list (control characters): list a narrower prefix to find it"
+        } else {
+            ""
+        };
+        StoreError::Remote {
+            datastore: t.datastore.clone(),
+            detail: format!(
+                "listing the blobs under {prefix:?} (page {page}{after}) in container {:?} at {} failed after {:.1} s of retries: {e}{hint}",
+                t.container,
+                t.service_url,
+                started.elapsed().as_secs_f64()
+            ),
+        }
+    }
+
     /// Every blob whose name starts with `prefix` (no delimiter), page by page.
     async fn list_all(&self, prefix: &str) -> Result<Vec<(String, BlobProps)>, StoreError> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
-        loop {
+        for n in 1.. {
+            let started = std::time::Instant::now();
             let page = self
                 .client
                 .list_page(prefix, None, marker.as_deref(), 5000)
                 .await
-                .map_err(|e| self.error(prefix, e))?;
+                .map_err(|e| self.list_error(prefix, n, marker.as_deref(), started, e))?;
             out.extend(page.blobs.into_iter().filter(|(_, p)| !p.is_folder));
             match page.next_marker {
                 Some(m) => marker = Some(m),
-                None => return Ok(out),
+                None => break,
             }
         }
+        Ok(out)
     }
 
     /// Fetches `range` of `obj` into `file` at the same offsets, resuming after a broken
@@ -947,12 +981,13 @@ impl Store for AzureStore {
         };
         let (mut files, mut dirs) = (Vec::new(), Vec::new());
         let mut marker: Option<String> = None;
-        loop {
+        for n in 1.. {
+            let started = std::time::Instant::now();
             let page = self
                 .client
                 .list_page(&p, Some("/"), marker.as_deref(), 5000)
                 .await
-                .map_err(|e| self.error(prefix, e))?;
+                .map_err(|e| self.list_error(&p, n, marker.as_deref(), started, e))?;
             for (name, props) in page.blobs {
                 if props.is_folder {
                     let d = name[p.len().min(name.len())..].to_string();
@@ -975,9 +1010,10 @@ impl Store for AzureStore {
             }
             match page.next_marker {
                 Some(m) => marker = Some(m),
-                None => return Ok((files, dirs)),
+                None => break,
             }
         }
+        Ok((files, dirs))
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
