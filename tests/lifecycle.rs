@@ -134,11 +134,12 @@ fn exit_codes_are_as_documented() {
             code::INVALID,
             code::INTERNAL,
             code::UPLOAD_FAILED,
+            code::OUTPUT_FAILED,
             code::STAGING_FAILED,
             code::TIMED_OUT,
             code::CANCELLED
         ],
-        [64, 70, 73, 75, 124, 130]
+        [64, 70, 73, 74, 75, 124, 130]
     );
 }
 

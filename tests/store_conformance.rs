@@ -4,19 +4,17 @@
 //! (`azure_data_lake_gen2`, through its blob endpoint). The local store runs the same
 //! suite in the unit tests.
 //!
-//! Also the two retries an operator found broken, through a loopback proxy in front of
-//! Azurite that loses one answer: a conditional create whose answer is lost, and a
+//! Also the two retries an operator found broken, through the fault proxy in front of
+//! Azurite (`common::faults`) losing one answer: a conditional create whose answer is lost, and a
 //! listing cut off mid-answer.
 
 use crate::common::azurite::{Azurite, ACCOUNT, KEY};
+use crate::common::faults::{first, Fault, Proxy};
 use stagehand::store::azure::{config, AzureStore, Tuning};
 use stagehand::store::conformance::check;
 use stagehand::store::{DynStore, Store, StoreError};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Opens datastore `name` of a workspace file written with `yaml` (the account key in a
 /// file beside it), as the agent does.
@@ -114,143 +112,6 @@ fn small_store(endpoint: &str, container: &str) -> AzureStore {
     AzureStore::open_with(target, tuning).unwrap()
 }
 
-// --- a proxy that loses answers -----------------------------------------------------
-
-/// What the proxy does with one request.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Fault {
-    /// Passes it on and brings the answer back.
-    None,
-    /// Closes the connection without passing the request on: the service never saw it.
-    DropRequest,
-    /// Passes it on, then closes the connection without the answer: the service acted,
-    /// the client cannot know.
-    DropAnswer,
-    /// Passes it on and brings back only the first half of the answer's body.
-    CutAnswer,
-}
-
-/// A loopback HTTP/1.1 proxy in front of Azurite that applies `rule` to each request
-/// (its first line, e.g. `PUT /devstoreaccount1/box/a.txt HTTP/1.1`) and counts the
-/// faults it injected.
-struct Proxy {
-    port: u16,
-    injected: Arc<AtomicUsize>,
-}
-
-type Rule = Arc<Mutex<dyn FnMut(&str) -> Fault + Send>>;
-
-impl Proxy {
-    fn start(upstream: u16, rule: impl FnMut(&str) -> Fault + Send + 'static) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let injected = Arc::new(AtomicUsize::new(0));
-        let rule: Rule = Arc::new(Mutex::new(rule));
-        let count = injected.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (rule, count) = (rule.clone(), count.clone());
-                std::thread::spawn(move || serve(client, upstream, &rule, &count));
-            }
-        });
-        Proxy { port, injected }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
-    }
-}
-
-/// Serves one client connection, request by request, until either side closes.
-fn serve(mut client: TcpStream, upstream: u16, rule: &Rule, injected: &AtomicUsize) {
-    while let Some((head, body)) = read_request(&mut client) {
-        let first = head.lines().next().unwrap_or("").to_string();
-        let fault = (rule.lock().unwrap())(&first);
-        if fault != Fault::None {
-            injected.fetch_add(1, Ordering::SeqCst);
-        }
-        if fault == Fault::DropRequest {
-            return;
-        }
-        // One upstream connection per request, closed by Azurite after its answer.
-        let head: String = head
-            .split("\r\n")
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-            .collect::<Vec<_>>()
-            .join("\r\n");
-        let head = head.trim_end().to_string() + "\r\nconnection: close\r\n\r\n";
-        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-            return;
-        };
-        if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
-            return;
-        }
-        let mut answer = Vec::new();
-        if up.read_to_end(&mut answer).is_err() {
-            return;
-        }
-        let sent = match fault {
-            Fault::DropAnswer => return,
-            Fault::CutAnswer => {
-                let body_at = find(&answer, b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
-                let cut = body_at + (answer.len() - body_at) / 2;
-                let _ = client.write_all(&answer[..cut]);
-                return;
-            }
-            _ => client.write_all(&answer),
-        };
-        // Azurite answered `connection: close`: the client will not reuse this one.
-        if sent.is_err() || find(&answer, b"onnection: close").is_some() {
-            return;
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// One request from `s`: its head (through the blank line) and its body (by
-/// Content-Length; the client never sends a chunked one).
-fn read_request(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).ok()?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
-/// A rule that applies `fault` to the first request whose first line `matches`.
-fn first(
-    matches: impl Fn(&str) -> bool + Send + 'static,
-    fault: Fault,
-) -> impl FnMut(&str) -> Fault + Send {
-    let mut done = false;
-    move |line| {
-        if !done && matches(line) {
-            done = true;
-            fault
-        } else {
-            Fault::None
-        }
-    }
-}
-
 #[test]
 fn a_conditional_create_whose_answer_was_lost_succeeds_on_its_retry() {
     let Some(az) = Azurite::start() else { return };
@@ -278,11 +139,7 @@ fn a_conditional_create_whose_answer_was_lost_succeeds_on_its_retry() {
         );
         let store = small_store(&proxy.endpoint(), "box");
         let sent = rt.block_on(store.upload(&dir.path().join(file), name, false));
-        assert_eq!(
-            proxy.injected.load(Ordering::SeqCst),
-            1,
-            "{name}: the answer was lost"
-        );
+        assert_eq!(proxy.injected(), 1, "{name}: the answer was lost");
         assert_eq!(
             sent.unwrap_or_else(|e| panic!("{name}: {e}")),
             want.len() as u64
@@ -313,7 +170,7 @@ fn a_retried_conditional_create_still_refuses_someone_elses_blob() {
     let e = rt
         .block_on(store.upload(&dir.path().join("mine"), "out/taken.txt", false))
         .unwrap_err();
-    assert_eq!(proxy.injected.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.injected(), 1);
     assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
     assert_eq!(az.get("box", "out/taken.txt"), "someone else's");
 }
@@ -342,11 +199,7 @@ fn a_listing_cut_off_mid_answer_is_asked_for_again() {
         .into_iter()
         .map(|m| m.path)
         .collect();
-        assert_eq!(
-            proxy.injected.load(Ordering::SeqCst),
-            1,
-            "the listing was cut"
-        );
+        assert_eq!(proxy.injected(), 1, "the listing was cut");
         assert_eq!(names.len(), 20, "{names:?}");
         assert!(names.contains(&"data/f19.txt".to_string()), "{names:?}");
     }
@@ -383,11 +236,7 @@ fn a_download_cut_off_mid_answer_resumes_from_its_last_byte() {
     };
     let dest = dir.path().join("down.bin");
     let n = rt.block_on(store.download(&meta, &dest)).unwrap();
-    assert_eq!(
-        proxy.injected.load(Ordering::SeqCst),
-        4,
-        "four answers were cut"
-    );
+    assert_eq!(proxy.injected(), 4, "four answers were cut");
     assert_eq!(n, data.len() as u64);
     assert!(
         std::fs::read(&dest).unwrap() == data,

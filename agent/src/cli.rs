@@ -192,6 +192,14 @@ pub enum Command {
         after_help = "Example:\n  stagehand datastore list\n  stagehand datastore upload workspaceblobstore --src-dir ./data --target-path datasets/x"
     )]
     Datastore(crate::datastore_cmd::DatastoreArgs),
+    /// Internal: the guardian of a job's process group (see run/guard.rs).
+    #[command(name = "__guard", hide = true)]
+    Guard {
+        /// The process group.
+        pgid: i32,
+        /// Its leader's start time (clock ticks after boot).
+        start: u64,
+    },
     /// Print the JSON Schema of a file format.
     #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]
     Schema {

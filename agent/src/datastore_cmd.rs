@@ -6,7 +6,6 @@
 //! says where each one comes from.
 
 use crate::outcome::DatastoreError;
-use crate::redact::redact;
 use crate::stage::progress::Progress;
 use crate::stage::{download, upload, Moved};
 use crate::store::{self, azure, DynStore};
@@ -126,7 +125,10 @@ pub async fn run(args: DatastoreArgs) -> i32 {
     match dispatch(args).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("stagehand: {}", redact(&e.to_string()));
+            if let DatastoreError::Output(o) = e {
+                return crate::console::report(o).exit_code();
+            }
+            let _ = crate::console::errln(&format!("stagehand: {e}"));
             e.exit_code()
         }
     }
@@ -147,10 +149,7 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let ws = ws.value;
     match args.command {
-        DatastoreCommand::List => {
-            list(&ws);
-            Ok(())
-        }
+        DatastoreCommand::List => list(&ws),
         DatastoreCommand::Show { name } => show(&ws, &name),
         DatastoreCommand::Check {
             name,
@@ -181,8 +180,7 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
             let work = upload::upload(&store, &src_dir, &target, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
             let moved = r.map_err(DatastoreError::Upload)?;
-            report("uploaded", &name, &target, moved, took);
-            Ok(())
+            report("uploaded", &name, &target, moved, took)
         }
         DatastoreCommand::UploadFiles {
             name,
@@ -198,8 +196,7 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
             let work = upload::upload_pairs(&store, &pairs, overwrite, &progress);
             let (r, took) = with_progress("upload", &progress, work).await;
             let moved = r.map_err(DatastoreError::Upload)?;
-            report("uploaded", &name, &target, moved, took);
-            Ok(())
+            report("uploaded", &name, &target, moved, took)
         }
         DatastoreCommand::Download {
             name,
@@ -218,8 +215,7 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
             let work = download::download(&store, &prefix, &dest, overwrite, &progress);
             let (r, took) = with_progress("download", &progress, work).await;
             let moved = r.map_err(DatastoreError::Download)?.moved;
-            report("downloaded", &name, &prefix, moved, took);
-            Ok(())
+            report("downloaded", &name, &prefix, moved, took)
         }
     }
 }
@@ -291,19 +287,25 @@ fn file_pairs(
     Ok(out)
 }
 
-fn list(ws: &Workspace) {
+fn list(ws: &Workspace) -> Result<(), DatastoreError> {
     for (name, ds) in &ws.datastores {
         let default = if ws.default_datastore.as_deref() == Some(name) {
             " (default)"
         } else {
             ""
         };
-        println!(
+        say(&format!(
             "{name}{default}\t{}\t{}",
             ds.type_name(),
-            redact(&location(ds))
-        );
+            location(ds)
+        ))?;
     }
+    Ok(())
+}
+
+/// Prints one line (redacted) on stdout; a failed write is the command's failure.
+fn say(line: &str) -> Result<(), DatastoreError> {
+    crate::console::outln(line).map_err(DatastoreError::Output)
 }
 
 /// Where a datastore's data is, without credentials.
@@ -382,7 +384,7 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
         }
     }
     for l in lines {
-        println!("{}", redact(&l));
+        say(&l)?;
     }
     Ok(())
 }
@@ -394,7 +396,7 @@ async fn ls(store: &DynStore, prefix: &str, recursive: bool) -> Result<(), Datas
         let mut files = store.list(prefix).await.map_err(DatastoreError::Store)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         for f in files {
-            println!("{:>14}  {}", f.size, redact(&f.path));
+            say(&format!("{:>14}  {}", f.size, f.path))?;
         }
         return Ok(());
     }
@@ -405,14 +407,14 @@ async fn ls(store: &DynStore, prefix: &str, recursive: bool) -> Result<(), Datas
     dirs.sort();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for d in dirs {
-        println!(
+        say(&format!(
             "{:>14}  {}/",
             "",
-            redact(&stagehand_protocol::path::join(prefix, &d))
-        );
+            stagehand_protocol::path::join(prefix, &d)
+        ))?;
     }
     for f in files {
-        println!("{:>14}  {}", f.size, redact(&f.path));
+        say(&format!("{:>14}  {}", f.size, f.path))?;
     }
     Ok(())
 }
@@ -433,26 +435,25 @@ async fn check(
             std::fs::create_dir_all(&root).map_err(|source| {
                 DatastoreError::Store(crate::store::StoreError::io("cannot create", &root, source))
             })?;
-            println!("datastore {name:?}: created folder {}", root.display());
+            say(&format!(
+                "datastore {name:?}: created folder {}",
+                root.display()
+            ))?;
         }
     }
     let store = store::open(ws, ws_dir, name).map_err(DatastoreError::Open)?;
     let checked = store.check(create).await.map_err(DatastoreError::Store)?;
     if let Some(what) = &checked.created {
-        println!("datastore {name:?}: created {what}");
+        say(&format!("datastore {name:?}: created {what}"))?;
     }
     let creds = ds
         .credentials()
         .map(|c| format!(" ({})", azure::config::describe_credentials(c)))
         .unwrap_or_default();
-    println!(
-        "{}",
-        redact(&format!(
-            "datastore {name:?}: ok: {}{creds}",
-            checked.reached
-        ))
-    );
-    Ok(())
+    say(&format!(
+        "datastore {name:?}: ok: {}{creds}",
+        checked.reached
+    ))
 }
 
 /// Runs `work` while showing its progress (a bar on a terminal, else a line a second);
@@ -489,7 +490,7 @@ async fn with_progress<T>(
                 tick.tick().await;
                 let now = p.get();
                 if now != last {
-                    eprintln!("{}", rate_line(what, now.0, now.1, started));
+                    let _ = crate::console::errln(&rate_line(what, now.0, now.1, started));
                     last = now;
                 }
             }
@@ -499,7 +500,7 @@ async fn with_progress<T>(
     ticker.abort();
     let _ = ticker.await;
     if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K");
+        let _ = crate::console::err("\r\x1b[2K");
     }
     (out, started.elapsed())
 }
@@ -514,17 +515,23 @@ fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
 }
 
 /// Prints what a transfer moved, how fast.
-fn report(verb: &str, name: &str, path: &str, m: Moved, took: Duration) {
+fn report(
+    verb: &str,
+    name: &str,
+    path: &str,
+    m: Moved,
+    took: Duration,
+) -> Result<(), DatastoreError> {
     let secs = took.as_secs_f64();
     let kept = if m.skipped_files > 0 {
         format!("; {} unchanged file(s) kept", m.skipped_files)
     } else {
         String::new()
     };
-    println!(
+    say(&format!(
         "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
         m.files,
         m.bytes,
         m.bytes as f64 / 1048576.0 / secs.max(0.001)
-    );
+    ))
 }

@@ -1,6 +1,11 @@
 //! The event sink: JSON Lines to a file or stdout (`--events`), one object per event,
 //! flushed as written so a scheduler can follow along. Every line is redacted.
+//!
+//! A write that fails is never silent: the sink keeps its first failure ([`Events::lost`])
+//! and the lifecycle fails the run with it. The sink never prints the failure itself.
 
+use crate::console::FirstFailure;
+use crate::outcome::{Channel, OutputError};
 use crate::redact::redact;
 use stagehand_protocol::events::{Event, EventKind, VERSION};
 use std::io::Write;
@@ -11,6 +16,8 @@ use std::time::SystemTime;
 pub struct Events {
     run_id: String,
     out: Option<Mutex<Box<dyn Write + Send>>>,
+    channel: Channel,
+    lost: FirstFailure,
 }
 
 impl Events {
@@ -29,6 +36,11 @@ impl Events {
         Ok(Events {
             run_id: run_id.to_string(),
             out: out.map(Mutex::new),
+            channel: match dest {
+                Some("-") => Channel::Stdout,
+                _ => Channel::Events,
+            },
+            lost: FirstFailure::new(),
         })
     }
 
@@ -46,8 +58,15 @@ impl Events {
         tracing::debug!(target: "stagehand::events", "{line}");
         if let Some(out) = &self.out {
             let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(w, "{}", redact(&line));
-            let _ = w.flush();
+            let written = writeln!(w, "{}", redact(&line)).and_then(|()| w.flush());
+            if let Err(e) = written {
+                self.lost.record(&e);
+            }
         }
+    }
+
+    /// The first write that failed, if one did: an event (at least) was lost.
+    pub fn lost(&self) -> Option<OutputError> {
+        self.lost.get(self.channel)
     }
 }

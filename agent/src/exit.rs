@@ -8,6 +8,9 @@ pub const INVALID: i32 = 64;
 pub const INTERNAL: i32 = 70;
 /// Uploading an output failed (the job itself succeeded).
 pub const UPLOAD_FAILED: i32 = 73;
+/// An output channel of the agent (stdout, stderr, the events file) could not be
+/// written (sysexits' EX_IOERR): a full disk, `/dev/full`, a closed pipe.
+pub const OUTPUT_FAILED: i32 = 74;
 /// Staging code or inputs failed; nothing ran. Usually worth a retry.
 pub const STAGING_FAILED: i32 = 75;
 /// The job ran past its `timeout` and was stopped.

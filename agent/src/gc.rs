@@ -1,12 +1,14 @@
 //! `stagehand gc`: removes what agents that died before their teardown (SIGKILL, OOM
 //! killer, a lost node) left on this node. One function per kind of resource, each
 //! deciding by the owner recorded with the resource (see `owner.rs`); `all` runs them
-//! in the order that is safe (containers, then mounts, then run folders).
+//! in the order that is safe (job processes and containers, then mounts, then run
+//! folders).
 //!
 //! It must never remove what belongs to a live agent or to an agent on another host,
+//! never kill a process by a pid alone (pids are reused: the start time must match),
 //! and never follow a mount out of a run folder it deletes.
 
-use crate::owner::{Liveness, Owner, LABEL_JOB, LABEL_RUN_ID, RUN_DIR_FILE};
+use crate::owner::{JobGroup, Liveness, Owner, JOB_FILE, LABEL_JOB, LABEL_RUN_ID, RUN_DIR_FILE};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ pub struct Report {
 /// Runs every kind of clean-up.
 pub async fn all(opts: &Options) -> Report {
     let mut report = Report::default();
+    jobs(opts, &mut report);
     containers(opts, &mut report).await;
     // Before run folders: a run folder with a mount under it is never deleted (see
     // `remove_tree`).
@@ -96,6 +99,63 @@ pub async fn containers(opts: &Options, report: &mut Report) {
                     .push(format!("{what}: its agent (pid {}) is gone", owner.pid)),
                 Err(e) => report.failed.push(format!("{what}: cannot remove: {e}")),
             },
+        }
+    }
+}
+
+/// Kills the process groups of jobs whose agent is gone (recorded in `job.json` of the
+/// run folders in `runs_dir`), when the guardian that should have killed them did not.
+/// A group is killed only when it is still the one recorded: same boot, and its leader
+/// runs with the recorded start time or has exited leaving only later processes.
+pub fn jobs(opts: &Options, report: &mut Report) {
+    let Ok(entries) = std::fs::read_dir(&opts.runs_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Some(group) = std::fs::read(dir.join(JOB_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<JobGroup>(&b).ok())
+        else {
+            continue;
+        };
+        let owner: Option<Owner> = std::fs::read(dir.join(RUN_DIR_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let what = format!("job processes (group {}) of {}", group.pgid, dir.display());
+        match owner.as_ref().map(Owner::liveness) {
+            Some(Liveness::Gone) => {}
+            Some(Liveness::Alive) => continue,
+            Some(Liveness::Unknown(why)) => {
+                report.kept.push(format!("{what}: {why}"));
+                continue;
+            }
+            None => {
+                report.kept.push(format!("{what}: no agent recorded"));
+                continue;
+            }
+        }
+        let here = group.boot_id == crate::linux::boot_id()
+            && crate::run::guard::same_group(group.pgid, group.start)
+            && crate::linux::group_alive(group.pgid);
+        if !here {
+            // Gone already (or the pgid is another group's now): only the record is left.
+            if !opts.dry_run {
+                let _ = std::fs::remove_file(dir.join(JOB_FILE));
+            }
+            continue;
+        }
+        if opts.dry_run {
+            report
+                .removed
+                .push(format!("{what}: its agent is gone (dry run)"));
+        } else if crate::run::guard::kill_group(group.pgid, group.start) {
+            let _ = std::fs::remove_file(dir.join(JOB_FILE));
+            report
+                .removed
+                .push(format!("{what}: its agent is gone; killed"));
+        } else {
+            report.failed.push(format!("{what}: cannot kill it"));
         }
     }
 }

@@ -3,6 +3,7 @@
 //! events. The `stagehand` binary (main.rs) is a thin command line over this.
 
 pub mod cli;
+pub mod console;
 pub mod credentials;
 pub mod datastore_cmd;
 pub mod events;

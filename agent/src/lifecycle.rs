@@ -73,8 +73,12 @@ pub async fn run(
 }
 
 /// Reports the ending: the error in the log, the `finished` event; returns the code.
+/// Events or log lines that could not be written fail the run
+/// ([`Report::with_lost_output`](crate::outcome::Report::with_lost_output)), the
+/// `finished` event included.
 fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
-    let report = outcome.report();
+    let lost = job.events.lost().or_else(crate::console::log_failure);
+    let report = outcome.report().with_lost_output(lost.as_ref());
     if let Some(e) = &report.error {
         tracing::error!("{e}");
     }
@@ -82,12 +86,18 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
         status: report.status,
         exit_code: report.code,
         phase: report.phase,
-        error: report.error,
+        error: report.error.clone(),
         bytes_downloaded: job.downloaded,
         bytes_uploaded: job.uploaded,
         duration_ms: ms(started),
     });
-    report.code
+    match (lost, job.events.lost()) {
+        (None, Some(last)) => {
+            tracing::error!("{last}");
+            report.with_lost_output(Some(&last)).code
+        }
+        _ => report.code,
+    }
 }
 
 /// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
@@ -152,6 +162,10 @@ impl Job<'_> {
             job: plan.job.clone(),
             run_dir: plan.run_dir.display().to_string(),
         });
+        // Whoever follows the events would not see this run: stop before it starts.
+        if let Some(lost) = self.events.lost() {
+            return Err(StageError::Events(lost));
+        }
         tracing::info!(run_id = %plan.run_id, "run folder {}", plan.run_dir.display());
         Ok(log_dir)
     }

@@ -60,6 +60,17 @@ pub fn group_alive(pgid: i32) -> bool {
     })
 }
 
+/// Every running process of group `pgid` (zombies excluded).
+pub fn group_members(pgid: i32) -> Vec<ProcStat> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| parse_stat(&std::fs::read_to_string(e.path().join("stat")).ok()?))
+        .filter(|s| s.pgrp == pgid && s.running())
+        .collect()
+}
+
 /// This boot's id: it changes when the machine restarts, so a pid recorded before a
 /// reboot is known to be gone.
 pub fn boot_id() -> String {

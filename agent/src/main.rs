@@ -2,10 +2,11 @@
 //! outcome to the documented exit codes. Errors are reported here, once, with context.
 
 use stagehand::outcome::Failure;
-use stagehand::{cli, events, lifecycle, plan, redact, run, signals};
+use stagehand::{cli, console, events, lifecycle, plan, run, signals};
 
 use clap::Parser;
 use cli::{Cli, Command, JobFormat, LogFormat, PlanFormat, PlanFormatArg, SchemaKind};
+use stagehand::outcome::OutputError;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::load::Problems;
 use std::sync::Arc;
@@ -20,10 +21,16 @@ fn main() {
             } else {
                 0
             };
-            let _ = e.print();
+            let code = match e.print() {
+                Ok(()) => code,
+                Err(_) => Failure::Output.exit_code(),
+            };
             std::process::exit(code);
         }
     };
+    if let Command::Guard { pgid, start } = cli.command {
+        std::process::exit(run::guard::guard(pgid, start));
+    }
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
@@ -32,7 +39,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("stagehand: cannot start the async runtime: {e}");
+            let _ = console::errln(&format!("stagehand: cannot start the async runtime: {e}"));
             std::process::exit(Failure::Internal.exit_code());
         }
     };
@@ -81,7 +88,7 @@ fn init_logging(cli: &Cli) {
             "{level},fuser=warn,rustls_platform_verifier=off,object_store=warn"
         ))
     });
-    let writer = || redact::Redacting(std::io::stderr());
+    let writer = || console::LogWriter;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -94,11 +101,29 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-/// Reports spec problems and returns the invalid-spec code.
+/// Reports spec problems and returns the invalid-spec code (also when stderr cannot
+/// take them: the spec is still what failed).
 fn report_problems(p: &Problems) -> i32 {
-    eprintln!("{}", redact::redact(&p.to_string()));
-    eprintln!("stagehand: {} problem(s); nothing was run", p.0.len());
+    let _ = console::errln(&p.to_string()).and_then(|()| {
+        console::errln(&format!(
+            "stagehand: {} problem(s); nothing was run",
+            p.0.len()
+        ))
+    });
     Failure::Invalid.exit_code()
+}
+
+/// Says (on stderr, if it can) that an output could not be written; returns its code.
+fn output_failed(e: OutputError) -> i32 {
+    console::report(e).exit_code()
+}
+
+/// The code of a command that printed `text` to stdout: 0, or the output's failure.
+fn printed(text: &str) -> i32 {
+    match console::out(text) {
+        Ok(()) => 0,
+        Err(e) => output_failed(e),
+    }
 }
 
 fn warn_all(warnings: &[stagehand_protocol::Problem]) {
@@ -141,9 +166,11 @@ async fn dispatch(cli: Cli) -> i32 {
                 older_than,
                 runs_dir: runs_dir.unwrap_or_else(plan::default_runs_dir),
             };
-            gc(&opts).await
+            let report = stagehand::gc::all(&opts).await;
+            gc_report(&report)
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
+        Command::Guard { pgid, start } => run::guard::guard(pgid, start),
     }
 }
 
@@ -154,11 +181,7 @@ fn schema(kind: SchemaKind) -> i32 {
         SchemaKind::Workspace => stagehand_protocol::workspace_schema(),
         SchemaKind::Events => stagehand_protocol::event_schema(),
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&schema).unwrap_or_default()
-    );
-    0
+    printed(&(serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"))
 }
 
 /// `stagehand validate`: every job and its workspace, every problem of each.
@@ -172,16 +195,21 @@ fn validate(
         match plan::load_with(j, workspace, &opts) {
             Ok(l) => {
                 warn_all(&l.warnings);
-                println!("{}: ok", j.display());
+                if let Err(e) = console::outln(&format!("{}: ok", j.display())) {
+                    return output_failed(e);
+                }
             }
             Err(p) => {
                 bad += 1;
-                eprintln!("{}", redact::redact(&p.to_string()));
+                let _ = console::errln(&p.to_string());
             }
         }
     }
     if bad > 0 {
-        eprintln!("stagehand: {bad} of {} job spec(s) invalid", jobs.len());
+        let _ = console::errln(&format!(
+            "stagehand: {bad} of {} job spec(s) invalid",
+            jobs.len()
+        ));
         Failure::Invalid.exit_code()
     } else {
         0
@@ -193,7 +221,7 @@ fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg]) -> i32 {
     let (format, job_format) = match split_plan_format(format) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("stagehand: {e}");
+            let _ = console::errln(&format!("stagehand: {e}"));
             return Failure::Invalid.exit_code();
         }
     };
@@ -211,29 +239,28 @@ fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg]) -> i32 {
         PlanFormat::Text => plan::render_text(&plan),
         PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
     };
-    print!("{}", redact::redact(&text));
-    0
+    printed(&text)
 }
 
-/// `stagehand gc`: one line per resource removed, kept or failed.
-async fn gc(opts: &stagehand::gc::Options) -> i32 {
-    let report = stagehand::gc::all(opts).await;
-    for r in &report.removed {
-        println!("removed {r}");
-    }
-    for k in &report.kept {
-        println!("kept {k}");
+/// Prints what `gc` did; 70 when something could not be removed.
+fn gc_report(report: &stagehand::gc::Report) -> i32 {
+    let mut lines: Vec<String> = report
+        .removed
+        .iter()
+        .map(|r| format!("removed {r}"))
+        .collect();
+    lines.extend(report.kept.iter().map(|k| format!("kept {k}")));
+    if report.removed.is_empty() && report.failed.is_empty() {
+        lines.push("nothing to remove".into());
     }
     for f in &report.failed {
-        eprintln!("stagehand: {f}");
+        let _ = console::errln(&format!("stagehand: {f}"));
     }
-    if report.removed.is_empty() && report.failed.is_empty() {
-        println!("nothing to remove");
-    }
-    if report.failed.is_empty() {
-        0
-    } else {
-        Failure::Internal.exit_code()
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    match (printed(&text), report.failed.is_empty()) {
+        (0, true) => 0,
+        (0, false) => Failure::Internal.exit_code(),
+        (code, _) => code,
     }
 }
 
@@ -289,7 +316,7 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
     let yaml = match serde_yaml::to_string(&any.job.value) {
         Ok(y) => y,
         Err(e) => {
-            eprintln!("stagehand: cannot write the job as YAML: {e}");
+            let _ = console::errln(&format!("stagehand: cannot write the job as YAML: {e}"));
             return Failure::Internal.exit_code();
         }
     };
@@ -306,15 +333,14 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
         }
     }
     out.push_str(&yaml);
-    print!("{out}");
-    0
+    printed(&out)
 }
 
 async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobFormat>) -> i32 {
     let cancel = match signals::Cancel::install() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("stagehand: cannot install signal handlers: {e}");
+            let _ = console::errln(&format!("stagehand: cannot install signal handlers: {e}"));
             return Failure::Internal.exit_code();
         }
     };
@@ -334,10 +360,10 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
     let events = match events::Events::open(events_dest.as_deref(), &run_id) {
         Ok(e) => Arc::new(e),
         Err(e) => {
-            eprintln!(
+            let _ = console::errln(&format!(
                 "stagehand: cannot open the events file {}: {e}",
                 events_dest.unwrap_or_default()
-            );
+            ));
             return Failure::Invalid.exit_code();
         }
     };

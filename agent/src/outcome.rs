@@ -75,9 +75,51 @@ pub enum StageError {
     /// The runner could not get ready (no engine, no image).
     #[error(transparent)]
     Prepare(RunError),
+    /// The events could not be written when the run was accepted: nothing was staged.
+    #[error("{0}; nothing was run")]
+    Events(OutputError),
     /// SIGINT or SIGTERM arrived while staging.
     #[error("cancelled while staging")]
     Cancelled,
+}
+
+/// One of the agent's output channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Standard output (`plan`, `schema`, `--events -`).
+    Stdout,
+    /// Standard error (the log, error messages).
+    Stderr,
+    /// The events file of `--events FILE`.
+    Events,
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+            Channel::Events => "the events file",
+        })
+    }
+}
+
+/// A write to one of the agent's output channels failed.
+#[derive(Debug, Error)]
+#[error("cannot write to {channel}: {source}")]
+pub struct OutputError {
+    /// Which channel.
+    pub channel: Channel,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl OutputError {
+    /// The exit code of a command whose output could not be written.
+    pub fn exit_code(&self) -> i32 {
+        exit::OUTPUT_FAILED
+    }
 }
 
 /// An output that did not reach its datastore.
@@ -159,6 +201,7 @@ impl Outcome {
                 let (status, code) = match e {
                     StageError::RunDir { .. } => (Status::AgentError, exit::INTERNAL),
                     StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
+                    StageError::Events(e) => (Status::AgentError, e.exit_code()),
                     _ => (Status::Failed, exit::STAGING_FAILED),
                 };
                 Report::new(status, Phase::Stage, code, e.to_string())
@@ -176,6 +219,27 @@ impl Outcome {
                 e.to_string(),
             ),
             Outcome::Ran(r) => r.report(),
+        }
+    }
+}
+
+impl Report {
+    /// The report of a run whose events or log could not all be written: a run that
+    /// otherwise succeeded fails with [`exit::OUTPUT_FAILED`], since whoever follows it
+    /// lost what it said; a run that failed keeps its own code, and the loss is added
+    /// to its error.
+    pub fn with_lost_output(self, lost: Option<&OutputError>) -> Report {
+        let Some(lost) = lost.filter(|_| self.code != exit::OUTPUT_FAILED) else {
+            return self;
+        };
+        let error = Some(match self.error {
+            Some(e) => format!("{e}; {lost}"),
+            None => lost.to_string(),
+        });
+        if self.code == 0 {
+            Report::new(Status::AgentError, self.phase, lost.exit_code(), error)
+        } else {
+            Report { error, ..self }
         }
     }
 }
@@ -234,6 +298,8 @@ pub enum Failure {
     /// The agent itself failed (no runtime, no signal handlers), or could not remove
     /// what it was asked to (`gc`).
     Internal,
+    /// The agent's own output could not be written (a full disk, `/dev/full`).
+    Output,
 }
 
 impl Failure {
@@ -242,6 +308,7 @@ impl Failure {
         match self {
             Failure::Invalid => exit::INVALID,
             Failure::Internal => exit::INTERNAL,
+            Failure::Output => exit::OUTPUT_FAILED,
         }
     }
 }
@@ -267,6 +334,9 @@ pub enum DatastoreError {
     /// A download failed.
     #[error(transparent)]
     Download(TransferError),
+    /// What the command prints could not be written.
+    #[error(transparent)]
+    Output(OutputError),
 }
 
 impl DatastoreError {
@@ -278,6 +348,7 @@ impl DatastoreError {
             }
             DatastoreError::Store(_) | DatastoreError::Download(_) => exit::STAGING_FAILED,
             DatastoreError::Upload(_) => exit::UPLOAD_FAILED,
+            DatastoreError::Output(e) => e.exit_code(),
         }
     }
 }
@@ -359,6 +430,27 @@ mod tests {
         })
         .report();
         assert_eq!((r.status, r.code), (Status::Failed, exit::STAGING_FAILED));
+    }
+
+    #[test]
+    fn lost_output_fails_a_successful_run_with_74_and_keeps_a_failures_code() {
+        let lost = OutputError {
+            channel: Channel::Events,
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let r = ran(Some(0), None, EndedBy::Itself, 0).with_lost_output(Some(&lost));
+        assert_eq!(
+            (r.status, r.code),
+            (Status::AgentError, exit::OUTPUT_FAILED)
+        );
+        assert!(r
+            .error
+            .unwrap()
+            .starts_with("cannot write to the events file"));
+        let r = ran(Some(3), None, EndedBy::Itself, 0).with_lost_output(Some(&lost));
+        assert_eq!((r.status, r.code), (Status::Failed, 3));
+        let r = ran(Some(0), None, EndedBy::Itself, 0).with_lost_output(None);
+        assert_eq!(r.code, 0);
     }
 
     #[test]

@@ -25,6 +25,21 @@ const LABEL_HOST: &str = "io.stagehand.agent.host";
 /// The file in a run folder that names the agent that owns it.
 pub const RUN_DIR_FILE: &str = "agent.json";
 
+/// The file in a run folder that names the job's process group while it runs, so that
+/// `stagehand gc` can kill what a SIGKILLed agent (and its guardian) left.
+pub const JOB_FILE: &str = "job.json";
+
+/// A job's process group, identified across pid reuse and reboots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobGroup {
+    /// The group's id (its leader's pid).
+    pub pgid: i32,
+    /// When its leader started, in clock ticks after boot.
+    pub start: u64,
+    /// The kernel's boot id when it ran.
+    pub boot_id: String,
+}
+
 /// One agent process, identified across pid reuse and reboots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {

@@ -24,7 +24,19 @@ pub fn temp_name(dest: &Path) -> PathBuf {
     ))
 }
 
-/// A temporary file that is deleted unless it was renamed into place.
+/// The temporary name beside `dest` of a download that can resume inside the file: the
+/// same in every run (no pid), so that the next run finds what this one left
+/// (`.NAME.stagehand-partial-resume`).
+pub fn resume_name(dest: &Path) -> PathBuf {
+    let base = dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{base}.stagehand-partial-resume"))
+}
+
+/// A temporary file that is deleted unless it was renamed into place (or, for a
+/// resumable one, kept for the next run).
 pub struct TempFile {
     path: PathBuf,
     kept: bool,
@@ -37,6 +49,21 @@ impl TempFile {
             path: temp_name(dest),
             kept: false,
         }
+    }
+
+    /// The resumable temporary name beside `dest` ([`resume_name`]): kept when dropped,
+    /// since what it holds is the next run's head start; [`TempFile::discard`] removes it.
+    pub fn resumable(dest: &Path) -> TempFile {
+        TempFile {
+            path: resume_name(dest),
+            kept: true,
+        }
+    }
+
+    /// Removes the file now, whatever kind it is.
+    pub fn discard(mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        self.kept = true;
     }
 
     /// The temporary path.

@@ -51,6 +51,8 @@ pub struct AzureKnobs {
     pub block_mib: Option<u64>,
     /// `STAGEHAND_AZURE_BLOCKS`.
     pub blocks: Option<u64>,
+    /// `STAGEHAND_AZURE_READ_TIMEOUT_MS`: how long a connection may stay silent.
+    pub read_timeout_ms: Option<u64>,
 }
 
 /// Mount mode's knobs.
@@ -108,6 +110,7 @@ impl Settings {
                 single_put_mib: num("STAGEHAND_AZURE_SINGLE_PUT_MIB"),
                 block_mib: num("STAGEHAND_AZURE_BLOCK_MIB"),
                 blocks: num("STAGEHAND_AZURE_BLOCKS"),
+                read_timeout_ms: num("STAGEHAND_AZURE_READ_TIMEOUT_MS"),
             },
             mount: MountKnobs {
                 fuse_device: var("STAGEHAND_FUSE_DEVICE").map(PathBuf::from),

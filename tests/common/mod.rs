@@ -8,6 +8,7 @@
 
 pub mod docker;
 pub mod events;
+pub mod faults;
 pub mod files;
 pub mod fuse;
 

@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod container;
+pub mod guard;
 pub mod output;
 pub mod process;
 pub mod supervise;

@@ -2,10 +2,13 @@
 //!
 //! Signals go to the whole group, never just the pid, so grandchildren do not outlive
 //! the job; once the job has ended the group is killed outright, and the child is
-//! asked to die with the agent (PR_SET_PDEATHSIG) in case the agent itself is killed.
+//! asked to die with the agent (PR_SET_PDEATHSIG) in case the agent itself is killed;
+//! a guardian (`guard.rs`) kills the rest of its group then, and the group is named in
+//! the run folder (`job.json`) for `stagehand gc` should the guardian be gone too.
 //! When to signal and when to kill is the supervisor's (`supervise.rs`); this module
 //! only says how, for a process group.
 
+use super::guard::Guard;
 use super::output::Sink;
 use super::supervise::{self, Status};
 use super::{Exit, Launch, RunError, Runner, Started};
@@ -36,7 +39,7 @@ impl Runner for ProcessRunner {
         let plan = launch.plan;
         // One rank today: the ranks of a multi-process job would each be a turn of a
         // loop here, each in its own group, all handed to `supervise_all` together.
-        let (group, pumps) = start_rank(launch)?;
+        let (group, pumps, guard) = start_rank(launch)?;
         started(Started {
             pid: Some(group.pgid.as_raw() as u32),
             container: None,
@@ -50,15 +53,29 @@ impl Runner for ProcessRunner {
         )
         .await;
         teardown(&pgids, pumps).await;
+        if let Some(g) = guard {
+            g.release().await;
+        }
+        let _ = std::fs::remove_file(job_file(launch));
         exit
     }
 }
 
-/// Starts one process of the job with its output pumped through and kept.
-fn start_rank(launch: &Launch<'_>) -> Result<(Group, Vec<JoinHandle<()>>), RunError> {
+/// The run folder's record of the job's process group.
+fn job_file(launch: &Launch<'_>) -> std::path::PathBuf {
+    launch.plan.run_dir.join(crate::owner::JOB_FILE)
+}
+
+/// One process of the job, as started: its group, its output pumps, its guardian.
+type Rank = (Group, Vec<JoinHandle<()>>, Option<Guard>);
+
+/// Starts one process of the job with its output pumped through and kept, its group
+/// guarded and recorded.
+fn start_rank(launch: &Launch<'_>) -> Result<Rank, RunError> {
     let plan = launch.plan;
     let mut child = spawn(plan, launch.remove_env)?;
     let pid = child.id().unwrap_or(0);
+    let guard = guard(launch, pid);
     tracing::info!(pid, "job started: {}", plan.command.join(" "));
     let pumps = vec![
         pump(
@@ -77,7 +94,31 @@ fn start_rank(launch: &Launch<'_>) -> Result<(Group, Vec<JoinHandle<()>>), RunEr
         pgid: Pid::from_raw(pid as i32),
         stopping: false,
     };
-    Ok((group, pumps))
+    Ok((group, pumps, guard))
+}
+
+/// Starts the guardian of the group led by `pid` and records the group in the run
+/// folder. Neither failing stops the job: it is warned about, and the job runs as it
+/// would have before guardians (its leader still dies with the agent).
+fn guard(launch: &Launch<'_>, pid: u32) -> Option<Guard> {
+    let start = crate::linux::stat(pid).map(|s| s.start_time)?;
+    let record = crate::owner::JobGroup {
+        pgid: pid as i32,
+        start,
+        boot_id: crate::linux::boot_id(),
+    };
+    if let Ok(json) = serde_json::to_vec(&record) {
+        if let Err(e) = std::fs::write(job_file(launch), &json) {
+            tracing::warn!("cannot record the job's process group: {e}");
+        }
+    }
+    match Guard::start(pid as i32, start) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!("cannot start the guardian of the job's processes: {e}; they may outlive a killed agent");
+            None
+        }
+    }
 }
 
 /// Once the job has ended: kills whatever it left running in its groups, and lets the

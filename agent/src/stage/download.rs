@@ -204,10 +204,20 @@ fn plan_names(
     }
 }
 
+/// Objects from this size up, with a version to pin their bytes to, download under a
+/// name the next run finds again ([`TempFile::resumable`]), so that a store that resumes
+/// inside a file (Azure's ranged downloads) can keep what a killed run left. Smaller ones
+/// are fetched again whole, under a name of this process's own.
+const RESUME_MIN: u64 = 8 << 20;
+
 /// Downloads one object to `dest` (whose folder exists) through a temporary file.
 async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u64, TransferError> {
     let (obj, dest) = (&obj, dest.as_path());
-    let tmp = TempFile::beside(dest);
+    let tmp = if obj.size >= RESUME_MIN && obj.version.is_some() {
+        TempFile::resumable(dest)
+    } else {
+        TempFile::beside(dest)
+    };
     let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
         // The temporary name means nothing to the user: name the file being made (here,
         // the one place every store's download goes through).
@@ -222,6 +232,7 @@ async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u6
         .map_err(|e| TransferError::io("cannot read", dest, e))?
         .len();
     if len != obj.size || n != obj.size {
+        tmp.discard();
         return Err(TransferError::Truncated {
             datastore: store.name().to_string(),
             path: obj.path.clone(),

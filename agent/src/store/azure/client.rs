@@ -234,7 +234,11 @@ impl Body {
 impl Client {
     /// A client for `target`, whose calls are retried under `retry`. Builds the token
     /// provider (no network call yet).
-    pub fn new(target: AzureTarget, retry: RetryConfig) -> Result<Client, String> {
+    pub fn new(
+        target: AzureTarget,
+        retry: RetryConfig,
+        read_timeout: Duration,
+    ) -> Result<Client, String> {
         // reqwest is built without a bundled TLS provider (ring is ours); installing it
         // twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -242,7 +246,7 @@ impl Client {
             .pool_max_idle_per_host(128)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
+            .read_timeout(read_timeout)
             .http1_only()
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {}", transport(&e)))?;
@@ -512,6 +516,29 @@ impl Client {
                 .map_err(|e| HttpError::Transport(transport(&e)))?;
             parse_list(&body)
                 .map_err(|e| HttpError::Answer(format!("cannot read the listing: {e}")))
+        })
+        .await
+    }
+
+    /// The blocks staged for `blob` and not yet committed (Get Block List,
+    /// `blocklisttype=uncommitted`): their ids and sizes. None staged (or no blob) is an
+    /// empty list.
+    pub async fn uncommitted_blocks(&self, blob: &str) -> Result<Vec<(String, u64)>, HttpError> {
+        let q = &[("comp", "blocklist"), ("blocklisttype", "uncommitted")];
+        self.run(|_| async move {
+            let body = match self
+                .send_once(&Method::GET, Some(blob), q, &[], Body::Empty)
+                .await
+            {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map_err(|e| HttpError::Transport(transport(&e)))?,
+                Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            parse_block_list(&body)
+                .map_err(|e| HttpError::Answer(format!("cannot read the block list: {e}")))
         })
         .await
     }
@@ -812,9 +839,51 @@ fn parse_list(body: &[u8]) -> Result<ListPage, String> {
     Ok(page)
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+struct XmlBlockList {
+    #[serde(rename = "UncommittedBlocks", default)]
+    uncommitted: XmlBlocks,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct XmlBlocks {
+    #[serde(rename = "Block", default)]
+    blocks: Vec<XmlBlock>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct XmlBlock {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Size")]
+    size: u64,
+}
+
+/// The uncommitted blocks of a Get Block List answer.
+fn parse_block_list(body: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let x: XmlBlockList = quick_xml::de::from_str(text).map_err(|e| e.to_string())?;
+    Ok(x.uncommitted
+        .blocks
+        .into_iter()
+        .map(|b| (b.name, b.size))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_a_block_list() {
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks /><UncommittedBlocks><Block><Name>YWJj</Name><Size>8388608</Size></Block><Block><Name>ZGVm</Name><Size>5</Size></Block></UncommittedBlocks></BlockList>"#;
+        assert_eq!(
+            parse_block_list(xml.as_bytes()).unwrap(),
+            vec![("YWJj".to_string(), 8388608), ("ZGVm".to_string(), 5)]
+        );
+        let empty = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks /><UncommittedBlocks /></BlockList>"#;
+        assert!(parse_block_list(empty.as_bytes()).unwrap().is_empty());
+    }
 
     #[test]
     fn parses_a_listing() {

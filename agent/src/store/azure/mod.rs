@@ -17,15 +17,20 @@
 //!
 //! Every request is retried under the client's one policy ([`crate::retry`]); a broken
 //! download resumes from its last byte under that same policy, never in a loop of
-//! retries wrapped around the client's.
+//! retries wrapped around the client's. Across restarts, a large download resumes
+//! inside the file from what its record says is on disk ([`resume`]), and a large upload
+//! reuses the blocks an earlier attempt staged (their ids derive from the file's
+//! identity and offset, and the service lists the uncommitted ones).
 //!
-//! This module must never write outside the file it was given, nor put a secret
+//! This module must never write outside the file it was given (and its `.ranges`
+//! record), nor put a secret
 //! (SAS query strings included) in an error.
 
 pub mod client;
 pub mod config;
 mod md5_files;
 mod read_in_order;
+pub mod resume;
 
 use md5_files::{Landing, Md5Files};
 use read_in_order::ReadInOrder;
@@ -71,6 +76,9 @@ pub struct Tuning {
     pub md5: Md5Check,
     /// How every request is retried, and a broken download resumed.
     pub retry: RetryConfig,
+    /// How long a request may wait for the next bytes of its answer before it counts as
+    /// broken (and is retried): 60 s, or `STAGEHAND_AZURE_READ_TIMEOUT_MS`.
+    pub read_timeout: std::time::Duration,
 }
 
 /// Which transfers are checked by MD5.
@@ -128,6 +136,7 @@ impl Tuning {
             blocks_per_file: num(knobs.blocks, 16) as usize,
             md5: Md5Check::named(knobs.verify_md5.as_deref()),
             retry: RetryConfig::default(),
+            read_timeout: std::time::Duration::from_millis(num(knobs.read_timeout_ms, 60_000)),
         }
     }
 
@@ -225,7 +234,7 @@ impl AzureStore {
     /// Opens the datastore with explicit tuning.
     pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
         let datastore = target.datastore.clone();
-        let client = Client::new(target, tuning.retry)
+        let client = Client::new(target, tuning.retry, tuning.read_timeout)
             .map_err(|detail| StoreError::Config { datastore, detail })?;
         Ok(AzureStore {
             client: Arc::new(client),
@@ -300,22 +309,56 @@ impl AzureStore {
         }
     }
 
+    /// A listing that failed, its retries spent: which listing, which page (and after
+    /// which name), for how long it was tried, and what the service said, since a
+    /// listing failing on every attempt is often one blob the service cannot list.
+    fn list_error(
+        &self,
+        prefix: &str,
+        page: usize,
+        marker: Option<&str>,
+        started: std::time::Instant,
+        e: HttpError,
+    ) -> StoreError {
+        if matches!(e.status(), Some(401 | 403)) || e.code() == Some("ContainerNotFound") {
+            return self.error(prefix, e);
+        }
+        let t = self.target();
+        let after = marker.map_or(String::new(), |m| format!(", after marker {m:?}"));
+        let hint = if matches!(e.status(), Some(500..=599)) {
+            "; a listing that fails on every attempt may hold a blob name the service cannot list (control characters): list a narrower prefix to find it"
+        } else {
+            ""
+        };
+        StoreError::Remote {
+            datastore: t.datastore.clone(),
+            detail: format!(
+                "listing the blobs under {prefix:?} (page {page}{after}) in container {:?} at {} failed after {:.1} s of retries: {e}{hint}",
+                t.container,
+                t.service_url,
+                started.elapsed().as_secs_f64()
+            ),
+        }
+    }
+
     /// Every blob whose name starts with `prefix` (no delimiter), page by page.
     async fn list_all(&self, prefix: &str) -> Result<Vec<(String, BlobProps)>, StoreError> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
-        loop {
+        for n in 1.. {
+            let started = std::time::Instant::now();
             let page = self
                 .client
                 .list_page(prefix, None, marker.as_deref(), 5000)
                 .await
-                .map_err(|e| self.error(prefix, e))?;
+                .map_err(|e| self.list_error(prefix, n, marker.as_deref(), started, e))?;
             out.extend(page.blobs.into_iter().filter(|(_, p)| !p.is_folder));
             match page.next_marker {
                 Some(m) => marker = Some(m),
-                None => return Ok(out),
+                None => break,
             }
         }
+        Ok(out)
     }
 
     /// Fetches `range` of `obj` into `file` at the same offsets, resuming after a broken
@@ -329,13 +372,14 @@ impl AzureStore {
         range: Range<u64>,
         file: &std::fs::File,
         hash: &mut Hash,
+        written: &(dyn Fn(u64) + Sync),
     ) -> Result<(), StoreError> {
         let mut pos = range.start;
         let mut attempts = self.client.retry().attempts();
         while pos < range.end {
             let before = pos;
             let broken = self
-                .fetch_from(obj, pos..range.end, file, hash, &mut pos)
+                .fetch_from(obj, pos..range.end, file, hash, &mut pos, written)
                 .await?;
             let Err(e) = broken else {
                 continue;
@@ -351,7 +395,8 @@ impl AzureStore {
         Ok(())
     }
 
-    /// One GET of `range` into `file`, advancing `pos` past every byte written. The
+    /// One GET of `range` into `file`, advancing `pos` past every byte written (and
+    /// telling `written` the new position). The
     /// outer error is local (the file cannot be written); the inner one is the
     /// service's or the connection's, which [`AzureStore::fetch_range`] may retry.
     async fn fetch_from(
@@ -361,6 +406,7 @@ impl AzureStore {
         file: &std::fs::File,
         hash: &mut Hash,
         pos: &mut u64,
+        written: &(dyn Fn(u64) + Sync),
     ) -> Result<Result<(), HttpError>, StoreError> {
         let _permit = self.permit(&obj.path).await?;
         let resp = match self
@@ -385,6 +431,7 @@ impl AzureStore {
                     pending.chunks.push(chunk);
                     if pending.len >= WRITE_BUFFER {
                         *pos = self.flush(file, *pos, &mut pending, &obj.path)?;
+                        written(*pos);
                         hash.feed(&mut pending).await;
                     }
                 }
@@ -396,6 +443,7 @@ impl AzureStore {
             }
         }
         *pos = self.flush(file, *pos, &mut pending, &obj.path)?;
+        written(*pos);
         hash.feed(&mut pending).await;
         if *pos < range.end {
             let why = failure.unwrap_or_else(|| "the answer ended early".into());
@@ -464,22 +512,41 @@ impl AzureStore {
     }
 
     /// A large blob: parallel ranges, then the MD5 (when asked for) read back from the
-    /// page cache.
+    /// page cache. With `ranges`, what an earlier attempt left on disk is kept and
+    /// progress is recorded as it lands.
     async fn download_ranges(
         &self,
         obj: &ObjectMeta,
         file: Arc<std::fs::File>,
         dest: &Path,
+        ranges: Option<&resume::Ranges>,
     ) -> Result<(), StoreError> {
         let chunk = self.tuning.chunk_for(obj.size);
         let n = obj.size.div_ceil(chunk);
-        let ranges: Vec<Range<u64>> = (0..n)
-            .map(|i| i * chunk..((i + 1) * chunk).min(obj.size))
+        let todo: Vec<(usize, Range<u64>)> = (0..n)
+            .map(|i| (i as usize, i * chunk..((i + 1) * chunk).min(obj.size)))
+            .map(|(i, r)| {
+                (
+                    i,
+                    r.start + ranges.map_or(0, |d| d.done(i)).min(r.end - r.start)..r.end,
+                )
+            })
+            .filter(|(_, r)| !r.is_empty())
             .collect();
-        stream::iter(ranges.into_iter().map(Ok))
-            .try_for_each_concurrent(self.tuning.ranges_per_blob, |r| {
+        stream::iter(todo.into_iter().map(Ok))
+            .try_for_each_concurrent(self.tuning.ranges_per_blob, |(i, r)| {
                 let file = &file;
-                async move { self.fetch_range(obj, r, file, &mut Hash::Skip).await }
+                let first = i as u64 * chunk;
+                let end = r.end;
+                let written = move |pos: u64| {
+                    if let Some(d) = ranges {
+                        d.advance(i, pos - first, pos == end);
+                    }
+                };
+                async move {
+                    self.fetch_range(obj, r, file, &mut Hash::Skip, &written)
+                        .await
+                }
             })
             .await?;
         if let Some(want) = obj.md5 {
@@ -584,40 +651,58 @@ impl AzureStore {
             .map_err(|e| self.error(path, e))
     }
 
-    /// Stages `ids` as the blocks of `src`, in order, several at a time, each with its
-    /// own Content-MD5: the service checks every block as it lands (a block damaged on
-    /// the way, or a file changing under the upload, is refused rather than committed),
-    /// and a block without one costs the service a CRC64 instead, which Azurite computes
-    /// in JavaScript: 1 GiB of blocks took it 11.6 s with no Content-MD5, 2.4 s with.
+    /// Stages the blocks of `src`, in order, several at a time, each with its own
+    /// Content-MD5: the service checks every block as it lands (a block damaged on the
+    /// way, or a file changing under the upload, is refused rather than committed), and
+    /// a block without one costs the service a CRC64 instead, which Azurite computes in
+    /// JavaScript: 1 GiB of blocks took it 11.6 s with no Content-MD5, 2.4 s with.
+    /// A block already in `staged` under its id with its size is not sent again.
+    /// Returns the blocks' ids, in order.
     async fn stage_blocks(
         &self,
         src: &Path,
         file: &Arc<std::fs::File>,
         path: &str,
         size: u64,
-        ids: &[String],
-    ) -> Result<(), StoreError> {
+        staged: &std::collections::HashMap<String, u64>,
+    ) -> Result<Vec<String>, StoreError> {
         let block = self.tuning.block_for(size);
+        let n = size.div_ceil(block);
         let window = block * self.tuning.blocks_per_file as u64;
         let in_order = &ReadInOrder::start(file.clone(), size, window);
-        stream::iter(ids.iter().enumerate().map(Ok))
-            .try_for_each_concurrent(self.tuning.blocks_per_file, |(i, id)| async move {
-                let offset = i as u64 * block;
+        let tag =
+            &block_tag(file, path, block).map_err(|e| StoreError::io("cannot read", src, e))?;
+        let ids_held = std::sync::Mutex::new(vec![String::new(); n as usize]);
+        let reused_held = std::sync::atomic::AtomicU64::new(0);
+        let (ids, reused) = (&ids_held, &reused_held);
+        stream::iter((0..n).map(Ok))
+            .try_for_each_concurrent(self.tuning.blocks_per_file, |i| async move {
+                let offset = i * block;
                 let len = block.min(size - offset);
                 in_order.started(offset + len);
                 read_ahead(file, offset, len);
-                let mut headers = Vec::new();
-                if self.tuning.md5 != Md5Check::Never {
-                    let md5 = self
-                        .md5_of(
+                let md5 = match self.tuning.md5 {
+                    Md5Check::Never => None,
+                    _ => Some(
+                        self.md5_of(
                             file.clone(),
                             offset..offset + len,
                             src,
                             Some(in_order.progress()),
                         )
-                        .await?;
-                    headers.push(("content-md5", client::b64(&md5)));
+                        .await?,
+                    ),
+                };
+                let id = block_id(md5.as_ref(), tag, i);
+                ids.lock().unwrap_or_else(|e| e.into_inner())[i as usize] = id.clone();
+                if staged.get(&id) == Some(&len) {
+                    reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
                 }
+                let headers: Vec<(&'static str, String)> = md5
+                    .map(|m| ("content-md5", client::b64(&m)))
+                    .into_iter()
+                    .collect();
                 let body = Body::File {
                     path: src.to_path_buf(),
                     offset,
@@ -628,7 +713,7 @@ impl AzureStore {
                     .send(
                         Method::PUT,
                         Some(path),
-                        &[("comp", "block"), ("blockid", id)],
+                        &[("comp", "block"), ("blockid", &id)],
                         &headers,
                         body,
                     )
@@ -636,13 +721,22 @@ impl AzureStore {
                     .map(|_| ())
                     .map_err(|e| self.error(path, e))
             })
-            .await
+            .await?;
+        let reused = reused_held.into_inner();
+        if reused > 0 {
+            tracing::info!(
+                "{}: {path:?}: {reused} of {n} blocks were already staged by an earlier attempt",
+                self.target().datastore
+            );
+        }
+        Ok(ids_held.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A large file as blocks streamed from disk, several at once, committed by one
     /// block list. With [`Md5Check::All`] the list carries the whole file's MD5, hashed
     /// while the blocks go up (a block blob has no Content-MD5 unless the client gives
     /// it); it costs a core for 1.5 s per GiB, so by default only the blocks are hashed.
+    /// Blocks an earlier, interrupted attempt staged are reused ([`block_id`]).
     async fn put_blocks(
         &self,
         src: &Path,
@@ -650,22 +744,9 @@ impl AzureStore {
         size: u64,
         overwrite: bool,
     ) -> Result<(), StoreError> {
-        let block = self.tuning.block_for(size);
-        let n = size.div_ceil(block);
-        // Block ids: one length for the whole blob (Azure requires it), unique per upload
-        // so two uploads of one name never mix blocks.
-        let tag = format!(
-            "{:08x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() ^ std::process::id())
-                .unwrap_or(0)
-        );
-        let ids: Vec<String> = (0..n)
-            .map(|i| client::b64(format!("{tag}-{i:08}").as_bytes()))
-            .collect();
         let file = std::fs::File::open(src).map_err(|e| StoreError::io("cannot read", src, e))?;
         let file = Arc::new(file);
+        let staged = self.staged(path).await;
         let whole = async {
             match self.tuning.md5 {
                 Md5Check::All => self
@@ -675,8 +756,8 @@ impl AzureStore {
                 _ => Ok(None),
             }
         };
-        let (sent, md5) = tokio::join!(self.stage_blocks(src, &file, path, size, &ids), whole);
-        sent?;
+        let (ids, md5) = tokio::join!(self.stage_blocks(src, &file, path, size, &staged), whole);
+        let ids = ids?;
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
         for id in &ids {
             xml.push_str(&format!("<Latest>{id}</Latest>"));
@@ -696,6 +777,18 @@ impl AzureStore {
             overwrite,
         )
         .await
+    }
+
+    /// The blocks an earlier attempt staged for `path` and did not commit, by id. A
+    /// failure to ask costs only the resume: nothing is reused.
+    async fn staged(&self, path: &str) -> std::collections::HashMap<String, u64> {
+        match self.client.uncommitted_blocks(path).await {
+            Ok(blocks) => blocks.into_iter().collect(),
+            Err(e) => {
+                tracing::debug!("{}: {path:?}: no block list: {e}", self.target().datastore);
+                Default::default()
+            }
+        }
     }
 
     /// A slot among the store's requests in flight.
@@ -744,6 +837,41 @@ fn read_ahead(file: &std::fs::File, offset: u64, len: u64) {
         len,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
     );
+}
+
+/// The id of block `i`: its content's MD5 and its index, so that a re-run of an
+/// interrupted upload (even of a file the job wrote anew, byte for byte the same) finds
+/// the blocks already staged and sends only the others; without an MD5 (checks turned
+/// off), the file's identity `tag` and the index. One length for every id of a blob, as
+/// Azure requires.
+fn block_id(md5: Option<&[u8; 16]>, tag: &str, i: u64) -> String {
+    let name = match md5 {
+        Some(m) => m.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        None => tag.to_string(),
+    };
+    client::b64(format!("{name}-{i:08}").as_bytes())
+}
+
+/// A name for one file's upload when blocks carry no MD5: a hash of the file's identity
+/// (device, inode, size, modification time), the blob's name and the block size, as 32
+/// hex digits (the length of an MD5's). The same file going to the same name gets the
+/// same ids in every run.
+fn block_tag(file: &std::fs::File, path: &str, block: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    let identity = format!(
+        "{}:{}:{}:{}.{}:{block}:{path}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, identity.as_bytes());
+    Ok(digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Whether the service refused a conditional create because the blob exists.
@@ -855,12 +983,13 @@ impl Store for AzureStore {
         };
         let (mut files, mut dirs) = (Vec::new(), Vec::new());
         let mut marker: Option<String> = None;
-        loop {
+        for n in 1.. {
+            let started = std::time::Instant::now();
             let page = self
                 .client
                 .list_page(&p, Some("/"), marker.as_deref(), 5000)
                 .await
-                .map_err(|e| self.error(prefix, e))?;
+                .map_err(|e| self.list_error(&p, n, marker.as_deref(), started, e))?;
             for (name, props) in page.blobs {
                 if props.is_folder {
                     let d = name[p.len().min(name.len())..].to_string();
@@ -883,9 +1012,10 @@ impl Store for AzureStore {
             }
             match page.next_marker {
                 Some(m) => marker = Some(m),
-                None => return Ok((files, dirs)),
+                None => break,
             }
         }
+        Ok((files, dirs))
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
@@ -918,28 +1048,47 @@ impl Store for AzureStore {
             };
             &unverified
         };
+        // A large blob resumes from what an earlier run left in `dest`, when its record
+        // says so; anything else starts `dest` over.
+        let ranges = ranged
+            .then(|| resume::Ranges::open(dest, object, self.tuning.chunk_for(object.size)))
+            .flatten();
+        let resumed = ranges.as_ref().is_some_and(|r| r.on_disk() > 0);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .read(true)
             .create(true)
-            .truncate(true)
+            .truncate(!resumed)
             .open(dest)
             .map_err(|e| StoreError::io("cannot create", dest, e))?;
         if object.size == 0 {
             return Ok(0);
         }
-        allocate(&file, object.size)
-            .map_err(|e| StoreError::io("cannot make room for", dest, e))?;
+        if resumed {
+            tracing::info!(
+                "{}: {:?}: resuming with {} of {} bytes already on disk",
+                self.target().datastore,
+                object.path,
+                ranges.as_ref().map_or(0, resume::Ranges::on_disk),
+                object.size
+            );
+        } else {
+            allocate(&file, object.size)
+                .map_err(|e| StoreError::io("cannot make room for", dest, e))?;
+            if let Some(r) = &ranges {
+                r.start();
+            }
+        }
         let file = Arc::new(file);
         if !ranged {
             match object.md5 {
                 None => {
-                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip)
+                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip, &|_| {})
                         .await?
                 }
                 Some(want) if object.size <= INLINE_MD5_MAX => {
                     let mut h = Hash::Inline(Md5::new());
-                    self.fetch_range(object, 0..object.size, &file, &mut h)
+                    self.fetch_range(object, 0..object.size, &file, &mut h, &|_| {})
                         .await?;
                     let Hash::Inline(h) = h else { unreachable!() };
                     if <[u8; 16]>::from(h.finalize()) != want {
@@ -953,7 +1102,7 @@ impl Store for AzureStore {
                         .landing(object.size)
                         .map_err(|e| StoreError::io("cannot start hashing", dest, e))?;
                     let mut h = Hash::Landing(landing);
-                    self.fetch_range(object, 0..object.size, &file, &mut h)
+                    self.fetch_range(object, 0..object.size, &file, &mut h, &|_| {})
                         .await?;
                     let Hash::Landing(landing) = h else {
                         unreachable!()
@@ -968,7 +1117,11 @@ impl Store for AzureStore {
                 }
             }
         } else {
-            self.download_ranges(object, file, dest).await?;
+            self.download_ranges(object, file, dest, ranges.as_ref())
+                .await?;
+            if let Some(r) = ranges {
+                r.finish();
+            }
         }
         Ok(object.size)
     }

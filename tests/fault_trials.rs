@@ -1,0 +1,311 @@
+//! The fault trials (issue 19): the fault proxy between the agent and Azurite injects
+//! one kind of fault into 15% of the requests of a direction, and every one of 10 runs
+//! per kind and direction must land its data byte-exact (sha256); a fault that never
+//! clears must fail with the documented code within the retry budget, leaving nothing
+//! partial under a final name.
+//!
+//! Kept small so the suite stays quick: 20 files of 16-80 KiB and one of 3 MiB, which
+//! (with 1 MiB blocks and ranges) goes up as blocks and comes down as parallel ranges;
+//! a stall (4 s) outlasts a read timeout of 2 s.
+
+use crate::common::azurite::{Azurite, KEY};
+use crate::common::faults::{at_rate, Fault, Proxy};
+use crate::common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const RUNS: u64 = 10;
+const RATE: f64 = 0.15;
+
+/// The data set: `rel -> sha256`.
+fn data(dir: &Path) -> BTreeMap<String, String> {
+    for i in 0..20u32 {
+        let len = 16 * 1024 + (i as usize * 3331) % (64 * 1024);
+        let bytes: Vec<u8> = (0..len)
+            .map(|j| ((j as u32 * 31 + i * 7) % 251) as u8)
+            .collect();
+        let p = dir.join(format!("d{}/f{i:02}.bin", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|j| (j % 253) as u8).collect();
+    std::fs::write(dir.join("big.bin"), big).unwrap();
+    tree(dir)
+}
+
+/// `stagehand datastore ARGS…` against the workspace in `s` reaching Azurite through
+/// `proxy`, with small blocks and ranges and a short read timeout.
+fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
+    s.write("key.txt", KEY);
+    let ws = s.write(
+        "workspace.yaml",
+        &format!(
+            "datastores:\n  az:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: box\n    endpoint: {}\n    credentials: {{account_key: {{file: key.txt}}}}\n",
+            proxy.endpoint()
+        ),
+    );
+    Command::new(bin())
+        .arg("datastore")
+        .args(args)
+        .arg("--workspace")
+        .arg(ws)
+        .envs([
+            ("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "1"),
+            ("STAGEHAND_AZURE_CHUNK_MIB", "1"),
+            ("STAGEHAND_AZURE_SINGLE_PUT_MIB", "1"),
+            ("STAGEHAND_AZURE_BLOCK_MIB", "1"),
+            ("STAGEHAND_AZURE_READ_TIMEOUT_MS", "2000"),
+        ])
+        .output()
+        .unwrap()
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// Files under `dir` whose names mark them partial, or that are not in `want`.
+fn strays(dir: &Path, want: &BTreeMap<String, String>) -> Vec<String> {
+    walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .filter(|r| !r.ends_with(".stagehand.json") && !want.contains_key(r))
+        .collect()
+}
+
+/// 10 uploads and 10 downloads, each through `fault` at 15% of its direction's
+/// requests: every one lands byte-exact.
+fn trials(fault: Fault) {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    let want = data(&src);
+    let clean = Proxy::start(az.port, |_| Fault::None);
+    let name = format!("{fault:?}");
+    expect_code(
+        &datastore(
+            &s,
+            &clean,
+            &[
+                os("upload"),
+                os("az"),
+                os("--src-dir"),
+                src.as_os_str(),
+                os("--target-path"),
+                os("base"),
+            ],
+        ),
+        0,
+    );
+    let mut injected = 0;
+    for run in 0..RUNS {
+        // Up: only the requests that send data are touched.
+        let up = Proxy::start(
+            az.port,
+            at_rate(RATE, run, |l| l.starts_with("PUT "), fault),
+        );
+        let target = format!("up/{run}");
+        let o = datastore(
+            &s,
+            &up,
+            &[
+                os("upload"),
+                os("az"),
+                os("--src-dir"),
+                src.as_os_str(),
+                os("--target-path"),
+                os(&target),
+            ],
+        );
+        let (_, se) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{name} upload run {run}: {se}");
+        injected += up.injected();
+        // Down: listings, HEADs and GETs.
+        let down = Proxy::start(
+            az.port,
+            at_rate(
+                RATE,
+                run + 100,
+                |l| l.starts_with("GET ") || l.starts_with("HEAD "),
+                fault,
+            ),
+        );
+        let dest = s.path().join(format!("down/{run}"));
+        let o = datastore(
+            &s,
+            &down,
+            &[
+                os("download"),
+                os("az"),
+                os("--prefix"),
+                os("base"),
+                os("--target-path"),
+                dest.as_os_str(),
+            ],
+        );
+        let (_, se) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{name} download run {run}: {se}");
+        injected += down.injected();
+        let got = dest.join("base");
+        assert_eq!(tree(&got), want, "{name} download run {run}: bytes differ");
+        assert!(
+            strays(&got, &want).is_empty(),
+            "{name} download run {run}: {:?}",
+            strays(&got, &want)
+        );
+    }
+    // Every upload, checked by the Azure SDK.
+    let up = az.sha256s("box", "up/");
+    for run in 0..RUNS {
+        for (rel, sum) in &want {
+            assert_eq!(
+                up.get(&format!("up/{run}/{rel}")),
+                Some(sum),
+                "{name} upload run {run}: {rel} differs or is missing"
+            );
+        }
+    }
+    assert_eq!(
+        up.len() as u64,
+        RUNS * want.len() as u64,
+        "{name}: stray blobs"
+    );
+    assert!(injected > 0, "{name}: no fault was injected");
+    eprintln!("{name}: {injected} faults injected over {} runs", 2 * RUNS);
+}
+
+#[test]
+fn resets_before_the_request() {
+    trials(Fault::DropRequest);
+}
+
+#[test]
+fn resets_after_the_answer() {
+    trials(Fault::DropAnswer);
+}
+
+#[test]
+fn resets_mid_body() {
+    trials(Fault::ResetMidBody);
+}
+
+#[test]
+fn truncated_bodies() {
+    trials(Fault::CutAnswer);
+}
+
+#[test]
+fn server_busy_503_500_429() {
+    trials(Fault::Status(503));
+    trials(Fault::Status(500));
+    trials(Fault::Status(429));
+}
+
+#[test]
+fn stalls() {
+    trials(Fault::Stall(Duration::from_secs(4)));
+}
+
+#[test]
+fn a_fault_that_never_clears_fails_with_the_documented_code_and_leaves_nothing() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    let want = data(&src);
+    let clean = Proxy::start(az.port, |_| Fault::None);
+    expect_code(
+        &datastore(
+            &s,
+            &clean,
+            &[
+                os("upload"),
+                os("az"),
+                os("--src-dir"),
+                src.as_os_str(),
+                os("--target-path"),
+                os("base"),
+            ],
+        ),
+        0,
+    );
+    // Every data request reset: listing works, no byte ever arrives.
+    let dead = Proxy::start(az.port, |l: &str| {
+        if l.contains("restype=container") {
+            Fault::None
+        } else {
+            Fault::DropRequest
+        }
+    });
+    let dest = s.path().join("down");
+    let o = datastore(
+        &s,
+        &dead,
+        &[
+            os("download"),
+            os("az"),
+            os("--prefix"),
+            os("base"),
+            os("--target-path"),
+            dest.as_os_str(),
+        ],
+    );
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    assert!(
+        se.contains("\"base") && se.contains("container \"box\""),
+        "the error does not say what failed where: {se}"
+    );
+    assert!(
+        tree(&dest).is_empty(),
+        "files landed under final names: {:?}",
+        tree(&dest)
+    );
+    let o = datastore(
+        &s,
+        &dead,
+        &[
+            os("upload"),
+            os("az"),
+            os("--src-dir"),
+            src.as_os_str(),
+            os("--target-path"),
+            os("never"),
+        ],
+    );
+    expect_code(&o, code::UPLOAD_FAILED);
+    assert!(az.sha256s("box", "never/").is_empty(), "a blob landed");
+    let _ = want;
+}
+
+/// Issue 19, item 8: a listing the service fails on every attempt (as Azurite does for a
+/// blob name with control characters) says which listing, which page, where, for how
+/// long, and what the service answered.
+#[test]
+fn a_listing_that_always_fails_names_what_failed_and_where() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let broken = Proxy::start(az.port, |l: &str| {
+        if l.contains("comp=list") {
+            Fault::Status(500)
+        } else {
+            Fault::None
+        }
+    });
+    let o = datastore(&s, &broken, &[os("ls"), os("az"), os("base"), os("-r")]);
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    for what in [
+        "listing the blobs under \"base/\"",
+        "page 1",
+        "container \"box\"",
+        "s of retries",
+        "500",
+        "control characters",
+    ] {
+        assert!(se.contains(what), "{what:?} missing from: {se}");
+    }
+    assert!(broken.injected() > 1, "the listing was not retried");
+}
