@@ -9,6 +9,7 @@
 pub mod docker;
 pub mod events;
 pub mod fuse;
+pub mod slurm;
 
 pub use events::*;
 
