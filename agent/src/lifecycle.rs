@@ -151,6 +151,7 @@ impl Job<'_> {
         self.events.emit(EventKind::Accepted {
             job: plan.job.clone(),
             run_dir: plan.run_dir.display().to_string(),
+            scheduler: plan.scheduler.clone(),
         });
         tracing::info!(run_id = %plan.run_id, "run folder {}", plan.run_dir.display());
         Ok(log_dir)

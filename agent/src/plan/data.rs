@@ -12,6 +12,10 @@ pub(super) struct Resolver<'a> {
     pub run_dir: &'a Path,
     /// `STAGEHAND_LOCAL_MOUNT=fuse`: local mounts go through FUSE too.
     pub local_fuse: bool,
+    /// `{task_index}`: this task's place in its scheduler's array.
+    pub task_index: u32,
+    /// `{task_count}`: the array's size.
+    pub task_count: u32,
 }
 
 impl Resolver<'_> {
@@ -33,9 +37,15 @@ impl Resolver<'_> {
             .or_else(|| loaded.workspace.default_datastore.clone())?;
         let ds = loaded.workspace.datastores.get(&ds_name)?;
         let raw = if direction == Direction::Output {
-            expand_placeholders(&r.path, self.run_id, &spec.name).ok()?
+            let values = Placeholders {
+                run_id: self.run_id,
+                name: &spec.name,
+                task_index: self.task_index,
+                task_count: self.task_count,
+            };
+            expand_placeholders_with(&r.path, &values).ok()?
         } else {
-            r.path.clone()
+            expand_task_placeholders(&r.path, self.task_index, self.task_count)
         };
         let path = spec_path(&raw).ok()?;
         if !matches!(

@@ -5,6 +5,7 @@
 mod container;
 mod data;
 mod render;
+pub mod scheduler;
 
 use container::container_plan;
 pub use container::{Bind, ContainerPlan, Propagation};
@@ -13,10 +14,13 @@ pub use render::{render_import, render_text};
 
 use serde::Serialize;
 use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
+use stagehand_protocol::events::SchedulerIds;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::job::{CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, CONTAINER_RUN_DIR};
 use stagehand_protocol::load::{Parsed, Problem, Problems};
-use stagehand_protocol::path::{expand_placeholders, spec_path};
+use stagehand_protocol::path::{
+    expand_placeholders_with, expand_task_placeholders, spec_path, Placeholders,
+};
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
 use stagehand_protocol::{ContainerSpec, Datastore, JobSpec, Mode, UploadOn, Workspace};
 use std::collections::BTreeMap;
@@ -225,6 +229,9 @@ pub struct Plan {
     /// The workspace file used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<PathBuf>,
+    /// The scheduler that started the agent and its ids for this task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerIds>,
     /// For an Azure ML file: what each of its keys became and which were ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportReport>,
@@ -297,17 +304,42 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Decides every path, the environment and the command line.
+/// Decides every path, the environment and the command line, for the scheduler (if
+/// any) whose variables the agent has.
 pub fn build(
     loaded: &Loaded,
     run_id: Option<&str>,
     run_dir: Option<&Path>,
 ) -> Result<Plan, Problems> {
+    let scheduler = scheduler::detect().map_err(|e| {
+        Problems(vec![Problem {
+            file: loaded.job.file.clone(),
+            location: None,
+            field: String::new(),
+            message: format!("cannot tell which task of the scheduler's job this is: {e}"),
+        }])
+    })?;
+    build_with(loaded, run_id, run_dir, scheduler)
+}
+
+/// [`build`] for the task `scheduler` names (none: not started by a scheduler).
+pub fn build_with(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    run_dir: Option<&Path>,
+    scheduler: Option<SchedulerIds>,
+) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
-    if let Some(id) = run_id {
-        check_run_id(loaded, id)?;
-    }
-    let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
+    // A scheduler's task keeps its run id across a requeue: it resumes in its folder.
+    let run_id = match (run_id, &scheduler) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(ids)) => scheduler::run_id(ids),
+        (None, None) => new_run_id(),
+    };
+    check_run_id(loaded, &run_id)?;
+    let (task_index, task_count) = scheduler
+        .as_ref()
+        .map_or((0, 1), |s| (s.task_index, s.task_count));
     let run_dir = absolute(
         &run_dir
             .map(Path::to_path_buf)
@@ -318,6 +350,8 @@ pub fn build(
         run_id: &run_id,
         run_dir: &run_dir,
         local_fuse: local_mount_via_fuse(),
+        task_index,
+        task_count,
     };
     let mut problems = Vec::new();
     let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
@@ -366,8 +400,12 @@ pub fn build(
     } else {
         run_dir.display().to_string()
     };
-    let environment = job_environment(spec, &inputs, &outputs, &run_id, job_run_dir);
-    let command = job_command(loaded, &inputs, &outputs)?;
+    let mut environment = job_environment(spec, &inputs, &outputs, &run_id, job_run_dir);
+    if scheduler.is_some() {
+        environment.insert("STAGEHAND_TASK_INDEX".into(), task_index.to_string());
+        environment.insert("STAGEHAND_TASK_COUNT".into(), task_count.to_string());
+    }
+    let command = job_command(loaded, &inputs, &outputs, (task_index, task_count))?;
 
     Ok(Plan {
         run_id,
@@ -393,12 +431,13 @@ pub fn build(
         container,
         workspace: loaded.workspace_file.as_deref().map(absolute),
         import: loaded.import.clone(),
+        scheduler,
         run_dir,
     })
 }
 
-/// A `--run-id` becomes part of paths, blob names and mount options: only a safe
-/// alphabet is taken.
+/// A run id (`--run-id`, or one derived from a scheduler's variables) becomes part of
+/// paths, blob names and mount options: only a safe alphabet is taken.
 fn check_run_id(loaded: &Loaded, id: &str) -> Result<(), Problems> {
     let ok = !id.is_empty()
         && id.len() <= 128
@@ -413,7 +452,7 @@ fn check_run_id(loaded: &Loaded, id: &str) -> Result<(), Problems> {
         file: loaded.job.file.clone(),
         location: None,
         field: String::new(),
-        message: format!("--run-id {id:?}: use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
+        message: format!("run id {id:?} (--run-id, or from the scheduler's variables): use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
     }]))
 }
 
@@ -445,11 +484,12 @@ fn job_environment(
 }
 
 /// The command line with every `{inputs.x}`, `{outputs.x}` and `$AZUREML_DATAREFERENCE_x`
-/// replaced by the path the job sees.
+/// replaced by the path the job sees, and `{task_index}`, `{task_count}` by this task's.
 fn job_command(
     loaded: &Loaded,
     inputs: &[DataPlan],
     outputs: &[DataPlan],
+    (task_index, task_count): (u32, u32),
 ) -> Result<Vec<String>, Problems> {
     let lookup = |r: &Reference| -> Option<String> {
         let find = |list: &[DataPlan], n: &str| {
@@ -470,7 +510,8 @@ fn job_command(
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            substitute(a, lookup).map_err(|r| {
+            let a = expand_task_placeholders(a, task_index, task_count);
+            substitute(&a, lookup).map_err(|r| {
                 loaded.job.problem(
                     &format!("command[{i}]"),
                     format!("unknown reference to {:?}", r.name()),

@@ -32,6 +32,9 @@ fn render_header(s: &mut String, plan: &Plan) {
     use std::fmt::Write;
     let _ = writeln!(s, "job        {}", plan.job);
     let _ = writeln!(s, "run id     {}", plan.run_id);
+    if let Some(ids) = &plan.scheduler {
+        let _ = writeln!(s, "scheduler  {}", render_scheduler(ids));
+    }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
@@ -60,6 +63,22 @@ fn render_header(s: &mut String, plan: &Plan) {
         };
         let _ = writeln!(s, "\ncode\n  {from} -> {}", c.local_path.display());
     }
+}
+
+/// The scheduler's ids for this task, in one line: `slurm job 50, array task 7: task
+/// 7 of 20, node n1 (0 of 1)`.
+fn render_scheduler(ids: &stagehand_protocol::events::SchedulerIds) -> String {
+    let mut line = ids.kind.clone();
+    if let Some(j) = &ids.job_id {
+        line += &format!(" job {j}");
+    }
+    if let Some(t) = ids.array_task_id {
+        line += &format!(", array task {t}");
+    }
+    line += &format!(": task {} of {}", ids.task_index, ids.task_count);
+    let node = ids.node.as_deref().unwrap_or("this node");
+    line += &format!(", node {node} ({} of {})", ids.node_rank, ids.node_count);
+    line
 }
 
 /// Each input and output: from where to where, and how.
