@@ -2,6 +2,7 @@
 //! `common::slurm`): the cluster itself, scheduler identity, sharded inputs over an
 //! array, multi-node distributed jobs.
 
+use crate::common::azurite::{self, Azurite};
 use crate::common::slurm::{Slurm, NODES};
 use crate::common::*;
 use stagehand_protocol::events::SchedulerIds;
@@ -159,4 +160,75 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
         .all(|e| e.run_id == format!("slurm-{array}_1")));
     let staged = stage_finished(&events, "data");
     assert_eq!((staged.files, staged.skipped_files), (0, 1));
+}
+
+/// The issue's acceptance test for sharded inputs: an sbatch array of 20 tasks over a
+/// 200-file input on Azurite with `shard: by_file`. Every input file is processed by
+/// exactly one task, and each task's output lands under its own `{task_index}` path,
+/// byte-exact.
+#[test]
+fn an_array_of_20_tasks_processes_each_of_200_files_exactly_once() {
+    let Some(slurm) = Slurm::start() else { return };
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..200 {
+        let body = format!("file {i}\n").repeat(1 + i % 7);
+        std::fs::write(src.join(format!("f{i:03}.txt")), body).unwrap();
+    }
+    az.mkcontainer(&["data"]);
+    az.upload_tree(&src, "data", "in");
+    std::fs::remove_dir_all(&src).unwrap();
+    az.workspace(&s, "workspace.yaml", "blob", "data", azurite::KEY_FROM_ENV);
+    let job = s.write(
+        "job.yaml",
+        r#"name: shard
+command: [sh, -c, 'cp -R "$1"/. "$2"/', sh, "${{inputs.data}}", "${{outputs.out}}"]
+inputs:
+  data: {path: in, mode: download, shard: by_file}
+outputs:
+  out: {path: "results/{task_index}", mode: upload}
+"#,
+    );
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "--wait", "--array=0-19", "-o"])
+        .arg(s.path().join("slurm-%a.out"))
+        .arg("--wrap")
+        .arg(format!("{} run {}", bin().display(), job.display()))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env("TEST_AZ_KEY", azurite::KEY)
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sbatch: {}\n{:?}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(s.path().join("slurm-0.out")),
+    );
+    let inputs = az.sha256s("data", "in/");
+    assert_eq!(inputs.len(), 200);
+    let outputs = az.sha256s("data", "results/");
+    let mut seen = std::collections::BTreeMap::new();
+    let mut per_task = [0usize; 20];
+    for (name, sha) in &outputs {
+        let rest = name.strip_prefix("results/").unwrap();
+        let (task, file) = rest.split_once('/').unwrap();
+        let task: usize = task.parse().unwrap();
+        per_task[task] += 1;
+        assert_eq!(
+            Some(sha),
+            inputs.get(&format!("in/{file}")),
+            "{name} is not byte-exact"
+        );
+        assert!(
+            seen.insert(file.to_string(), task).is_none(),
+            "{file} was processed twice"
+        );
+    }
+    assert_eq!(seen.len(), 200, "every file processed once");
+    assert_eq!(per_task, [10; 20], "each task its own even slice");
 }

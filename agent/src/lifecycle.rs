@@ -365,13 +365,20 @@ async fn stage_one(
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false);
-        download::download(store, &d.path, &d.local_path, d.overwrite, &progress)
-            .await
-            .map_err(|source| StageError::Download {
-                what: what.clone(),
-                source,
-            })?
-            .moved
+        download::download(
+            store,
+            &d.path,
+            &d.local_path,
+            d.overwrite,
+            d.slice,
+            &progress,
+        )
+        .await
+        .map_err(|source| StageError::Download {
+            what: what.clone(),
+            source,
+        })?
+        .moved
     } else {
         Default::default()
     };

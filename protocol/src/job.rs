@@ -174,6 +174,11 @@ pub struct DataRef {
     /// Mount inputs only: what to do where FUSE is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_fallback: Option<MountFallback>,
+    /// Download inputs only: split the files under `path` across a scheduler's tasks
+    /// (`by_file`): each array task, or each node of a multi-node job, downloads a
+    /// disjoint slice of them, by sorted name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// A code snapshot copied into the job's working folder before launch: a folder on a

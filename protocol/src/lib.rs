@@ -15,6 +15,7 @@ pub mod locate;
 pub mod nesting;
 pub mod path;
 pub mod secret;
+pub mod shard;
 pub mod size;
 pub mod substitute;
 pub mod workspace;

@@ -718,6 +718,12 @@ impl JobCheck<'_> {
                         "only outputs are uploaded".into(),
                     );
                 }
+                if r.shard.is_some() && (kind != "inputs" || r.mode != Mode::Download) {
+                    self.push(
+                        &format!("{field}.shard"),
+                        "only download inputs are sharded (a mount or an output is whole)".into(),
+                    );
+                }
                 if r.mount_fallback.is_some() && r.mode != Mode::Mount {
                     self.push(
                         &format!("{field}.mount_fallback"),

@@ -16,6 +16,8 @@ pub(super) struct Resolver<'a> {
     pub task_index: u32,
     /// `{task_count}`: the array's size.
     pub task_count: u32,
+    /// This agent's slice of a sharded input.
+    pub slice: Slice,
 }
 
 impl Resolver<'_> {
@@ -119,6 +121,7 @@ impl Resolver<'_> {
             } else {
                 None
             },
+            slice: r.shard.map(|_| self.slice),
         })
     }
 
@@ -136,6 +139,7 @@ impl Resolver<'_> {
                 overwrite: true,
                 upload_on: UploadOn::Always,
                 mount_fallback: None,
+                shard: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -174,6 +178,7 @@ impl Resolver<'_> {
             local_source: Some(source),
             fuse: false,
             mount_fallback: None,
+            slice: None,
         })
     }
 }

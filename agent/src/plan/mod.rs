@@ -21,6 +21,7 @@ use stagehand_protocol::load::{Parsed, Problem, Problems};
 use stagehand_protocol::path::{
     expand_placeholders_with, expand_task_placeholders, spec_path, Placeholders,
 };
+use stagehand_protocol::shard::Slice;
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
 use stagehand_protocol::{ContainerSpec, Datastore, JobSpec, Mode, UploadOn, Workspace};
 use std::collections::BTreeMap;
@@ -172,6 +173,9 @@ pub struct DataPlan {
     /// Mount inputs: what to do where FUSE is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_fallback: Option<MountFallback>,
+    /// Sharded inputs: this task's slice of the files under `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<Slice>,
 }
 
 impl DataPlan {
@@ -352,6 +356,7 @@ pub fn build_with(
         local_fuse: local_mount_via_fuse(),
         task_index,
         task_count,
+        slice: shard_slice(scheduler.as_ref()),
     };
     let mut problems = Vec::new();
     let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
@@ -434,6 +439,18 @@ pub fn build_with(
         scheduler,
         run_dir,
     })
+}
+
+/// The slice of a sharded input this agent takes: one per array task and per node of
+/// a multi-node job (task-major), the whole input outside a scheduler.
+pub(crate) fn shard_slice(scheduler: Option<&SchedulerIds>) -> Slice {
+    match scheduler {
+        Some(s) => Slice {
+            index: s.task_index * s.node_count + s.node_rank,
+            count: s.task_count * s.node_count,
+        },
+        None => Slice { index: 0, count: 1 },
+    }
 }
 
 /// A run id (`--run-id`, or one derived from a scheduler's variables) becomes part of

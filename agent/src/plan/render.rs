@@ -130,6 +130,12 @@ fn data_notes(d: &DataPlan) -> String {
             extra.push("download if FUSE is unavailable".to_string());
         }
     }
+    if let Some(sl) = d.slice {
+        extra.push(format!(
+            "shard by_file: slice {} of {}, the files sorted by name cut in {} even runs",
+            sl.index, sl.count, sl.count
+        ));
+    }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));
     }

@@ -241,6 +241,27 @@ mod tests {
     }
 
     #[test]
+    fn every_node_of_every_array_task_gets_its_own_slice() {
+        let slice = |task: &str, node: &str| {
+            let ids = env(&[
+                ("SLURM_JOB_ID", "1"),
+                ("SLURM_ARRAY_TASK_ID", task),
+                ("SLURM_ARRAY_TASK_COUNT", "2"),
+                ("SLURM_STEP_NUM_NODES", "3"),
+                ("SLURM_NODEID", node),
+            ])
+            .unwrap();
+            let s = crate::plan::shard_slice(ids.as_ref());
+            (s.index, s.count)
+        };
+        assert_eq!(slice("0", "0"), (0, 6));
+        assert_eq!(slice("0", "2"), (2, 6));
+        assert_eq!(slice("1", "0"), (3, 6));
+        assert_eq!(slice("1", "2"), (5, 6));
+        assert_eq!(crate::plan::shard_slice(None).count, 1);
+    }
+
+    #[test]
     fn malformed_variables_are_refused_not_guessed() {
         assert_eq!(
             env(&[("SLURM_JOB_ID", "1"), ("SLURM_ARRAY_TASK_ID", "x")]),
@@ -272,6 +293,7 @@ mod tests {
 command: [run, "--part={task_index}/{task_count}", "{other}"]
 inputs:
   x: {path: "shards/{task_index}", mode: download}
+  all: {path: "all", mode: download, shard: by_file}
 outputs:
   o: {path: "out/{task_index}-of-{task_count}/{run_id}", mode: upload}
 "#,
@@ -288,7 +310,16 @@ outputs:
         let plan = crate::plan::build_with(&loaded, None, Some(&d.join("run")), ids).unwrap();
         assert_eq!(plan.run_id, "slurm-50_7");
         assert_eq!(plan.command[1..], ["--part=7/20", "{other}"]);
-        assert_eq!(plan.inputs[0].path, "shards/7");
+        let input = |n: &str| plan.inputs.iter().find(|d| d.name == n).unwrap();
+        assert_eq!(input("x").path, "shards/7");
+        assert_eq!(input("x").slice, None);
+        assert_eq!(
+            input("all").slice,
+            Some(stagehand_protocol::shard::Slice {
+                index: 7,
+                count: 20
+            })
+        );
         assert_eq!(plan.outputs[0].path, "out/7-of-20/slurm-50_7");
         assert_eq!(plan.environment["STAGEHAND_TASK_INDEX"], "7");
         assert!(crate::plan::render_text(&plan).contains(

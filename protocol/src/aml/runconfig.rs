@@ -514,6 +514,7 @@ fn data_reference(
         overwrite,
         upload_on: Default::default(),
         mount_fallback: None,
+        shard: None,
     };
     let became = describe_reference(&r, name);
     Some((r, became))

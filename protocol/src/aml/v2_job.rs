@@ -569,6 +569,7 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
         overwrite: false,
         upload_on: Default::default(),
         mount_fallback: None,
+        shard: None,
     }))
 }
 
@@ -699,6 +700,7 @@ fn output(
         overwrite: true,
         upload_on: Default::default(),
         mount_fallback: None,
+        shard: None,
     }))
 }
 

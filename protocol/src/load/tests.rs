@@ -1006,3 +1006,25 @@ fn datastore_files_are_read_relative_to_the_workspace() {
         "{err}"
     );
 }
+
+#[test]
+fn only_download_inputs_are_sharded() {
+    assert!(rules(&with(
+        "inputs:\n  x: {path: a, mode: download, shard: by_file}\n"
+    ))
+    .is_empty());
+    only(
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: mount, shard: by_file}\n",
+        )),
+        "inputs.x.shard",
+        "only download inputs are sharded",
+    );
+    only(
+        &rules(&with(
+            "outputs:\n  x: {path: a, mode: upload, shard: by_file}\n",
+        )),
+        "outputs.x.shard",
+        "only download inputs are sharded",
+    );
+}
