@@ -176,6 +176,7 @@ pub fn import(
         inputs,
         outputs,
         azure_ml_v2_variables: false,
+        distribution: None,
     };
     src.finish(job, aliases, report)
 }
