@@ -6,8 +6,9 @@ use crate::common::azurite::{self, Azurite};
 use crate::common::slurm::{Slurm, NODES};
 use crate::common::*;
 use stagehand_protocol::events::SchedulerIds;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 /// The cluster the other tests rely on: `srun -N 3` runs one task on each node, with
 /// node ids 0–2 and the whole node list.
@@ -231,4 +232,223 @@ outputs:
     }
     assert_eq!(seen.len(), 200, "every file processed once");
     assert_eq!(per_task, [10; 20], "each task its own even slice");
+}
+
+/// A distributed job over a local datastore: input `data/` (three files) downloaded by
+/// each node, every rank writes `rank<R>.txt` to output `out` (all nodes into
+/// `results/`), and rendezvous.py checks the ranks' variables.
+fn distributed_job(s: &Scratch, extra_env: &str) -> PathBuf {
+    s.write(
+        "workspace.yaml",
+        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+    );
+    for f in ["a", "b", "c"] {
+        s.write(&format!("store/data/{f}.txt"), &format!("{f}\n"));
+    }
+    std::fs::create_dir_all(s.path().join("verdict")).unwrap();
+    s.write(
+        "job.yaml",
+        &format!(
+            r#"name: ddp
+command: [python3, "{script}", "{verdict}", "${{{{outputs.out}}}}"]
+environment: {{{extra_env}}}
+distribution: {{type: pytorch, process_count_per_instance: 2, instance_count: 3}}
+inputs:
+  data: {{path: data, mode: download}}
+outputs:
+  out: {{path: results, mode: upload}}
+"#,
+            script = repo().join("tests/fixtures/rendezvous.py").display(),
+            verdict = s.path().join("verdict").display(),
+        ),
+    )
+}
+
+/// `srun -N 3 stagehand run job.yaml`, each node's events in `events-<node id>.jsonl`.
+fn srun_agents(slurm: &Slurm, s: &Scratch, job: &Path) -> Output {
+    slurm
+        .cmd("srun")
+        .args([
+            "-N",
+            "3",
+            "--ntasks-per-node=1",
+            "--kill-on-bad-exit=1",
+            "bash",
+            "-c",
+        ])
+        .arg(format!(
+            "exec {} run {} --events {}/events-$SLURM_NODEID.jsonl",
+            bin().display(),
+            job.display(),
+            s.path().display()
+        ))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap()
+}
+
+/// The processes still alive whose command line mentions `needle`.
+fn survivors(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        });
+        if cmd.contains(needle) && !zombie {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// The issue's multi-node test: `srun -N 3` with pytorch distribution and two
+/// processes per node. The six processes rendezvous over TCP at MASTER_ADDR:MASTER_PORT
+/// and find their ranks distinct and consistent; each node downloaded the data once;
+/// every node's outputs land in the one destination.
+#[test]
+fn three_nodes_of_two_processes_rendezvous_with_consistent_ranks() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    let job = distributed_job(&s, "");
+    let o = srun_agents(&slurm, &s, &job);
+    let verdict = std::fs::read_to_string(s.path().join("verdict/verdict.json"));
+    assert!(
+        o.status.success(),
+        "srun: {}\nverdict: {verdict:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_str(&verdict.unwrap()).unwrap();
+    assert_eq!(verdict["ok"], true, "{verdict:#}");
+    let seen = verdict["seen"].as_array().unwrap();
+    assert!(
+        seen.iter().all(|r| r["MASTER_ADDR"] == "127.0.0.1"),
+        "NodeAddr, not n1"
+    );
+    let mut nodes = Vec::new();
+    for n in 0..3u32 {
+        let events = read_events(&s.path().join(format!("events-{n}.jsonl")));
+        assert_eq!(finished(&events).exit_code, 0);
+        let ids = scheduler_ids(&events);
+        nodes.push((ids.node_rank, ids.node_count));
+        // Staged once for the node, not once per process.
+        let stages: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::StageFinished { name, .. } if name == "data"))
+            .collect();
+        assert_eq!(stages.len(), 1);
+        assert_eq!(stage_finished(&events, "data").files, 3);
+    }
+    assert_eq!(nodes, [(0, 3), (1, 3), (2, 3)]);
+    let mut written: Vec<String> = std::fs::read_dir(s.path().join("store/results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "rank0.txt",
+            "rank1.txt",
+            "rank2.txt",
+            "rank3.txt",
+            "rank4.txt",
+            "rank5.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("store/results/rank3.txt")).unwrap(),
+        "rank 3 on node 1\n"
+    );
+}
+
+/// One process (rank 3, on node 1) exits 3: its node's agent stops its other process
+/// and reports 3; srun stops the other nodes (`--kill-on-bad-exit=1`) and exits
+/// non-zero; nothing of the job is left on any node.
+#[test]
+fn one_rank_exiting_3_stops_every_node_and_is_reported() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    let marker = s.path().join("verdict").display().to_string();
+    let job = distributed_job(&s, "FAIL_RANK: '3', FAIL_CODE: '3'");
+    let o = srun_agents(&slurm, &s, &job);
+    assert!(!o.status.success(), "srun exits non-zero");
+    let failing = read_events(&s.path().join("events-1.jsonl"));
+    let f = finished(&failing);
+    assert_eq!(f.exit_code, 3, "the failing node reports the first failure");
+    assert_eq!(exited(&failing).exit_code, Some(3));
+    assert!(
+        wait_until(Duration::from_secs(20), POLL, || survivors(&marker)
+            .is_empty()),
+        "left running: {:?}",
+        survivors(&marker)
+    );
+    assert!(!slurm.busy() || wait_until(Duration::from_secs(20), POLL, || !slurm.busy()));
+}
+
+/// The same job as an Azure ML v2 command job (`distribution` and
+/// `resources.instance_count: 3`) plans and runs the same way under `srun -N 3`.
+#[test]
+fn an_azure_ml_v2_job_with_instance_count_3_runs_on_three_nodes() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    distributed_job(&s, "");
+    let job = s.write(
+        "aml-job.yml",
+        &format!(
+            r#"$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+type: command
+command: python3 {script} {verdict} ${{{{outputs.out}}}}
+inputs:
+  data: {{type: uri_folder, path: "azureml://datastores/local/paths/data", mode: download}}
+outputs:
+  out: {{type: uri_folder, path: "azureml://datastores/local/paths/results", mode: upload}}
+distribution: {{type: pytorch, process_count_per_instance: 2}}
+resources: {{instance_count: 3, instance_type: Standard_NC6}}
+compute: azureml:gpu-cluster
+"#,
+            script = repo().join("tests/fixtures/rendezvous.py").display(),
+            verdict = s.path().join("verdict").display(),
+        ),
+    );
+    let o = srun_agents(&slurm, &s, &job);
+    let verdict = std::fs::read_to_string(s.path().join("verdict/verdict.json"));
+    assert!(
+        o.status.success(),
+        "srun: {}\nverdict: {verdict:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_str(&verdict.unwrap()).unwrap();
+    assert_eq!(verdict["ok"], true, "{verdict:#}");
+    assert_eq!(
+        std::fs::read_dir(s.path().join("store/results"))
+            .unwrap()
+            .count(),
+        6
+    );
+    // On one node, the allocation does not match instance_count: refused before staging.
+    let o = std::process::Command::new(bin())
+        .args(["run"])
+        .arg(&job)
+        .arg("--events")
+        .arg(s.path().join("alone.jsonl"))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env_remove("STAGEHAND_WORKSPACE")
+        .output()
+        .unwrap();
+    let (_, err) = expect_code(&o, code::INVALID);
+    assert!(err.contains("needs 3 node(s)"), "{err}");
+    let alone = read_events(&s.path().join("alone.jsonl"));
+    assert!(
+        !kinds(&alone).iter().any(|k| k == "stage_started"),
+        "nothing staged"
+    );
+    assert_eq!(finished(&alone).exit_code, code::INVALID);
 }

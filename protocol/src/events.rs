@@ -233,4 +233,8 @@ pub struct SchedulerIds {
     /// This node's name, as the scheduler knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The nodes that run an agent for the job, in the scheduler's notation
+    /// (`n[1-3]`); the first is where a distributed job's processes meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodelist: Option<String>,
 }

@@ -4,12 +4,14 @@
 
 mod container;
 mod data;
+mod distribution;
 mod render;
 pub mod scheduler;
 
 use container::container_plan;
 pub use container::{Bind, ContainerPlan, Propagation};
 use data::Resolver;
+pub use distribution::DistributionPlan;
 pub use render::{render_import, render_text};
 
 use serde::Serialize;
@@ -236,6 +238,9 @@ pub struct Plan {
     /// The scheduler that started the agent and its ids for this task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<SchedulerIds>,
+    /// A distributed job: this node's processes and where they meet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionPlan>,
     /// For an Azure ML file: what each of its keys became and which were ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportReport>,
@@ -344,11 +349,15 @@ pub fn build_with(
     let (task_index, task_count) = scheduler
         .as_ref()
         .map_or((0, 1), |s| (s.task_index, s.task_count));
-    let run_dir = absolute(
-        &run_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| default_runs_dir().join(&run_id)),
-    );
+    let distribution = spec
+        .distribution
+        .as_ref()
+        .map(|d| distribution::distribution_plan(loaded, d, scheduler.as_ref()))
+        .transpose()
+        .map_err(|p| Problems(vec![p]))?;
+    let run_dir = absolute(&run_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        default_runs_dir().join(default_run_folder(&run_id, scheduler.as_ref()))
+    }));
     let resolver = Resolver {
         loaded,
         run_id: &run_id,
@@ -437,8 +446,19 @@ pub fn build_with(
         workspace: loaded.workspace_file.as_deref().map(absolute),
         import: loaded.import.clone(),
         scheduler,
+        distribution,
         run_dir,
     })
+}
+
+/// The run folder's name under the runs folder: the run id, and for one node of a
+/// multi-node step `<run id>-node<rank>`, so that agents sharing a file system stage
+/// into folders of their own.
+fn default_run_folder(run_id: &str, scheduler: Option<&SchedulerIds>) -> String {
+    match scheduler {
+        Some(s) if s.node_count > 1 => format!("{run_id}-node{}", s.node_rank),
+        _ => run_id.to_string(),
+    }
 }
 
 /// The slice of a sharded input this agent takes: one per array task and per node of

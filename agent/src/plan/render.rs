@@ -35,6 +35,19 @@ fn render_header(s: &mut String, plan: &Plan) {
     if let Some(ids) = &plan.scheduler {
         let _ = writeln!(s, "scheduler  {}", render_scheduler(ids));
     }
+    if let Some(d) = &plan.distribution {
+        let first = d.nodelist.as_deref().unwrap_or("this node");
+        let _ = writeln!(
+            s,
+            "distributed {}: node {} of {}, {} process(es) here, {} in all; they meet at the first node of {first}, port {}",
+            d.kind.as_str(),
+            d.node_rank,
+            d.nodes,
+            d.per_node,
+            d.world_size(),
+            d.master_port
+        );
+    }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {

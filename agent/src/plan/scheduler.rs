@@ -81,6 +81,7 @@ pub fn detect_from(
             node_rank,
             node_count,
             node: var("SLURMD_NODENAME"),
+            nodelist: var("SLURM_STEP_NODELIST").or_else(|| var("SLURMD_NODENAME")),
         };
         return checked(ids, "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT").map(Some);
     }
@@ -95,6 +96,7 @@ pub fn detect_from(
             node_rank: 0,
             node_count: 1,
             node: var("STAGEHAND_K8S_NODE_NAME"),
+            nodelist: None,
         };
         return checked(ids, "JOB_COMPLETION_INDEX", "STAGEHAND_TASK_COUNT").map(Some);
     }
@@ -328,5 +330,46 @@ outputs:
         // An explicit --run-id wins over the scheduler's.
         let mine = crate::plan::build_with(&loaded, Some("mine"), None, plan.scheduler.clone());
         assert_eq!(mine.unwrap().run_id, "mine");
+    }
+
+    #[test]
+    fn an_allocation_of_another_size_than_instance_count_is_refused_before_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: d\ncommand: [x]\ndistribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let step = |nodes: &str, node: &str| {
+            env(&[
+                ("SLURM_JOB_ID", "41"),
+                ("SLURM_STEP_NUM_NODES", nodes),
+                ("SLURM_NODEID", node),
+                ("SLURM_STEP_NODELIST", "n[1-3]"),
+            ])
+            .unwrap()
+        };
+        let err = crate::plan::build_with(&loaded, None, None, step("2", "1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs 3 node(s) but this Slurm step has 2"),
+            "{err}"
+        );
+        assert!(err.contains("srun -N 3"), "{err}");
+        let plan = crate::plan::build_with(&loaded, None, None, step("3", "2")).unwrap();
+        let d = plan.distribution.as_ref().unwrap();
+        assert_eq!(
+            (d.node_rank, d.nodes, d.per_node, d.world_size()),
+            (2, 3, 2, 6)
+        );
+        assert_eq!(d.master_port, 20041);
+        assert!(
+            plan.run_dir.ends_with("slurm-41-node2"),
+            "each node its own folder"
+        );
+        assert!(crate::plan::render_text(&plan).contains("distributed pytorch: node 2 of 3"));
     }
 }

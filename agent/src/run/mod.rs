@@ -10,6 +10,7 @@
 pub mod container;
 pub mod output;
 pub mod process;
+pub mod ranks;
 pub mod supervise;
 
 use crate::plan::Plan;

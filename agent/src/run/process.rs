@@ -14,6 +14,7 @@ use crate::signals::Cancel;
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -34,43 +35,76 @@ impl Runner for ProcessRunner {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
         let plan = launch.plan;
-        // One rank today: the ranks of a multi-process job would each be a turn of a
-        // loop here, each in its own group, all handed to `supervise_all` together.
-        let (group, pumps) = start_rank(launch)?;
+        // One process, or one per local rank of a distributed job, each in its own
+        // group, all handed to `supervise_all` together: the first failure stops the
+        // others.
+        let ranks = rank_envs(plan).await;
+        let seen = cancel.received().0;
+        let mut groups: Vec<Box<dyn supervise::Child>> = Vec::with_capacity(ranks.len());
+        let (mut pgids, mut pumps) = (Vec::new(), Vec::new());
+        for (local, env) in ranks.iter().enumerate() {
+            match start_rank(launch, local, env) {
+                Ok((group, p)) => {
+                    pgids.push(group.pgid);
+                    pumps.extend(p);
+                    groups.push(Box::new(group));
+                }
+                Err(e) => {
+                    teardown(&pgids, pumps).await;
+                    return Err(e);
+                }
+            }
+        }
         started(Started {
-            pid: Some(group.pgid.as_raw() as u32),
+            pid: pgids.first().map(|p| p.as_raw() as u32),
             container: None,
         });
-        let seen = cancel.received().0;
-        let pgids = [group.pgid];
-        let exit = supervise::supervise_all(
-            vec![Box::new(group)],
-            cancel.after(seen),
-            super::limits(plan),
-        )
-        .await;
+        let exit = supervise::supervise_all(groups, cancel.after(seen), super::limits(plan)).await;
         teardown(&pgids, pumps).await;
         exit
     }
 }
 
-/// Starts one process of the job with its output pumped through and kept.
-fn start_rank(launch: &Launch<'_>) -> Result<(Group, Vec<JoinHandle<()>>), RunError> {
+/// The variables of each process this node starts: one process with none of its own,
+/// or for a distributed job one per local rank (`run::ranks`).
+async fn rank_envs(plan: &Plan) -> Vec<BTreeMap<String, String>> {
+    let Some(d) = &plan.distribution else {
+        return vec![BTreeMap::new()];
+    };
+    let meet = super::ranks::resolve(d).await;
+    tracing::info!(
+        "distributed {}: node {} of {}, {} process(es) here, rendezvous {}:{}",
+        d.kind.as_str(),
+        d.node_rank,
+        d.nodes,
+        d.per_node,
+        meet.master_addr(),
+        d.master_port
+    );
+    (0..d.per_node)
+        .map(|local| super::ranks::rank_env(d, &meet, local, &plan.environment))
+        .collect()
+}
+
+/// Starts one process of the job (local rank `local`, with `env` on top of the plan's)
+/// with its output pumped through and kept: `stdout.log` for the first, `stdout.<local
+/// rank>.log` for the others.
+fn start_rank(
+    launch: &Launch<'_>,
+    local: usize,
+    env: &BTreeMap<String, String>,
+) -> Result<(Group, Vec<JoinHandle<()>>), RunError> {
     let plan = launch.plan;
-    let mut child = spawn(plan, launch.remove_env)?;
+    let mut child = spawn(plan, launch.remove_env, env)?;
     let pid = child.id().unwrap_or(0);
-    tracing::info!(pid, "job started: {}", plan.command.join(" "));
+    tracing::info!(pid, local, "job started: {}", plan.command.join(" "));
+    let log = |stream: &str| match local {
+        0 => launch.log_dir.join(format!("{stream}.log")),
+        n => launch.log_dir.join(format!("{stream}.{n}.log")),
+    };
     let pumps = vec![
-        pump(
-            child.stdout.take(),
-            launch.stdout_to_stderr,
-            &launch.log_dir.join("stdout.log"),
-        ),
-        pump(
-            child.stderr.take(),
-            true,
-            &launch.log_dir.join("stderr.log"),
-        ),
+        pump(child.stdout.take(), launch.stdout_to_stderr, &log("stdout")),
+        pump(child.stderr.take(), true, &log("stderr")),
     ];
     let group = Group {
         child,
@@ -93,7 +127,11 @@ async fn teardown(pgids: &[Pid], pumps: Vec<JoinHandle<()>>) {
 }
 
 /// Starts the job's command in a process group of its own, asked to die with the agent.
-fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
+fn spawn(
+    plan: &Plan,
+    remove_env: &[String],
+    rank_env: &BTreeMap<String, String>,
+) -> Result<Child, RunError> {
     let mut cmd = Command::new(&plan.command[0]);
     cmd.args(&plan.command[1..])
         .current_dir(&plan.working_dir)
@@ -106,6 +144,7 @@ fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
         cmd.env_remove(k);
     }
     cmd.envs(&plan.environment);
+    cmd.envs(rank_env);
     // SAFETY: die_with_parent only calls prctl, which is async-signal-safe and
     // touches nothing but this process.
     unsafe {
