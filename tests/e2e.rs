@@ -15,6 +15,7 @@ mod blob;
 mod blob_identity;
 mod cli_text;
 mod container;
+mod deploy;
 mod lifecycle;
 mod mount;
 mod mount_azure;
