@@ -452,3 +452,69 @@ compute: azureml:gpu-cluster
     );
     assert_eq!(finished(&alone).exit_code, code::INVALID);
 }
+
+/// `scancel` mid-job: Slurm sends SIGTERM to the batch step's processes (the agent and
+/// the job), the agent uploads the `upload_on: always` output within KillWait, records
+/// the run as cancelled (130), and nothing of the job is left running.
+#[test]
+fn scancel_mid_job_uploads_the_checkpoint_and_reports_cancelled() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    s.write(
+        "workspace.yaml",
+        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+    );
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    let marker = format!("sleep-{}", std::process::id());
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            r#"name: preempted
+command: [bash, -c, 'echo partial > "$1/ckpt.txt"; exec -a {marker} sleep 120', bash, "${{{{outputs.out}}}}"]
+kill_grace: 2s
+outputs:
+  out: {{path: ckpt, mode: upload, upload_on: always}}
+"#
+        ),
+    );
+    let events = s.path().join("events.jsonl");
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "-o"])
+        .arg(s.path().join("slurm.out"))
+        .arg("--wrap")
+        .arg(format!(
+            "exec {} run {} --events {}",
+            bin().display(),
+            job.display(),
+            events.display()
+        ))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = sbatch_job_id(&o);
+    assert!(
+        wait_until(Duration::from_secs(30), POLL, || kinds(&read_events(&events))
+            .iter()
+            .any(|k| k == "started")),
+        "the job did not start: {:?}",
+        std::fs::read_to_string(s.path().join("slurm.out"))
+    );
+    let o = slurm.run("scancel", &[&id]);
+    assert!(o.status.success());
+    assert!(
+        wait_until(Duration::from_secs(30), POLL, || !slurm.busy()),
+        "the job did not end"
+    );
+    let all = read_events(&events);
+    let f = finished(&all);
+    assert_eq!((f.status, f.exit_code), (Status::Cancelled, code::CANCELLED));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("store/ckpt/ckpt.txt")).unwrap(),
+        "partial\n"
+    );
+    assert!(survivors(&marker).is_empty(), "{:?}", survivors(&marker));
+}
