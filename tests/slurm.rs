@@ -518,3 +518,81 @@ outputs:
     );
     assert!(survivors(&marker).is_empty(), "{:?}", survivors(&marker));
 }
+
+/// `scontrol requeue`: the job starts again with the same job id, so the same run id
+/// and folder, and downloads nothing it already had.
+#[test]
+fn a_requeued_job_resumes_and_moves_no_input_bytes_again() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    s.write(
+        "workspace.yaml",
+        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+    );
+    for f in ["a", "b", "c"] {
+        s.write(&format!("store/data/{f}.bin"), &f.repeat(10_000));
+    }
+    // The first attempt waits to be requeued; the second ends at once.
+    let job = s.write(
+        "job.yaml",
+        r#"name: requeued
+command: [bash, -c, 'if [ -e "$STAGEHAND_RUN_DIR/attempted" ]; then exit 0; fi; touch "$STAGEHAND_RUN_DIR/attempted"; sleep 120']
+kill_grace: 2s
+inputs:
+  data: {path: data, mode: download}
+"#,
+    );
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "--requeue", "-o"])
+        .arg(s.path().join("slurm.out"))
+        .arg("--wrap")
+        .arg(format!(
+            "exec {} run {} --events {}/events-$SLURM_RESTART_COUNT.jsonl",
+            bin().display(),
+            job.display(),
+            s.path().display()
+        ))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = sbatch_job_id(&o);
+    // Before a requeue SLURM_RESTART_COUNT is unset: the first attempt's events are
+    // events-.jsonl.
+    let first = s.path().join("events-.jsonl");
+    assert!(wait_until(Duration::from_secs(30), POLL, || kinds(&read_events(&first))
+        .iter()
+        .any(|k| k == "started")));
+    let o = slurm.run("scontrol", &["requeue", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Slurm holds a requeued job back for a while (its BeginTime); a test need not
+    // wait for that. Once it is pending again, let it begin now.
+    let pending = || {
+        String::from_utf8_lossy(&slurm.run("squeue", &["-h", "-j", &id, "-o", "%T"]).stdout)
+            .contains("PENDING")
+    };
+    if wait_until(Duration::from_secs(30), Duration::from_millis(250), pending) {
+        let jobid = format!("JobId={id}");
+        let _ = slurm.run("scontrol", &["update", &jobid, "StartTime=now"]);
+    }
+    let second = s.path().join("events-1.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(150), Duration::from_millis(250), || kinds(
+            &read_events(&second)
+        )
+        .iter()
+        .any(|k| k == "finished")),
+        "the requeued job did not run again: {}",
+        String::from_utf8_lossy(&slurm.run("squeue", &["-h", "-o", "%i %T %r"]).stdout)
+    );
+    let again = read_events(&second);
+    assert_eq!(finished(&again).exit_code, 0);
+    assert_eq!(finished(&again).bytes_downloaded, 0);
+    let staged = stage_finished(&again, "data");
+    assert_eq!((staged.files, staged.skipped_files), (0, 3));
+    assert!(again.iter().all(|e| e.run_id == format!("slurm-{id}")));
+    assert_eq!(stage_finished(&read_events(&first), "data").files, 3);
+}
