@@ -497,9 +497,11 @@ outputs:
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let id = sbatch_job_id(&o);
     assert!(
-        wait_until(Duration::from_secs(30), POLL, || kinds(&read_events(&events))
-            .iter()
-            .any(|k| k == "started")),
+        wait_until(Duration::from_secs(30), POLL, || kinds(&read_events(
+            &events
+        ))
+        .iter()
+        .any(|k| k == "started")),
         "the job did not start: {:?}",
         std::fs::read_to_string(s.path().join("slurm.out"))
     );
@@ -511,7 +513,10 @@ outputs:
     );
     let all = read_events(&events);
     let f = finished(&all);
-    assert_eq!((f.status, f.exit_code), (Status::Cancelled, code::CANCELLED));
+    assert_eq!(
+        (f.status, f.exit_code),
+        (Status::Cancelled, code::CANCELLED)
+    );
     assert_eq!(
         std::fs::read_to_string(s.path().join("store/ckpt/ckpt.txt")).unwrap(),
         "partial\n"
@@ -563,9 +568,11 @@ inputs:
     // Before a requeue SLURM_RESTART_COUNT is unset: the first attempt's events are
     // events-.jsonl.
     let first = s.path().join("events-.jsonl");
-    assert!(wait_until(Duration::from_secs(30), POLL, || kinds(&read_events(&first))
-        .iter()
-        .any(|k| k == "started")));
+    assert!(wait_until(Duration::from_secs(30), POLL, || kinds(
+        &read_events(&first)
+    )
+    .iter()
+    .any(|k| k == "started")));
     let o = slurm.run("scontrol", &["requeue", &id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Slurm holds a requeued job back for a while (its BeginTime); a test need not
@@ -580,11 +587,9 @@ inputs:
     }
     let second = s.path().join("events-1.jsonl");
     assert!(
-        wait_until(Duration::from_secs(150), Duration::from_millis(250), || kinds(
-            &read_events(&second)
-        )
-        .iter()
-        .any(|k| k == "finished")),
+        wait_until(Duration::from_secs(150), Duration::from_millis(250), || {
+            kinds(&read_events(&second)).iter().any(|k| k == "finished")
+        }),
         "the requeued job did not run again: {}",
         String::from_utf8_lossy(&slurm.run("squeue", &["-h", "-o", "%i %T %r"]).stdout)
     );
