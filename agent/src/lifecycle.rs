@@ -161,6 +161,7 @@ impl Job<'_> {
         self.events.emit(EventKind::Accepted {
             job: plan.job.clone(),
             run_dir: plan.run_dir.display().to_string(),
+            scheduler: plan.scheduler.clone(),
         });
         // Whoever follows the events would not see this run: stop before it starts.
         if let Some(lost) = self.events.lost() {
@@ -386,13 +387,20 @@ async fn stage_one(
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false);
-        download::download(store, &d.path, &d.local_path, d.overwrite, &progress)
-            .await
-            .map_err(|source| StageError::Download {
-                what: what.clone(),
-                source,
-            })?
-            .moved
+        download::download(
+            store,
+            &d.path,
+            &d.local_path,
+            d.overwrite,
+            d.slice,
+            &progress,
+        )
+        .await
+        .map_err(|source| StageError::Download {
+            what: what.clone(),
+            source,
+        })?
+        .moved
     } else {
         Default::default()
     };

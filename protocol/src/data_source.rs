@@ -201,6 +201,7 @@ mod tests {
             overwrite: false,
             upload_on: Default::default(),
             mount_fallback: None,
+            shard: None,
         }
     }
 

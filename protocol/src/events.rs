@@ -34,6 +34,10 @@ pub enum EventKind {
         job: String,
         /// The run folder.
         run_dir: String,
+        /// The scheduler that started the agent and its ids for this task (Slurm, a
+        /// Kubernetes Indexed Job); absent when none did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduler: Option<SchedulerIds>,
     },
     /// An input (or the code snapshot) starts staging.
     StageStarted {
@@ -197,4 +201,40 @@ pub enum Phase {
     Upload,
     /// Everything is done.
     Done,
+}
+
+/// The scheduler that started the agent, and its ids for this task: what joins a run
+/// to `squeue`/`sacct` or `kubectl`, and what `{task_index}`, `{task_count}` and
+/// sharded inputs are computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SchedulerIds {
+    /// `slurm` or `kubernetes`.
+    pub kind: String,
+    /// Slurm: the job id (the array's, for an array task: `SLURM_ARRAY_JOB_ID`);
+    /// Kubernetes: the Job's name, when the manifest gives it (`STAGEHAND_K8S_JOB_NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Slurm: the array task id (`SLURM_ARRAY_TASK_ID`); Kubernetes: the completion
+    /// index (`JOB_COMPLETION_INDEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task_id: Option<u32>,
+    /// Slurm: this job's own id (`SLURM_JOB_ID`), which differs from `job_id` for an
+    /// array task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_job_id: Option<String>,
+    /// This task's place in its array, from 0 (`{task_index}`).
+    pub task_index: u32,
+    /// How many tasks the array has (`{task_count}`).
+    pub task_count: u32,
+    /// This node's place among the nodes that run an agent for the job, from 0.
+    pub node_rank: u32,
+    /// How many nodes run an agent for the job (`srun -N`).
+    pub node_count: u32,
+    /// This node's name, as the scheduler knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The nodes that run an agent for the job, in the scheduler's notation
+    /// (`n[1-3]`); the first is where a distributed job's processes meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodelist: Option<String>,
 }

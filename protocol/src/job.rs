@@ -43,6 +43,54 @@ pub struct JobSpec {
     /// importer sets it; native jobs rarely need it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub azure_ml_v2_variables: bool,
+    /// A multi-node, multi-process job: one agent per node (`srun -N <nodes>`), each
+    /// starting `process_count_per_instance` processes with the framework's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Distribution>,
+}
+
+/// How a distributed job's processes find each other, as Azure ML's `distribution`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    /// `pytorch` (`MASTER_ADDR`, `RANK`, …), `tensorflow` (`TF_CONFIG`) or `mpi`.
+    #[serde(rename = "type")]
+    pub kind: DistributionKind,
+    /// Processes each node starts (default 1).
+    #[serde(default = "one")]
+    pub process_count_per_instance: u32,
+    /// The nodes the job must have (Azure ML's `resources.instance_count`): a Slurm
+    /// step over another number of nodes is refused before any data moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The framework whose variables a distributed job's processes get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DistributionKind {
+    /// `MASTER_ADDR`, `MASTER_PORT`, `WORLD_SIZE`, `RANK`, `LOCAL_RANK`, `NODE_RANK`,
+    /// `LOCAL_WORLD_SIZE` (torch.distributed's `env://`).
+    Pytorch,
+    /// `TF_CONFIG` (a worker per process).
+    Tensorflow,
+    /// The PyTorch-style variables plus Open MPI's `OMPI_COMM_WORLD_*` and `PMI_*`.
+    Mpi,
+}
+
+impl DistributionKind {
+    /// The name as written in a spec.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DistributionKind::Pytorch => "pytorch",
+            DistributionKind::Tensorflow => "tensorflow",
+            DistributionKind::Mpi => "mpi",
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -193,6 +241,11 @@ pub struct DataRef {
     /// Mount inputs only: what to do where FUSE is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_fallback: Option<MountFallback>,
+    /// Download inputs only: split the files under `path` across a scheduler's tasks
+    /// (`by_file`): each array task, or each node of a multi-node job, downloads a
+    /// disjoint slice of them, by sorted name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// A code snapshot copied into the job's working folder before launch: a folder on a

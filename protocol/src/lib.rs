@@ -17,6 +17,7 @@ pub mod locate;
 pub mod nesting;
 pub mod path;
 pub mod secret;
+pub mod shard;
 pub mod size;
 pub mod storage_url;
 pub mod substitute;

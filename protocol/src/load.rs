@@ -277,6 +277,7 @@ const JOB_FIELDS: &[&str] = &[
     "inputs",
     "outputs",
     "azure_ml_v2_variables",
+    "distribution",
 ];
 
 /// Parses a job spec's text. Checks structure and types only; see [`validate_job`]
@@ -329,6 +330,7 @@ pub fn parse_job_partial(
         .remove("outputs")
         .map(|v| r.entries::<DataRef>("outputs", v));
     let azure_ml_v2_variables = r.take(&mut f, "azure_ml_v2_variables");
+    let distribution = r.take(&mut f, "distribution");
     let spec = JobSpec {
         name: name.unwrap_or_default(),
         command: command.unwrap_or_default(),
@@ -340,6 +342,7 @@ pub fn parse_job_partial(
         inputs: inputs.unwrap_or_default(),
         outputs: outputs.unwrap_or_default(),
         azure_ml_v2_variables: azure_ml_v2_variables.unwrap_or_default(),
+        distribution,
     };
     let parsed = Parsed {
         value: spec,
@@ -608,6 +611,7 @@ pub fn validate_job(job: &Parsed<JobSpec>, ws: &Workspace, ws_file: Option<&Path
     check.data_refs();
     check.code();
     check.container();
+    check.distribution();
     check.command_references();
     Problems(check.out)
 }
@@ -621,6 +625,29 @@ struct JobCheck<'a> {
 }
 
 impl JobCheck<'_> {
+    /// A distributed job starts at least one process on at least one node, as host
+    /// processes (the container runner starts one).
+    fn distribution(&mut self) {
+        let Some(d) = &self.job.value.distribution else {
+            return;
+        };
+        if d.process_count_per_instance == 0 {
+            self.push(
+                "distribution.process_count_per_instance",
+                "must be at least 1".into(),
+            );
+        }
+        if d.instance_count == Some(0) {
+            self.push("distribution.instance_count", "must be at least 1".into());
+        }
+        if self.job.value.container.is_some() {
+            self.push(
+                "distribution",
+                "a distributed job runs host processes; a container job starts one process (drop `container`, or run one process per node without `distribution`)".into(),
+            );
+        }
+    }
+
     /// A problem at `field`, named as the person wrote it (through the aliases).
     fn push(&mut self, field: &str, msg: String) {
         self.out.push(self.job.problem(field, msg));
@@ -734,6 +761,12 @@ impl JobCheck<'_> {
                     self.push(
                         &format!("{field}.upload_on"),
                         "only outputs are uploaded".into(),
+                    );
+                }
+                if r.shard.is_some() && (kind != "inputs" || r.mode != Mode::Download) {
+                    self.push(
+                        &format!("{field}.shard"),
+                        "only download inputs are sharded (a mount or an output is whole)".into(),
                     );
                 }
                 if r.mount_fallback.is_some() && r.mode != Mode::Mount {

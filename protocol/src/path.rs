@@ -24,8 +24,8 @@ pub enum PathError {
     /// An empty or `.` segment (`a//b`, `a/./b`) in an object name.
     #[error("{0:?} has an empty or `.` segment")]
     EmptySegment(String),
-    /// A placeholder other than `{run_id}` and `{name}`.
-    #[error("{0:?} has an unknown placeholder {1:?}; only {{run_id}} and {{name}} are replaced")]
+    /// A placeholder other than `{run_id}`, `{name}`, `{task_index}` and `{task_count}`.
+    #[error("{0:?} has an unknown placeholder {1:?}; only {{run_id}}, {{name}}, {{task_index}} and {{task_count}} are replaced")]
     Placeholder(String, String),
 }
 
@@ -82,8 +82,36 @@ pub fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-/// Replaces `{run_id}` and `{name}` in an output path; any other `{…}` is an error.
+/// The values of a path's placeholders for one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Placeholders<'a> {
+    /// `{run_id}`.
+    pub run_id: &'a str,
+    /// `{name}`: the job's name.
+    pub name: &'a str,
+    /// `{task_index}`: this task's place in a scheduler's array (0 outside one).
+    pub task_index: u32,
+    /// `{task_count}`: the array's size (1 outside one).
+    pub task_count: u32,
+}
+
+/// Replaces `{run_id}` and `{name}` in an output path (one task of one); any other
+/// `{…}` but the task placeholders is an error.
 pub fn expand_placeholders(path: &str, run_id: &str, job_name: &str) -> Result<String, PathError> {
+    expand_placeholders_with(
+        path,
+        &Placeholders {
+            run_id,
+            name: job_name,
+            task_index: 0,
+            task_count: 1,
+        },
+    )
+}
+
+/// Replaces `{run_id}`, `{name}`, `{task_index}` and `{task_count}` in an output path;
+/// any other `{…}` is an error.
+pub fn expand_placeholders_with(path: &str, values: &Placeholders) -> Result<String, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(start) = rest.find('{') {
@@ -93,14 +121,23 @@ pub fn expand_placeholders(path: &str, run_id: &str, job_name: &str) -> Result<S
             .find('}')
             .ok_or_else(|| PathError::Placeholder(path.to_string(), after.to_string()))?;
         match &after[..=end] {
-            "{run_id}" => out.push_str(run_id),
-            "{name}" => out.push_str(job_name),
+            "{run_id}" => out.push_str(values.run_id),
+            "{name}" => out.push_str(values.name),
+            "{task_index}" => out.push_str(&values.task_index.to_string()),
+            "{task_count}" => out.push_str(&values.task_count.to_string()),
             other => return Err(PathError::Placeholder(path.to_string(), other.to_string())),
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Replaces only `{task_index}` and `{task_count}`, leaving every other brace as it
+/// is: for input paths and command arguments, where braces may be the job's own.
+pub fn expand_task_placeholders(text: &str, task_index: u32, task_count: u32) -> String {
+    text.replace("{task_index}", &task_index.to_string())
+        .replace("{task_count}", &task_count.to_string())
 }
 
 #[cfg(test)]
@@ -179,6 +216,21 @@ mod tests {
             "runs/r1/job/m"
         );
         assert!(expand_placeholders("runs/{user}", "r", "j").is_err());
+        let task = Placeholders {
+            run_id: "r",
+            name: "j",
+            task_index: 7,
+            task_count: 20,
+        };
+        assert_eq!(
+            expand_placeholders_with("out/{task_index}-of-{task_count}/{run_id}", &task).unwrap(),
+            "out/7-of-20/r"
+        );
+        assert_eq!(
+            expand_task_placeholders("--shard={task_index}/{task_count} {x}", 3, 4),
+            "--shard=3/4 {x}",
+            "other braces are the job's own"
+        );
         assert!(expand_placeholders("runs/{run_id", "r", "j").is_err());
     }
 }

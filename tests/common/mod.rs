@@ -11,6 +11,7 @@ pub mod events;
 pub mod faults;
 pub mod files;
 pub mod fuse;
+pub mod slurm;
 
 pub use events::*;
 

@@ -30,6 +30,12 @@ pub(super) struct Resolver<'a> {
     pub run_dir: &'a Path,
     /// `STAGEHAND_LOCAL_MOUNT=fuse`: local mounts go through FUSE too.
     pub local_fuse: bool,
+    /// `{task_index}`: this task's place in its scheduler's array.
+    pub task_index: u32,
+    /// `{task_count}`: the array's size.
+    pub task_count: u32,
+    /// This agent's slice of a sharded input.
+    pub slice: Slice,
 }
 
 impl Resolver<'_> {
@@ -56,9 +62,15 @@ impl Resolver<'_> {
         };
         let ds = ds_cow.as_ref();
         let raw = if direction == Direction::Output {
-            expand_placeholders(&raw, self.run_id, &spec.name).ok()?
+            let values = Placeholders {
+                run_id: self.run_id,
+                name: &spec.name,
+                task_index: self.task_index,
+                task_count: self.task_count,
+            };
+            expand_placeholders_with(&raw, &values).ok()?
         } else {
-            raw
+            expand_task_placeholders(&raw, self.task_index, self.task_count)
         };
         let path = spec_path(&raw).ok()?;
         if !matches!(
@@ -138,6 +150,7 @@ impl Resolver<'_> {
                 Cow::Borrowed(_) => None,
             },
             resolved_from,
+            slice: r.shard.map(|_| self.slice),
         })
     }
 
@@ -277,6 +290,7 @@ impl Resolver<'_> {
             mount_fallback: None,
             anonymous: None,
             resolved_from: r.asset.clone(),
+            slice: None,
         })
     }
 
@@ -297,6 +311,7 @@ impl Resolver<'_> {
                 local: None,
                 url: None,
                 asset: None,
+                shard: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -337,6 +352,7 @@ impl Resolver<'_> {
             mount_fallback: None,
             anonymous: None,
             resolved_from: None,
+            slice: None,
         })
     }
 }

@@ -4,19 +4,26 @@
 
 mod container;
 mod data;
+mod distribution;
 mod render;
+pub mod scheduler;
 
 use container::container_plan;
 pub use container::{Bind, BuildPlan, ContainerPlan, Propagation};
 use data::Resolver;
+pub use distribution::DistributionPlan;
 pub use render::{render_import, render_text};
 
 use serde::Serialize;
 use stagehand_protocol::aml::{Format, ImportOptions, ImportReport};
+use stagehand_protocol::events::SchedulerIds;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::job::{CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, CONTAINER_RUN_DIR};
 use stagehand_protocol::load::{Parsed, Problem, Problems};
-use stagehand_protocol::path::{expand_placeholders, spec_path};
+use stagehand_protocol::path::{
+    expand_placeholders_with, expand_task_placeholders, spec_path, Placeholders,
+};
+use stagehand_protocol::shard::Slice;
 use stagehand_protocol::substitute::{substitute, Reference, DATAREF_PREFIX};
 use stagehand_protocol::{ContainerSpec, Datastore, JobSpec, Mode, UploadOn, Workspace};
 use std::collections::BTreeMap;
@@ -175,6 +182,9 @@ pub struct DataPlan {
     /// The storage URL or data asset this reference was written as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_from: Option<String>,
+    /// Sharded inputs: this task's slice of the files under `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<Slice>,
 }
 
 impl DataPlan {
@@ -232,6 +242,12 @@ pub struct Plan {
     /// The workspace file used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<PathBuf>,
+    /// The scheduler that started the agent and its ids for this task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerIds>,
+    /// A distributed job: this node's processes and where they meet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionPlan>,
     /// For an Azure ML file: what each of its keys became and which were ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportReport>,
@@ -296,27 +312,59 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Decides every path, the environment and the command line.
+/// Decides every path, the environment and the command line, for the scheduler (if
+/// any) whose variables the agent has.
 pub fn build(
     loaded: &Loaded,
     run_id: Option<&str>,
     run_dir: Option<&Path>,
 ) -> Result<Plan, Problems> {
+    let scheduler = scheduler::detect().map_err(|e| {
+        Problems(vec![Problem {
+            file: loaded.job.file.clone(),
+            location: None,
+            field: String::new(),
+            message: format!("cannot tell which task of the scheduler's job this is: {e}"),
+        }])
+    })?;
+    build_with(loaded, run_id, run_dir, scheduler)
+}
+
+/// [`build`] for the task `scheduler` names (none: not started by a scheduler).
+pub fn build_with(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    run_dir: Option<&Path>,
+    scheduler: Option<SchedulerIds>,
+) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
-    if let Some(id) = run_id {
-        check_run_id(loaded, id)?;
-    }
-    let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
-    let run_dir = absolute(
-        &run_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| default_runs_dir().join(&run_id)),
-    );
+    // A scheduler's task keeps its run id across a requeue: it resumes in its folder.
+    let run_id = match (run_id, &scheduler) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(ids)) => scheduler::run_id(ids),
+        (None, None) => new_run_id(),
+    };
+    check_run_id(loaded, &run_id)?;
+    let (task_index, task_count) = scheduler
+        .as_ref()
+        .map_or((0, 1), |s| (s.task_index, s.task_count));
+    let distribution = spec
+        .distribution
+        .as_ref()
+        .map(|d| distribution::distribution_plan(loaded, d, scheduler.as_ref()))
+        .transpose()
+        .map_err(|p| Problems(vec![p]))?;
+    let run_dir = absolute(&run_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        default_runs_dir().join(default_run_folder(&run_id, scheduler.as_ref()))
+    }));
     let resolver = Resolver {
         loaded,
         run_id: &run_id,
         run_dir: &run_dir,
         local_fuse: local_mount_via_fuse(),
+        task_index,
+        task_count,
+        slice: shard_slice(scheduler.as_ref()),
     };
     let mut problems = Vec::new();
     let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
@@ -365,8 +413,12 @@ pub fn build(
     } else {
         run_dir.display().to_string()
     };
-    let environment = job_environment(spec, &inputs, &outputs, &run_id, job_run_dir);
-    let command = job_command(loaded, &inputs, &outputs)?;
+    let mut environment = job_environment(spec, &inputs, &outputs, &run_id, job_run_dir);
+    if scheduler.is_some() {
+        environment.insert("STAGEHAND_TASK_INDEX".into(), task_index.to_string());
+        environment.insert("STAGEHAND_TASK_COUNT".into(), task_count.to_string());
+    }
+    let command = job_command(loaded, &inputs, &outputs, (task_index, task_count))?;
 
     Ok(Plan {
         run_id,
@@ -392,12 +444,36 @@ pub fn build(
         container,
         workspace: loaded.workspace_file.as_deref().map(absolute),
         import: loaded.import.clone(),
+        scheduler,
+        distribution,
         run_dir,
     })
 }
 
-/// A `--run-id` becomes part of paths, blob names and mount options: only a safe
-/// alphabet is taken.
+/// The run folder's name under the runs folder: the run id, and for one node of a
+/// multi-node step `<run id>-node<rank>`, so that agents sharing a file system stage
+/// into folders of their own.
+fn default_run_folder(run_id: &str, scheduler: Option<&SchedulerIds>) -> String {
+    match scheduler {
+        Some(s) if s.node_count > 1 => format!("{run_id}-node{}", s.node_rank),
+        _ => run_id.to_string(),
+    }
+}
+
+/// The slice of a sharded input this agent takes: one per array task and per node of
+/// a multi-node job (task-major), the whole input outside a scheduler.
+pub(crate) fn shard_slice(scheduler: Option<&SchedulerIds>) -> Slice {
+    match scheduler {
+        Some(s) => Slice {
+            index: s.task_index * s.node_count + s.node_rank,
+            count: s.task_count * s.node_count,
+        },
+        None => Slice { index: 0, count: 1 },
+    }
+}
+
+/// A run id (`--run-id`, or one derived from a scheduler's variables) becomes part of
+/// paths, blob names and mount options: only a safe alphabet is taken.
 fn check_run_id(loaded: &Loaded, id: &str) -> Result<(), Problems> {
     let ok = !id.is_empty()
         && id.len() <= 128
@@ -412,7 +488,7 @@ fn check_run_id(loaded: &Loaded, id: &str) -> Result<(), Problems> {
         file: loaded.job.file.clone(),
         location: None,
         field: String::new(),
-        message: format!("--run-id {id:?}: use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
+        message: format!("run id {id:?} (--run-id, or from the scheduler's variables): use 1 to 128 letters, digits, `-`, `_` and `.` (not starting with `.`)"),
     }]))
 }
 
@@ -444,11 +520,12 @@ fn job_environment(
 }
 
 /// The command line with every `{inputs.x}`, `{outputs.x}` and `$AZUREML_DATAREFERENCE_x`
-/// replaced by the path the job sees.
+/// replaced by the path the job sees, and `{task_index}`, `{task_count}` by this task's.
 fn job_command(
     loaded: &Loaded,
     inputs: &[DataPlan],
     outputs: &[DataPlan],
+    (task_index, task_count): (u32, u32),
 ) -> Result<Vec<String>, Problems> {
     let lookup = |r: &Reference| -> Option<String> {
         let find = |list: &[DataPlan], n: &str| {
@@ -469,7 +546,8 @@ fn job_command(
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            substitute(a, lookup).map_err(|r| {
+            let a = expand_task_placeholders(a, task_index, task_count);
+            substitute(&a, lookup).map_err(|r| {
                 loaded.job.problem(
                     &format!("command[{i}]"),
                     format!("unknown reference to {:?}", r.name()),

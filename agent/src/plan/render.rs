@@ -32,6 +32,22 @@ fn render_header(s: &mut String, plan: &Plan) {
     use std::fmt::Write;
     let _ = writeln!(s, "job        {}", plan.job);
     let _ = writeln!(s, "run id     {}", plan.run_id);
+    if let Some(ids) = &plan.scheduler {
+        let _ = writeln!(s, "scheduler  {}", render_scheduler(ids));
+    }
+    if let Some(d) = &plan.distribution {
+        let first = d.nodelist.as_deref().unwrap_or("this node");
+        let _ = writeln!(
+            s,
+            "distributed {}: node {} of {}, {} process(es) here, {} in all; they meet at the first node of {first}, port {}",
+            d.kind.as_str(),
+            d.node_rank,
+            d.nodes,
+            d.per_node,
+            d.world_size(),
+            d.master_port
+        );
+    }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
@@ -76,6 +92,22 @@ fn render_header(s: &mut String, plan: &Plan) {
         };
         let _ = writeln!(s, "\ncode\n  {from} -> {}", c.local_path.display());
     }
+}
+
+/// The scheduler's ids for this task, in one line: `slurm job 50, array task 7: task
+/// 7 of 20, node n1 (0 of 1)`.
+fn render_scheduler(ids: &stagehand_protocol::events::SchedulerIds) -> String {
+    let mut line = ids.kind.clone();
+    if let Some(j) = &ids.job_id {
+        line += &format!(" job {j}");
+    }
+    if let Some(t) = ids.array_task_id {
+        line += &format!(", array task {t}");
+    }
+    line += &format!(": task {} of {}", ids.task_index, ids.task_count);
+    let node = ids.node.as_deref().unwrap_or("this node");
+    line += &format!(", node {node} ({} of {})", ids.node_rank, ids.node_count);
+    line
 }
 
 /// Each input and output: from where to where, and how.
@@ -143,6 +175,12 @@ fn data_notes(d: &DataPlan) -> String {
         if d.mount_fallback.is_some() {
             extra.push("download if FUSE is unavailable".to_string());
         }
+    }
+    if let Some(sl) = d.slice {
+        extra.push(format!(
+            "shard by_file: slice {} of {}, the files sorted by name cut in {} even runs",
+            sl.index, sl.count, sl.count
+        ));
     }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));

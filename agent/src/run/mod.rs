@@ -12,6 +12,7 @@ pub mod container;
 pub mod guard;
 pub mod output;
 pub mod process;
+pub mod ranks;
 pub mod supervise;
 
 use crate::plan::Plan;

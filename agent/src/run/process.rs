@@ -17,6 +17,7 @@ use crate::signals::Cancel;
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -37,26 +38,33 @@ impl Runner for ProcessRunner {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
         let plan = launch.plan;
-        // One rank today: the ranks of a multi-process job would each be a turn of a
-        // loop here, each in its own group, all handed to `supervise_all` together.
-        let (group, pumps, guard) = start_rank(launch)?;
+        // One process, or one per local rank of a distributed job, each in its own
+        // group, all handed to `supervise_all` together: the first failure stops the
+        // others.
+        let ranks = rank_envs(plan).await;
+        let seen = cancel.received().0;
+        let mut groups: Vec<Box<dyn supervise::Child>> = Vec::with_capacity(ranks.len());
+        let (mut pgids, mut pumps, mut guards) = (Vec::new(), Vec::new(), Vec::new());
+        for (local, env) in ranks.iter().enumerate() {
+            match start_rank(launch, local, env) {
+                Ok((group, p, guard)) => {
+                    pgids.push(group.pgid);
+                    pumps.extend(p);
+                    guards.extend(guard);
+                    groups.push(Box::new(group));
+                }
+                Err(e) => {
+                    teardown(&pgids, pumps, guards, launch).await;
+                    return Err(e);
+                }
+            }
+        }
         started(Started {
-            pid: Some(group.pgid.as_raw() as u32),
+            pid: pgids.first().map(|p| p.as_raw() as u32),
             container: None,
         });
-        let seen = cancel.received().0;
-        let pgids = [group.pgid];
-        let exit = supervise::supervise_all(
-            vec![Box::new(group)],
-            cancel.after(seen),
-            super::limits(plan),
-        )
-        .await;
-        teardown(&pgids, pumps).await;
-        if let Some(g) = guard {
-            g.release().await;
-        }
-        let _ = std::fs::remove_file(job_file(launch));
+        let exit = supervise::supervise_all(groups, cancel.after(seen), super::limits(plan)).await;
+        teardown(&pgids, pumps, guards, launch).await;
         exit
     }
 }
@@ -69,25 +77,48 @@ fn job_file(launch: &Launch<'_>) -> std::path::PathBuf {
 /// One process of the job, as started: its group, its output pumps, its guardian.
 type Rank = (Group, Vec<JoinHandle<()>>, Option<Guard>);
 
-/// Starts one process of the job with its output pumped through and kept, its group
-/// guarded and recorded.
-fn start_rank(launch: &Launch<'_>) -> Result<Rank, RunError> {
+/// The variables of each process this node starts: one process with none of its own,
+/// or for a distributed job one per local rank (`run::ranks`).
+async fn rank_envs(plan: &Plan) -> Vec<BTreeMap<String, String>> {
+    let Some(d) = &plan.distribution else {
+        return vec![BTreeMap::new()];
+    };
+    let meet = super::ranks::resolve(d).await;
+    tracing::info!(
+        "distributed {}: node {} of {}, {} process(es) here, rendezvous {}:{}",
+        d.kind.as_str(),
+        d.node_rank,
+        d.nodes,
+        d.per_node,
+        meet.master_addr(),
+        d.master_port
+    );
+    (0..d.per_node)
+        .map(|local| super::ranks::rank_env(d, &meet, local, &plan.environment))
+        .collect()
+}
+
+/// Starts one process of the job (local rank `local`, with `env` on top of the plan's)
+/// with its output pumped through and kept (`stdout.log` for the first, `stdout.<local
+/// rank>.log` for the others), its group guarded; the first rank's group is recorded
+/// in the run folder for `gc`.
+fn start_rank(
+    launch: &Launch<'_>,
+    local: usize,
+    env: &BTreeMap<String, String>,
+) -> Result<Rank, RunError> {
     let plan = launch.plan;
-    let mut child = spawn(plan, launch.remove_env)?;
+    let mut child = spawn(plan, launch.remove_env, env)?;
     let pid = child.id().unwrap_or(0);
-    let guard = guard(launch, pid);
-    tracing::info!(pid, "job started: {}", plan.command.join(" "));
+    let guard = guard(launch, pid, local == 0);
+    tracing::info!(pid, local, "job started: {}", plan.command.join(" "));
+    let log = |stream: &str| match local {
+        0 => launch.log_dir.join(format!("{stream}.log")),
+        n => launch.log_dir.join(format!("{stream}.{n}.log")),
+    };
     let pumps = vec![
-        pump(
-            child.stdout.take(),
-            launch.stdout_to_stderr,
-            &launch.log_dir.join("stdout.log"),
-        ),
-        pump(
-            child.stderr.take(),
-            true,
-            &launch.log_dir.join("stderr.log"),
-        ),
+        pump(child.stdout.take(), launch.stdout_to_stderr, &log("stdout")),
+        pump(child.stderr.take(), true, &log("stderr")),
     ];
     let group = Group {
         child,
@@ -97,19 +128,21 @@ fn start_rank(launch: &Launch<'_>) -> Result<Rank, RunError> {
     Ok((group, pumps, guard))
 }
 
-/// Starts the guardian of the group led by `pid` and records the group in the run
-/// folder. Neither failing stops the job: it is warned about, and the job runs as it
-/// would have before guardians (its leader still dies with the agent).
-fn guard(launch: &Launch<'_>, pid: u32) -> Option<Guard> {
+/// Starts the guardian of the group led by `pid` and, when `record`, records the group
+/// in the run folder. Neither failing stops the job: it is warned about, and the job
+/// runs as it would have before guardians (its leader still dies with the agent).
+fn guard(launch: &Launch<'_>, pid: u32, record: bool) -> Option<Guard> {
     let start = crate::linux::stat(pid).map(|s| s.start_time)?;
-    let record = crate::owner::JobGroup {
-        pgid: pid as i32,
-        start,
-        boot_id: crate::linux::boot_id(),
-    };
-    if let Ok(json) = serde_json::to_vec(&record) {
-        if let Err(e) = std::fs::write(job_file(launch), &json) {
-            tracing::warn!("cannot record the job's process group: {e}");
+    if record {
+        let group = crate::owner::JobGroup {
+            pgid: pid as i32,
+            start,
+            boot_id: crate::linux::boot_id(),
+        };
+        if let Ok(json) = serde_json::to_vec(&group) {
+            if let Err(e) = std::fs::write(job_file(launch), &json) {
+                tracing::warn!("cannot record the job's process group: {e}");
+            }
         }
     }
     match Guard::start(pid as i32, start) {
@@ -121,9 +154,14 @@ fn guard(launch: &Launch<'_>, pid: u32) -> Option<Guard> {
     }
 }
 
-/// Once the job has ended: kills whatever it left running in its groups, and lets the
-/// output pumps drain.
-async fn teardown(pgids: &[Pid], pumps: Vec<JoinHandle<()>>) {
+/// Once the job has ended: kills whatever it left running in its groups, lets the
+/// output pumps drain, releases the guardians and forgets the recorded group.
+async fn teardown(
+    pgids: &[Pid],
+    pumps: Vec<JoinHandle<()>>,
+    guards: Vec<Guard>,
+    launch: &Launch<'_>,
+) {
     for &pgid in pgids {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
@@ -131,10 +169,18 @@ async fn teardown(pgids: &[Pid], pumps: Vec<JoinHandle<()>>) {
         // A process that left the group may still hold the pipe: do not wait forever.
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
+    for g in guards {
+        g.release().await;
+    }
+    let _ = std::fs::remove_file(job_file(launch));
 }
 
 /// Starts the job's command in a process group of its own, asked to die with the agent.
-fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
+fn spawn(
+    plan: &Plan,
+    remove_env: &[String],
+    rank_env: &BTreeMap<String, String>,
+) -> Result<Child, RunError> {
     let mut cmd = Command::new(&plan.command[0]);
     cmd.args(&plan.command[1..])
         .current_dir(&plan.working_dir)
@@ -147,6 +193,7 @@ fn spawn(plan: &Plan, remove_env: &[String]) -> Result<Child, RunError> {
         cmd.env_remove(k);
     }
     cmd.envs(&plan.environment);
+    cmd.envs(rank_env);
     // SAFETY: die_with_parent only calls prctl, which is async-signal-safe and
     // touches nothing but this process.
     unsafe {

@@ -154,6 +154,22 @@ pub async fn supervise_all(
     ends.into_exit(ended_by)
 }
 
+/// How long a child that died of a stop signal waits for the agent's own. A scheduler
+/// (`scancel`, a pod's termination) signals every process of the job at once, so the job
+/// may die of SIGTERM a moment before the agent's handler has run: that is a
+/// cancellation, not the job's failure. A scheduler sends its signals pid after pid,
+/// microseconds apart; 500 ms covers a busy node and only delays the report of a job
+/// that some other hand killed (`slurm::scancel_mid_job…` failed one run in two without it).
+const SIGNAL_ECHO: Duration = Duration::from_millis(500);
+
+/// Whether a child's end looks like a stop signal's: killed by SIGTERM or SIGINT, or
+/// exiting 128 + either, as a shell reports a child's.
+fn stop_signalled(end: &Result<Status, RunError>) -> bool {
+    const STOPS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
+    matches!(end, Ok(s) if s.signal.is_some_and(|n| STOPS.contains(&n))
+        || s.code.is_some_and(|c| STOPS.iter().any(|n| c == 128 + n)))
+}
+
 /// Waits for the children until they have all ended (`None`), one fails, the agent is
 /// cancelled or the timeout passes.
 async fn race(
@@ -175,7 +191,13 @@ async fn race(
         }
         tokio::select! {
             (i, end) = first_end(children, ends) => {
+                let by_stop_signal = stop_signalled(&end);
                 if ends.record(i, end) {
+                    if by_stop_signal {
+                        if let Ok(sig) = tokio::time::timeout(SIGNAL_ECHO, &mut cancelled).await {
+                            return Some(Stopping::Cancelled(sig));
+                        }
+                    }
                     if !ends.running().is_empty() {
                         tracing::warn!("a process of the job failed; stopping the others");
                     }
@@ -500,6 +522,24 @@ mod tests {
             .unwrap();
         assert_eq!(got, exit(None, Some(libc::SIGSEGV), EndedBy::Itself));
         assert_eq!(sent(&s), vec![("a", "SIGTERM".to_string())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_killed_by_the_schedulers_signal_just_before_the_agent_is_cancelled() {
+        // scancel: the job dies of SIGTERM, the agent's own SIGTERM is handled a moment
+        // later. The job was cancelled; its sibling is stopped with the agent's signal.
+        let s = Sent::default();
+        let mut b = Fake::new("b", secs(3600), 0, &s);
+        b.end_with(secs(1), libc::SIGTERM);
+        let children = vec![Fake::new("a", secs(3600), 0, &s).boxed(), b.boxed()];
+        let cancel = cancel_after(secs(1) + Duration::from_millis(20), libc::SIGTERM);
+        let got = supervise_all(children, cancel, limits(None)).await.unwrap();
+        assert_eq!(got, exit(None, Some(libc::SIGTERM), EndedBy::Cancelled));
+        // Killed by SIGTERM with no signal to the agent: the job's own failure.
+        let mut c = Fake::new("c", secs(3600), 0, &s);
+        c.end_with(secs(1), libc::SIGTERM);
+        let got = supervise(c.boxed(), never(), limits(None)).await.unwrap();
+        assert_eq!(got, exit(None, Some(libc::SIGTERM), EndedBy::Itself));
     }
 
     #[tokio::test(start_paused = true)]

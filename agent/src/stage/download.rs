@@ -8,6 +8,7 @@ use crate::partial::TempFile;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use futures::stream::{self, TryStreamExt};
 use stagehand_protocol::path::object_name;
+use stagehand_protocol::shard::Slice;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,16 +46,18 @@ fn make_folders<'t>(
 
 /// Downloads `src` (a file or a folder of `store`) to `target`. A file lands as the
 /// file `target`; a folder as the folder `target` mirroring the object names under it.
-/// Unchanged files from an earlier download are kept unless `overwrite`.
+/// Unchanged files from an earlier download are kept unless `overwrite`. With a
+/// `slice` (a sharded input), only that slice of the files, by sorted name, is fetched.
 pub async fn download(
     store: &DynStore,
     src: &str,
     target: &Path,
     overwrite: bool,
+    slice: Option<Slice>,
     progress: &Progress,
 ) -> Result<Downloaded, TransferError> {
     let ds = store.name().to_string();
-    let (objects, is_file) = match store.stat(src).await? {
+    let (mut objects, is_file) = match store.stat(src).await? {
         Entry::File(meta) => (vec![(String::new(), meta)], true),
         Entry::Dir => (plan_names(&ds, src, target, store.list(src).await?)?, false),
         Entry::Missing => {
@@ -65,6 +68,9 @@ pub async fn download(
             .into())
         }
     };
+    if let Some(slice) = slice {
+        objects = slice.select(objects, |(rel, _)| rel);
+    }
     let parent = make_folders(&objects, target, is_file)?;
 
     // A run killed with SIGKILL leaves its temporary files behind: clear them first.

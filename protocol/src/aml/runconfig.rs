@@ -176,6 +176,7 @@ pub fn import(
         inputs,
         outputs,
         azure_ml_v2_variables: false,
+        distribution: None,
     };
     src.finish(job, aliases, report)
 }
@@ -517,6 +518,7 @@ fn data_reference(
         local: None,
         url: None,
         asset: None,
+        shard: None,
     };
     let became = describe_reference(&r, name);
     Some((r, became))

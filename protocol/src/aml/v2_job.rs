@@ -14,7 +14,8 @@
 //!   default datastore. The job also gets `AZURE_ML_INPUT_<name>` /
 //!   `AZURE_ML_OUTPUT_<name>` (`azure_ml_v2_variables`).
 //! - `environment_variables` → `environment`; `code` (a local folder) → `code.local`;
-//!   `environment.image` → `container`; `limits.timeout` → `timeout`.
+//!   `environment.image` → `container`; `limits.timeout` → `timeout`;
+//!   `distribution` and `resources.instance_count` → `distribution` (`distribution.rs`).
 //! - An input may also be a local file or folder (→ `local`), a storage URL (→ `url`)
 //!   or a workspace data asset (`azureml:name:version`, `azureml:name@latest` →
 //!   `asset`); the plan resolves them against the workspace (`crate::data_source`).
@@ -47,14 +48,6 @@ const IGNORED: &[(&str, &str)] = &[
     (
         "compute",
         "the job runs on the node stagehand is started on",
-    ),
-    (
-        "resources",
-        "the job runs on the node stagehand is started on, with what it has",
-    ),
-    (
-        "distribution",
-        "stagehand starts one process; distributed launch is the scheduler's",
     ),
     (
         "identity",
@@ -166,6 +159,7 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
     }
     let code = import_code(&mut src, &top, &mut report, &mut aliases);
     let timeout = import_limits(&mut src, &top, &mut report, &mut aliases);
+    let distribution = distribution::import_distribution(&mut src, &top, &mut report, &mut aliases);
     ignore_rest(&top, &mut report);
 
     let job = JobSpec {
@@ -179,6 +173,7 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
         inputs: data.inputs,
         outputs: data.outputs,
         azure_ml_v2_variables: true,
+        distribution,
     };
     src.finish(job, aliases, report)
 }
@@ -456,6 +451,8 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
         "inputs",
         "outputs",
         "limits",
+        "distribution",
+        "resources",
     ];
     for (k, v) in entries(top) {
         if HANDLED.contains(&k) || !is_set(v) {
@@ -596,6 +593,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         local: None,
         url: None,
         asset: None,
+        shard: None,
     };
     match locate(uri) {
         Location::Datastore { name, path } => {
@@ -759,6 +757,7 @@ fn output(
         local: None,
         url: None,
         asset: None,
+        shard: None,
     }))
 }
 
@@ -1123,12 +1122,53 @@ outputs:
 
     #[test]
     fn ignored_keys_are_reported_once() {
-        let text = "type: command\ncommand: ls\ncompute: azureml:cpu-cluster\nresources: {instance_count: 2}\ndisplay_name: x\n";
+        let text = "type: command\ncommand: ls\ncompute: azureml:cpu-cluster\nresources: {instance_type: Standard_NC6}\ndisplay_name: x\n";
         let (_, report) = import(Path::new("job.yml"), text).unwrap();
         let keys: Vec<&str> = report.ignored.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(keys, ["compute", "resources", "display_name"]);
+        assert_eq!(keys, ["resources.instance_type", "compute", "display_name"]);
+    }
+
+    #[test]
+    fn distribution_and_instance_count_are_honoured() {
+        use crate::job::{Distribution, DistributionKind};
+        let text = r#"type: command
+command: python train.py
+distribution: {type: pytorch, process_count_per_instance: 2}
+resources: {instance_count: 3, instance_type: Standard_NC6}
+"#;
+        let (job, report) = import(Path::new("job.yml"), text).unwrap();
+        assert_eq!(
+            job.value.distribution,
+            Some(Distribution {
+                kind: DistributionKind::Pytorch,
+                process_count_per_instance: 2,
+                instance_count: Some(3),
+            })
+        );
+        assert!(report
+            .mapped
+            .iter()
+            .any(|m| m.key == "resources.instance_count"));
+        let tf = "type: command\ncommand: x\ndistribution: {type: tensorflow, worker_count: 4, parameter_server_count: 1}\n";
+        let (job, report) = import(Path::new("job.yml"), tf).unwrap();
+        let d = job.value.distribution.unwrap();
+        assert_eq!(
+            (d.kind, d.process_count_per_instance),
+            (DistributionKind::Tensorflow, 4)
+        );
+        assert!(report
+            .ignored
+            .iter()
+            .any(|i| i.key == "distribution.parameter_server_count"));
+        let alone = "type: command\ncommand: x\nresources: {instance_count: 3}\n";
+        let err = import(Path::new("job.yml"), alone).unwrap_err().to_string();
+        assert!(err.contains("without a `distribution`"), "{err}");
+        let bad = "type: command\ncommand: x\ndistribution: {type: ray}\n";
+        assert!(import(Path::new("job.yml"), bad).is_err());
     }
 }
+
+mod distribution;
 
 #[cfg(test)]
 mod key_tests;

@@ -1006,3 +1006,51 @@ fn datastore_files_are_read_relative_to_the_workspace() {
         "{err}"
     );
 }
+
+#[test]
+fn only_download_inputs_are_sharded() {
+    assert!(rules(&with(
+        "inputs:\n  x: {path: a, mode: download, shard: by_file}\n"
+    ))
+    .is_empty());
+    only(
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: mount, shard: by_file}\n",
+        )),
+        "inputs.x.shard",
+        "only download inputs are sharded",
+    );
+    only(
+        &rules(&with(
+            "outputs:\n  x: {path: a, mode: upload, shard: by_file}\n",
+        )),
+        "outputs.x.shard",
+        "only download inputs are sharded",
+    );
+}
+
+#[test]
+fn a_distribution_starts_at_least_one_host_process_on_at_least_one_node() {
+    let ok =
+        with("distribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n");
+    assert!(rules(&ok).is_empty());
+    assert_eq!(
+        spec(&ok).distribution.unwrap().process_count_per_instance,
+        2
+    );
+    only(
+        &rules(&with(
+            "distribution: {type: mpi, process_count_per_instance: 0}\n",
+        )),
+        "distribution.process_count_per_instance",
+        "at least 1",
+    );
+    only(
+        &rules(&with(
+            "distribution: {type: pytorch}\ncontainer: {image: x}\n",
+        )),
+        "distribution",
+        "host processes",
+    );
+    assert!(job(&with("distribution: {type: ray}\n")).is_err());
+}
