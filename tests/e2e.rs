@@ -18,4 +18,5 @@ mod container;
 mod lifecycle;
 mod mount;
 mod mount_azure;
+mod package;
 mod store_conformance;

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod redact;
 pub mod retry;
 pub mod run;
+pub mod shell_docs;
 pub mod signals;
 pub mod stage;
 pub mod store;

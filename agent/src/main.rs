@@ -208,6 +208,12 @@ async fn dispatch(cli: Cli) -> i32 {
             }
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
+        Command::Completions { shell } => {
+            stagehand::outcome::print_code(&stagehand::shell_docs::completions(shell))
+        }
+        Command::Man { dir } => {
+            stagehand::outcome::print_code(&stagehand::shell_docs::man(dir.as_deref()))
+        }
     }
 }
 

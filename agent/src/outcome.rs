@@ -261,6 +261,15 @@ impl DatastoreError {
     }
 }
 
+/// The exit code of a command that only prints (`completions`, `man`): 0, or
+/// [`exit::INTERNAL`] when its output could not be written (the command said why).
+pub fn print_code(written: &std::io::Result<()>) -> i32 {
+    match written {
+        Ok(()) => 0,
+        Err(_) => exit::INTERNAL,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
