@@ -18,5 +18,6 @@ mod container;
 mod lifecycle;
 mod mount;
 mod mount_azure;
+mod newcomer;
 mod package;
 mod store_conformance;

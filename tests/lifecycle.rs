@@ -132,13 +132,14 @@ fn exit_codes_are_as_documented() {
     assert_eq!(
         [
             code::INVALID,
+            code::NOT_FOUND_OR_DENIED,
             code::INTERNAL,
             code::UPLOAD_FAILED,
             code::STAGING_FAILED,
             code::TIMED_OUT,
             code::CANCELLED
         ],
-        [64, 70, 73, 75, 124, 130]
+        [64, 66, 70, 73, 75, 124, 130]
     );
 }
 

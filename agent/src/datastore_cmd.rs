@@ -58,7 +58,7 @@ pub enum DatastoreCommand {
     },
     /// Upload files; each lands at TARGET_PATH/<its path relative to --relative-root>.
     #[command(
-        after_help = "Example:\n  stagehand datastore upload-files workspaceblobstore data/a.csv data/b/c.csv --relative-root data --target-path raw"
+        after_help = "Example (uploads raw/a.csv and raw/b/c.csv):\n  stagehand datastore upload-files blobs data/a.csv data/b/c.csv \\\n    --relative-root data --target-path raw"
     )]
     UploadFiles {
         /// The datastore's name.

@@ -121,7 +121,7 @@ impl Job<'_> {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let exit = match self.launch(log_dir).await {
+        let (exit, not_started) = match self.launch(log_dir).await {
             Ok(e) => e,
             Err(e) => return Outcome::Launch(e),
         };
@@ -132,6 +132,7 @@ impl Job<'_> {
             exit,
             timeout_secs: self.plan.timeout_secs,
             uploads,
+            not_started,
         })
     }
 
@@ -190,8 +191,9 @@ impl Job<'_> {
     }
 
     /// Launches the job and supervises it to its end. A program that cannot be started
-    /// is the job's failure (127, as in a shell), not the agent's.
-    async fn launch(&self, log_dir: PathBuf) -> Result<Exit, RunError> {
+    /// is the job's failure (127, as in a shell), not the agent's: its error comes
+    /// back beside the exit.
+    async fn launch(&self, log_dir: PathBuf) -> Result<(Exit, Option<RunError>), RunError> {
         let plan = self.plan;
         let ran_at = Instant::now();
         let launch = Launch {
@@ -207,10 +209,12 @@ impl Job<'_> {
                 container: s.container,
             })
         };
+        let mut not_started = None;
         let exit = match self.runner.run(&launch, self.cancel, &on_start).await {
             Ok(e) => e,
             Err(e @ RunError::Spawn { .. }) => {
                 tracing::error!("{e}");
+                not_started = Some(e);
                 Exit {
                     code: Some(127),
                     signal: None,
@@ -219,7 +223,9 @@ impl Job<'_> {
             }
             Err(e) => return Err(e),
         };
+        let started = not_started.is_none();
         let reason = match exit.ended_by {
+            EndedBy::Itself if !started => "not_started",
             EndedBy::Itself => "exited",
             EndedBy::Cancelled => "cancelled",
             EndedBy::TimedOut => "timed_out",
@@ -230,8 +236,12 @@ impl Job<'_> {
             reason: reason.into(),
             duration_ms: ms(ran_at),
         });
-        tracing::info!("job ended ({reason}) with code {}", exit.job_code());
-        Ok(exit)
+        if started {
+            tracing::info!("job ended ({reason}) with code {}", exit.job_code());
+        } else {
+            tracing::info!("job not started; exit code {}", exit.job_code());
+        }
+        Ok((exit, not_started))
     }
 
     /// Uploads the outputs whose `upload_on` is due; a signal interrupts it. Returns
@@ -242,7 +252,10 @@ impl Job<'_> {
         let seen = self.cancel.received().0;
         let due = due_outputs(self.plan, success, self.events);
         let events = self.events;
-        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, stores, events)));
+        let uploads = futures::future::join_all(
+            due.iter()
+                .map(|o| upload_one(o, &self.plan.run_id, stores, events)),
+        );
         let mut errors = Vec::new();
         tokio::select! {
             results = uploads => {
@@ -434,6 +447,7 @@ fn track(events: &Arc<Events>, name: &str, upload: bool) -> (Arc<Progress>, Tick
 
 async fn upload_one(
     d: &DataPlan,
+    run_id: &str,
     stores: &Stores,
     events: &Arc<Events>,
 ) -> Result<u64, UploadError> {
@@ -450,6 +464,11 @@ async fn upload_one(
         .map_err(|source| UploadError::Output {
             name: d.name.clone(),
             source,
+            run_id_in_path: d
+                .path
+                .split('/')
+                .any(|segment| segment == run_id)
+                .then(|| run_id.to_string()),
         })?;
     tracing::info!(
         "output {:?}: {} file(s), {} bytes uploaded to {}:{}",

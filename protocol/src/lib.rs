@@ -17,6 +17,7 @@ pub mod path;
 pub mod secret;
 pub mod size;
 pub mod substitute;
+pub mod suggest;
 pub mod workspace;
 
 pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};

@@ -460,6 +460,7 @@ fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: DockerError) -> R
                 std::io::ErrorKind::NotFound,
                 format!("in image {image}: {why}"),
             ),
+            near: None,
         }
     } else {
         RunError::Launch {

@@ -1,0 +1,84 @@
+//! What a new user meets first (issue 20): exit codes and messages that say what to
+//! do — a missing input, a program not on the PATH, a reused run id.
+
+use crate::common::*;
+use std::path::PathBuf;
+
+/// The hello example copied into a scratch folder, its job rewritten by `edit`.
+fn hello(s: &Scratch, edit: impl Fn(String) -> String) -> PathBuf {
+    let ex = s.path().join("hello");
+    crate::lifecycle::copy_tree(&repo().join("examples/hello"), &ex);
+    let job = ex.join("job.yaml");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, edit(text)).unwrap();
+    job
+}
+
+#[test]
+fn a_missing_input_is_not_retryable_and_names_the_path() {
+    let s = Scratch::new();
+    let job = hello(&s, |t| {
+        t.replace("greetings/names.txt", "greetings/nmes.txt")
+    });
+    let (_, err) = expect_code(&s.run(&job), code::NOT_FOUND_OR_DENIED);
+    assert!(
+        err.contains("\"greetings/nmes.txt\" does not exist"),
+        "{err}"
+    );
+    let f = finished(&s.events());
+    assert_eq!(f.exit_code, code::NOT_FOUND_OR_DENIED);
+    assert!(!s.saw("started"), "the job must not start");
+}
+
+#[test]
+fn a_program_not_on_the_path_is_not_started_and_its_near_name_is_offered() {
+    let s = Scratch::new();
+    let bin_dir = s.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let trainer = bin_dir.join("trainer");
+    std::fs::write(&trainer, "#!/bin/sh\nexit 0\n").unwrap();
+    let exec = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&trainer, exec).unwrap();
+    let job = hello(&s, |t| {
+        t.replace(r#"["sh", "hello.sh""#, r#"["trainr", "hello.sh""#)
+    });
+    let path = format!("{}:/usr/bin:/bin", bin_dir.display());
+    let o = s.run_cmd(&job).env("PATH", path).output().unwrap();
+    let (_, err) = expect_code(&o, 127);
+    assert!(
+        err.contains("program \"trainr\" was not found on PATH; did you mean `trainer`?"),
+        "{err}"
+    );
+    assert!(!err.contains("job ended (exited)"), "{err}");
+    let ev = s.events();
+    assert_eq!(exited(&ev).reason, "not_started");
+    assert!(
+        finished(&ev)
+            .error
+            .unwrap_or_default()
+            .contains("was not found on PATH"),
+        "{:?}",
+        finished(&ev)
+    );
+}
+
+#[test]
+fn a_reused_run_id_is_named_as_the_cause() {
+    let s = Scratch::new();
+    let job = hello(&s, |t| t);
+    let run = |id: &str| s.run_cmd(&job).args(["--run-id", id]).output().unwrap();
+    expect_code(&run("fixed"), 0);
+    let (_, err) = expect_code(&run("fixed"), code::UPLOAD_FAILED);
+    assert!(
+        err.contains("The run id \"fixed\" was used before (--run-id)"),
+        "{err}"
+    );
+    assert!(!err.contains("Put {run_id} in the output's path"), "{err}");
+
+    // An output path without the run id: then the advice is to put it there.
+    let s = Scratch::new();
+    let job = hello(&s, |t| t.replace("runs/{run_id}/greeting", "greeting"));
+    expect_code(&s.run(&job), 0);
+    let (_, err) = expect_code(&s.run(&job), code::UPLOAD_FAILED);
+    assert!(err.contains("Put {run_id} in the output's path"), "{err}");
+}
