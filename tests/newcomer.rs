@@ -82,3 +82,32 @@ fn a_reused_run_id_is_named_as_the_cause() {
     let (_, err) = expect_code(&s.run(&job), code::UPLOAD_FAILED);
     assert!(err.contains("Put {run_id} in the output's path"), "{err}");
 }
+
+#[test]
+fn plan_says_its_run_id_is_an_example_unless_pinned() {
+    let s = Scratch::new();
+    let job = hello(&s, |t| t);
+    let o = stagehand(&["plan".as_ref(), job.as_os_str()]);
+    let (out, _) = expect_code(&o, 0);
+    assert!(out.contains("new at every run"), "{out}");
+    let o = stagehand(&[
+        "plan".as_ref(),
+        job.as_os_str(),
+        "--run-id".as_ref(),
+        "p1".as_ref(),
+    ]);
+    let (out, _) = expect_code(&o, 0);
+    assert!(
+        out.contains("run id     p1\n") && !out.contains("new at every run"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sizes_in_the_log_are_for_people() {
+    let s = Scratch::new();
+    let job = hello(&s, |t| t);
+    let (_, err) = expect_code(&s.run(&job), 0);
+    assert!(err.contains("1 file(s), 16 B copied"), "{err}");
+    assert!(err.contains("1 file(s), 32 B uploaded"), "{err}");
+}

@@ -6,15 +6,17 @@
 //! says where each one comes from.
 
 use crate::outcome::DatastoreError;
+use crate::progress_bar::with_progress;
 use crate::redact::redact;
 use crate::stage::progress::Progress;
 use crate::stage::{download, upload, Moved};
 use crate::store::{self, azure, DynStore};
 use clap::{Args, Subcommand};
+use stagehand_protocol::size::human;
 use stagehand_protocol::{Datastore, Workspace};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `stagehand datastore`: its options and subcommand.
 #[derive(Debug, Args)]
@@ -448,64 +450,6 @@ async fn check(
     Ok(())
 }
 
-/// Runs `work` while showing its progress (a bar on a terminal, else a line a second);
-/// returns its result and how long it took.
-async fn with_progress<T>(
-    what: &'static str,
-    progress: &Arc<Progress>,
-    work: impl std::future::Future<Output = T>,
-) -> (T, Duration) {
-    use std::io::IsTerminal;
-    let p = progress.clone();
-    let started = Instant::now();
-    let ticker = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let (files, bytes) = p.get();
-                bar.set_message(rate_line(what, files, bytes, started));
-                bar.tick();
-            }
-        })
-    } else {
-        tokio::spawn(async move {
-            let mut last = (0, 0);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let now = p.get();
-                if now != last {
-                    eprintln!("{}", rate_line(what, now.0, now.1, started));
-                    last = now;
-                }
-            }
-        })
-    };
-    let out = work.await;
-    ticker.abort();
-    let _ = ticker.await;
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K");
-    }
-    (out, started.elapsed())
-}
-
-fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    format!(
-        "{what}: {files} files, {:.1} MiB, {:.1} MiB/s",
-        bytes as f64 / 1048576.0,
-        bytes as f64 / 1048576.0 / secs
-    )
-}
-
 /// Prints what a transfer moved, how fast.
 fn report(verb: &str, name: &str, path: &str, m: Moved, took: Duration) {
     let secs = took.as_secs_f64();
@@ -515,9 +459,9 @@ fn report(verb: &str, name: &str, path: &str, m: Moved, took: Duration) {
         String::new()
     };
     println!(
-        "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
+        "{verb} {} file(s), {}, {name}:{path} in {secs:.2}s ({}/s){kept}",
         m.files,
-        m.bytes,
-        m.bytes as f64 / 1048576.0 / secs.max(0.001)
+        human(m.bytes),
+        human((m.bytes as f64 / secs.max(0.001)) as u64)
     );
 }

@@ -193,6 +193,10 @@ pub fn local_mount_via_fuse() -> bool {
 pub struct Plan {
     /// The run's id.
     pub run_id: String,
+    /// Whether the run id was given (`--run-id`); otherwise every plan and every run
+    /// makes a new one, so `plan` shows an id (and folder) the next `run` will not use.
+    #[serde(skip)]
+    pub run_id_pinned: bool,
     /// The job's name.
     pub job: String,
     /// The run folder: logs, default input and output folders.
@@ -307,6 +311,7 @@ pub fn build(
     if let Some(id) = run_id {
         check_run_id(loaded, id)?;
     }
+    let run_id_pinned = run_id.is_some();
     let run_id = run_id.map(str::to_string).unwrap_or_else(new_run_id);
     let run_dir = absolute(
         &run_dir
@@ -371,6 +376,7 @@ pub fn build(
 
     Ok(Plan {
         run_id,
+        run_id_pinned,
         job: spec.name.clone(),
         working_dir,
         code,
