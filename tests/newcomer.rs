@@ -111,3 +111,67 @@ fn sizes_in_the_log_are_for_people() {
     assert!(err.contains("1 file(s), 16 B copied"), "{err}");
     assert!(err.contains("1 file(s), 32 B uploaded"), "{err}");
 }
+
+#[test]
+fn plan_check_reports_a_missing_input_a_wrong_key_and_a_missing_image_at_once() {
+    use crate::common::azurite::{Azurite, KEY_FROM_ENV};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["box"]);
+    let ws = az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
+    let mut text = std::fs::read_to_string(&ws).unwrap();
+    text.push_str("  here: {type: local, root: ./data}\n");
+    std::fs::write(&ws, text).unwrap();
+    std::fs::create_dir_all(s.path().join("job/data")).unwrap();
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: preflight
+command: ["true"]
+container: {image: "stagehand-test-absent:1", pull: never}
+inputs:
+  typo: {datastore: here, path: nmes.txt, mode: download}
+  remote: {datastore: az, path: set, mode: download}
+"#,
+    );
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+    let o = std::process::Command::new(bin())
+        .arg("plan")
+        .arg(&job)
+        .arg("--check")
+        .env_remove("STAGEHAND_WORKSPACE")
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env("TEST_AZ_KEY", wrong)
+        .output()
+        .unwrap();
+    let (_, err) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("check FAILED"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{err}");
+    assert!(
+        err.contains("input \"typo\": datastore \"here\": \"nmes.txt\" does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("input \"remote\": datastore \"az\": authentication failed"),
+        "{err}"
+    );
+    assert!(err.contains("container: "), "{err}");
+    if docker_available() {
+        assert!(
+            err.contains("\"stagehand-test-absent:1\" is not on the container engine"),
+            "{err}"
+        );
+    }
+    assert!(!err.contains(wrong), "the key leaked: {err}");
+    // Nothing was written: no run folder.
+    assert!(!s.path().join("runs").exists());
+}
+
+fn docker_available() -> bool {
+    std::process::Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -150,6 +150,11 @@ pub enum Command {
         /// runconfig or aml-job; default: detected); repeat or separate with commas.
         #[arg(long, value_enum, value_delimiter = ',', action = clap::ArgAction::Append)]
         format: Vec<PlanFormatArg>,
+        /// Also check, without writing anything, that the run can go: inputs exist and
+        /// can be read, outputs' stores can be reached, the image is there or pullable,
+        /// the disk has room for the downloads. Every failure is reported (exit 66).
+        #[arg(long)]
+        check: bool,
     },
     /// Check job specs (and their workspaces) and report every problem.
     #[command(after_help = "Example:\n  stagehand validate jobs/*.yaml")]

@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod owner;
 pub mod partial;
 pub mod plan;
+pub mod preflight;
 pub mod progress_bar;
 pub mod redact;
 pub mod retry;

@@ -143,7 +143,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 0
             }
         }
-        Command::Plan { job, format } => {
+        Command::Plan { job, format, check } => {
             let (format, job_format) = match split_plan_format(&format) {
                 Ok(f) => f,
                 Err(e) => {
@@ -166,6 +166,11 @@ async fn dispatch(cli: Cli) -> i32 {
                 PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
             };
             print!("{}", redact::redact(&text));
+            if check {
+                let found = stagehand::preflight::check(&loaded, &plan).await;
+                stagehand::preflight::print(&found);
+                return stagehand::outcome::preflight_code(&found.failures);
+            }
             0
         }
         Command::Convert {

@@ -331,6 +331,30 @@ impl DatastoreError {
     }
 }
 
+/// The exit code of `plan --check`: 0 when everything passed;
+/// [`exit::NOT_FOUND_OR_DENIED`] when anything is missing or refused (an input, a
+/// credential, an image with `pull: never` or that its registry does not offer), which
+/// a retry cannot fix; [`exit::STAGING_FAILED`] when only a service did not answer or
+/// this node's disk is short (another node may do).
+pub fn preflight_code(failures: &[crate::preflight::Failure]) -> i32 {
+    use crate::preflight::Failure;
+    if failures.is_empty() {
+        return 0;
+    }
+    let fatal = failures.iter().any(|f| match f {
+        Failure::Store { source, .. } => store_not_found_or_denied(source),
+        Failure::Image(RunError::ImageMissing { .. } | RunError::PullFailed { .. }) => true,
+        Failure::Image(_) => false,
+        Failure::Disk { .. } => false,
+        Failure::DiskUnreadable { .. } => false,
+    });
+    if fatal {
+        exit::NOT_FOUND_OR_DENIED
+    } else {
+        exit::STAGING_FAILED
+    }
+}
+
 /// The exit code of a command that only prints (`completions`, `man`): 0, or
 /// [`exit::INTERNAL`] when its output could not be written (the command said why).
 pub fn print_code(written: &std::io::Result<()>) -> i32 {
@@ -461,6 +485,27 @@ mod tests {
         }))
         .report();
         assert_eq!(r.code, exit::STAGING_FAILED);
+    }
+
+    #[test]
+    fn preflight_is_non_retryable_when_anything_is_missing_or_refused() {
+        use crate::preflight::Failure;
+        assert_eq!(preflight_code(&[]), 0);
+        let short = Failure::Disk {
+            need: 2,
+            free: 1,
+            dir: "/x".into(),
+        };
+        assert_eq!(preflight_code(&[short]), exit::STAGING_FAILED);
+        let missing = Failure::Image(RunError::ImageMissing { image: "i".into() });
+        let down = Failure::Store {
+            what: "input \"a\"".into(),
+            source: StoreError::Remote {
+                datastore: "d".into(),
+                detail: "503".into(),
+            },
+        };
+        assert_eq!(preflight_code(&[down, missing]), exit::NOT_FOUND_OR_DENIED);
     }
 
     #[test]
