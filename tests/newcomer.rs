@@ -175,3 +175,99 @@ fn docker_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+#[test]
+fn datastore_register_set_default_and_unregister_edit_the_workspace_keeping_comments() {
+    use crate::common::azurite::{Azurite, KEY};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    let original = r#"# The team's registry. Keep this comment.
+default_datastore: scratch   # where jobs write by default
+datastores:
+  # Node-local scratch space.
+  scratch:
+    type: local
+    root: ./data
+# End of registry.
+"#;
+    let ws = s.write("job/workspace.yaml", original);
+    std::fs::create_dir_all(s.path().join("job/data")).unwrap();
+    let ds = |key: &str, args: &[&str]| {
+        std::process::Command::new(bin())
+            .arg("datastore")
+            .arg("-w")
+            .arg(&ws)
+            .args(args)
+            .env("TEST_AZ_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let endpoint = az.endpoint();
+    let register = [
+        "register",
+        "blobs",
+        "--type",
+        "azure-blob",
+        "--account-name",
+        crate::common::azurite::ACCOUNT,
+        "--container-name",
+        "fresh",
+        "--endpoint",
+        &endpoint,
+        "--account-key",
+        "env:TEST_AZ_KEY",
+        "--create-if-not-exists",
+    ];
+    // A wrong key: refused, naming authentication; the file is as it was.
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+    let (so, se) = expect_code(&ds(wrong, &register), code::NOT_FOUND_OR_DENIED);
+    assert!(se.contains("authentication"), "{se}");
+    assert!(!se.contains(wrong) && !so.contains(wrong));
+    assert_eq!(std::fs::read_to_string(&ws).unwrap(), original);
+    // A key in clear is refused before anything happens.
+    let mut clear = register;
+    clear[11] = KEY;
+    let (_, se) = expect_code(&ds(KEY, &clear), code::INVALID);
+    assert!(
+        se.contains("env:NAME or file:PATH") && !se.contains(KEY),
+        "{se}"
+    );
+    // The right key: the container is made and the entry written.
+    let (so, _) = expect_code(&ds(KEY, &register), 0);
+    assert!(so.contains("created"), "{so}");
+    let text = std::fs::read_to_string(&ws).unwrap();
+    assert!(
+        text.contains("account_key: {env: TEST_AZ_KEY}") && !text.contains(KEY),
+        "{text}"
+    );
+    let (_, se) = expect_code(&ds(KEY, &register), code::INVALID);
+    assert!(se.contains("--overwrite"), "{se}");
+    // The new entry becomes the default, and the next run's output lands in it.
+    expect_code(&ds(KEY, &["set-default", "blobs"]), 0);
+    expect_code(&ds(KEY, &["unregister", "scratch"]), 0);
+    let text = std::fs::read_to_string(&ws).unwrap();
+    for kept in [
+        "# The team's registry. Keep this comment.",
+        "default_datastore: blobs # where jobs write by default",
+        "# End of registry.",
+    ] {
+        assert!(text.contains(kept), "lost {kept:?}:\n{text}");
+    }
+    assert!(!text.contains("scratch:"), "{text}");
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: lands
+command: ["sh", "-c", "echo hi > $AZUREML_DATAREFERENCE_out/x.txt"]
+outputs:
+  out: {path: "runs/{run_id}", mode: upload}
+"#,
+    );
+    let o = s
+        .run_cmd(&job)
+        .args(["--run-id", "reg1"])
+        .env("TEST_AZ_KEY", KEY)
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert_eq!(az.get("fresh", "runs/reg1/x.txt"), "hi\n");
+}

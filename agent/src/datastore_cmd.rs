@@ -109,6 +109,24 @@ pub enum DatastoreCommand {
         #[arg(long, short = 'r')]
         recursive: bool,
     },
+    /// Add a datastore to the workspace file (comments and order kept), after checking
+    /// that its credentials reach it; secrets only as env:NAME or file:PATH.
+    #[command(
+        after_help = "Example:\n  stagehand datastore register blobs --type azure-blob \\\n    --account-name mystorage --container-name training \\\n    --account-key env:AZURE_STORAGE_KEY --create-if-not-exists"
+    )]
+    Register(crate::registry_cmd::Register),
+    /// Make a datastore the workspace's default.
+    #[command(after_help = "Example:\n  stagehand datastore set-default blobs")]
+    SetDefault {
+        /// The datastore's name.
+        name: String,
+    },
+    /// Remove a datastore from the workspace file (its data is untouched).
+    #[command(after_help = "Example:\n  stagehand datastore unregister scratch")]
+    Unregister {
+        /// The datastore's name.
+        name: String,
+    },
     /// Check that the credentials reach the container, and say precisely what is wrong when they do not.
     #[command(
         after_help = "Example:\n  stagehand datastore check workspaceblobstore --create-if-not-exists"
@@ -137,6 +155,17 @@ pub async fn run(args: DatastoreArgs) -> i32 {
 async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
     let ws_file = crate::plan::find_workspace(None, args.workspace.as_deref())
         .unwrap_or_else(|| PathBuf::from(crate::plan::WORKSPACE_FILE));
+    // The registry verbs edit the file (which `register` may create): before loading.
+    match &args.command {
+        DatastoreCommand::Register(r) => return crate::registry_cmd::register(&ws_file, r).await,
+        DatastoreCommand::SetDefault { name } => {
+            return crate::registry_cmd::set_default(&ws_file, name)
+        }
+        DatastoreCommand::Unregister { name } => {
+            return crate::registry_cmd::unregister(&ws_file, name)
+        }
+        _ => {}
+    }
     let ws = stagehand_protocol::load_workspace(&ws_file).map_err(DatastoreError::Workspace)?;
     for w in &ws.warnings {
         tracing::warn!("{w}");
@@ -149,6 +178,9 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let ws = ws.value;
     match args.command {
+        DatastoreCommand::Register(_)
+        | DatastoreCommand::SetDefault { .. }
+        | DatastoreCommand::Unregister { .. } => Ok(()),
         DatastoreCommand::List => {
             list(&ws);
             Ok(())

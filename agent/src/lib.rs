@@ -18,6 +18,8 @@ pub mod plan;
 pub mod preflight;
 pub mod progress_bar;
 pub mod redact;
+pub mod registry_cmd;
+pub mod registry_edit;
 pub mod retry;
 pub mod run;
 pub mod shell_docs;

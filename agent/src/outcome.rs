@@ -300,6 +300,10 @@ pub enum DatastoreError {
     /// The command line names something that is not there or not valid.
     #[error("{0}")]
     Usage(String),
+    /// The workspace file cannot be edited as asked (`register`, `set-default`,
+    /// `unregister`).
+    #[error(transparent)]
+    Edit(crate::registry_edit::EditError),
     /// The datastore could not be opened (its configuration).
     #[error(transparent)]
     Open(StoreError),
@@ -318,9 +322,10 @@ impl DatastoreError {
     /// The exit code of a failed datastore command: the same codes as a run's phases.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DatastoreError::Workspace(_) | DatastoreError::Usage(_) | DatastoreError::Open(_) => {
-                exit::INVALID
-            }
+            DatastoreError::Workspace(_)
+            | DatastoreError::Usage(_)
+            | DatastoreError::Edit(_)
+            | DatastoreError::Open(_) => exit::INVALID,
             DatastoreError::Store(e) if store_not_found_or_denied(e) => exit::NOT_FOUND_OR_DENIED,
             DatastoreError::Download(e) if transfer_not_found_or_denied(e) => {
                 exit::NOT_FOUND_OR_DENIED
