@@ -226,7 +226,7 @@ inputs:
         let (so, se) = text(&o);
         assert_eq!(
             o.status.code(),
-            Some(code::STAGING_FAILED),
+            Some(code::NOT_FOUND_OR_DENIED),
             "{creds}: stdout: {so}\nstderr: {se}"
         );
         let ev = std::fs::read_to_string(s.events_file()).unwrap();
@@ -343,6 +343,8 @@ inputs:
         .env("TEST_AZ_KEY", KEY)
         .env("STAGEHAND_AZURE_REQUESTS", "1")
         .env("STAGEHAND_MANIFEST_SAVE_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let manifest = target.with_file_name(".set.stagehand.json");
@@ -523,7 +525,7 @@ fn datastore_show_and_check_say_where_credentials_come_from_and_what_is_wrong() 
         )
         .output()
         .unwrap();
-    let (so, se) = expect_code(&o, code::STAGING_FAILED);
+    let (so, se) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
     assert!(
         se.contains("authentication") && se.contains("account key"),
         "{se}"

@@ -234,7 +234,7 @@ fn a_token_the_service_refuses_fails_saying_authentication() {
     let ca = Some(tls.ca.as_path());
     create_container(&s, ca);
     let o = datastore(&s, ca, &token, &["check", "sp"]);
-    let (so, se) = expect_code(&o, code::STAGING_FAILED);
+    let (so, se) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
     let text = so + &se;
     assert!(
         text.contains("datastore \"sp\"") && text.contains("authentication"),

@@ -196,6 +196,8 @@ fn sigterm_to_the_agent_stops_and_removes_the_container() {
         .run_cmd(&job)
         .arg("--run-id")
         .arg(&run_id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_started(&s, &mut child);
@@ -512,6 +514,8 @@ fn gc_removes_the_container_of_a_sigkilled_agent_and_keeps_live_ones() {
         .run_cmd(&job)
         .arg("--run-id")
         .arg(&run_id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_started(&s, &mut child);
@@ -608,6 +612,8 @@ fn a_mount_made_under_the_run_folder_after_start_is_seen_inside() {
         .run_cmd(&job)
         .arg("--run-id")
         .arg(&run_id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_started(&s, &mut child);

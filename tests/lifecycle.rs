@@ -132,6 +132,7 @@ fn exit_codes_are_as_documented() {
     assert_eq!(
         [
             code::INVALID,
+            code::NOT_FOUND_OR_DENIED,
             code::INTERNAL,
             code::UPLOAD_FAILED,
             code::OUTPUT_FAILED,
@@ -139,7 +140,7 @@ fn exit_codes_are_as_documented() {
             code::TIMED_OUT,
             code::CANCELLED
         ],
-        [64, 70, 73, 74, 75, 124, 130]
+        [64, 66, 70, 73, 74, 75, 124, 130]
     );
 }
 

@@ -3,11 +3,20 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The version `--version` prints: the crate's, and the git commit it was built from
+/// ("unknown" outside a checkout; see agent/build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STAGEHAND_GIT_COMMIT"),
+    ")"
+);
+
 /// stagehand runs one machine-learning job on this node: it stages the job's data from
 /// its datastores, runs it, uploads its outputs, and reports through its exit code and
 /// a JSON event stream.
 #[derive(Debug, Parser)]
-#[command(name = "stagehand", version, propagate_version = true)]
+#[command(name = "stagehand", version = VERSION, propagate_version = true)]
 #[command(
     after_help = "Example:\n  stagehand run examples/hello/job.yaml\n  stagehand plan job.yaml --format json"
 )]
@@ -141,6 +150,11 @@ pub enum Command {
         /// runconfig or aml-job; default: detected); repeat or separate with commas.
         #[arg(long, value_enum, value_delimiter = ',', action = clap::ArgAction::Append)]
         format: Vec<PlanFormatArg>,
+        /// Also check, without writing anything, that the run can go: inputs exist and
+        /// can be read, outputs' stores can be reached, the image is there or pullable,
+        /// the disk has room for the downloads. Every failure is reported (exit 66).
+        #[arg(long)]
+        check: bool,
     },
     /// Check job specs (and their workspaces) and report every problem.
     #[command(after_help = "Example:\n  stagehand validate jobs/*.yaml")]
@@ -199,6 +213,22 @@ pub enum Command {
         pgid: i32,
         /// Its leader's start time (clock ticks after boot).
         start: u64,
+    },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Example:\n  stagehand completions bash > /etc/bash_completion.d/stagehand\n  stagehand completions zsh > \"${fpath[1]}/_stagehand\"\n  stagehand completions fish > ~/.config/fish/completions/stagehand.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: crate::shell_docs::Shell,
+    },
+    /// Write the manual pages (roff): the top page to stdout, or every page into --dir.
+    #[command(hide = true)]
+    Man {
+        /// Write stagehand.1 and one page per subcommand into this folder.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Print the JSON Schema of a file format.
     #[command(after_help = "Example:\n  stagehand schema job > job.schema.json")]

@@ -6,14 +6,16 @@
 //! says where each one comes from.
 
 use crate::outcome::DatastoreError;
+use crate::progress_bar::with_progress;
 use crate::stage::progress::Progress;
 use crate::stage::{download, upload, Moved};
 use crate::store::{self, azure, DynStore};
 use clap::{Args, Subcommand};
+use stagehand_protocol::size::human;
 use stagehand_protocol::{Datastore, Workspace};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `stagehand datastore`: its options and subcommand.
 #[derive(Debug, Args)]
@@ -57,7 +59,7 @@ pub enum DatastoreCommand {
     },
     /// Upload files; each lands at TARGET_PATH/<its path relative to --relative-root>.
     #[command(
-        after_help = "Example:\n  stagehand datastore upload-files workspaceblobstore data/a.csv data/b/c.csv --relative-root data --target-path raw"
+        after_help = "Example (uploads raw/a.csv and raw/b/c.csv):\n  stagehand datastore upload-files blobs data/a.csv data/b/c.csv \\\n    --relative-root data --target-path raw"
     )]
     UploadFiles {
         /// The datastore's name.
@@ -106,6 +108,24 @@ pub enum DatastoreCommand {
         #[arg(long, short = 'r')]
         recursive: bool,
     },
+    /// Add a datastore to the workspace file (comments and order kept), after checking
+    /// that its credentials reach it; secrets only as env:NAME or file:PATH.
+    #[command(
+        after_help = "Example:\n  stagehand datastore register blobs --type azure-blob \\\n    --account-name mystorage --container-name training \\\n    --account-key env:AZURE_STORAGE_KEY --create-if-not-exists"
+    )]
+    Register(crate::registry_cmd::Register),
+    /// Make a datastore the workspace's default.
+    #[command(after_help = "Example:\n  stagehand datastore set-default blobs")]
+    SetDefault {
+        /// The datastore's name.
+        name: String,
+    },
+    /// Remove a datastore from the workspace file (its data is untouched).
+    #[command(after_help = "Example:\n  stagehand datastore unregister scratch")]
+    Unregister {
+        /// The datastore's name.
+        name: String,
+    },
     /// Check that the credentials reach the container, and say precisely what is wrong when they do not.
     #[command(
         after_help = "Example:\n  stagehand datastore check workspaceblobstore --create-if-not-exists"
@@ -137,6 +157,17 @@ pub async fn run(args: DatastoreArgs) -> i32 {
 async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
     let ws_file = crate::plan::find_workspace(None, args.workspace.as_deref())
         .unwrap_or_else(|| PathBuf::from(crate::plan::WORKSPACE_FILE));
+    // The registry verbs edit the file (which `register` may create): before loading.
+    match &args.command {
+        DatastoreCommand::Register(r) => return crate::registry_cmd::register(&ws_file, r).await,
+        DatastoreCommand::SetDefault { name } => {
+            return crate::registry_cmd::set_default(&ws_file, name)
+        }
+        DatastoreCommand::Unregister { name } => {
+            return crate::registry_cmd::unregister(&ws_file, name)
+        }
+        _ => {}
+    }
     let ws = stagehand_protocol::load_workspace(&ws_file).map_err(DatastoreError::Workspace)?;
     for w in &ws.warnings {
         tracing::warn!("{w}");
@@ -149,6 +180,9 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let ws = ws.value;
     match args.command {
+        DatastoreCommand::Register(_)
+        | DatastoreCommand::SetDefault { .. }
+        | DatastoreCommand::Unregister { .. } => Ok(()),
         DatastoreCommand::List => list(&ws),
         DatastoreCommand::Show { name } => show(&ws, &name),
         DatastoreCommand::Check {
@@ -456,64 +490,6 @@ async fn check(
     ))
 }
 
-/// Runs `work` while showing its progress (a bar on a terminal, else a line a second);
-/// returns its result and how long it took.
-async fn with_progress<T>(
-    what: &'static str,
-    progress: &Arc<Progress>,
-    work: impl std::future::Future<Output = T>,
-) -> (T, Duration) {
-    use std::io::IsTerminal;
-    let p = progress.clone();
-    let started = Instant::now();
-    let ticker = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let (files, bytes) = p.get();
-                bar.set_message(rate_line(what, files, bytes, started));
-                bar.tick();
-            }
-        })
-    } else {
-        tokio::spawn(async move {
-            let mut last = (0, 0);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let now = p.get();
-                if now != last {
-                    let _ = crate::console::errln(&rate_line(what, now.0, now.1, started));
-                    last = now;
-                }
-            }
-        })
-    };
-    let out = work.await;
-    ticker.abort();
-    let _ = ticker.await;
-    if std::io::stderr().is_terminal() {
-        let _ = crate::console::err("\r\x1b[2K");
-    }
-    (out, started.elapsed())
-}
-
-fn rate_line(what: &str, files: u64, bytes: u64, started: Instant) -> String {
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    format!(
-        "{what}: {files} files, {:.1} MiB, {:.1} MiB/s",
-        bytes as f64 / 1048576.0,
-        bytes as f64 / 1048576.0 / secs
-    )
-}
-
 /// Prints what a transfer moved, how fast.
 fn report(
     verb: &str,
@@ -529,9 +505,9 @@ fn report(
         String::new()
     };
     say(&format!(
-        "{verb} {} file(s), {} bytes, {name}:{path} in {secs:.2}s ({:.1} MiB/s){kept}",
+        "{verb} {} file(s), {}, {name}:{path} in {secs:.2}s ({}/s){kept}",
         m.files,
-        m.bytes,
-        m.bytes as f64 / 1048576.0 / secs.max(0.001)
+        human(m.bytes),
+        human((m.bytes as f64 / secs.max(0.001)) as u64)
     ))
 }

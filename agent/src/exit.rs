@@ -4,6 +4,10 @@
 
 /// The spec, the workspace or the command line is invalid. Retrying will not help.
 pub const INVALID: i32 = 64;
+/// Something the job needs is not there or not permitted: an input path that does not
+/// exist, a file or credential that is refused (permission denied, authentication
+/// failed). sysexits' EX_NOINPUT. Retrying will not help until someone fixes it.
+pub const NOT_FOUND_OR_DENIED: i32 = 66;
 /// The agent itself failed (a bug, or the node is broken).
 pub const INTERNAL: i32 = 70;
 /// Uploading an output failed (the job itself succeeded).

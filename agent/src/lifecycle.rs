@@ -9,6 +9,7 @@ use crate::events::Events;
 use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::outcome::{Outcome, Ran, StageError, UploadError};
 use crate::plan::{DataPlan, Loaded, Plan};
+use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
@@ -17,6 +18,7 @@ use crate::store::{self, DynStore, Entry, StoreError};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
+use stagehand_protocol::size::human;
 use stagehand_protocol::{Mode, UploadOn};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -131,7 +133,7 @@ impl Job<'_> {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let exit = match self.launch(log_dir).await {
+        let (exit, not_started) = match self.launch(log_dir).await {
             Ok(e) => e,
             Err(e) => return Outcome::Launch(e),
         };
@@ -142,6 +144,7 @@ impl Job<'_> {
             exit,
             timeout_secs: self.plan.timeout_secs,
             uploads,
+            not_started,
         })
     }
 
@@ -178,14 +181,21 @@ impl Job<'_> {
         let staged_at = Instant::now();
         let stores = open_stores(self.loaded, self.plan)?;
         let (plan, events) = (self.plan, self.events);
+        let phase = Arc::new(Progress::default());
+        let shown = progress_bar::Shown::bar_on_terminal("staging", phase.clone());
+        let t = Transfer {
+            stores: &stores,
+            events,
+            phase: &phase,
+        };
         let data = async {
             if let Some(code) = &plan.code {
-                stage_one(code, "code snapshot".into(), &stores, events, mounts).await?;
+                stage_one(code, "code snapshot".into(), &t, mounts).await?;
             }
             let inputs = plan
                 .inputs
                 .iter()
-                .map(|d| stage_one(d, format!("input {:?}", d.name), &stores, events, mounts));
+                .map(|d| stage_one(d, format!("input {:?}", d.name), &t, mounts));
             let moved = try_join_all(inputs).await?;
             make_output_dirs(plan)?;
             Ok::<u64, StageError>(moved.iter().sum())
@@ -197,6 +207,7 @@ impl Job<'_> {
             r = both => self.downloaded = r?,
             _ = self.cancel.after(seen) => return Err(StageError::Cancelled),
         }
+        shown.finish().await;
         events.emit(EventKind::Staged {
             bytes: self.downloaded,
             duration_ms: ms(staged_at),
@@ -205,8 +216,9 @@ impl Job<'_> {
     }
 
     /// Launches the job and supervises it to its end. A program that cannot be started
-    /// is the job's failure (127, as in a shell), not the agent's.
-    async fn launch(&self, log_dir: PathBuf) -> Result<Exit, RunError> {
+    /// is the job's failure (127, as in a shell), not the agent's: its error comes
+    /// back beside the exit.
+    async fn launch(&self, log_dir: PathBuf) -> Result<(Exit, Option<RunError>), RunError> {
         let plan = self.plan;
         let ran_at = Instant::now();
         let launch = Launch {
@@ -222,10 +234,12 @@ impl Job<'_> {
                 container: s.container,
             })
         };
+        let mut not_started = None;
         let exit = match self.runner.run(&launch, self.cancel, &on_start).await {
             Ok(e) => e,
             Err(e @ RunError::Spawn { .. }) => {
                 tracing::error!("{e}");
+                not_started = Some(e);
                 Exit {
                     code: Some(127),
                     signal: None,
@@ -234,7 +248,9 @@ impl Job<'_> {
             }
             Err(e) => return Err(e),
         };
+        let started = not_started.is_none();
         let reason = match exit.ended_by {
+            EndedBy::Itself if !started => "not_started",
             EndedBy::Itself => "exited",
             EndedBy::Cancelled => "cancelled",
             EndedBy::TimedOut => "timed_out",
@@ -245,8 +261,12 @@ impl Job<'_> {
             reason: reason.into(),
             duration_ms: ms(ran_at),
         });
-        tracing::info!("job ended ({reason}) with code {}", exit.job_code());
-        Ok(exit)
+        if started {
+            tracing::info!("job ended ({reason}) with code {}", exit.job_code());
+        } else {
+            tracing::info!("job not started; exit code {}", exit.job_code());
+        }
+        Ok((exit, not_started))
     }
 
     /// Uploads the outputs whose `upload_on` is due; a signal interrupts it. Returns
@@ -257,7 +277,15 @@ impl Job<'_> {
         let seen = self.cancel.received().0;
         let due = due_outputs(self.plan, success, self.events);
         let events = self.events;
-        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, stores, events)));
+        let phase = Arc::new(Progress::default());
+        let shown = progress_bar::Shown::bar_on_terminal("upload", phase.clone());
+        let t = Transfer {
+            stores,
+            events,
+            phase: &phase,
+        };
+        let run_id = &self.plan.run_id;
+        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, run_id, &t)));
         let mut errors = Vec::new();
         tokio::select! {
             results = uploads => {
@@ -270,6 +298,7 @@ impl Job<'_> {
             }
             _ = self.cancel.after(seen) => errors.push(UploadError::Interrupted),
         }
+        shown.finish().await;
         events.emit(EventKind::Uploaded {
             bytes: self.uploaded,
             duration_ms: ms(upload_at),
@@ -343,14 +372,22 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
     Ok(out)
 }
 
+/// What every transfer of a phase shares: the stores, the event sink, and the phase's
+/// progress (which the terminal's bar shows).
+struct Transfer<'a> {
+    stores: &'a Stores,
+    events: &'a Arc<Events>,
+    phase: &'a Arc<Progress>,
+}
+
 async fn stage_one(
     d: &DataPlan,
     what: String,
-    stores: &Stores,
-    events: &Arc<Events>,
+    t: &Transfer<'_>,
     mounts: &RunMounts,
 ) -> Result<u64, StageError> {
-    let store = &stores[&d.store_key()];
+    let events = t.events;
+    let store = &t.stores[&d.store_key()];
     let started = Instant::now();
     events.emit(EventKind::StageStarted {
         name: d.name.clone(),
@@ -386,7 +423,7 @@ async fn stage_one(
     }
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
-        let (progress, _ticker) = track(events, &d.name, false);
+        let (progress, _ticker) = track(events, &d.name, false, t.phase);
         download::download(
             store,
             &d.path,
@@ -406,9 +443,9 @@ async fn stage_one(
     };
     if download_instead {
         tracing::info!(
-            "{what}: {} file(s), {} bytes copied; {} unchanged file(s) kept",
+            "{what}: {} file(s), {} copied; {} unchanged file(s) kept",
             moved.files,
-            moved.bytes,
+            human(moved.bytes),
             moved.skipped_files
         );
     }
@@ -440,18 +477,20 @@ async fn check_in_place(store: &DynStore, path: &str) -> Result<(), StoreError> 
 
 /// Progress counters for one transfer, reported as an event every second and as a
 /// log line every five while they move.
-fn track(events: &Arc<Events>, name: &str, upload: bool) -> (Arc<Progress>, Ticker) {
-    let progress = Arc::new(Progress::default());
+fn track(
+    events: &Arc<Events>,
+    name: &str,
+    upload: bool,
+    phase: &Arc<Progress>,
+) -> (Arc<Progress>, Ticker) {
+    let progress = Arc::new(Progress::child_of(phase));
     let (ev, name) = (events.clone(), name.to_string());
     let ticks = std::sync::atomic::AtomicU64::new(0);
     let ticker = Ticker::start(progress.clone(), move |files, bytes| {
         let name = name.clone();
         if ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5 == 4 {
             let verb = if upload { "uploaded" } else { "downloaded" };
-            tracing::info!(
-                "{name}: {files} file(s), {:.1} MiB {verb} so far",
-                bytes as f64 / 1048576.0
-            );
+            tracing::info!("{name}: {files} file(s), {} {verb} so far", human(bytes));
         }
         ev.emit(if upload {
             EventKind::UploadProgress { name, files, bytes }
@@ -462,30 +501,31 @@ fn track(events: &Arc<Events>, name: &str, upload: bool) -> (Arc<Progress>, Tick
     (progress, ticker)
 }
 
-async fn upload_one(
-    d: &DataPlan,
-    stores: &Stores,
-    events: &Arc<Events>,
-) -> Result<u64, UploadError> {
-    let store = &stores[&d.store_key()];
+async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64, UploadError> {
+    let (events, store) = (t.events, &t.stores[&d.store_key()]);
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
         name: d.name.clone(),
         source: d.local_path.display().to_string(),
         destination: format!("{}:{}", d.datastore, d.path),
     });
-    let (progress, _ticker) = track(events, &d.name, true);
+    let (progress, _ticker) = track(events, &d.name, true, t.phase);
     let moved = upload::upload(store, &d.local_path, &d.path, d.overwrite, &progress)
         .await
         .map_err(|source| UploadError::Output {
             name: d.name.clone(),
             source,
+            run_id_in_path: d
+                .path
+                .split('/')
+                .any(|segment| segment == run_id)
+                .then(|| run_id.to_string()),
         })?;
     tracing::info!(
-        "output {:?}: {} file(s), {} bytes uploaded to {}:{}",
+        "output {:?}: {} file(s), {} uploaded to {}:{}",
         d.name,
         moved.files,
-        moved.bytes,
+        human(moved.bytes),
         d.datastore,
         d.path
     );

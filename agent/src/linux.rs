@@ -183,6 +183,20 @@ pub fn mount_propagates(path: &Path) -> bool {
     best.map(|(_, t)| t).unwrap_or(false)
 }
 
+/// The bytes free for an unprivileged writer on the file system that holds `path`, or
+/// its nearest existing ancestor (a run folder that is not made yet).
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let mut at = path;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let st = nix::sys::statvfs::statvfs(at).map_err(std::io::Error::from)?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

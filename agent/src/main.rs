@@ -145,7 +145,7 @@ async fn dispatch(cli: Cli) -> i32 {
             workspace.as_deref(),
             load_options(format, source_path),
         ),
-        Command::Plan { job, format } => show_plan(job, &format),
+        Command::Plan { job, format, check } => show_plan(job, &format, check).await,
         Command::Convert {
             job,
             format,
@@ -171,6 +171,12 @@ async fn dispatch(cli: Cli) -> i32 {
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
         Command::Guard { pgid, start } => run::guard::guard(pgid, start),
+        Command::Completions { shell } => {
+            stagehand::outcome::print_code(&stagehand::shell_docs::completions(shell))
+        }
+        Command::Man { dir } => {
+            stagehand::outcome::print_code(&stagehand::shell_docs::man(dir.as_deref()))
+        }
     }
 }
 
@@ -216,8 +222,10 @@ fn validate(
     }
 }
 
-/// `stagehand plan`: what `run` would do, as text or JSON; touches nothing.
-fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg]) -> i32 {
+/// `stagehand plan`: what `run` would do, as text or JSON; touches nothing. With
+/// `--check`, also what would stop it: every input, credential, image and disk, read
+/// only.
+async fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg], check: bool) -> i32 {
     let (format, job_format) = match split_plan_format(format) {
         Ok(f) => f,
         Err(e) => {
@@ -239,7 +247,13 @@ fn show_plan(job: cli::JobArgs, format: &[PlanFormatArg]) -> i32 {
         PlanFormat::Text => plan::render_text(&plan),
         PlanFormat::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
     };
-    printed(&text)
+    let code = printed(&text);
+    if code != 0 || !check {
+        return code;
+    }
+    let found = stagehand::preflight::check(&loaded, &plan).await;
+    stagehand::preflight::print(&found);
+    stagehand::outcome::preflight_code(&found.failures)
 }
 
 /// Prints what `gc` did; 70 when something could not be removed.

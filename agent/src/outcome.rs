@@ -122,20 +122,80 @@ impl OutputError {
     }
 }
 
+impl StageError {
+    /// Whether staging failed on something a retry cannot fix: an input that does not
+    /// exist, or access that is refused.
+    fn not_found_or_denied(&self) -> bool {
+        match self {
+            StageError::Open(e) | StageError::InPlace { source: e, .. } => {
+                store_not_found_or_denied(e)
+            }
+            StageError::Mount {
+                source: MountError::Store(e),
+                ..
+            } => store_not_found_or_denied(e),
+            StageError::Download { source, .. } => transfer_not_found_or_denied(source),
+            _ => false,
+        }
+    }
+}
+
+/// A store's "not there" or "not allowed": the path is missing, the credentials are
+/// refused, or a local file answers ENOENT/EACCES.
+fn store_not_found_or_denied(e: &StoreError) -> bool {
+    match e {
+        StoreError::NotFound { .. } | StoreError::Auth { .. } => true,
+        StoreError::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ),
+        _ => false,
+    }
+}
+
+fn transfer_not_found_or_denied(e: &TransferError) -> bool {
+    matches!(e, TransferError::Store(s) if store_not_found_or_denied(s))
+}
+
 /// An output that did not reach its datastore.
 #[derive(Debug, Error)]
 pub enum UploadError {
     /// The transfer failed.
-    #[error("uploading output {name:?} failed: {source}")]
+    #[error("uploading output {name:?} failed: {source}{}", exists_advice(source, run_id_in_path.as_deref()))]
     Output {
         /// The output's name.
         name: String,
         /// Why.
         source: TransferError,
+        /// The run id, when the output's datastore path holds it (`runs/{run_id}/…`):
+        /// then files already there mean the run id was used before.
+        run_id_in_path: Option<String>,
     },
     /// A second signal stopped the uploads.
     #[error("upload interrupted by a signal")]
     Interrupted,
+}
+
+/// What to do when an output's files exist already and overwrite is false: a path
+/// with the run id in it means the id was reused (`--run-id`); one without needs it.
+fn exists_advice(e: &TransferError, run_id_in_path: Option<&str>) -> String {
+    match (e, run_id_in_path) {
+        (TransferError::Exists { .. }, Some(id)) => format!(
+            ". The run id {id:?} was used before (--run-id): run again without --run-id (each run then gets a new id), give an id not used yet, or set overwrite: true"
+        ),
+        (TransferError::Exists { .. }, None) => {
+            ". Put {run_id} in the output's path, or set overwrite: true".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+/// What to do when `datastore upload` finds files there already.
+fn upload_cmd_advice(e: &TransferError) -> &'static str {
+    match e {
+        TransferError::Exists { .. } => ". Pass --overwrite to replace them",
+        _ => "",
+    }
 }
 
 /// How the job itself went, once it was launched.
@@ -147,6 +207,8 @@ pub struct Ran {
     pub timeout_secs: Option<f64>,
     /// The outputs that failed to upload (empty when all due ones landed).
     pub uploads: Vec<UploadError>,
+    /// Why the program could not be started (the exit is then 127, as a shell's).
+    pub not_started: Option<RunError>,
 }
 
 /// How a run ended.
@@ -202,6 +264,7 @@ impl Outcome {
                     StageError::RunDir { .. } => (Status::AgentError, exit::INTERNAL),
                     StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
                     StageError::Events(e) => (Status::AgentError, e.exit_code()),
+                    e if e.not_found_or_denied() => (Status::Failed, exit::NOT_FOUND_OR_DENIED),
                     _ => (Status::Failed, exit::STAGING_FAILED),
                 };
                 Report::new(status, Phase::Stage, code, e.to_string())
@@ -279,7 +342,10 @@ impl Ran {
                 Status::Failed,
                 Phase::Run,
                 code,
-                with_uploads(format!("the job exited with code {code}")),
+                with_uploads(match &self.not_started {
+                    Some(e) => e.to_string(),
+                    None => format!("the job exited with code {code}"),
+                }),
             ),
             EndedBy::Itself => match uploads {
                 Some(u) => Report::new(Status::Failed, Phase::Upload, exit::UPLOAD_FAILED, u),
@@ -322,6 +388,10 @@ pub enum DatastoreError {
     /// The command line names something that is not there or not valid.
     #[error("{0}")]
     Usage(String),
+    /// The workspace file cannot be edited as asked (`register`, `set-default`,
+    /// `unregister`).
+    #[error(transparent)]
+    Edit(crate::registry_edit::EditError),
     /// The datastore could not be opened (its configuration).
     #[error(transparent)]
     Open(StoreError),
@@ -329,7 +399,7 @@ pub enum DatastoreError {
     #[error(transparent)]
     Store(StoreError),
     /// An upload failed.
-    #[error(transparent)]
+    #[error("{}{}", .0, upload_cmd_advice(.0))]
     Upload(TransferError),
     /// A download failed.
     #[error(transparent)]
@@ -343,13 +413,51 @@ impl DatastoreError {
     /// The exit code of a failed datastore command: the same codes as a run's phases.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DatastoreError::Workspace(_) | DatastoreError::Usage(_) | DatastoreError::Open(_) => {
-                exit::INVALID
+            DatastoreError::Workspace(_)
+            | DatastoreError::Usage(_)
+            | DatastoreError::Edit(_)
+            | DatastoreError::Open(_) => exit::INVALID,
+            DatastoreError::Store(e) if store_not_found_or_denied(e) => exit::NOT_FOUND_OR_DENIED,
+            DatastoreError::Download(e) if transfer_not_found_or_denied(e) => {
+                exit::NOT_FOUND_OR_DENIED
             }
             DatastoreError::Store(_) | DatastoreError::Download(_) => exit::STAGING_FAILED,
             DatastoreError::Upload(_) => exit::UPLOAD_FAILED,
             DatastoreError::Output(e) => e.exit_code(),
         }
+    }
+}
+
+/// The exit code of `plan --check`: 0 when everything passed;
+/// [`exit::NOT_FOUND_OR_DENIED`] when anything is missing or refused (an input, a
+/// credential, an image with `pull: never` or that its registry does not offer), which
+/// a retry cannot fix; [`exit::STAGING_FAILED`] when only a service did not answer or
+/// this node's disk is short (another node may do).
+pub fn preflight_code(failures: &[crate::preflight::Failure]) -> i32 {
+    use crate::preflight::Failure;
+    if failures.is_empty() {
+        return 0;
+    }
+    let fatal = failures.iter().any(|f| match f {
+        Failure::Store { source, .. } => store_not_found_or_denied(source),
+        Failure::Image(RunError::ImageMissing { .. } | RunError::PullFailed { .. }) => true,
+        Failure::Image(_) => false,
+        Failure::Disk { .. } => false,
+        Failure::DiskUnreadable { .. } => false,
+    });
+    if fatal {
+        exit::NOT_FOUND_OR_DENIED
+    } else {
+        exit::STAGING_FAILED
+    }
+}
+
+/// The exit code of a command that only prints (`completions`, `man`): 0, or
+/// [`exit::OUTPUT_FAILED`] when its output could not be written (the command said why).
+pub fn print_code(written: &std::io::Result<()>) -> i32 {
+    match written {
+        Ok(()) => 0,
+        Err(_) => exit::OUTPUT_FAILED,
     }
 }
 
@@ -366,6 +474,7 @@ mod tests {
             },
             timeout_secs: Some(5.0),
             uploads: (0..uploads).map(|_| UploadError::Interrupted).collect(),
+            not_started: None,
         })
         .report()
     }
@@ -451,6 +560,70 @@ mod tests {
         assert_eq!((r.status, r.code), (Status::Failed, 3));
         let r = ran(Some(0), None, EndedBy::Itself, 0).with_lost_output(None);
         assert_eq!(r.code, 0);
+    }
+
+    #[test]
+    fn a_missing_or_refused_input_is_not_retryable() {
+        let missing = StoreError::NotFound {
+            datastore: "d".into(),
+            path: "x".into(),
+        };
+        let r = Outcome::Staging(StageError::Download {
+            what: "input \"a\"".into(),
+            source: TransferError::Store(missing),
+        })
+        .report();
+        assert_eq!(
+            (r.status, r.code),
+            (Status::Failed, exit::NOT_FOUND_OR_DENIED)
+        );
+        let denied = StoreError::Io {
+            action: "reading",
+            path: "/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let r = Outcome::Staging(StageError::InPlace {
+            what: "input \"a\"".into(),
+            source: denied,
+        })
+        .report();
+        assert_eq!(r.code, exit::NOT_FOUND_OR_DENIED);
+        let refused = StoreError::Auth {
+            datastore: "d".into(),
+            detail: "403".into(),
+        };
+        assert_eq!(
+            DatastoreError::Store(refused).exit_code(),
+            exit::NOT_FOUND_OR_DENIED
+        );
+        // A service that does not answer is still worth a retry.
+        let r = Outcome::Staging(StageError::Open(StoreError::Remote {
+            datastore: "d".into(),
+            detail: "503".into(),
+        }))
+        .report();
+        assert_eq!(r.code, exit::STAGING_FAILED);
+    }
+
+    #[test]
+    fn preflight_is_non_retryable_when_anything_is_missing_or_refused() {
+        use crate::preflight::Failure;
+        assert_eq!(preflight_code(&[]), 0);
+        let short = Failure::Disk {
+            need: 2,
+            free: 1,
+            dir: "/x".into(),
+        };
+        assert_eq!(preflight_code(&[short]), exit::STAGING_FAILED);
+        let missing = Failure::Image(RunError::ImageMissing { image: "i".into() });
+        let down = Failure::Store {
+            what: "input \"a\"".into(),
+            source: StoreError::Remote {
+                datastore: "d".into(),
+                detail: "503".into(),
+            },
+        };
+        assert_eq!(preflight_code(&[down, missing]), exit::NOT_FOUND_OR_DENIED);
     }
 
     #[test]

@@ -39,9 +39,35 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(t).map_err(|e| {
         format!(
-            "invalid duration {text:?} ({e}); expected e.g. \"90s\", \"2h\", \"1h 30m\" or a number of seconds"
+            "invalid duration {text:?}: {}; expected e.g. \"90s\", \"2h\", \"1h 30m\" or a number of seconds",
+            why(t, &e)
         )
     })
+}
+
+/// The units people write, for "did you mean" (humantime accepts more spellings).
+const UNITS: &[&str] = &[
+    "ms", "s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes", "h",
+    "hr", "hour", "hours", "d", "day", "days", "w", "week", "weeks",
+];
+
+/// The parser's complaint in a person's words (humantime says "expected number at 0").
+fn why(text: &str, e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let at = |i: usize| text.get(i..).unwrap_or_default();
+    match e {
+        E::InvalidCharacter(i) => format!(
+            "{:?} cannot be part of a duration",
+            at(*i).chars().next().unwrap_or(' ')
+        ),
+        E::NumberExpected(i) => format!("a number is missing before {:?}", at(*i)),
+        E::UnknownUnit { unit, .. } => match crate::suggest::nearest(unit, UNITS.iter().copied()) {
+            Some(near) => format!("{unit:?} is not a unit (did you mean `{near}`?)"),
+            None => format!("{unit:?} is not a unit (s, m, h, d, w)"),
+        },
+        E::NumberOverflow => "the number is too large".to_string(),
+        E::Empty => "it is empty".to_string(),
+    }
 }
 
 impl Serialize for SpecDuration {
@@ -84,6 +110,16 @@ mod tests {
         assert!(e.contains("expected a duration such as"), "{e}");
         let e = read("soon").unwrap_err();
         assert!(e.contains("invalid duration \"soon\""), "{e}");
+        // In words, not the parser's "expected number at 0".
+        let e = read("abc").unwrap_err();
+        assert!(e.contains("a number is missing before \"abc\""), "{e}");
+        let e = read("'2 hourz'").unwrap_err();
+        assert!(
+            e.contains("\"hourz\" is not a unit (did you mean `hour`?)"),
+            "{e}"
+        );
+        let e = read("'2x'").unwrap_err();
+        assert!(e.contains("\"x\" is not a unit (s, m, h, d, w)"), "{e}");
     }
 
     #[test]

@@ -192,6 +192,13 @@ pub enum UploadOn {
     Failure,
 }
 
+impl UploadOn {
+    /// Whether this is the default, `always`.
+    pub fn is_always(&self) -> bool {
+        *self == UploadOn::Always
+    }
+}
+
 /// What to do when a mount cannot be made (no FUSE on this node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -235,8 +242,9 @@ pub struct DataRef {
     /// existing files (default false: an existing file fails the upload).
     #[serde(default)]
     pub overwrite: bool,
-    /// Upload outputs only: when to upload (always, success, failure).
-    #[serde(default)]
+    /// Upload outputs only: when to upload (always, success, failure). Not written
+    /// when it is the default, so an input never shows it.
+    #[serde(default, skip_serializing_if = "UploadOn::is_always")]
     pub upload_on: UploadOn,
     /// Mount inputs only: what to do where FUSE is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ pub mod shard;
 pub mod size;
 pub mod storage_url;
 pub mod substitute;
+pub mod suggest;
 pub mod workspace;
 
 pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};

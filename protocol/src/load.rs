@@ -9,6 +9,7 @@ use crate::locate::{Index, Location};
 use crate::path;
 use crate::secret::Secret;
 use crate::substitute::{references, Reference};
+use crate::suggest;
 use crate::workspace::{Datastore, Workspace};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
@@ -157,7 +158,15 @@ impl Reader<'_> {
                         if !full.ends_with(&format!(".{name}")) && full != name {
                             full = path_join(&full, name);
                         }
-                        message = format!("unknown field{}", &rest[end + 1..]);
+                        message = format!(
+                            "unknown field{}{}",
+                            &rest[end + 1..],
+                            suggest_from_message(name, &rest[end + 1..])
+                        );
+                    }
+                } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+                    if let Some(end) = rest.find('`') {
+                        message.push_str(&suggest_from_message(&rest[..end], &rest[end + 1..]));
                     }
                 }
                 message = message.replace("unknown variant", "unknown value");
@@ -217,7 +226,11 @@ impl Reader<'_> {
             } else {
                 self.push(
                     &path_join(base, &key),
-                    format!("unknown field, expected one of {}", known.join(", ")),
+                    format!(
+                        "unknown field, expected one of {}{}",
+                        known.join(", "),
+                        suggest::did_you_mean(&key, known.iter().copied())
+                    ),
                 );
             }
         }
@@ -246,6 +259,13 @@ impl Reader<'_> {
         }
         out
     }
+}
+
+/// "; did you mean `x`?" for `word`, the candidates being the backticked names in the
+/// rest of serde's message (`, expected one of `a`, `b``).
+fn suggest_from_message(word: &str, rest: &str) -> String {
+    let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    suggest::did_you_mean(word, known)
 }
 
 fn path_join(a: &str, b: &str) -> String {
@@ -323,12 +343,8 @@ pub fn parse_job_partial(
     let kill_grace = r.take(&mut f, "kill_grace");
     let code = r.take(&mut f, "code");
     let container = r.take(&mut f, "container");
-    let inputs = f
-        .remove("inputs")
-        .map(|v| r.entries::<DataRef>("inputs", v));
-    let outputs = f
-        .remove("outputs")
-        .map(|v| r.entries::<DataRef>("outputs", v));
+    let inputs = f.remove("inputs").map(|v| r.data_refs("inputs", v));
+    let outputs = f.remove("outputs").map(|v| r.data_refs("outputs", v));
     let azure_ml_v2_variables = r.take(&mut f, "azure_ml_v2_variables");
     let distribution = r.take(&mut f, "distribution");
     let spec = JobSpec {
@@ -1065,5 +1081,6 @@ container_name: c
     }
 }
 
+mod data_ref;
 #[cfg(test)]
 mod tests;

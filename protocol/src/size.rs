@@ -37,9 +37,35 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A size for people, in decimal units as storage consoles show them: `7.3 GB`,
+/// `512 B`, `1.0 MB` (the one formatter beside the one parser).
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 999.95 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{human, parse_bytes};
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(7_361_003_520), "7.4 GB");
+        assert_eq!(human(7_300_000_000), "7.3 GB");
+        assert_eq!(human(1_000_000), "1.0 MB");
+        assert_eq!(human(999_999), "1.0 MB");
+    }
 
     #[test]
     fn docker_style_sizes() {

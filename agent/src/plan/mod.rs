@@ -210,6 +210,10 @@ pub fn local_mount_via_fuse() -> bool {
 pub struct Plan {
     /// The run's id.
     pub run_id: String,
+    /// Whether the run id was given (`--run-id`); otherwise every plan and every run
+    /// makes a new one, so `plan` shows an id (and folder) the next `run` will not use.
+    #[serde(skip)]
+    pub run_id_pinned: bool,
     /// The job's name.
     pub job: String,
     /// The run folder: logs, default input and output folders.
@@ -338,6 +342,8 @@ pub fn build_with(
     scheduler: Option<SchedulerIds>,
 ) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
+    // A run id given, or the scheduler's, is the next run's too; a new one is not.
+    let run_id_pinned = run_id.is_some() || scheduler.is_some();
     // A scheduler's task keeps its run id across a requeue: it resumes in its folder.
     let run_id = match (run_id, &scheduler) {
         (Some(id), _) => id.to_string(),
@@ -422,6 +428,7 @@ pub fn build_with(
 
     Ok(Plan {
         run_id,
+        run_id_pinned,
         job: spec.name.clone(),
         working_dir,
         code,

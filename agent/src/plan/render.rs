@@ -49,6 +49,12 @@ fn render_header(s: &mut String, plan: &Plan) {
         );
     }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
+    if !plan.run_id_pinned {
+        let _ = writeln!(
+            s,
+            "           (new at every run: `run` will make another; pin it with --run-id ID on both)"
+        );
+    }
     let _ = writeln!(s, "runner     {}", plan.runner);
     match &plan.container {
         Some(c) => {

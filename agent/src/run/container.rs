@@ -199,6 +199,30 @@ fn stop_signal(info: bollard::models::ImageInspect) -> String {
         .unwrap_or_else(|| "SIGTERM".into())
 }
 
+/// Preflight: the engine answers, and the image is there, or (when the pull policy
+/// allows a pull) its registry knows it. Pulls nothing.
+pub async fn image_check(c: &ContainerPlan) -> Result<&'static str, RunError> {
+    let docker = connect().await?;
+    let image = with_tag(&c.spec.image);
+    match docker.inspect_image(&image).await {
+        Ok(_) => return Ok("present on the engine"),
+        Err(e) if is_not_found(&e) => {}
+        Err(source) => return Err(RunError::InspectImage { image, source }),
+    }
+    if c.spec.pull == Pull::Never {
+        return Err(RunError::ImageMissing {
+            image: c.spec.image.clone(),
+        });
+    }
+    match docker.inspect_registry_image(&image, None).await {
+        Ok(_) => Ok("not on the engine, pullable from its registry"),
+        Err(e) => Err(RunError::PullFailed {
+            image,
+            reason: format!("its registry does not offer it: {}", reason(&e)),
+        }),
+    }
+}
+
 async fn pull(docker: &Docker, image: &str) -> Result<(), RunError> {
     tracing::info!("pulling image {image}");
     let opts = CreateImageOptionsBuilder::new().from_image(image).build();
@@ -481,6 +505,7 @@ fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: DockerError) -> R
                 std::io::ErrorKind::NotFound,
                 format!("in image {image}: {why}"),
             ),
+            near: None,
         }
     } else {
         RunError::Launch {

@@ -79,7 +79,7 @@ pub struct Started {
 #[derive(Debug, Error)]
 pub enum RunError {
     /// The program could not be started.
-    #[error("cannot start {program:?} in {}: {source}", workdir.display())]
+    #[error("{}", spawn_message(program, workdir, source, near.as_deref()))]
     Spawn {
         /// argv[0].
         program: String,
@@ -87,6 +87,8 @@ pub enum RunError {
         workdir: PathBuf,
         /// The OS error.
         source: std::io::Error,
+        /// A program on the PATH whose name is near argv[0] (`python3` for `pyhton3`).
+        near: Option<String>,
     },
     /// No container engine answers.
     #[error("no container engine reachable at {host}: {reason}. Start the Docker daemon (`systemctl start docker`, or `dockerd`), or point DOCKER_HOST at a running engine (unix:///path/to/docker.sock or tcp://HOST:2375)")]
@@ -215,6 +217,36 @@ pub trait Runner: Send + Sync {
         cancel: &Cancel,
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError>;
+}
+
+/// Why a program could not be started, in words that point at the cause: a bare name
+/// is looked up on the PATH (not in the working folder), a path is relative to the
+/// working folder.
+fn spawn_message(
+    program: &str,
+    workdir: &std::path::Path,
+    source: &std::io::Error,
+    near: Option<&str>,
+) -> String {
+    let near = near
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default();
+    match source.kind() {
+        std::io::ErrorKind::NotFound if !program.contains('/') => format!(
+            "the job was not started: program {program:?} was not found on PATH{near}"
+        ),
+        std::io::ErrorKind::NotFound => format!(
+            "the job was not started: program {program:?} does not exist (relative paths are relative to the working folder {})",
+            workdir.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "the job was not started: program {program:?} is not executable (chmod +x, or run it through its interpreter)"
+        ),
+        _ => format!(
+            "the job was not started: cannot start {program:?} in {}: {source}",
+            workdir.display()
+        ),
+    }
 }
 
 #[cfg(test)]

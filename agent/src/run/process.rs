@@ -202,11 +202,35 @@ fn spawn(
             Ok(())
         });
     }
-    cmd.spawn().map_err(|source| RunError::Spawn {
-        program: plan.command[0].clone(),
-        workdir: plan.working_dir.clone(),
-        source,
+    cmd.spawn().map_err(|source| {
+        let program = &plan.command[0];
+        let bare = source.kind() == std::io::ErrorKind::NotFound && !program.contains('/');
+        let path = plan
+            .environment
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        RunError::Spawn {
+            program: program.clone(),
+            workdir: plan.working_dir.clone(),
+            source,
+            near: bare.then(|| near_program(program, &path)).flatten(),
+        }
     })
+}
+
+/// The program on `path` whose name is nearest to `program` (a typo's fix), if any.
+/// Only read when a start has failed, so its cost (a listing of each PATH folder) is
+/// paid once, on the way out.
+fn near_program(program: &str, path: &str) -> Option<String> {
+    let names: Vec<String> = std::env::split_paths(path)
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    stagehand_protocol::suggest::nearest(program, names.iter().map(String::as_str))
+        .map(str::to_string)
 }
 
 /// The job's process and its group, as the supervisor sees them: signals go to the

@@ -72,6 +72,10 @@ pub async fn download(
         objects = slice.select(objects, |(rel, _)| rel);
     }
     let parent = make_folders(&objects, target, is_file)?;
+    progress.add_total(
+        objects.len() as u64,
+        objects.iter().map(|(_, o)| o.size).sum(),
+    );
 
     // A run killed with SIGKILL leaves its temporary files behind: clear them first.
     remove_stale_partials(if is_file { parent } else { target }, !is_file);

@@ -59,7 +59,8 @@ pub enum TransferError {
         names: Vec<String>,
     },
     /// `overwrite: false` and these objects exist already.
-    #[error("datastore {datastore:?}: {} file(s) already exist and overwrite is false: {}; nothing was uploaded for this output. Put {{run_id}} in the output's path, or set overwrite: true", paths.len(), paths.join(", "))]
+    /// (What to do about it depends on the caller: see `outcome::UploadError`.)
+    #[error("datastore {datastore:?}: {} file(s) already exist and overwrite is false: {}; nothing was uploaded", paths.len(), paths.join(", "))]
     Exists {
         /// Datastore name.
         datastore: String,

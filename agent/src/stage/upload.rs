@@ -58,6 +58,10 @@ pub async fn upload_pairs(
             });
         }
     }
+    let sizes = pairs
+        .iter()
+        .map(|(src, _)| std::fs::metadata(src).map_or(0, |m| m.len()));
+    progress.add_total(pairs.len() as u64, sizes.sum());
     stream::iter(pairs.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |(src, path)| async move {
             let (store, src, path) = (store.clone(), src.clone(), path.clone());

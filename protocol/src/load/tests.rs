@@ -690,6 +690,85 @@ container: {image: i, gpus: 0}
     insta::assert_snapshot!(p.to_string());
 }
 
+// --- One entry's every problem, and the near miss ---------------------------------------
+
+/// Every problem `load_and_validate_job` finds in `text`, as (field, message).
+fn all_problems(text: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(JOB);
+    std::fs::write(&file, text).unwrap();
+    let err = load_and_validate_job(&file, &workspace(WS).value, None).unwrap_err();
+    err.0.into_iter().map(|p| (p.field, p.message)).collect()
+}
+
+#[test]
+fn every_problem_of_one_entry_is_reported_at_once() {
+    let got = all_problems(
+        r#"name: j
+command: [x]
+inputs:
+  a: {datastore: nostore, path: ../x, mode: mnt}
+"#,
+    );
+    let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["inputs.a.datastore", "inputs.a.path", "inputs.a.mode"],
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn a_mode_error_lists_only_what_the_kind_allows_and_maps_azure_ml_names() {
+    let got = all_problems(
+        r#"name: j
+command: [x]
+inputs:
+  a: {path: x, mode: mnt}
+  b: {path: x, mode: ro_mount}
+outputs:
+  o: {path: y, mode: uplod}
+"#,
+    );
+    assert_eq!(
+        got[0].1,
+        "unknown value `mnt`, expected one of `mount`, `download`; did you mean `mount`?"
+    );
+    assert_eq!(
+        got[1].1,
+        "unknown value `ro_mount`, expected one of `mount`, `download`; Azure ML's `ro_mount`: did you mean `mount`?"
+    );
+    assert_eq!(
+        got[2].1,
+        "unknown value `uplod`, expected `upload`; did you mean `upload`?"
+    );
+}
+
+#[test]
+fn a_misspelt_field_gets_the_near_name() {
+    let got = all_problems(
+        r#"name: j
+comand: [x]
+inputs:
+  a: {datastor: local, path: x, mode: download}
+container: {image: i, pul: never}
+"#,
+    );
+    let say = |field: &str| {
+        got.iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("no problem at {field}: {got:#?}"))
+    };
+    assert!(say("comand").ends_with("; did you mean `command`?"));
+    assert!(say("inputs.a.datastor").ends_with("; did you mean `datastore`?"));
+    assert!(
+        say("container.pul").ends_with("did you mean `pull`?"),
+        "{}",
+        say("container.pul")
+    );
+}
+
 // --- Reading files, and both passes together -------------------------------------------
 
 #[test]
@@ -1053,4 +1132,15 @@ fn a_distribution_starts_at_least_one_host_process_on_at_least_one_node() {
         "host processes",
     );
     assert!(job(&with("distribution: {type: ray}\n")).is_err());
+}
+
+#[test]
+fn an_input_written_back_has_no_upload_on() {
+    let s = spec("name: j\ncommand: [x]\ninputs:\n  a: {path: x, mode: download}\n");
+    let yaml = serde_yaml::to_string(&s).unwrap();
+    assert!(!yaml.contains("upload_on"), "{yaml}");
+    let s =
+        spec("name: j\ncommand: [x]\noutputs:\n  o: {path: y, mode: upload, upload_on: success}\n");
+    let yaml = serde_yaml::to_string(&s).unwrap();
+    assert!(yaml.contains("upload_on: success"), "{yaml}");
 }
