@@ -608,6 +608,66 @@ inputs:
     assert_eq!(s.run(&job).status.code(), Some(code::INVALID));
 }
 
+/// Mount mode on a local datastore, in place (the default) or through FUSE
+/// (`STAGEHAND_LOCAL_MOUNT=fuse`): a symlink out of the datastore is refused there too,
+/// and the job never reads what it points at.
+#[test]
+fn a_symlink_out_of_a_local_datastore_is_refused_when_mounted() {
+    let s = with_local_store("");
+    let outside = s.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "do not copy").unwrap();
+    std::fs::create_dir_all(s.path().join("data/set")).unwrap();
+    std::fs::write(s.path().join("data/set/ok.txt"), "ok").unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("secret.txt"),
+        s.path().join("data/set/leak.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, s.path().join("data/escape")).unwrap();
+    let fuse = crate::common::fuse::fuse_ready_or("only the in-place mount is checked");
+    for via_fuse in [false, true] {
+        if via_fuse && !fuse {
+            continue;
+        }
+        for path in ["set", "escape"] {
+            let job = s.write(
+                "job.yaml",
+                &format!(
+                    r#"name: j
+command: [sh, -c, 'cat "$0"/* 2>&1; exit 0', "$AZUREML_DATAREFERENCE_x"]
+inputs:
+  x: {{path: {path}, mode: mount}}
+"#
+                ),
+            );
+            let mut cmd = s.run_cmd(&job);
+            if via_fuse {
+                cmd.env("STAGEHAND_LOCAL_MOUNT", "fuse");
+            }
+            let out = output_within(&mut cmd, std::time::Duration::from_secs(60));
+            let (so, se) = text(&out);
+            let what = format!("{path} (fuse: {via_fuse})");
+            assert!(!so.contains("do not copy"), "{what}: the job read it: {so}");
+            // In place, staging resolves every name first and refuses; through FUSE the
+            // escaping folder cannot be mounted, and an escaping file cannot be read.
+            if !via_fuse || path == "escape" {
+                assert_eq!(
+                    out.status.code(),
+                    Some(code::STAGING_FAILED),
+                    "{what}: {se}"
+                );
+                assert!(
+                    se.contains("outside the datastore's root")
+                        || se.contains("leaves the datastore's root"),
+                    "{what}: {se}"
+                );
+            }
+            std::fs::remove_dir_all(s.run_dir()).ok();
+        }
+    }
+}
+
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(p) {

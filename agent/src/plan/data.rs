@@ -73,19 +73,6 @@ impl Resolver<'_> {
             expand_task_placeholders(&raw, self.task_index, self.task_count)
         };
         let path = spec_path(&raw).ok()?;
-        if !matches!(
-            ds,
-            Datastore::Local { .. }
-                | Datastore::AzureBlob { .. }
-                | Datastore::AzureDataLakeGen2 { .. }
-                | Datastore::AzureFile { .. }
-        ) {
-            problems.push(loaded.job.problem(
-                &format!("{field}.datastore"),
-                format!("datastore {ds_name:?} is of type {}, which this build of stagehand cannot reach yet", ds.type_name()),
-            ));
-            return None;
-        }
         let leaf = path
             .rsplit('/')
             .next()

@@ -372,27 +372,7 @@ pub fn build_with(
         task_count,
         slice: shard_slice(scheduler.as_ref()),
     };
-    let mut problems = Vec::new();
-    let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
-        let prefix = match direction {
-            Direction::Input => "inputs",
-            Direction::Output => "outputs",
-        };
-        list.iter()
-            .filter_map(|(n, r)| {
-                resolver.data(&format!("{prefix}.{n}"), n, direction, r, &mut problems)
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut inputs = refs(Direction::Input, &spec.inputs);
-    let mut outputs = refs(Direction::Output, &spec.outputs);
-    let mut code = spec
-        .code
-        .as_ref()
-        .and_then(|c| resolver.code(c, &mut problems));
-    if !problems.is_empty() {
-        return Err(Problems(problems));
-    }
+    let (mut code, mut inputs, mut outputs) = place_data(&resolver, spec)?;
     let working_dir = match &code {
         Some(c) => c.local_path.clone(),
         None => absolute(&loaded.job.folder()),
@@ -455,6 +435,34 @@ pub fn build_with(
         distribution,
         run_dir,
     })
+}
+
+/// Where the code, each input and each output is: every problem of all of them at
+/// once.
+type Placed = (Option<DataPlan>, Vec<DataPlan>, Vec<DataPlan>);
+fn place_data(resolver: &Resolver<'_>, spec: &JobSpec) -> Result<Placed, Problems> {
+    let mut problems = Vec::new();
+    let mut refs = |direction, list: &BTreeMap<String, stagehand_protocol::DataRef>| {
+        let prefix = match direction {
+            Direction::Input => "inputs",
+            Direction::Output => "outputs",
+        };
+        list.iter()
+            .filter_map(|(n, r)| {
+                resolver.data(&format!("{prefix}.{n}"), n, direction, r, &mut problems)
+            })
+            .collect::<Vec<_>>()
+    };
+    let inputs = refs(Direction::Input, &spec.inputs);
+    let outputs = refs(Direction::Output, &spec.outputs);
+    let code = spec
+        .code
+        .as_ref()
+        .and_then(|c| resolver.code(c, &mut problems));
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    Ok((code, inputs, outputs))
 }
 
 /// The run folder's name under the runs folder: the run id, and for one node of a

@@ -212,29 +212,28 @@ pub fn open_datastore(
             &workspace_dir.join(root),
         )?)),
         ds @ (Datastore::AzureBlob { .. } | Datastore::AzureDataLakeGen2 { .. }) => {
-            let target = azure::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
-                azure::config::ConfigError::Invalid { datastore, detail } => {
-                    StoreError::Config { datastore, detail }
-                }
-                azure::config::ConfigError::Credential(c) => StoreError::Auth {
-                    datastore: name.to_string(),
-                    detail: c.to_string(),
-                },
-            })?;
+            let target = azure::config::resolve(name, ds, workspace_dir)
+                .map_err(|e| config_error(name, e))?;
             Ok(Arc::new(azure::AzureStore::open(target)?))
         }
         ds @ Datastore::AzureFile { .. } => {
-            let target =
-                azure_file::config::resolve(name, ds, workspace_dir).map_err(|e| match e {
-                    azure::config::ConfigError::Invalid { datastore, detail } => {
-                        StoreError::Config { datastore, detail }
-                    }
-                    azure::config::ConfigError::Credential(c) => StoreError::Auth {
-                        datastore: name.to_string(),
-                        detail: c.to_string(),
-                    },
-                })?;
+            let target = azure_file::config::resolve(name, ds, workspace_dir)
+                .map_err(|e| config_error(name, e))?;
             Ok(Arc::new(azure_file::FileShareStore::open(target)?))
         }
+    }
+}
+
+/// An Azure datastore's configuration that cannot be used: a wrong setting, or a
+/// credential that cannot be read.
+fn config_error(name: &str, e: azure::config::ConfigError) -> StoreError {
+    match e {
+        azure::config::ConfigError::Invalid { datastore, detail } => {
+            StoreError::Config { datastore, detail }
+        }
+        azure::config::ConfigError::Credential(c) => StoreError::Auth {
+            datastore: name.to_string(),
+            detail: c.to_string(),
+        },
     }
 }

@@ -255,19 +255,43 @@ pub fn resolve(name: &str, ds: &Datastore, ws_dir: &Path) -> Result<AzureTarget,
     if container.is_empty() {
         return Err(invalid("the container (filesystem) name is empty".into()));
     }
+    let mut account = account.clone();
+    let mut url =
+        service_url(&account, endpoint.as_deref(), protocol.as_deref()).map_err(&invalid)?;
+    // In the order the credentials are tried: anonymous, key, SAS, connection string,
+    // service principal, then the machine's identity.
+    let before_cs = creds.anonymous || creds.account_key.is_some() || creds.sas_token.is_some();
+    let auth = match &creds.connection_string {
+        Some(cs) if !before_cs => connection_string_auth(name, cs, ws_dir, &mut account, &mut url)?,
+        _ => auth(name, creds, ws_dir)?,
+    };
+    Ok(AzureTarget {
+        datastore: name.into(),
+        account,
+        container: container.clone(),
+        service_url: url,
+        auth,
+        hierarchical,
+    })
+}
+
+/// How a datastore signs its requests, from its credentials (all but a connection
+/// string): each secret read and registered for redaction.
+fn auth(name: &str, creds: &Credentials, ws_dir: &Path) -> Result<Auth, ConfigError> {
+    let invalid = |detail: String| ConfigError::Invalid {
+        datastore: name.into(),
+        detail,
+    };
     let Credentials {
         account_key,
         sas_token,
-        connection_string,
         tenant_id,
         client_id,
         client_secret,
         anonymous,
+        ..
     } = creds;
-    let mut account = account.clone();
-    let mut url =
-        service_url(&account, endpoint.as_deref(), protocol.as_deref()).map_err(&invalid)?;
-    let auth = if *anonymous {
+    Ok(if *anonymous {
         Auth::Anonymous
     } else if let Some(k) = account_key {
         let key = secret(k, name, "account_key", ws_dir)?;
@@ -283,44 +307,6 @@ pub fn resolve(name: &str, ds: &Datastore, ws_dir: &Path) -> Result<AzureTarget,
             )));
         }
         Auth::Sas(sas)
-    } else if let Some(cs) = connection_string {
-        let text = secret(cs, name, "connection_string", ws_dir)?;
-        let c = parse_connection_string(&text).map_err(|e| {
-            invalid(format!(
-                "the connection string (from {}): {e}",
-                cs.describe()
-            ))
-        })?;
-        if let Some(a) = c.account.clone() {
-            if a != account {
-                tracing::warn!("datastore {name:?}: the connection string names account {a:?}, not {account:?}; using the connection string's");
-            }
-            account = a;
-        }
-        url = match &c.blob_endpoint {
-            Some(e) => service_url(&account, Some(e), None),
-            None => service_url(&account, c.suffix.as_deref(), c.protocol.as_deref()),
-        }
-        .map_err(|e| {
-            invalid(format!(
-                "the connection string (from {}): {e}",
-                cs.describe()
-            ))
-        })?;
-        // The whole string is registered already; its parts too, should one ever be
-        // printed alone.
-        for part in [&c.key, &c.sas].into_iter().flatten() {
-            crate::redact::register(part);
-        }
-        match (&c.key, &c.sas) {
-            (Some(k), _) => Auth::SharedKey(decode_key(k, name, &cs.describe())?),
-            (None, Some(s)) => {
-                let s = s.trim_start_matches('?').to_string();
-                crate::redact::register(&s);
-                Auth::Sas(s)
-            }
-            (None, None) => unreachable!("parse_connection_string requires one"),
-        }
     } else if let (Some(t), Some(c), Some(s)) = (tenant_id, client_id, client_secret) {
         Auth::Identity(Identity::ServicePrincipal {
             tenant_id: t.clone(),
@@ -329,15 +315,49 @@ pub fn resolve(name: &str, ds: &Datastore, ws_dir: &Path) -> Result<AzureTarget,
         })
     } else {
         Auth::Identity(Identity::Ambient)
-    };
-    Ok(AzureTarget {
-        datastore: name.into(),
-        account,
-        container: container.clone(),
-        service_url: url,
-        auth,
-        hierarchical,
     })
+}
+
+/// A connection string's key or SAS; its account and endpoint replace the datastore's
+/// (with a warning when the accounts differ).
+fn connection_string_auth(
+    name: &str,
+    cs: &Secret,
+    ws_dir: &Path,
+    account: &mut String,
+    url: &mut String,
+) -> Result<Auth, ConfigError> {
+    let invalid = |e: String| ConfigError::Invalid {
+        datastore: name.into(),
+        detail: format!("the connection string (from {}): {e}", cs.describe()),
+    };
+    let text = secret(cs, name, "connection_string", ws_dir)?;
+    let c = parse_connection_string(&text).map_err(&invalid)?;
+    if let Some(a) = c.account.clone() {
+        if a != *account {
+            tracing::warn!("datastore {name:?}: the connection string names account {a:?}, not {account:?}; using the connection string's");
+        }
+        *account = a;
+    }
+    *url = match &c.blob_endpoint {
+        Some(e) => service_url(account, Some(e), None),
+        None => service_url(account, c.suffix.as_deref(), c.protocol.as_deref()),
+    }
+    .map_err(invalid)?;
+    // The whole string is registered already; its parts too, should one ever be
+    // printed alone.
+    for part in [&c.key, &c.sas].into_iter().flatten() {
+        crate::redact::register(part);
+    }
+    match (&c.key, &c.sas) {
+        (Some(k), _) => Ok(Auth::SharedKey(decode_key(k, name, &cs.describe())?)),
+        (None, Some(s)) => {
+            let s = s.trim_start_matches('?').to_string();
+            crate::redact::register(&s);
+            Ok(Auth::Sas(s))
+        }
+        (None, None) => unreachable!("parse_connection_string requires one"),
+    }
 }
 
 /// Says, without reading any secret, how a datastore authenticates: for `show`.

@@ -893,6 +893,17 @@ pub fn content_type(path: &str) -> String {
         .to_string()
 }
 
+/// The account's service cannot be reached at all: what to check.
+pub(crate) fn unreachable(t: &AzureTarget, why: &str) -> StoreError {
+    StoreError::Remote {
+        datastore: t.datastore.clone(),
+        detail: format!(
+            "cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
+            t.service_url
+        ),
+    }
+}
+
 #[async_trait]
 impl Store for AzureStore {
     fn name(&self) -> &str {
@@ -920,13 +931,7 @@ impl Store for AzureStore {
                 ),
                 created,
             }),
-            Err(HttpError::Transport(why)) => Err(StoreError::Remote {
-                datastore: t.datastore.clone(),
-                detail: format!(
-                    "cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
-                    t.service_url
-                ),
-            }),
+            Err(HttpError::Transport(why)) => Err(unreachable(t, &why)),
             Err(e) => Err(self.error("", e)),
         }
     }

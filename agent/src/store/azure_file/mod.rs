@@ -232,13 +232,7 @@ impl Store for FileShareStore {
                 created,
             }),
             Err(crate::store::azure::client::HttpError::Transport(why)) => {
-                Err(StoreError::Remote {
-                    datastore: t.datastore.clone(),
-                    detail: format!(
-                        "cannot reach {}: {why}; check the endpoint and protocol, and that this machine can reach the storage account",
-                        t.service_url
-                    ),
-                })
+                Err(crate::store::azure::unreachable(t, &why))
             }
             Err(e) => Err(self.error("", e)),
         }
