@@ -54,12 +54,7 @@ inputs:
         ["data/a.txt", "job.yml"]
     );
     // `plan` says where each came from.
-    let plan = stagehand(&[
-        "plan".as_ref(),
-        job.as_os_str(),
-        "--workspace".as_ref(),
-        ws.as_os_str(),
-    ]);
+    let plan = plan_with(&job, &ws);
     let (shown, _) = expect_code(&plan, 0);
     assert!(shown.contains("asset things@latest"), "{shown}");
     assert!(shown.contains("used in place"), "{shown}");
@@ -71,18 +66,20 @@ fn an_unregistered_asset_names_the_key() {
     let s = Scratch::new();
     let ws = s.write(
         "workspace.yaml",
-        "default_datastore: store\ndatastores:\n  store: {type: local, root: .}\n",
+        r#"default_datastore: store
+datastores:
+  store: {type: local, root: .}
+"#,
     );
     let job = s.write(
         "job.yml",
-        "type: command\ncommand: ls\ninputs:\n  x: {path: 'azureml:cifar-10-example@latest'}\n",
+        r#"type: command
+command: ls
+inputs:
+  x: {path: 'azureml:cifar-10-example@latest'}
+"#,
     );
-    let out = stagehand(&[
-        "plan".as_ref(),
-        job.as_os_str(),
-        "--workspace".as_ref(),
-        ws.as_os_str(),
-    ]);
+    let out = plan_with(&job, &ws);
     let (_, se) = expect_code(&out, 64);
     assert!(se.contains("inputs.x.path"), "{se}");
     assert!(
@@ -98,7 +95,8 @@ fn url_job(s: &Scratch, az: &Azurite, blobs: &[(&str, &str)]) -> std::path::Path
     let mut cmd = Vec::new();
     for (name, blob) in blobs {
         inputs.push_str(&format!(
-            "  {name}: {{type: uri_file, path: \"{}/{blob}\", mode: download}}\n",
+            r#"  {name}: {{type: uri_file, path: "{}/{blob}", mode: download}}
+"#,
             az.endpoint()
         ));
         cmd.push(format!("${{{{inputs.{name}}}}}"));
@@ -106,7 +104,10 @@ fn url_job(s: &Scratch, az: &Azurite, blobs: &[(&str, &str)]) -> std::path::Path
     s.write(
         "job.yml",
         &format!(
-            "type: command\ncommand: cat {}\ninputs:\n{inputs}",
+            r#"type: command
+command: cat {}
+inputs:
+{inputs}"#,
             cmd.join(" ")
         ),
     )
@@ -136,12 +137,7 @@ fn storage_urls_read_through_a_registered_datastore_or_anonymously() {
     };
     let (so, _) = expect_code(&run(&job, &ws), 0);
     assert_eq!(so, "public bytes\n");
-    let plan = stagehand(&[
-        "plan".as_ref(),
-        job.as_os_str(),
-        "--workspace".as_ref(),
-        ws.as_os_str(),
-    ]);
+    let plan = plan_with(&job, &ws);
     let (shown, _) = expect_code(&plan, 0);
     assert!(shown.contains("read anonymously"), "{shown}");
 
@@ -181,12 +177,7 @@ inputs:
     let _ = std::fs::remove_dir_all(s.run_dir());
     let (so, _) = expect_code(&run(&virtual_host, &ws2), 0);
     assert_eq!(so, "private bytes\nprivate bytes\n");
-    let plan = stagehand(&[
-        "plan".as_ref(),
-        private.as_os_str(),
-        "--workspace".as_ref(),
-        ws2.as_os_str(),
-    ]);
+    let plan = plan_with(&private, &ws2);
     let (shown, _) = expect_code(&plan, 0);
     assert!(shown.contains("datastore secrets"), "{shown}");
 }
@@ -197,7 +188,11 @@ inputs:
 fn a_local_mount_is_bound_read_only_into_a_container() {
     let s = Scratch::new();
     s.write("data/a.txt", "x");
-    let ws = s.write("workspace.yaml", "datastores: {}\n");
+    let ws = s.write(
+        "workspace.yaml",
+        r#"datastores: {}
+"#,
+    );
     let job = s.write(
         "job.yml",
         r#"type: command

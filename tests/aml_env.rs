@@ -55,7 +55,11 @@ environment:
   build: {path: ctx, dockerfile_path: Dockerfile.test}
 "#,
     );
-    let ws = s.write("workspace.yaml", "datastores: {}\n");
+    let ws = s.write(
+        "workspace.yaml",
+        r#"datastores: {}
+"#,
+    );
     let run = |dir: &str| {
         Command::new(bin())
             .arg("run")
@@ -100,9 +104,16 @@ fn a_failing_build_says_so_and_where_its_log_is() {
     );
     let job = s.write(
         "job.yml",
-        "type: command\ncommand: echo never\nenvironment: {build: {path: ctx}}\n",
+        r#"type: command
+command: echo never
+environment: {build: {path: ctx}}
+"#,
     );
-    let ws = s.write("workspace.yaml", "datastores: {}\n");
+    let ws = s.write(
+        "workspace.yaml",
+        r#"datastores: {}
+"#,
+    );
     let out = s
         .run_cmd(&job)
         .arg("--workspace")
@@ -133,7 +144,12 @@ environments:
     let image_of = |env: &str| {
         let job = s.write(
             "job.yml",
-            &format!("type: command\ncommand: ls\nenvironment: \"{env}\"\n"),
+            &format!(
+                r#"type: command
+command: ls
+environment: "{env}"
+"#
+            ),
         );
         let plan = plan_json(&job, &["--workspace", ws.to_str().unwrap()]);
         plan["container"]["image"].as_str().unwrap().to_string()
@@ -149,14 +165,12 @@ environments:
     );
     let job = s.write(
         "job.yml",
-        "type: command\ncommand: ls\nenvironment: azureml:nothere:1\n",
+        r#"type: command
+command: ls
+environment: azureml:nothere:1
+"#,
     );
-    let out = stagehand(&[
-        "plan".as_ref(),
-        job.as_os_str(),
-        "--workspace".as_ref(),
-        ws.as_os_str(),
-    ]);
+    let out = plan_with(&job, &ws);
     let (_, se) = expect_code(&out, 64);
     assert!(se.contains("environment:"), "{se}");
     assert!(se.contains("not in the workspace's environments"), "{se}");

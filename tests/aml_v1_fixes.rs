@@ -6,8 +6,7 @@
 //! any parser runs.
 
 use crate::common::*;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A scratch folder with a workspace of one local datastore, `workspaceblobstore`.
 fn workspace() -> (Scratch, PathBuf) {
@@ -21,16 +20,6 @@ datastores:
 "#,
     );
     (s, ws)
-}
-
-/// `stagehand plan JOB --workspace WS`: exit code, stdout and stderr.
-fn plan(job: &Path, ws: &Path) -> std::process::Output {
-    stagehand(&[
-        OsStr::new("plan"),
-        job.as_os_str(),
-        OsStr::new("--workspace"),
-        ws.as_os_str(),
-    ])
 }
 
 const DOCKER_ENV: &str = r#"script: train.py
@@ -86,7 +75,7 @@ dataReferences:
     pathOnDataStore: data
 "#,
     );
-    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
+    let (_, err) = expect_code(&plan_with(&job, &ws), code::INVALID);
     assert!(
         err.contains("train.runconfig:4:")
             && err
@@ -106,7 +95,7 @@ dataReferences:
     dataStoreName: <CREDENTIAL_LESS_DATA_STORE_NAME>
 "#,
     );
-    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
+    let (_, err) = expect_code(&plan_with(&job, &ws), code::INVALID);
     assert!(
         err.contains("dataReferences.d.dataStoreName: \"<CREDENTIAL_LESS_DATA_STORE_NAME>\" is not a datastore name"),
         "{err}"
@@ -128,7 +117,7 @@ fn a_template_placeholder_workspace_datastore_name_is_refused() {
 dataReferences: {}
 "#,
     );
-    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
+    let (_, err) = expect_code(&plan_with(&job, &ws), code::INVALID);
     assert!(
         err.contains("workspace.yaml:2:")
             && err.contains(
@@ -152,7 +141,7 @@ environment:
             "[".repeat(100_000)
         ),
     );
-    let (_, err) = expect_code(&plan(&job, &ws), code::INVALID);
+    let (_, err) = expect_code(&plan_with(&job, &ws), code::INVALID);
     assert!(
         err.contains("deep.yaml:4:1: nested more than 64 levels deep"),
         "{err}"

@@ -42,7 +42,14 @@ fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
     let ws = s.write(
         "workspace.yaml",
         &format!(
-            "datastores:\n  az:\n    type: azure_blob\n    account_name: devstoreaccount1\n    container_name: box\n    endpoint: {}\n    credentials: {{account_key: {{file: key.txt}}}}\n",
+            r#"datastores:
+  az:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: box
+    endpoint: {}
+    credentials: {{account_key: {{file: key.txt}}}}
+"#,
             proxy.endpoint()
         ),
     );

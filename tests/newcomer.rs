@@ -120,7 +120,10 @@ fn plan_check_reports_a_missing_input_a_wrong_key_and_a_missing_image_at_once() 
     az.mkcontainer(&["box"]);
     let ws = az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
     let mut text = std::fs::read_to_string(&ws).unwrap();
-    text.push_str("  here: {type: local, root: ./data}\n");
+    text.push_str(
+        r#"  here: {type: local, root: ./data}
+"#,
+    );
     std::fs::write(&ws, text).unwrap();
     std::fs::create_dir_all(s.path().join("job/data")).unwrap();
     let job = s.write(
@@ -251,7 +254,11 @@ datastores:
         "default_datastore: blobs # where jobs write by default",
         "# End of registry.",
     ] {
-        assert!(text.contains(kept), "lost {kept:?}:\n{text}");
+        assert!(
+            text.contains(kept),
+            r#"lost {kept:?}:
+{text}"#
+        );
     }
     assert!(!text.contains("scratch:"), "{text}");
     let job = s.write(

@@ -19,7 +19,9 @@ fn kill_9_of_the_agent_leaves_no_process_of_the_job() {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: ./data}\n",
+        r#"datastores:
+  local: {type: local, root: ./data}
+"#,
     );
     std::fs::create_dir_all(s.path().join("data")).unwrap();
     let pidfile = s.path().join("job.pid");

@@ -52,7 +52,12 @@ fn nix_is_root() -> bool {
 fn run(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap();
     let (out, err) = text(&o);
-    assert!(o.status.success(), "{cmd:?} failed:\n{out}\n{err}");
+    assert!(
+        o.status.success(),
+        r#"{cmd:?} failed:
+{out}
+{err}"#
+    );
     out
 }
 

@@ -121,7 +121,11 @@ fn a_download_killed_half_way_resumes_inside_the_file() {
     eprintln!("uploaded at {:?}", std::time::Instant::now());
     let job = s.write(
         "job.yaml",
-        "name: down\ncommand: [\"true\"]\ninputs:\n  big: {path: src.bin, mode: download}\n",
+        r#"name: down
+command: ["true"]
+inputs:
+  big: {path: src.bin, mode: download}
+"#,
     );
     let first = Proxy::throttled(az.port, RATE, |_| Fault::None);
     workspace(&s, &first);

@@ -28,7 +28,8 @@ fn srun_runs_one_task_on_each_of_three_nodes() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
-        "srun failed: {}\n{}",
+        r#"srun failed: {}
+{}"#,
         String::from_utf8_lossy(&o.stderr),
         slurm.logs()
     );
@@ -66,7 +67,10 @@ fn scheduler_ids(events: &[Event]) -> SchedulerIds {
 fn identity_job(s: &Scratch) -> PathBuf {
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+        r#"datastores:
+  local: {type: local, root: store}
+default_datastore: local
+"#,
     );
     s.write("store/data/a.txt", "input a\n");
     s.write(
@@ -114,7 +118,9 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
     let array = sbatch_job_id(&o);
     assert!(
         o.status.success(),
-        "sbatch: {}\n{:?}\n{}",
+        r#"sbatch: {}
+{:?}
+{}"#,
         String::from_utf8_lossy(&o.stderr),
         std::fs::read_to_string(s.path().join("slurm-0.out")),
         slurm.logs()
@@ -206,7 +212,8 @@ outputs:
         .unwrap();
     assert!(
         o.status.success(),
-        "sbatch: {}\n{:?}",
+        r#"sbatch: {}
+{:?}"#,
         String::from_utf8_lossy(&o.stderr),
         std::fs::read_to_string(s.path().join("slurm-0.out")),
     );
@@ -240,7 +247,10 @@ outputs:
 fn distributed_job(s: &Scratch, extra_env: &str) -> PathBuf {
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+        r#"datastores:
+  local: {type: local, root: store}
+default_datastore: local
+"#,
     );
     for f in ["a", "b", "c"] {
         s.write(&format!("store/data/{f}.txt"), &format!("{f}\n"));
@@ -322,7 +332,8 @@ fn three_nodes_of_two_processes_rendezvous_with_consistent_ranks() {
     let verdict = std::fs::read_to_string(s.path().join("verdict/verdict.json"));
     assert!(
         o.status.success(),
-        "srun: {}\nverdict: {verdict:?}",
+        r#"srun: {}
+verdict: {verdict:?}"#,
         String::from_utf8_lossy(&o.stderr)
     );
     let verdict: serde_json::Value = serde_json::from_str(&verdict.unwrap()).unwrap();
@@ -422,7 +433,8 @@ compute: azureml:gpu-cluster
     let verdict = std::fs::read_to_string(s.path().join("verdict/verdict.json"));
     assert!(
         o.status.success(),
-        "srun: {}\nverdict: {verdict:?}",
+        r#"srun: {}
+verdict: {verdict:?}"#,
         String::from_utf8_lossy(&o.stderr)
     );
     let verdict: serde_json::Value = serde_json::from_str(&verdict.unwrap()).unwrap();
@@ -462,7 +474,10 @@ fn scancel_mid_job_uploads_the_checkpoint_and_reports_cancelled() {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+        r#"datastores:
+  local: {type: local, root: store}
+default_datastore: local
+"#,
     );
     std::fs::create_dir_all(s.path().join("store")).unwrap();
     let marker = format!("sleep-{}", std::process::id());
@@ -532,7 +547,10 @@ fn a_requeued_job_resumes_and_moves_no_input_bytes_again() {
     let s = Scratch::new();
     s.write(
         "workspace.yaml",
-        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+        r#"datastores:
+  local: {type: local, root: store}
+default_datastore: local
+"#,
     );
     for f in ["a", "b", "c"] {
         s.write(&format!("store/data/{f}.bin"), &f.repeat(10_000));

@@ -187,6 +187,17 @@ pub fn stagehand(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 /// `stagehand plan JOB --format json EXTRA…` → the parsed plan; panics unless exit 0.
+/// `stagehand plan JOB --workspace WS`, as it ended: for the tests of what `plan`
+/// refuses.
+pub fn plan_with(job: &Path, workspace: &Path) -> Output {
+    stagehand(&[
+        "plan".as_ref(),
+        job.as_os_str(),
+        "--workspace".as_ref(),
+        workspace.as_os_str(),
+    ])
+}
+
 pub fn plan_json(job: &Path, extra: &[&str]) -> serde_json::Value {
     let mut c = Command::new(bin());
     c.arg("plan")
