@@ -33,7 +33,8 @@ async fn a_local_store_mounted_through_the_library_is_exact_and_read_only() {
     let root = s.path().join("store");
     let big = make_store(&root);
     let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
-    let settings = Settings::for_run("libtest", &s.run_dir()).unwrap();
+    let knobs = stagehand::settings::MountKnobs::default();
+    let settings = Settings::with(&knobs, &s.cache_dir(), None, "libtest").unwrap();
     let mounts = RunMounts::new(settings);
     let mp = s.run_dir().join("inputs/train/data");
     let file_mp = s.run_dir().join("inputs/one/s3.txt");
@@ -116,7 +117,7 @@ async fn a_local_store_mounted_through_the_library_is_exact_and_read_only() {
     assert!(problems.is_empty(), "{problems:?}");
     assert!(!mounted_at(&mp) && !mounted_at(&file_mp));
     assert!(
-        !s.run_dir().join("cache/mount").exists(),
+        !s.cache_dir().join("mount/libtest").exists(),
         "the run's cache is removed at teardown"
     );
 }

@@ -62,7 +62,7 @@ pub async fn run(
         downloaded: 0,
         uploaded: 0,
     };
-    let outcome = match MountSettings::for_run(&plan.run_id, &plan.run_dir) {
+    let outcome = match MountSettings::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
         Ok(settings) => {
             let mounts = RunMounts::new(settings);

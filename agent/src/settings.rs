@@ -26,6 +26,13 @@ pub struct Settings {
     pub local_mount_fuse: bool,
     /// `STAGEHAND_MANIFEST_SAVE_MS`: how often a download saves its manifest.
     pub manifest_save: Duration,
+    /// The node cache's folder, shared by every run and agent on the node:
+    /// `STAGEHAND_CACHE_DIR`, else `/var/cache/stagehand` for root, else
+    /// `$XDG_CACHE_HOME/stagehand`, else `~/.cache/stagehand`.
+    pub cache_dir: PathBuf,
+    /// `STAGEHAND_CACHE_SIZE`, as written: the node cache's one bound (downloads and
+    /// mount blocks together), a size checked where it is used.
+    pub cache_size: Option<String>,
     /// `STAGEHAND_AZURE_*`: Azure transfer sizes and counts.
     pub azure: AzureKnobs,
     /// Mount mode's knobs.
@@ -60,10 +67,6 @@ pub struct AzureKnobs {
 pub struct MountKnobs {
     /// `STAGEHAND_FUSE_DEVICE`: the FUSE device checked (default `/dev/fuse`).
     pub fuse_device: Option<PathBuf>,
-    /// `STAGEHAND_CACHE_DIR`: where the block cache goes.
-    pub cache_dir: Option<PathBuf>,
-    /// `STAGEHAND_CACHE_SIZE`, as written (a size, checked where it is used).
-    pub cache_size: Option<String>,
     /// `STAGEHAND_MOUNT_BLOCK_MIB`.
     pub block_mib: Option<u64>,
     /// `STAGEHAND_MOUNT_RUN_MIB`.
@@ -77,6 +80,12 @@ pub struct MountKnobs {
 impl Settings {
     /// The settings named by `lookup` (a variable's value; empty counts as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Settings {
+        Self::from_lookup_as(lookup, false)
+    }
+
+    /// As [`Settings::from_lookup`], for a process that runs as root (`root`) or not:
+    /// the defaults of system folders differ.
+    pub fn from_lookup_as(lookup: impl Fn(&str) -> Option<String>, root: bool) -> Settings {
         let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         let num = |k: &str| {
             var(k)
@@ -92,8 +101,22 @@ impl Settings {
                     .unwrap_or_else(|| PathBuf::from("/var/lib"))
                     .join("stagehand/runs")
             });
+        let cache_dir = var("STAGEHAND_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                if root {
+                    return PathBuf::from("/var/cache/stagehand");
+                }
+                var("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .unwrap_or_else(|| PathBuf::from("/var/cache"))
+                    .join("stagehand")
+            });
         Settings {
             workspace: var("STAGEHAND_WORKSPACE").map(PathBuf::from),
+            cache_dir,
+            cache_size: var("STAGEHAND_CACHE_SIZE"),
             runs_dir,
             local_mount_fuse: var("STAGEHAND_LOCAL_MOUNT").as_deref() == Some("fuse"),
             manifest_save: Duration::from_millis(
@@ -114,8 +137,6 @@ impl Settings {
             },
             mount: MountKnobs {
                 fuse_device: var("STAGEHAND_FUSE_DEVICE").map(PathBuf::from),
-                cache_dir: var("STAGEHAND_CACHE_DIR").map(PathBuf::from),
-                cache_size: var("STAGEHAND_CACHE_SIZE"),
                 block_mib: num("STAGEHAND_MOUNT_BLOCK_MIB"),
                 run_mib: num("STAGEHAND_MOUNT_RUN_MIB"),
                 ahead_mib: num("STAGEHAND_MOUNT_AHEAD_MIB"),
@@ -126,7 +147,7 @@ impl Settings {
 
     /// The settings of this process's environment.
     pub fn from_env() -> Settings {
-        Settings::from_lookup(|k| std::env::var(k).ok())
+        Settings::from_lookup_as(|k| std::env::var(k).ok(), nix::unistd::geteuid().is_root())
     }
 }
 
@@ -187,6 +208,20 @@ mod tests {
         assert_eq!(s.azure.blocks, None);
         assert_eq!(s.mount.fetches, None);
         assert!(s.local_mount_fuse);
-        assert_eq!(s.mount.cache_size.as_deref(), Some("20GiB"));
+        assert_eq!(s.cache_size.as_deref(), Some("20GiB"));
+    }
+
+    #[test]
+    fn the_cache_dir_is_the_variable_then_a_system_or_user_folder() {
+        let s = with(&[("HOME", "/h"), ("STAGEHAND_CACHE_DIR", "/c")]);
+        assert_eq!(s.cache_dir, PathBuf::from("/c"));
+        assert_eq!(
+            with(&[("HOME", "/h")]).cache_dir,
+            PathBuf::from("/h/.cache/stagehand")
+        );
+        let s = with(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]);
+        assert_eq!(s.cache_dir, PathBuf::from("/x/stagehand"));
+        let root = Settings::from_lookup_as(|_| None, true);
+        assert_eq!(root.cache_dir, PathBuf::from("/var/cache/stagehand"));
     }
 }

@@ -85,8 +85,13 @@ impl Scratch {
             .arg("--events")
             .arg(self.events_file());
         c.env_remove("STAGEHAND_WORKSPACE")
-            .env("STAGEHAND_RUNS_DIR", self.path().join("runs"));
+            .env("STAGEHAND_RUNS_DIR", self.path().join("runs"))
+            .env("STAGEHAND_CACHE_DIR", self.cache_dir());
         c
+    }
+    /// The node cache the agents of this test share (`STAGEHAND_CACHE_DIR`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join("cache")
     }
     /// Runs the job to completion.
     pub fn run(&self, job: &Path) -> Output {

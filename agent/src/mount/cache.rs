@@ -4,7 +4,7 @@
 //! used first out).
 //!
 //! Defaults (see the README): blocks of [`DEFAULT_BLOCK_SIZE`]; the disk part in
-//! `<run folder>/cache/mount` (`STAGEHAND_CACHE_DIR`), at most [`DEFAULT_CACHE_SIZE`]
+//! `<node cache>/mount/<run id>` (`settings::Settings::cache_dir`), at most [`DEFAULT_CACHE_SIZE`]
 //! and never more than half the free space of its filesystem when the first mount is
 //! made (`STAGEHAND_CACHE_SIZE`, 0 turns the disk part off). The folder belongs to the
 //! run and is removed when the run's mounts are torn down.

@@ -117,25 +117,27 @@ pub struct Settings {
 
 impl Settings {
     /// The defaults for a run, with the agent's settings' overrides.
-    pub fn for_run(run_id: &str, run_dir: &Path) -> Result<Settings, MountError> {
-        Self::with(&crate::settings::get().mount, run_id, run_dir)
+    pub fn for_run(run_id: &str) -> Result<Settings, MountError> {
+        let s = crate::settings::get();
+        Self::with(&s.mount, &s.cache_dir, s.cache_size.as_deref(), run_id)
     }
 
     /// The defaults for a run, with `knobs`' overrides (sizes in MiB, as documented in
     /// the README).
     pub fn with(
         knobs: &crate::settings::MountKnobs,
+        cache_dir: &Path,
+        cache_size: Option<&str>,
         run_id: &str,
-        run_dir: &Path,
     ) -> Result<Settings, MountError> {
         let mib = |n: Option<u64>| n.map(|n| n << 20);
         let cache_size =
-            match &knobs.cache_size {
+            match cache_size {
                 None => None,
                 Some(v) => Some(stagehand_protocol::size::parse_bytes(v).map_err(|_| {
                     MountError::Setting {
                         name: "STAGEHAND_CACHE_SIZE",
-                        value: v.clone(),
+                        value: v.to_string(),
                     }
                 })?),
             };
@@ -145,11 +147,7 @@ impl Settings {
                 .fuse_device
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/dev/fuse")),
-            cache_dir: knobs
-                .cache_dir
-                .as_ref()
-                .map(|d| d.join(run_id))
-                .unwrap_or_else(|| run_dir.join("cache/mount")),
+            cache_dir: cache_dir.join("mount").join(run_id),
             cache_size,
             block_size,
             fetch_concurrency: knobs
