@@ -8,7 +8,9 @@
 //! never kill a process by a pid alone (pids are reused: the start time must match),
 //! and never follow a mount out of a run folder it deletes.
 
-use crate::owner::{JobGroup, Liveness, Owner, JOB_FILE, LABEL_JOB, LABEL_RUN_ID, RUN_DIR_FILE};
+use crate::owner::{
+    read_job_groups, JobGroup, Liveness, Owner, JOB_FILE, LABEL_JOB, LABEL_RUN_ID, RUN_DIR_FILE,
+};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -113,50 +115,59 @@ pub fn jobs(opts: &Options, report: &mut Report) {
     };
     for e in entries.flatten() {
         let dir = e.path();
-        let Some(group) = std::fs::read(dir.join(JOB_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<JobGroup>(&b).ok())
-        else {
+        let Some(groups) = read_job_groups(&dir.join(JOB_FILE)) else {
             continue;
         };
         let owner: Option<Owner> = std::fs::read(dir.join(RUN_DIR_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let what = format!("job processes (group {}) of {}", group.pgid, dir.display());
-        match owner.as_ref().map(Owner::liveness) {
-            Some(Liveness::Gone) => {}
+        let what = |g: &JobGroup| format!("job processes (group {}) of {}", g.pgid, dir.display());
+        let why_kept = match owner.as_ref().map(Owner::liveness) {
+            Some(Liveness::Gone) => None,
             Some(Liveness::Alive) => continue,
-            Some(Liveness::Unknown(why)) => {
-                report.kept.push(format!("{what}: {why}"));
-                continue;
-            }
-            None => {
-                report.kept.push(format!("{what}: no agent recorded"));
-                continue;
-            }
-        }
-        let here = group.boot_id == crate::linux::boot_id()
-            && crate::run::guard::same_group(group.pgid, group.start)
-            && crate::linux::group_alive(group.pgid);
-        if !here {
-            // Gone already (or the pgid is another group's now): only the record is left.
-            if !opts.dry_run {
-                let _ = std::fs::remove_file(dir.join(JOB_FILE));
-            }
+            Some(Liveness::Unknown(why)) => Some(why),
+            None => Some("no agent recorded".to_string()),
+        };
+        if let Some(why) = why_kept {
+            report
+                .kept
+                .extend(groups.iter().map(|g| format!("{}: {why}", what(g))));
             continue;
         }
-        if opts.dry_run {
-            report
-                .removed
-                .push(format!("{what}: its agent is gone (dry run)"));
-        } else if crate::run::guard::kill_group(group.pgid, group.start) {
-            let _ = std::fs::remove_file(dir.join(JOB_FILE));
-            report
-                .removed
-                .push(format!("{what}: its agent is gone; killed"));
-        } else {
-            report.failed.push(format!("{what}: cannot kill it"));
+        let mut all_gone = true;
+        for group in &groups {
+            all_gone &= kill_orphan_group(group, &what(group), opts, report);
         }
+        if all_gone && !opts.dry_run {
+            let _ = std::fs::remove_file(dir.join(JOB_FILE));
+        }
+    }
+}
+
+/// Kills one recorded group of a job whose agent is gone, if it is still the group that
+/// was recorded (same boot, same leader or only later processes). Whether the group is
+/// gone now.
+fn kill_orphan_group(group: &JobGroup, what: &str, opts: &Options, report: &mut Report) -> bool {
+    let here = group.boot_id == crate::linux::boot_id()
+        && crate::run::guard::same_group(group.pgid, group.start)
+        && crate::linux::group_alive(group.pgid);
+    if !here {
+        // Gone already (or the pgid is another group's now): only the record is left.
+        return true;
+    }
+    if opts.dry_run {
+        report
+            .removed
+            .push(format!("{what}: its agent is gone (dry run)"));
+        false
+    } else if crate::run::guard::kill_group(group.pgid, group.start) {
+        report
+            .removed
+            .push(format!("{what}: its agent is gone; killed"));
+        true
+    } else {
+        report.failed.push(format!("{what}: cannot kill it"));
+        false
     }
 }
 

@@ -25,9 +25,26 @@ const LABEL_HOST: &str = "io.stagehand.agent.host";
 /// The file in a run folder that names the agent that owns it.
 pub const RUN_DIR_FILE: &str = "agent.json";
 
-/// The file in a run folder that names the job's process group while it runs, so that
-/// `stagehand gc` can kill what a SIGKILLed agent (and its guardian) left.
+/// The file in a run folder that names the job's process groups (one per local rank)
+/// while it runs, so that `stagehand gc` can kill what a SIGKILLed agent (and its
+/// guardians) left.
 pub const JOB_FILE: &str = "job.json";
+
+/// The groups recorded in a `job.json`: a list, or the single group that agents before
+/// distributed jobs wrote.
+pub fn read_job_groups(path: &std::path::Path) -> Option<Vec<JobGroup>> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Recorded {
+        Many(Vec<JobGroup>),
+        One(JobGroup),
+    }
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Recorded::Many(v) => Some(v),
+        Recorded::One(g) => Some(vec![g]),
+    }
+}
 
 /// A job's process group, identified across pid reuse and reboots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +135,23 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_files_hold_every_rank_and_older_single_groups_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOB_FILE);
+        let g = |pgid| JobGroup {
+            pgid,
+            start: 7,
+            boot_id: "b".into(),
+        };
+        std::fs::write(&path, serde_json::to_vec(&vec![g(1), g(2)]).unwrap()).unwrap();
+        assert_eq!(read_job_groups(&path), Some(vec![g(1), g(2)]));
+        std::fs::write(&path, serde_json::to_vec(&g(3)).unwrap()).unwrap();
+        assert_eq!(read_job_groups(&path), Some(vec![g(3)]));
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(read_job_groups(&path), None);
+    }
 
     #[test]
     fn this_agent_is_alive_and_round_trips_through_labels() {

@@ -35,6 +35,14 @@ pub fn resume_name(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{base}.stagehand-partial-resume"))
 }
 
+/// Writes `bytes` to `dest` whole or not at all: beside it under a temporary name, then
+/// renamed over it. A reader sees the old file or the new one, never half of one.
+pub fn write_file(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = TempFile::beside(dest);
+    std::fs::write(tmp.path(), bytes)?;
+    tmp.persist(dest)
+}
+
 /// A temporary file that is deleted unless it was renamed into place (or, for a
 /// resumable one, kept for the next run).
 pub struct TempFile {

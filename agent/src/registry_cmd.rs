@@ -133,9 +133,7 @@ fn read(ws_file: &Path) -> Result<String, DatastoreError> {
 fn write(ws_file: &Path, text: &str) -> Result<stagehand_protocol::Workspace, DatastoreError> {
     let parsed =
         stagehand_protocol::parse_workspace(ws_file, text).map_err(DatastoreError::Workspace)?;
-    let tmp = crate::partial::TempFile::beside(ws_file);
-    std::fs::write(tmp.path(), text)
-        .and_then(|()| tmp.persist(ws_file))
+    crate::partial::write_file(ws_file, text.as_bytes())
         .map_err(|e| DatastoreError::Store(StoreError::io("cannot write", ws_file, e)))?;
     Ok(parsed.value)
 }

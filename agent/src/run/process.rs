@@ -59,6 +59,7 @@ impl Runner for ProcessRunner {
                 }
             }
         }
+        record_groups(launch, &pgids);
         started(Started {
             pid: pgids.first().map(|p| p.as_raw() as u32),
             container: None,
@@ -100,8 +101,7 @@ async fn rank_envs(plan: &Plan) -> Vec<BTreeMap<String, String>> {
 
 /// Starts one process of the job (local rank `local`, with `env` on top of the plan's)
 /// with its output pumped through and kept (`stdout.log` for the first, `stdout.<local
-/// rank>.log` for the others), its group guarded; the first rank's group is recorded
-/// in the run folder for `gc`.
+/// rank>.log` for the others), its group guarded.
 fn start_rank(
     launch: &Launch<'_>,
     local: usize,
@@ -110,7 +110,7 @@ fn start_rank(
     let plan = launch.plan;
     let mut child = spawn(plan, launch.remove_env, env)?;
     let pid = child.id().unwrap_or(0);
-    let guard = guard(launch, pid, local == 0);
+    let guard = guard(pid);
     tracing::info!(pid, local, "job started: {}", plan.command.join(" "));
     let log = |stream: &str| match local {
         0 => launch.log_dir.join(format!("{stream}.log")),
@@ -128,23 +128,35 @@ fn start_rank(
     Ok((group, pumps, guard))
 }
 
-/// Starts the guardian of the group led by `pid` and, when `record`, records the group
-/// in the run folder. Neither failing stops the job: it is warned about, and the job
-/// runs as it would have before guardians (its leader still dies with the agent).
-fn guard(launch: &Launch<'_>, pid: u32, record: bool) -> Option<Guard> {
-    let start = crate::linux::stat(pid).map(|s| s.start_time)?;
-    if record {
-        let group = crate::owner::JobGroup {
-            pgid: pid as i32,
-            start,
-            boot_id: crate::linux::boot_id(),
-        };
-        if let Ok(json) = serde_json::to_vec(&group) {
-            if let Err(e) = std::fs::write(job_file(launch), &json) {
-                tracing::warn!("cannot record the job's process group: {e}");
-            }
-        }
+/// Records every group of the job in the run folder, for `gc` should the agent and the
+/// guardians all be gone. A failure is warned about and does not stop the job: the
+/// guardians still cover it.
+fn record_groups(launch: &Launch<'_>, pgids: &[Pid]) {
+    let boot_id = crate::linux::boot_id();
+    let groups: Vec<crate::owner::JobGroup> = pgids
+        .iter()
+        .filter_map(|p| {
+            let start = crate::linux::stat(p.as_raw() as u32)?.start_time;
+            Some(crate::owner::JobGroup {
+                pgid: p.as_raw(),
+                start,
+                boot_id: boot_id.clone(),
+            })
+        })
+        .collect();
+    let written = serde_json::to_vec(&groups)
+        .map_err(std::io::Error::other)
+        .and_then(|json| crate::partial::write_file(&job_file(launch), &json));
+    if let Err(e) = written {
+        tracing::warn!("cannot record the job's process groups: {e}");
     }
+}
+
+/// Starts the guardian of the group led by `pid`. Failing does not stop the job: it is
+/// warned about, and the job runs as it would have before guardians (its leader still
+/// dies with the agent).
+fn guard(pid: u32) -> Option<Guard> {
+    let start = crate::linux::stat(pid).map(|s| s.start_time)?;
     match Guard::start(pid as i32, start) {
         Ok(g) => Some(g),
         Err(e) => {

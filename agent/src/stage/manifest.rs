@@ -62,10 +62,10 @@ impl Manifest {
 
     /// Writes the manifest (under a temporary name, then renamed).
     pub fn save(&self, target: &Path) -> std::io::Result<()> {
-        let path = path_for(target);
-        let tmp = crate::partial::temp_name(&path);
-        std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
-        std::fs::rename(&tmp, &path)
+        crate::partial::write_file(
+            &path_for(target),
+            &serde_json::to_vec(self).unwrap_or_default(),
+        )
     }
 
     /// Whether the local file `local` (key `rel`) is an unchanged copy of an object

@@ -115,10 +115,7 @@ impl Ranges {
         let Ok(json) = serde_json::to_vec(record) else {
             return;
         };
-        let tmp = crate::partial::TempFile::beside(&self.path);
-        if std::fs::write(tmp.path(), json).is_ok() {
-            let _ = tmp.persist(&self.path);
-        }
+        let _ = crate::partial::write_file(&self.path, &json);
     }
 
     /// Saves what is recorded now (the file starts over: a record of nothing).
