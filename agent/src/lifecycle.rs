@@ -13,6 +13,8 @@ use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
+use crate::stage::record::Record;
+use crate::stage::sync::Watch;
 use crate::stage::{download, upload};
 use crate::store::{self, DynStore, Entry, StoreError};
 use futures::future::try_join_all;
@@ -61,6 +63,7 @@ pub async fn run(
         opts: &opts,
         downloaded: 0,
         uploaded: 0,
+        uploaded_outputs: Vec::new(),
     };
     let outcome = match MountSettings::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
@@ -68,6 +71,9 @@ pub async fn run(
             let mounts = RunMounts::new(settings);
             let outcome = job.go(&mounts).await;
             teardown(&mounts, &events).await;
+            if outcome.report().code == 0 && !plan.keep_run_dir {
+                clean_run_dir(plan, &job.uploaded_outputs, &events);
+            }
             outcome
         }
     };
@@ -102,6 +108,32 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
     }
 }
 
+/// After a successful run, removes its download copies and uploaded outputs from the
+/// run folder (`run_dir::clean`); what is left is a warning, not a failure.
+fn clean_run_dir(plan: &Plan, uploaded: &[String], events: &Events) {
+    let outputs: Vec<&DataPlan> = plan
+        .outputs
+        .iter()
+        .filter(|o| uploaded.contains(&o.name))
+        .collect();
+    let (removed, problems) = crate::run_dir::clean(plan, &outputs);
+    for p in problems {
+        let message = format!("run folder not cleaned up: {p}");
+        tracing::warn!("{message}");
+        events.emit(EventKind::Warning { message });
+    }
+    tracing::info!(
+        "run folder {}: removed {} staged or uploaded file(s), {} (keep them with keep_run_dir: true or run --keep-run-dir)",
+        plan.run_dir.display(),
+        removed.files,
+        human(removed.bytes)
+    );
+    events.emit(EventKind::RunDirCleaned {
+        files: removed.files,
+        bytes: removed.bytes,
+    });
+}
+
 /// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
 async fn teardown(mounts: &RunMounts, events: &Events) {
     for problem in mounts.teardown().await {
@@ -120,6 +152,8 @@ struct Job<'a> {
     opts: &'a RunOptions,
     downloaded: u64,
     uploaded: u64,
+    /// The outputs uploaded whole (the run folder's copies can go after success).
+    uploaded_outputs: Vec<String>,
 }
 
 impl Job<'_> {
@@ -129,17 +163,20 @@ impl Job<'_> {
             Ok(d) => d,
             Err(e) => return Outcome::Staging(e),
         };
+        // What this run id's earlier attempts uploaded (after `accept` moved another
+        // job's record aside).
+        let record = Record::open(&self.plan.run_dir);
         let stores = match self.stage(mounts).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let (exit, not_started) = match self.launch(log_dir).await {
+        let (exit, not_started) = match self.launch(log_dir, &stores, &record).await {
             Ok(e) => e,
             Err(e) => return Outcome::Launch(e),
         };
         // The job is gone: its mounts go now, before the upload.
         teardown(mounts, self.events).await;
-        let uploads = self.upload(&stores, &exit).await;
+        let uploads = self.upload(&stores, &exit, &record).await;
         Outcome::Ran(Ran {
             exit,
             timeout_secs: self.plan.timeout_secs,
@@ -160,6 +197,18 @@ impl Job<'_> {
         // from a dead agent's leftovers.
         if let Ok(owner) = serde_json::to_vec(&crate::owner::Owner::current()) {
             let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
+        }
+        // A run id reused by another job: its outputs are not this job's to upload.
+        let digest = crate::run_dir::digest(self.loaded);
+        if let Some(aside) = crate::run_dir::claim(plan, &digest).map_err(StageError::Claim)? {
+            let message = format!(
+                "the run folder {} held the outputs of another job run with the run id {:?}: moved them to {}, and this run starts without them",
+                plan.run_dir.display(),
+                plan.run_id,
+                aside.display()
+            );
+            tracing::warn!("{message}");
+            self.events.emit(EventKind::Warning { message });
         }
         self.events.emit(EventKind::Accepted {
             job: plan.job.clone(),
@@ -218,7 +267,12 @@ impl Job<'_> {
     /// Launches the job and supervises it to its end. A program that cannot be started
     /// is the job's failure (127, as in a shell), not the agent's: its error comes
     /// back beside the exit.
-    async fn launch(&self, log_dir: PathBuf) -> Result<(Exit, Option<RunError>), RunError> {
+    async fn launch(
+        &self,
+        log_dir: PathBuf,
+        stores: &Stores,
+        record: &Record,
+    ) -> Result<(Exit, Option<RunError>), RunError> {
         let plan = self.plan;
         let ran_at = Instant::now();
         let launch = Launch {
@@ -235,7 +289,15 @@ impl Job<'_> {
             })
         };
         let mut not_started = None;
-        let exit = match self.runner.run(&launch, self.cancel, &on_start).await {
+        let job = self.runner.run(&launch, self.cancel, &on_start);
+        // Outputs with `sync` go up while the job runs; the job's end stops the passes
+        // (an upload in flight is dropped: its object never appears).
+        let ran = tokio::select! {
+            biased;
+            r = job => r,
+            never = sync_outputs(plan, stores, record, self.events) => match never {},
+        };
+        let exit = match ran {
             Ok(e) => e,
             Err(e @ RunError::Spawn { .. }) => {
                 tracing::error!("{e}");
@@ -271,7 +333,7 @@ impl Job<'_> {
 
     /// Uploads the outputs whose `upload_on` is due; a signal interrupts it. Returns
     /// what failed.
-    async fn upload(&mut self, stores: &Stores, exit: &Exit) -> Vec<UploadError> {
+    async fn upload(&mut self, stores: &Stores, exit: &Exit, record: &Record) -> Vec<UploadError> {
         let success = exit.ended_by == EndedBy::Itself && exit.job_code() == 0;
         let upload_at = Instant::now();
         let seen = self.cancel.received().0;
@@ -284,20 +346,27 @@ impl Job<'_> {
             events,
             phase: &phase,
         };
-        let run_id = &self.plan.run_id;
-        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, run_id, &t)));
+        let (plan, t) = (self.plan, &t);
+        let uploads = futures::future::join_all(
+            due.iter()
+                .map(|o| async move { (o, upload_one(o, plan, record, t).await) }),
+        );
         let mut errors = Vec::new();
         tokio::select! {
             results = uploads => {
-                for r in results {
+                for (o, r) in results {
                     match r {
-                        Ok(n) => self.uploaded += n,
+                        Ok(n) => {
+                            self.uploaded += n;
+                            self.uploaded_outputs.push(o.name.clone());
+                        }
                         Err(e) => errors.push(e),
                     }
                 }
             }
             _ = self.cancel.after(seen) => errors.push(UploadError::Interrupted),
         }
+        save_record(record, events);
         shown.finish().await;
         events.emit(EventKind::Uploaded {
             bytes: self.uploaded,
@@ -501,7 +570,106 @@ fn track(
     (progress, ticker)
 }
 
-async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64, UploadError> {
+/// Whether other nodes of this job upload to the same destinations (a multi-node
+/// step): then no node may replace another's file, whatever `overwrite` says.
+fn shared_outputs(plan: &Plan) -> bool {
+    plan.scheduler.as_ref().is_some_and(|s| s.node_count > 1)
+}
+
+/// Writes the record of what moved; one that cannot be written is a warning (the next
+/// attempt then compares with the destination instead).
+fn save_record(record: &Record, events: &Events) {
+    if let Err(e) = record.save() {
+        let message = format!("cannot write the record of uploaded files: {e}");
+        tracing::warn!("{message}");
+        events.emit(EventKind::Warning { message });
+    }
+}
+
+/// Every output with `sync`, a pass each interval, until the job ends (the caller
+/// drops this). A pass that fails is a warning and is tried again at the next one.
+async fn sync_outputs(
+    plan: &Plan,
+    stores: &Stores,
+    record: &Record,
+    events: &Events,
+) -> std::convert::Infallible {
+    let syncing = plan.outputs.iter().filter_map(|o| Some((o, o.sync_secs?)));
+    let loops = syncing.map(|(o, every)| async move {
+        let store = &stores[&o.store_key()];
+        let rules = upload::Rules {
+            overwrite: o.overwrite,
+            shared: shared_outputs(plan),
+            record,
+        };
+        let mut watch = Watch::new(&o.local_path, &o.path);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut said = String::new();
+        loop {
+            tick.tick().await;
+            let at = Instant::now();
+            match watch.pass(store, &rules, &Progress::default()).await {
+                Ok(pass) => {
+                    if pass.files > 0 {
+                        save_record(record, events);
+                        tracing::info!(
+                            "output {:?}: synced {} file(s), {}",
+                            o.name,
+                            pass.files,
+                            human(pass.bytes)
+                        );
+                    }
+                    let message = (!pass.conflicts.is_empty()).then(|| {
+                        format!(
+                            "output {:?}: not synced, the destination holds other bytes: {}",
+                            o.name,
+                            pass.conflicts.join(", ")
+                        )
+                    });
+                    warn_once(&mut said, message, events);
+                    events.emit(EventKind::SyncPass {
+                        name: o.name.clone(),
+                        files: pass.files,
+                        bytes: pass.bytes,
+                        pending: pass.pending,
+                        uploaded_before: pass.uploaded_before,
+                        duration_ms: ms(at),
+                    });
+                }
+                Err(e) => {
+                    let message = format!("output {:?}: sync pass failed: {e}", o.name);
+                    warn_once(&mut said, Some(message), events);
+                }
+            }
+        }
+    });
+    futures::future::join_all(loops).await;
+    // No output syncs: wait for the job.
+    std::future::pending().await
+}
+
+/// A warning, unless it is the one said last time (a sync pass repeats its problem
+/// every interval).
+fn warn_once(said: &mut String, message: Option<String>, events: &Events) {
+    match message {
+        Some(m) if *said != m => {
+            tracing::warn!("{m}");
+            events.emit(EventKind::Warning { message: m.clone() });
+            *said = m;
+        }
+        Some(_) => {}
+        None => said.clear(),
+    }
+}
+
+async fn upload_one(
+    d: &DataPlan,
+    plan: &Plan,
+    record: &Record,
+    t: &Transfer<'_>,
+) -> Result<u64, UploadError> {
+    let run_id = &plan.run_id;
     let (events, store) = (t.events, &t.stores[&d.store_key()]);
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
@@ -510,7 +678,12 @@ async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64,
         destination: format!("{}:{}", d.datastore, d.path),
     });
     let (progress, _ticker) = track(events, &d.name, true, t.phase);
-    let moved = upload::upload(store, &d.local_path, &d.path, d.overwrite, &progress)
+    let rules = upload::Rules {
+        overwrite: d.overwrite,
+        shared: shared_outputs(plan),
+        record,
+    };
+    let moved = upload::upload_output(store, &d.local_path, &d.path, &rules, &progress)
         .await
         .map_err(|source| UploadError::Output {
             name: d.name.clone(),
@@ -522,17 +695,20 @@ async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64,
                 .then(|| run_id.to_string()),
         })?;
     tracing::info!(
-        "output {:?}: {} file(s), {} uploaded to {}:{}",
+        "output {:?}: {} file(s), {} uploaded to {}:{}; {} file(s) already there unchanged",
         d.name,
         moved.files,
         human(moved.bytes),
         d.datastore,
-        d.path
+        d.path,
+        moved.skipped_files
     );
     events.emit(EventKind::UploadFinished {
         name: d.name.clone(),
         files: moved.files,
         bytes: moved.bytes,
+        skipped_files: moved.skipped_files,
+        skipped_bytes: moved.skipped_bytes,
         duration_ms: ms(started),
     });
     Ok(moved.bytes)

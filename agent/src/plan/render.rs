@@ -190,6 +190,12 @@ fn data_notes(d: &DataPlan) -> String {
     }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));
+        if let Some(every) = d.sync_secs {
+            extra.push(format!(
+                "sync every {}",
+                humantime::format_duration(std::time::Duration::from_secs_f64(every))
+            ));
+        }
     }
     if extra.is_empty() {
         String::new()
