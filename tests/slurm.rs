@@ -98,8 +98,10 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
     let job = identity_job(&s);
+    // The task's second attempt below runs after a first that succeeded; without
+    // --keep-run-dir that success would have emptied the folder it resumes in.
     let script = format!(
-        "{} run {} --events {}/events-$SLURM_ARRAY_TASK_ID.jsonl",
+        "{} run {} --keep-run-dir --events {}/events-$SLURM_ARRAY_TASK_ID.jsonl",
         bin().display(),
         job.display(),
         s.path().display()
