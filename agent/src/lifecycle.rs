@@ -289,14 +289,30 @@ impl Job<'_> {
             })
         };
         let mut not_started = None;
-        let job = self.runner.run(&launch, self.cancel, &on_start);
-        // Outputs with `sync` go up while the job runs; the job's end stops the passes
-        // (an upload in flight is dropped: its object never appears).
-        let ran = tokio::select! {
-            biased;
-            r = job => r,
-            never = sync_outputs(plan, stores, record, self.events) => match never {},
+        // Outputs with `sync` go up while the job runs. The job's end stops the passes,
+        // but one under way finishes first, so that the upload at exit neither repeats
+        // nor races it; a further signal drops it (its objects then never appear).
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job = async {
+            let r = self.runner.run(&launch, self.cancel, &on_start).await;
+            let _ = stop.send(true);
+            r
         };
+        let sync = async {
+            let passes = sync_outputs(plan, stores, record, self.events, stopped);
+            tokio::pin!(passes);
+            tokio::select! {
+                () = &mut passes => {}
+                // Only a signal after the job ended: one before it is the job's to
+                // answer, while the passes go on through its grace.
+                _ = async {
+                    let _ = stop.subscribe().wait_for(|ended| *ended).await;
+                    let seen = self.cancel.received().0;
+                    self.cancel.after(seen).await
+                } => {}
+            }
+        };
+        let (ran, ()) = tokio::join!(job, sync);
         let exit = match ran {
             Ok(e) => e,
             Err(e @ RunError::Spawn { .. }) => {
@@ -586,67 +602,74 @@ fn save_record(record: &Record, events: &Events) {
     }
 }
 
-/// Every output with `sync`, a pass each interval, until the job ends (the caller
-/// drops this). A pass that fails is a warning and is tried again at the next one.
+/// Every output with `sync`, a pass each interval, until `stopped` says the job ended
+/// (a pass under way finishes). A pass that fails is a warning and is tried again at
+/// the next one.
 async fn sync_outputs(
     plan: &Plan,
     stores: &Stores,
     record: &Record,
     events: &Events,
-) -> std::convert::Infallible {
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
     let syncing = plan.outputs.iter().filter_map(|o| Some((o, o.sync_secs?)));
-    let loops = syncing.map(|(o, every)| async move {
-        let store = &stores[&o.store_key()];
-        let rules = upload::Rules {
-            overwrite: o.overwrite,
-            shared: shared_outputs(plan),
-            record,
-        };
-        let mut watch = Watch::new(&o.local_path, &o.path);
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut said = String::new();
-        loop {
-            tick.tick().await;
-            let at = Instant::now();
-            match watch.pass(store, &rules, &Progress::default()).await {
-                Ok(pass) => {
-                    if pass.files > 0 {
-                        save_record(record, events);
-                        tracing::info!(
-                            "output {:?}: synced {} file(s), {}",
-                            o.name,
-                            pass.files,
-                            human(pass.bytes)
-                        );
-                    }
-                    let message = (!pass.conflicts.is_empty()).then(|| {
-                        format!(
-                            "output {:?}: not synced, the destination holds other bytes: {}",
-                            o.name,
-                            pass.conflicts.join(", ")
-                        )
-                    });
-                    warn_once(&mut said, message, events);
-                    events.emit(EventKind::SyncPass {
-                        name: o.name.clone(),
-                        files: pass.files,
-                        bytes: pass.bytes,
-                        pending: pass.pending,
-                        uploaded_before: pass.uploaded_before,
-                        duration_ms: ms(at),
-                    });
+    let loops = syncing.map(|(o, every)| {
+        let mut stopped = stopped.clone();
+        async move {
+            let store = &stores[&o.store_key()];
+            let rules = upload::Rules {
+                overwrite: o.overwrite,
+                shared: shared_outputs(plan),
+                record,
+            };
+            let mut watch = Watch::new(&o.local_path, &o.path);
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut said = String::new();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|ended| *ended) => break,
+                    _ = tick.tick() => {}
                 }
-                Err(e) => {
-                    let message = format!("output {:?}: sync pass failed: {e}", o.name);
-                    warn_once(&mut said, Some(message), events);
+                let at = Instant::now();
+                match watch.pass(store, &rules, &Progress::default()).await {
+                    Ok(pass) => {
+                        if pass.files > 0 {
+                            save_record(record, events);
+                            tracing::info!(
+                                "output {:?}: synced {} file(s), {}",
+                                o.name,
+                                pass.files,
+                                human(pass.bytes)
+                            );
+                        }
+                        let message = (!pass.conflicts.is_empty()).then(|| {
+                            format!(
+                                "output {:?}: not synced, the destination holds other bytes: {}",
+                                o.name,
+                                pass.conflicts.join(", ")
+                            )
+                        });
+                        warn_once(&mut said, message, events);
+                        events.emit(EventKind::SyncPass {
+                            name: o.name.clone(),
+                            files: pass.files,
+                            bytes: pass.bytes,
+                            pending: pass.pending,
+                            uploaded_before: pass.uploaded_before,
+                            duration_ms: ms(at),
+                        });
+                    }
+                    Err(e) => {
+                        let message = format!("output {:?}: sync pass failed: {e}", o.name);
+                        warn_once(&mut said, Some(message), events);
+                    }
                 }
             }
         }
     });
     futures::future::join_all(loops).await;
-    // No output syncs: wait for the job.
-    std::future::pending().await
 }
 
 /// A warning, unless it is the one said last time (a sync pass repeats its problem

@@ -141,7 +141,8 @@ pub fn clean(plan: &Plan, uploaded: &[&DataPlan]) -> (Removed, Vec<RunDirError>)
     let staged = plan.inputs.iter().filter(|d| d.mode == Mode::Download);
     for d in staged.chain(uploaded.iter().copied()) {
         let p = &d.local_path;
-        if std::fs::symlink_metadata(p).is_err() {
+        // Outside the run folder (an absolute `path_on_compute`): not the run's to remove.
+        if !p.starts_with(&plan.run_dir) || std::fs::symlink_metadata(p).is_err() {
             continue;
         }
         match inside(&plan.run_dir, p).and_then(|()| remove(p)) {

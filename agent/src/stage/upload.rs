@@ -391,8 +391,13 @@ fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
             let name = ent.file_name().to_string_lossy().into_owned();
             let child_rel = stagehand_protocol::path::join(&rel, &name);
             let path = ent.path();
-            let real = std::fs::canonicalize(&path)
-                .map_err(|e| TransferError::io("cannot read output", &path, e))?;
+            let real = match std::fs::canonicalize(&path) {
+                Ok(r) => r,
+                // Gone since the listing (a job still running renamed or removed it):
+                // nothing to upload.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TransferError::io("cannot read output", &path, e)),
+            };
             if !real.starts_with(&root) {
                 return Err(TransferError::io(
                     "refusing to upload",
