@@ -420,3 +420,96 @@ fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::local::LocalStore;
+    use std::sync::Arc;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        store: DynStore,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        let store: DynStore = Arc::new(LocalStore::open("s", &dir.path().join("store")).unwrap());
+        Setup { dir, store }
+    }
+
+    impl Setup {
+        fn local(&self, name: &str, text: &str) {
+            std::fs::write(self.dir.path().join("out").join(name), text).unwrap();
+        }
+        fn stored(&self, name: &str) -> String {
+            std::fs::read_to_string(self.dir.path().join("store/dest").join(name)).unwrap()
+        }
+        async fn up(
+            &self,
+            overwrite: bool,
+            shared: bool,
+            record: &Record,
+        ) -> Result<Moved, TransferError> {
+            let rules = Rules {
+                overwrite,
+                shared,
+                record,
+            };
+            let out = self.dir.path().join("out");
+            upload_output(&self.store, &out, "dest", &rules, &Progress::default()).await
+        }
+    }
+
+    /// A requeue with `overwrite: false`: what is there with the same bytes is skipped
+    /// (found by MD5 without a record, by the record with one); other bytes fail the
+    /// output by name, before anything moves.
+    #[tokio::test]
+    async fn identical_files_are_skipped_and_different_ones_refused_by_name() {
+        let s = setup();
+        s.local("a", "alpha");
+        s.local("b", "beta");
+        let first = Record::none();
+        assert_eq!(s.up(false, false, &first).await.unwrap().files, 2);
+        // Another attempt that kept no record: the same bytes are found at the destination.
+        let second = Record::none();
+        let m = s.up(false, false, &second).await.unwrap();
+        assert_eq!((m.files, m.skipped_files), (0, 2));
+        // Now recorded: skipped without reading the store.
+        let m = s.up(false, false, &second).await.unwrap();
+        assert_eq!((m.files, m.skipped_files), (0, 2));
+        s.local("a", "alpha, changed");
+        s.local("c", "gamma");
+        match s.up(false, false, &second).await {
+            Err(TransferError::Exists { paths, .. }) => assert_eq!(paths, ["dest/a"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!s.dir.path().join("store/dest/c").exists(), "nothing moved");
+        assert_eq!(s.stored("a"), "alpha");
+    }
+
+    /// Nodes of one job: even with `overwrite: true` another node's file stays; this
+    /// node's other files land; its own earlier upload is replaced.
+    #[tokio::test]
+    async fn a_node_never_replaces_another_nodes_file_but_replaces_its_own() {
+        let s = setup();
+        std::fs::create_dir_all(s.dir.path().join("store/dest")).unwrap();
+        std::fs::write(s.dir.path().join("store/dest/same"), "node 0").unwrap();
+        s.local("same", "node 1");
+        s.local("mine", "node 1 only");
+        let record = Record::none();
+        match s.up(true, true, &record).await {
+            Err(TransferError::Conflict { paths, .. }) => assert_eq!(paths, ["dest/same"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.stored("same"), "node 0");
+        assert_eq!(s.stored("mine"), "node 1 only");
+        // Its own file, rewritten (a checkpoint saved again): replaced.
+        s.local("mine", "node 1 only, again");
+        std::fs::remove_file(s.dir.path().join("out/same")).unwrap();
+        s.up(true, true, &record).await.unwrap();
+        assert_eq!(s.stored("mine"), "node 1 only, again");
+    }
+}
