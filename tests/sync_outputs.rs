@@ -200,6 +200,8 @@ outputs:
     assert_eq!(std::fs::read_to_string(&early).unwrap(), "early\n");
     // early.txt went up once, by the sync pass; the upload at exit skipped it.
     assert_eq!(upload_finished(&events, "out"), (1, 1));
+    // The run's total counts what the pass sent too.
+    assert_eq!(finished(&events).bytes_uploaded, 11);
 }
 
 /// A requeue-like second run with the same run id and `overwrite: false`: the files it

@@ -24,6 +24,7 @@ use stagehand_protocol::size::human;
 use stagehand_protocol::{Mode, UploadOn};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,6 +65,7 @@ pub async fn run(
         downloaded: 0,
         uploaded: 0,
         uploaded_outputs: Vec::new(),
+        synced: AtomicU64::new(0),
     };
     let outcome = match MountSettings::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
@@ -154,6 +156,8 @@ struct Job<'a> {
     uploaded: u64,
     /// The outputs uploaded whole (the run folder's copies can go after success).
     uploaded_outputs: Vec<String>,
+    /// Bytes the sync passes uploaded while the job ran.
+    synced: AtomicU64,
 }
 
 impl Job<'_> {
@@ -174,6 +178,7 @@ impl Job<'_> {
             Ok(e) => e,
             Err(e) => return Outcome::Launch(e),
         };
+        self.uploaded += self.synced.load(Ordering::Relaxed);
         // The job is gone: its mounts go now, before the upload.
         teardown(mounts, self.events).await;
         let uploads = self.upload(&stores, &exit, &record).await;
@@ -299,7 +304,7 @@ impl Job<'_> {
             r
         };
         let sync = async {
-            let passes = sync_outputs(plan, stores, record, self.events, stopped);
+            let passes = sync_outputs(plan, stores, record, self.events, stopped, &self.synced);
             tokio::pin!(passes);
             tokio::select! {
                 () = &mut passes => {}
@@ -611,6 +616,7 @@ async fn sync_outputs(
     record: &Record,
     events: &Events,
     stopped: tokio::sync::watch::Receiver<bool>,
+    synced: &AtomicU64,
 ) {
     let syncing = plan.outputs.iter().filter_map(|o| Some((o, o.sync_secs?)));
     let loops = syncing.map(|(o, every)| {
@@ -636,6 +642,7 @@ async fn sync_outputs(
                 match watch.pass(store, &rules, &Progress::default()).await {
                     Ok(pass) => {
                         if pass.files > 0 {
+                            synced.fetch_add(pass.bytes, Ordering::Relaxed);
                             save_record(record, events);
                             tracing::info!(
                                 "output {:?}: synced {} file(s), {}",

@@ -1146,7 +1146,7 @@ fn an_input_written_back_has_no_upload_on() {
 }
 
 #[test]
-fn only_upload_outputs_uploaded_whatever_the_end_sync() {
+fn sync_is_for_upload_outputs_uploaded_whatever_the_end() {
     let ok = with("outputs:\n  ckpt: {path: a, mode: upload, sync: 2s}\nkeep_run_dir: true\n");
     assert!(rules(&ok).is_empty());
     let s = spec(&ok);
