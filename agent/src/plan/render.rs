@@ -49,6 +49,9 @@ fn render_header(s: &mut String, plan: &Plan) {
         );
     }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
+    if plan.keep_run_dir {
+        let _ = writeln!(s, "           (kept whole after success: keep_run_dir)");
+    }
     if !plan.run_id_pinned {
         let _ = writeln!(
             s,
