@@ -304,7 +304,15 @@ impl Job<'_> {
             r
         };
         let sync = async {
-            let passes = sync_outputs(plan, stores, record, self.events, stopped, &self.synced);
+            let passes = sync_outputs(
+                plan,
+                stores,
+                record,
+                self.events,
+                stopped,
+                &self.synced,
+                self.cancel,
+            );
             tokio::pin!(passes);
             tokio::select! {
                 () = &mut passes => {}
@@ -608,8 +616,9 @@ fn save_record(record: &Record, events: &Events) {
 }
 
 /// Every output with `sync`, a pass each interval, until `stopped` says the job ended
-/// (a pass under way finishes). A pass that fails is a warning and is tried again at
-/// the next one.
+/// (a pass under way finishes). A signal starts a pass at once, so what is closed
+/// goes up during the job's grace rather than after it. A pass that fails is a
+/// warning and is tried again at the next one.
 async fn sync_outputs(
     plan: &Plan,
     stores: &Stores,
@@ -617,6 +626,7 @@ async fn sync_outputs(
     events: &Events,
     stopped: tokio::sync::watch::Receiver<bool>,
     synced: &AtomicU64,
+    cancel: &Cancel,
 ) {
     let syncing = plan.outputs.iter().filter_map(|o| Some((o, o.sync_secs?)));
     let loops = syncing.map(|(o, every)| {
@@ -632,10 +642,12 @@ async fn sync_outputs(
             let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut said = String::new();
+            let mut signals = cancel.received().0;
             loop {
                 tokio::select! {
                     biased;
                     _ = stopped.wait_for(|ended| *ended) => break,
+                    _ = cancel.after(signals) => signals = cancel.received().0,
                     _ = tick.tick() => {}
                 }
                 let at = Instant::now();
