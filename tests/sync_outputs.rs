@@ -398,3 +398,65 @@ outputs:
     );
     assert_eq!(std::fs::read_to_string(&moved[0]).unwrap(), "a\n");
 }
+
+/// In a container the job's writers are the container's processes: the agent (root)
+/// sees their open files through the host's /proc, so a file the container holds open
+/// for writing is not synced, while one it closed is; the held one goes up at exit.
+#[test]
+fn a_containers_open_file_is_not_synced_until_it_is_closed() {
+    use crate::common::docker::{self, IMAGE};
+    if !docker::engine() {
+        return;
+    }
+    docker::images();
+    let s = with_local_store();
+    let run_id = docker::run_id("sync");
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            r#"name: contained
+command:
+  - sh
+  - -c
+  - |
+    exec 3> "$1/held.bin"; echo half >&3
+    echo closed > "$1/done.txt"
+    while [ ! -e "$1/stop" ]; do sleep 0.1; done
+  - sh
+  - ${{{{outputs.out}}}}
+container: {{image: {IMAGE}, pull: never}}
+outputs:
+  out: {{path: results, mode: upload, sync: 1s}}
+"#
+        ),
+    );
+    let mut child = s
+        .run_cmd_as_shipped(&job)
+        .args(["--run-id", &run_id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pass that sent done.txt saw held.bin just as long unchanged, and open.
+    let synced = wait_until(Duration::from_secs(60), POLL, || {
+        passes(&s.events()).iter().any(|p| p.1 > 0)
+    });
+    let held_early = s.path().join("store/results/held.bin").exists();
+    std::fs::write(s.run_dir().join("outputs/out/stop"), "").unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert!(synced, "{:?}", kinds(&s.events()));
+    assert!(
+        !held_early,
+        "held.bin went up while the container held it open"
+    );
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("store/results/done.txt")).unwrap(),
+        "closed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("store/results/held.bin")).unwrap(),
+        "half\n"
+    );
+    assert!(docker::containers_of(&run_id).is_empty());
+}
