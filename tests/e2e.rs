@@ -30,3 +30,4 @@ mod package;
 mod resume;
 mod slurm;
 mod store_conformance;
+mod sync_outputs;

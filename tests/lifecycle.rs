@@ -69,7 +69,14 @@ fn the_event_stream_keeps_its_wire_format() {
             "started" => &["pid"],
             "exited" => &["exit_code", "reason", "duration_ms"],
             "upload_started" => &["name", "source", "destination"],
-            "upload_finished" => &["name", "files", "bytes", "duration_ms"],
+            "upload_finished" => &[
+                "name",
+                "files",
+                "bytes",
+                "skipped_files",
+                "skipped_bytes",
+                "duration_ms",
+            ],
             "finished" => &[
                 "status",
                 "exit_code",

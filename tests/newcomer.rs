@@ -68,6 +68,11 @@ fn a_reused_run_id_is_named_as_the_cause() {
     let job = hello(&s, |t| t);
     let run = |id: &str| s.run_cmd(&job).args(["--run-id", id]).output().unwrap();
     expect_code(&run("fixed"), 0);
+    // The same job again (as a requeue runs it) writes the same bytes: not a conflict.
+    expect_code(&run("fixed"), 0);
+    // Another greeting under the same run id: other bytes where the first run's are.
+    let howdy = |t: String| t.replace("GREETING: Hello", "GREETING: Howdy");
+    hello(&s, howdy);
     let (_, err) = expect_code(&run("fixed"), code::UPLOAD_FAILED);
     assert!(
         err.contains("The run id \"fixed\" was used before (--run-id)"),
@@ -79,6 +84,9 @@ fn a_reused_run_id_is_named_as_the_cause() {
     let s = Scratch::new();
     let job = hello(&s, |t| t.replace("runs/{run_id}/greeting", "greeting"));
     expect_code(&s.run(&job), 0);
+    hello(&s, |t| {
+        howdy(t).replace("runs/{run_id}/greeting", "greeting")
+    });
     let (_, err) = expect_code(&s.run(&job), code::UPLOAD_FAILED);
     assert!(err.contains("Put {run_id} in the output's path"), "{err}");
 }

@@ -98,8 +98,10 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
     let job = identity_job(&s);
+    // The task's second attempt below runs after a first that succeeded; without
+    // --keep-run-dir that success would have emptied the folder it resumes in.
     let script = format!(
-        "{} run {} --events {}/events-$SLURM_ARRAY_TASK_ID.jsonl",
+        "{} run {} --keep-run-dir --events {}/events-$SLURM_ARRAY_TASK_ID.jsonl",
         bin().display(),
         job.display(),
         s.path().display()
@@ -618,4 +620,70 @@ inputs:
     assert_eq!((staged.files, staged.skipped_files), (0, 3));
     assert!(again.iter().all(|e| e.run_id == format!("slurm-{id}")));
     assert_eq!(stage_finished(&read_events(&first), "data").files, 3);
+}
+
+/// Two nodes of one job (`srun -N 2`) upload into the same destination, with
+/// `overwrite: true`: each node's own file lands; `same.txt`, which both wrote with
+/// different bytes, holds exactly one node's bytes, whole, and the other node reports
+/// it by name and fails. Nodes of one job never replace each other's files.
+#[test]
+fn two_nodes_writing_the_same_file_keep_one_whole_copy_and_report_the_other() {
+    let Some(slurm) = Slurm::start() else { return };
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["shared"]);
+    az.workspace(
+        &s,
+        "workspace.yaml",
+        "blob",
+        "shared",
+        azurite::KEY_FROM_ENV,
+    );
+    let job = s.write(
+        "job.yaml",
+        r#"name: both
+command: [bash, -c, 'head -c 3000000 /dev/zero | tr "\0" "$SLURM_NODEID" > "$1/same.txt"; echo "node $SLURM_NODEID" > "$1/node-$SLURM_NODEID.txt"', bash, "${{outputs.out}}"]
+outputs:
+  out: {path: results, mode: upload, overwrite: true}
+"#,
+    );
+    let o = slurm
+        .cmd("srun")
+        .args(["-N", "2", "--ntasks-per-node=1", "bash", "-c"])
+        .arg(format!(
+            "exec {} run {} --events {}/events-$SLURM_NODEID.jsonl",
+            bin().display(),
+            job.display(),
+            s.path().display()
+        ))
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env("TEST_AZ_KEY", azurite::KEY)
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "one node must fail");
+    for n in 0..2 {
+        assert_eq!(
+            az.get("shared", &format!("results/node-{n}.txt")),
+            format!("node {n}\n")
+        );
+    }
+    let same = az.get("shared", "results/same.txt");
+    assert_eq!(same.len(), 3_000_000, "whole");
+    let winner = same.chars().next().unwrap();
+    assert!(same.chars().all(|c| c == winner), "one node's bytes only");
+    for n in 0..2u32 {
+        let f = finished(&read_events(&s.path().join(format!("events-{n}.jsonl"))));
+        if char::from_digit(n, 10) == Some(winner) {
+            assert_eq!(f.exit_code, 0, "{:?}", f.error);
+        } else {
+            assert_ne!(f.exit_code, 0);
+            let error = f.error.unwrap_or_default();
+            assert!(
+                error.contains("results/same.txt") && error.contains("another node"),
+                "{error}"
+            );
+        }
+    }
 }

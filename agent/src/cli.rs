@@ -137,6 +137,10 @@ pub enum Command {
         /// The job file's format (default: detected from its content).
         #[arg(long, value_enum)]
         format: Option<JobFormat>,
+        /// Keep the staged inputs and uploaded outputs in the run folder after a
+        /// successful run (as the job option `keep_run_dir: true`), for debugging.
+        #[arg(long)]
+        keep_run_dir: bool,
     },
     /// Show what `run` would do (paths, environment, command line) without doing it.
     #[command(

@@ -23,6 +23,7 @@ pub mod registry_cmd;
 pub mod registry_edit;
 pub mod retry;
 pub mod run;
+pub mod run_dir;
 pub mod settings;
 pub mod shell_docs;
 pub mod signals;

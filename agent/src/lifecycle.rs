@@ -13,6 +13,8 @@ use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
+use crate::stage::record::Record;
+use crate::stage::sync::Watch;
 use crate::stage::{download, upload};
 use crate::store::{self, DynStore, Entry, StoreError};
 use futures::future::try_join_all;
@@ -22,6 +24,7 @@ use stagehand_protocol::size::human;
 use stagehand_protocol::{Mode, UploadOn};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +64,8 @@ pub async fn run(
         opts: &opts,
         downloaded: 0,
         uploaded: 0,
+        uploaded_outputs: Vec::new(),
+        synced: AtomicU64::new(0),
     };
     let outcome = match MountSettings::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
@@ -68,6 +73,9 @@ pub async fn run(
             let mounts = RunMounts::new(settings);
             let outcome = job.go(&mounts).await;
             teardown(&mounts, &events).await;
+            if outcome.report().code == 0 && !plan.keep_run_dir {
+                clean_run_dir(plan, &job.uploaded_outputs, &events);
+            }
             outcome
         }
     };
@@ -102,6 +110,32 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
     }
 }
 
+/// After a successful run, removes its download copies and uploaded outputs from the
+/// run folder (`run_dir::clean`); what is left is a warning, not a failure.
+fn clean_run_dir(plan: &Plan, uploaded: &[String], events: &Events) {
+    let outputs: Vec<&DataPlan> = plan
+        .outputs
+        .iter()
+        .filter(|o| uploaded.contains(&o.name))
+        .collect();
+    let (removed, problems) = crate::run_dir::clean(plan, &outputs);
+    for p in problems {
+        let message = format!("run folder not cleaned up: {p}");
+        tracing::warn!("{message}");
+        events.emit(EventKind::Warning { message });
+    }
+    tracing::info!(
+        "run folder {}: removed {} staged or uploaded file(s), {} (keep them with keep_run_dir: true or run --keep-run-dir)",
+        plan.run_dir.display(),
+        removed.files,
+        human(removed.bytes)
+    );
+    events.emit(EventKind::RunDirCleaned {
+        files: removed.files,
+        bytes: removed.bytes,
+    });
+}
+
 /// Unmounts the run's mounts; what cannot be cleaned up is a warning, not a failure.
 async fn teardown(mounts: &RunMounts, events: &Events) {
     for problem in mounts.teardown().await {
@@ -120,6 +154,10 @@ struct Job<'a> {
     opts: &'a RunOptions,
     downloaded: u64,
     uploaded: u64,
+    /// The outputs uploaded whole (the run folder's copies can go after success).
+    uploaded_outputs: Vec<String>,
+    /// Bytes the sync passes uploaded while the job ran.
+    synced: AtomicU64,
 }
 
 impl Job<'_> {
@@ -129,17 +167,21 @@ impl Job<'_> {
             Ok(d) => d,
             Err(e) => return Outcome::Staging(e),
         };
+        // What this run id's earlier attempts uploaded (after `accept` moved another
+        // job's record aside).
+        let record = Record::open(&self.plan.run_dir);
         let stores = match self.stage(mounts).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let (exit, not_started) = match self.launch(log_dir).await {
+        let (exit, not_started) = match self.launch(log_dir, &stores, &record).await {
             Ok(e) => e,
             Err(e) => return Outcome::Launch(e),
         };
+        self.uploaded += self.synced.load(Ordering::Relaxed);
         // The job is gone: its mounts go now, before the upload.
         teardown(mounts, self.events).await;
-        let uploads = self.upload(&stores, &exit).await;
+        let uploads = self.upload(&stores, &exit, &record).await;
         Outcome::Ran(Ran {
             exit,
             timeout_secs: self.plan.timeout_secs,
@@ -160,6 +202,18 @@ impl Job<'_> {
         // from a dead agent's leftovers.
         if let Ok(owner) = serde_json::to_vec(&crate::owner::Owner::current()) {
             let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
+        }
+        // A run id reused by another job: its outputs are not this job's to upload.
+        let digest = crate::run_dir::digest(self.loaded);
+        if let Some(aside) = crate::run_dir::claim(plan, &digest).map_err(StageError::Claim)? {
+            let message = format!(
+                "the run folder {} held the outputs of another job run with the run id {:?}: moved them to {}, and this run starts without them",
+                plan.run_dir.display(),
+                plan.run_id,
+                aside.display()
+            );
+            tracing::warn!("{message}");
+            self.events.emit(EventKind::Warning { message });
         }
         self.events.emit(EventKind::Accepted {
             job: plan.job.clone(),
@@ -218,7 +272,12 @@ impl Job<'_> {
     /// Launches the job and supervises it to its end. A program that cannot be started
     /// is the job's failure (127, as in a shell), not the agent's: its error comes
     /// back beside the exit.
-    async fn launch(&self, log_dir: PathBuf) -> Result<(Exit, Option<RunError>), RunError> {
+    async fn launch(
+        &self,
+        log_dir: PathBuf,
+        stores: &Stores,
+        record: &Record,
+    ) -> Result<(Exit, Option<RunError>), RunError> {
         let plan = self.plan;
         let ran_at = Instant::now();
         let launch = Launch {
@@ -235,7 +294,39 @@ impl Job<'_> {
             })
         };
         let mut not_started = None;
-        let exit = match self.runner.run(&launch, self.cancel, &on_start).await {
+        // Outputs with `sync` go up while the job runs. The job's end stops the passes,
+        // but one under way finishes first, so that the upload at exit neither repeats
+        // nor races it; a further signal drops it (its objects then never appear).
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job = async {
+            let r = self.runner.run(&launch, self.cancel, &on_start).await;
+            let _ = stop.send(true);
+            r
+        };
+        let sync = async {
+            let passes = sync_outputs(
+                plan,
+                stores,
+                record,
+                self.events,
+                stopped,
+                &self.synced,
+                self.cancel,
+            );
+            tokio::pin!(passes);
+            tokio::select! {
+                () = &mut passes => {}
+                // Only a signal after the job ended: one before it is the job's to
+                // answer, while the passes go on through its grace.
+                _ = async {
+                    let _ = stop.subscribe().wait_for(|ended| *ended).await;
+                    let seen = self.cancel.received().0;
+                    self.cancel.after(seen).await
+                } => {}
+            }
+        };
+        let (ran, ()) = tokio::join!(job, sync);
+        let exit = match ran {
             Ok(e) => e,
             Err(e @ RunError::Spawn { .. }) => {
                 tracing::error!("{e}");
@@ -271,7 +362,7 @@ impl Job<'_> {
 
     /// Uploads the outputs whose `upload_on` is due; a signal interrupts it. Returns
     /// what failed.
-    async fn upload(&mut self, stores: &Stores, exit: &Exit) -> Vec<UploadError> {
+    async fn upload(&mut self, stores: &Stores, exit: &Exit, record: &Record) -> Vec<UploadError> {
         let success = exit.ended_by == EndedBy::Itself && exit.job_code() == 0;
         let upload_at = Instant::now();
         let seen = self.cancel.received().0;
@@ -284,20 +375,27 @@ impl Job<'_> {
             events,
             phase: &phase,
         };
-        let run_id = &self.plan.run_id;
-        let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, run_id, &t)));
+        let (plan, t) = (self.plan, &t);
+        let uploads = futures::future::join_all(
+            due.iter()
+                .map(|o| async move { (o, upload_one(o, plan, record, t).await) }),
+        );
         let mut errors = Vec::new();
         tokio::select! {
             results = uploads => {
-                for r in results {
+                for (o, r) in results {
                     match r {
-                        Ok(n) => self.uploaded += n,
+                        Ok(n) => {
+                            self.uploaded += n;
+                            self.uploaded_outputs.push(o.name.clone());
+                        }
                         Err(e) => errors.push(e),
                     }
                 }
             }
             _ = self.cancel.after(seen) => errors.push(UploadError::Interrupted),
         }
+        save_record(record, events);
         shown.finish().await;
         events.emit(EventKind::Uploaded {
             bytes: self.uploaded,
@@ -501,7 +599,119 @@ fn track(
     (progress, ticker)
 }
 
-async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64, UploadError> {
+/// Whether other nodes of this job upload to the same destinations (a multi-node
+/// step): then no node may replace another's file, whatever `overwrite` says.
+fn shared_outputs(plan: &Plan) -> bool {
+    plan.scheduler.as_ref().is_some_and(|s| s.node_count > 1)
+}
+
+/// Writes the record of what moved; one that cannot be written is a warning (the next
+/// attempt then compares with the destination instead).
+fn save_record(record: &Record, events: &Events) {
+    if let Err(e) = record.save() {
+        let message = format!("cannot write the record of uploaded files: {e}");
+        tracing::warn!("{message}");
+        events.emit(EventKind::Warning { message });
+    }
+}
+
+/// Every output with `sync`, a pass each interval, until `stopped` says the job ended
+/// (a pass under way finishes). A signal starts a pass at once, so what is closed
+/// goes up during the job's grace rather than after it. A pass that fails is a
+/// warning and is tried again at the next one.
+async fn sync_outputs(
+    plan: &Plan,
+    stores: &Stores,
+    record: &Record,
+    events: &Events,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    synced: &AtomicU64,
+    cancel: &Cancel,
+) {
+    let syncing = plan.outputs.iter().filter_map(|o| Some((o, o.sync_secs?)));
+    let loops = syncing.map(|(o, every)| {
+        let mut stopped = stopped.clone();
+        async move {
+            let store = &stores[&o.store_key()];
+            let rules = upload::Rules {
+                overwrite: o.overwrite,
+                shared: shared_outputs(plan),
+                record,
+            };
+            let mut watch = Watch::new(&o.local_path, &o.path);
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut said = String::new();
+            let mut signals = cancel.received().0;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|ended| *ended) => break,
+                    _ = cancel.after(signals) => signals = cancel.received().0,
+                    _ = tick.tick() => {}
+                }
+                let at = Instant::now();
+                match watch.pass(store, &rules, &Progress::default()).await {
+                    Ok(pass) => {
+                        if pass.files > 0 {
+                            synced.fetch_add(pass.bytes, Ordering::Relaxed);
+                            save_record(record, events);
+                            tracing::info!(
+                                "output {:?}: synced {} file(s), {}",
+                                o.name,
+                                pass.files,
+                                human(pass.bytes)
+                            );
+                        }
+                        let message = (!pass.conflicts.is_empty()).then(|| {
+                            format!(
+                                "output {:?}: not synced, the destination holds other bytes: {}",
+                                o.name,
+                                pass.conflicts.join(", ")
+                            )
+                        });
+                        warn_once(&mut said, message, events);
+                        events.emit(EventKind::SyncPass {
+                            name: o.name.clone(),
+                            files: pass.files,
+                            bytes: pass.bytes,
+                            pending: pass.pending,
+                            uploaded_before: pass.uploaded_before,
+                            duration_ms: ms(at),
+                        });
+                    }
+                    Err(e) => {
+                        let message = format!("output {:?}: sync pass failed: {e}", o.name);
+                        warn_once(&mut said, Some(message), events);
+                    }
+                }
+            }
+        }
+    });
+    futures::future::join_all(loops).await;
+}
+
+/// A warning, unless it is the one said last time (a sync pass repeats its problem
+/// every interval).
+fn warn_once(said: &mut String, message: Option<String>, events: &Events) {
+    match message {
+        Some(m) if *said != m => {
+            tracing::warn!("{m}");
+            events.emit(EventKind::Warning { message: m.clone() });
+            *said = m;
+        }
+        Some(_) => {}
+        None => said.clear(),
+    }
+}
+
+async fn upload_one(
+    d: &DataPlan,
+    plan: &Plan,
+    record: &Record,
+    t: &Transfer<'_>,
+) -> Result<u64, UploadError> {
+    let run_id = &plan.run_id;
     let (events, store) = (t.events, &t.stores[&d.store_key()]);
     let started = Instant::now();
     events.emit(EventKind::UploadStarted {
@@ -510,7 +720,12 @@ async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64,
         destination: format!("{}:{}", d.datastore, d.path),
     });
     let (progress, _ticker) = track(events, &d.name, true, t.phase);
-    let moved = upload::upload(store, &d.local_path, &d.path, d.overwrite, &progress)
+    let rules = upload::Rules {
+        overwrite: d.overwrite,
+        shared: shared_outputs(plan),
+        record,
+    };
+    let moved = upload::upload_output(store, &d.local_path, &d.path, &rules, &progress)
         .await
         .map_err(|source| UploadError::Output {
             name: d.name.clone(),
@@ -522,17 +737,20 @@ async fn upload_one(d: &DataPlan, run_id: &str, t: &Transfer<'_>) -> Result<u64,
                 .then(|| run_id.to_string()),
         })?;
     tracing::info!(
-        "output {:?}: {} file(s), {} uploaded to {}:{}",
+        "output {:?}: {} file(s), {} uploaded to {}:{}; {} file(s) already there unchanged",
         d.name,
         moved.files,
         human(moved.bytes),
         d.datastore,
-        d.path
+        d.path,
+        moved.skipped_files
     );
     events.emit(EventKind::UploadFinished {
         name: d.name.clone(),
         files: moved.files,
         bytes: moved.bytes,
+        skipped_files: moved.skipped_files,
+        skipped_bytes: moved.skipped_bytes,
         duration_ms: ms(started),
     });
     Ok(moved.bytes)

@@ -197,6 +197,78 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
+/// A file's identity, whatever name or mount namespace it is seen through.
+pub type FileId = (u64, u64);
+
+/// The (device, inode) of each file some process this agent can see holds open for
+/// writing (`O_WRONLY` or `O_RDWR` in `/proc/<pid>/fdinfo/<fd>`'s `flags`).
+///
+/// Files are matched by identity, not name: a container's process sees its output
+/// folder under another path (`/mnt/stagehand/...`), and `/proc/<pid>/fd/<n>` resolves
+/// to the file itself across mount namespaces. Limits: only processes whose `/proc`
+/// entries the agent may read are seen (all of them as root, the agent's own user's
+/// otherwise; a rootless container's or another user's writers are not); a process in
+/// another PID namespace whose `/proc` is not this one (a container on another node's
+/// kernel, a VM) is not seen at all; a file written through `mmap` after its
+/// descriptor was closed, or by a writer that reopens it later, is not open now.
+/// The callers therefore also wait for a file's size and mtime to hold still.
+pub fn open_for_writing(
+    among: &std::collections::HashSet<FileId>,
+) -> std::collections::HashSet<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::HashSet::new();
+    if among.is_empty() {
+        return out;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(m) = std::fs::metadata(fd.path()) else {
+                continue;
+            };
+            let id = (m.dev(), m.ino());
+            if !among.contains(&id) || out.contains(&id) {
+                continue;
+            }
+            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            if std::fs::read_to_string(info)
+                .ok()
+                .and_then(|t| fdinfo_flags(&t))
+                .is_none_or(writes)
+            {
+                // Unreadable flags: the process may be writing it; wait.
+                out.insert(id);
+            }
+        }
+    }
+    out
+}
+
+/// The `flags:` field (octal) of an fdinfo file.
+fn fdinfo_flags(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+}
+
+/// Whether open flags allow writing.
+fn writes(flags: u32) -> bool {
+    let mode = flags & libc::O_ACCMODE as u32;
+    mode == libc::O_WRONLY as u32 || mode == libc::O_RDWR as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +296,30 @@ mod tests {
         assert!(me.running());
         assert!(me.start_time > 0);
         assert!(!boot_id().is_empty());
+    }
+
+    #[test]
+    fn a_file_held_open_for_writing_is_seen_and_a_reader_is_not() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (w, r) = (dir.path().join("w"), dir.path().join("r"));
+        std::fs::write(&r, b"done").unwrap();
+        let writer = std::fs::File::create(&w).unwrap();
+        let _reader = std::fs::File::open(&r).unwrap();
+        let id = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let among = [id(&w), id(&r)].into_iter().collect();
+        let open = super::open_for_writing(&among);
+        assert!(open.contains(&id(&w)), "the file being written is seen");
+        assert!(!open.contains(&id(&r)), "a file only read is not");
+        drop(writer);
+        assert!(super::open_for_writing(&among).is_empty());
+        assert_eq!(
+            super::fdinfo_flags("pos:\t0\nflags:\t0100001\n"),
+            Some(0o100001)
+        );
     }
 
     #[test]

@@ -155,7 +155,8 @@ async fn dispatch(cli: Cli) -> i32 {
             job,
             events,
             format,
-        } => run(job, events, format).await,
+            keep_run_dir,
+        } => run(job, events, format, keep_run_dir).await,
         Command::Gc {
             dry_run,
             older_than,
@@ -350,7 +351,12 @@ fn convert(file: &std::path::Path, opts: plan::LoadOptions) -> i32 {
     printed(&out)
 }
 
-async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobFormat>) -> i32 {
+async fn run(
+    job: cli::JobArgs,
+    events_dest: Option<String>,
+    format: Option<JobFormat>,
+    keep_run_dir: bool,
+) -> i32 {
     let cancel = match signals::Cancel::install() {
         Ok(c) => c,
         Err(e) => {
@@ -381,7 +387,7 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
             return Failure::Invalid.exit_code();
         }
     };
-    let (loaded, plan) = match (loaded, planned) {
+    let (loaded, mut plan) = match (loaded, planned) {
         (Ok(l), Ok(p)) => (l, p),
         (_, Err(p)) => {
             let code = report_problems(&p);
@@ -400,6 +406,7 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
         (Err(_), Ok(_)) => unreachable!("a plan needs a loaded job"),
     };
     warn_all(&loaded.warnings);
+    plan.keep_run_dir |= keep_run_dir;
     // Mounts left behind by an agent that was killed outright (SIGKILL, OOM killer).
     for failure in stagehand::mount::stale::cleanup(None).1 {
         tracing::warn!("{failure}");

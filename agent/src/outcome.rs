@@ -31,6 +31,10 @@ pub enum StageError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The run folder's outputs could not be claimed for this job (another job's could
+    /// not be moved aside): nothing was staged, and nothing of theirs is lost.
+    #[error("cannot take over the run folder: {0}")]
+    Claim(#[source] crate::run_dir::RunDirError),
     /// The mounts' settings could not be read.
     #[error(transparent)]
     MountSettings(MountError),
@@ -261,7 +265,9 @@ impl Outcome {
             ),
             Outcome::Staging(e) => {
                 let (status, code) = match e {
-                    StageError::RunDir { .. } => (Status::AgentError, exit::INTERNAL),
+                    StageError::RunDir { .. } | StageError::Claim(_) => {
+                        (Status::AgentError, exit::INTERNAL)
+                    }
                     StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
                     StageError::Events(e) => (Status::AgentError, e.exit_code()),
                     e if e.not_found_or_denied() => (Status::Failed, exit::NOT_FOUND_OR_DENIED),

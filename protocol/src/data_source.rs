@@ -202,6 +202,7 @@ mod tests {
             upload_on: Default::default(),
             mount_fallback: None,
             shard: None,
+            sync: None,
         }
     }
 

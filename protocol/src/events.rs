@@ -121,6 +121,22 @@ pub enum EventKind {
         /// Bytes moved.
         bytes: u64,
     },
+    /// One pass of an output's `sync` while the job runs: what it uploaded, and what
+    /// waits for the next pass (still written to, or not yet seen unchanged twice).
+    SyncPass {
+        /// The output's name.
+        name: String,
+        /// Files uploaded by this pass.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Files left for a later pass or the upload at exit.
+        pending: u64,
+        /// Files of the output already in the datastore, unchanged since.
+        uploaded_before: u64,
+        /// Wall time of the pass.
+        duration_ms: u64,
+    },
     /// An output is uploaded.
     UploadFinished {
         /// The output's name.
@@ -129,6 +145,13 @@ pub enum EventKind {
         files: u64,
         /// Bytes uploaded.
         bytes: u64,
+        /// Files not uploaded again: a sync pass or an earlier run with this run id
+        /// uploaded them unchanged, or the same bytes are already at the destination.
+        #[serde(default)]
+        skipped_files: u64,
+        /// Their bytes.
+        #[serde(default)]
+        skipped_bytes: u64,
         /// Wall time.
         duration_ms: u64,
     },
@@ -145,6 +168,14 @@ pub enum EventKind {
         bytes: u64,
         /// Wall time of the upload phase.
         duration_ms: u64,
+    },
+    /// After a successful run, the staged inputs and uploaded outputs were removed
+    /// from the run folder (logs, events and records stay).
+    RunDirCleaned {
+        /// Files removed.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
     },
     /// Something worth knowing that did not stop the run.
     Warning {

@@ -47,6 +47,11 @@ pub struct JobSpec {
     /// starting `process_count_per_instance` processes with the framework's variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<Distribution>,
+    /// Keep the whole run folder after a successful run (default false: once the
+    /// outputs are uploaded, the staged inputs and the uploaded outputs are removed from
+    /// it; logs, events and the record of what moved stay). A failed run always keeps it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_run_dir: bool,
 }
 
 /// How a distributed job's processes find each other, as Azure ML's `distribution`.
@@ -254,6 +259,11 @@ pub struct DataRef {
     /// disjoint slice of them, by sorted name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::Shard>,
+    /// Upload outputs only: while the job runs, every this often, upload the files under
+    /// the output that are closed and unchanged since the last pass (checkpoints), so
+    /// a node lost mid-job loses only the last interval's work; the rest at exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SpecDuration>,
 }
 
 /// A code snapshot copied into the job's working folder before launch: a folder on a

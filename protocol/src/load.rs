@@ -4,7 +4,7 @@
 //! where the YAML has them, and the field path, so a person fixes five problems in one
 //! edit, not in five runs. Nothing here touches anything but the file being read.
 
-use crate::job::{DataRef, JobSpec, Mode, CONTAINER_ROOT};
+use crate::job::{DataRef, JobSpec, Mode, UploadOn, CONTAINER_ROOT};
 use crate::locate::{Index, Location};
 use crate::path;
 use crate::secret::Secret;
@@ -298,6 +298,7 @@ const JOB_FIELDS: &[&str] = &[
     "outputs",
     "azure_ml_v2_variables",
     "distribution",
+    "keep_run_dir",
 ];
 
 /// Parses a job spec's text. Checks structure and types only; see [`validate_job`]
@@ -347,6 +348,7 @@ pub fn parse_job_partial(
     let outputs = f.remove("outputs").map(|v| r.data_refs("outputs", v));
     let azure_ml_v2_variables = r.take(&mut f, "azure_ml_v2_variables");
     let distribution = r.take(&mut f, "distribution");
+    let keep_run_dir = r.take(&mut f, "keep_run_dir");
     let spec = JobSpec {
         name: name.unwrap_or_default(),
         command: command.unwrap_or_default(),
@@ -359,6 +361,7 @@ pub fn parse_job_partial(
         outputs: outputs.unwrap_or_default(),
         azure_ml_v2_variables: azure_ml_v2_variables.unwrap_or_default(),
         distribution,
+        keep_run_dir: keep_run_dir.unwrap_or_default(),
     };
     let parsed = Parsed {
         value: spec,
@@ -785,6 +788,9 @@ impl JobCheck<'_> {
                         "only download inputs are sharded (a mount or an output is whole)".into(),
                     );
                 }
+                if let Some(every) = r.sync {
+                    self.sync(kind, &field, r, every.0);
+                }
                 if r.mount_fallback.is_some() && r.mode != Mode::Mount {
                     self.push(
                         &format!("{field}.mount_fallback"),
@@ -792,6 +798,27 @@ impl JobCheck<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// `sync: <interval>`: an upload output's, longer than zero, and uploaded whatever
+    /// the job's end (a file synced while the job runs is up before anyone knows
+    /// whether it succeeds).
+    fn sync(&mut self, kind: &str, field: &str, r: &DataRef, every: std::time::Duration) {
+        let field = format!("{field}.sync");
+        if kind != "outputs" || r.mode != Mode::Upload {
+            self.push(
+                &field,
+                "only upload outputs sync while the job runs; remove `sync` from this input".into(),
+            );
+        } else if every.is_zero() {
+            self.push(
+                &field,
+                "must be longer than zero, e.g. `sync: 30s`; leave it out to upload only at exit"
+                    .into(),
+            );
+        } else if r.upload_on != UploadOn::Always {
+            self.push(&field, format!("files synced while the job runs are uploaded before it is known whether the job succeeds, so `sync` needs `upload_on: always` (this output has `upload_on: {}`); remove one of them", match r.upload_on { UploadOn::Success => "success", UploadOn::Failure => "failure", UploadOn::Always => "always" }));
         }
     }
 

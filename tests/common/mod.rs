@@ -75,8 +75,18 @@ impl Scratch {
     pub fn events_file(&self) -> PathBuf {
         self.path().join("events.jsonl")
     }
-    /// `stagehand run JOB` with --run-dir and --events in this scratch folder.
+    /// `stagehand run JOB` with --run-dir and --events in this scratch folder, and
+    /// `--keep-run-dir`: most tests look at what was staged into the run folder after
+    /// the run, which a successful run otherwise removes ([`Scratch::run_cmd_as_shipped`]
+    /// leaves the flag out).
     pub fn run_cmd(&self, job: &Path) -> Command {
+        let mut c = self.run_cmd_as_shipped(job);
+        c.arg("--keep-run-dir");
+        c
+    }
+    /// [`Scratch::run_cmd`] without `--keep-run-dir`: the run folder cleans up after a
+    /// successful run, as it does for users.
+    pub fn run_cmd_as_shipped(&self, job: &Path) -> Command {
         let mut c = Command::new(bin());
         c.arg("run")
             .arg(job)

@@ -138,6 +138,7 @@ impl Resolver<'_> {
             },
             resolved_from,
             slice: r.shard.map(|_| self.slice),
+            sync_secs: r.sync.map(|d| d.0.as_secs_f64()),
         })
     }
 
@@ -278,6 +279,7 @@ impl Resolver<'_> {
             anonymous: None,
             resolved_from: r.asset.clone(),
             slice: None,
+            sync_secs: None,
         })
     }
 
@@ -299,6 +301,7 @@ impl Resolver<'_> {
                 url: None,
                 asset: None,
                 shard: None,
+                sync: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -340,6 +343,7 @@ impl Resolver<'_> {
             anonymous: None,
             resolved_from: None,
             slice: None,
+            sync_secs: None,
         })
     }
 }

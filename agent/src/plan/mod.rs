@@ -185,6 +185,10 @@ pub struct DataPlan {
     /// Sharded inputs: this task's slice of the files under `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice: Option<Slice>,
+    /// Outputs: upload closed, unchanged files every this many seconds while the job
+    /// runs (`sync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_secs: Option<f64>,
 }
 
 impl DataPlan {
@@ -252,6 +256,10 @@ pub struct Plan {
     /// A distributed job: this node's processes and where they meet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distribution: Option<DistributionPlan>,
+    /// Keep the staged inputs and uploaded outputs in the run folder after a successful
+    /// run (`keep_run_dir`, `run --keep-run-dir`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_run_dir: bool,
     /// For an Azure ML file: what each of its keys became and which were ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportReport>,
@@ -431,6 +439,7 @@ pub fn build_with(
         container,
         workspace: loaded.workspace_file.as_deref().map(absolute),
         import: loaded.import.clone(),
+        keep_run_dir: spec.keep_run_dir,
         scheduler,
         distribution,
         run_dir,

@@ -49,6 +49,9 @@ fn render_header(s: &mut String, plan: &Plan) {
         );
     }
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
+    if plan.keep_run_dir {
+        let _ = writeln!(s, "           (kept whole after success: keep_run_dir)");
+    }
     if !plan.run_id_pinned {
         let _ = writeln!(
             s,
@@ -190,6 +193,12 @@ fn data_notes(d: &DataPlan) -> String {
     }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));
+        if let Some(every) = d.sync_secs {
+            extra.push(format!(
+                "sync every {}",
+                humantime::format_duration(std::time::Duration::from_secs_f64(every))
+            ));
+        }
     }
     if extra.is_empty() {
         String::new()

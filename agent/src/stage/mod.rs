@@ -7,6 +7,8 @@
 pub mod download;
 pub mod manifest;
 pub mod progress;
+pub mod record;
+pub mod sync;
 pub mod upload;
 
 use crate::store::StoreError;
@@ -65,6 +67,15 @@ pub enum TransferError {
         /// Datastore name.
         datastore: String,
         /// The existing paths.
+        paths: Vec<String>,
+    },
+    /// Nodes of one multi-node job wrote these files with different bytes; another
+    /// node's copy was there first and stays.
+    #[error("datastore {datastore:?}: {} file(s) were written with different bytes by another node of this job, whose copy is kept: {}; this node's copy stays in its run folder", paths.len(), paths.join(", "))]
+    Conflict {
+        /// Datastore name.
+        datastore: String,
+        /// The paths.
         paths: Vec<String>,
     },
     /// A copy ended with a size other than the object's.

@@ -1,14 +1,24 @@
-//! Upload: a local file or folder the job wrote, to a path of a store, after the job.
+//! Upload: a local file or folder the job wrote, to a path of a store, after the job
+//! (or while it runs, by `sync` passes).
 //!
 //! With `overwrite: false` nothing already in the store is replaced: every destination
 //! is checked first and the output fails whole, naming what exists, before a byte
-//! moves; the store's conditional create guards the race that remains.
+//! moves; the store's conditional create guards the race that remains. A run's output
+//! ([`upload_output`]) is kinder to itself: a destination that already holds the same
+//! bytes (same size and MD5), or that the run's record says this run sent from the
+//! unchanged file, is skipped rather than a conflict, so a requeued job does not fail
+//! on its own files. The nodes of a multi-node job share the destination: each of
+//! their uploads is a conditional create whatever `overwrite` says, so one node never
+//! replaces another's file; a different file is a conflict named by path.
 
 use super::progress::Progress;
+use super::record::{self, Record, Seen};
 use super::{on_worker, Moved, TransferError, CONCURRENCY};
-use crate::store::{DynStore, Entry, Store, StoreError};
+use crate::store::{DynStore, Entry, ObjectMeta, Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Uploads `local` (a file, or a folder and everything in it) to `dest` on `store`.
 pub async fn upload(
@@ -18,8 +28,15 @@ pub async fn upload(
     overwrite: bool,
     progress: &Progress,
 ) -> Result<Moved, TransferError> {
+    let pairs = pairs_of(local, dest)?;
+    upload_pairs(store, &pairs, overwrite, progress).await
+}
+
+/// Each regular file under `local` (or `local` itself, a file) with its destination
+/// under `dest`.
+pub fn pairs_of(local: &Path, dest: &str) -> Result<Vec<(PathBuf, String)>, TransferError> {
     let files = local_files(local)?;
-    let pairs: Vec<(PathBuf, String)> = files
+    Ok(files
         .into_iter()
         .map(|rel| {
             let path = if rel.is_empty() {
@@ -36,8 +53,7 @@ pub async fn upload(
                 path,
             )
         })
-        .collect();
-    upload_pairs(store, &pairs, overwrite, progress).await
+        .collect())
 }
 
 /// Uploads each local file to its store path, many at once. With `overwrite == false`
@@ -49,7 +65,7 @@ pub async fn upload_pairs(
     progress: &Progress,
 ) -> Result<Moved, TransferError> {
     if !overwrite {
-        let mut paths = existing(store.as_ref(), pairs).await?;
+        let mut paths: Vec<String> = existing(store.as_ref(), pairs).await?.into_keys().collect();
         if !paths.is_empty() {
             paths.sort();
             return Err(TransferError::Exists {
@@ -78,24 +94,241 @@ pub async fn upload_pairs(
     })
 }
 
-/// The destinations of `pairs` that exist already. A few are checked one by one; many
-/// by one listing of their common folder (one paged request instead of thousands).
+/// How a run's output goes up: `overwrite`, and what the run knows beside it.
+pub struct Rules<'a> {
+    /// The output's `overwrite`.
+    pub overwrite: bool,
+    /// Other nodes of the same job upload to the same destination: every upload is a
+    /// conditional create (`If-None-Match: *`), even with `overwrite`, except over a
+    /// file this run's record says it sent itself (a rewritten checkpoint).
+    pub shared: bool,
+    /// What this run (and an earlier attempt with its run id) sent.
+    pub record: &'a Record,
+}
+
+/// What a run's upload of some files did.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Files moved and files skipped (sent before unchanged, or already there).
+    pub moved: Moved,
+    /// Destinations that hold other bytes and were not replaced.
+    pub conflicts: Vec<String>,
+}
+
+/// Uploads the output at `local` to `dest` after the job, by `rules`: files a sync
+/// pass or an earlier attempt sent unchanged are skipped, and so are destinations that
+/// hold the same bytes. A destination holding other bytes that `rules` may not replace
+/// fails the output by name: before anything moves for one node, after the rest went
+/// up for a node of a multi-node job (its other files are its own, and must land).
+pub async fn upload_output(
+    store: &DynStore,
+    local: &Path,
+    dest: &str,
+    rules: &Rules<'_>,
+    progress: &Progress,
+) -> Result<Moved, TransferError> {
+    let pairs = pairs_of(local, dest)?;
+    let sent = send(store, &pairs, rules, !rules.shared, progress).await?;
+    if sent.conflicts.is_empty() {
+        return Ok(sent.moved);
+    }
+    let mut paths = sent.conflicts;
+    paths.sort();
+    Err(if rules.shared {
+        TransferError::Conflict {
+            datastore: store.name().to_string(),
+            paths,
+        }
+    } else {
+        TransferError::Exists {
+            datastore: store.name().to_string(),
+            paths,
+        }
+    })
+}
+
+/// Uploads each local file of `pairs` to its destination by `rules`, many at once,
+/// and records each one sent from a file that did not change while it went up. With
+/// `all_or_nothing`, a conflict found before the upload stops it before anything
+/// moves; otherwise the conflicts are returned beside what moved.
+pub async fn send(
+    store: &DynStore,
+    pairs: &[(PathBuf, String)],
+    rules: &Rules<'_>,
+    all_or_nothing: bool,
+    progress: &Progress,
+) -> Result<Sent, TransferError> {
+    let mut out = Sent::default();
+    let mut todo = Vec::new();
+    for (src, path) in pairs {
+        let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
+        if rules
+            .record
+            .unchanged(&record::key(store.name(), path), src, seen)
+        {
+            out.moved.skipped_files += 1;
+            out.moved.skipped_bytes += seen.size;
+        } else {
+            todo.push((src.clone(), path.clone()));
+        }
+    }
+    let ours = |path: &str| {
+        rules.overwrite
+            && rules
+                .record
+                .sent(&record::key(store.name(), path))
+                .is_some()
+    };
+    if !rules.overwrite || rules.shared {
+        let there = existing(store.as_ref(), &todo).await?;
+        let mut keep = Vec::with_capacity(todo.len());
+        for (src, path) in todo {
+            match there.get(&path) {
+                Some(_) if ours(&path) => keep.push((src, path)),
+                Some(meta) => match same_bytes(store.as_ref(), &src, meta).await? {
+                    Some(sent) => {
+                        out.moved.skipped_files += 1;
+                        out.moved.skipped_bytes += sent.seen.size;
+                        rules.record.note(record::key(store.name(), &path), sent);
+                    }
+                    None => out.conflicts.push(path),
+                },
+                None => keep.push((src, path)),
+            }
+        }
+        if all_or_nothing && !out.conflicts.is_empty() {
+            return Ok(out);
+        }
+        todo = keep;
+    }
+    let sizes = todo
+        .iter()
+        .map(|(src, _)| std::fs::metadata(src).map_or(0, |m| m.len()));
+    progress.add_total(todo.len() as u64, sizes.sum());
+    let raced = Mutex::new((Vec::new(), 0u64, 0u64));
+    stream::iter(todo.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |(src, path)| {
+            let raced = &raced;
+            async move {
+                let seen =
+                    Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
+                let replace = rules.overwrite && (!rules.shared || ours(path));
+                let up = {
+                    let (store, src, path) = (store.clone(), src.clone(), path.clone());
+                    on_worker(async move { store.upload(&src, &path, replace).await })
+                };
+                let (sent, md5) = futures::join!(up, record::md5_of(src.clone()));
+                let md5 = md5.map_err(|e| TransferError::io("cannot read output", src, e))?;
+                let key = record::key(store.name(), path);
+                match sent {
+                    Ok(n) => progress.file_done(n),
+                    // Another writer (a node of this job) got there first.
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        let meta = match store.stat(path).await? {
+                            Entry::File(m) => m,
+                            _ => ObjectMeta {
+                                path: path.clone(),
+                                size: u64::MAX,
+                                version: None,
+                                md5: None,
+                            },
+                        };
+                        let mut r = raced.lock().unwrap_or_else(|e| e.into_inner());
+                        if meta.size == seen.size && meta.md5 == Some(md5) {
+                            r.1 += 1;
+                            r.2 += seen.size;
+                        } else {
+                            r.0.push(path.clone());
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                // A file that changed while it went up is sent again next time.
+                if Seen::of(src).ok() == Some(seen) {
+                    rules.record.note(
+                        key,
+                        record::Sent {
+                            local: src.clone(),
+                            seen,
+                            md5: record::hex(&md5),
+                        },
+                    );
+                }
+                Ok::<(), TransferError>(())
+            }
+        })
+        .await?;
+    let (conflicts, files, bytes) = raced.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.conflicts.extend(conflicts);
+    out.moved.skipped_files += files;
+    out.moved.skipped_bytes += bytes;
+    let (files, bytes) = progress.get();
+    out.moved.files = files;
+    out.moved.bytes = bytes;
+    Ok(out)
+}
+
+/// When the object `meta` holds the bytes of the local file `src` (same size, same
+/// MD5: the store's Content-MD5, or the file's own for a local store), what to record
+/// for it; `None` when they differ or cannot be compared.
+async fn same_bytes(
+    store: &dyn Store,
+    src: &Path,
+    meta: &ObjectMeta,
+) -> Result<Option<record::Sent>, TransferError> {
+    let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
+    if meta.size != seen.size {
+        return Ok(None);
+    }
+    let theirs = match (meta.md5, store.local_path(&meta.path)) {
+        (Some(m), _) => m,
+        (None, Some(file)) => match record::md5_of(file).await {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    let mine = record::md5_of(src.to_path_buf())
+        .await
+        .map_err(|e| TransferError::io("cannot read output", src, e))?;
+    Ok((mine == theirs).then(|| record::Sent {
+        local: src.to_path_buf(),
+        seen,
+        md5: record::hex(&mine),
+    }))
+}
+
+/// The destinations of `pairs` that exist already, with what is there (a folder where
+/// a file would go has no size or MD5). A few are checked one by one; many by one
+/// listing of their common folder (one paged request instead of thousands).
 async fn existing(
     store: &dyn Store,
     pairs: &[(PathBuf, String)],
-) -> Result<Vec<String>, TransferError> {
+) -> Result<HashMap<String, ObjectMeta>, TransferError> {
+    let folder = |p: &str| ObjectMeta {
+        path: p.to_string(),
+        size: u64::MAX,
+        version: None,
+        md5: None,
+    };
+    if pairs.is_empty() {
+        return Ok(HashMap::new());
+    }
     if pairs.len() <= 16 {
-        let found: Vec<Result<Option<String>, StoreError>> = stream::iter(pairs.iter())
-            .map(|(_, p)| async move {
-                match store.stat(p).await {
-                    Ok(Entry::Missing) => Ok(None),
-                    Ok(_) => Ok(Some(p.clone())),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let found: Vec<Result<Option<(String, ObjectMeta)>, StoreError>> =
+            stream::iter(pairs.iter())
+                .map(|(_, p)| async move {
+                    match store.stat(p).await {
+                        Ok(Entry::Missing) => Ok(None),
+                        Ok(Entry::File(m)) => Ok(Some((p.clone(), m))),
+                        Ok(Entry::Dir) => Ok(Some((p.clone(), folder(p)))),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
         return Ok(found
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?
@@ -109,21 +342,32 @@ async fn existing(
             common = common.rsplit_once('/').map(|(a, _)| a).unwrap_or("");
         }
     }
-    let there: std::collections::HashSet<String> = match store.stat(common).await? {
-        Entry::Missing => return Ok(Vec::new()),
-        Entry::File(m) => [m.path].into(),
+    let mut there: HashMap<String, ObjectMeta> = match store.stat(common).await? {
+        Entry::Missing => return Ok(HashMap::new()),
+        Entry::File(m) => [(m.path.clone(), m)].into(),
         Entry::Dir => store
             .list(common)
             .await?
             .into_iter()
-            .map(|m| m.path)
+            .map(|m| (m.path.clone(), m))
             .collect(),
     };
-    Ok(pairs
+    // A destination that is a folder of the listing (`a` when `a/b` is listed).
+    let folders: std::collections::HashSet<&str> = there
+        .keys()
+        .flat_map(|k| k.match_indices('/').map(move |(i, _)| &k[..i]))
+        .collect();
+    let folders: Vec<String> = pairs
         .iter()
-        .filter(|(_, p)| there.contains(p))
+        .filter(|(_, p)| folders.contains(p.as_str()))
         .map(|(_, p)| p.clone())
-        .collect())
+        .collect();
+    for p in folders {
+        there.insert(p.clone(), folder(&p));
+    }
+    let wanted: std::collections::HashSet<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
+    there.retain(|k, _| wanted.contains(k.as_str()));
+    Ok(there)
 }
 
 /// Relative paths (`/`-separated) of the regular files under `local`; `""` when
@@ -147,8 +391,13 @@ fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
             let name = ent.file_name().to_string_lossy().into_owned();
             let child_rel = stagehand_protocol::path::join(&rel, &name);
             let path = ent.path();
-            let real = std::fs::canonicalize(&path)
-                .map_err(|e| TransferError::io("cannot read output", &path, e))?;
+            let real = match std::fs::canonicalize(&path) {
+                Ok(r) => r,
+                // Gone since the listing (a job still running renamed or removed it):
+                // nothing to upload.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TransferError::io("cannot read output", &path, e)),
+            };
             if !real.starts_with(&root) {
                 return Err(TransferError::io(
                     "refusing to upload",
@@ -170,4 +419,97 @@ fn local_files(local: &Path) -> Result<Vec<String>, TransferError> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::local::LocalStore;
+    use std::sync::Arc;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        store: DynStore,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        let store: DynStore = Arc::new(LocalStore::open("s", &dir.path().join("store")).unwrap());
+        Setup { dir, store }
+    }
+
+    impl Setup {
+        fn local(&self, name: &str, text: &str) {
+            std::fs::write(self.dir.path().join("out").join(name), text).unwrap();
+        }
+        fn stored(&self, name: &str) -> String {
+            std::fs::read_to_string(self.dir.path().join("store/dest").join(name)).unwrap()
+        }
+        async fn up(
+            &self,
+            overwrite: bool,
+            shared: bool,
+            record: &Record,
+        ) -> Result<Moved, TransferError> {
+            let rules = Rules {
+                overwrite,
+                shared,
+                record,
+            };
+            let out = self.dir.path().join("out");
+            upload_output(&self.store, &out, "dest", &rules, &Progress::default()).await
+        }
+    }
+
+    /// A requeue with `overwrite: false`: what is there with the same bytes is skipped
+    /// (found by MD5 without a record, by the record with one); other bytes fail the
+    /// output by name, before anything moves.
+    #[tokio::test]
+    async fn identical_files_are_skipped_and_different_ones_refused_by_name() {
+        let s = setup();
+        s.local("a", "alpha");
+        s.local("b", "beta");
+        let first = Record::none();
+        assert_eq!(s.up(false, false, &first).await.unwrap().files, 2);
+        // Another attempt that kept no record: the same bytes are found at the destination.
+        let second = Record::none();
+        let m = s.up(false, false, &second).await.unwrap();
+        assert_eq!((m.files, m.skipped_files), (0, 2));
+        // Now recorded: skipped without reading the store.
+        let m = s.up(false, false, &second).await.unwrap();
+        assert_eq!((m.files, m.skipped_files), (0, 2));
+        s.local("a", "alpha, changed");
+        s.local("c", "gamma");
+        match s.up(false, false, &second).await {
+            Err(TransferError::Exists { paths, .. }) => assert_eq!(paths, ["dest/a"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!s.dir.path().join("store/dest/c").exists(), "nothing moved");
+        assert_eq!(s.stored("a"), "alpha");
+    }
+
+    /// Nodes of one job: even with `overwrite: true` another node's file stays; this
+    /// node's other files land; its own earlier upload is replaced.
+    #[tokio::test]
+    async fn a_node_never_replaces_another_nodes_file_but_replaces_its_own() {
+        let s = setup();
+        std::fs::create_dir_all(s.dir.path().join("store/dest")).unwrap();
+        std::fs::write(s.dir.path().join("store/dest/same"), "node 0").unwrap();
+        s.local("same", "node 1");
+        s.local("mine", "node 1 only");
+        let record = Record::none();
+        match s.up(true, true, &record).await {
+            Err(TransferError::Conflict { paths, .. }) => assert_eq!(paths, ["dest/same"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.stored("same"), "node 0");
+        assert_eq!(s.stored("mine"), "node 1 only");
+        // Its own file, rewritten (a checkpoint saved again): replaced.
+        s.local("mine", "node 1 only, again");
+        std::fs::remove_file(s.dir.path().join("out/same")).unwrap();
+        s.up(true, true, &record).await.unwrap();
+        assert_eq!(s.stored("mine"), "node 1 only, again");
+    }
 }

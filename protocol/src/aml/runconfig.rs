@@ -177,6 +177,7 @@ pub fn import(
         outputs,
         azure_ml_v2_variables: false,
         distribution: None,
+        keep_run_dir: false,
     };
     src.finish(job, aliases, report)
 }
@@ -519,6 +520,7 @@ fn data_reference(
         url: None,
         asset: None,
         shard: None,
+        sync: None,
     };
     let became = describe_reference(&r, name);
     Some((r, became))

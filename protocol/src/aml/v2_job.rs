@@ -174,6 +174,7 @@ pub fn import(file: &Path, text: &str) -> Result<(Parsed<JobSpec>, ImportReport)
         outputs: data.outputs,
         azure_ml_v2_variables: true,
         distribution,
+        keep_run_dir: false,
     };
     src.finish(job, aliases, report)
 }
@@ -594,6 +595,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         url: None,
         asset: None,
         shard: None,
+        sync: None,
     };
     match locate(uri) {
         Location::Datastore { name, path } => {
@@ -758,6 +760,7 @@ fn output(
         url: None,
         asset: None,
         shard: None,
+        sync: None,
     }))
 }
 

@@ -23,6 +23,7 @@ const FIELDS: &[&str] = &[
     "upload_on",
     "mount_fallback",
     "shard",
+    "sync",
 ];
 
 /// Azure ML's mode names, and what they are called here.
@@ -81,6 +82,7 @@ impl Reader<'_> {
         let upload_on = take("upload_on").and_then(|(k, v)| self.value(&k, v));
         let mount_fallback = take("mount_fallback").and_then(|(k, v)| self.value(&k, v));
         let shard = take("shard").and_then(|(k, v)| self.value(&k, v));
+        let sync = take("sync").and_then(|(k, v)| self.value(&k, v));
         Some(DataRef {
             datastore,
             path: path.unwrap_or_default(),
@@ -97,6 +99,7 @@ impl Reader<'_> {
             upload_on: upload_on.unwrap_or_default(),
             mount_fallback,
             shard,
+            sync,
         })
     }
 

@@ -1144,3 +1144,42 @@ fn an_input_written_back_has_no_upload_on() {
     let yaml = serde_yaml::to_string(&s).unwrap();
     assert!(yaml.contains("upload_on: success"), "{yaml}");
 }
+
+#[test]
+fn sync_is_for_upload_outputs_uploaded_whatever_the_end() {
+    let ok = with("outputs:\n  ckpt: {path: a, mode: upload, sync: 2s}\nkeep_run_dir: true\n");
+    assert!(rules(&ok).is_empty());
+    let s = spec(&ok);
+    assert_eq!(
+        s.outputs["ckpt"].sync.map(|d| d.0),
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert!(s.keep_run_dir);
+    only(
+        &rules(&with("inputs:\n  x: {path: a, mode: download, sync: 2s}\n")),
+        "inputs.x.sync",
+        "only upload outputs sync",
+    );
+    only(
+        &rules(&with("outputs:\n  x: {path: a, mode: upload, sync: 0s}\n")),
+        "outputs.x.sync",
+        "longer than zero",
+    );
+    only(
+        &rules(&with(
+            "outputs:\n  x: {path: a, mode: upload, sync: 1m, upload_on: success}\n",
+        )),
+        "outputs.x.sync",
+        "needs `upload_on: always`",
+    );
+    // Every problem at once, with a near miss named.
+    let both = refused(&with(
+        "outputs:\n  x: {path: a, mode: upload, synk: 1m}\n  y: {path: b, mode: upload, sync: soon}\n",
+    ));
+    assert!(
+        both.iter()
+            .any(|p| p.field == "outputs.x.synk" && p.message.contains("sync")),
+        "{both:?}"
+    );
+    assert!(both.iter().any(|p| p.field == "outputs.y.sync"), "{both:?}");
+}
