@@ -172,6 +172,66 @@ inputs:
     assert!(!s.path().join("runs").exists());
 }
 
+#[test]
+fn run_checks_before_it_moves_a_byte_and_names_every_failure() {
+    use crate::common::azurite::{Azurite, KEY_FROM_ENV};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["box"]);
+    az.put("box", "set/a.txt", "remote bytes");
+    let ws = az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
+    let mut text = std::fs::read_to_string(&ws).unwrap();
+    text.push_str("  here: {type: local, root: ./data}\n");
+    std::fs::write(&ws, text).unwrap();
+    s.write("job/data/names.txt", "present and readable\n");
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: preflight-run
+command: ["sh", "-c", "echo ran > $AZUREML_DATAREFERENCE_out/ran.txt"]
+inputs:
+  good: {datastore: here, path: names.txt, mode: download}
+  typo: {datastore: here, path: nmes.txt, mode: download}
+  remote: {datastore: az, path: set, mode: download}
+outputs:
+  out: {datastore: here, path: "runs/{run_id}", mode: upload, upload_on: always}
+"#,
+    );
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+    let o = s.run_cmd(&job).env("TEST_AZ_KEY", wrong).output().unwrap();
+    let (_, err) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
+    let typo = "input \"typo\": datastore \"here\": \"nmes.txt\" does not exist";
+    let auth = "input \"remote\": datastore \"az\": authentication failed";
+    assert!(err.contains(typo) && err.contains(auth), "{err}");
+    assert!(!err.contains(wrong), "the key leaked: {err}");
+    let ev = s.events();
+    let f = finished(&ev);
+    assert_eq!(f.exit_code, code::NOT_FOUND_OR_DENIED);
+    let error = f.error.unwrap_or_default();
+    assert!(error.contains(typo) && error.contains(auth), "{error}");
+    for kind in ["stage_started", "started", "upload_started"] {
+        assert!(
+            !s.saw(kind),
+            "{kind} after a failed preflight: {:?}",
+            kinds(&ev)
+        );
+    }
+    // Nothing moved: no input on the node (not even the one that was there), no output
+    // in the datastore.
+    let inputs = s.run_dir().join("inputs");
+    assert!(!inputs.exists() || std::fs::read_dir(&inputs).unwrap().next().is_none());
+    assert!(!s.path().join("job/data/runs").exists());
+
+    // With the key fixed and the name corrected the same job runs.
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, job_text.replace("nmes.txt", "names.txt")).unwrap();
+    let o = s
+        .run_cmd(&job)
+        .env("TEST_AZ_KEY", crate::common::azurite::KEY)
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+}
+
 fn docker_available() -> bool {
     std::process::Command::new("docker")
         .arg("info")

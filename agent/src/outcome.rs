@@ -81,6 +81,10 @@ pub enum StageError {
     /// SIGINT or SIGTERM arrived while staging.
     #[error("cancelled while staging")]
     Cancelled,
+    /// The checks before staging failed (`run`'s preflight): every failure, and
+    /// nothing was moved.
+    #[error("{} check(s) failed before anything was moved: {}", .0.len(), list(.0))]
+    Preflight(Vec<crate::preflight::Failure>),
 }
 
 /// One of the agent's output channels.
@@ -138,6 +142,12 @@ impl StageError {
             _ => false,
         }
     }
+}
+
+/// The preflight's failures, in one line.
+fn list(failures: &[crate::preflight::Failure]) -> String {
+    let each: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    each.join("; ")
 }
 
 /// A store's "not there" or "not allowed": the path is missing, the credentials are
@@ -264,6 +274,7 @@ impl Outcome {
                     StageError::RunDir { .. } => (Status::AgentError, exit::INTERNAL),
                     StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
                     StageError::Events(e) => (Status::AgentError, e.exit_code()),
+                    StageError::Preflight(f) => (Status::Failed, preflight_code(f)),
                     e if e.not_found_or_denied() => (Status::Failed, exit::NOT_FOUND_OR_DENIED),
                     _ => (Status::Failed, exit::STAGING_FAILED),
                 };

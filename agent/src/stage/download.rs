@@ -56,17 +56,47 @@ pub async fn download(
     slice: Option<Slice>,
     progress: &Progress,
 ) -> Result<Downloaded, TransferError> {
+    let found = find(store, src).await?;
+    download_found(store, src, found, target, overwrite, slice, progress).await
+}
+
+/// What is at a path of a store, as a download needs it.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// One object.
+    File(ObjectMeta),
+    /// A folder: every object under it.
+    Dir(Vec<ObjectMeta>),
+}
+
+/// Looks `src` up in `store` (a stat, and a listing for a folder): missing is
+/// [`StoreError::NotFound`]. The run's preflight calls this and hands the answer to
+/// [`download_found`], so that the path is looked up once per run.
+pub async fn find(store: &DynStore, src: &str) -> Result<Found, StoreError> {
+    match store.stat(src).await? {
+        Entry::File(meta) => Ok(Found::File(meta)),
+        Entry::Dir => Ok(Found::Dir(store.list(src).await?)),
+        Entry::Missing => Err(StoreError::NotFound {
+            datastore: store.name().to_string(),
+            path: src.to_string(),
+        }),
+    }
+}
+
+/// [`download`], with `src` already looked up ([`find`]).
+pub async fn download_found(
+    store: &DynStore,
+    src: &str,
+    found: Found,
+    target: &Path,
+    overwrite: bool,
+    slice: Option<Slice>,
+    progress: &Progress,
+) -> Result<Downloaded, TransferError> {
     let ds = store.name().to_string();
-    let (mut objects, is_file) = match store.stat(src).await? {
-        Entry::File(meta) => (vec![(String::new(), meta)], true),
-        Entry::Dir => (plan_names(&ds, src, target, store.list(src).await?)?, false),
-        Entry::Missing => {
-            return Err(StoreError::NotFound {
-                datastore: ds,
-                path: src.to_string(),
-            }
-            .into())
-        }
+    let (mut objects, is_file) = match found {
+        Found::File(meta) => (vec![(String::new(), meta)], true),
+        Found::Dir(list) => (plan_names(&ds, src, target, list)?, false),
     };
     if let Some(slice) = slice {
         objects = slice.select(objects, |(rel, _)| rel);
