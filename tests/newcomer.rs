@@ -338,3 +338,74 @@ outputs:
     expect_code(&o, 0);
     assert_eq!(az.get("fresh", "runs/reg1/x.txt"), "hi\n");
 }
+
+/// The bytes of one transfer's progress events, in order.
+fn progress_bytes(events: &[Event], upload: bool, of: &str) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StageProgress { name, bytes, .. } if !upload && name == of => Some(*bytes),
+            EventKind::UploadProgress { name, bytes, .. } if upload && name == of => Some(*bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Progress moves inside one large file: a 128 MiB blob (sparse on the node, so made in
+/// no time) goes up to Azurite as an output, then comes down as an input; with reports
+/// every 20 ms, the download's reports show bytes strictly between nothing and the whole
+/// file before it is done, and no report of either direction passes the file's size.
+#[test]
+fn progress_counts_bytes_inside_one_large_file() {
+    use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["box"]);
+    az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
+    const SIZE: u64 = 128 << 20;
+    let up = s.write(
+        "job/up.yaml",
+        &format!(
+            r#"name: make-big
+command: ["truncate", "-s", "{SIZE}", "${{{{outputs.out}}}}/big.bin"]
+outputs:
+  out: {{path: data, mode: upload}}
+"#
+        ),
+    );
+    let run = |job: &std::path::Path| {
+        let o = s
+            .run_cmd(job)
+            .env("TEST_AZ_KEY", KEY)
+            .env("STAGEHAND_PROGRESS_MS", "20")
+            // Hashing 256 MiB in a debug build takes longer than moving it.
+            .env("STAGEHAND_AZURE_VERIFY_MD5", "never")
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        s.events()
+    };
+    let ev = run(&up);
+    let ups = progress_bytes(&ev, true, "out");
+    assert!(ups.iter().all(|&b| b <= SIZE), "{ups:?}");
+    assert_eq!(finished(&ev).bytes_uploaded, SIZE);
+
+    let down = s.write(
+        "job/down.yaml",
+        r#"name: read-big
+command: ["sh", "-c", "test $(stat -c %s $AZUREML_DATAREFERENCE_big) -gt 0"]
+inputs:
+  big: {path: data/big.bin, mode: download}
+"#,
+    );
+    std::fs::remove_dir_all(s.run_dir()).unwrap();
+    let ev = run(&down);
+    let downs = progress_bytes(&ev, false, "big");
+    assert!(downs.iter().all(|&b| b <= SIZE), "{downs:?}");
+    assert!(
+        downs.iter().any(|&b| b > 0 && b < SIZE),
+        "no report inside the file: {downs:?}"
+    );
+    assert!(downs.windows(2).all(|w| w[0] <= w[1]), "{downs:?}");
+    assert_eq!(stage_finished(&ev, "big").bytes, SIZE);
+}

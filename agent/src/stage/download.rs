@@ -2,7 +2,7 @@
 //! once, each under a temporary name until complete, skipping unchanged copies.
 
 use super::manifest::{self, Manifest, Record};
-use super::progress::Progress;
+use super::progress::{FileMeter, Progress};
 use super::{on_worker, Moved, TransferError, CONCURRENCY};
 use crate::partial::TempFile;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
@@ -11,7 +11,7 @@ use stagehand_protocol::path::object_name;
 use stagehand_protocol::shard::Slice;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What a download produced.
 #[derive(Debug)]
@@ -148,7 +148,9 @@ pub async fn download_found(
                     }
                     return Ok(());
                 }
-                let n = on_worker(fetch_one(store.clone(), obj.clone(), dest.clone())).await?;
+                let meter = Arc::new(progress.meter(obj.size));
+                let fetch = fetch_one(store.clone(), obj.clone(), dest.clone(), meter.clone());
+                let n = on_worker(fetch).await?;
                 progress.file_done(n);
                 if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
                     let rec = Record {
@@ -177,7 +179,7 @@ pub async fn download_found(
         );
     }
     result?;
-    let (files, bytes) = progress.get();
+    let (files, bytes) = progress.done();
     let (skipped_files, skipped_bytes) = skipped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Downloaded {
         path: target.to_path_buf(),
@@ -251,14 +253,23 @@ fn plan_names(
 const RESUME_MIN: u64 = 8 << 20;
 
 /// Downloads one object to `dest` (whose folder exists) through a temporary file.
-async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u64, TransferError> {
+/// Its bytes count into `meter` as they arrive.
+async fn fetch_one(
+    store: DynStore,
+    obj: ObjectMeta,
+    dest: PathBuf,
+    meter: Arc<FileMeter>,
+) -> Result<u64, TransferError> {
     let (obj, dest) = (&obj, dest.as_path());
     let tmp = if obj.size >= RESUME_MIN && obj.version.is_some() {
         TempFile::resumable(dest)
     } else {
         TempFile::beside(dest)
     };
-    let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
+    let got = store
+        .download_metered(obj, tmp.path(), meter.as_ref())
+        .await;
+    let n = got.map_err(|e| match e {
         // The temporary name means nothing to the user: name the file being made (here,
         // the one place every store's download goes through).
         StoreError::Io {

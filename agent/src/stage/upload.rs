@@ -65,12 +65,20 @@ pub async fn upload_pairs(
     stream::iter(pairs.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |(src, path)| async move {
             let (store, src, path) = (store.clone(), src.clone(), path.clone());
-            let n = on_worker(async move { store.upload(&src, &path, overwrite).await }).await?;
+            let meter = progress.meter(std::fs::metadata(&src).map_or(0, |m| m.len()));
+            let meter = std::sync::Arc::new(meter);
+            let m = meter.clone();
+            let up = async move {
+                store
+                    .upload_metered(&src, &path, overwrite, m.as_ref())
+                    .await
+            };
+            let n = on_worker(up).await?;
             progress.file_done(n);
             Ok::<(), TransferError>(())
         })
         .await?;
-    let (files, bytes) = progress.get();
+    let (files, bytes) = progress.done();
     Ok(Moved {
         files,
         bytes,

@@ -361,11 +361,18 @@ impl Suite {
                 return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
             };
             let dest = self.scratch.0.join(format!("down-{i}"));
+            let meter = Tally::default();
             let n = self
                 .store
-                .download(&meta, &dest)
+                .download_metered(&meta, &dest, &meter)
                 .await
                 .map_err(failed(CHECK))?;
+            if meter.net() != n {
+                return Err(wrong(
+                    CHECK,
+                    format!("{rel}: {n} bytes came, its meter counted {}", meter.net()),
+                ));
+            }
             let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
                 path: dest.clone(),
                 source,
@@ -440,5 +447,32 @@ impl Suite {
             }
         }
         Ok(())
+    }
+}
+
+/// A meter that adds up what a store counts, for the check that a download counts
+/// every byte it writes, once.
+#[derive(Default)]
+struct Tally {
+    moved: std::sync::atomic::AtomicU64,
+    retried: std::sync::atomic::AtomicU64,
+}
+
+impl Tally {
+    /// What stays counted.
+    fn net(&self) -> u64 {
+        let moved = self.moved.load(std::sync::atomic::Ordering::Relaxed);
+        moved.saturating_sub(self.retried.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl super::Meter for Tally {
+    fn moved(&self, n: u64) {
+        self.moved
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn retried(&self, n: u64) {
+        self.retried
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
