@@ -300,3 +300,66 @@ pub fn print(f: &Findings) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn before_run_names_what_is_missing_and_counts_only_what_is_still_to_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("store/set")).unwrap();
+        std::fs::write(d.join("store/set/a.txt"), [1u8; 10]).unwrap();
+        std::fs::write(d.join("store/set/b.txt"), [2u8; 20]).unwrap();
+        std::fs::write(
+            d.join("workspace.yaml"),
+            "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("job.yaml"),
+            r#"name: t
+command: [x]
+inputs:
+  data: {path: set, mode: download}
+  typo: {path: nope, mode: download}
+outputs:
+  out: {path: "runs/{run_id}", mode: upload}
+"#,
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&d.join("job.yaml"), None).unwrap();
+        let plan = crate::plan::build(&loaded, Some("r1"), Some(&d.join("run"))).unwrap();
+        // A requeued run has a.txt already.
+        let data = plan.inputs.iter().find(|i| i.name == "data").unwrap();
+        std::fs::create_dir_all(&data.local_path).unwrap();
+        std::fs::write(data.local_path.join("a.txt"), [1u8; 10]).unwrap();
+
+        let (stores, mut f) = open_stores(&loaded, &plan);
+        let looked = before_run(&plan, &stores, &mut f).await;
+        let failures: Vec<String> = f.failures.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            failures,
+            [r#"input "typo": datastore "local": "nope" does not exist"#]
+        );
+        let Some(Found::Dir(listed)) = looked.get(&lookup_key(data)) else {
+            panic!("the listing is kept for the download: {looked:?}");
+        };
+        assert_eq!(listed.len(), 2);
+        assert_eq!(still_to_come(data, &Found::Dir(listed.clone())), 20);
+        assert!(
+            f.passed
+                .iter()
+                .any(|p| p.contains("the downloads need 20 B")),
+            "{:?}",
+            f.passed
+        );
+        // The output's store is the inputs': proven already, not asked again.
+        assert!(
+            !f.passed.iter().any(|p| p.starts_with("output")),
+            "{:?}",
+            f.passed
+        );
+    }
+}
