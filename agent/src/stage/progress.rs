@@ -8,8 +8,8 @@
 //! Bytes count as they move, not only when a file is done: each file in flight has a
 //! [`FileMeter`] the store counts into ([`crate::store::Meter`]), so the reports move
 //! during one large file. A file's meter never counts past the file's size, and what
-//! it counted is replaced by the file's size when the file is done (or dropped, when it
-//! failed), so bytes a store moved twice never show twice.
+//! it counted is replaced by the file's size when the file is done (or taken back when
+//! it failed), so the count never passes what is to move.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,23 +68,10 @@ impl crate::store::Meter for FileMeter {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
                 Some(c.saturating_add(n).min(self.size))
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|c| c);
         let added = before.saturating_add(n).min(self.size) - before;
         if added > 0 {
             self.moving.add(added);
-        }
-    }
-
-    fn retried(&self, n: u64) {
-        let before = self
-            .counted
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(n))
-            })
-            .unwrap_or_default();
-        let taken = before.min(n);
-        if taken > 0 {
-            self.moving.sub(taken);
         }
     }
 }
@@ -225,10 +212,6 @@ mod tests {
         let m = p.meter(100);
         m.moved(30);
         assert_eq!((p.get(), phase.get()), ((0, 30), (0, 30)));
-        // A part of 20 bytes is retried: taken back, then counted again.
-        m.retried(20);
-        m.moved(20);
-        assert_eq!(p.get(), (0, 30));
         // A store that counts too much stops at the file's size.
         m.moved(500);
         assert_eq!(p.get(), (0, 100));

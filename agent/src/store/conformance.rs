@@ -453,26 +453,16 @@ impl Suite {
 /// A meter that adds up what a store counts, for the check that a download counts
 /// every byte it writes, once.
 #[derive(Default)]
-struct Tally {
-    moved: std::sync::atomic::AtomicU64,
-    retried: std::sync::atomic::AtomicU64,
-}
+struct Tally(std::sync::atomic::AtomicU64);
 
 impl Tally {
-    /// What stays counted.
     fn net(&self) -> u64 {
-        let moved = self.moved.load(std::sync::atomic::Ordering::Relaxed);
-        moved.saturating_sub(self.retried.load(std::sync::atomic::Ordering::Relaxed))
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 impl super::Meter for Tally {
     fn moved(&self, n: u64) {
-        self.moved
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn retried(&self, n: u64) {
-        self.retried
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -198,15 +198,14 @@ pub trait Store: Send + Sync {
 /// inside a large file too (a 5 GiB blob is not twelve seconds of silence). The
 /// stage's counters implement it (`stage::progress`); a store never reads it back.
 ///
-/// A store counts each byte once: bytes it counted and must move again (a part whose
-/// upload is retried from its start) are first taken back with [`Meter::retried`], so
-/// the count never passes the object's size.
+/// A store counts each byte once: a broken range resumes from its last byte written and
+/// counts from there ([`Advance`]); a part it uploads counts once the service has taken
+/// it, so a retried part counts once. (The stage's meter also stops at the object's
+/// size, whatever a store reports.)
 pub trait Meter: Send + Sync {
     /// `n` more bytes arrived (written to the local file) or left (taken by the
     /// service).
     fn moved(&self, n: u64);
-    /// `n` bytes counted before will move again.
-    fn retried(&self, n: u64);
 }
 
 /// A meter that counts nothing, for transfers nobody watches.
@@ -214,7 +213,6 @@ pub struct Unmetered;
 
 impl Meter for Unmetered {
     fn moved(&self, _: u64) {}
-    fn retried(&self, _: u64) {}
 }
 
 /// A write position's advance, counted: the store reports the absolute position its
