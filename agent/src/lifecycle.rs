@@ -130,7 +130,7 @@ impl Job<'_> {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let stores = match self.stage(mounts, stores, &looked).await {
+        let stores = match self.stage(mounts, stores, looked).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
@@ -207,8 +207,9 @@ impl Job<'_> {
         &mut self,
         mounts: &RunMounts,
         stores: Stores,
-        looked: &Looked,
+        looked: Looked,
     ) -> Result<Stores, StageError> {
+        let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
         let (plan, events) = (self.plan, self.events);
         let phase = Arc::new(Progress::default());
@@ -217,7 +218,7 @@ impl Job<'_> {
             stores: &stores,
             events,
             phase: &phase,
-            looked,
+            looked: &looked,
         };
         let data = async {
             if let Some(code) = &plan.code {
@@ -314,7 +315,7 @@ impl Job<'_> {
             stores,
             events,
             phase: &phase,
-            looked: &Looked::new(),
+            looked: &Default::default(),
         };
         let run_id = &self.plan.run_id;
         let uploads = futures::future::join_all(due.iter().map(|o| upload_one(o, run_id, &t)));
@@ -384,8 +385,9 @@ struct Transfer<'a> {
     stores: &'a Stores,
     events: &'a Arc<Events>,
     phase: &'a Arc<Progress>,
-    /// What the preflight looked up, to download from.
-    looked: &'a Looked,
+    /// What the preflight looked up, to download from (each taken by its download:
+    /// a large listing is not copied).
+    looked: &'a std::sync::Mutex<Looked>,
 }
 
 async fn stage_one(
@@ -433,9 +435,14 @@ async fn stage_one(
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false, t.phase);
         let (path, to, slice) = (&d.path, &d.local_path, d.slice);
-        match t.looked.get(&preflight::lookup_key(d)) {
+        let key = preflight::lookup_key(d);
+        let found = t
+            .looked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        match found {
             Some(found) => {
-                let found = found.clone();
                 download::download_found(store, path, found, to, d.overwrite, slice, &progress)
                     .await
             }
