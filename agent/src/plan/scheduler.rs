@@ -64,7 +64,7 @@ pub fn detect(distributed: bool) -> Result<Option<SchedulerIds>, SchedulerError>
 /// same run id (`k8s-<job>`). The nodes' names are the pods' stable host names,
 /// `<job>-<index>.<subdomain>` (`STAGEHAND_K8S_JOB_NAME`, `STAGEHAND_K8S_SUBDOMAIN`:
 /// the pod template's subdomain, a headless Service), in rank order: the first is
-/// `MASTER_ADDR`. Slurm's ids are returned as they are (`srun -N` already makes one
+/// `MASTER_ADDR` (a Job of one pod needs neither name). Slurm's ids are returned as they are (`srun -N` already makes one
 /// agent per node).
 pub fn pods_as_nodes(
     ids: SchedulerIds,
@@ -76,29 +76,34 @@ pub fn pods_as_nodes(
     let need = |name: &'static str, why: &'static str| {
         var(name).ok_or(SchedulerError::Missing { var: name, why })
     };
-    let job = need(
-        "STAGEHAND_K8S_JOB_NAME",
-        "the Job's name, pod 0's host name is <job>-0; set it from the label batch.kubernetes.io/job-name",
-    )?;
-    let subdomain = need(
-        "STAGEHAND_K8S_SUBDOMAIN",
-        "the pod template's subdomain, a headless Service, which makes pod 0 reachable as <job>-0.<subdomain>",
-    )?;
     need(
         "STAGEHAND_TASK_COUNT",
         "the Job's completions: how many pods (nodes) the job spans",
     )?;
-    let hosts: Vec<String> = (0..ids.task_count)
-        .map(|i| format!("{job}-{i}.{subdomain}"))
-        .collect();
+    // One pod is one node: its processes meet on it, and no name is needed.
+    let nodelist = if ids.task_count > 1 {
+        let job = need(
+            "STAGEHAND_K8S_JOB_NAME",
+            "the Job's name, pod 0's host name is <job>-0; set it from the label batch.kubernetes.io/job-name",
+        )?;
+        let subdomain = need(
+            "STAGEHAND_K8S_SUBDOMAIN",
+            "the pod template's subdomain, a headless Service, which makes pod 0 reachable as <job>-0.<subdomain>",
+        )?;
+        let hosts: Vec<String> = (0..ids.task_count)
+            .map(|i| format!("{job}-{i}.{subdomain}"))
+            .collect();
+        Some(hosts.join(","))
+    } else {
+        None
+    };
     Ok(SchedulerIds {
-        job_id: Some(job),
         array_task_id: None,
         task_index: 0,
         task_count: 1,
         node_rank: ids.task_index,
         node_count: ids.task_count,
-        nodelist: Some(hosts.join(",")),
+        nodelist,
         ..ids
     })
 }
@@ -374,6 +379,17 @@ mod tests {
                 "{err}"
             );
         }
+        // A Job of one pod needs no names: its processes meet on it.
+        let one = pods(&[("JOB_COMPLETION_INDEX", "0"), ("STAGEHAND_TASK_COUNT", "1")]).unwrap();
+        assert_eq!(
+            (one.node_rank, one.node_count, one.nodelist.clone()),
+            (0, 1, None)
+        );
+        assert_eq!(
+            run_id(&one),
+            "k8s",
+            "no index in the run id: it is not an array"
+        );
     }
 
     #[test]
