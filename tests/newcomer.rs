@@ -180,6 +180,66 @@ inputs:
     assert!(!s.path().join("runs").exists());
 }
 
+#[test]
+fn run_checks_before_it_moves_a_byte_and_names_every_failure() {
+    use crate::common::azurite::{Azurite, KEY_FROM_ENV};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["box"]);
+    az.put("box", "set/a.txt", "remote bytes");
+    let ws = az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
+    let mut text = std::fs::read_to_string(&ws).unwrap();
+    text.push_str("  here: {type: local, root: ./data}\n");
+    std::fs::write(&ws, text).unwrap();
+    s.write("job/data/names.txt", "present and readable\n");
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: preflight-run
+command: ["sh", "-c", "echo ran > $AZUREML_DATAREFERENCE_out/ran.txt"]
+inputs:
+  good: {datastore: here, path: names.txt, mode: download}
+  typo: {datastore: here, path: nmes.txt, mode: download}
+  remote: {datastore: az, path: set, mode: download}
+outputs:
+  out: {datastore: here, path: "runs/{run_id}", mode: upload, upload_on: always}
+"#,
+    );
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+    let o = s.run_cmd(&job).env("TEST_AZ_KEY", wrong).output().unwrap();
+    let (_, err) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
+    let typo = "input \"typo\": datastore \"here\": \"nmes.txt\" does not exist";
+    let auth = "input \"remote\": datastore \"az\": authentication failed";
+    assert!(err.contains(typo) && err.contains(auth), "{err}");
+    assert!(!err.contains(wrong), "the key leaked: {err}");
+    let ev = s.events();
+    let f = finished(&ev);
+    assert_eq!(f.exit_code, code::NOT_FOUND_OR_DENIED);
+    let error = f.error.unwrap_or_default();
+    assert!(error.contains(typo) && error.contains(auth), "{error}");
+    for kind in ["stage_started", "started", "upload_started"] {
+        assert!(
+            !s.saw(kind),
+            "{kind} after a failed preflight: {:?}",
+            kinds(&ev)
+        );
+    }
+    // Nothing moved: no input on the node (not even the one that was there), no output
+    // in the datastore.
+    let inputs = s.run_dir().join("inputs");
+    assert!(!inputs.exists() || std::fs::read_dir(&inputs).unwrap().next().is_none());
+    assert!(!s.path().join("job/data/runs").exists());
+
+    // With the key fixed and the name corrected the same job runs.
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, job_text.replace("nmes.txt", "names.txt")).unwrap();
+    let o = s
+        .run_cmd(&job)
+        .env("TEST_AZ_KEY", crate::common::azurite::KEY)
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+}
+
 fn docker_available() -> bool {
     std::process::Command::new("docker")
         .arg("info")
@@ -285,4 +345,75 @@ outputs:
         .unwrap();
     expect_code(&o, 0);
     assert_eq!(az.get("fresh", "runs/reg1/x.txt"), "hi\n");
+}
+
+/// The bytes of one transfer's progress events, in order.
+fn progress_bytes(events: &[Event], upload: bool, of: &str) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StageProgress { name, bytes, .. } if !upload && name == of => Some(*bytes),
+            EventKind::UploadProgress { name, bytes, .. } if upload && name == of => Some(*bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Progress moves inside one large file: a 128 MiB blob (sparse on the node, so made in
+/// no time) goes up to Azurite as an output, then comes down as an input; with reports
+/// every 20 ms, the download's reports show bytes strictly between nothing and the whole
+/// file before it is done, and no report of either direction passes the file's size.
+#[test]
+fn progress_counts_bytes_inside_one_large_file() {
+    use crate::common::azurite::{Azurite, KEY, KEY_FROM_ENV};
+    let Some(az) = Azurite::start() else { return };
+    let s = Scratch::new();
+    az.mkcontainer(&["box"]);
+    az.workspace(&s, "job/workspace.yaml", "az", "box", KEY_FROM_ENV);
+    const SIZE: u64 = 128 << 20;
+    let up = s.write(
+        "job/up.yaml",
+        &format!(
+            r#"name: make-big
+command: ["truncate", "-s", "{SIZE}", "${{{{outputs.out}}}}/big.bin"]
+outputs:
+  out: {{path: data, mode: upload}}
+"#
+        ),
+    );
+    let run = |job: &std::path::Path| {
+        let o = s
+            .run_cmd(job)
+            .env("TEST_AZ_KEY", KEY)
+            .env("STAGEHAND_PROGRESS_MS", "20")
+            // Hashing 256 MiB in a debug build takes longer than moving it.
+            .env("STAGEHAND_AZURE_VERIFY_MD5", "never")
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        s.events()
+    };
+    let ev = run(&up);
+    let ups = progress_bytes(&ev, true, "out");
+    assert!(ups.iter().all(|&b| b <= SIZE), "{ups:?}");
+    assert_eq!(finished(&ev).bytes_uploaded, SIZE);
+
+    let down = s.write(
+        "job/down.yaml",
+        r#"name: read-big
+command: ["sh", "-c", "test $(stat -c %s $AZUREML_DATAREFERENCE_big) -gt 0"]
+inputs:
+  big: {path: data/big.bin, mode: download}
+"#,
+    );
+    std::fs::remove_dir_all(s.run_dir()).unwrap();
+    let ev = run(&down);
+    let downs = progress_bytes(&ev, false, "big");
+    assert!(downs.iter().all(|&b| b <= SIZE), "{downs:?}");
+    assert!(
+        downs.iter().any(|&b| b > 0 && b < SIZE),
+        "no report inside the file: {downs:?}"
+    );
+    assert!(downs.windows(2).all(|w| w[0] <= w[1]), "{downs:?}");
+    assert_eq!(stage_finished(&ev, "big").bytes, SIZE);
 }

@@ -541,6 +541,82 @@ outputs:
     assert!(survivors(&marker).is_empty(), "{:?}", survivors(&marker));
 }
 
+/// `#SBATCH --signal=B:TERM@<secs>` before the time limit, through the shipped
+/// `deploy/slurm/single.sbatch`: Slurm signals the batch shell (stagehand, exec'd),
+/// which stops the job, uploads the `upload_on: always` output within the grace and
+/// reports cancelled (130); the job ends on that signal, not on its time limit, and
+/// nothing of it is left running.
+///
+/// Slurm's time limits are whole minutes and slurmctld looks at them periodically (no
+/// slurm.conf setting sets that period; sbatch's manual warns the signal may come up to
+/// 60 s early): with `--time=1` and `@55` the signal is due 5 s after the start and
+/// came within ~30 s here, before the limit at 60 s.
+#[test]
+fn signal_before_the_time_limit_uploads_the_checkpoint_and_reports_cancelled() {
+    let Some(slurm) = Slurm::start() else { return };
+    let s = Scratch::new();
+    s.write(
+        "workspace.yaml",
+        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
+    );
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    let marker = format!("sleep-signal-{}", std::process::id());
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            r#"name: preempted
+command: [bash, -c, 'echo partial > "$1/ckpt.txt"; exec -a {marker} sleep 300', bash, "${{{{outputs.out}}}}"]
+kill_grace: 2s
+outputs:
+  out: {{path: ckpt, mode: upload, upload_on: always}}
+"#
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "--time=1", "--signal=B:TERM@55"])
+        .arg(repo().join("deploy/slurm/single.sbatch"))
+        .arg(&job)
+        .env("PATH", path)
+        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .env_remove("STAGEHAND_WORKSPACE")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = sbatch_job_id(&o);
+    let events = s.path().join(format!("stagehand-{id}.events.jsonl"));
+    assert!(
+        wait_until(Duration::from_secs(90), POLL, || !slurm.busy()),
+        "the job did not end: {:?}",
+        std::fs::read_to_string(s.path().join(format!("stagehand-{id}.out")))
+    );
+    let all = read_events(&events);
+    let kinds = kinds(&all);
+    assert!(kinds.iter().any(|k| k == "started"), "{kinds:?}");
+    let f = finished(&all);
+    assert_eq!(
+        (f.status, f.exit_code),
+        (Status::Cancelled, code::CANCELLED),
+        "{f:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("store/ckpt/ckpt.txt")).unwrap(),
+        "partial\n"
+    );
+    // Ended by the early signal, within its grace: not killed at the time limit.
+    let shown = slurm.run("scontrol", &["show", "job", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("JobState=FAILED"), "{shown}");
+    assert!(shown.contains("ExitCode=130:0"), "{shown}");
+    assert!(survivors(&marker).is_empty(), "{:?}", survivors(&marker));
+}
+
 /// `scontrol requeue`: the job starts again with the same job id, so the same run id
 /// and folder, and downloads nothing it already had.
 #[test]

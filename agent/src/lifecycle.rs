@@ -9,6 +9,7 @@ use crate::events::Events;
 use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::outcome::{Outcome, Ran, StageError, UploadError};
 use crate::plan::{DataPlan, Loaded, Plan};
+use crate::preflight::{self, Looked, Stores};
 use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
@@ -16,13 +17,12 @@ use crate::stage::progress::{Progress, Ticker};
 use crate::stage::record::Record;
 use crate::stage::sync::Watch;
 use crate::stage::{download, upload};
-use crate::store::{self, DynStore, Entry, StoreError};
+use crate::store::{DynStore, Entry, StoreError};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::size::human;
 use stagehand_protocol::{Mode, UploadOn};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,9 +37,6 @@ pub struct RunOptions {
 fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
-
-/// The run's datastores, opened once, by [`DataPlan::store_key`].
-type Stores = HashMap<String, DynStore>;
 
 /// Runs the planned job to the end and returns the agent's exit code.
 ///
@@ -170,7 +167,11 @@ impl Job<'_> {
         // What this run id's earlier attempts uploaded (after `accept` moved another
         // job's record aside).
         let record = Record::open(&self.plan.run_dir);
-        let stores = match self.stage(mounts).await {
+        let (stores, looked) = match self.preflight().await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Staging(e),
+        };
+        let stores = match self.stage(mounts, stores, looked).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
@@ -228,12 +229,42 @@ impl Job<'_> {
         Ok(log_dir)
     }
 
+    /// Before a byte moves: opens the run's stores and checks that every input is
+    /// there, every store answers and the disk has room ([`preflight::before_run`]),
+    /// failing with every problem at once. A signal cancels it.
+    async fn preflight(&self) -> Result<(Stores, Looked), StageError> {
+        let seen = self.cancel.received().0;
+        let checks = async {
+            let at = Instant::now();
+            let (stores, mut found) = preflight::open_stores(self.loaded, self.plan);
+            let looked = preflight::before_run(self.plan, &stores, &mut found).await;
+            tracing::debug!(
+                "preflight: {} check(s) passed in {} ms",
+                found.passed.len(),
+                ms(at)
+            );
+            (stores, looked, found.failures)
+        };
+        tokio::select! {
+            (stores, looked, failures) = checks => match failures.is_empty() {
+                true => Ok((stores, looked)),
+                false => Err(StageError::Preflight(failures)),
+            },
+            _ = self.cancel.after(seen) => Err(StageError::Cancelled),
+        }
+    }
+
     /// Stages the code and the inputs and makes the outputs' folders, while the runner
     /// gets ready (engine, image): a node that cannot run the job fails staging rather
     /// than after a long download. A signal cancels it.
-    async fn stage(&mut self, mounts: &RunMounts) -> Result<Stores, StageError> {
+    async fn stage(
+        &mut self,
+        mounts: &RunMounts,
+        stores: Stores,
+        looked: Looked,
+    ) -> Result<Stores, StageError> {
+        let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
-        let stores = open_stores(self.loaded, self.plan)?;
         let (plan, events) = (self.plan, self.events);
         let phase = Arc::new(Progress::default());
         let shown = progress_bar::Shown::bar_on_terminal("staging", phase.clone());
@@ -241,6 +272,7 @@ impl Job<'_> {
             stores: &stores,
             events,
             phase: &phase,
+            looked: &looked,
         };
         let data = async {
             if let Some(code) = &plan.code {
@@ -374,6 +406,7 @@ impl Job<'_> {
             stores,
             events,
             phase: &phase,
+            looked: &Default::default(),
         };
         let (plan, t) = (self.plan, &t);
         let uploads = futures::future::join_all(
@@ -444,38 +477,15 @@ fn make_output_dirs(plan: &Plan) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Opens each datastore the run touches once (a `code.local` snapshot is a local
-/// folder of its own).
-fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
-    let mut out = HashMap::new();
-    for d in plan.code.iter().chain(&plan.inputs).chain(&plan.outputs) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(d.store_key()) {
-            let s: DynStore = match (&d.local_source, &d.anonymous) {
-                (Some(dir), _) => Arc::new(
-                    crate::store::local::LocalStore::open(&d.name, dir)
-                        .map_err(StageError::Open)?,
-                ),
-                (None, Some(ds)) => {
-                    store::open_datastore(&d.datastore, ds, &loaded.workspace_dir())
-                        .map_err(StageError::Open)?
-                }
-                (None, None) => {
-                    store::open(&loaded.workspace, &loaded.workspace_dir(), &d.datastore)
-                        .map_err(StageError::Open)?
-                }
-            };
-            slot.insert(s);
-        }
-    }
-    Ok(out)
-}
-
 /// What every transfer of a phase shares: the stores, the event sink, and the phase's
 /// progress (which the terminal's bar shows).
 struct Transfer<'a> {
     stores: &'a Stores,
     events: &'a Arc<Events>,
     phase: &'a Arc<Progress>,
+    /// What the preflight looked up, to download from (each taken by its download:
+    /// a large listing is not copied).
+    looked: &'a std::sync::Mutex<Looked>,
 }
 
 async fn stage_one(
@@ -522,15 +532,20 @@ async fn stage_one(
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false, t.phase);
-        download::download(
-            store,
-            &d.path,
-            &d.local_path,
-            d.overwrite,
-            d.slice,
-            &progress,
-        )
-        .await
+        let (path, to, slice) = (&d.path, &d.local_path, d.slice);
+        let key = preflight::lookup_key(d);
+        let found = t
+            .looked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        match found {
+            Some(found) => {
+                download::download_found(store, path, found, to, d.overwrite, slice, &progress)
+                    .await
+            }
+            None => download::download(store, path, to, d.overwrite, slice, &progress).await,
+        }
         .map_err(|source| StageError::Download {
             what: what.clone(),
             source,

@@ -38,9 +38,6 @@ pub enum StageError {
     /// The mounts' settings could not be read.
     #[error(transparent)]
     MountSettings(MountError),
-    /// A datastore could not be opened (bad configuration or credentials).
-    #[error(transparent)]
-    Open(StoreError),
     /// An input (or the code snapshot) could not be mounted.
     #[error("staging {what} failed: {source}{}", if source.is_unavailable() { "; set mount_fallback: download on the input to download it instead" } else { "" })]
     Mount {
@@ -85,6 +82,10 @@ pub enum StageError {
     /// SIGINT or SIGTERM arrived while staging.
     #[error("cancelled while staging")]
     Cancelled,
+    /// The checks before staging failed (`run`'s preflight): every failure, and
+    /// nothing was moved.
+    #[error("{} check(s) failed before anything was moved: {}", .0.len(), list(.0))]
+    Preflight(Vec<crate::preflight::Failure>),
 }
 
 /// One of the agent's output channels.
@@ -131,9 +132,7 @@ impl StageError {
     /// exist, or access that is refused.
     fn not_found_or_denied(&self) -> bool {
         match self {
-            StageError::Open(e) | StageError::InPlace { source: e, .. } => {
-                store_not_found_or_denied(e)
-            }
+            StageError::InPlace { source: e, .. } => store_not_found_or_denied(e),
             StageError::Mount {
                 source: MountError::Store(e),
                 ..
@@ -142,6 +141,12 @@ impl StageError {
             _ => false,
         }
     }
+}
+
+/// The preflight's failures, in one line.
+fn list(failures: &[crate::preflight::Failure]) -> String {
+    let each: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    each.join("; ")
 }
 
 /// A store's "not there" or "not allowed": the path is missing, the credentials are
@@ -270,6 +275,7 @@ impl Outcome {
                     }
                     StageError::Cancelled => (Status::Cancelled, exit::CANCELLED),
                     StageError::Events(e) => (Status::AgentError, e.exit_code()),
+                    StageError::Preflight(f) => (Status::Failed, preflight_code(f)),
                     e if e.not_found_or_denied() => (Status::Failed, exit::NOT_FOUND_OR_DENIED),
                     _ => (Status::Failed, exit::STAGING_FAILED),
                 };
@@ -602,13 +608,32 @@ mod tests {
             DatastoreError::Store(refused).exit_code(),
             exit::NOT_FOUND_OR_DENIED
         );
-        // A service that does not answer is still worth a retry.
-        let r = Outcome::Staging(StageError::Open(StoreError::Remote {
-            datastore: "d".into(),
-            detail: "503".into(),
-        }))
-        .report();
-        assert_eq!(r.code, exit::STAGING_FAILED);
+        // Run's preflight: a service that does not answer is still worth a retry; a
+        // path that is not there, beside it, is not.
+        let down = || crate::preflight::Failure::Store {
+            what: "input \"a\"".into(),
+            source: StoreError::Remote {
+                datastore: "d".into(),
+                detail: "503".into(),
+            },
+        };
+        let r = Outcome::Staging(StageError::Preflight(vec![down()])).report();
+        assert_eq!((r.code, r.phase), (exit::STAGING_FAILED, Phase::Stage));
+        let missing = crate::preflight::Failure::Store {
+            what: "input \"b\"".into(),
+            source: StoreError::NotFound {
+                datastore: "d".into(),
+                path: "x".into(),
+            },
+        };
+        let r = Outcome::Staging(StageError::Preflight(vec![down(), missing])).report();
+        assert_eq!(r.code, exit::NOT_FOUND_OR_DENIED);
+        let error = r.error.unwrap_or_default();
+        assert!(
+            error.starts_with("2 check(s) failed before anything was moved: input \"a\"")
+                && error.contains("input \"b\": datastore \"d\": \"x\" does not exist"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Settings {
     pub local_mount_fuse: bool,
     /// `STAGEHAND_MANIFEST_SAVE_MS`: how often a download saves its manifest.
     pub manifest_save: Duration,
+    /// `STAGEHAND_PROGRESS_MS`: how often a transfer reports its progress (an event),
+    /// 1 s by default; at least 10 ms.
+    pub progress_every: Duration,
     /// The node cache's folder, shared by every run and agent on the node:
     /// `STAGEHAND_CACHE_DIR`, else `/var/cache/stagehand` for root, else
     /// `$XDG_CACHE_HOME/stagehand`, else `~/.cache/stagehand`.
@@ -124,6 +127,12 @@ impl Settings {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(2000),
             ),
+            progress_every: Duration::from_millis(
+                var("STAGEHAND_PROGRESS_MS")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1000)
+                    .max(10),
+            ),
             azure: AzureKnobs {
                 verify_md5: var("STAGEHAND_AZURE_VERIFY_MD5"),
                 range_threshold_mib: num("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB"),
@@ -179,6 +188,7 @@ mod tests {
             PathBuf::from("/home/u/.local/state/stagehand/runs")
         );
         assert_eq!(s.manifest_save, Duration::from_secs(2));
+        assert_eq!(s.progress_every, Duration::from_secs(1));
         assert!(!s.local_mount_fuse);
         assert_eq!(s.azure, AzureKnobs::default());
         assert_eq!(s.workspace, None);

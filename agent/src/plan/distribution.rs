@@ -33,6 +33,11 @@ pub struct DistributionPlan {
     pub nodelist: Option<String>,
     /// The rendezvous port (`MASTER_PORT`).
     pub master_port: u16,
+    /// Every node's stable host name in node-rank order, when the scheduler names them
+    /// (a Kubernetes Indexed Job's pods: `<job>-<index>.<subdomain>`); the first is
+    /// `MASTER_ADDR`. Empty under Slurm, whose node addresses are found at launch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_hosts: Vec<String>,
 }
 
 impl DistributionPlan {
@@ -51,15 +56,12 @@ pub(super) fn distribution_plan(
 ) -> Result<DistributionPlan, Problem> {
     let (nodes, node_rank) = scheduler.map_or((1, 0), |s| (s.node_count, s.node_rank));
     if let Some(want) = d.instance_count.filter(|&n| n != nodes) {
-        let how = if scheduler.is_some_and(|s| s.kind == "slurm") {
-            "this Slurm step has"
-        } else {
-            "stagehand was started on"
+        let message = match scheduler.map(|s| s.kind.as_str()) {
+            Some("kubernetes") => format!("the job needs {want} node(s) but this Indexed Job has {nodes} pod(s) (STAGEHAND_TASK_COUNT): set the Job's completions and parallelism, and STAGEHAND_TASK_COUNT, to {want} (nothing was staged)"),
+            Some("slurm") => format!("the job needs {want} node(s) but this Slurm step has {nodes}: start it as `srun -N {want} --ntasks-per-node=1 stagehand run …` (nothing was staged)"),
+            _ => format!("the job needs {want} node(s) but stagehand was started on {nodes}: start it as `srun -N {want} --ntasks-per-node=1 stagehand run …`, or as a Kubernetes Indexed Job of {want} pods (nothing was staged)"),
         };
-        return Err(loaded.job.problem(
-            "distribution.instance_count",
-            format!("the job needs {want} node(s) but {how} {nodes}: start it as `srun -N {want} --ntasks-per-node=1 stagehand run …` (nothing was staged)"),
-        ));
+        return Err(loaded.job.problem("distribution.instance_count", message));
     }
     let job_id = scheduler
         .and_then(|s| s.own_job_id.as_deref().or(s.job_id.as_deref()))
@@ -72,6 +74,15 @@ pub(super) fn distribution_plan(
         per_node: d.process_count_per_instance.max(1),
         nodelist: scheduler.and_then(|s| s.nodelist.clone()),
         master_port: master_port(job_id),
+        node_hosts: match scheduler {
+            Some(s) if s.kind == "kubernetes" => s
+                .nodelist
+                .iter()
+                .flat_map(|l| l.split(','))
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        },
     })
 }
 

@@ -331,7 +331,7 @@ pub fn build(
     run_id: Option<&str>,
     run_dir: Option<&Path>,
 ) -> Result<Plan, Problems> {
-    let scheduler = scheduler::detect().map_err(|e| {
+    let scheduler = scheduler::detect(loaded.job.value.distribution.is_some()).map_err(|e| {
         Problems(vec![Problem {
             file: loaded.job.file.clone(),
             location: None,

@@ -4,6 +4,11 @@
 //! `k8s-[<job>-]<index>`: the same after a requeue, so the run resumes in its folder),
 //! `{task_index}` and `{task_count}`, and the slice of a sharded input.
 //!
+//! A distributed job under a Kubernetes Indexed Job is one job over several pods, not
+//! an array: each pod is a node (its completion index the node rank, the completions
+//! the node count), and pod 0's stable name is where the processes meet
+//! ([`pods_as_nodes`]).
+//!
 //! It must never guess: a variable that is set but malformed is an error, not a
 //! default, since a wrong task index silently processes the wrong shard.
 
@@ -33,11 +38,74 @@ pub enum SchedulerError {
         /// The count.
         count: u32,
     },
+    /// A variable a multi-node job under Kubernetes needs is not set.
+    #[error("{var} is not set: a distributed job under a Kubernetes Indexed Job needs it ({why})")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// What it is for, and where the manifest sets it.
+        why: &'static str,
+    },
 }
 
-/// Reads the scheduler's variables from the agent's environment.
-pub fn detect() -> Result<Option<SchedulerIds>, SchedulerError> {
-    detect_from(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+/// Reads the scheduler's variables from the agent's environment, for a job that is
+/// `distributed` (a `distribution` block) or not.
+pub fn detect(distributed: bool) -> Result<Option<SchedulerIds>, SchedulerError> {
+    let var = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    match detect_from(var)? {
+        Some(ids) if distributed => pods_as_nodes(ids, var).map(Some),
+        ids => Ok(ids),
+    }
+}
+
+/// A distributed job's ids under a Kubernetes Indexed Job: the pods are its nodes.
+/// The completion index becomes the node rank and the completions
+/// (`STAGEHAND_TASK_COUNT`) the node count; there is one task, so every pod has the
+/// same run id (`k8s-<job>`). The nodes' names are the pods' stable host names,
+/// `<job>-<index>.<subdomain>` (`STAGEHAND_K8S_JOB_NAME`, `STAGEHAND_K8S_SUBDOMAIN`:
+/// the pod template's subdomain, a headless Service), in rank order: the first is
+/// `MASTER_ADDR` (a Job of one pod needs neither name). Slurm's ids are returned as they are (`srun -N` already makes one
+/// agent per node).
+pub fn pods_as_nodes(
+    ids: SchedulerIds,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<SchedulerIds, SchedulerError> {
+    if ids.kind != "kubernetes" {
+        return Ok(ids);
+    }
+    let need = |name: &'static str, why: &'static str| {
+        var(name).ok_or(SchedulerError::Missing { var: name, why })
+    };
+    need(
+        "STAGEHAND_TASK_COUNT",
+        "the Job's completions: how many pods (nodes) the job spans",
+    )?;
+    // One pod is one node: its processes meet on it, and no name is needed.
+    let nodelist = if ids.task_count > 1 {
+        let job = need(
+            "STAGEHAND_K8S_JOB_NAME",
+            "the Job's name, pod 0's host name is <job>-0; set it from the label batch.kubernetes.io/job-name",
+        )?;
+        let subdomain = need(
+            "STAGEHAND_K8S_SUBDOMAIN",
+            "the pod template's subdomain, a headless Service, which makes pod 0 reachable as <job>-0.<subdomain>",
+        )?;
+        let hosts: Vec<String> = (0..ids.task_count)
+            .map(|i| format!("{job}-{i}.{subdomain}"))
+            .collect();
+        Some(hosts.join(","))
+    } else {
+        None
+    };
+    Ok(SchedulerIds {
+        array_task_id: None,
+        task_index: 0,
+        task_count: 1,
+        node_rank: ids.task_index,
+        node_count: ids.task_count,
+        nodelist,
+        ..ids
+    })
 }
 
 /// Reads the scheduler's variables through `var`: Slurm when `SLURM_JOB_ID` is set,
@@ -240,6 +308,127 @@ mod tests {
         assert_eq!((ids.task_index, ids.task_count), (4, 10));
         let bare = env(&[("JOB_COMPLETION_INDEX", "0")]).unwrap().unwrap();
         assert_eq!(run_id(&bare), "k8s-0");
+    }
+
+    fn pods(pairs: &[(&str, &str)]) -> Result<SchedulerIds, SchedulerError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ids = detect_from(|k| m.get(k).cloned())?.unwrap();
+        pods_as_nodes(ids, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn a_distributed_job_under_an_indexed_job_makes_each_pod_a_node_of_one_run() {
+        let pod = |index: &str| {
+            pods(&[
+                ("JOB_COMPLETION_INDEX", index),
+                ("STAGEHAND_K8S_JOB_NAME", "ddp"),
+                ("STAGEHAND_K8S_SUBDOMAIN", "ddp-svc"),
+                ("STAGEHAND_TASK_COUNT", "3"),
+            ])
+            .unwrap()
+        };
+        let (first, last) = (pod("0"), pod("2"));
+        assert_eq!((last.node_rank, last.node_count), (2, 3));
+        assert_eq!(
+            (last.task_index, last.task_count),
+            (0, 1),
+            "one task, not an array"
+        );
+        assert_eq!(last.array_task_id, None);
+        assert_eq!(run_id(&first), "k8s-ddp");
+        assert_eq!(
+            run_id(&last),
+            run_id(&first),
+            "the same run id on every pod"
+        );
+        assert_eq!(
+            last.nodelist.as_deref(),
+            Some("ddp-0.ddp-svc,ddp-1.ddp-svc,ddp-2.ddp-svc")
+        );
+        // Slurm's ids are already per node.
+        let slurm = env(&[("SLURM_JOB_ID", "3")]).unwrap().unwrap();
+        assert_eq!(pods_as_nodes(slurm.clone(), |_| None), Ok(slurm));
+    }
+
+    #[test]
+    fn a_distributed_job_under_an_indexed_job_needs_the_pods_names_and_count() {
+        let full = [
+            ("JOB_COMPLETION_INDEX", "1"),
+            ("STAGEHAND_K8S_JOB_NAME", "ddp"),
+            ("STAGEHAND_K8S_SUBDOMAIN", "ddp"),
+            ("STAGEHAND_TASK_COUNT", "3"),
+        ];
+        for missing in [
+            "STAGEHAND_K8S_JOB_NAME",
+            "STAGEHAND_K8S_SUBDOMAIN",
+            "STAGEHAND_TASK_COUNT",
+        ] {
+            let some: Vec<_> = full
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let err = pods(&some).unwrap_err();
+            assert!(matches!(err, SchedulerError::Missing { var, .. } if var == missing));
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{missing} is not set")),
+                "{err}"
+            );
+        }
+        // A Job of one pod needs no names: its processes meet on it.
+        let one = pods(&[("JOB_COMPLETION_INDEX", "0"), ("STAGEHAND_TASK_COUNT", "1")]).unwrap();
+        assert_eq!(
+            (one.node_rank, one.node_count, one.nodelist.clone()),
+            (0, 1, None)
+        );
+        assert_eq!(
+            run_id(&one),
+            "k8s",
+            "no index in the run id: it is not an array"
+        );
+    }
+
+    #[test]
+    fn a_kubernetes_pod_of_a_distributed_job_plans_its_node_and_pod_zero_as_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: d\ncommand: [x]\ndistribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let pod = |count: &str| {
+            pods(&[
+                ("JOB_COMPLETION_INDEX", "1"),
+                ("STAGEHAND_K8S_JOB_NAME", "ddp"),
+                ("STAGEHAND_K8S_SUBDOMAIN", "ddp"),
+                ("STAGEHAND_TASK_COUNT", count),
+            ])
+            .ok()
+        };
+        let plan = crate::plan::build_with(&loaded, None, None, pod("3")).unwrap();
+        assert_eq!(plan.run_id, "k8s-ddp");
+        assert!(
+            plan.run_dir.ends_with("k8s-ddp-node1"),
+            "each pod its own folder"
+        );
+        let d = plan.distribution.as_ref().unwrap();
+        assert_eq!((d.node_rank, d.nodes, d.world_size()), (1, 3, 6));
+        assert_eq!(d.node_hosts[0], "ddp-0.ddp", "pod 0 is MASTER_ADDR");
+        assert_eq!(d.node_hosts.len(), 3);
+        let err = crate::plan::build_with(&loaded, None, None, pod("2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs 3 node(s) but this Indexed Job has 2 pod(s)"),
+            "{err}"
+        );
+        assert!(err.contains("completions"), "{err}");
     }
 
     #[test]

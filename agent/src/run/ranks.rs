@@ -1,5 +1,6 @@
 //! The processes of a distributed job on this node: where they meet (the first node's
-//! address as Slurm knows it, `NodeAddr`, since node names need not resolve) and each
+//! address as Slurm knows it, `NodeAddr`, since node names need not resolve; under
+//! Kubernetes pod 0's stable host name) and each
 //! one's variables, as Azure ML gives them (PyTorch's `MASTER_ADDR`…`LOCAL_WORLD_SIZE`,
 //! TensorFlow's `TF_CONFIG`, Open MPI's `OMPI_COMM_WORLD_*`).
 //!
@@ -29,6 +30,12 @@ impl Rendezvous {
 /// `scontrol show node` for each one's `NodeAddr`. Without a node list (one node, no
 /// scheduler) it is this machine; where scontrol cannot answer, the names themselves.
 pub async fn resolve(d: &DistributionPlan) -> Rendezvous {
+    // Names the scheduler gave (Kubernetes pods' stable host names) resolve in DNS.
+    if !d.node_hosts.is_empty() {
+        return Rendezvous {
+            node_addrs: d.node_hosts.clone(),
+        };
+    }
     let Some(list) = &d.nodelist else {
         return Rendezvous {
             node_addrs: vec!["127.0.0.1".into()],
@@ -147,7 +154,21 @@ mod tests {
             per_node: 2,
             nodelist: Some("n[1-3]".into()),
             master_port: 20041,
+            node_hosts: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn pods_meet_at_pod_zeros_stable_name_without_asking_slurm() {
+        let mut d = plan(DistributionKind::Pytorch, 2);
+        d.node_hosts = vec!["ddp-0.ddp".into(), "ddp-1.ddp".into(), "ddp-2.ddp".into()];
+        let meet = resolve(&d).await;
+        assert_eq!(meet.master_addr(), "ddp-0.ddp");
+        let e = rank_env(&d, &meet, 1, &BTreeMap::new());
+        assert_eq!(
+            (e["MASTER_ADDR"].as_str(), e["RANK"].as_str()),
+            ("ddp-0.ddp", "5")
+        );
     }
 
     fn meet() -> Rendezvous {

@@ -2,7 +2,7 @@
 //! once, each under a temporary name until complete, skipping unchanged copies.
 
 use super::manifest::{self, Manifest, Record};
-use super::progress::Progress;
+use super::progress::{FileMeter, Progress};
 use super::{on_worker, Moved, TransferError, CONCURRENCY};
 use crate::partial::TempFile;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
@@ -11,7 +11,7 @@ use stagehand_protocol::path::object_name;
 use stagehand_protocol::shard::Slice;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What a download produced.
 #[derive(Debug)]
@@ -56,17 +56,47 @@ pub async fn download(
     slice: Option<Slice>,
     progress: &Progress,
 ) -> Result<Downloaded, TransferError> {
+    let found = find(store, src).await?;
+    download_found(store, src, found, target, overwrite, slice, progress).await
+}
+
+/// What is at a path of a store, as a download needs it.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// One object.
+    File(ObjectMeta),
+    /// A folder: every object under it.
+    Dir(Vec<ObjectMeta>),
+}
+
+/// Looks `src` up in `store` (a stat, and a listing for a folder): missing is
+/// [`StoreError::NotFound`]. The run's preflight calls this and hands the answer to
+/// [`download_found`], so that the path is looked up once per run.
+pub async fn find(store: &DynStore, src: &str) -> Result<Found, StoreError> {
+    match store.stat(src).await? {
+        Entry::File(meta) => Ok(Found::File(meta)),
+        Entry::Dir => Ok(Found::Dir(store.list(src).await?)),
+        Entry::Missing => Err(StoreError::NotFound {
+            datastore: store.name().to_string(),
+            path: src.to_string(),
+        }),
+    }
+}
+
+/// [`download`], with `src` already looked up ([`find`]).
+pub async fn download_found(
+    store: &DynStore,
+    src: &str,
+    found: Found,
+    target: &Path,
+    overwrite: bool,
+    slice: Option<Slice>,
+    progress: &Progress,
+) -> Result<Downloaded, TransferError> {
     let ds = store.name().to_string();
-    let (mut objects, is_file) = match store.stat(src).await? {
-        Entry::File(meta) => (vec![(String::new(), meta)], true),
-        Entry::Dir => (plan_names(&ds, src, target, store.list(src).await?)?, false),
-        Entry::Missing => {
-            return Err(StoreError::NotFound {
-                datastore: ds,
-                path: src.to_string(),
-            }
-            .into())
-        }
+    let (mut objects, is_file) = match found {
+        Found::File(meta) => (vec![(String::new(), meta)], true),
+        Found::Dir(list) => (plan_names(&ds, src, target, list)?, false),
     };
     if let Some(slice) = slice {
         objects = slice.select(objects, |(rel, _)| rel);
@@ -118,7 +148,9 @@ pub async fn download(
                     }
                     return Ok(());
                 }
-                let n = on_worker(fetch_one(store.clone(), obj.clone(), dest.clone())).await?;
+                let meter = Arc::new(progress.meter(obj.size));
+                let fetch = fetch_one(store.clone(), obj.clone(), dest.clone(), meter.clone());
+                let n = on_worker(fetch).await?;
                 progress.file_done(n);
                 if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
                     let rec = Record {
@@ -147,7 +179,7 @@ pub async fn download(
         );
     }
     result?;
-    let (files, bytes) = progress.get();
+    let (files, bytes) = progress.done();
     let (skipped_files, skipped_bytes) = skipped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Downloaded {
         path: target.to_path_buf(),
@@ -221,14 +253,23 @@ fn plan_names(
 const RESUME_MIN: u64 = 8 << 20;
 
 /// Downloads one object to `dest` (whose folder exists) through a temporary file.
-async fn fetch_one(store: DynStore, obj: ObjectMeta, dest: PathBuf) -> Result<u64, TransferError> {
+/// Its bytes count into `meter` as they arrive.
+async fn fetch_one(
+    store: DynStore,
+    obj: ObjectMeta,
+    dest: PathBuf,
+    meter: Arc<FileMeter>,
+) -> Result<u64, TransferError> {
     let (obj, dest) = (&obj, dest.as_path());
     let tmp = if obj.size >= RESUME_MIN && obj.version.is_some() {
         TempFile::resumable(dest)
     } else {
         TempFile::beside(dest)
     };
-    let n = store.download(obj, tmp.path()).await.map_err(|e| match e {
+    let got = store
+        .download_metered(obj, tmp.path(), meter.as_ref())
+        .await;
+    let n = got.map_err(|e| match e {
         // The temporary name means nothing to the user: name the file being made (here,
         // the one place every store's download goes through).
         StoreError::Io {

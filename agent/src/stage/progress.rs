@@ -4,6 +4,12 @@
 //! A transfer's counters may have a parent (the whole staging or upload phase), which
 //! sees every file and every total added to its children: the terminal's progress bar
 //! (`crate::progress_bar`) shows the parent. This module never prints.
+//!
+//! Bytes count as they move, not only when a file is done: each file in flight has a
+//! [`FileMeter`] the store counts into ([`crate::store::Meter`]), so the reports move
+//! during one large file. A file's meter never counts past the file's size, and what
+//! it counted is replaced by the file's size when the file is done (or taken back when
+//! it failed), so the count never passes what is to move.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,15 +22,89 @@ pub struct Progress {
     bytes: AtomicU64,
     total_files: AtomicU64,
     total_bytes: AtomicU64,
+    moving: Arc<Moving>,
     parent: Option<Arc<Progress>>,
+}
+
+/// Bytes of files not done yet, as their meters counted them; shared with the meters
+/// (which outlive a borrow: a transfer runs as a task of its own), and added to the
+/// parent's.
+#[derive(Debug, Default)]
+struct Moving {
+    bytes: AtomicU64,
+    parent: Option<Arc<Moving>>,
+}
+
+impl Moving {
+    fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.add(n);
+        }
+    }
+
+    fn sub(&self, n: u64) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.sub(n);
+        }
+    }
+}
+
+/// One file's bytes in flight, counted by the store that moves it: at most the file's
+/// size, and taken back from the transfer's counters when the meter is dropped (the
+/// file is done, and [`Progress::file_done`] counted it whole; or it failed).
+#[derive(Debug)]
+pub struct FileMeter {
+    moving: Arc<Moving>,
+    size: u64,
+    counted: AtomicU64,
+}
+
+impl crate::store::Meter for FileMeter {
+    fn moved(&self, n: u64) {
+        let before = self
+            .counted
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_add(n).min(self.size))
+            })
+            .unwrap_or_else(|c| c);
+        let added = before.saturating_add(n).min(self.size) - before;
+        if added > 0 {
+            self.moving.add(added);
+        }
+    }
+}
+
+impl Drop for FileMeter {
+    fn drop(&mut self) {
+        let left = *self.counted.get_mut();
+        if left > 0 {
+            self.moving.sub(left);
+        }
+    }
 }
 
 impl Progress {
     /// Counters whose every change is also added to `parent`.
     pub fn child_of(parent: &Arc<Progress>) -> Progress {
         Progress {
+            moving: Arc::new(Moving {
+                bytes: AtomicU64::new(0),
+                parent: Some(parent.moving.clone()),
+            }),
             parent: Some(parent.clone()),
             ..Default::default()
+        }
+    }
+
+    /// A meter for one file of `size` bytes about to move. Count the file with
+    /// [`Progress::file_done`] before dropping its meter, so the count does not dip.
+    pub fn meter(&self, size: u64) -> FileMeter {
+        FileMeter {
+            moving: self.moving.clone(),
+            size,
+            counted: AtomicU64::new(0),
         }
     }
 
@@ -46,8 +126,15 @@ impl Progress {
         }
     }
 
-    /// (files, bytes) so far.
+    /// (files, bytes) so far: the files done, and their bytes with those of the files
+    /// still moving.
     pub fn get(&self) -> (u64, u64) {
+        let (files, bytes) = self.done();
+        (files, bytes + self.moving.bytes.load(Ordering::Relaxed))
+    }
+
+    /// (files, bytes) of the files done.
+    pub fn done(&self) -> (u64, u64) {
         (
             self.files.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),
@@ -63,15 +150,25 @@ impl Progress {
     }
 }
 
-/// Calls `report(files, bytes)` once a second, at a steady interval, until dropped:
-/// a slow file shows as a report that did not move, not as silence.
+/// Calls `report(files, bytes)` once a second (`STAGEHAND_PROGRESS_MS`), at a steady
+/// interval, until dropped: a slow file shows as a report that did not move, not as
+/// silence.
 pub struct Ticker(tokio::task::JoinHandle<()>);
 
 impl Ticker {
     /// Starts reporting `progress`.
     pub fn start(progress: Arc<Progress>, report: impl Fn(u64, u64) + Send + 'static) -> Ticker {
+        Ticker::every(crate::settings::get().progress_every, progress, report)
+    }
+
+    /// Starts reporting `progress` every `period`.
+    pub fn every(
+        period: Duration,
+        progress: Arc<Progress>,
+        report: impl Fn(u64, u64) + Send + 'static,
+    ) -> Ticker {
         Ticker(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(period);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -106,12 +203,38 @@ mod tests {
         assert_eq!(phase.total(), (3, 35));
     }
 
+    #[test]
+    fn bytes_count_while_a_file_moves_and_never_twice() {
+        use crate::store::Meter;
+        let phase = Arc::new(Progress::default());
+        let p = Progress::child_of(&phase);
+        p.add_total(1, 100);
+        let m = p.meter(100);
+        m.moved(30);
+        assert_eq!((p.get(), phase.get()), ((0, 30), (0, 30)));
+        // A store that counts too much stops at the file's size.
+        m.moved(500);
+        assert_eq!(p.get(), (0, 100));
+        p.file_done(100);
+        drop(m);
+        assert_eq!(
+            (p.get(), p.done(), phase.get()),
+            ((1, 100), (1, 100), (1, 100))
+        );
+        // A file that fails takes its bytes back.
+        let failed = p.meter(50);
+        failed.moved(10);
+        assert_eq!(phase.get(), (1, 110));
+        drop(failed);
+        assert_eq!(phase.get(), (1, 100));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn reports_come_every_second_even_while_one_file_is_slow() {
         let progress = Arc::new(Progress::default());
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let s = seen.clone();
-        let _t = Ticker::start(progress.clone(), move |f, b| {
+        let _t = Ticker::every(Duration::from_secs(1), progress.clone(), move |f, b| {
             s.lock().unwrap().push((f, b));
         });
         progress.file_done(7);

@@ -94,6 +94,11 @@ impl Record {
         }
     }
 
+    /// Whether the record is written to a run folder (not [`Record::none`]).
+    pub fn is_saved(&self) -> bool {
+        !self.path.as_os_str().is_empty()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
         self.saved.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -118,16 +123,11 @@ impl Record {
 
     /// Writes the record to the run folder, whole or not at all.
     pub fn save(&self) -> std::io::Result<()> {
-        if self.path.as_os_str().is_empty() {
+        if !self.is_saved() {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
-        let tmp = crate::partial::temp_name(&self.path);
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
+        crate::partial::write_file(&self.path, &bytes)
     }
 }
 

@@ -56,42 +56,23 @@ pub fn pairs_of(local: &Path, dest: &str) -> Result<Vec<(PathBuf, String)>, Tran
         .collect())
 }
 
-/// Uploads each local file to its store path, many at once. With `overwrite == false`
-/// nothing moves when any destination exists already: the error names them all.
+/// Uploads each local file to its store path, many at once (`datastore upload-files`).
+/// With `overwrite == false` nothing moves when any destination holds other bytes: the
+/// error names them all; one that holds the same bytes is skipped.
 pub async fn upload_pairs(
     store: &DynStore,
     pairs: &[(PathBuf, String)],
     overwrite: bool,
     progress: &Progress,
 ) -> Result<Moved, TransferError> {
-    if !overwrite {
-        let mut paths: Vec<String> = existing(store.as_ref(), pairs).await?.into_keys().collect();
-        if !paths.is_empty() {
-            paths.sort();
-            return Err(TransferError::Exists {
-                datastore: store.name().to_string(),
-                paths,
-            });
-        }
-    }
-    let sizes = pairs
-        .iter()
-        .map(|(src, _)| std::fs::metadata(src).map_or(0, |m| m.len()));
-    progress.add_total(pairs.len() as u64, sizes.sum());
-    stream::iter(pairs.iter().map(Ok))
-        .try_for_each_concurrent(CONCURRENCY, |(src, path)| async move {
-            let (store, src, path) = (store.clone(), src.clone(), path.clone());
-            let n = on_worker(async move { store.upload(&src, &path, overwrite).await }).await?;
-            progress.file_done(n);
-            Ok::<(), TransferError>(())
-        })
-        .await?;
-    let (files, bytes) = progress.get();
-    Ok(Moved {
-        files,
-        bytes,
-        ..Default::default()
-    })
+    let record = Record::none();
+    let rules = Rules {
+        overwrite,
+        shared: false,
+        record: &record,
+    };
+    let sent = send(store, pairs, &rules, true, progress).await?;
+    refuse_conflicts(store, sent, &rules)
 }
 
 /// How a run's output goes up: `overwrite`, and what the run knows beside it.
@@ -129,6 +110,15 @@ pub async fn upload_output(
 ) -> Result<Moved, TransferError> {
     let pairs = pairs_of(local, dest)?;
     let sent = send(store, &pairs, rules, !rules.shared, progress).await?;
+    refuse_conflicts(store, sent, rules)
+}
+
+/// What moved, or the error naming every destination that held other bytes.
+fn refuse_conflicts(
+    store: &DynStore,
+    sent: Sent,
+    rules: &Rules<'_>,
+) -> Result<Moved, TransferError> {
     if sent.conflicts.is_empty() {
         return Ok(sent.moved);
     }
@@ -213,12 +203,26 @@ pub async fn send(
                 let seen =
                     Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
                 let replace = rules.overwrite && (!rules.shared || ours(path));
+                let meter = std::sync::Arc::new(progress.meter(seen.size));
                 let up = {
-                    let (store, src, path) = (store.clone(), src.clone(), path.clone());
-                    on_worker(async move { store.upload(&src, &path, replace).await })
+                    let (store, src, path, m) =
+                        (store.clone(), src.clone(), path.clone(), meter.clone());
+                    on_worker(async move {
+                        store.upload_metered(&src, &path, replace, m.as_ref()).await
+                    })
                 };
-                let (sent, md5) = futures::join!(up, record::md5_of(src.clone()));
-                let md5 = md5.map_err(|e| TransferError::io("cannot read output", src, e))?;
+                // The MD5 is for the run's record and for telling a race with another
+                // node apart; a record kept in memory only needs it for the race.
+                let hash = async {
+                    match rules.record.is_saved() {
+                        true => Some(record::md5_of(src.clone()).await),
+                        false => None,
+                    }
+                };
+                let (sent, md5) = futures::join!(up, hash);
+                let md5 = md5
+                    .transpose()
+                    .map_err(|e| TransferError::io("cannot read output", src, e))?;
                 let key = record::key(store.name(), path);
                 match sent {
                     Ok(n) => progress.file_done(n),
@@ -233,6 +237,12 @@ pub async fn send(
                                 md5: None,
                             },
                         };
+                        let md5 = match md5 {
+                            Some(m) => m,
+                            None => record::md5_of(src.clone())
+                                .await
+                                .map_err(|e| TransferError::io("cannot read output", src, e))?,
+                        };
                         let mut r = raced.lock().unwrap_or_else(|e| e.into_inner());
                         if meta.size == seen.size && meta.md5 == Some(md5) {
                             r.1 += 1;
@@ -245,6 +255,9 @@ pub async fn send(
                     Err(e) => return Err(e.into()),
                 }
                 // A file that changed while it went up is sent again next time.
+                let Some(md5) = md5 else {
+                    return Ok(());
+                };
                 if Seen::of(src).ok() == Some(seen) {
                     rules.record.note(
                         key,
@@ -263,7 +276,7 @@ pub async fn send(
     out.conflicts.extend(conflicts);
     out.moved.skipped_files += files;
     out.moved.skipped_bytes += bytes;
-    let (files, bytes) = progress.get();
+    let (files, bytes) = progress.done();
     out.moved.files = files;
     out.moved.bytes = bytes;
     Ok(out)

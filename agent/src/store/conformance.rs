@@ -361,11 +361,18 @@ impl Suite {
                 return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
             };
             let dest = self.scratch.0.join(format!("down-{i}"));
+            let meter = Tally::default();
             let n = self
                 .store
-                .download(&meta, &dest)
+                .download_metered(&meta, &dest, &meter)
                 .await
                 .map_err(failed(CHECK))?;
+            if meter.net() != n {
+                return Err(wrong(
+                    CHECK,
+                    format!("{rel}: {n} bytes came, its meter counted {}", meter.net()),
+                ));
+            }
             let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
                 path: dest.clone(),
                 source,
@@ -440,5 +447,22 @@ impl Suite {
             }
         }
         Ok(())
+    }
+}
+
+/// A meter that adds up what a store counts, for the check that a download counts
+/// every byte it writes, once.
+#[derive(Default)]
+struct Tally(std::sync::atomic::AtomicU64);
+
+impl Tally {
+    fn net(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl super::Meter for Tally {
+    fn moved(&self, n: u64) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -4,7 +4,7 @@
 //! Nothing here may read or write outside the root: every path is resolved through
 //! symlinks and checked against the root's canonical path first.
 
-use super::{Entry, ObjectMeta, Store, StoreError};
+use super::{Advance, Entry, Meter, ObjectMeta, Store, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs;
@@ -12,6 +12,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A folder used as a datastore.
 pub struct LocalStore {
@@ -250,23 +252,40 @@ impl Store for LocalStore {
         .await
     }
 
-    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
+    async fn download_metered(
+        &self,
+        object: &ObjectMeta,
+        dest: &Path,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
         let (path, dest) = (object.path.clone(), dest.to_path_buf());
-        self.blocking(move |s| {
+        // The copy runs on a blocking thread, which counts into its own counter; the
+        // meter (borrowed, not sent) hears from it here.
+        let copied = Arc::new(AtomicU64::new(0));
+        let counter = copied.clone();
+        let copy = self.blocking(move |s| {
             let real = s.resolve(&path)?;
-            let mut src =
+            let src =
                 fs::File::open(&real).map_err(|e| s.open_error(&path, "cannot open", &real, e))?;
-            let mut out =
+            let out =
                 fs::File::create(&dest).map_err(|e| StoreError::io("cannot create", &dest, e))?;
-            std::io::copy(&mut src, &mut out)
+            copy_counted(&src, &out, &counter)
                 .map_err(|e| StoreError::io("cannot copy to", &dest, e))
-        })
-        .await
+        });
+        relay(copy, &copied, meter).await
     }
 
-    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
+    async fn upload_metered(
+        &self,
+        src: &Path,
+        path: &str,
+        overwrite: bool,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
         let (src, path) = (src.to_path_buf(), path.to_string());
-        self.blocking(move |s| {
+        let copied = Arc::new(AtomicU64::new(0));
+        let counter = copied.clone();
+        let copy = self.blocking(move |s| {
             let dest = s.resolve(&path)?;
             let parent = dest
                 .parent()
@@ -275,7 +294,8 @@ impl Store for LocalStore {
             // create_dir_all may have followed a symlink: check again.
             s.resolve(&path)?;
             let tmp = crate::partial::temp_name(&dest);
-            let n = fs::copy(&src, &tmp).map_err(|e| StoreError::io("cannot write", &tmp, e))?;
+            let n = copy_file_counted(&src, &tmp, &counter)
+                .map_err(|e| StoreError::io("cannot write", &tmp, e))?;
             let placed = if overwrite {
                 fs::rename(&tmp, &dest)
             } else {
@@ -296,12 +316,62 @@ impl Store for LocalStore {
                     }
                 }
             }
-        })
-        .await
+        });
+        relay(copy, &copied, meter).await
     }
 
     fn local_path(&self, path: &str) -> Option<PathBuf> {
         self.resolve(path).ok()
+    }
+}
+
+/// How much a local copy moves between two counts: large enough that counting costs
+/// nothing next to the copy (the kernel copies, `copy_file_range`), small enough that a
+/// large file's progress moves several times a second.
+const COPY_STEP: u64 = 8 << 20;
+
+/// Copies `src` to `out` (from their current offsets) in [`COPY_STEP`]s, adding each to
+/// `copied`; returns the bytes copied.
+fn copy_counted(src: &fs::File, mut out: &fs::File, copied: &AtomicU64) -> std::io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = std::io::copy(&mut src.take(COPY_STEP), &mut out)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+        copied.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// `fs::copy` (contents and permission bits), counted into `copied`.
+fn copy_file_counted(src: &Path, dest: &Path, copied: &AtomicU64) -> std::io::Result<u64> {
+    let from = fs::File::open(src)?;
+    let perms = from.metadata()?.permissions();
+    let out = fs::File::create(dest)?;
+    let n = copy_counted(&from, &out, copied)?;
+    out.set_permissions(perms)?;
+    Ok(n)
+}
+
+/// Awaits `work` (a copy on a blocking thread counting into `copied`), passing the count
+/// on to `meter` ten times a second and once more at the end.
+async fn relay<T>(
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+    copied: &AtomicU64,
+    meter: &dyn Meter,
+) -> Result<T, StoreError> {
+    let advance = Advance::from(meter, 0);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => {
+                advance.at(copied.load(Ordering::Relaxed));
+                return r;
+            }
+            _ = tick.tick() => advance.at(copied.load(Ordering::Relaxed)),
+        }
     }
 }
 

@@ -141,10 +141,41 @@ pub trait Store: Send + Sync {
     /// Writes the whole object to the new local file `dest` (the caller renames it into
     /// place once complete) and returns the bytes written. A missing object is
     /// [`StoreError::NotFound`].
-    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError>;
+    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
+        self.download_metered(object, dest, &Unmetered).await
+    }
+    /// [`Store::download`], counting the bytes into `meter` as they arrive. A store
+    /// implements this one or [`Store::download`] (each defaults to the other); one
+    /// that cannot count inside an object counts it whole once it is there.
+    async fn download_metered(
+        &self,
+        object: &ObjectMeta,
+        dest: &Path,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
+        let n = self.download(object, dest).await?;
+        meter.moved(n);
+        Ok(n)
+    }
     /// Uploads the local file `src` to `path`. With `overwrite == false` an existing
     /// object is never replaced: the call fails with [`StoreError::AlreadyExists`].
-    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError>;
+    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
+        self.upload_metered(src, path, overwrite, &Unmetered).await
+    }
+    /// [`Store::upload`], counting the bytes into `meter` as they leave (a part counts
+    /// once the service has taken it). As for downloads, a store implements this one or
+    /// [`Store::upload`].
+    async fn upload_metered(
+        &self,
+        src: &Path,
+        path: &str,
+        overwrite: bool,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
+        let n = self.upload(src, path, overwrite).await?;
+        meter.moved(n);
+        Ok(n)
+    }
     /// Checks that the store can be reached and listed with its credentials; with
     /// `create`, creates its root (the container) when it is missing. Says, for people,
     /// where the store is and what was done. `stagehand datastore check` is this call.
@@ -160,6 +191,56 @@ pub trait Store: Send + Sync {
     /// ([`with_retry`] does that).
     fn retrying(&self, _retry: crate::retry::RetryConfig) -> Option<DynStore> {
         None
+    }
+}
+
+/// Where a store counts the bytes of one object as they move, so that progress moves
+/// inside a large file too (a 5 GiB blob is not twelve seconds of silence). The
+/// stage's counters implement it (`stage::progress`); a store never reads it back.
+///
+/// A store counts each byte once: a broken range resumes from its last byte written and
+/// counts from there ([`Advance`]); a part it uploads counts once the service has taken
+/// it, so a retried part counts once. (The stage's meter also stops at the object's
+/// size, whatever a store reports.)
+pub trait Meter: Send + Sync {
+    /// `n` more bytes arrived (written to the local file) or left (taken by the
+    /// service).
+    fn moved(&self, n: u64);
+}
+
+/// A meter that counts nothing, for transfers nobody watches.
+pub struct Unmetered;
+
+impl Meter for Unmetered {
+    fn moved(&self, _: u64) {}
+}
+
+/// A write position's advance, counted: the store reports the absolute position its
+/// range has reached (`at`), and the meter gets the bytes since the last report.
+/// Positions only move forward (a broken range resumes from its last byte written), so
+/// nothing is counted twice.
+pub struct Advance<'a> {
+    meter: &'a dyn Meter,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> Advance<'a> {
+    /// Counts into `meter` from position `start`.
+    pub fn from(meter: &'a dyn Meter, start: u64) -> Advance<'a> {
+        Advance {
+            meter,
+            last: std::sync::atomic::AtomicU64::new(start),
+        }
+    }
+
+    /// The range has reached `at`.
+    pub fn at(&self, at: u64) {
+        let before = self
+            .last
+            .fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+        if at > before {
+            self.meter.moved(at - before);
+        }
     }
 }
 

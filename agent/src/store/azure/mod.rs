@@ -35,7 +35,7 @@ pub mod resume;
 use md5_files::{Landing, Md5Files};
 use read_in_order::ReadInOrder;
 
-use super::{DynStore, Entry, ObjectMeta, Store, StoreError};
+use super::{Advance, DynStore, Entry, Meter, ObjectMeta, Store, StoreError};
 use crate::retry::RetryConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -520,6 +520,7 @@ impl AzureStore {
         file: Arc<std::fs::File>,
         dest: &Path,
         ranges: Option<&resume::Ranges>,
+        meter: &dyn Meter,
     ) -> Result<(), StoreError> {
         let chunk = self.tuning.chunk_for(obj.size);
         let n = obj.size.div_ceil(chunk);
@@ -538,10 +539,12 @@ impl AzureStore {
                 let file = &file;
                 let first = i as u64 * chunk;
                 let end = r.end;
+                let advance = Advance::from(meter, r.start);
                 let written = move |pos: u64| {
                     if let Some(d) = ranges {
                         d.advance(i, pos - first, pos == end);
                     }
+                    advance.at(pos);
                 };
                 async move {
                     self.fetch_range(obj, r, file, &mut Hash::Skip, &written)
@@ -665,6 +668,7 @@ impl AzureStore {
         path: &str,
         size: u64,
         staged: &std::collections::HashMap<String, u64>,
+        meter: &dyn Meter,
     ) -> Result<Vec<String>, StoreError> {
         let block = self.tuning.block_for(size);
         let n = size.div_ceil(block);
@@ -697,6 +701,7 @@ impl AzureStore {
                 ids.lock().unwrap_or_else(|e| e.into_inner())[i as usize] = id.clone();
                 if staged.get(&id) == Some(&len) {
                     reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    meter.moved(len);
                     return Ok(());
                 }
                 let headers: Vec<(&'static str, String)> = md5
@@ -718,7 +723,7 @@ impl AzureStore {
                         body,
                     )
                     .await
-                    .map(|_| ())
+                    .map(|_| meter.moved(len))
                     .map_err(|e| self.error(path, e))
             })
             .await?;
@@ -743,6 +748,7 @@ impl AzureStore {
         path: &str,
         size: u64,
         overwrite: bool,
+        meter: &dyn Meter,
     ) -> Result<(), StoreError> {
         let file = std::fs::File::open(src).map_err(|e| StoreError::io("cannot read", src, e))?;
         let file = Arc::new(file);
@@ -756,7 +762,10 @@ impl AzureStore {
                 _ => Ok(None),
             }
         };
-        let (ids, md5) = tokio::join!(self.stage_blocks(src, &file, path, size, &staged), whole);
+        let (ids, md5) = tokio::join!(
+            self.stage_blocks(src, &file, path, size, &staged, meter),
+            whole
+        );
         let ids = ids?;
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
         for id in &ids {
@@ -1036,7 +1045,12 @@ impl Store for AzureStore {
         }
     }
 
-    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
+    async fn download_metered(
+        &self,
+        object: &ObjectMeta,
+        dest: &Path,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
         let ranged = object.size > self.tuning.range_threshold;
         let verify = match self.tuning.md5 {
             Md5Check::Never => false,
@@ -1070,6 +1084,8 @@ impl Store for AzureStore {
             return Ok(0);
         }
         if resumed {
+            // What an earlier run left is there: the file's progress starts past it.
+            meter.moved(ranges.as_ref().map_or(0, resume::Ranges::on_disk));
             tracing::info!(
                 "{}: {:?}: resuming with {} of {} bytes already on disk",
                 self.target().datastore,
@@ -1085,15 +1101,17 @@ impl Store for AzureStore {
             }
         }
         let file = Arc::new(file);
+        let advance = Advance::from(meter, 0);
+        let written = |pos: u64| advance.at(pos);
         if !ranged {
             match object.md5 {
                 None => {
-                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip, &|_| {})
+                    self.fetch_range(object, 0..object.size, &file, &mut Hash::Skip, &written)
                         .await?
                 }
                 Some(want) if object.size <= INLINE_MD5_MAX => {
                     let mut h = Hash::Inline(Md5::new());
-                    self.fetch_range(object, 0..object.size, &file, &mut h, &|_| {})
+                    self.fetch_range(object, 0..object.size, &file, &mut h, &written)
                         .await?;
                     let Hash::Inline(h) = h else { unreachable!() };
                     if <[u8; 16]>::from(h.finalize()) != want {
@@ -1107,7 +1125,7 @@ impl Store for AzureStore {
                         .landing(object.size)
                         .map_err(|e| StoreError::io("cannot start hashing", dest, e))?;
                     let mut h = Hash::Landing(landing);
-                    self.fetch_range(object, 0..object.size, &file, &mut h, &|_| {})
+                    self.fetch_range(object, 0..object.size, &file, &mut h, &written)
                         .await?;
                     let Hash::Landing(landing) = h else {
                         unreachable!()
@@ -1122,7 +1140,7 @@ impl Store for AzureStore {
                 }
             }
         } else {
-            self.download_ranges(object, file, dest, ranges.as_ref())
+            self.download_ranges(object, file, dest, ranges.as_ref(), meter)
                 .await?;
             if let Some(r) = ranges {
                 r.finish();
@@ -1143,14 +1161,22 @@ impl Store for AzureStore {
         }))
     }
 
-    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
+    async fn upload_metered(
+        &self,
+        src: &Path,
+        path: &str,
+        overwrite: bool,
+        meter: &dyn Meter,
+    ) -> Result<u64, StoreError> {
         let size = std::fs::metadata(src)
             .map_err(|e| StoreError::io("cannot read", src, e))?
             .len();
         if size <= self.tuning.single_put_max {
+            // One request: it counts once the service has it.
             self.put_single(src, path, size, overwrite).await?;
+            meter.moved(size);
         } else {
-            self.put_blocks(src, path, size, overwrite).await?;
+            self.put_blocks(src, path, size, overwrite, meter).await?;
         }
         Ok(size)
     }

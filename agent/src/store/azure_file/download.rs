@@ -11,7 +11,7 @@
 use super::FileShareStore;
 use crate::store::azure::client::{self, HttpError};
 use crate::store::azure::Md5Check;
-use crate::store::{ObjectMeta, StoreError};
+use crate::store::{Advance, Meter, ObjectMeta, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -26,6 +26,7 @@ pub(super) async fn download(
     store: &FileShareStore,
     obj: &ObjectMeta,
     dest: &Path,
+    meter: &dyn Meter,
 ) -> Result<u64, StoreError> {
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -52,7 +53,7 @@ pub(super) async fn download(
     stream::iter(ranges.into_iter().map(Ok))
         .try_for_each_concurrent(t.ranges_per_blob, |r| {
             let file = &file;
-            async move { fetch_range(store, obj, r, file, dest).await }
+            async move { fetch_range(store, obj, r, file, dest, meter).await }
         })
         .await?;
     if let (Some(want), true) = (obj.md5, t.md5 != Md5Check::Never) {
@@ -77,7 +78,9 @@ async fn fetch_range(
     range: Range<u64>,
     file: &std::fs::File,
     dest: &Path,
+    meter: &dyn Meter,
 ) -> Result<(), StoreError> {
+    let advance = Advance::from(meter, range.start);
     let mut pos = range.start;
     let mut attempts = store.client.retry().attempts();
     while pos < range.end {
@@ -101,6 +104,7 @@ async fn fetch_range(
                     buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
                     if buf.len() >= WRITE_BUFFER {
                         pos = write_at(file, pos, &mut buf, dest)?;
+                        advance.at(pos);
                     }
                 }
                 Some(Err(e)) => {
@@ -111,6 +115,7 @@ async fn fetch_range(
             }
         }
         pos = write_at(file, pos, &mut buf, dest)?;
+        advance.at(pos);
         if pos < range.end {
             // A resumed GET is a retry like any other, under the client's one policy;
             // its bound on time counts from the last byte that arrived.

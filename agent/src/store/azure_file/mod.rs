@@ -319,12 +319,23 @@ impl Store for FileShareStore {
         })
     }
 
-    async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
-        download::download(self, object, dest).await
+    async fn download_metered(
+        &self,
+        object: &ObjectMeta,
+        dest: &Path,
+        meter: &dyn crate::store::Meter,
+    ) -> Result<u64, StoreError> {
+        download::download(self, object, dest, meter).await
     }
 
-    async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
-        upload::upload(self, src, path, overwrite).await
+    async fn upload_metered(
+        &self,
+        src: &Path,
+        path: &str,
+        overwrite: bool,
+        meter: &dyn crate::store::Meter,
+    ) -> Result<u64, StoreError> {
+        upload::upload(self, src, path, overwrite, meter).await
     }
 }
 

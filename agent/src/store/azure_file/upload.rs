@@ -21,7 +21,7 @@ use super::rest::{Share, MAX_RANGE};
 use super::FileShareStore;
 use crate::store::azure::client::{Body, Client};
 use crate::store::azure::{content_type, Md5Check};
-use crate::store::StoreError;
+use crate::store::{Meter, StoreError};
 use futures::stream::{self, TryStreamExt};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -34,6 +34,7 @@ pub(super) async fn upload(
     src: &Path,
     path: &str,
     overwrite: bool,
+    meter: &dyn Meter,
 ) -> Result<u64, StoreError> {
     let size = std::fs::metadata(src)
         .map_err(|e| StoreError::io("cannot read", src, e))?
@@ -55,7 +56,7 @@ pub(super) async fn upload(
         tmp: Some(tmp.clone()),
     };
     let done = async {
-        write_file(store, src, &tmp, size, path, &tag).await?;
+        write_file(store, src, &tmp, size, path, &tag, meter).await?;
         let _permit = store.permit(path).await?;
         match store.share().rename(&tmp, path, overwrite).await {
             Ok(()) => Ok(()),
@@ -166,6 +167,7 @@ async fn write_file(
     size: u64,
     path: &str,
     tag: &str,
+    meter: &dyn Meter,
 ) -> Result<(), StoreError> {
     {
         let _permit = store.permit(path).await?;
@@ -207,6 +209,7 @@ async fn write_file(
                     .share()
                     .put_range(tmp, offset, len, body, sum)
                     .await
+                    .map(|()| meter.moved(len))
                     .map_err(|e| store.error(path, e))
             }
         })
