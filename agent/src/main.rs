@@ -394,6 +394,7 @@ async fn run(job: cli::JobArgs, events_dest: Option<String>, format: Option<JobF
                 bytes_downloaded: 0,
                 bytes_uploaded: 0,
                 duration_ms: 0,
+                peak_rss_bytes: stagehand::linux::peak_rss_bytes(),
             });
             return code;
         }

@@ -122,6 +122,9 @@ impl StoreError {
     }
 }
 
+/// The bytes of a range as they arrive, in order (see [`Store::read_range_stream`]).
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, StoreError>>;
+
 /// A datastore, as the transfer engine and the mount use it.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -138,6 +141,20 @@ pub trait Store: Send + Sync {
     /// read), and one that starts at or after the end is empty. A missing object is
     /// [`StoreError::NotFound`].
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// [`Store::read_range`], handed over piece by piece as the bytes arrive, so that a
+    /// caller holding a large range (the mount's read-ahead) never holds it whole. The
+    /// same rules for the end of the object and a missing object; an error after some
+    /// pieces means the rest did not arrive (the caller may ask again for the rest). A
+    /// store that does not stream hands the whole range over as one piece.
+    async fn read_range_stream(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<ByteStream, StoreError> {
+        use futures::StreamExt;
+        let whole = self.read_range(path, range).await?;
+        Ok(futures::stream::once(async move { Ok(whole) }).boxed())
+    }
     /// Writes the whole object to the new local file `dest` (the caller renames it into
     /// place once complete) and returns the bytes written. A missing object is
     /// [`StoreError::NotFound`].
