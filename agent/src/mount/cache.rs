@@ -456,16 +456,13 @@ impl BlockCache {
         } else {
             pieces
         };
-        let bytes = match <[Bytes; 1]>::try_from(pieces) {
-            Ok([one]) => one,
-            Err(pieces) => {
-                let mut all = BytesMut::with_capacity(len as usize);
-                for p in pieces {
-                    all.extend_from_slice(&p);
-                }
-                all.freeze()
-            }
-        };
+        // Copied into a buffer of its own: a piece is a slice of the connection's read
+        // buffer, which a 4 KiB block kept as it is would pin whole.
+        let mut all = BytesMut::with_capacity(len as usize);
+        for p in pieces {
+            all.extend_from_slice(&p);
+        }
+        let bytes = all.freeze();
         let mut st = self.lock();
         st.mem_done.push_back((key, len));
         st.mem_bytes += len;
