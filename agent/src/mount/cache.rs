@@ -149,6 +149,95 @@ impl State {
     }
 }
 
+/// Bytes of a block bound for disk written at a time: what a fetch holds of it.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Where the bytes of the block being received go.
+enum Sink {
+    /// Its file, as they arrive.
+    Disk(BlockWriter),
+    /// Memory: the pieces, until the block is whole.
+    Mem(Vec<Bytes>),
+}
+
+impl Sink {
+    async fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
+        match self {
+            Sink::Disk(w) => w.push(piece).await,
+            Sink::Mem(pieces) => {
+                pieces.push(piece);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A block's file being written: beside its final name (`.partial`), a batch at a
+/// time, and renamed once whole. Dropped unfinished, it removes what it wrote.
+struct BlockWriter {
+    cache: Arc<BlockCache>,
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    done: bool,
+}
+
+impl BlockWriter {
+    fn partial(&self) -> PathBuf {
+        self.path.with_extension("partial")
+    }
+
+    async fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
+        self.batch_len += piece.len();
+        self.batch.push(piece);
+        if self.batch_len >= WRITE_BATCH {
+            self.write(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch (creating the file first), and renames the file when `last`.
+    async fn write(&mut self, last: bool) -> std::io::Result<()> {
+        use std::io::Write;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        let (file, partial, path) = (self.file.take(), self.partial(), self.path.clone());
+        let file = tokio::task::spawn_blocking(move || {
+            let mut f = match file {
+                Some(f) => f,
+                None => std::fs::File::create(&partial)?,
+            };
+            for piece in &batch {
+                f.write_all(piece)?;
+            }
+            if last {
+                std::fs::rename(&partial, &path)?;
+            }
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.write(true).await?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(self.partial());
+        }
+        self.cache.writing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// How a cache is set up.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -350,15 +439,16 @@ impl BlockCache {
 
     /// Fetches the consecutive blocks of `promises` with one GET (asking again for the
     /// rest when the answer breaks off), and hands each block over as soon as it is
-    /// whole: only the block being received is held.
+    /// whole. A block bound for disk is written to its file as it arrives, a batch at a
+    /// time; one kept in memory is held until whole.
     async fn drive(self: Arc<Self>, mut promises: VecDeque<(BlockKey, Promise)>, fetch: Fetcher) {
         let _permit = self.fetches.clone().acquire_owned().await;
         let (Some((first, _)), Some((last, _))) = (promises.front(), promises.back()) else {
             return;
         };
         let (mut at, end) = (self.block_range(first).start, self.block_range(last).end);
-        // The block being received: its pieces and their length.
-        let mut pieces: Vec<Bytes> = Vec::new();
+        // The block being received: where its bytes go, and how many have come.
+        let mut sink: Option<Sink> = None;
         let mut have = 0u64;
         let mut failures = 0u32;
         while at < end {
@@ -367,7 +457,8 @@ impl BlockCache {
                 Err(e) => return self.fail(promises, e),
             };
             let mut broke = None;
-            while let Some(piece) = answer.next().await {
+            let mut disk_failed = false;
+            'answer: while let Some(piece) = answer.next().await {
                 let mut piece = match piece {
                     Ok(p) => p,
                     Err(e) => {
@@ -380,30 +471,48 @@ impl BlockCache {
                 }
                 while !piece.is_empty() {
                     let Some((key, _)) = promises.front() else {
-                        break;
+                        break 'answer;
                     };
                     let size = {
                         let r = self.block_range(key);
                         r.end - r.start
                     };
+                    let current = sink.get_or_insert_with(|| self.sink_for(key, size));
                     let part = piece.split_to(((size - have) as usize).min(piece.len()));
                     have += part.len() as u64;
                     at += part.len() as u64;
-                    pieces.push(part);
-                    if have == size {
-                        let Some((key, promise)) = promises.pop_front() else {
-                            break;
-                        };
-                        let block = self.keep(key, std::mem::take(&mut pieces), size).await;
-                        let _ = promise.send(block);
-                        have = 0;
+                    if let Err(e) = current.push(part).await {
+                        self.disk_failed(&e);
+                        disk_failed = true;
+                        break 'answer;
                     }
-                }
-                if promises.is_empty() {
-                    break;
+                    if have < size {
+                        continue;
+                    }
+                    let Some((key, promise)) = promises.pop_front() else {
+                        break 'answer;
+                    };
+                    let block = match self.settle(&key, &mut sink, size).await {
+                        Ok(block) => block,
+                        Err(e) => {
+                            self.disk_failed(&e);
+                            promises.push_front((key, promise));
+                            disk_failed = true;
+                            break 'answer;
+                        }
+                    };
+                    let _ = promise.send(Ok(block));
+                    have = 0;
                 }
             }
             drop(answer);
+            if disk_failed {
+                // The block being received starts over, in memory this time.
+                at -= have;
+                have = 0;
+                sink = None;
+                continue;
+            }
             if promises.is_empty() {
                 return;
             }
@@ -426,6 +535,35 @@ impl BlockCache {
         }
     }
 
+    /// Where the bytes of block `key` (`size` bytes) go as they arrive.
+    fn sink_for(self: &Arc<Self>, key: &BlockKey, size: u64) -> Sink {
+        if self.to_disk(size) {
+            self.writing.fetch_add(1, Ordering::SeqCst);
+            Sink::Disk(BlockWriter {
+                cache: self.clone(),
+                path: self.block_file(key),
+                file: None,
+                batch: Vec::new(),
+                batch_len: 0,
+                done: false,
+            })
+        } else {
+            Sink::Mem(Vec::new())
+        }
+    }
+
+    /// The first failure to write the disk part turns it off for the rest of the run.
+    fn disk_failed(&self, e: &std::io::Error) {
+        if !self.closed.load(Ordering::Relaxed) && !self.disk_failed.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "the mount cache in {} cannot be written ({e}); blocks are kept in memory only (at most {} MiB) and fetched again when needed",
+                self.cfg.dir.display(),
+                self.cfg.mem_bytes >> 20
+            );
+        }
+    }
+
     /// Fails the blocks of `promises`: failures are not remembered, so the next read
     /// tries again.
     fn fail(&self, promises: VecDeque<(BlockKey, Promise)>, e: CacheError) {
@@ -440,22 +578,27 @@ impl BlockCache {
         }
     }
 
-    /// A block arrived whole: written to its file (and no longer held), or, when
-    /// small or there is no disk part, kept in memory, evicting the oldest.
-    async fn keep(
+    /// Block `key` has arrived whole in `sink`: its file is completed and registered
+    /// (the least recently used evicted), or it is kept in memory, the oldest evicted.
+    async fn settle(
         self: &Arc<Self>,
-        key: BlockKey,
-        pieces: Vec<Bytes>,
+        key: &BlockKey,
+        sink: &mut Option<Sink>,
         len: u64,
-    ) -> Result<Block, CacheError> {
-        let pieces = if self.to_disk(len) {
-            match self.write_to_disk(&key, pieces, len).await? {
-                None => return Ok(Block::Disk),
-                Some(p) => p,
+    ) -> std::io::Result<Block> {
+        match sink.take() {
+            Some(Sink::Disk(w)) => {
+                w.finish().await?;
+                self.on_disk(key, len).await;
+                Ok(Block::Disk)
             }
-        } else {
-            pieces
-        };
+            Some(Sink::Mem(pieces)) => Ok(self.keep_in_memory(key.clone(), pieces, len)),
+            None => Ok(self.keep_in_memory(key.clone(), Vec::new(), len)),
+        }
+    }
+
+    /// Keeps a block in memory, evicting the oldest beyond the bound.
+    fn keep_in_memory(&self, key: BlockKey, pieces: Vec<Bytes>, len: u64) -> Block {
         // Copied into a buffer of its own: a piece is a slice of the connection's read
         // buffer, which a 4 KiB block kept as it is would pin whole.
         let mut all = BytesMut::with_capacity(len as usize);
@@ -473,50 +616,12 @@ impl BlockCache {
             st.mem_bytes -= l;
             st.mem.remove(&old);
         }
-        Ok(Block::Mem(bytes))
+        Block::Mem(bytes)
     }
 
-    /// Writes a block to its file (beside, then renamed), registers it on disk (evicting
-    /// the least recently used) and forgets it in memory. Gives the pieces back when
-    /// the disk failed: the block is then kept in memory, and no more go to disk.
-    async fn write_to_disk(
-        self: &Arc<Self>,
-        key: &BlockKey,
-        pieces: Vec<Bytes>,
-        len: u64,
-    ) -> Result<Option<Vec<Bytes>>, CacheError> {
-        use std::io::Write;
-        let path = self.block_file(key);
-        self.writing.fetch_add(1, Ordering::SeqCst);
-        let written = tokio::task::spawn_blocking(move || {
-            let tmp = path.with_extension("partial");
-            let done = std::fs::File::create(&tmp)
-                .and_then(|mut f| pieces.iter().try_for_each(|p| f.write_all(p)))
-                .and_then(|()| std::fs::rename(&tmp, &path));
-            (done, pieces)
-        })
-        .await;
-        self.writing.fetch_sub(1, Ordering::SeqCst);
-        let (done, pieces) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                self.lock().mem.remove(key);
-                return Err(CacheError::Storage(
-                    format!("the mount cache's writer failed: {e}").into(),
-                ));
-            }
-        };
-        if let Err(e) = done {
-            if !self.closed.load(Ordering::Relaxed) && !self.disk_failed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "the mount cache in {} cannot be written ({e}); blocks are kept in memory only (at most {} MiB) and fetched again when needed",
-                    self.cfg.dir.display(),
-                    self.cfg.mem_bytes >> 20
-                );
-            }
-            return Ok(Some(pieces));
-        }
-        drop(pieces);
+    /// Registers a block whose file is complete, evicting the least recently used
+    /// beyond the bound, and forgets it in memory: readers read the file from now on.
+    async fn on_disk(&self, key: &BlockKey, len: u64) {
         let evict = {
             let mut st = self.lock();
             st.tick += 1;
@@ -527,7 +632,6 @@ impl BlockCache {
             }
             st.disk_lru.insert(tick, key.clone());
             st.disk_used += len;
-            // On disk now: readers who come later read the file.
             st.mem.remove(key);
             let mut evict = Vec::new();
             while st.disk_used > self.cfg.capacity {
@@ -549,7 +653,6 @@ impl BlockCache {
             })
             .await;
         }
-        Ok(None)
     }
 
     /// Reads `local` (offsets in the block) from block `key`'s file. Blocks.
@@ -980,5 +1083,32 @@ mod tests {
             assert!(c.mem_used() <= 8 * 4096, "{} bytes in memory", c.mem_used());
         }
         assert!(!c.dir().exists(), "nothing goes to disk without a disk part");
+    }
+
+    #[tokio::test]
+    async fn when_the_disk_fails_blocks_are_kept_in_memory_and_read_right() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 2,
+            mem_bytes: 1 << 20,
+            max_run: 4 * 4096,
+        })
+        .unwrap();
+        // The folder is gone: the first block's file cannot be made.
+        std::fs::remove_dir_all(c.dir()).unwrap();
+        let size = 8 * 4096;
+        let content = data(size);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let f = in_pieces(content.clone(), 1000, None, asked.clone());
+        let o = object(size);
+        c.prefetch(&o, 0..8, &f);
+        assert_eq!(c.read(&o, 0..size, &f).await.unwrap(), content);
+        assert_eq!(c.disk_used(), 0);
+        assert_eq!(c.mem_used(), size);
+        // No more read-ahead than memory holds from now on.
+        assert_eq!(c.max_ahead(), 128);
     }
 }
