@@ -225,7 +225,8 @@ mod tests {
 
     #[test]
     fn the_peak_resident_memory_is_read_in_bytes() {
-        let status = "Name:\tstagehand\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t 1024 kB\n";
+        let status =
+            "Name:\tstagehand\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t 1024 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(40 << 20));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
         assert!(peak_rss_bytes().is_some_and(|b| b > 0));

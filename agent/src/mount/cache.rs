@@ -156,16 +156,17 @@ const WRITE_BATCH: usize = 256 * 1024;
 enum Sink {
     /// Its file, as they arrive.
     Disk(BlockWriter),
-    /// Memory: the pieces, until the block is whole.
-    Mem(Vec<Bytes>),
+    /// Memory: a buffer of the block's size (a piece is a slice of the connection's
+    /// read buffer, which a small block kept as it is would pin whole).
+    Mem(BytesMut),
 }
 
 impl Sink {
     async fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
         match self {
             Sink::Disk(w) => w.push(piece).await,
-            Sink::Mem(pieces) => {
-                pieces.push(piece);
+            Sink::Mem(block) => {
+                block.extend_from_slice(&piece);
                 Ok(())
             }
         }
@@ -519,7 +520,9 @@ impl BlockCache {
             match broke {
                 Some(e) if failures < RESUMES => {
                     failures += 1;
-                    tracing::debug!("a mount's fetch broke off at byte {at} ({e}); asking again for the rest");
+                    tracing::debug!(
+                        "a mount's fetch broke off at byte {at} ({e}); asking again for the rest"
+                    );
                 }
                 Some(e) => return self.fail(promises, e),
                 None => {
@@ -548,14 +551,13 @@ impl BlockCache {
                 done: false,
             })
         } else {
-            Sink::Mem(Vec::new())
+            Sink::Mem(BytesMut::with_capacity(size as usize))
         }
     }
 
     /// The first failure to write the disk part turns it off for the rest of the run.
     fn disk_failed(&self, e: &std::io::Error) {
-        if !self.closed.load(Ordering::Relaxed) && !self.disk_failed.swap(true, Ordering::Relaxed)
-        {
+        if !self.closed.load(Ordering::Relaxed) && !self.disk_failed.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the mount cache in {} cannot be written ({e}); blocks are kept in memory only (at most {} MiB) and fetched again when needed",
                 self.cfg.dir.display(),
@@ -592,20 +594,14 @@ impl BlockCache {
                 self.on_disk(key, len).await;
                 Ok(Block::Disk)
             }
-            Some(Sink::Mem(pieces)) => Ok(self.keep_in_memory(key.clone(), pieces, len)),
-            None => Ok(self.keep_in_memory(key.clone(), Vec::new(), len)),
+            Some(Sink::Mem(block)) => Ok(self.keep_in_memory(key.clone(), block.freeze())),
+            None => Ok(self.keep_in_memory(key.clone(), Bytes::new())),
         }
     }
 
     /// Keeps a block in memory, evicting the oldest beyond the bound.
-    fn keep_in_memory(&self, key: BlockKey, pieces: Vec<Bytes>, len: u64) -> Block {
-        // Copied into a buffer of its own: a piece is a slice of the connection's read
-        // buffer, which a 4 KiB block kept as it is would pin whole.
-        let mut all = BytesMut::with_capacity(len as usize);
-        for p in pieces {
-            all.extend_from_slice(&p);
-        }
-        let bytes = all.freeze();
+    fn keep_in_memory(&self, key: BlockKey, bytes: Bytes) -> Block {
+        let len = bytes.len() as u64;
         let mut st = self.lock();
         st.mem_done.push_back((key, len));
         st.mem_bytes += len;
@@ -701,7 +697,10 @@ impl BlockCache {
                 Ok(Ok(b)) => return Ok(b),
                 // Evicted meanwhile: fetch it again.
                 Ok(Err(e)) => {
-                    tracing::debug!("cache block {} unreadable ({e}); fetching it again", key.index);
+                    tracing::debug!(
+                        "cache block {} unreadable ({e}); fetching it again",
+                        key.index
+                    );
                     self.forget_disk(&key);
                 }
                 Err(e) => {
@@ -1039,7 +1038,12 @@ mod tests {
         let all = c.read(&o, 0..size, &f).await.unwrap();
         assert_eq!(all, content);
         // Three runs of at most 8 blocks, one request each.
-        assert_eq!(asked.lock().unwrap().len(), 3, "{:?}", asked.lock().unwrap());
+        assert_eq!(
+            asked.lock().unwrap().len(),
+            3,
+            "{:?}",
+            asked.lock().unwrap()
+        );
         // Every whole block went to disk: only the short tail is held in memory.
         assert_eq!(c.mem_used(), 77);
     }
@@ -1082,7 +1086,10 @@ mod tests {
             assert_eq!(got, content.slice(r.start as usize..r.end as usize));
             assert!(c.mem_used() <= 8 * 4096, "{} bytes in memory", c.mem_used());
         }
-        assert!(!c.dir().exists(), "nothing goes to disk without a disk part");
+        assert!(
+            !c.dir().exists(),
+            "nothing goes to disk without a disk part"
+        );
     }
 
     #[tokio::test]

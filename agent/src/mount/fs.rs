@@ -662,7 +662,8 @@ impl Core {
         Ok((file, offset..end.max(offset)))
     }
 
-    /// The bytes, when they are in memory already (most reads of a sequential reader).
+    /// The bytes, when they are cached already (most reads of a sequential reader):
+    /// from memory, or read from the block's file, so only where blocking is allowed.
     pub fn read_now(&self, file: &OpenFile, range: std::ops::Range<u64>) -> Option<Bytes> {
         self.cache.read_now(&file.object, range)
     }
@@ -845,7 +846,8 @@ impl Filesystem for StoreFs {
             Ok(r) => r,
             Err(e) => return reply.error(e.errno()),
         };
-        // In memory already (most reads of a sequential reader): answered right here.
+        // Cached already (most reads of a sequential reader): answered right here, on
+        // the session's own thread, which may wait for the disk.
         if let Some(data) = self.core.read_now(&file, range.clone()) {
             return reply.data(&data);
         }

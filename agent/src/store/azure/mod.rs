@@ -1054,7 +1054,10 @@ impl Store for AzureStore {
             .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
         let answer = self
             .client
-            .run(|_| self.client.get_range_once(path, None, range.start, range.end))
+            .run(|_| {
+                self.client
+                    .get_range_once(path, None, range.start, range.end)
+            })
             .await;
         let answer = match answer {
             Ok(r) => r,
@@ -1069,10 +1072,7 @@ impl Store for AzureStore {
                 let _held = &permit;
                 piece.map_err(|e| StoreError::Remote {
                     datastore: datastore.clone(),
-                    detail: format!(
-                        "{what}: {}",
-                        crate::store::azure::client::transport(&e)
-                    ),
+                    detail: format!("{what}: {}", crate::store::azure::client::transport(&e)),
                 })
             })
             .boxed())

@@ -310,9 +310,12 @@ impl Store for FileShareStore {
             return Ok(futures::stream::empty().boxed());
         }
         // The request slot is held until the answer has been read to its end.
-        let permit = self.requests.clone().acquire_owned().await.map_err(|_| {
-            self.error(path, HttpError::Transport("shutting down".into()))
-        })?;
+        let permit = self
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
         let answer = match self.share().get_range(path, range.start, range.end).await {
             Ok(r) => r,
             // A range that starts at or past the end reads nothing, as the trait says.
