@@ -524,7 +524,16 @@ impl BlockCache {
                         "a mount's fetch broke off at byte {at} ({e}); asking again for the rest"
                     );
                 }
-                Some(e) => return self.fail(promises, e),
+                Some(e) => {
+                    let object = &promises[0].0.object;
+                    tracing::error!(
+                        "mount of {}:{}: bytes {at}..{end} broke off {} times in a row, the reader gets EIO",
+                        object.datastore,
+                        object.path,
+                        RESUMES + 1
+                    );
+                    return self.fail(promises, e);
+                }
                 None => {
                     return self.fail(
                         promises,
