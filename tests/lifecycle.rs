@@ -84,6 +84,7 @@ fn the_event_stream_keeps_its_wire_format() {
                 "bytes_downloaded",
                 "bytes_uploaded",
                 "duration_ms",
+                "peak_rss_bytes",
             ],
             other => panic!("unexpected event kind {other:?} in a plain run"),
         }

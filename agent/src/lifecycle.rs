@@ -97,6 +97,7 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
         bytes_downloaded: job.downloaded,
         bytes_uploaded: job.uploaded,
         duration_ms: ms(started),
+        peak_rss_bytes: crate::linux::peak_rss_bytes(),
     });
     match (lost, job.events.lost()) {
         (None, Some(last)) => {

@@ -71,6 +71,28 @@ pub fn group_members(pgid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
+/// The agent's peak resident memory so far, in bytes (`VmHWM` of `/proc/self/status`):
+/// what the node's memory accounting and the OOM killer saw of the agent at its
+/// highest, reported in the `finished` event so that a job's owner can see what the
+/// agent took from the job's memory.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+/// The `VmHWM:` line of a `/proc/PID/status` text, in bytes.
+pub fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// This boot's id: it changes when the machine restarts, so a pid recorded before a
 /// reboot is known to be gone.
 pub fn boot_id() -> String {
@@ -272,6 +294,15 @@ fn writes(flags: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_resident_memory_is_read_in_bytes() {
+        let status =
+            "Name:\tstagehand\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(40 << 20));
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+    }
 
     #[test]
     fn stat_fields_count_after_the_last_parenthesis() {

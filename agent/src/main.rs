@@ -400,6 +400,7 @@ async fn run(
                 bytes_downloaded: 0,
                 bytes_uploaded: 0,
                 duration_ms: 0,
+                peak_rss_bytes: stagehand::linux::peak_rss_bytes(),
             });
             return code;
         }

@@ -199,6 +199,11 @@ pub enum EventKind {
         bytes_uploaded: u64,
         /// Wall time of the whole run.
         duration_ms: u64,
+        /// The agent's own peak resident memory over the run, in bytes (its `VmHWM`,
+        /// not the job's): what it took from the node's memory at its highest, data
+        /// moving and mounts included. Absent when it could not be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_rss_bytes: Option<u64>,
     },
 }
 

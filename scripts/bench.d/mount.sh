@@ -5,6 +5,7 @@
 #   MOUNT_BENCH_BACKEND=azurite|local   where the data lives (default: azurite when the
 #                                       blob benchmark's harness, bench.d/lib.sh, is here)
 #   MOUNT_BENCH_TOOLS="disk stagehand rclone-off rclone-full"
+#   MOUNT_BENCH_WHAT="ttfb seq small"   which measures
 #   BENCH_WORK=DIR                      work folder for data, mounts, caches (default: mktemp)
 #
 # Datasets (deterministic): big = 1 x 1 GiB (1GiB.bin), small = 10,000 x 4 KiB in
@@ -18,7 +19,7 @@
 # `disk` is the ceiling: the same reads from a local copy of the datasets.
 #
 # Backends: `azurite` (the comparison the mount issue asks for) serves the datasets from
-# one private Azurite (bench.d/data.sh, port $BENCH_PORT) to both tools: stagehand through
+# one private Azurite (bench.d/blob/data.sh, port $BENCH_PORT) to both tools: stagehand through
 # azure_blob datastores, rclone through SAS remotes. `local` serves them from a local
 # folder (stagehand's local datastore with STAGEHAND_LOCAL_MOUNT=fuse, rclone's local
 # backend): it measures the FUSE layer, the read-ahead and the cache without a network.
@@ -26,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 runs=${RUNS:-3}
-here=$root/scripts/bench.d
+here=$root/scripts/bench.d/blob # the blob benchmark's harness: lib.sh, data.sh, azurite.sh
 if [ -f "$here/lib.sh" ] && [ -f "$here/data.sh" ]; then
   backend=${MOUNT_BENCH_BACKEND:-azurite}
 else
@@ -40,7 +41,7 @@ local)
   work=${BENCH_WORK:-$(mktemp -d -t stagehand-bench-mount.XXXXXX)}
   ;;
 azurite)
-  [ -f "$here/lib.sh" ] || die "backend azurite needs the blob benchmark's harness (scripts/bench.d/lib.sh, data.sh, azurite.sh), which this checkout does not have; use MOUNT_BENCH_BACKEND=local"
+  [ -f "$here/lib.sh" ] || die "backend azurite needs the blob benchmark's harness (scripts/bench.d/blob/lib.sh, data.sh, azurite.sh), which this checkout does not have; use MOUNT_BENCH_BACKEND=local"
   grep -q 'pub mod azure' "$root/agent/src/store/mod.rs" ||
     die "backend azurite needs stagehand's Azure Blob store, which this build does not have; use MOUNT_BENCH_BACKEND=local"
   # shellcheck source=/dev/null
@@ -52,8 +53,9 @@ esac
 mkdir -p "$work"
 
 # --- tools -----------------------------------------------------------------------
+tools=${MOUNT_BENCH_TOOLS:-disk stagehand rclone-off rclone-full}
 need=()
-command -v rclone >/dev/null || need+=(rclone)
+case " $tools " in *" rclone-"*) command -v rclone >/dev/null || need+=(rclone) ;; esac
 command -v fusermount3 >/dev/null || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
@@ -69,7 +71,7 @@ fi
 
 # --- data ------------------------------------------------------------------------
 if [ "$backend" = azurite ]; then
-  say "datasets in Azurite on port $BENCH_PORT (bench.d/data.sh)"
+  say "datasets in Azurite on port $BENCH_PORT (bench.d/blob/data.sh)"
   # What data.sh needs: the Azure SDK (to upload the datasets) and Azurite.
   if [ ! -x "$PY" ]; then
     python3 -m venv "$BENCH_WORK/venv" && "$PY" -m pip install -q azure-storage-blob
@@ -79,7 +81,7 @@ if [ "$backend" = azurite ]; then
   fi
   export AZURITE
   bash "$here/data.sh" >&2
-  export_creds
+  case " $tools " in *" rclone-"*) export_creds ;; esac
   big_dir=$DATA/big small_dir=$DATA/small
 else
   data=$work/store/data
@@ -225,8 +227,7 @@ got=$(run_stagehand "$(stagehand_job md5)" | head -1)
 
 results=$work/mount-results.txt
 : >"$results"
-tools=${MOUNT_BENCH_TOOLS:-disk stagehand rclone-off rclone-full}
-for what in ttfb seq small; do
+for what in ${MOUNT_BENCH_WHAT:-ttfb seq small}; do
   for tool in $tools; do
     for run in $(seq "$runs"); do
       r=$(measure "$tool" "$what")

@@ -8,6 +8,9 @@
   azblob.py get CONTAINER NAME                          print a blob's content
   azblob.py sha256 CONTAINER [--prefix P]               'sha256 name' per blob
   azblob.py sas CONTAINER                               container SAS (racwdl, 1 day)
+  azblob.py patterned CONTAINER NAME SIZE               a large blob made in a second: three
+                                                        blocks staged once, committed over and
+                                                        over; prints its sha256
 
 Endpoint AZ_ENDPOINT, account ACCOUNT, key ACCOUNT_KEY.
 """
@@ -48,6 +51,8 @@ def main():
     s = sub.add_parser("get"); s.add_argument("container"); s.add_argument("name")
     s = sub.add_parser("sha256"); s.add_argument("container"); s.add_argument("--prefix", default="")
     s = sub.add_parser("sas"); s.add_argument("container")
+    s = sub.add_parser("patterned"); s.add_argument("container"); s.add_argument("name")
+    s.add_argument("size", type=int)
     a = p.parse_args()
     svc = service()
     if a.cmd == "mkcontainer":
@@ -85,6 +90,28 @@ def main():
         for b in cc.list_blobs(name_starts_with=a.prefix or None):
             h = hashlib.sha256(cc.download_blob(b.name).readall()).hexdigest()
             print(h, b.name)
+    elif a.cmd == "patterned":
+        # Blocks of 3 MiB + 1 and 5 MiB + 3 bytes, alternating, then the rest: their
+        # period (8 MiB + 4) never lines up with a power-of-two block size, so no two
+        # 2 MiB blocks of the blob are equal and one served at the wrong offset shows.
+        from azure.storage.blob import BlobBlock
+        import base64, random
+        mib = 1 << 20
+        a_, b_ = random.Random(1).randbytes(3 * mib + 1), random.Random(2).randbytes(5 * mib + 3)
+        pairs = max((a.size - 1) // (len(a_) + len(b_)), 0)
+        rest = random.Random(3).randbytes(a.size - pairs * (len(a_) + len(b_)))
+        parts = {"a": a_, "b": b_, "c": rest}
+        order = ["a", "b"] * pairs + ["c"]
+        bc = svc.get_blob_client(a.container, a.name)
+        ids = {k: base64.b64encode(k.encode() * 8).decode() for k in parts}
+        for k, v in parts.items():
+            if v:
+                bc.stage_block(ids[k], v)
+        bc.commit_block_list([BlobBlock(block_id=ids[k]) for k in order if parts[k]])
+        h = hashlib.sha256()
+        for k in order:
+            h.update(parts[k])
+        print(h.hexdigest())
     elif a.cmd == "sas":
         now = dt.datetime.now(dt.timezone.utc)
         print(generate_container_sas(

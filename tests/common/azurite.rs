@@ -206,6 +206,15 @@ impl Azurite {
         ]);
     }
 
+    /// Writes a blob of `size` bytes in about a second, however large (three blocks
+    /// staged once, committed over and over, in a pattern whose period no power-of-two
+    /// block size lines up with); returns its sha256 (hex).
+    pub fn put_patterned(&self, container: &str, name: &str, size: u64) -> String {
+        self.py(&["patterned", container, name, &size.to_string()])
+            .trim()
+            .to_string()
+    }
+
     /// `name -> sha256` of every blob under `prefix`.
     pub fn sha256s(
         &self,

@@ -46,6 +46,8 @@ pub struct Finished {
     pub error: Option<String>,
     pub bytes_downloaded: u64,
     pub bytes_uploaded: u64,
+    /// The agent's peak resident memory (VmHWM), in bytes.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The last event, which must be `finished`.
@@ -59,6 +61,7 @@ pub fn finished(events: &[Event]) -> Finished {
             error,
             bytes_downloaded,
             bytes_uploaded,
+            peak_rss_bytes,
             ..
         } => Finished {
             status: *status,
@@ -67,6 +70,7 @@ pub fn finished(events: &[Event]) -> Finished {
             error: error.clone(),
             bytes_downloaded: *bytes_downloaded,
             bytes_uploaded: *bytes_uploaded,
+            peak_rss_bytes: *peak_rss_bytes,
         },
         other => panic!("last event is not finished: {other:?}"),
     }

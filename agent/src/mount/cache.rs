@@ -1,7 +1,7 @@
 //! The block cache behind every mount of a run: objects are read in fixed-size blocks,
-//! each fetched once with one ranged GET and then served from memory (the last few
-//! blocks) or from a bounded folder on local disk (everything else, least recently
-//! used first out).
+//! each fetched once and then served from a bounded folder on local disk (least
+//! recently used first out) or, for small objects and when there is no disk part, from
+//! a bounded memory part.
 //!
 //! Defaults (see the README): blocks of [`DEFAULT_BLOCK_SIZE`]; the disk part in
 //! `<node cache>/mount/<run id>` (`settings::Settings::cache_dir`), at most [`DEFAULT_CACHE_SIZE`]
@@ -9,16 +9,29 @@
 //! made (`STAGEHAND_CACHE_SIZE`, 0 turns the disk part off). The folder belongs to the
 //! run and is removed when the run's mounts are torn down.
 //!
-//! Two readers of the same block share one fetch. A reader drives the fetch it waits
-//! for itself (no extra task hop on the way to the first byte); a prefetch runs as its
-//! own task. Memory is bounded: at most [`MEM_BYTES`] of completed blocks are kept in
-//! RAM, plus those in flight, whose number the fetch semaphore bounds. Blocks smaller
-//! than [`DISK_MIN_BLOCK`] (small objects) are kept in memory only: fetching one again
-//! costs one request, while writing each to disk costs a file, and the kernel's page
-//! cache keeps them anyway.
+//! Memory is what this module is careful about, because the agent's resident memory is
+//! taken from the job's (a 1 GiB sequential read once peaked at 190 MiB):
+//! - A fetch streams its answer ([`crate::store::Store::read_range_stream`]): one GET
+//!   covers a run of up to [`DEFAULT_MAX_RUN`] bytes (per-request cost dominates small
+//!   ranges), but only the block being received is held, and each block is written to
+//!   its file as soon as it is whole. So the bytes in flight are at most one block per
+//!   fetch, [`DEFAULT_FETCH_CONCURRENCY`] fetches, whatever the run length.
+//! - A block on disk is read from its file for each read (the kernel's page cache keeps
+//!   it hot, and that memory is the kernel's to reclaim, not the agent's): there is no
+//!   RAM copy of large blocks.
+//! - Blocks smaller than [`DISK_MIN_BLOCK`] (small objects) are kept in memory only:
+//!   fetching one again costs one request, while writing each to disk costs a file.
+//!   So are all blocks when there is no disk part (capacity 0, or the disk failed).
+//!   At most [`MEM_BYTES`] of them are kept, oldest out first; read-ahead is then
+//!   limited to half of that, so what it fetches is still there when the reader comes.
+//!
+//! Two readers of the same block share one fetch; every fetch runs as its own task,
+//! which hands each block to its waiters as soon as the block is whole.
 
 use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{BoxStream, StreamExt};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
@@ -29,18 +42,22 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-/// The size of one block: one ranged GET, one cache file.
+/// The size of one block: one cache file, the unit a fetch hands over.
 pub const DEFAULT_BLOCK_SIZE: u64 = 2 * 1024 * 1024;
 /// The disk cache's default bound.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
-/// Bytes of completed blocks kept in memory (besides the disk copy).
-pub const MEM_BYTES: u64 = 32 * 1024 * 1024;
+/// Bytes of completed blocks kept in memory: small objects, or every block when there
+/// is no disk part.
+pub const MEM_BYTES: u64 = 16 * 1024 * 1024;
 /// Blocks smaller than this are not written to the disk cache.
 pub const DISK_MIN_BLOCK: u64 = 64 * 1024;
 /// The most bytes one read-ahead GET asks for.
 pub const DEFAULT_MAX_RUN: u64 = 16 * 1024 * 1024;
 /// Ranged GETs in flight at once, over all mounts of the run.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
+/// How many times a fetch whose answer broke off asks again for the rest, in a row
+/// without a byte arriving, before its readers get the failure.
+const RESUMES: u32 = 2;
 
 /// A read through the cache that failed. Cloneable, because one failed fetch answers
 /// every reader that waited for it.
@@ -88,11 +105,23 @@ struct BlockKey {
     index: u64,
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<Bytes, CacheError>>>;
+/// Where a fetched block went.
+#[derive(Debug, Clone)]
+enum Block {
+    /// Kept in memory.
+    Mem(Bytes),
+    /// Written to its file (which may have been evicted since).
+    Disk,
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Block, CacheError>>>;
+
+/// A fetch's promise to the waiters of one block.
+type Promise = oneshot::Sender<Result<Block, CacheError>>;
 
 #[derive(Default)]
 struct State {
-    /// Blocks in flight or recently fetched.
+    /// Blocks in flight, and completed blocks kept in memory.
     mem: HashMap<BlockKey, Fetch>,
     /// Completed blocks in memory with their sizes, oldest first.
     mem_done: VecDeque<(BlockKey, u64)>,
@@ -103,6 +132,111 @@ struct State {
     disk_lru: BTreeMap<u64, BlockKey>,
     disk_used: u64,
     tick: u64,
+}
+
+impl State {
+    /// Marks a block on disk as just used; whether it is on disk.
+    fn touch_disk(&mut self, key: &BlockKey) -> bool {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some((_, used)) = self.disk.get_mut(key) else {
+            return false;
+        };
+        let old = std::mem::replace(used, tick);
+        self.disk_lru.remove(&old);
+        self.disk_lru.insert(tick, key.clone());
+        true
+    }
+}
+
+/// Bytes of a block bound for disk written at a time: what a fetch holds of it.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Where the bytes of the block being received go.
+enum Sink {
+    /// Its file, as they arrive.
+    Disk(BlockWriter),
+    /// Memory: a buffer of the block's size (a piece is a slice of the connection's
+    /// read buffer, which a small block kept as it is would pin whole).
+    Mem(BytesMut),
+}
+
+impl Sink {
+    async fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
+        match self {
+            Sink::Disk(w) => w.push(piece).await,
+            Sink::Mem(block) => {
+                block.extend_from_slice(&piece);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A block's file being written: beside its final name (`.partial`), a batch at a
+/// time, and renamed once whole. Dropped unfinished, it removes what it wrote.
+struct BlockWriter {
+    cache: Arc<BlockCache>,
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    done: bool,
+}
+
+impl BlockWriter {
+    fn partial(&self) -> PathBuf {
+        self.path.with_extension("partial")
+    }
+
+    async fn push(&mut self, piece: Bytes) -> std::io::Result<()> {
+        self.batch_len += piece.len();
+        self.batch.push(piece);
+        if self.batch_len >= WRITE_BATCH {
+            self.write(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch (creating the file first), and renames the file when `last`.
+    async fn write(&mut self, last: bool) -> std::io::Result<()> {
+        use std::io::Write;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        let (file, partial, path) = (self.file.take(), self.partial(), self.path.clone());
+        let file = tokio::task::spawn_blocking(move || {
+            let mut f = match file {
+                Some(f) => f,
+                None => std::fs::File::create(&partial)?,
+            };
+            for piece in &batch {
+                f.write_all(piece)?;
+            }
+            if last {
+                std::fs::rename(&partial, &path)?;
+            }
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.write(true).await?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(self.partial());
+        }
+        self.cache.writing.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How a cache is set up.
@@ -135,9 +269,13 @@ pub struct BlockCache {
     writing: std::sync::atomic::AtomicUsize,
 }
 
-/// How a missing block is fetched: the object's bytes `range`.
+/// The bytes of a range as they arrive, in order.
+pub type Pieces = BoxStream<'static, Result<Bytes, CacheError>>;
+
+/// How missing blocks are fetched: the object's bytes `range`, streamed. An error
+/// after some pieces means the answer broke off: the cache asks again for the rest.
 pub type Fetcher =
-    Arc<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Bytes, CacheError>> + Send + Sync>;
+    Arc<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Pieces, CacheError>> + Send + Sync>;
 
 impl BlockCache {
     /// A cache in `cfg.dir`, created now.
@@ -172,6 +310,11 @@ impl BlockCache {
         self.lock().disk_used
     }
 
+    /// Bytes of completed blocks in memory now.
+    pub fn mem_used(&self) -> u64 {
+        self.lock().mem_bytes
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -181,11 +324,19 @@ impl BlockCache {
         (self.cfg.max_run / self.cfg.block_size).max(1)
     }
 
+    /// Whether blocks of `len` bytes go to disk now.
+    fn to_disk(&self, len: u64) -> bool {
+        self.cfg.capacity >= self.cfg.block_size
+            && len >= DISK_MIN_BLOCK.min(self.cfg.block_size)
+            && !self.disk_failed.load(Ordering::Relaxed)
+            && !self.closed.load(Ordering::Relaxed)
+    }
+
     /// How many blocks ahead of a reader may be fetched without one of them falling out
     /// of the cache before the reader gets to it: any number while blocks go to disk;
     /// without the disk part (capacity 0, or the disk failed), half of what memory holds
-    /// (memory is evicted in order of arrival, and blocks fetched together arrive in any
-    /// order). Beyond that, a block fetched ahead is evicted unread and fetched again.
+    /// (memory is evicted in order of arrival). Beyond that, a block fetched ahead is
+    /// evicted unread and fetched again.
     pub fn max_ahead(&self) -> u64 {
         if self.cfg.capacity >= self.cfg.block_size && !self.disk_failed.load(Ordering::Relaxed) {
             u64::MAX
@@ -242,8 +393,9 @@ impl BlockCache {
 
     /// Starts fetching blocks `blocks` of `object` unless cached; does not wait.
     /// Consecutive missing blocks are fetched together, up to `max_run` bytes a GET.
+    /// Needs the runtime's context.
     pub fn prefetch(self: &Arc<Self>, object: &Arc<ObjectId>, blocks: Range<u64>, fetch: &Fetcher) {
-        let per_run = (self.cfg.max_run / self.cfg.block_size).max(1) as usize;
+        let per_run = self.blocks_per_run() as usize;
         let mut st = self.lock();
         let mut run = Vec::new();
         for index in blocks {
@@ -263,245 +415,218 @@ impl BlockCache {
         self.launch(&mut st, run, fetch);
     }
 
-    /// Fetches the consecutive blocks `run` with one GET, each block's future driven
-    /// by a task (nobody waits for a prefetch yet). The caller holds the state lock.
+    /// Registers the consecutive blocks `run` as in flight and starts the task that
+    /// fetches them with one GET. The caller holds the state lock.
     fn launch(self: &Arc<Self>, st: &mut State, run: Vec<BlockKey>, fetch: &Fetcher) {
-        let (Some(first), Some(last)) = (run.first(), run.last()) else {
-            return;
-        };
-        if run.len() == 1 {
-            let f = self.start_fetch(st, first.clone(), fetch);
-            tokio::spawn(f);
+        if run.is_empty() {
             return;
         }
-        let range = self.block_range(first).start..self.block_range(last).end;
-        let (me, fetch) = (self.clone(), fetch.clone());
-        let whole = async move { me.fetch_exact(&fetch, range).await }
-            .boxed()
-            .shared();
-        let base = self.block_range(first).start;
+        let mut promises = VecDeque::with_capacity(run.len());
         for key in run {
-            let r = self.block_range(&key);
-            let part = (r.start - base) as usize..(r.end - base) as usize;
-            let (me, whole, k) = (self.clone(), whole.clone(), key.clone());
-            let f: Fetch = async move {
-                let got = whole.await.map(|all| all.slice(part));
-                me.settle(k, got)
-            }
-            .boxed()
-            .shared();
-            st.mem.insert(key, f.clone());
-            tokio::spawn(f);
+            let (tx, rx) = oneshot::channel();
+            let f: Fetch = rx
+                .map(|got| {
+                    got.unwrap_or_else(|_| {
+                        Err(CacheError::Storage("the fetch was abandoned".into()))
+                    })
+                })
+                .boxed()
+                .shared();
+            st.mem.insert(key.clone(), f);
+            promises.push_back((key, tx));
         }
+        tokio::spawn(self.clone().drive(promises, fetch.clone()));
     }
 
-    /// Reads `range` (absolute offsets, all inside block `index`).
-    async fn read_in_block(
-        self: &Arc<Self>,
-        object: &Arc<ObjectId>,
-        index: u64,
-        range: Range<u64>,
-        fetch: &Fetcher,
-    ) -> Result<Bytes, CacheError> {
-        let key = BlockKey {
-            object: object.clone(),
-            index,
-        };
-        let base = index * self.cfg.block_size;
-        let local = (range.start - base) as usize..(range.end - base) as usize;
-        let in_mem = self.lock().mem.get(&key).cloned();
-        if let Some(f) = in_mem {
-            let block = f.await?;
-            return slice(&block, local);
-        }
-        let on_disk = {
-            let mut st = self.lock();
-            if st.disk.contains_key(&key) {
-                st.tick += 1;
-                let tick = st.tick;
-                if let Some((_, used)) = st.disk.get_mut(&key) {
-                    let old = std::mem::replace(used, tick);
-                    st.disk_lru.remove(&old);
-                    st.disk_lru.insert(tick, key.clone());
-                }
-                Some(self.block_file(&key))
-            } else {
-                None
-            }
-        };
-        if let Some(file) = on_disk {
-            let len = local.len();
-            let at = local.start as u64;
-            let read = tokio::task::spawn_blocking(move || {
-                let f = std::fs::File::open(&file)?;
-                let mut buf = vec![0u8; len];
-                f.read_exact_at(&mut buf, at)?;
-                Ok::<_, std::io::Error>(Bytes::from(buf))
-            })
-            .await;
-            match read {
-                Ok(Ok(b)) => return Ok(b),
-                // Evicted meanwhile, or the disk failed: fetch it again.
-                Ok(Err(e)) => {
-                    tracing::debug!(
-                        "cache block {} unreadable ({e}); fetching it again",
-                        key.index
-                    );
-                    self.forget_disk(&key);
-                }
-                Err(e) => {
-                    return Err(CacheError::Storage(
-                        format!("cache worker failed: {e}").into(),
-                    ))
-                }
-            }
-        }
-        let f = {
-            let mut st = self.lock();
-            match st.mem.get(&key).cloned() {
-                Some(f) => f,
-                None => self.start_fetch(&mut st, key, fetch),
-            }
-        };
-        let block = f.await?;
-        slice(&block, local)
-    }
-
-    /// Registers the fetch of `key` (the caller holds the state lock) and returns it;
-    /// whoever awaits it drives it.
-    fn start_fetch(self: &Arc<Self>, st: &mut State, key: BlockKey, fetch: &Fetcher) -> Fetch {
-        let range = self.block_range(&key);
-        let me = self.clone();
-        let fetch = fetch.clone();
-        let k = key.clone();
-        let f: Fetch = async move {
-            let got = me.fetch_exact(&fetch, range).await;
-            me.settle(k, got)
-        }
-        .boxed()
-        .shared();
-        st.mem.insert(key, f.clone());
-        f
-    }
-
-    /// Keeps a block that arrived, or forgets a failed fetch of it: failures are not
-    /// remembered, so the next read tries again.
-    fn settle(
-        self: &Arc<Self>,
-        k: BlockKey,
-        got: Result<Bytes, CacheError>,
-    ) -> Result<Bytes, CacheError> {
-        match got {
-            Ok(bytes) => {
-                self.completed(k, bytes.clone());
-                Ok(bytes)
-            }
-            Err(e) => {
-                self.lock().mem.remove(&k);
-                Err(e)
-            }
-        }
-    }
-
-    /// Fetches exactly `range` under the cap on GETs in flight; fewer bytes than asked
-    /// for is an error.
-    async fn fetch_exact(&self, fetch: &Fetcher, range: Range<u64>) -> Result<Bytes, CacheError> {
-        let permit = self.fetches.clone().acquire_owned().await;
-        let got = fetch(range.clone()).await;
-        drop(permit);
-        match got {
-            Ok(b) if b.len() as u64 == range.end - range.start => Ok(b),
-            Ok(b) => Err(CacheError::Storage(
-                format!(
-                    "asked for bytes {}..{} and received {} bytes",
-                    range.start,
-                    range.end,
-                    b.len()
-                )
-                .into(),
-            )),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The bytes `range` of `object` if they are in memory now, without waiting.
-    pub fn read_now(&self, object: &Arc<ObjectId>, range: Range<u64>) -> Option<Bytes> {
-        let end = range.end.min(object.size);
-        if range.start >= end {
-            return Some(Bytes::new());
-        }
-        let bs = self.cfg.block_size;
-        let index = range.start / bs;
-        if (end - 1) / bs != index {
-            return None;
-        }
-        let key = BlockKey {
-            object: object.clone(),
-            index,
-        };
-        let block = match self.lock().mem.get(&key)?.peek()? {
-            Ok(b) => b.clone(),
-            Err(_) => return None,
-        };
-        let base = index * bs;
-        slice(&block, (range.start - base) as usize..(end - base) as usize).ok()
-    }
-
-    /// A block arrived: keep it in memory (evicting the oldest) and, unless small,
-    /// write it to disk in the background.
-    fn completed(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
-        let len = bytes.len() as u64;
-        {
-            let mut st = self.lock();
-            st.mem_done.push_back((key.clone(), len));
-            st.mem_bytes += len;
-            while st.mem_bytes > self.cfg.mem_bytes {
-                let Some((old, l)) = st.mem_done.pop_front() else {
-                    break;
-                };
-                st.mem_bytes -= l;
-                st.mem.remove(&old);
-            }
-        }
-        if self.cfg.capacity < self.cfg.block_size
-            || len < DISK_MIN_BLOCK.min(self.cfg.block_size)
-            || self.disk_failed.load(Ordering::Relaxed)
-            || self.closed.load(Ordering::Relaxed)
-        {
+    /// Fetches the consecutive blocks of `promises` with one GET (asking again for the
+    /// rest when the answer breaks off), and hands each block over as soon as it is
+    /// whole. A block bound for disk is written to its file as it arrives, a batch at a
+    /// time; one kept in memory is held until whole.
+    async fn drive(self: Arc<Self>, mut promises: VecDeque<(BlockKey, Promise)>, fetch: Fetcher) {
+        let _permit = self.fetches.clone().acquire_owned().await;
+        let (Some((first, _)), Some((last, _))) = (promises.front(), promises.back()) else {
             return;
-        }
-        let me = self.clone();
-        self.writing.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            me.write_to_disk(key, bytes).await;
-            me.writing.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-
-    async fn write_to_disk(self: &Arc<Self>, key: BlockKey, bytes: Bytes) {
-        let path = self.block_file(&key);
-        let len = bytes.len() as u64;
-        let written = tokio::task::spawn_blocking(move || {
-            let tmp = path.with_extension("partial");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            // The run is over and the folder gone: nothing to say.
-            Ok(Err(_)) if self.closed.load(Ordering::Relaxed) => return,
-            Ok(Err(e)) => {
-                if !self.disk_failed.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "the mount cache in {} cannot be written ({e}); blocks are fetched again when needed",
-                        self.cfg.dir.display()
-                    );
+        };
+        let (mut at, end) = (self.block_range(first).start, self.block_range(last).end);
+        // The block being received: where its bytes go, and how many have come.
+        let mut sink: Option<Sink> = None;
+        let mut have = 0u64;
+        let mut failures = 0u32;
+        while at < end {
+            let mut answer = match fetch(at..end).await {
+                Ok(a) => a,
+                Err(e) => return self.fail(promises, e),
+            };
+            let mut broke = None;
+            let mut disk_failed = false;
+            'answer: while let Some(piece) = answer.next().await {
+                let mut piece = match piece {
+                    Ok(p) => p,
+                    Err(e) => {
+                        broke = Some(e);
+                        break;
+                    }
+                };
+                if !piece.is_empty() {
+                    failures = 0;
                 }
+                while !piece.is_empty() {
+                    let Some((key, _)) = promises.front() else {
+                        break 'answer;
+                    };
+                    let size = {
+                        let r = self.block_range(key);
+                        r.end - r.start
+                    };
+                    let current = sink.get_or_insert_with(|| self.sink_for(key, size));
+                    let part = piece.split_to(((size - have) as usize).min(piece.len()));
+                    have += part.len() as u64;
+                    at += part.len() as u64;
+                    if let Err(e) = current.push(part).await {
+                        self.disk_failed(&e);
+                        disk_failed = true;
+                        break 'answer;
+                    }
+                    if have < size {
+                        continue;
+                    }
+                    let Some((key, promise)) = promises.pop_front() else {
+                        break 'answer;
+                    };
+                    let block = match self.settle(&key, &mut sink, size).await {
+                        Ok(block) => block,
+                        Err(e) => {
+                            self.disk_failed(&e);
+                            promises.push_front((key, promise));
+                            disk_failed = true;
+                            break 'answer;
+                        }
+                    };
+                    let _ = promise.send(Ok(block));
+                    have = 0;
+                }
+            }
+            drop(answer);
+            if disk_failed {
+                // The block being received starts over, in memory this time.
+                at -= have;
+                have = 0;
+                sink = None;
+                continue;
+            }
+            if promises.is_empty() {
                 return;
             }
-            Err(_) => return,
+            match broke {
+                Some(e) if failures < RESUMES => {
+                    failures += 1;
+                    tracing::debug!(
+                        "a mount's fetch broke off at byte {at} ({e}); asking again for the rest"
+                    );
+                }
+                Some(e) => {
+                    let object = &promises[0].0.object;
+                    tracing::error!(
+                        "mount of {}:{}: bytes {at}..{end} broke off {} times in a row, the reader gets EIO",
+                        object.datastore,
+                        object.path,
+                        RESUMES + 1
+                    );
+                    return self.fail(promises, e);
+                }
+                None => {
+                    return self.fail(
+                        promises,
+                        CacheError::Storage(
+                            format!("the store's answer ended at byte {at}, before byte {end}")
+                                .into(),
+                        ),
+                    );
+                }
+            }
         }
+    }
+
+    /// Where the bytes of block `key` (`size` bytes) go as they arrive.
+    fn sink_for(self: &Arc<Self>, key: &BlockKey, size: u64) -> Sink {
+        if self.to_disk(size) {
+            self.writing.fetch_add(1, Ordering::SeqCst);
+            Sink::Disk(BlockWriter {
+                cache: self.clone(),
+                path: self.block_file(key),
+                file: None,
+                batch: Vec::new(),
+                batch_len: 0,
+                done: false,
+            })
+        } else {
+            Sink::Mem(BytesMut::with_capacity(size as usize))
+        }
+    }
+
+    /// The first failure to write the disk part turns it off for the rest of the run.
+    fn disk_failed(&self, e: &std::io::Error) {
+        if !self.closed.load(Ordering::Relaxed) && !self.disk_failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the mount cache in {} cannot be written ({e}); blocks are kept in memory only (at most {} MiB) and fetched again when needed",
+                self.cfg.dir.display(),
+                self.cfg.mem_bytes >> 20
+            );
+        }
+    }
+
+    /// Fails the blocks of `promises`: failures are not remembered, so the next read
+    /// tries again.
+    fn fail(&self, promises: VecDeque<(BlockKey, Promise)>, e: CacheError) {
+        {
+            let mut st = self.lock();
+            for (key, _) in &promises {
+                st.mem.remove(key);
+            }
+        }
+        for (_, promise) in promises {
+            let _ = promise.send(Err(e.clone()));
+        }
+    }
+
+    /// Block `key` has arrived whole in `sink`: its file is completed and registered
+    /// (the least recently used evicted), or it is kept in memory, the oldest evicted.
+    async fn settle(
+        self: &Arc<Self>,
+        key: &BlockKey,
+        sink: &mut Option<Sink>,
+        len: u64,
+    ) -> std::io::Result<Block> {
+        match sink.take() {
+            Some(Sink::Disk(w)) => {
+                w.finish().await?;
+                self.on_disk(key, len).await;
+                Ok(Block::Disk)
+            }
+            Some(Sink::Mem(block)) => Ok(self.keep_in_memory(key.clone(), block.freeze())),
+            None => Ok(self.keep_in_memory(key.clone(), Bytes::new())),
+        }
+    }
+
+    /// Keeps a block in memory, evicting the oldest beyond the bound.
+    fn keep_in_memory(&self, key: BlockKey, bytes: Bytes) -> Block {
+        let len = bytes.len() as u64;
+        let mut st = self.lock();
+        st.mem_done.push_back((key, len));
+        st.mem_bytes += len;
+        while st.mem_bytes > self.cfg.mem_bytes {
+            let Some((old, l)) = st.mem_done.pop_front() else {
+                break;
+            };
+            st.mem_bytes -= l;
+            st.mem.remove(&old);
+        }
+        Block::Mem(bytes)
+    }
+
+    /// Registers a block whose file is complete, evicting the least recently used
+    /// beyond the bound, and forgets it in memory: readers read the file from now on.
+    async fn on_disk(&self, key: &BlockKey, len: u64) {
         let evict = {
             let mut st = self.lock();
             st.tick += 1;
@@ -510,8 +635,9 @@ impl BlockCache {
                 st.disk_used -= old_len;
                 st.disk_lru.remove(&old_tick);
             }
-            st.disk_lru.insert(tick, key);
+            st.disk_lru.insert(tick, key.clone());
             st.disk_used += len;
+            st.mem.remove(key);
             let mut evict = Vec::new();
             while st.disk_used > self.cfg.capacity {
                 let Some((_, victim)) = st.disk_lru.pop_first() else {
@@ -531,6 +657,110 @@ impl BlockCache {
                 }
             })
             .await;
+        }
+    }
+
+    /// Reads `local` (offsets in the block) from block `key`'s file. Blocks.
+    fn read_file(&self, key: &BlockKey, local: Range<usize>) -> std::io::Result<Bytes> {
+        let f = std::fs::File::open(self.block_file(key))?;
+        let mut buf = vec![0u8; local.len()];
+        f.read_exact_at(&mut buf, local.start as u64)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Reads `range` (absolute offsets, all inside block `index`).
+    async fn read_in_block(
+        self: &Arc<Self>,
+        object: &Arc<ObjectId>,
+        index: u64,
+        range: Range<u64>,
+        fetch: &Fetcher,
+    ) -> Result<Bytes, CacheError> {
+        let key = BlockKey {
+            object: object.clone(),
+            index,
+        };
+        let base = index * self.cfg.block_size;
+        let local = (range.start - base) as usize..(range.end - base) as usize;
+        // A block evicted between its arrival and this read is fetched again, once.
+        for _ in 0..2 {
+            let pending = {
+                let mut st = self.lock();
+                match st.mem.get(&key).cloned() {
+                    Some(f) => Some(f),
+                    None if st.touch_disk(&key) => None,
+                    None => {
+                        self.launch(&mut st, vec![key.clone()], fetch);
+                        st.mem.get(&key).cloned()
+                    }
+                }
+            };
+            if let Some(f) = pending {
+                match f.await? {
+                    Block::Mem(block) => return slice(&block, local),
+                    Block::Disk => {}
+                }
+            }
+            let (me, k, l) = (self.clone(), key.clone(), local.clone());
+            match tokio::task::spawn_blocking(move || me.read_file(&k, l)).await {
+                Ok(Ok(b)) => return Ok(b),
+                // Evicted meanwhile: fetch it again.
+                Ok(Err(e)) => {
+                    tracing::debug!(
+                        "cache block {} unreadable ({e}); fetching it again",
+                        key.index
+                    );
+                    self.forget_disk(&key);
+                }
+                Err(e) => {
+                    return Err(CacheError::Storage(
+                        format!("cache worker failed: {e}").into(),
+                    ))
+                }
+            }
+        }
+        Err(CacheError::Storage(
+            "a block of the mount cache was evicted twice before it could be read".into(),
+        ))
+    }
+
+    /// The bytes `range` of `object` if they are cached now (in memory, or on disk:
+    /// then read from the file, so call this where blocking is allowed, as on the
+    /// FUSE session's threads), without waiting for a fetch.
+    pub fn read_now(&self, object: &Arc<ObjectId>, range: Range<u64>) -> Option<Bytes> {
+        let end = range.end.min(object.size);
+        if range.start >= end {
+            return Some(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let index = range.start / bs;
+        if (end - 1) / bs != index {
+            return None;
+        }
+        let key = BlockKey {
+            object: object.clone(),
+            index,
+        };
+        let base = index * bs;
+        let local = (range.start - base) as usize..(end - base) as usize;
+        {
+            let mut st = self.lock();
+            if let Some(f) = st.mem.get(&key) {
+                return match f.peek()? {
+                    Ok(Block::Mem(b)) => slice(b, local).ok(),
+                    _ => None,
+                };
+            }
+            if !st.touch_disk(&key) {
+                return None;
+            }
+        }
+        match self.read_file(&key, local) {
+            Ok(b) => Some(b),
+            Err(_) => {
+                self.forget_disk(&key);
+                None
+            }
         }
     }
 
@@ -597,12 +827,47 @@ mod tests {
             .into()
     }
 
-    /// A fetcher over `content` that counts its calls.
+    /// An answer of one piece.
+    fn whole(b: Bytes) -> Pieces {
+        futures::stream::once(async move { Ok(b) }).boxed()
+    }
+
+    /// A fetcher over `content` that counts its calls and answers in one piece.
     fn counting(content: Bytes, calls: Arc<AtomicUsize>) -> Fetcher {
         Arc::new(move |r: Range<u64>| {
             calls.fetch_add(1, Ordering::SeqCst);
             let b = content.slice(r.start as usize..r.end as usize);
-            async move { Ok(b) }.boxed()
+            async move { Ok(whole(b)) }.boxed()
+        })
+    }
+
+    /// A fetcher over `content` that answers in pieces of `piece` bytes and records
+    /// the ranges asked for; the first answer breaks off after `break_after` bytes.
+    fn in_pieces(
+        content: Bytes,
+        piece: usize,
+        break_after: Option<u64>,
+        asked: Arc<Mutex<Vec<Range<u64>>>>,
+    ) -> Fetcher {
+        Arc::new(move |r: Range<u64>| {
+            let first = {
+                let mut a = asked.lock().unwrap();
+                a.push(r.clone());
+                a.len() == 1
+            };
+            let b = content.slice(r.start as usize..r.end as usize);
+            let mut out: Vec<Result<Bytes, CacheError>> = Vec::new();
+            let mut at = 0usize;
+            while at < b.len() {
+                if first && break_after.is_some_and(|n| at as u64 >= n) {
+                    out.push(Err(CacheError::Storage("connection reset".into())));
+                    break;
+                }
+                let n = piece.min(b.len() - at);
+                out.push(Ok(b.slice(at..at + n)));
+                at += n;
+            }
+            async move { Ok(futures::stream::iter(out).boxed()) }.boxed()
         })
     }
 
@@ -665,10 +930,15 @@ mod tests {
         let files = std::fs::read_dir(c.dir()).unwrap().count();
         assert!(files <= 5, "{files} files on disk");
         assert_eq!(calls.load(Ordering::SeqCst), 40);
-        // Block 34 fell out of memory (8 kept) but is on disk: no new fetch.
+        // Blocks on disk are not held in memory; block 36 is read from its file, and
+        // block 34, evicted, is fetched again.
+        assert_eq!(c.mem_used(), 0);
+        let got = c.read(&o, 36 * 4096 + 5..36 * 4096 + 50, &f).await.unwrap();
+        assert_eq!(got, content.slice(36 * 4096 + 5..36 * 4096 + 50));
+        assert_eq!(calls.load(Ordering::SeqCst), 40);
         let got = c.read(&o, 34 * 4096 + 5..34 * 4096 + 50, &f).await.unwrap();
         assert_eq!(got, content.slice(34 * 4096 + 5..34 * 4096 + 50));
-        assert_eq!(calls.load(Ordering::SeqCst), 40);
+        assert_eq!(calls.load(Ordering::SeqCst), 41);
         c.remove().unwrap();
         assert!(!c.dir().exists());
     }
@@ -727,7 +997,7 @@ mod tests {
                 if first {
                     Err(CacheError::Storage("boom".into()))
                 } else {
-                    Ok(Bytes::from(vec![7u8; (r.end - r.start) as usize]))
+                    Ok(whole(Bytes::from(vec![7u8; (r.end - r.start) as usize])))
                 }
             }
             .boxed()
@@ -748,11 +1018,113 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let c = cache(tmp.path(), 1 << 20);
         let f: Fetcher =
-            Arc::new(|_r: Range<u64>| async { Ok(Bytes::from_static(b"abc")) }.boxed());
+            Arc::new(|_r: Range<u64>| async { Ok(whole(Bytes::from_static(b"abc"))) }.boxed());
         let o = object(100);
         assert!(matches!(
             c.read(&o, 0..10, &f).await,
             Err(CacheError::Storage(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_run_answered_in_odd_pieces_lands_in_the_right_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 2,
+            mem_bytes: 8 * 4096,
+            max_run: 8 * 4096,
+        })
+        .unwrap();
+        let size = 20 * 4096 + 77;
+        let content = data(size);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let f = in_pieces(content.clone(), 1000, None, asked.clone());
+        let o = object(size);
+        c.prefetch(&o, 0..c.blocks(&o), &f);
+        let all = c.read(&o, 0..size, &f).await.unwrap();
+        assert_eq!(all, content);
+        // Three runs of at most 8 blocks, one request each.
+        assert_eq!(
+            asked.lock().unwrap().len(),
+            3,
+            "{:?}",
+            asked.lock().unwrap()
+        );
+        // Every whole block went to disk: only the short tail is held in memory.
+        assert_eq!(c.mem_used(), 77);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_off_is_resumed_where_it_broke() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 2,
+            mem_bytes: 8 * 4096,
+            max_run: 8 * 4096,
+        })
+        .unwrap();
+        let size = 8 * 4096;
+        let content = data(size);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let f = in_pieces(content.clone(), 1000, Some(10_000), asked.clone());
+        let o = object(size);
+        c.prefetch(&o, 0..8, &f);
+        assert_eq!(c.read(&o, 0..size, &f).await.unwrap(), content);
+        // Asked again from the first byte that did not arrive.
+        assert_eq!(*asked.lock().unwrap(), vec![0..size, 10_000..size]);
+    }
+
+    #[tokio::test]
+    async fn without_a_disk_part_memory_holds_at_most_its_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path(), 0);
+        let size = 64 * 4096;
+        let content = data(size);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let f = in_pieces(content.clone(), 1500, None, asked);
+        let o = object(size);
+        for i in 0..64u64 {
+            let r = i * 4096..(i + 1) * 4096;
+            let got = c.read(&o, r.clone(), &f).await.unwrap();
+            assert_eq!(got, content.slice(r.start as usize..r.end as usize));
+            assert!(c.mem_used() <= 8 * 4096, "{} bytes in memory", c.mem_used());
+        }
+        assert!(
+            !c.dir().exists(),
+            "nothing goes to disk without a disk part"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_the_disk_fails_blocks_are_kept_in_memory_and_read_right() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = BlockCache::new(CacheConfig {
+            dir: tmp.path().join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: 2,
+            mem_bytes: 1 << 20,
+            max_run: 4 * 4096,
+        })
+        .unwrap();
+        // The folder is gone: the first block's file cannot be made.
+        std::fs::remove_dir_all(c.dir()).unwrap();
+        let size = 8 * 4096;
+        let content = data(size);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let f = in_pieces(content.clone(), 1000, None, asked.clone());
+        let o = object(size);
+        c.prefetch(&o, 0..8, &f);
+        assert_eq!(c.read(&o, 0..size, &f).await.unwrap(), content);
+        assert_eq!(c.disk_used(), 0);
+        assert_eq!(c.mem_used(), size);
+        // No more read-ahead than memory holds from now on.
+        assert_eq!(c.max_ahead(), 128);
     }
 }

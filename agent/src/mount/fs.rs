@@ -29,7 +29,7 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
@@ -575,6 +575,10 @@ impl Core {
             .remove(&fh);
     }
 
+    /// How the cache fetches a range of `path`: a streamed GET under the mount's
+    /// retry schedule and time limit (for the answer's start, then for each piece).
+    /// A failure is logged here; the cache asks again for what did not arrive, and
+    /// the reader gets EIO when that fails too.
     fn fetcher(&self, path: String) -> Fetcher {
         let store = self.store.clone();
         let cfg = self.cfg.clone();
@@ -583,15 +587,32 @@ impl Core {
             let (store, cfg, what, path) = (store.clone(), cfg.clone(), what.clone(), path.clone());
             async move {
                 let label = format!("read bytes {}..{}", range.start, range.end);
-                store_call(&cfg, &what, &label, &path, || {
+                let pieces = store_call(&cfg, &what, &label, &path, || {
                     let (s, p, r) = (store.clone(), path.clone(), range.clone());
-                    async move { s.read_range(&p, r).await }
+                    async move { s.read_range_stream(&p, r).await }
                 })
                 .await
                 .map_err(|e| match e {
                     FsError::NotFound => CacheError::NotFound,
                     _ => CacheError::Storage("the store failed; see the agent's log".into()),
-                })
+                })?;
+                let limit = cfg.op_timeout;
+                let pieces = futures::stream::unfold(Some(pieces), move |pieces| {
+                    let (what, path, label) = (what.clone(), path.clone(), label.clone());
+                    async move {
+                        let mut pieces = pieces?;
+                        let why = match tokio::time::timeout(limit, pieces.next()).await {
+                            Ok(None) => return None,
+                            Ok(Some(Ok(piece))) => return Some((Ok(piece), Some(pieces))),
+                            Ok(Some(Err(e))) => e.to_string(),
+                            Err(_) => format!("no byte for {}s", limit.as_secs_f64()),
+                        };
+                        tracing::warn!("mount {what}: {label} of {path:?} broke off: {why}");
+                        let e = CacheError::Storage("the store failed; see the agent's log".into());
+                        Some((Err(e), None))
+                    }
+                });
+                Ok(pieces.boxed())
             }
             .boxed()
         })
@@ -641,7 +662,8 @@ impl Core {
         Ok((file, offset..end.max(offset)))
     }
 
-    /// The bytes, when they are in memory already (most reads of a sequential reader).
+    /// The bytes, when they are cached already (most reads of a sequential reader):
+    /// from memory, or read from the block's file, so only where blocking is allowed.
     pub fn read_now(&self, file: &OpenFile, range: std::ops::Range<u64>) -> Option<Bytes> {
         self.cache.read_now(&file.object, range)
     }
@@ -824,7 +846,8 @@ impl Filesystem for StoreFs {
             Ok(r) => r,
             Err(e) => return reply.error(e.errno()),
         };
-        // In memory already (most reads of a sequential reader): answered right here.
+        // Cached already (most reads of a sequential reader): answered right here, on
+        // the session's own thread, which may wait for the disk.
         if let Some(data) = self.core.read_now(&file, range.clone()) {
             return reply.data(&data);
         }
@@ -1225,10 +1248,21 @@ mod tests {
                 detail: "connection reset".into(),
             })
         }
-        async fn download(&self, _: &ObjectMeta, _: &Path) -> Result<u64, StoreError> {
+        async fn download_metered(
+            &self,
+            _: &ObjectMeta,
+            _: &Path,
+            _: &dyn crate::store::Meter,
+        ) -> Result<u64, StoreError> {
             unreachable!()
         }
-        async fn upload(&self, _: &Path, _: &str, _: bool) -> Result<u64, StoreError> {
+        async fn upload_metered(
+            &self,
+            _: &Path,
+            _: &str,
+            _: bool,
+            _: &dyn crate::store::Meter,
+        ) -> Result<u64, StoreError> {
             unreachable!()
         }
         fn retrying(&self, retry: RetryConfig) -> Option<DynStore> {
@@ -1331,10 +1365,21 @@ mod readahead_tests {
             self.fetched.fetch_add(r.end - r.start, Ordering::SeqCst);
             Ok(self.data.slice(r.start as usize..r.end as usize))
         }
-        async fn download(&self, _: &ObjectMeta, _: &Path) -> Result<u64, StoreError> {
+        async fn download_metered(
+            &self,
+            _: &ObjectMeta,
+            _: &Path,
+            _: &dyn crate::store::Meter,
+        ) -> Result<u64, StoreError> {
             unreachable!()
         }
-        async fn upload(&self, _: &Path, _: &str, _: bool) -> Result<u64, StoreError> {
+        async fn upload_metered(
+            &self,
+            _: &Path,
+            _: &str,
+            _: bool,
+            _: &dyn crate::store::Meter,
+        ) -> Result<u64, StoreError> {
             unreachable!()
         }
     }

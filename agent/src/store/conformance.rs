@@ -344,6 +344,26 @@ impl Suite {
                         ),
                     ));
                 }
+                // Streamed, the same bytes, whatever the pieces.
+                let mut pieces = self
+                    .store
+                    .read_range_stream(&self.path(rel), range.clone())
+                    .await
+                    .map_err(failed(CHECK))?;
+                let mut streamed = Vec::new();
+                while let Some(piece) = futures::StreamExt::next(&mut pieces).await {
+                    streamed.extend_from_slice(&piece.map_err(failed(CHECK))?);
+                }
+                if streamed[..] != bytes[want.clone()] {
+                    return Err(wrong(
+                        CHECK,
+                        format!(
+                            "{rel} ({len} bytes), bytes {range:?} streamed: want {} bytes, got {}",
+                            want.len(),
+                            streamed.len()
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

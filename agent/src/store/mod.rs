@@ -122,6 +122,9 @@ impl StoreError {
     }
 }
 
+/// The bytes of a range as they arrive, in order (see [`Store::read_range_stream`]).
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, StoreError>>;
+
 /// A datastore, as the transfer engine and the mount use it.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -138,44 +141,50 @@ pub trait Store: Send + Sync {
     /// read), and one that starts at or after the end is empty. A missing object is
     /// [`StoreError::NotFound`].
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// [`Store::read_range`], handed over piece by piece as the bytes arrive, so that a
+    /// caller holding a large range (the mount's read-ahead) never holds it whole. The
+    /// same rules for the end of the object and a missing object; an error after some
+    /// pieces means the rest did not arrive (the caller may ask again for the rest). A
+    /// store that does not stream hands the whole range over as one piece.
+    async fn read_range_stream(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<ByteStream, StoreError> {
+        use futures::StreamExt;
+        let whole = self.read_range(path, range).await?;
+        Ok(futures::stream::once(async move { Ok(whole) }).boxed())
+    }
     /// Writes the whole object to the new local file `dest` (the caller renames it into
     /// place once complete) and returns the bytes written. A missing object is
     /// [`StoreError::NotFound`].
     async fn download(&self, object: &ObjectMeta, dest: &Path) -> Result<u64, StoreError> {
         self.download_metered(object, dest, &Unmetered).await
     }
-    /// [`Store::download`], counting the bytes into `meter` as they arrive. A store
-    /// implements this one or [`Store::download`] (each defaults to the other); one
-    /// that cannot count inside an object counts it whole once it is there.
+    /// [`Store::download`], counting the bytes into `meter` as they arrive (a store
+    /// that cannot count inside an object counts it whole once it is there). Stores
+    /// implement this one; `download` is its unwatched form.
     async fn download_metered(
         &self,
         object: &ObjectMeta,
         dest: &Path,
         meter: &dyn Meter,
-    ) -> Result<u64, StoreError> {
-        let n = self.download(object, dest).await?;
-        meter.moved(n);
-        Ok(n)
-    }
+    ) -> Result<u64, StoreError>;
     /// Uploads the local file `src` to `path`. With `overwrite == false` an existing
     /// object is never replaced: the call fails with [`StoreError::AlreadyExists`].
     async fn upload(&self, src: &Path, path: &str, overwrite: bool) -> Result<u64, StoreError> {
         self.upload_metered(src, path, overwrite, &Unmetered).await
     }
     /// [`Store::upload`], counting the bytes into `meter` as they leave (a part counts
-    /// once the service has taken it). As for downloads, a store implements this one or
-    /// [`Store::upload`].
+    /// once the service has taken it). Stores implement this one; `upload` is its
+    /// unwatched form.
     async fn upload_metered(
         &self,
         src: &Path,
         path: &str,
         overwrite: bool,
         meter: &dyn Meter,
-    ) -> Result<u64, StoreError> {
-        let n = self.upload(src, path, overwrite).await?;
-        meter.moved(n);
-        Ok(n)
-    }
+    ) -> Result<u64, StoreError>;
     /// Checks that the store can be reached and listed with its credentials; with
     /// `create`, creates its root (the container) when it is missing. Says, for people,
     /// where the store is and what was done. `stagehand datastore check` is this call.

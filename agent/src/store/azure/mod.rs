@@ -1045,6 +1045,48 @@ impl Store for AzureStore {
         }
     }
 
+    async fn read_range_stream(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<crate::store::ByteStream, StoreError> {
+        use futures::StreamExt;
+        if range.end <= range.start {
+            return Ok(futures::stream::empty().boxed());
+        }
+        // The request slot is held until the answer has been read to its end.
+        let permit = self
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
+        let answer = self
+            .client
+            .run(|_| {
+                self.client
+                    .get_range_once(path, None, range.start, range.end)
+            })
+            .await;
+        let answer = match answer {
+            Ok(r) => r,
+            // The range starts at or past the end: nothing there, as the trait says.
+            Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
+            Err(e) => return Err(self.error(path, e)),
+        };
+        let (datastore, what) = (self.target().datastore.clone(), format!("{path:?}"));
+        Ok(answer
+            .bytes_stream()
+            .map(move |piece| {
+                let _held = &permit;
+                piece.map_err(|e| StoreError::Remote {
+                    datastore: datastore.clone(),
+                    detail: format!("{what}: {}", crate::store::azure::client::transport(&e)),
+                })
+            })
+            .boxed())
+    }
+
     async fn download_metered(
         &self,
         object: &ObjectMeta,

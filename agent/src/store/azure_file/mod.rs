@@ -300,6 +300,41 @@ impl Store for FileShareStore {
         self.list_level(prefix).await
     }
 
+    async fn read_range_stream(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<crate::store::ByteStream, StoreError> {
+        use futures::StreamExt;
+        if range.end <= range.start {
+            return Ok(futures::stream::empty().boxed());
+        }
+        // The request slot is held until the answer has been read to its end.
+        let permit = self
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
+        let answer = match self.share().get_range(path, range.start, range.end).await {
+            Ok(r) => r,
+            // A range that starts at or past the end reads nothing, as the trait says.
+            Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
+            Err(e) => return Err(self.error(path, e)),
+        };
+        let (datastore, what) = (self.client.target().datastore.clone(), format!("{path:?}"));
+        Ok(answer
+            .bytes_stream()
+            .map(move |piece| {
+                let _held = &permit;
+                piece.map_err(|e| StoreError::Remote {
+                    datastore: datastore.clone(),
+                    detail: format!("{what}: {}", super::azure::client::transport(&e)),
+                })
+            })
+            .boxed())
+    }
+
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         if range.end <= range.start {
             return Ok(Bytes::new());
