@@ -246,7 +246,7 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
                 target_path.join(&prefix)
             };
             let progress = Arc::new(Progress::default());
-            let work = download::download(&store, &prefix, &dest, overwrite, None, &progress);
+            let work = download::download(&store, &prefix, &dest, overwrite, None, None, &progress);
             let (r, took) = with_progress("download", &progress, work).await;
             let moved = r.map_err(DatastoreError::Download)?.moved;
             report("downloaded", &name, &prefix, moved, took)

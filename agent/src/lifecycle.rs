@@ -5,6 +5,7 @@
 //! This module sequences the phases and emits their events; it never decides an exit
 //! code itself, and never moves bytes itself (that is `stage/`'s and `run/`'s work).
 
+use crate::cache::NodeCache;
 use crate::events::Events;
 use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::outcome::{Outcome, Ran, StageError, UploadError};
@@ -13,7 +14,7 @@ use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
-use crate::stage::{download, upload};
+use crate::stage::{download, upload, Moved};
 use crate::store::{self, DynStore, Entry, StoreError};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
@@ -59,7 +60,7 @@ pub async fn run(
         events: &events,
         cancel,
         opts: &opts,
-        downloaded: 0,
+        downloaded: Moved::default(),
         uploaded: 0,
     };
     let outcome = match MountSettings::for_run(&plan.run_id) {
@@ -89,7 +90,9 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
         exit_code: report.code,
         phase: report.phase,
         error: report.error.clone(),
-        bytes_downloaded: job.downloaded,
+        bytes_downloaded: job.downloaded.bytes,
+        cache_hits: job.downloaded.cache_hits,
+        cache_misses: job.downloaded.cache_misses,
         bytes_uploaded: job.uploaded,
         duration_ms: ms(started),
     });
@@ -118,7 +121,8 @@ struct Job<'a> {
     events: &'a Arc<Events>,
     cancel: &'a Cancel,
     opts: &'a RunOptions,
-    downloaded: u64,
+    /// What staging moved (and what the node cache served), summed over the inputs.
+    downloaded: Moved,
     uploaded: u64,
 }
 
@@ -180,11 +184,15 @@ impl Job<'_> {
     async fn stage(&mut self, mounts: &RunMounts) -> Result<Stores, StageError> {
         let staged_at = Instant::now();
         let stores = open_stores(self.loaded, self.plan)?;
+        let cache = NodeCache::from_settings()
+            .map_err(StageError::Cache)?
+            .map(Arc::new);
         let (plan, events) = (self.plan, self.events);
         let phase = Arc::new(Progress::default());
         let shown = progress_bar::Shown::bar_on_terminal("staging", phase.clone());
         let t = Transfer {
             stores: &stores,
+            cache: cache.as_ref(),
             events,
             phase: &phase,
         };
@@ -198,10 +206,10 @@ impl Job<'_> {
                 .map(|d| stage_one(d, format!("input {:?}", d.name), &t, mounts));
             let moved = try_join_all(inputs).await?;
             make_output_dirs(plan)?;
-            Ok::<u64, StageError>(moved.iter().sum())
+            Ok::<Moved, StageError>(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
         };
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
-        let both = async { futures::try_join!(data, prepare).map(|(bytes, ())| bytes) };
+        let both = async { futures::try_join!(data, prepare).map(|(moved, ())| moved) };
         let seen = self.cancel.received().0;
         tokio::select! {
             r = both => self.downloaded = r?,
@@ -209,7 +217,7 @@ impl Job<'_> {
         }
         shown.finish().await;
         events.emit(EventKind::Staged {
-            bytes: self.downloaded,
+            bytes: self.downloaded.bytes,
             duration_ms: ms(staged_at),
         });
         Ok(stores)
@@ -281,6 +289,7 @@ impl Job<'_> {
         let shown = progress_bar::Shown::bar_on_terminal("upload", phase.clone());
         let t = Transfer {
             stores,
+            cache: None,
             events,
             phase: &phase,
         };
@@ -376,6 +385,8 @@ fn open_stores(loaded: &Loaded, plan: &Plan) -> Result<Stores, StageError> {
 /// progress (which the terminal's bar shows).
 struct Transfer<'a> {
     stores: &'a Stores,
+    /// The node cache downloads go through (`None`: turned off).
+    cache: Option<&'a Arc<NodeCache>>,
     events: &'a Arc<Events>,
     phase: &'a Arc<Progress>,
 }
@@ -385,7 +396,7 @@ async fn stage_one(
     what: String,
     t: &Transfer<'_>,
     mounts: &RunMounts,
-) -> Result<u64, StageError> {
+) -> Result<Moved, StageError> {
     let events = t.events;
     let store = &t.stores[&d.store_key()];
     let started = Instant::now();
@@ -430,6 +441,7 @@ async fn stage_one(
             &d.local_path,
             d.overwrite,
             d.slice,
+            t.cache,
             &progress,
         )
         .await
@@ -443,10 +455,13 @@ async fn stage_one(
     };
     if download_instead {
         tracing::info!(
-            "{what}: {} file(s), {} copied; {} unchanged file(s) kept",
+            "{what}: {} file(s), {} fetched; {} unchanged file(s) kept; node cache: {} hit(s) ({}), {} miss(es)",
             moved.files,
             human(moved.bytes),
-            moved.skipped_files
+            moved.skipped_files,
+            moved.cache_hits,
+            human(moved.cache_hit_bytes),
+            moved.cache_misses
         );
     }
     events.emit(EventKind::StageFinished {
@@ -455,9 +470,12 @@ async fn stage_one(
         bytes: moved.bytes,
         skipped_files: moved.skipped_files,
         skipped_bytes: moved.skipped_bytes,
+        cache_hits: moved.cache_hits,
+        cache_hit_bytes: moved.cache_hit_bytes,
+        cache_misses: moved.cache_misses,
         duration_ms: ms(started),
     });
-    Ok(moved.bytes)
+    Ok(moved)
 }
 
 /// A local datastore's path given to the job in place must be there, and nothing in it

@@ -34,6 +34,9 @@ pub enum StageError {
     /// The mounts' settings could not be read.
     #[error(transparent)]
     MountSettings(MountError),
+    /// The node cache's settings could not be read.
+    #[error(transparent)]
+    Cache(crate::cache::CacheError),
     /// A datastore could not be opened (bad configuration or credentials).
     #[error(transparent)]
     Open(StoreError),
