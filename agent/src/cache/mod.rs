@@ -217,6 +217,9 @@ impl NodeCache {
             .map_err(|e| CacheError::io("cannot create", &self.dir, e))?;
         let p = self.dir.join(".space.lock");
         let _one = EntryLock::wait(&p).map_err(|e| CacheError::io("cannot lock", &p, e))?;
+        // Small objects' temporaries of killed agents (large ones keep their resumable
+        // name for the next fetch, and count as being fetched).
+        crate::partial::remove_stale(&self.dir, false);
         let usage = self.usage();
         let over = (usage.held() + need).saturating_sub(self.bound);
         let (free, total) =

@@ -68,7 +68,7 @@ pub async fn download(
         objects.iter().map(|(_, o)| o.size).sum(),
     );
     // A run killed with SIGKILL leaves its temporary files behind: clear them first.
-    remove_stale_partials(if is_file { parent } else { target }, !is_file);
+    crate::partial::remove_stale(if is_file { parent } else { target }, !is_file);
 
     let cached = cache.and_then(|cache| {
         Some(Cached {
@@ -352,36 +352,6 @@ pub(super) async fn fetch_one(
     tmp.persist(dest)
         .map_err(|e| TransferError::io("cannot rename into", dest, e))?;
     Ok(n)
-}
-
-/// Deletes temporary files (`.NAME.stagehand-partial-PID-N`) left by a process that is
-/// gone, in `dir` (and below it when `recursive`). Files of live processes are kept:
-/// another download may be writing them.
-fn remove_stale_partials(dir: &Path, recursive: bool) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(ft) = e.file_type() else { continue };
-        let name = e.file_name().to_string_lossy().into_owned();
-        if ft.is_dir() {
-            if recursive {
-                remove_stale_partials(&e.path(), true);
-            }
-            continue;
-        }
-        let Some((_, tail)) = name.rsplit_once(".stagehand-partial-") else {
-            continue;
-        };
-        let Some(pid) = tail.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let alive = pid == std::process::id() as i32
-            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if name.starts_with('.') && !alive {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// How often a download in progress saves its manifest, so that a killed run resumes:

@@ -912,7 +912,11 @@ impl Store for AzureStore {
 
     fn cache_identity(&self) -> Option<String> {
         let t = self.target();
-        Some(format!("blob:{}/{}", t.service_url, t.container))
+        Some(format!(
+            "blob:{}/{}",
+            crate::store::azure::config::without_port(&t.service_url),
+            t.container
+        ))
     }
 
     async fn check(&self, create: bool) -> Result<crate::store::Checked, StoreError> {

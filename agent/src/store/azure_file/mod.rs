@@ -212,7 +212,11 @@ impl Store for FileShareStore {
 
     fn cache_identity(&self) -> Option<String> {
         let t = self.target();
-        Some(format!("file:{}/{}", t.service_url, t.container))
+        Some(format!(
+            "file:{}/{}",
+            crate::store::azure::config::without_port(&t.service_url),
+            t.container
+        ))
     }
 
     async fn check(&self, create: bool) -> Result<crate::store::Checked, StoreError> {
