@@ -33,6 +33,8 @@ pub mod space;
 use entry::{Record, Verdict};
 use lock::EntryLock;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// The bound when `STAGEHAND_CACHE_SIZE` is unset: 20 GiB (under the free-space floor
@@ -79,7 +81,27 @@ pub struct NodeCache {
     root: PathBuf,
     dir: PathBuf,
     bound: u64,
+    budget: Arc<Mutex<Option<Budget>>>,
 }
+
+/// What this process last measured of the cache, and what it has added since: room is
+/// made from it without reading the whole folder for every object (a download of
+/// 10,000 small files would read it 10,000 times). Measured again when it is older than
+/// [`REMEASURE`] (other agents add entries too) or says there is no room.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Bytes the cache alone holds.
+    held: u64,
+    /// Free bytes on its file system.
+    free: u64,
+    /// The free space to keep.
+    floor: u64,
+    /// When measured.
+    at: Instant,
+}
+
+/// How long a measure of the cache is trusted.
+const REMEASURE: Duration = Duration::from_secs(2);
 
 /// The bound named by `STAGEHAND_CACHE_SIZE` (raw text), or the default.
 pub fn bound_from(setting: Option<&str>) -> Result<u64, CacheError> {
@@ -106,6 +128,7 @@ impl NodeCache {
             root: root.to_path_buf(),
             dir: root.join("downloads"),
             bound,
+            budget: Arc::default(),
         }
     }
 
@@ -213,6 +236,22 @@ impl NodeCache {
         if need > self.bound {
             return Ok(false);
         }
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = budget.as_mut().filter(|b| b.at.elapsed() < REMEASURE) {
+            if b.held + need <= self.bound && b.free >= b.floor + need {
+                b.held += need;
+                b.free -= need;
+                return Ok(true);
+            }
+        }
+        let (room, measured) = self.evict_for(need, key)?;
+        *budget = Some(measured);
+        Ok(room)
+    }
+
+    /// Measures the cache (under `.space.lock`) and evicts until `need` more bytes fit;
+    /// whether they do, and the measure with them counted.
+    fn evict_for(&self, need: u64, key: &str) -> Result<(bool, Budget), CacheError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| CacheError::io("cannot create", &self.dir, e))?;
         let p = self.dir.join(".space.lock");
@@ -221,10 +260,11 @@ impl NodeCache {
         // name for the next fetch, and count as being fetched).
         crate::partial::remove_stale(&self.dir, false);
         let usage = self.usage();
+        let disk = |dir: &Path| space::disk(dir).map_err(|e| CacheError::io("cannot stat", dir, e));
+        let (free, total) = disk(&self.dir)?;
+        let floor = space::floor(total);
         let over = (usage.held() + need).saturating_sub(self.bound);
-        let (free, total) =
-            space::disk(&self.dir).map_err(|e| CacheError::io("cannot stat", &self.dir, e))?;
-        let short = (space::floor(total) + need).saturating_sub(free);
+        let short = (floor + need).saturating_sub(free);
         let want = over.max(short);
         let mut freed = 0;
         for v in space::victims(&usage.entries, want, key) {
@@ -233,7 +273,15 @@ impl NodeCache {
             }
             freed += self.evict(&v.key);
         }
-        Ok(freed >= want)
+        let room = freed >= want;
+        let added = if room { need } else { 0 };
+        let budget = Budget {
+            held: (usage.held() + added).saturating_sub(freed),
+            free: (free + freed).saturating_sub(added),
+            floor,
+            at: Instant::now(),
+        };
+        Ok((room, budget))
     }
 
     /// Removes the entry `key` unless it is in use (locked, or linked from a run

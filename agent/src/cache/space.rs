@@ -7,7 +7,7 @@
 //! Beside the bound, a free-space floor: the cache never makes the file system's free
 //! space drop below [`floor`], whatever the bound says.
 
-use super::entry::{self, Record};
+use super::entry;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -56,8 +56,12 @@ impl Usage {
             if name.contains(".stagehand-partial-") {
                 u.partial_bytes += m.blocks() * 512;
             } else if is_key(&name) {
-                let used_ms = Record::load(dir, &name)
-                    .map_or((m.mtime().max(0) as u64) * 1000, |r| r.used_ms);
+                // The record is rewritten at every use: its mtime is the last use
+                // (one stat, not a read, per entry).
+                let used =
+                    std::fs::metadata(entry::record_path(dir, &name)).unwrap_or_else(|_| m.clone());
+                let used_ms =
+                    used.mtime().max(0) as u64 * 1000 + used.mtime_nsec().max(0) as u64 / 1_000_000;
                 u.entries.push(EntryUse {
                     key: name,
                     size: m.len(),
