@@ -73,7 +73,7 @@ sample_disk() { # OUT
   local peak=0 now
   while [ -e "$work/sampling" ]; do
     now=$(du -sb "$work/runs" "$work/cache" 2>/dev/null | awk '{s += $1} END {print s + 0}')
-    [ "$now" -gt "$peak" ] && peak=$now
+    if [ "$now" -gt "$peak" ]; then peak=$now; fi
     sleep 0.5
   done
   echo "$peak" >"$1"
@@ -98,7 +98,7 @@ phase() { # MODE KIND N
   rm -rf "$work/runs" "$work/cache" "$work/events" "$work/times"
   mkdir -p "$work/runs" "$work/events"
   sync
-  [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
   touch "$work/sampling"
   sample_disk "$work/peak" &
   local sampler=$!

@@ -8,6 +8,7 @@
 use super::download::fetch_one;
 use super::TransferError;
 use crate::cache::entry::Record;
+use crate::cache::lock::EntryLock;
 use crate::cache::{CacheError, NodeCache};
 use crate::store::{DynStore, ObjectMeta};
 use stagehand_protocol::size::human;
@@ -23,6 +24,18 @@ pub enum Served {
     Miss(u64),
     /// Fetched straight into the run folder (these bytes): it does not fit the cache.
     Uncached(u64),
+}
+
+/// What the cache said about one object, under the entry's lock.
+enum Step {
+    /// Placed from a good entry.
+    Hit,
+    /// Not there: fetch it into the entry, still holding its lock.
+    Fetch(EntryLock),
+    /// It cannot fit: fetch it uncached.
+    NoRoom,
+    /// The cache's folder cannot be used.
+    Unusable(CacheError),
 }
 
 /// The cache and the identity of the store it serves, for one download.
@@ -64,29 +77,56 @@ async fn serve_key(
     let cache = c.cache.clone();
     let (k, d, size) = (key.clone(), dest.clone(), obj.size);
     // Under the entry's lock: a good entry is placed; else room is made for it.
-    let (held, hit, room) = blocking(move || -> Result<_, CacheError> {
-        let held = cache.lock(&k)?;
+    let step = blocking(move || -> Result<_, CacheError> {
+        let held = match cache.lock(&k) {
+            Ok(h) => h,
+            Err(e) => return Ok(Step::Unusable(e)),
+        };
         if cache.lookup(&held, &k, &d)?.is_some() {
-            return Ok((held, true, true));
+            return Ok(Step::Hit);
         }
-        let room = cache.make_room(size, &k)?;
-        Ok((held, false, room))
+        Ok(match cache.make_room(size, &k)? {
+            true => Step::Fetch(held),
+            false => Step::NoRoom,
+        })
     })
     .await?;
-    if hit {
-        return Ok(Served::Hit);
-    }
-    if !room {
-        drop(held);
-        tracing::info!(
-            "{}: {:?} ({}) does not fit in the node cache (bound {}, or the disk's free-space floor): fetched straight into the run folder, uncached",
-            store.name(),
-            obj.path,
-            human(obj.size),
-            human(c.cache.bound())
-        );
-        return fetch_one(store, obj, dest).await.map(Served::Uncached);
-    }
+    let held = match step {
+        Step::Hit => return Ok(Served::Hit),
+        Step::Fetch(held) => held,
+        Step::NoRoom => {
+            tracing::info!(
+                "{}: {:?} ({}) does not fit in the node cache (bound {}, or the disk's free-space floor): fetched straight into the run folder, uncached",
+                store.name(),
+                obj.path,
+                human(obj.size),
+                human(c.cache.bound())
+            );
+            return fetch_one(store, obj, dest).await.map(Served::Uncached);
+        }
+        Step::Unusable(e) => {
+            // A cache folder that cannot be made or locked (a read-only or foreign
+            // folder) costs the sharing, not the run.
+            tracing::warn!(
+                "{e}; {:?} is fetched straight into the run folder",
+                obj.path
+            );
+            return fetch_one(store, obj, dest).await.map(Served::Uncached);
+        }
+    };
+    fetch_into(&c, held, key, store, obj, dest).await
+}
+
+/// Fetches `obj` into the entry `key` (whose lock is `held`), takes it in, and places
+/// it at `dest`.
+async fn fetch_into(
+    c: &Cached,
+    held: EntryLock,
+    key: String,
+    store: DynStore,
+    obj: ObjectMeta,
+    dest: PathBuf,
+) -> Result<Served, TransferError> {
     let data = c.cache.data_path(&key);
     let n = fetch_one(store, obj.clone(), data).await?;
     let record = Record {
