@@ -216,6 +216,18 @@ impl Job<'_> {
             _ = self.cancel.after(seen) => return Err(StageError::Cancelled),
         }
         shown.finish().await;
+        let d = &self.downloaded;
+        if d.files + d.skipped_files > 0 {
+            tracing::info!(
+                "inputs staged: {} file(s) placed, {} fetched, {} unchanged kept; node cache: {} hit(s) ({}), {} miss(es)",
+                d.files,
+                human(d.bytes),
+                d.skipped_files,
+                d.cache_hits,
+                human(d.cache_hit_bytes),
+                d.cache_misses
+            );
+        }
         events.emit(EventKind::Staged {
             bytes: self.downloaded.bytes,
             duration_ms: ms(staged_at),

@@ -55,7 +55,8 @@ ws=$work/workspace.yaml
   done
 } >"$ws"
 for c in big medium; do
-  if ! "$STAGEHAND" -q datastore -w "$ws" ls "$c" set 2>/dev/null | grep -q .; then
+  listed=$("$STAGEHAND" -q datastore -w "$ws" ls "$c" set 2>/dev/null || true)
+  if [ -z "$listed" ]; then
     "$STAGEHAND" -q datastore -w "$ws" check "$c" --create-if-not-exists >/dev/null
     "$STAGEHAND" -q datastore -w "$ws" upload "$c" --src-dir "$DATA/$c" --target-path set >/dev/null
   fi
@@ -72,7 +73,7 @@ YAML
 sample_disk() { # OUT
   local peak=0 now
   while [ -e "$work/sampling" ]; do
-    now=$(du -sb "$work/runs" "$work/cache" 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    now=$({ du -sb "$work/runs" "$work/cache" 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f\n", s}')
     if [ "$now" -gt "$peak" ]; then peak=$now; fi
     sleep 0.5
   done
