@@ -147,12 +147,20 @@ impl NodeCache {
         space::Usage::scan(&self.dir, &self.root.join("mount"))
     }
 
-    /// Waits for the lock of the entry `key` (blocking: call off the runtime's workers).
-    pub fn lock(&self, key: &str) -> Result<EntryLock, CacheError> {
+    /// Waits for the lock of the entry `key` (blocking: call off the runtime's workers),
+    /// calling `busy` first when another holder has it (another run fetching it).
+    pub fn lock(&self, key: &str, busy: impl FnOnce()) -> Result<EntryLock, CacheError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| CacheError::io("cannot create", &self.dir, e))?;
         let p = entry::lock_path(&self.dir, key);
-        EntryLock::wait(&p).map_err(|e| CacheError::io("cannot lock", &p, e))
+        let io = |e| CacheError::io("cannot lock", &p, e);
+        match EntryLock::try_take(&p).map_err(io)? {
+            Some(held) => Ok(held),
+            None => {
+                busy();
+                EntryLock::wait(&p).map_err(io)
+            }
+        }
     }
 
     /// The entry `key`'s file (fetched by the lock holder under a temporary name beside

@@ -76,9 +76,14 @@ async fn serve_key(
 ) -> Result<Served, TransferError> {
     let cache = c.cache.clone();
     let (k, d, size) = (key.clone(), dest.clone(), obj.size);
+    let busy = format!(
+        "{}: {:?}: another run is fetching it into the node cache; waiting for it",
+        store.name(),
+        obj.path
+    );
     // Under the entry's lock: a good entry is placed; else room is made for it.
     let step = blocking(move || -> Result<_, CacheError> {
-        let held = match cache.lock(&k) {
+        let held = match cache.lock(&k, || tracing::info!("{busy}")) {
             Ok(h) => h,
             Err(e) => return Ok(Step::Unusable(e)),
         };
