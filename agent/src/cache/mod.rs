@@ -309,3 +309,62 @@ impl NodeCache {
         size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    /// An entry of `size` bytes, last used `age_s` seconds ago.
+    fn put(c: &NodeCache, key: &str, size: usize, age_s: u64) {
+        std::fs::create_dir_all(c.dir()).unwrap();
+        std::fs::write(c.data_path(key), vec![1u8; size]).unwrap();
+        let record = entry::record_path(c.dir(), key);
+        std::fs::write(&record, b"{}").unwrap();
+        let at = SystemTime::now() - Duration::from_secs(age_s);
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    fn key(c: char) -> String {
+        c.to_string().repeat(40)
+    }
+
+    #[test]
+    fn room_is_made_from_the_least_recently_used_entries_nothing_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = NodeCache::at(dir.path(), 10_000);
+        put(&c, &key('a'), 4000, 300);
+        put(&c, &key('b'), 4000, 200);
+        put(&c, &key('c'), 4000, 100);
+        // The oldest is still linked from a run folder: it stays, and frees nothing.
+        std::fs::hard_link(c.data_path(&key('a')), dir.path().join("run-link")).unwrap();
+        assert!(c.make_room(5000, &key('n')).unwrap());
+        assert!(c.data_path(&key('a')).exists());
+        assert!(
+            !c.data_path(&key('b')).exists(),
+            "b was the oldest unlinked entry"
+        );
+        assert!(c.data_path(&key('c')).exists());
+        // More than the bound never fits; nothing is evicted for it.
+        assert!(!c.make_room(10_001, &key('n')).unwrap());
+        assert!(c.data_path(&key('c')).exists());
+    }
+
+    #[test]
+    fn an_entry_being_fetched_or_linked_is_not_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = NodeCache::at(dir.path(), 5000);
+        put(&c, &key('a'), 4000, 100);
+        let held = c.lock(&key('a'), || {}).unwrap();
+        assert_eq!(c.evict(&key('a')), 0);
+        assert!(!c.make_room(4000, &key('n')).unwrap());
+        drop(held);
+        assert!(c.make_room(4000, &key('n')).unwrap());
+        assert!(!c.data_path(&key('a')).exists());
+    }
+}
