@@ -126,9 +126,11 @@ pub fn allocated_under(dir: &Path) -> u64 {
         .sum()
 }
 
-/// (free bytes for this user, total bytes) of the file system holding `dir`.
+/// (free bytes for this user, total bytes) of the file system holding `dir` (or, while
+/// it does not exist yet, its nearest existing parent).
 pub fn disk(dir: &Path) -> std::io::Result<(u64, u64)> {
-    let s = nix::sys::statvfs::statvfs(dir)?;
+    let there = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    let s = nix::sys::statvfs::statvfs(there)?;
     let unit = s.fragment_size() as u64;
     Ok((s.blocks_available() as u64 * unit, s.blocks() as u64 * unit))
 }
