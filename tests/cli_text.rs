@@ -26,6 +26,7 @@ fn help_texts() {
         vec!["convert", "--help"],
         vec!["gc", "--help"],
         vec!["datastore", "--help"],
+        vec!["cache", "--help"],
     ] {
         let (code, out, _) = stagehand(s.path(), &cmd);
         assert_eq!(code, 0);

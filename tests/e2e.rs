@@ -25,6 +25,7 @@ mod lifecycle;
 mod mount;
 mod mount_azure;
 mod newcomer;
+mod node_cache;
 mod orphans;
 mod package;
 mod resume;

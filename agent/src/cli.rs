@@ -210,6 +210,11 @@ pub enum Command {
         after_help = "Example:\n  stagehand datastore list\n  stagehand datastore upload workspaceblobstore --src-dir ./data --target-path datasets/x"
     )]
     Datastore(crate::datastore_cmd::DatastoreArgs),
+    /// Inspect and empty the node cache of downloaded inputs: ls, du, clear.
+    #[command(
+        after_help = "The node cache is $STAGEHAND_CACHE_DIR (default: /var/cache/stagehand for root, else ~/.cache/stagehand), bounded by $STAGEHAND_CACHE_SIZE.\n\nExample:\n  stagehand cache du\n  stagehand cache clear"
+    )]
+    Cache(crate::cache::cmd::CacheArgs),
     /// Internal: the guardian of a job's process group (see run/guard.rs).
     #[command(name = "__guard", hide = true)]
     Guard {

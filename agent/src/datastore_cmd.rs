@@ -246,7 +246,12 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
                 target_path.join(&prefix)
             };
             let progress = Arc::new(Progress::default());
-            let work = download::download(&store, &prefix, &dest, overwrite, None, &progress);
+            let want = download::Want {
+                overwrite,
+                slice: None,
+                cache: None,
+            };
+            let work = download::download(&store, &prefix, None, &dest, &want, &progress);
             let (r, took) = with_progress("download", &progress, work).await;
             let moved = r.map_err(DatastoreError::Download)?.moved;
             report("downloaded", &name, &prefix, moved, took)

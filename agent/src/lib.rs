@@ -2,6 +2,7 @@
 //! the `Store` seam, runs it through the `Runner` seam, uploads its outputs, and reports
 //! events. The `stagehand` binary (main.rs) is a thin command line over this.
 
+pub mod cache;
 pub mod cli;
 pub mod console;
 pub mod credentials;

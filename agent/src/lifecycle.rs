@@ -5,6 +5,7 @@
 //! This module sequences the phases and emits their events; it never decides an exit
 //! code itself, and never moves bytes itself (that is `stage/`'s and `run/`'s work).
 
+use crate::cache::NodeCache;
 use crate::events::Events;
 use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::outcome::{Outcome, Ran, StageError, UploadError};
@@ -16,7 +17,7 @@ use crate::signals::Cancel;
 use crate::stage::progress::{Progress, Ticker};
 use crate::stage::record::Record;
 use crate::stage::sync::Watch;
-use crate::stage::{download, upload};
+use crate::stage::{download, upload, Moved};
 use crate::store::{DynStore, Entry, StoreError};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
@@ -59,7 +60,7 @@ pub async fn run(
         events: &events,
         cancel,
         opts: &opts,
-        downloaded: 0,
+        downloaded: Moved::default(),
         uploaded: 0,
         uploaded_outputs: Vec::new(),
         synced: AtomicU64::new(0),
@@ -94,7 +95,9 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
         exit_code: report.code,
         phase: report.phase,
         error: report.error.clone(),
-        bytes_downloaded: job.downloaded,
+        bytes_downloaded: job.downloaded.bytes,
+        cache_hits: job.downloaded.cache_hits,
+        cache_misses: job.downloaded.cache_misses,
         bytes_uploaded: job.uploaded,
         duration_ms: ms(started),
         peak_rss_bytes: crate::linux::peak_rss_bytes(),
@@ -150,7 +153,8 @@ struct Job<'a> {
     events: &'a Arc<Events>,
     cancel: &'a Cancel,
     opts: &'a RunOptions,
-    downloaded: u64,
+    /// What staging moved (and what the node cache served), summed over the inputs.
+    downloaded: Moved,
     uploaded: u64,
     /// The outputs uploaded whole (the run folder's copies can go after success).
     uploaded_outputs: Vec<String>,
@@ -266,11 +270,15 @@ impl Job<'_> {
     ) -> Result<Stores, StageError> {
         let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
+        let cache = NodeCache::from_settings()
+            .map_err(StageError::Cache)?
+            .map(Arc::new);
         let (plan, events) = (self.plan, self.events);
         let phase = Arc::new(Progress::default());
         let shown = progress_bar::Shown::bar_on_terminal("staging", phase.clone());
         let t = Transfer {
             stores: &stores,
+            cache: cache.as_ref(),
             events,
             phase: &phase,
             looked: &looked,
@@ -285,18 +293,30 @@ impl Job<'_> {
                 .map(|d| stage_one(d, format!("input {:?}", d.name), &t, mounts));
             let moved = try_join_all(inputs).await?;
             make_output_dirs(plan)?;
-            Ok::<u64, StageError>(moved.iter().sum())
+            Ok::<Moved, StageError>(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
         };
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
-        let both = async { futures::try_join!(data, prepare).map(|(bytes, ())| bytes) };
+        let both = async { futures::try_join!(data, prepare).map(|(moved, ())| moved) };
         let seen = self.cancel.received().0;
         tokio::select! {
             r = both => self.downloaded = r?,
             _ = self.cancel.after(seen) => return Err(StageError::Cancelled),
         }
         shown.finish().await;
+        let d = &self.downloaded;
+        if d.files + d.skipped_files > 0 {
+            tracing::info!(
+                "inputs staged: {} file(s) placed, {} fetched, {} unchanged kept; node cache: {} hit(s) ({}), {} miss(es)",
+                d.files,
+                human(d.bytes),
+                d.skipped_files,
+                d.cache_hits,
+                human(d.cache_hit_bytes),
+                d.cache_misses
+            );
+        }
         events.emit(EventKind::Staged {
-            bytes: self.downloaded,
+            bytes: self.downloaded.bytes,
             duration_ms: ms(staged_at),
         });
         Ok(stores)
@@ -405,6 +425,7 @@ impl Job<'_> {
         let shown = progress_bar::Shown::bar_on_terminal("upload", phase.clone());
         let t = Transfer {
             stores,
+            cache: None,
             events,
             phase: &phase,
             looked: &Default::default(),
@@ -482,6 +503,8 @@ fn make_output_dirs(plan: &Plan) -> Result<(), StageError> {
 /// progress (which the terminal's bar shows).
 struct Transfer<'a> {
     stores: &'a Stores,
+    /// The node cache downloads go through (`None`: turned off).
+    cache: Option<&'a Arc<NodeCache>>,
     events: &'a Arc<Events>,
     phase: &'a Arc<Progress>,
     /// What the preflight looked up, to download from (each taken by its download:
@@ -494,7 +517,7 @@ async fn stage_one(
     what: String,
     t: &Transfer<'_>,
     mounts: &RunMounts,
-) -> Result<u64, StageError> {
+) -> Result<Moved, StageError> {
     let events = t.events;
     let store = &t.stores[&d.store_key()];
     let started = Instant::now();
@@ -533,34 +556,36 @@ async fn stage_one(
     // A mount moves nothing now (and a local folder is read in place).
     let moved = if download_instead {
         let (progress, _ticker) = track(events, &d.name, false, t.phase);
-        let (path, to, slice) = (&d.path, &d.local_path, d.slice);
         let key = preflight::lookup_key(d);
         let found = t
             .looked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        match found {
-            Some(found) => {
-                download::download_found(store, path, found, to, d.overwrite, slice, &progress)
-                    .await
-            }
-            None => download::download(store, path, to, d.overwrite, slice, &progress).await,
-        }
-        .map_err(|source| StageError::Download {
-            what: what.clone(),
-            source,
-        })?
-        .moved
+        let want = download::Want {
+            overwrite: d.overwrite,
+            slice: d.slice,
+            cache: t.cache,
+        };
+        download::download(store, &d.path, found, &d.local_path, &want, &progress)
+            .await
+            .map_err(|source| StageError::Download {
+                what: what.clone(),
+                source,
+            })?
+            .moved
     } else {
         Default::default()
     };
     if download_instead {
         tracing::info!(
-            "{what}: {} file(s), {} copied; {} unchanged file(s) kept",
+            "{what}: {} file(s), {} fetched; {} unchanged file(s) kept; node cache: {} hit(s) ({}), {} miss(es)",
             moved.files,
             human(moved.bytes),
-            moved.skipped_files
+            moved.skipped_files,
+            moved.cache_hits,
+            human(moved.cache_hit_bytes),
+            moved.cache_misses
         );
     }
     events.emit(EventKind::StageFinished {
@@ -569,9 +594,12 @@ async fn stage_one(
         bytes: moved.bytes,
         skipped_files: moved.skipped_files,
         skipped_bytes: moved.skipped_bytes,
+        cache_hits: moved.cache_hits,
+        cache_hit_bytes: moved.cache_hit_bytes,
+        cache_misses: moved.cache_misses,
         duration_ms: ms(started),
     });
-    Ok(moved.bytes)
+    Ok(moved)
 }
 
 /// A local datastore's path given to the job in place must be there, and nothing in it

@@ -171,6 +171,7 @@ async fn dispatch(cli: Cli) -> i32 {
             gc_report(&report)
         }
         Command::Datastore(args) => stagehand::datastore_cmd::run(args).await,
+        Command::Cache(args) => stagehand::cache::cmd::run(args),
         Command::Guard { pgid, start } => run::guard::guard(pgid, start),
         Command::Completions { shell } => {
             stagehand::outcome::print_code(&stagehand::shell_docs::completions(shell))
@@ -398,6 +399,8 @@ async fn run(
                 phase: report.phase,
                 error: report.error,
                 bytes_downloaded: 0,
+                cache_hits: 0,
+                cache_misses: 0,
                 bytes_uploaded: 0,
                 duration_ms: 0,
                 peak_rss_bytes: stagehand::linux::peak_rss_bytes(),

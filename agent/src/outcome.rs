@@ -38,6 +38,9 @@ pub enum StageError {
     /// The mounts' settings could not be read.
     #[error(transparent)]
     MountSettings(MountError),
+    /// The node cache's settings could not be read.
+    #[error(transparent)]
+    Cache(crate::cache::CacheError),
     /// An input (or the code snapshot) could not be mounted.
     #[error("staging {what} failed: {source}{}", if source.is_unavailable() { "; set mount_fallback: download on the input to download it instead" } else { "" })]
     Mount {

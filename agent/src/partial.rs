@@ -95,6 +95,36 @@ impl Drop for TempFile {
     }
 }
 
+/// Deletes temporary files (`.NAME.stagehand-partial-PID-N`) left by a process that is
+/// gone, in `dir` (and below it when `recursive`). Files of live processes are kept:
+/// another download may be writing them.
+pub fn remove_stale(dir: &Path, recursive: bool) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_dir() {
+            if recursive {
+                remove_stale(&e.path(), true);
+            }
+            continue;
+        }
+        let Some((_, tail)) = name.rsplit_once(".stagehand-partial-") else {
+            continue;
+        };
+        let Some(pid) = tail.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() as i32
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if name.starts_with('.') && !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

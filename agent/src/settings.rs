@@ -5,7 +5,7 @@
 //! Values are parsed leniently here (an unparsable number is as good as unset, as it
 //! always was) except where a wrong value must be an error: those stay raw text here
 //! and are checked, with a message naming the variable, where they are used
-//! (`STAGEHAND_CACHE_SIZE` in `mount`).
+//! (`STAGEHAND_CACHE_SIZE` in `mount` and `cache`).
 //!
 //! This module never reads a secret: `{env: NAME}` credentials are data of the
 //! workspace, resolved in `credentials.rs`.

@@ -63,14 +63,23 @@ pub enum EventKind {
     StageFinished {
         /// The input's name.
         name: String,
-        /// Files copied.
+        /// Files placed in the run folder: fetched, or served from the node cache.
         files: u64,
-        /// Bytes copied.
+        /// Bytes fetched from the datastore.
         bytes: u64,
         /// Files already present and unchanged, not copied again.
         skipped_files: u64,
         /// Their bytes.
         skipped_bytes: u64,
+        /// Files served from the node cache, fetched by no one this time.
+        #[serde(default)]
+        cache_hits: u64,
+        /// Their bytes.
+        #[serde(default)]
+        cache_hit_bytes: u64,
+        /// Files fetched into the node cache (their bytes are in `bytes`).
+        #[serde(default)]
+        cache_misses: u64,
         /// Wall time.
         duration_ms: u64,
     },
@@ -193,8 +202,15 @@ pub enum EventKind {
         /// What went wrong, when something did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
-        /// Bytes downloaded for inputs.
+        /// Bytes downloaded for inputs (fetched from datastores; what the node cache
+        /// served is not in it).
         bytes_downloaded: u64,
+        /// Input files served from the node cache.
+        #[serde(default)]
+        cache_hits: u64,
+        /// Input files fetched into the node cache.
+        #[serde(default)]
+        cache_misses: u64,
         /// Bytes uploaded for outputs.
         bytes_uploaded: u64,
         /// Wall time of the whole run.

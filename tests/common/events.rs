@@ -48,6 +48,8 @@ pub struct Finished {
     pub bytes_uploaded: u64,
     /// The agent's peak resident memory (VmHWM), in bytes.
     pub peak_rss_bytes: Option<u64>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
 }
 
 /// The last event, which must be `finished`.
@@ -62,8 +64,12 @@ pub fn finished(events: &[Event]) -> Finished {
             bytes_downloaded,
             bytes_uploaded,
             peak_rss_bytes,
+            cache_hits,
+            cache_misses,
             ..
         } => Finished {
+            cache_hits: *cache_hits,
+            cache_misses: *cache_misses,
             status: *status,
             exit_code: *exit_code,
             phase: *phase,
@@ -111,6 +117,9 @@ pub struct StageFinished {
     pub bytes: u64,
     pub skipped_files: u64,
     pub skipped_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_hit_bytes: u64,
+    pub cache_misses: u64,
 }
 
 /// The last `stage_finished` of input `name` (an events file is appended to by every
@@ -126,8 +135,14 @@ pub fn stage_finished(events: &[Event], name: &str) -> StageFinished {
                 bytes,
                 skipped_files,
                 skipped_bytes,
+                cache_hits,
+                cache_hit_bytes,
+                cache_misses,
                 ..
             } if n == name => Some(StageFinished {
+                cache_hits: *cache_hits,
+                cache_hit_bytes: *cache_hit_bytes,
+                cache_misses: *cache_misses,
                 files: *files,
                 bytes: *bytes,
                 skipped_files: *skipped_files,

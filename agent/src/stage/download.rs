@@ -1,9 +1,11 @@
 //! Download: a file or a whole folder of a store onto this machine, many objects at
 //! once, each under a temporary name until complete, skipping unchanged copies.
 
+use super::cached::{self, Cached, Served};
 use super::manifest::{self, Manifest, Record};
 use super::progress::{FileMeter, Progress};
 use super::{on_worker, Moved, TransferError, CONCURRENCY};
+use crate::cache::NodeCache;
 use crate::partial::TempFile;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use futures::stream::{self, TryStreamExt};
@@ -12,6 +14,7 @@ use stagehand_protocol::shard::Slice;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a download produced.
 #[derive(Debug)]
@@ -44,20 +47,14 @@ fn make_folders<'t>(
     Ok(parent)
 }
 
-/// Downloads `src` (a file or a folder of `store`) to `target`. A file lands as the
-/// file `target`; a folder as the folder `target` mirroring the object names under it.
-/// Unchanged files from an earlier download are kept unless `overwrite`. With a
-/// `slice` (a sharded input), only that slice of the files, by sorted name, is fetched.
-pub async fn download(
-    store: &DynStore,
-    src: &str,
-    target: &Path,
-    overwrite: bool,
-    slice: Option<Slice>,
-    progress: &Progress,
-) -> Result<Downloaded, TransferError> {
-    let found = find(store, src).await?;
-    download_found(store, src, found, target, overwrite, slice, progress).await
+/// How a download treats what is already there, and what it takes.
+pub struct Want<'a> {
+    /// Fetch again even the files an earlier download left unchanged.
+    pub overwrite: bool,
+    /// A sharded input: only this slice of the files, by sorted name.
+    pub slice: Option<Slice>,
+    /// The node cache objects come through (when the store says its identity).
+    pub cache: Option<&'a Arc<NodeCache>>,
 }
 
 /// What is at a path of a store, as a download needs it.
@@ -71,7 +68,7 @@ pub enum Found {
 
 /// Looks `src` up in `store` (a stat, and a listing for a folder): missing is
 /// [`StoreError::NotFound`]. The run's preflight calls this and hands the answer to
-/// [`download_found`], so that the path is looked up once per run.
+/// [`download`], so that the path is looked up once per run.
 pub async fn find(store: &DynStore, src: &str) -> Result<Found, StoreError> {
     match store.stat(src).await? {
         Entry::File(meta) => Ok(Found::File(meta)),
@@ -83,113 +80,211 @@ pub async fn find(store: &DynStore, src: &str) -> Result<Found, StoreError> {
     }
 }
 
-/// [`download`], with `src` already looked up ([`find`]).
-pub async fn download_found(
+/// Downloads `src` (a file or a folder of `store`, already looked up when `found`) to
+/// `target`. A file lands as the file `target`; a folder as the folder `target`
+/// mirroring the object names under it. Unchanged files from an earlier download are
+/// kept unless `want.overwrite`.
+pub async fn download(
     store: &DynStore,
     src: &str,
-    found: Found,
+    found: Option<Found>,
     target: &Path,
-    overwrite: bool,
-    slice: Option<Slice>,
+    want: &Want<'_>,
     progress: &Progress,
 ) -> Result<Downloaded, TransferError> {
-    let ds = store.name().to_string();
-    let (mut objects, is_file) = match found {
-        Found::File(meta) => (vec![(String::new(), meta)], true),
-        Found::Dir(list) => (plan_names(&ds, src, target, list)?, false),
+    let found = match found {
+        Some(f) => f,
+        None => find(store, src).await?,
     };
-    if let Some(slice) = slice {
-        objects = slice.select(objects, |(rel, _)| rel);
-    }
+    let (objects, is_file) = name_objects(store, src, found, target, want.slice)?;
     let parent = make_folders(&objects, target, is_file)?;
     progress.add_total(
         objects.len() as u64,
         objects.iter().map(|(_, o)| o.size).sum(),
     );
-
     // A run killed with SIGKILL leaves its temporary files behind: clear them first.
-    remove_stale_partials(if is_file { parent } else { target }, !is_file);
+    crate::partial::remove_stale(if is_file { parent } else { target }, !is_file);
 
-    let source = format!("{ds}:{src}");
-    let old = if overwrite {
-        Manifest::default()
-    } else {
-        Manifest::load(target, &source)
-    };
-    let new = Mutex::new(Manifest {
-        source,
-        ..Default::default()
-    });
-    let skipped = Mutex::new((0u64, 0u64));
-    // The manifest is saved now and then while files arrive, so that a run killed
-    // half-way resumes instead of starting over (every two seconds: a save of ten
-    // thousand records costs a few milliseconds).
-    let last_save = Mutex::new(std::time::Instant::now());
-    let save_every = manifest_interval();
-
-    let result = stream::iter(objects.iter().map(Ok))
-        .try_for_each_concurrent(CONCURRENCY, |(rel, obj)| {
-            let dest = if rel.is_empty() {
-                target.to_path_buf()
-            } else {
-                target.join(rel)
-            };
-            let (old, new, skipped, last_save) = (&old, &new, &skipped, &last_save);
-            async move {
-                if !overwrite && old.is_current(rel, &dest, obj.size, &obj.version) {
-                    let mut s = skipped.lock().unwrap_or_else(|e| e.into_inner());
-                    s.0 += 1;
-                    s.1 += obj.size;
-                    if let Some(r) = old.files.get(rel.as_str()) {
-                        new.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .files
-                            .insert(rel.clone(), r.clone());
-                    }
-                    return Ok(());
-                }
-                let meter = Arc::new(progress.meter(obj.size));
-                let fetch = fetch_one(store.clone(), obj.clone(), dest.clone(), meter.clone());
-                let n = on_worker(fetch).await?;
-                progress.file_done(n);
-                if let Some((_, mtime)) = manifest::local_mtime_ns(&dest) {
-                    let rec = Record {
-                        size: obj.size,
-                        version: obj.version.clone(),
-                        local_mtime_ns: mtime,
-                    };
-                    let mut m = new.lock().unwrap_or_else(|e| e.into_inner());
-                    m.files.insert(rel.clone(), rec);
-                    let mut at = last_save.lock().unwrap_or_else(|e| e.into_inner());
-                    if at.elapsed() > save_every {
-                        let _ = m.save(target);
-                        *at = std::time::Instant::now();
-                    }
-                }
-                Ok::<(), TransferError>(())
-            }
+    let cached = want.cache.and_then(|cache| {
+        Some(Cached {
+            cache: cache.clone(),
+            identity: store.cache_identity()?,
         })
+    });
+    let batch = Batch::new(store, src, target, want.overwrite, cached);
+    let result = stream::iter(objects.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |(rel, obj)| batch.one(rel, obj, progress))
         .await;
     // Keep what completed, even when something failed, so a re-run resumes.
-    let new = new.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = new.save(target) {
+    let (manifest, moved) = batch.into_parts();
+    if let Err(e) = manifest.save(target) {
         tracing::warn!(
             "cannot write the download manifest beside {}: {e}",
             target.display()
         );
     }
     result?;
-    let (files, bytes) = progress.done();
-    let (skipped_files, skipped_bytes) = skipped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Downloaded {
         path: target.to_path_buf(),
-        moved: Moved {
-            files,
-            bytes,
-            skipped_files,
-            skipped_bytes,
-        },
+        moved,
     })
+}
+
+/// The objects `found` at `src` (one, for a file), each with its path relative to
+/// `target`, checked, and cut to `slice`; and whether `src` is a file.
+fn name_objects(
+    store: &DynStore,
+    src: &str,
+    found: Found,
+    target: &Path,
+    slice: Option<Slice>,
+) -> Result<(Vec<(String, ObjectMeta)>, bool), TransferError> {
+    let (objects, is_file) = match found {
+        Found::File(meta) => (vec![(String::new(), meta)], true),
+        Found::Dir(list) => (plan_names(store.name(), src, target, list)?, false),
+    };
+    Ok(match slice {
+        Some(slice) => (slice.select(objects, |(rel, _)| rel), is_file),
+        None => (objects, is_file),
+    })
+}
+
+/// One download's shared state: the manifests (the earlier one, to skip unchanged
+/// files; the new one, saved now and then so a run killed half-way resumes instead of
+/// starting over), and what moved.
+struct Batch<'a> {
+    store: &'a DynStore,
+    target: &'a Path,
+    overwrite: bool,
+    cached: Option<Cached>,
+    old: Manifest,
+    new: Mutex<Manifest>,
+    moved: Mutex<Moved>,
+    last_save: Mutex<Instant>,
+    save_every: Duration,
+}
+
+impl<'a> Batch<'a> {
+    fn new(
+        store: &'a DynStore,
+        src: &str,
+        target: &'a Path,
+        overwrite: bool,
+        cached: Option<Cached>,
+    ) -> Batch<'a> {
+        let source = format!("{}:{src}", store.name());
+        let old = if overwrite {
+            Manifest::default()
+        } else {
+            Manifest::load(target, &source)
+        };
+        Batch {
+            store,
+            target,
+            overwrite,
+            cached,
+            old,
+            new: Mutex::new(Manifest {
+                source,
+                ..Default::default()
+            }),
+            moved: Mutex::default(),
+            last_save: Mutex::new(Instant::now()),
+            // Every two seconds: a save of ten thousand records costs a few milliseconds.
+            save_every: manifest_interval(),
+        }
+    }
+
+    /// Skips, serves from the cache, or fetches the object `obj` landing at `rel`.
+    async fn one(
+        &self,
+        rel: &String,
+        obj: &ObjectMeta,
+        progress: &Progress,
+    ) -> Result<(), TransferError> {
+        let dest = if rel.is_empty() {
+            self.target.to_path_buf()
+        } else {
+            self.target.join(rel)
+        };
+        if !self.overwrite && self.old.is_current(rel, &dest, obj.size, &obj.version) {
+            let mut m = lock(&self.moved);
+            m.skipped_files += 1;
+            m.skipped_bytes += obj.size;
+            if let Some(r) = self.old.files.get(rel.as_str()) {
+                lock(&self.new).files.insert(rel.clone(), r.clone());
+            }
+            return Ok(());
+        }
+        let (store, obj_c, dest_c) = (self.store.clone(), obj.clone(), dest.clone());
+        let meter = Arc::new(progress.meter(obj.size));
+        let served = match self.cached.clone() {
+            Some(c) => {
+                on_worker(async move {
+                    let m = meter.clone();
+                    match cached::serve(&c, store.clone(), obj_c.clone(), dest_c.clone(), m).await {
+                        Some(r) => r,
+                        None => fetch_one(store, obj_c, dest_c, meter)
+                            .await
+                            .map(Served::Uncached),
+                    }
+                })
+                .await?
+            }
+            None => Served::Uncached(on_worker(fetch_one(store, obj_c, dest_c, meter)).await?),
+        };
+        self.count(served, obj.size, progress);
+        self.record(rel, obj, &dest);
+        Ok(())
+    }
+
+    /// Counts one object that reached the run folder.
+    fn count(&self, served: Served, size: u64, progress: &Progress) {
+        let mut m = lock(&self.moved);
+        m.files += 1;
+        match served {
+            Served::Hit => {
+                m.cache_hits += 1;
+                m.cache_hit_bytes += size;
+            }
+            Served::Miss(n) => {
+                m.cache_misses += 1;
+                m.bytes += n;
+            }
+            Served::Uncached(n) => m.bytes += n,
+        }
+        progress.file_done(size);
+    }
+
+    /// Records a file that landed in the new manifest, saved now and then.
+    fn record(&self, rel: &str, obj: &ObjectMeta, dest: &Path) {
+        let Some((_, mtime)) = manifest::local_mtime_ns(dest) else {
+            return;
+        };
+        let rec = Record {
+            size: obj.size,
+            version: obj.version.clone(),
+            local_mtime_ns: mtime,
+        };
+        let mut m = lock(&self.new);
+        m.files.insert(rel.to_string(), rec);
+        let mut at = lock(&self.last_save);
+        if at.elapsed() > self.save_every {
+            let _ = m.save(self.target);
+            *at = Instant::now();
+        }
+    }
+
+    fn into_parts(self) -> (Manifest, Moved) {
+        (
+            self.new.into_inner().unwrap_or_else(|e| e.into_inner()),
+            self.moved.into_inner().unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Checks every object name under `prefix` before anything is written: each must be a
@@ -252,9 +347,9 @@ fn plan_names(
 /// are fetched again whole, under a name of this process's own.
 const RESUME_MIN: u64 = 8 << 20;
 
-/// Downloads one object to `dest` (whose folder exists) through a temporary file.
-/// Its bytes count into `meter` as they arrive.
-async fn fetch_one(
+/// Downloads one object to `dest` (whose folder exists) through a temporary file; its
+/// bytes count into `meter` as they arrive.
+pub(super) async fn fetch_one(
     store: DynStore,
     obj: ObjectMeta,
     dest: PathBuf,
@@ -296,39 +391,9 @@ async fn fetch_one(
     Ok(n)
 }
 
-/// Deletes temporary files (`.NAME.stagehand-partial-PID-N`) left by a process that is
-/// gone, in `dir` (and below it when `recursive`). Files of live processes are kept:
-/// another download may be writing them.
-fn remove_stale_partials(dir: &Path, recursive: bool) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(ft) = e.file_type() else { continue };
-        let name = e.file_name().to_string_lossy().into_owned();
-        if ft.is_dir() {
-            if recursive {
-                remove_stale_partials(&e.path(), true);
-            }
-            continue;
-        }
-        let Some((_, tail)) = name.rsplit_once(".stagehand-partial-") else {
-            continue;
-        };
-        let Some(pid) = tail.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let alive = pid == std::process::id() as i32
-            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if name.starts_with('.') && !alive {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
 /// How often a download in progress saves its manifest, so that a killed run resumes:
 /// every 2 s (saving is 3% of the agent's work on 10,000 small files at 0.5 s), or
 /// `STAGEHAND_MANIFEST_SAVE_MS`.
-fn manifest_interval() -> std::time::Duration {
+fn manifest_interval() -> Duration {
     crate::settings::get().manifest_save
 }

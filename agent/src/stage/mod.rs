@@ -4,6 +4,7 @@
 //! Files only ever appear under their final name complete: each is written under a
 //! temporary name in the same folder and renamed once its size checks out.
 
+pub mod cached;
 pub mod download;
 pub mod manifest;
 pub mod progress;
@@ -90,6 +91,9 @@ pub enum TransferError {
         /// The object's size.
         want: u64,
     },
+    /// The node cache failed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// A local file operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -123,6 +127,27 @@ pub struct Moved {
     pub skipped_files: u64,
     /// Their bytes.
     pub skipped_bytes: u64,
+    /// Files served from the node cache (counted in `files`, not fetched).
+    pub cache_hits: u64,
+    /// Their bytes.
+    pub cache_hit_bytes: u64,
+    /// Files fetched into the node cache (counted in `files` and `bytes`).
+    pub cache_misses: u64,
+}
+
+impl Moved {
+    /// Both together (a run's inputs, summed).
+    pub fn plus(self, o: &Moved) -> Moved {
+        Moved {
+            files: self.files + o.files,
+            bytes: self.bytes + o.bytes,
+            skipped_files: self.skipped_files + o.skipped_files,
+            skipped_bytes: self.skipped_bytes + o.skipped_bytes,
+            cache_hits: self.cache_hits + o.cache_hits,
+            cache_hit_bytes: self.cache_hit_bytes + o.cache_hit_bytes,
+            cache_misses: self.cache_misses + o.cache_misses,
+        }
+    }
 }
 
 #[cfg(test)]

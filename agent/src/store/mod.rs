@@ -189,6 +189,13 @@ pub trait Store: Send + Sync {
     /// `create`, creates its root (the container) when it is missing. Says, for people,
     /// where the store is and what was done. `stagehand datastore check` is this call.
     async fn check(&self, create: bool) -> Result<Checked, StoreError>;
+    /// What identifies this store's objects on any node, for the node cache
+    /// (`crate::cache`): its kind, endpoint and container or share, never a credential.
+    /// `None` for stores that are never cached (local folders: their files are on this
+    /// machine already).
+    fn cache_identity(&self) -> Option<String> {
+        None
+    }
     /// Where `path` already lives on this machine, for stores that are local folders:
     /// mount mode then gives the job that path itself.
     fn local_path(&self, _path: &str) -> Option<PathBuf> {

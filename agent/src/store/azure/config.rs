@@ -87,6 +87,23 @@ pub struct AzureTarget {
     pub hierarchical: bool,
 }
 
+/// `url` without its scheme and port (`http://127.0.0.1:10000/acct` →
+/// `127.0.0.1/acct`): what names an account for the node cache. One account reached
+/// over another scheme or port (through a proxy, a tunnel) holds the same blobs.
+pub fn without_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    if path.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host}/{path}")
+    }
+}
+
 /// The parts of a storage connection string stagehand uses.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ConnectionString {
@@ -436,5 +453,18 @@ mod tests {
         let e = parse_connection_string("AccountName=a;Secretish=hunter2").unwrap_err();
         assert!(!e.contains("hunter2"));
         assert!(parse_connection_string("garbage-without-equals").is_err());
+    }
+
+    #[test]
+    fn an_account_is_named_without_scheme_or_port() {
+        assert_eq!(
+            without_port("http://127.0.0.1:10000/devstoreaccount1"),
+            "127.0.0.1/devstoreaccount1"
+        );
+        assert_eq!(
+            without_port("https://acct.blob.core.windows.net"),
+            "acct.blob.core.windows.net"
+        );
+        assert_eq!(without_port("https://[::1]:8443/a"), "[::1]/a");
     }
 }

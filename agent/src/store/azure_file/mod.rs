@@ -210,6 +210,15 @@ impl Store for FileShareStore {
         &self.target().datastore
     }
 
+    fn cache_identity(&self) -> Option<String> {
+        let t = self.target();
+        Some(format!(
+            "file:{}/{}",
+            crate::store::azure::config::without_port(&t.service_url),
+            t.container
+        ))
+    }
+
     async fn check(&self, create: bool) -> Result<crate::store::Checked, StoreError> {
         let t = self.target();
         let mut created = None;

@@ -1,0 +1,199 @@
+//! One cache entry: the object's bytes in `<key>` (read-only) and its record in
+//! `<key>.json`: where it came from, its size and SHA-256, and the inode and ctime the
+//! file had after its last link was made, under the entry's lock.
+//!
+//! An entry is served only when it is whole and unchanged. The cheap check: the same
+//! size, inode and ctime as recorded (any write, chmod or link through any name of the
+//! inode moves its ctime, and nothing but the entry's lock holder links it). When the
+//! ctime moved, the bytes are hashed again: the same hash, and the entry is good (the
+//! new ctime recorded); another, and the entry is thrown away and fetched again.
+
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What is recorded beside an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The store (its [`crate::store::Store::cache_identity`]).
+    pub store: String,
+    /// The object's path in the store.
+    pub path: String,
+    /// Its version (ETag).
+    pub version: String,
+    /// Its size.
+    pub size: u64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// The entry file's inode after the last link was made.
+    pub ino: u64,
+    /// Its ctime (ns) then.
+    pub ctime_ns: i128,
+    /// When a run last used it (ms since the epoch): the eviction order.
+    pub used_ms: u64,
+}
+
+/// What a check of an entry found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Whole and unchanged since it was recorded.
+    Good,
+    /// Its bytes were hashed again and are the same (something touched the inode).
+    Rehashed,
+    /// Missing, another size, or other bytes: not to be served.
+    Bad,
+}
+
+/// The paths of the entry `key` in `dir`.
+pub fn data_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(key)
+}
+
+/// The record's path.
+pub fn record_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{key}.json"))
+}
+
+/// The lock file's path.
+pub fn lock_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{key}.lock"))
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ctime_ns(m: &std::fs::Metadata) -> i128 {
+    m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
+}
+
+impl Record {
+    /// Reads the record of `key`; `None` when missing or unreadable (the entry is then
+    /// thrown away).
+    pub fn load(dir: &Path, key: &str) -> Option<Record> {
+        let bytes = std::fs::read(record_path(dir, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes the record (beside, then renamed).
+    pub fn save(&self, dir: &Path, key: &str) -> std::io::Result<()> {
+        let path = record_path(dir, key);
+        let tmp = crate::partial::TempFile::beside(&path);
+        std::fs::write(tmp.path(), serde_json::to_vec(self).unwrap_or_default())?;
+        tmp.persist(&path)
+    }
+
+    /// Records the entry file's inode and ctime as they are now, and its use now: called
+    /// under the entry's lock, after linking it.
+    pub fn stamp(&mut self, data: &Path) -> std::io::Result<()> {
+        let m = std::fs::metadata(data)?;
+        self.ino = m.ino();
+        self.ctime_ns = ctime_ns(&m);
+        self.used_ms = now_ms();
+        Ok(())
+    }
+
+    /// Checks the entry's file `data` against this record (see the module's comment).
+    /// A rehash that matches makes the file read-only again; the caller stamps and saves.
+    pub fn check(&self, data: &Path) -> Verdict {
+        let Ok(m) = std::fs::metadata(data) else {
+            return Verdict::Bad;
+        };
+        if m.len() != self.size {
+            return Verdict::Bad;
+        }
+        if m.ino() == self.ino && ctime_ns(&m) == self.ctime_ns {
+            return Verdict::Good;
+        }
+        match sha256_file(data) {
+            Ok(h) if h == self.sha256 => {
+                let _ = make_read_only(data);
+                Verdict::Rehashed
+            }
+            _ => Verdict::Bad,
+        }
+    }
+}
+
+/// Clears every write bit of `path`.
+pub fn make_read_only(path: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+}
+
+/// SHA-256 of a file's bytes, hex (ring's, 1 MiB reads).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(h.finish().as_ref()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dir: &Path, bytes: &[u8]) -> Record {
+        let data = data_path(dir, "k");
+        std::fs::write(&data, bytes).unwrap();
+        make_read_only(&data).unwrap();
+        let mut r = Record {
+            store: "blob:x".into(),
+            path: "f".into(),
+            version: "v".into(),
+            size: bytes.len() as u64,
+            sha256: sha256_file(&data).unwrap(),
+            ino: 0,
+            ctime_ns: 0,
+            used_ms: 0,
+        };
+        r.stamp(&data).unwrap();
+        r.save(dir, "k").unwrap();
+        r
+    }
+
+    #[test]
+    fn an_untouched_entry_is_good_and_a_changed_one_is_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = entry(dir.path(), b"0123456789");
+        let data = data_path(dir.path(), "k");
+        assert_eq!(Record::load(dir.path(), "k").unwrap(), r);
+        assert_eq!(r.check(&data), Verdict::Good);
+        // Same size, other bytes, written through the inode (as a job through a hard
+        // link would, after chmod +w).
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&data, b"0123456780").unwrap();
+        assert_eq!(r.check(&data), Verdict::Bad);
+        std::fs::write(&data, b"short").unwrap();
+        assert_eq!(r.check(&data), Verdict::Bad);
+        std::fs::remove_file(&data).unwrap();
+        assert_eq!(r.check(&data), Verdict::Bad);
+    }
+
+    #[test]
+    fn a_touched_inode_with_the_same_bytes_is_rehashed_and_made_read_only_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = entry(dir.path(), b"0123456789");
+        let data = data_path(dir.path(), "k");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(r.check(&data), Verdict::Rehashed);
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444);
+    }
+}
