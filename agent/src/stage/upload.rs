@@ -211,10 +211,11 @@ pub async fn send(
                         store.upload_metered(&src, &path, replace, m.as_ref()).await
                     })
                 };
-                // The MD5 is for the run's record and for telling a race with another
-                // node apart; a record kept in memory only needs it for the race.
+                // The MD5 is for the record, which tells this run's files from other
+                // nodes' and earlier attempts'; a lone upload with a record kept in
+                // memory only (`datastore upload-files`) never reads it.
                 let hash = async {
-                    match rules.record.is_saved() {
+                    match rules.record.is_saved() || rules.shared {
                         true => Some(record::md5_of(src.clone()).await),
                         false => None,
                     }
