@@ -8,7 +8,7 @@
 //! (with 1 MiB blocks and ranges) goes up as blocks and comes down as parallel ranges;
 //! a stall (4 s) outlasts a read timeout of 2 s.
 
-use crate::common::azurite::{Azurite, KEY};
+use crate::common::azurite::Azurite;
 use crate::common::faults::{at_rate, Fault, Proxy};
 use crate::common::*;
 use std::collections::BTreeMap;
@@ -38,21 +38,7 @@ fn data(dir: &Path) -> BTreeMap<String, String> {
 /// `stagehand datastore ARGS…` against the workspace in `s` reaching Azurite through
 /// `proxy`, with small blocks and ranges and a short read timeout.
 fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
-    s.write("key.txt", KEY);
-    let ws = s.write(
-        "workspace.yaml",
-        &format!(
-            r#"datastores:
-  az:
-    type: azure_blob
-    account_name: devstoreaccount1
-    container_name: box
-    endpoint: {}
-    credentials: {{account_key: {{file: key.txt}}}}
-"#,
-            proxy.endpoint()
-        ),
-    );
+    let ws = proxy.workspace(s);
     Command::new(bin())
         .arg("datastore")
         .args(args)

@@ -116,7 +116,7 @@ fn sizes_in_the_log_are_for_people() {
     let s = Scratch::new();
     let job = hello(&s, |t| t);
     let (_, err) = expect_code(&s.run(&job), 0);
-    assert!(err.contains("1 file(s), 16 B copied"), "{err}");
+    assert!(err.contains("1 file(s), 16 B fetched"), "{err}");
     assert!(err.contains("1 file(s), 32 B uploaded"), "{err}");
 }
 

@@ -4,7 +4,7 @@
 //! bound below the inputs evicts and still serves every job; a corrupted entry, or a
 //! job writing through its input, never reaches the next job; `stagehand cache`.
 
-use crate::common::azurite::{Azurite, KEY};
+use crate::common::azurite::Azurite;
 use crate::common::faults::{Fault, Proxy};
 use crate::common::files::{same_bytes, write_data};
 use crate::common::*;
@@ -12,27 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const MIB: u64 = 1 << 20;
-
-/// A workspace (`workspace.yaml`) whose default datastore `az` is container `box`
-/// reached through `proxy`.
-fn workspace(s: &Scratch, proxy: &Proxy) -> PathBuf {
-    s.write("key.txt", KEY);
-    s.write(
-        "workspace.yaml",
-        &format!(
-            r#"default_datastore: az
-datastores:
-  az:
-    type: azure_blob
-    account_name: devstoreaccount1
-    container_name: box
-    endpoint: {}
-    credentials: {{account_key: {{file: key.txt}}}}
-"#,
-            proxy.endpoint()
-        ),
-    )
-}
 
 /// Uploads the local file `src` as blob `name` (replacing it).
 fn upload(s: &Scratch, src: &Path, name: &str) {
@@ -66,11 +45,13 @@ inputs:
 }
 
 /// The command of one agent running `job` in the run folder `runs/<id>` with its own
-/// events file, on the test's node cache.
+/// events file, on the test's node cache; the run folder is kept, so that the test can
+/// read what landed in it.
 fn agent(s: &Scratch, job: &Path, id: &str) -> Command {
     let mut c = Command::new(bin());
     c.arg("run")
         .arg(job)
+        .arg("--keep-run-dir")
         .arg("--run-dir")
         .arg(run_dir(s, id))
         .arg("--events")
@@ -129,7 +110,7 @@ fn two_jobs_on_one_blob_fetch_it_once_and_a_changed_blob_is_fetched_again() {
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
     let proxy = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &proxy);
+    proxy.workspace(&s);
     let big = s.path().join("big.bin");
     write_data(&big, 1, 1 << 30);
     upload(&s, &big, "big.bin");
@@ -188,7 +169,7 @@ fn a_bound_below_the_inputs_evicts_and_still_serves_every_job() {
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
     let proxy = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &proxy);
+    proxy.workspace(&s);
     let mut src = Vec::new();
     for (i, size) in [(1, 2 * MIB), (2, 2 * MIB), (3, 2 * MIB), (4, 5 * MIB)] {
         let p = s.path().join(format!("f{i}.bin"));
@@ -228,7 +209,7 @@ fn a_corrupted_entry_or_a_job_writing_its_input_never_reaches_the_next_job() {
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
     let proxy = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &proxy);
+    proxy.workspace(&s);
     let src = s.path().join("d.bin");
     write_data(&src, 7, 4 * MIB);
     upload(&s, &src, "d.bin");
@@ -280,7 +261,7 @@ fn cache_ls_du_and_clear_say_what_is_there_and_clear_skips_entries_in_use() {
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
     let proxy = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &proxy);
+    proxy.workspace(&s);
     for (i, name) in [(1, "one.bin"), (2, "two.bin")] {
         let p = s.path().join(name);
         write_data(&p, i, 3 * MIB);

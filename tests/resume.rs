@@ -4,7 +4,7 @@
 //! Down: the ranges already on disk are kept (pinned to the ETag); up: the blocks
 //! already staged for the uncommitted blob are reused.
 
-use crate::common::azurite::{Azurite, KEY};
+use crate::common::azurite::Azurite;
 use crate::common::faults::{Fault, Proxy};
 use crate::common::*;
 use sha2::Digest;
@@ -40,27 +40,6 @@ fn write_data(path: &Path) -> String {
     }
     f.flush().unwrap();
     hex(&h.finalize())
-}
-
-/// A workspace (beside `job`) whose default datastore `az` is container `box` reached
-/// through `proxy`.
-fn workspace(s: &Scratch, proxy: &Proxy) {
-    s.write("key.txt", KEY);
-    s.write(
-        "workspace.yaml",
-        &format!(
-            r#"default_datastore: az
-datastores:
-  az:
-    type: azure_blob
-    account_name: devstoreaccount1
-    container_name: box
-    endpoint: {}
-    credentials: {{account_key: {{file: key.txt}}}}
-"#,
-            proxy.endpoint()
-        ),
-    );
 }
 
 /// Runs `job` until `moved` (bytes through the proxy) passes half the blob, then
@@ -106,7 +85,7 @@ fn a_download_killed_half_way_resumes_inside_the_file() {
     {
         // Straight to Azurite, no proxy: the blob to download.
         let direct = Proxy::start(az.port, |_| Fault::None);
-        workspace(&s, &direct);
+        direct.workspace(&s);
         let o = std::process::Command::new(bin())
             .args(["datastore", "upload-files", "az"])
             .arg(&src)
@@ -128,7 +107,7 @@ inputs:
 "#,
     );
     let first = Proxy::throttled(az.port, RATE, |_| Fault::None);
-    workspace(&s, &first);
+    first.workspace(&s);
     kill_half_way(&s, &job, &[], || first.answered());
     let landed: PathBuf = s.run_dir().join("inputs/big");
     assert!(
@@ -139,7 +118,7 @@ inputs:
 
     eprintln!("killed at {:?}", std::time::Instant::now());
     let again = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &again);
+    again.workspace(&s);
     let (_, se) = expect_code(&s.run(&job), 0);
     eprintln!("re-ran at {:?}: {se}", std::time::Instant::now());
     let files: Vec<PathBuf> = walk(&landed)
@@ -191,7 +170,7 @@ outputs:
         ("STAGEHAND_AZURE_BLOCKS", "2"),
     ];
     let first = Proxy::throttled(az.port, RATE, |_| Fault::None);
-    workspace(&s, &first);
+    first.workspace(&s);
     kill_half_way(&s, &job, &env, || first.received());
     assert!(
         az.sha256s("box", "up").is_empty(),
@@ -199,7 +178,7 @@ outputs:
     );
 
     let again = Proxy::start(az.port, |_| Fault::None);
-    workspace(&s, &again);
+    again.workspace(&s);
     expect_code(&s.run_cmd(&job).envs(env).output().unwrap(), 0);
     let resent = again.received();
     assert_eq!(

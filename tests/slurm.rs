@@ -10,6 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+/// A workspace beside the job whose default datastore is the local folder `store`.
+fn local_store(s: &Scratch) {
+    s.write(
+        "workspace.yaml",
+        r#"datastores:
+  local: {type: local, root: store}
+default_datastore: local
+"#,
+    );
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
+}
+
 /// The cluster the other tests rely on: `srun -N 3` runs one task on each node, with
 /// node ids 0–2 and the whole node list.
 #[test]
@@ -65,13 +77,7 @@ fn scheduler_ids(events: &[Event]) -> SchedulerIds {
 /// A job over a local datastore (`store/` beside the job): input `data/` downloaded,
 /// output uploaded to `results/{task_index}`.
 fn identity_job(s: &Scratch) -> PathBuf {
-    s.write(
-        "workspace.yaml",
-        r#"datastores:
-  local: {type: local, root: store}
-default_datastore: local
-"#,
-    );
+    local_store(s);
     s.write("store/data/a.txt", "input a\n");
     s.write(
         "job.yaml",
@@ -247,13 +253,7 @@ outputs:
 /// each node, every rank writes `rank<R>.txt` to output `out` (all nodes into
 /// `results/`), and rendezvous.py checks the ranks' variables.
 fn distributed_job(s: &Scratch, extra_env: &str) -> PathBuf {
-    s.write(
-        "workspace.yaml",
-        r#"datastores:
-  local: {type: local, root: store}
-default_datastore: local
-"#,
-    );
+    local_store(s);
     for f in ["a", "b", "c"] {
         s.write(&format!("store/data/{f}.txt"), &format!("{f}\n"));
     }
@@ -474,14 +474,7 @@ verdict: {verdict:?}"#,
 fn scancel_mid_job_uploads_the_checkpoint_and_reports_cancelled() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
-    s.write(
-        "workspace.yaml",
-        r#"datastores:
-  local: {type: local, root: store}
-default_datastore: local
-"#,
-    );
-    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    local_store(&s);
     let marker = format!("sleep-{}", std::process::id());
     let job = s.write(
         "job.yaml",
@@ -555,11 +548,7 @@ outputs:
 fn signal_before_the_time_limit_uploads_the_checkpoint_and_reports_cancelled() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
-    s.write(
-        "workspace.yaml",
-        "datastores:\n  local: {type: local, root: store}\ndefault_datastore: local\n",
-    );
-    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    local_store(&s);
     let marker = format!("sleep-signal-{}", std::process::id());
     let job = s.write(
         "job.yaml",
@@ -623,13 +612,7 @@ outputs:
 fn a_requeued_job_resumes_and_moves_no_input_bytes_again() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
-    s.write(
-        "workspace.yaml",
-        r#"datastores:
-  local: {type: local, root: store}
-default_datastore: local
-"#,
-    );
+    local_store(&s);
     for f in ["a", "b", "c"] {
         s.write(&format!("store/data/{f}.bin"), &f.repeat(10_000));
     }

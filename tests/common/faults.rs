@@ -136,6 +136,27 @@ impl Proxy {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
+    /// Writes a workspace (`workspace.yaml` in `s`, with the key in `key.txt`) whose
+    /// default datastore `az` is container `box` reached through this proxy.
+    pub fn workspace(&self, s: &super::Scratch) -> std::path::PathBuf {
+        s.write("key.txt", super::azurite::KEY);
+        s.write(
+            "workspace.yaml",
+            &format!(
+                r#"default_datastore: az
+datastores:
+  az:
+    type: azure_blob
+    account_name: devstoreaccount1
+    container_name: box
+    endpoint: {}
+    credentials: {{account_key: {{file: key.txt}}}}
+"#,
+                self.endpoint()
+            ),
+        )
+    }
+
     /// Faults injected so far.
     pub fn injected(&self) -> usize {
         self.count.injected.load(Ordering::SeqCst)

@@ -871,6 +871,19 @@ mod tests {
         })
     }
 
+    /// A cache of 4 KiB blocks and 1 MiB on disk, with these fetches, memory and runs.
+    fn cache_with(dir: &Path, fetches: usize, mem_bytes: u64, max_run: u64) -> Arc<BlockCache> {
+        BlockCache::new(CacheConfig {
+            dir: dir.join("c"),
+            capacity: 1 << 20,
+            block_size: 4096,
+            fetch_concurrency: fetches,
+            mem_bytes,
+            max_run,
+        })
+        .unwrap()
+    }
+
     fn cache(dir: &Path, capacity: u64) -> Arc<BlockCache> {
         BlockCache::new(CacheConfig {
             dir: dir.join("c"),
@@ -963,15 +976,7 @@ mod tests {
     #[tokio::test]
     async fn read_ahead_fetches_consecutive_blocks_with_one_request_each_run() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = BlockCache::new(CacheConfig {
-            dir: tmp.path().join("c"),
-            capacity: 1 << 20,
-            block_size: 4096,
-            fetch_concurrency: 4,
-            mem_bytes: 1 << 20,
-            max_run: 4 * 4096,
-        })
-        .unwrap();
+        let c = cache_with(tmp.path(), 4, 1 << 20, 4 * 4096);
         let size = 10 * 4096 - 100;
         let content = data(size);
         let calls = Arc::new(AtomicUsize::new(0));
@@ -1029,15 +1034,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_answered_in_odd_pieces_lands_in_the_right_blocks() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = BlockCache::new(CacheConfig {
-            dir: tmp.path().join("c"),
-            capacity: 1 << 20,
-            block_size: 4096,
-            fetch_concurrency: 2,
-            mem_bytes: 8 * 4096,
-            max_run: 8 * 4096,
-        })
-        .unwrap();
+        let c = cache_with(tmp.path(), 2, 8 * 4096, 8 * 4096);
         let size = 20 * 4096 + 77;
         let content = data(size);
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -1060,15 +1057,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_that_breaks_off_is_resumed_where_it_broke() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = BlockCache::new(CacheConfig {
-            dir: tmp.path().join("c"),
-            capacity: 1 << 20,
-            block_size: 4096,
-            fetch_concurrency: 2,
-            mem_bytes: 8 * 4096,
-            max_run: 8 * 4096,
-        })
-        .unwrap();
+        let c = cache_with(tmp.path(), 2, 8 * 4096, 8 * 4096);
         let size = 8 * 4096;
         let content = data(size);
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -1104,15 +1093,7 @@ mod tests {
     #[tokio::test]
     async fn when_the_disk_fails_blocks_are_kept_in_memory_and_read_right() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = BlockCache::new(CacheConfig {
-            dir: tmp.path().join("c"),
-            capacity: 1 << 20,
-            block_size: 4096,
-            fetch_concurrency: 2,
-            mem_bytes: 1 << 20,
-            max_run: 4 * 4096,
-        })
-        .unwrap();
+        let c = cache_with(tmp.path(), 2, 1 << 20, 4 * 4096);
         // The folder is gone: the first block's file cannot be made.
         std::fs::remove_dir_all(c.dir()).unwrap();
         let size = 8 * 4096;

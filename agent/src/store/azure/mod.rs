@@ -913,6 +913,29 @@ pub(crate) fn unreachable(t: &AzureTarget, why: &str) -> StoreError {
     }
 }
 
+/// The body of a ranged GET as a stream of pieces, holding the request slot `permit`
+/// until it has been read to its end; a transport failure names the datastore and the
+/// object, never the URL (which may carry a SAS).
+pub(crate) fn answer_stream(
+    answer: reqwest::Response,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    datastore: &str,
+    path: &str,
+) -> crate::store::ByteStream {
+    use futures::StreamExt;
+    let (datastore, what) = (datastore.to_string(), format!("{path:?}"));
+    answer
+        .bytes_stream()
+        .map(move |piece| {
+            let _held = &permit;
+            piece.map_err(|e| StoreError::Remote {
+                datastore: datastore.clone(),
+                detail: format!("{what}: {}", client::transport(&e)),
+            })
+        })
+        .boxed()
+}
+
 #[async_trait]
 impl Store for AzureStore {
     fn name(&self) -> &str {
@@ -1083,17 +1106,12 @@ impl Store for AzureStore {
             Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
             Err(e) => return Err(self.error(path, e)),
         };
-        let (datastore, what) = (self.target().datastore.clone(), format!("{path:?}"));
-        Ok(answer
-            .bytes_stream()
-            .map(move |piece| {
-                let _held = &permit;
-                piece.map_err(|e| StoreError::Remote {
-                    datastore: datastore.clone(),
-                    detail: format!("{what}: {}", crate::store::azure::client::transport(&e)),
-                })
-            })
-            .boxed())
+        Ok(answer_stream(
+            answer,
+            permit,
+            &self.target().datastore,
+            path,
+        ))
     }
 
     async fn download_metered(

@@ -331,17 +331,8 @@ impl Store for FileShareStore {
             Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
             Err(e) => return Err(self.error(path, e)),
         };
-        let (datastore, what) = (self.client.target().datastore.clone(), format!("{path:?}"));
-        Ok(answer
-            .bytes_stream()
-            .map(move |piece| {
-                let _held = &permit;
-                piece.map_err(|e| StoreError::Remote {
-                    datastore: datastore.clone(),
-                    detail: format!("{what}: {}", super::azure::client::transport(&e)),
-                })
-            })
-            .boxed())
+        let datastore = &self.client.target().datastore;
+        Ok(super::azure::answer_stream(answer, permit, datastore, path))
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
