@@ -7,6 +7,7 @@ pub mod cli;
 pub mod console;
 pub mod credentials;
 pub mod datastore_cmd;
+pub mod digest;
 pub mod events;
 pub mod exit;
 pub mod gc;

@@ -63,8 +63,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunDi
 /// The digest naming a job: SHA-256 of its spec as resolved (JSON), hex.
 pub fn digest(loaded: &Loaded) -> String {
     let json = serde_json::to_vec(&loaded.job.value).unwrap_or_default();
-    let d = ring::digest::digest(&ring::digest::SHA256, &json);
-    crate::stage::record::hex(d.as_ref())
+    crate::digest::sha256_hex(&json)
 }
 
 /// Names the job `digest` as the owner of the run folder's outputs. When another job

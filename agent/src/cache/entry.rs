@@ -9,7 +9,6 @@
 //! new ctime recorded); another, and the entry is thrown away and fetched again.
 
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -110,7 +109,7 @@ impl Record {
         if m.ino() == self.ino && ctime_ns(&m) == self.ctime_ns {
             return Verdict::Good;
         }
-        match sha256_file(data) {
+        match crate::digest::sha256_file(data) {
             Ok(h) if h == self.sha256 => {
                 let _ = make_read_only(data);
                 Verdict::Rehashed
@@ -123,25 +122,6 @@ impl Record {
 /// Clears every write bit of `path`.
 pub fn make_read_only(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
-}
-
-/// SHA-256 of a file's bytes, hex (ring's, 1 MiB reads).
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex(h.finish().as_ref()));
-        }
-        h.update(&buf[..n]);
-    }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -157,7 +137,7 @@ mod tests {
             path: "f".into(),
             version: "v".into(),
             size: bytes.len() as u64,
-            sha256: sha256_file(&data).unwrap(),
+            sha256: crate::digest::sha256_file(&data).unwrap(),
             ino: 0,
             ctime_ns: 0,
             used_ms: 0,

@@ -21,7 +21,7 @@ pub fn key(identity: &str, obj: &ObjectMeta) -> Option<String> {
         h.update(field);
     }
     h.update(&obj.size.to_le_bytes());
-    let mut hex = super::entry::hex(h.finish().as_ref());
+    let mut hex = crate::digest::hex(h.finish().as_ref());
     hex.truncate(KEY_HEX);
     Some(hex)
 }

@@ -216,8 +216,8 @@ impl NodeCache {
         dest: &Path,
     ) -> Result<link::Placed, CacheError> {
         let data = self.data_path(key);
-        record.sha256 =
-            entry::sha256_file(&data).map_err(|e| CacheError::io("cannot read", &data, e))?;
+        record.sha256 = crate::digest::sha256_file(&data)
+            .map_err(|e| CacheError::io("cannot read", &data, e))?;
         entry::make_read_only(&data)
             .map_err(|e| CacheError::io("cannot make read-only", &data, e))?;
         let how = link::place(&data, dest).map_err(|e| CacheError::io("cannot link", dest, e))?;

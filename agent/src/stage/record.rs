@@ -152,11 +152,6 @@ pub async fn md5_of(path: PathBuf) -> std::io::Result<[u8; 16]> {
     .map_err(std::io::Error::other)?
 }
 
-/// Lower-case hex.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

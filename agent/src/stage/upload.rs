@@ -265,7 +265,7 @@ pub async fn send(
                         record::Sent {
                             local: src.clone(),
                             seen,
-                            md5: record::hex(&md5),
+                            md5: crate::digest::hex(&md5),
                         },
                     );
                 }
@@ -309,7 +309,7 @@ async fn same_bytes(
     Ok((mine == theirs).then(|| record::Sent {
         local: src.to_path_buf(),
         seen,
-        md5: record::hex(&mine),
+        md5: crate::digest::hex(&mine),
     }))
 }
 
