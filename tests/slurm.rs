@@ -22,6 +22,23 @@ default_datastore: local
     std::fs::create_dir_all(s.path().join("store")).unwrap();
 }
 
+/// A job on the local datastore that writes a checkpoint to its `upload_on: always`
+/// output, then sleeps `secs` as a process named `marker` (for finding leftovers).
+fn preempted_job(s: &Scratch, marker: &str, secs: u32) -> PathBuf {
+    local_store(s);
+    s.write(
+        "job.yaml",
+        &format!(
+            r#"name: preempted
+command: [bash, -c, 'echo partial > "$1/ckpt.txt"; exec -a {marker} sleep {secs}', bash, "${{{{outputs.out}}}}"]
+kill_grace: 2s
+outputs:
+  out: {{path: ckpt, mode: upload, upload_on: always}}
+"#
+        ),
+    )
+}
+
 /// The cluster the other tests rely on: `srun -N 3` runs one task on each node, with
 /// node ids 0–2 and the whole node list.
 #[test]
@@ -474,19 +491,8 @@ verdict: {verdict:?}"#,
 fn scancel_mid_job_uploads_the_checkpoint_and_reports_cancelled() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
-    local_store(&s);
     let marker = format!("sleep-{}", std::process::id());
-    let job = s.write(
-        "job.yaml",
-        &format!(
-            r#"name: preempted
-command: [bash, -c, 'echo partial > "$1/ckpt.txt"; exec -a {marker} sleep 120', bash, "${{{{outputs.out}}}}"]
-kill_grace: 2s
-outputs:
-  out: {{path: ckpt, mode: upload, upload_on: always}}
-"#
-        ),
-    );
+    let job = preempted_job(&s, &marker, 120);
     let events = s.path().join("events.jsonl");
     let o = slurm
         .cmd("sbatch")
@@ -548,19 +554,8 @@ outputs:
 fn signal_before_the_time_limit_uploads_the_checkpoint_and_reports_cancelled() {
     let Some(slurm) = Slurm::start() else { return };
     let s = Scratch::new();
-    local_store(&s);
     let marker = format!("sleep-signal-{}", std::process::id());
-    let job = s.write(
-        "job.yaml",
-        &format!(
-            r#"name: preempted
-command: [bash, -c, 'echo partial > "$1/ckpt.txt"; exec -a {marker} sleep 300', bash, "${{{{outputs.out}}}}"]
-kill_grace: 2s
-outputs:
-  out: {{path: ckpt, mode: upload, upload_on: always}}
-"#
-        ),
-    );
+    let job = preempted_job(&s, &marker, 300);
     let path = format!(
         "{}:{}",
         bin().parent().unwrap().display(),
