@@ -4,9 +4,15 @@
 //!
 //! An entry is served only when it is whole and unchanged. The cheap check: the same
 //! size, inode and ctime as recorded (any write, chmod or link through any name of the
-//! inode moves its ctime, and nothing but the entry's lock holder links it). When the
-//! ctime moved, the bytes are hashed again: the same hash, and the entry is good (the
-//! new ctime recorded); another, and the entry is thrown away and fetched again.
+//! inode moves its ctime, and nothing but the entry's lock holder links it). A moved
+//! ctime with the same mtime on a file nobody may write is a link made or removed (a
+//! run folder cleaned up, or a run's link deleted): the bytes are as they were, and
+//! hashing them again after every run would cost more than the cache saves. Otherwise
+//! (written, or made writable) the bytes are hashed again: the same hash, and the entry
+//! is good (the new times recorded); another, and the entry is thrown away and fetched
+//! again. A writer that restores the old mtime by hand (`touch -d`) after writing
+//! through a hard link is not caught; writing goes through a chmod first, and a reflink
+//! or copy gives the job a file of its own.
 
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -30,6 +36,9 @@ pub struct Record {
     pub ino: u64,
     /// Its ctime (ns) then.
     pub ctime_ns: i128,
+    /// Its mtime (ns) then (0 in records of agents before it: they hash again once).
+    #[serde(default)]
+    pub mtime_ns: i128,
     /// When a run last used it (ms since the epoch): the eviction order.
     pub used_ms: u64,
 }
@@ -71,6 +80,10 @@ fn ctime_ns(m: &std::fs::Metadata) -> i128 {
     m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
 }
 
+fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+}
+
 impl Record {
     /// Reads the record of `key`; `None` when missing or unreadable (the entry is then
     /// thrown away).
@@ -93,6 +106,7 @@ impl Record {
         let m = std::fs::metadata(data)?;
         self.ino = m.ino();
         self.ctime_ns = ctime_ns(&m);
+        self.mtime_ns = mtime_ns(&m);
         self.used_ms = now_ms();
         Ok(())
     }
@@ -107,6 +121,10 @@ impl Record {
             return Verdict::Bad;
         }
         if m.ino() == self.ino && ctime_ns(&m) == self.ctime_ns {
+            return Verdict::Good;
+        }
+        let writable = m.mode() & 0o222 != 0;
+        if m.ino() == self.ino && mtime_ns(&m) == self.mtime_ns && !writable {
             return Verdict::Good;
         }
         match crate::digest::sha256_file(data) {
@@ -140,6 +158,7 @@ mod tests {
             sha256: crate::digest::sha256_file(&data).unwrap(),
             ino: 0,
             ctime_ns: 0,
+            mtime_ns: 0,
             used_ms: 0,
         };
         r.stamp(&data).unwrap();
@@ -163,6 +182,21 @@ mod tests {
         assert_eq!(r.check(&data), Verdict::Bad);
         std::fs::remove_file(&data).unwrap();
         assert_eq!(r.check(&data), Verdict::Bad);
+    }
+
+    /// A run folder cleaned up unlinks its hard link: the ctime moves, nothing else.
+    #[test]
+    fn a_link_made_or_removed_is_good_without_hashing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = entry(dir.path(), b"0123456789");
+        let data = data_path(dir.path(), "k");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let link = dir.path().join("run-link");
+        std::fs::hard_link(&data, &link).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        let m = std::fs::metadata(&data).unwrap();
+        assert_ne!(ctime_ns(&m), r.ctime_ns, "the link moved the ctime");
+        assert_eq!(r.check(&data), Verdict::Good);
     }
 
     #[test]

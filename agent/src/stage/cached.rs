@@ -150,6 +150,7 @@ async fn fetch_into(
         sha256: String::new(),
         ino: 0,
         ctime_ns: 0,
+        mtime_ns: 0,
         used_ms: 0,
     };
     let cache = c.cache.clone();
