@@ -68,7 +68,7 @@ environment:
             .arg(&ws)
             .arg("--run-dir")
             .arg(s.path().join(dir))
-            .env_remove("STAGEHAND_WORKSPACE")
+            .in_scratch(&s)
             .output()
             .unwrap()
     };

@@ -50,7 +50,7 @@ fn plan_and_friends_on_a_full_stdout_exit_74_and_say_so() {
     for args in cases {
         let o = Command::new(bin())
             .args(&args)
-            .env_remove("STAGEHAND_WORKSPACE")
+            .in_scratch(&s)
             .stdout(full())
             .output()
             .unwrap();
@@ -87,7 +87,7 @@ fn a_run_whose_events_cannot_be_written_says_so_and_does_not_run() {
         .arg("--run-dir")
         .arg(s.run_dir())
         .args(["--events", "/dev/full"])
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .output()
         .unwrap();
     no_panic(&o);
@@ -113,7 +113,7 @@ fn events_on_a_full_stdout_fail_the_run_and_stderr_says_so() {
         .arg("--run-dir")
         .arg(s.run_dir())
         .args(["--events", "-"])
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .stdout(full())
         .output()
         .unwrap();

@@ -394,7 +394,7 @@ fn stagehand_gc_detaches_a_mount_left_by_a_killed_agent() {
     let _ = child.wait();
     let out = Command::new(bin())
         .arg("gc")
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .in_scratch(&s)
         .output()
         .unwrap();
     let (so, _) = expect_code(&out, 0);

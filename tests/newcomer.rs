@@ -149,8 +149,7 @@ inputs:
         .arg("plan")
         .arg(&job)
         .arg("--check")
-        .env_remove("STAGEHAND_WORKSPACE")
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .in_scratch(&s)
         .env("TEST_AZ_KEY", wrong)
         .output()
         .unwrap();

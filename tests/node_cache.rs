@@ -56,8 +56,7 @@ fn agent(s: &Scratch, job: &Path, id: &str) -> Command {
         .arg(run_dir(s, id))
         .arg("--events")
         .arg(events_of(s, id))
-        .env_remove("STAGEHAND_WORKSPACE")
-        .env("STAGEHAND_CACHE_DIR", s.cache_dir());
+        .in_scratch(s);
     c
 }
 

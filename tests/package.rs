@@ -127,8 +127,7 @@ fn the_deb_installs_runs_the_example_and_purges() {
         .arg(example.join("job.yaml"))
         .arg("--run-id")
         .arg("from-the-deb")
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .output()
         .unwrap();
     expect_code(&o, 0);

@@ -135,8 +135,7 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
         .arg(s.path().join("slurm-%a.out"))
         .arg("--wrap")
         .arg(&script)
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .current_dir(s.path())
         .output()
         .unwrap();
@@ -176,12 +175,11 @@ fn an_array_task_is_named_by_slurm_and_resumes_in_its_folder() {
         .arg(&job)
         .arg("--events")
         .arg(&again)
-        .env_remove("STAGEHAND_WORKSPACE")
         .env("SLURM_JOB_ID", "9999")
         .env("SLURM_ARRAY_JOB_ID", &array)
         .env("SLURM_ARRAY_TASK_ID", "1")
         .env("SLURM_ARRAY_TASK_COUNT", "3")
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .in_scratch(&s)
         .env_remove("SLURM_STEP_NUM_NODES")
         .output()
         .unwrap();
@@ -229,9 +227,8 @@ outputs:
         .arg(s.path().join("slurm-%a.out"))
         .arg("--wrap")
         .arg(format!("{} run {}", bin().display(), job.display()))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .in_scratch(&s)
         .env("TEST_AZ_KEY", azurite::KEY)
-        .env_remove("STAGEHAND_WORKSPACE")
         .current_dir(s.path())
         .output()
         .unwrap();
@@ -311,8 +308,7 @@ fn srun_agents(slurm: &Slurm, s: &Scratch, job: &Path) -> Output {
             job.display(),
             s.path().display()
         ))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(s)
         .current_dir(s.path())
         .output()
         .unwrap()
@@ -470,8 +466,7 @@ verdict: {verdict:?}"#,
         .arg(&job)
         .arg("--events")
         .arg(s.path().join("alone.jsonl"))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .output()
         .unwrap();
     let (_, err) = expect_code(&o, code::INVALID);
@@ -505,8 +500,7 @@ fn scancel_mid_job_uploads_the_checkpoint_and_reports_cancelled() {
             job.display(),
             events.display()
         ))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .current_dir(s.path())
         .output()
         .unwrap();
@@ -567,8 +561,7 @@ fn signal_before_the_time_limit_uploads_the_checkpoint_and_reports_cancelled() {
         .arg(repo().join("deploy/slurm/single.sbatch"))
         .arg(&job)
         .env("PATH", path)
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .current_dir(s.path())
         .output()
         .unwrap();
@@ -632,8 +625,7 @@ inputs:
             job.display(),
             s.path().display()
         ))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
-        .env_remove("STAGEHAND_WORKSPACE")
+        .in_scratch(&s)
         .current_dir(s.path())
         .output()
         .unwrap();
@@ -710,9 +702,8 @@ outputs:
             job.display(),
             s.path().display()
         ))
-        .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+        .in_scratch(&s)
         .env("TEST_AZ_KEY", azurite::KEY)
-        .env_remove("STAGEHAND_WORKSPACE")
         .current_dir(s.path())
         .output()
         .unwrap();

@@ -50,34 +50,9 @@ mkdir -p "$d"/{state,log,munge,spool/n1,spool/n2,spool/n3,work}
 chmod 755 "$d/munge"
 head -c 1024 /dev/urandom >"$d/munge/key"; chmod 400 "$d/munge/key"
 ctld=$(free_port)
-cat >"$d/slurm.conf" <<CONF
-ClusterName=bench$ctld
-SlurmctldHost=localhost(127.0.0.1)
-SlurmctldPort=$ctld
-AuthType=auth/munge
-AuthInfo=socket=$d/munge/sock
-CredType=cred/munge
-SlurmUser=$(id -un)
-SlurmdUser=$(id -un)
-StateSaveLocation=$d/state
-SlurmdSpoolDir=$d/spool/%n
-SlurmctldPidFile=$d/slurmctld.pid
-SlurmdPidFile=$d/slurmd.%n.pid
-SlurmctldLogFile=$d/log/slurmctld.log
-SlurmdLogFile=$d/log/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SlurmdParameters=config_overrides
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-ReturnToService=2
-KillWait=5
-MaxArraySize=1001
-CONF
+# The test cluster's own slurm.conf (tests/common/slurm.conf.in), then the nodes.
+sed -e "s|@NAME@|bench|" -e "s|@CTLD@|$ctld|g" -e "s|@DIR@|$d|g" -e "s|@USER@|$(id -un)|g" \
+  "$root/tests/common/slurm.conf.in" >"$d/slurm.conf"
 for n in 1 2 3; do
   echo "NodeName=n$n NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=4 Port=$(free_port)" >>"$d/slurm.conf"
 done

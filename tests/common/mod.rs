@@ -94,9 +94,7 @@ impl Scratch {
             .arg(self.run_dir())
             .arg("--events")
             .arg(self.events_file());
-        c.env_remove("STAGEHAND_WORKSPACE")
-            .env("STAGEHAND_RUNS_DIR", self.path().join("runs"))
-            .env("STAGEHAND_CACHE_DIR", self.cache_dir());
+        c.in_scratch(self);
         c
     }
     /// The node cache the agents of this test share (`STAGEHAND_CACHE_DIR`).
@@ -271,4 +269,20 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Agents started by a test (directly, or through srun, sbatch, an installed binary)
+/// keep to the test's own folders: no workspace from the environment, run folders in
+/// `<scratch>/runs`, the node cache in `<scratch>/cache` (never the machine's own).
+pub trait InScratch {
+    /// Sets the agent's environment for `s`.
+    fn in_scratch(&mut self, s: &Scratch) -> &mut Self;
+}
+
+impl InScratch for Command {
+    fn in_scratch(&mut self, s: &Scratch) -> &mut Command {
+        self.env_remove("STAGEHAND_WORKSPACE")
+            .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
+            .env("STAGEHAND_CACHE_DIR", s.cache_dir())
+    }
 }

@@ -268,47 +268,14 @@ fn fastrand_byte() -> u8 {
     fastrand::u8(..)
 }
 
-/// slurm.conf for the three nodes, everything under `d`. Ports: slurmctld, then n1..n3.
-/// Without cgroups in a container: processes tracked by their parentage
-/// (proctrack/linuxproc), no task plugin, no MPI plugin; the nodes' CPUs as configured
-/// rather than as found (config_overrides), so three nodes share the machine.
+/// slurm.conf for the three nodes, everything under `d` (the template the benchmark
+/// uses too, `slurm.conf.in`). Ports: slurmctld, then n1..n3.
 fn slurm_conf(d: &Path, ports: &[u16]) -> String {
-    let p = |rel: &str| d.join(rel).display().to_string();
-    let mut c = format!(
-        "ClusterName=stagehand{ctld}
-SlurmctldHost=localhost(127.0.0.1)
-SlurmctldPort={ctld}
-AuthType=auth/munge
-AuthInfo=socket={sock}
-CredType=cred/munge
-SlurmUser=root
-SlurmdUser=root
-StateSaveLocation={state}
-SlurmdSpoolDir={spool}/%n
-SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd.%n.pid
-SlurmctldLogFile={log}/slurmctld.log
-SlurmdLogFile={log}/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SlurmdParameters=config_overrides
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-ReturnToService=2
-KillWait=5
-MaxArraySize=1001
-",
-        ctld = ports[0],
-        sock = p("munge/sock"),
-        state = p("state"),
-        spool = p("spool"),
-        log = p("log"),
-        d = d.display(),
-    );
+    let mut c = include_str!("slurm.conf.in")
+        .replace("@NAME@", "stagehand")
+        .replace("@CTLD@", &ports[0].to_string())
+        .replace("@DIR@", &d.display().to_string())
+        .replace("@USER@", "root");
     for (n, port) in NODES.iter().zip(&ports[1..]) {
         c += &format!(
             "NodeName={n} NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={CPUS} Port={port}\n"

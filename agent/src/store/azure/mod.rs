@@ -913,18 +913,40 @@ pub(crate) fn unreachable(t: &AzureTarget, why: &str) -> StoreError {
     }
 }
 
-/// The body of a ranged GET as a stream of pieces, holding the request slot `permit`
-/// until it has been read to its end; a transport failure names the datastore and the
-/// object, never the URL (which may carry a SAS).
-pub(crate) fn answer_stream(
-    answer: reqwest::Response,
-    permit: tokio::sync::OwnedSemaphorePermit,
+/// `range` of `path` as a stream of pieces, for the mount (`Store::read_range_stream`
+/// of both Azure stores): one GET (`get`, retried as the store retries) under a request
+/// slot of `requests`, held until the answer has been read to its end. An empty range,
+/// or one that starts at or past the end (416), reads nothing, as the trait says. A
+/// transport failure mid-answer names the datastore and the object, never the URL
+/// (which may carry a SAS).
+pub(crate) async fn stream_range<F, Fut>(
+    requests: &Arc<Semaphore>,
     datastore: &str,
     path: &str,
-) -> crate::store::ByteStream {
+    range: Range<u64>,
+    get: F,
+    error: impl Fn(HttpError) -> StoreError,
+) -> Result<crate::store::ByteStream, StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response, HttpError>>,
+{
     use futures::StreamExt;
+    if range.end <= range.start {
+        return Ok(futures::stream::empty().boxed());
+    }
+    let permit = requests
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| error(HttpError::Transport("shutting down".into())))?;
+    let answer = match get().await {
+        Ok(r) => r,
+        Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
+        Err(e) => return Err(error(e)),
+    };
     let (datastore, what) = (datastore.to_string(), format!("{path:?}"));
-    answer
+    Ok(answer
         .bytes_stream()
         .map(move |piece| {
             let _held = &permit;
@@ -933,7 +955,7 @@ pub(crate) fn answer_stream(
                 detail: format!("{what}: {}", client::transport(&e)),
             })
         })
-        .boxed()
+        .boxed())
 }
 
 #[async_trait]
@@ -1082,36 +1104,15 @@ impl Store for AzureStore {
         path: &str,
         range: Range<u64>,
     ) -> Result<crate::store::ByteStream, StoreError> {
-        use futures::StreamExt;
-        if range.end <= range.start {
-            return Ok(futures::stream::empty().boxed());
-        }
-        // The request slot is held until the answer has been read to its end.
-        let permit = self
-            .requests
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
-        let answer = self
-            .client
-            .run(|_| {
+        let get = || {
+            self.client.run(|_| {
                 self.client
                     .get_range_once(path, None, range.start, range.end)
             })
-            .await;
-        let answer = match answer {
-            Ok(r) => r,
-            // The range starts at or past the end: nothing there, as the trait says.
-            Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
-            Err(e) => return Err(self.error(path, e)),
         };
-        Ok(answer_stream(
-            answer,
-            permit,
-            &self.target().datastore,
-            path,
-        ))
+        let error = |e| self.error(path, e);
+        let datastore = &self.target().datastore;
+        stream_range(&self.requests, datastore, path, range.clone(), get, error).await
     }
 
     async fn download_metered(

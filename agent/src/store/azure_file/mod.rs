@@ -314,25 +314,11 @@ impl Store for FileShareStore {
         path: &str,
         range: Range<u64>,
     ) -> Result<crate::store::ByteStream, StoreError> {
-        use futures::StreamExt;
-        if range.end <= range.start {
-            return Ok(futures::stream::empty().boxed());
-        }
-        // The request slot is held until the answer has been read to its end.
-        let permit = self
-            .requests
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.error(path, HttpError::Transport("shutting down".into())))?;
-        let answer = match self.share().get_range(path, range.start, range.end).await {
-            Ok(r) => r,
-            // A range that starts at or past the end reads nothing, as the trait says.
-            Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
-            Err(e) => return Err(self.error(path, e)),
-        };
+        let share = self.share();
+        let get = || share.get_range(path, range.start, range.end);
+        let error = |e| self.error(path, e);
         let datastore = &self.client.target().datastore;
-        Ok(super::azure::answer_stream(answer, permit, datastore, path))
+        super::azure::stream_range(&self.requests, datastore, path, range.clone(), get, error).await
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
