@@ -81,15 +81,7 @@ fn a_run_with_a_full_stderr_fails_with_74_and_its_events_say_why() {
 fn a_run_whose_events_cannot_be_written_says_so_and_does_not_run() {
     let s = Scratch::new();
     let job = hello(&s);
-    let o = Command::new(bin())
-        .arg("run")
-        .arg(&job)
-        .arg("--run-dir")
-        .arg(s.run_dir())
-        .args(["--events", "/dev/full"])
-        .in_scratch(&s)
-        .output()
-        .unwrap();
+    let o = s.run_cmd_with_events(&job, "/dev/full").output().unwrap();
     no_panic(&o);
     let (_, se) = expect_code(&o, code::OUTPUT_FAILED);
     assert!(
@@ -107,13 +99,8 @@ fn a_run_whose_events_cannot_be_written_says_so_and_does_not_run() {
 fn events_on_a_full_stdout_fail_the_run_and_stderr_says_so() {
     let s = Scratch::new();
     let job = hello(&s);
-    let o = Command::new(bin())
-        .arg("run")
-        .arg(&job)
-        .arg("--run-dir")
-        .arg(s.run_dir())
-        .args(["--events", "-"])
-        .in_scratch(&s)
+    let o = s
+        .run_cmd_with_events(&job, "-")
         .stdout(full())
         .output()
         .unwrap();

@@ -563,9 +563,10 @@ inputs:
     }
 }
 
-#[test]
-fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
-    let s = with_local_store("");
+/// A local datastore (`data/`) whose folder `set` holds `ok.txt` and a symlink
+/// `leak.txt` to a file outside it, beside a symlink `escape` to the folder outside,
+/// which holds `secret.txt`. Returns that folder.
+fn escapes(s: &Scratch) -> std::path::PathBuf {
     let outside = s.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret.txt"), "do not copy").unwrap();
@@ -577,6 +578,13 @@ fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
     )
     .unwrap();
     std::os::unix::fs::symlink(&outside, s.path().join("data/escape")).unwrap();
+    outside
+}
+
+#[test]
+fn escaping_paths_and_symlinks_are_refused_and_nothing_lands_outside() {
+    let s = with_local_store("");
+    escapes(&s);
     for (path, what) in [
         ("set", "a symlinked file"),
         ("escape", "a symlinked folder"),
@@ -627,17 +635,7 @@ inputs:
 #[test]
 fn a_symlink_out_of_a_local_datastore_is_refused_when_mounted() {
     let s = with_local_store("");
-    let outside = s.path().join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(outside.join("secret.txt"), "do not copy").unwrap();
-    std::fs::create_dir_all(s.path().join("data/set")).unwrap();
-    std::fs::write(s.path().join("data/set/ok.txt"), "ok").unwrap();
-    std::os::unix::fs::symlink(
-        outside.join("secret.txt"),
-        s.path().join("data/set/leak.txt"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(&outside, s.path().join("data/escape")).unwrap();
+    escapes(&s);
     let fuse = crate::common::fuse::fuse_ready_or("only the in-place mount is checked");
     for via_fuse in [false, true] {
         if via_fuse && !fuse {

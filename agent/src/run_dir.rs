@@ -115,9 +115,7 @@ pub fn claim(plan: &Plan, digest: &str) -> Result<Option<PathBuf>, RunDirError> 
         }
     }
     if theirs.as_deref() != Some(digest) {
-        let tmp = crate::partial::temp_name(&file);
-        std::fs::write(&tmp, format!("{digest}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &file))
+        crate::partial::write_file(&file, format!("{digest}\n").as_bytes())
             .map_err(io("cannot write", &file))?;
     }
     Ok(aside)

@@ -5,9 +5,8 @@
 //! tools do.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 /// The test account.
 pub const ACCOUNT: &str = "stagehandfiles";
@@ -51,23 +50,13 @@ impl FilesServer {
             .prefix("stagehand-files-")
             .tempdir()
             .unwrap();
-        let mut child = Command::new(&python)
-            .arg(crate::common::repo().join("tests/common/files_server.py"))
-            .arg(root.path())
-            .args([ACCOUNT, KEY])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the Files test server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the Files test server did not start: {line:?}"));
+        let (child, port) = crate::common::spawn_server(
+            Command::new(&python)
+                .arg(crate::common::repo().join("tests/common/files_server.py"))
+                .arg(root.path())
+                .args([ACCOUNT, KEY]),
+            "the Files test server",
+        );
         Some(FilesServer {
             child,
             port,

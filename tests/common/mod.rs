@@ -87,13 +87,18 @@ impl Scratch {
     /// [`Scratch::run_cmd`] without `--keep-run-dir`: the run folder cleans up after a
     /// successful run, as it does for users.
     pub fn run_cmd_as_shipped(&self, job: &Path) -> Command {
+        self.run_cmd_with_events(job, self.events_file())
+    }
+    /// `stagehand run JOB` with --run-dir in this scratch folder and `--events EVENTS`
+    /// (a file, `-` for stdout, `/dev/full`).
+    pub fn run_cmd_with_events(&self, job: &Path, events: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(bin());
         c.arg("run")
             .arg(job)
             .arg("--run-dir")
             .arg(self.run_dir())
             .arg("--events")
-            .arg(self.events_file());
+            .arg(events);
         c.in_scratch(self);
         c
     }
@@ -285,4 +290,26 @@ impl InScratch for Command {
             .env("STAGEHAND_RUNS_DIR", s.path().join("runs"))
             .env("STAGEHAND_CACHE_DIR", s.cache_dir())
     }
+}
+
+/// Starts a test server (`cmd`, a Python script) that prints the port it listens on as
+/// its first line: the child and that port. `what` names it in the panic if it does
+/// not start.
+pub fn spawn_server(cmd: &mut Command, what: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{what} did not start: {line:?}"));
+    (child, port)
 }

@@ -2,9 +2,8 @@
 //! [`Tls`](super::tls::Tls) certificate, or for a managed identity endpoint, over HTTP
 //! (tests/common/token_server.py); killed when dropped.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 /// What tokens the endpoint hands out.
 #[derive(Clone, Copy)]
@@ -37,27 +36,17 @@ impl TokenServer {
             Tokens::Valid => "ok",
             Tokens::Expired => "expired",
         };
-        let mut child = Command::new(python)
-            .arg(super::repo().join("tests/common/token_server.py"))
-            .args(match tls {
-                Some(t) => [t.cert.as_os_str(), t.key.as_os_str()],
-                None => ["-".as_ref(), "-".as_ref()],
-            })
-            .arg(&log)
-            .arg(mode)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the token endpoint");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the token endpoint did not start: {line:?}"));
+        let (child, port) = super::spawn_server(
+            Command::new(python)
+                .arg(super::repo().join("tests/common/token_server.py"))
+                .args(match tls {
+                    Some(t) => [t.cert.as_os_str(), t.key.as_os_str()],
+                    None => ["-".as_ref(), "-".as_ref()],
+                })
+                .arg(&log)
+                .arg(mode),
+            "the token endpoint",
+        );
         TokenServer {
             child,
             port,

@@ -94,10 +94,8 @@ impl Record {
 
     /// Writes the record (beside, then renamed).
     pub fn save(&self, dir: &Path, key: &str) -> std::io::Result<()> {
-        let path = record_path(dir, key);
-        let tmp = crate::partial::TempFile::beside(&path);
-        std::fs::write(tmp.path(), serde_json::to_vec(self).unwrap_or_default())?;
-        tmp.persist(&path)
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::partial::write_file(&record_path(dir, key), &bytes)
     }
 
     /// Records the entry file's inode and ctime as they are now, and its use now: called
