@@ -392,8 +392,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_kubernetes_pod_of_a_distributed_job_plans_its_node_and_pod_zero_as_master() {
+    /// A PyTorch job over 3 nodes of 2 processes each (the folder holds its spec).
+    fn three_node_job() -> (tempfile::TempDir, crate::plan::Loaded) {
         let dir = tempfile::tempdir().unwrap();
         let job = dir.path().join("job.yaml");
         std::fs::write(
@@ -402,6 +402,12 @@ mod tests {
         )
         .unwrap();
         let loaded = crate::plan::load(&job, None).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn a_kubernetes_pod_of_a_distributed_job_plans_its_node_and_pod_zero_as_master() {
+        let (_dir, loaded) = three_node_job();
         let pod = |count: &str| {
             pods(&[
                 ("JOB_COMPLETION_INDEX", "1"),
@@ -523,14 +529,7 @@ outputs:
 
     #[test]
     fn an_allocation_of_another_size_than_instance_count_is_refused_before_staging() {
-        let dir = tempfile::tempdir().unwrap();
-        let job = dir.path().join("job.yaml");
-        std::fs::write(
-            &job,
-            "name: d\ncommand: [x]\ndistribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n",
-        )
-        .unwrap();
-        let loaded = crate::plan::load(&job, None).unwrap();
+        let (_dir, loaded) = three_node_job();
         let step = |nodes: &str, node: &str| {
             env(&[
                 ("SLURM_JOB_ID", "41"),
