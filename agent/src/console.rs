@@ -7,10 +7,42 @@
 //! log was lost. This module never decides an exit code (`outcome.rs` does) and never
 //! writes the job's own output (`run/output.rs` does).
 
-use crate::outcome::{Channel, OutputError};
 use crate::redact::redact;
 use std::io::Write;
 use std::sync::Mutex;
+use thiserror::Error;
+
+/// One of the agent's output channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Standard output (`plan`, `schema`, `--events -`).
+    Stdout,
+    /// Standard error (the log, error messages).
+    Stderr,
+    /// The events file of `--events FILE`.
+    Events,
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+            Channel::Events => "the events file",
+        })
+    }
+}
+
+/// A write to one of the agent's output channels failed.
+#[derive(Debug, Error)]
+#[error("cannot write to {channel}: {source}")]
+pub struct OutputError {
+    /// Which channel.
+    pub channel: Channel,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// The first failed write of the log to stderr, kept for the end of the run.
 static LOG_FAILURE: FirstFailure = FirstFailure::new();

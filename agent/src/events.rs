@@ -5,7 +5,7 @@
 //! and the lifecycle fails the run with it. The sink never prints the failure itself.
 
 use crate::console::FirstFailure;
-use crate::outcome::{Channel, OutputError};
+use crate::console::{Channel, OutputError};
 use crate::redact::redact;
 use stagehand_protocol::events::{Event, EventKind, VERSION};
 use std::io::Write;

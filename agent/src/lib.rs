@@ -3,14 +3,12 @@
 //! events. The `stagehand` binary (main.rs) is a thin command line over this.
 
 pub mod cache;
-pub mod cli;
+pub mod commands;
 pub mod console;
 pub mod credentials;
-pub mod datastore_cmd;
 pub mod digest;
 pub mod events;
 pub mod exit;
-pub mod gc;
 pub mod lifecycle;
 pub mod linux;
 pub mod mount;
@@ -18,16 +16,11 @@ pub mod outcome;
 pub mod owner;
 pub mod partial;
 pub mod plan;
-pub mod preflight;
 pub mod progress_bar;
 pub mod redact;
-pub mod registry_cmd;
-pub mod registry_edit;
 pub mod retry;
 pub mod run;
-pub mod run_dir;
 pub mod settings;
-pub mod shell_docs;
 pub mod signals;
-pub mod stage;
 pub mod store;
+pub mod transfer;

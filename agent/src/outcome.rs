@@ -9,11 +9,12 @@
 //!
 //! This module never prints and never emits: it only classifies.
 
+use crate::console::OutputError;
 use crate::exit;
 use crate::mount::MountError;
 use crate::run::{EndedBy, Exit, RunError};
-use crate::stage::TransferError;
 use crate::store::StoreError;
+use crate::transfer::TransferError;
 use stagehand_protocol::events::{Phase, Status};
 use stagehand_protocol::load::Problems;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub enum StageError {
     /// The run folder's outputs could not be claimed for this job (another job's could
     /// not be moved aside): nothing was staged, and nothing of theirs is lost.
     #[error("cannot take over the run folder: {0}")]
-    Claim(#[source] crate::run_dir::RunDirError),
+    Claim(#[source] crate::lifecycle::run_dir::RunDirError),
     /// The mounts' settings could not be read.
     #[error(transparent)]
     MountSettings(MountError),
@@ -88,39 +89,7 @@ pub enum StageError {
     /// The checks before staging failed (`run`'s preflight): every failure, and
     /// nothing was moved.
     #[error("{} check(s) failed before anything was moved: {}", .0.len(), list(.0))]
-    Preflight(Vec<crate::preflight::Failure>),
-}
-
-/// One of the agent's output channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// Standard output (`plan`, `schema`, `--events -`).
-    Stdout,
-    /// Standard error (the log, error messages).
-    Stderr,
-    /// The events file of `--events FILE`.
-    Events,
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Channel::Stdout => "stdout",
-            Channel::Stderr => "stderr",
-            Channel::Events => "the events file",
-        })
-    }
-}
-
-/// A write to one of the agent's output channels failed.
-#[derive(Debug, Error)]
-#[error("cannot write to {channel}: {source}")]
-pub struct OutputError {
-    /// Which channel.
-    pub channel: Channel,
-    /// The OS error.
-    #[source]
-    pub source: std::io::Error,
+    Preflight(Vec<crate::lifecycle::preflight::CheckFailure>),
 }
 
 impl OutputError {
@@ -147,7 +116,7 @@ impl StageError {
 }
 
 /// The preflight's failures, in one line.
-fn list(failures: &[crate::preflight::Failure]) -> String {
+fn list(failures: &[crate::lifecycle::preflight::CheckFailure]) -> String {
     let each: Vec<String> = failures.iter().map(ToString::to_string).collect();
     each.join("; ")
 }
@@ -406,7 +375,7 @@ pub enum DatastoreError {
     /// The workspace file cannot be edited as asked (`register`, `set-default`,
     /// `unregister`).
     #[error(transparent)]
-    Edit(crate::registry_edit::EditError),
+    Edit(crate::commands::datastore::registry_edit::EditError),
     /// The datastore could not be opened (its configuration).
     #[error(transparent)]
     Open(StoreError),
@@ -448,17 +417,17 @@ impl DatastoreError {
 /// credential, an image with `pull: never` or that its registry does not offer), which
 /// a retry cannot fix; [`exit::STAGING_FAILED`] when only a service did not answer or
 /// this node's disk is short (another node may do).
-pub fn preflight_code(failures: &[crate::preflight::Failure]) -> i32 {
-    use crate::preflight::Failure;
+pub fn preflight_code(failures: &[crate::lifecycle::preflight::CheckFailure]) -> i32 {
+    use crate::lifecycle::preflight::CheckFailure;
     if failures.is_empty() {
         return 0;
     }
     let fatal = failures.iter().any(|f| match f {
-        Failure::Store { source, .. } => store_not_found_or_denied(source),
-        Failure::Image(RunError::ImageMissing { .. } | RunError::PullFailed { .. }) => true,
-        Failure::Image(_) => false,
-        Failure::Disk { .. } => false,
-        Failure::DiskUnreadable { .. } => false,
+        CheckFailure::Store { source, .. } => store_not_found_or_denied(source),
+        CheckFailure::Image(RunError::ImageMissing { .. } | RunError::PullFailed { .. }) => true,
+        CheckFailure::Image(_) => false,
+        CheckFailure::Disk { .. } => false,
+        CheckFailure::DiskUnreadable { .. } => false,
     });
     if fatal {
         exit::NOT_FOUND_OR_DENIED
@@ -479,6 +448,7 @@ pub fn print_code(written: &std::io::Result<()>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::Channel;
 
     fn ran(code: Option<i32>, signal: Option<i32>, ended_by: EndedBy, uploads: usize) -> Report {
         Outcome::Ran(Ran {
@@ -613,7 +583,7 @@ mod tests {
         );
         // Run's preflight: a service that does not answer is still worth a retry; a
         // path that is not there, beside it, is not.
-        let down = || crate::preflight::Failure::Store {
+        let down = || crate::lifecycle::preflight::CheckFailure::Store {
             what: "input \"a\"".into(),
             source: StoreError::Remote {
                 datastore: "d".into(),
@@ -622,7 +592,7 @@ mod tests {
         };
         let r = Outcome::Staging(StageError::Preflight(vec![down()])).report();
         assert_eq!((r.code, r.phase), (exit::STAGING_FAILED, Phase::Stage));
-        let missing = crate::preflight::Failure::Store {
+        let missing = crate::lifecycle::preflight::CheckFailure::Store {
             what: "input \"b\"".into(),
             source: StoreError::NotFound {
                 datastore: "d".into(),
@@ -641,16 +611,16 @@ mod tests {
 
     #[test]
     fn preflight_is_non_retryable_when_anything_is_missing_or_refused() {
-        use crate::preflight::Failure;
+        use crate::lifecycle::preflight::CheckFailure;
         assert_eq!(preflight_code(&[]), 0);
-        let short = Failure::Disk {
+        let short = CheckFailure::Disk {
             need: 2,
             free: 1,
             dir: "/x".into(),
         };
         assert_eq!(preflight_code(&[short]), exit::STAGING_FAILED);
-        let missing = Failure::Image(RunError::ImageMissing { image: "i".into() });
-        let down = Failure::Store {
+        let missing = CheckFailure::Image(RunError::ImageMissing { image: "i".into() });
+        let down = CheckFailure::Store {
             what: "input \"a\"".into(),
             source: StoreError::Remote {
                 datastore: "d".into(),

@@ -6,7 +6,7 @@
 //! It only reads counters and writes to stderr; it never decides anything about the
 //! transfer, and never shows a path (those go through the logs, redacted).
 
-use crate::stage::progress::Progress;
+use crate::transfer::progress::Progress;
 use stagehand_protocol::size::human;
 use std::io::IsTerminal;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What is recorded beside an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub struct EntryRecord {
     /// The store (its [`crate::store::Store::cache_identity`]).
     pub store: String,
     /// The object's path in the store.
@@ -84,10 +84,10 @@ fn mtime_ns(m: &std::fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
-impl Record {
+impl EntryRecord {
     /// Reads the record of `key`; `None` when missing or unreadable (the entry is then
     /// thrown away).
-    pub fn load(dir: &Path, key: &str) -> Option<Record> {
+    pub fn load(dir: &Path, key: &str) -> Option<EntryRecord> {
         let bytes = std::fs::read(record_path(dir, key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -144,11 +144,11 @@ pub fn make_read_only(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn entry(dir: &Path, bytes: &[u8]) -> Record {
+    fn entry(dir: &Path, bytes: &[u8]) -> EntryRecord {
         let data = data_path(dir, "k");
         std::fs::write(&data, bytes).unwrap();
         make_read_only(&data).unwrap();
-        let mut r = Record {
+        let mut r = EntryRecord {
             store: "blob:x".into(),
             path: "f".into(),
             version: "v".into(),
@@ -169,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = entry(dir.path(), b"0123456789");
         let data = data_path(dir.path(), "k");
-        assert_eq!(Record::load(dir.path(), "k").unwrap(), r);
+        assert_eq!(EntryRecord::load(dir.path(), "k").unwrap(), r);
         assert_eq!(r.check(&data), Verdict::Good);
         // Same size, other bytes, written through the inode (as a job through a hard
         // link would, after chmod +w).

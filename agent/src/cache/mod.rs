@@ -23,14 +23,13 @@
 //!
 //! This module knows files, not stores: fetching is `stage::cached`'s.
 
-pub mod cmd;
 pub mod entry;
 pub mod key;
 pub mod link;
 pub mod lock;
 pub mod space;
 
-use entry::{Record, Verdict};
+use entry::{EntryRecord, Verdict};
 use lock::EntryLock;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -182,7 +181,7 @@ impl NodeCache {
         if !data.exists() {
             return Ok(None);
         }
-        let verdict = Record::load(&self.dir, key).map(|r| (r.check(&data), r));
+        let verdict = EntryRecord::load(&self.dir, key).map(|r| (r.check(&data), r));
         let mut record = match verdict {
             Some((Verdict::Good | Verdict::Rehashed, r)) => r,
             Some((Verdict::Bad, r)) => {
@@ -212,7 +211,7 @@ impl NodeCache {
         &self,
         _held: &EntryLock,
         key: &str,
-        mut record: Record,
+        mut record: EntryRecord,
         dest: &Path,
     ) -> Result<link::Placed, CacheError> {
         let data = self.data_path(key);
@@ -225,7 +224,7 @@ impl NodeCache {
         Ok(how)
     }
 
-    fn stamp_and_save(&self, record: &mut Record, key: &str) -> Result<(), CacheError> {
+    fn stamp_and_save(&self, record: &mut EntryRecord, key: &str) -> Result<(), CacheError> {
         let data = self.data_path(key);
         record
             .stamp(&data)

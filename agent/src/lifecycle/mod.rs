@@ -6,21 +6,23 @@
 //! code itself, and never moves bytes itself (that is `stage/`'s and `run/`'s work).
 
 mod outputs;
+pub mod preflight;
+pub mod run_dir;
 
 use crate::cache::NodeCache;
 use crate::events::Events;
 use crate::mount::{RunMounts, Settings as MountSettings};
 use crate::outcome::{Outcome, Ran, StageError};
 use crate::plan::{DataPlan, Loaded, Plan};
-use crate::preflight::{self, Looked, Stores};
 use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
-use crate::stage::progress::{Progress, Ticker};
-use crate::stage::record::Record;
-use crate::stage::{download, Moved};
 use crate::store::{DynStore, Entry, StoreError};
+use crate::transfer::progress::{Progress, Ticker};
+use crate::transfer::record::UploadRecord;
+use crate::transfer::{download, Moved};
 use futures::future::try_join_all;
+use preflight::{Looked, Stores};
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::size::human;
@@ -120,7 +122,7 @@ fn clean_run_dir(plan: &Plan, uploaded: &[String], events: &Events) {
         .iter()
         .filter(|o| uploaded.contains(&o.name))
         .collect();
-    let (removed, problems) = crate::run_dir::clean(plan, &outputs);
+    let (removed, problems) = crate::lifecycle::run_dir::clean(plan, &outputs);
     for p in problems {
         let message = format!("run folder not cleaned up: {p}");
         tracing::warn!("{message}");
@@ -172,7 +174,7 @@ impl Job<'_> {
         };
         // What this run id's earlier attempts uploaded (after `accept` moved another
         // job's record aside).
-        let record = Record::open(&self.plan.run_dir);
+        let record = UploadRecord::open(&self.plan.run_dir);
         let (stores, looked) = match self.preflight().await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
@@ -211,8 +213,10 @@ impl Job<'_> {
             let _ = std::fs::write(plan.run_dir.join(crate::owner::RUN_DIR_FILE), owner);
         }
         // A run id reused by another job: its outputs are not this job's to upload.
-        let digest = crate::run_dir::digest(self.loaded);
-        if let Some(aside) = crate::run_dir::claim(plan, &digest).map_err(StageError::Claim)? {
+        let digest = crate::lifecycle::run_dir::digest(self.loaded);
+        if let Some(aside) =
+            crate::lifecycle::run_dir::claim(plan, &digest).map_err(StageError::Claim)?
+        {
             let message = format!(
                 "the run folder {} held the outputs of another job run with the run id {:?}: moved them to {}, and this run starts without them",
                 plan.run_dir.display(),
@@ -330,7 +334,7 @@ impl Job<'_> {
         &self,
         log_dir: PathBuf,
         stores: &Stores,
-        record: &Record,
+        record: &UploadRecord,
     ) -> Result<(Exit, Option<RunError>), RunError> {
         let plan = self.plan;
         let ran_at = Instant::now();

@@ -4,16 +4,16 @@
 
 use super::{ms, track, Transfer};
 use crate::events::Events;
+use crate::lifecycle::preflight::Stores;
 use crate::outcome::UploadError;
 use crate::plan::{DataPlan, Plan};
-use crate::preflight::Stores;
 use crate::progress_bar;
 use crate::run::{EndedBy, Exit};
 use crate::signals::Cancel;
-use crate::stage::progress::Progress;
-use crate::stage::record::Record;
-use crate::stage::sync::Watch;
-use crate::stage::upload;
+use crate::transfer::progress::Progress;
+use crate::transfer::record::UploadRecord;
+use crate::transfer::sync::Watch;
+use crate::transfer::upload;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::size::human;
 use stagehand_protocol::UploadOn;
@@ -28,7 +28,7 @@ impl super::Job<'_> {
         &mut self,
         stores: &Stores,
         exit: &Exit,
-        record: &Record,
+        record: &UploadRecord,
     ) -> Vec<UploadError> {
         let success = exit.ended_by == EndedBy::Itself && exit.job_code() == 0;
         let upload_at = Instant::now();
@@ -104,7 +104,7 @@ fn shared_outputs(plan: &Plan) -> bool {
 
 /// Writes the record of what moved; one that cannot be written is a warning (the next
 /// attempt then compares with the destination instead).
-fn save_record(record: &Record, events: &Events) {
+fn save_record(record: &UploadRecord, events: &Events) {
     if let Err(e) = record.save() {
         let message = format!("cannot write the record of uploaded files: {e}");
         tracing::warn!("{message}");
@@ -119,7 +119,7 @@ fn save_record(record: &Record, events: &Events) {
 pub(super) async fn sync_outputs(
     plan: &Plan,
     stores: &Stores,
-    record: &Record,
+    record: &UploadRecord,
     events: &Events,
     stopped: tokio::sync::watch::Receiver<bool>,
     synced: &AtomicU64,
@@ -205,7 +205,7 @@ fn warn_once(said: &mut String, message: Option<String>, events: &Events) {
 async fn upload_one(
     d: &DataPlan,
     plan: &Plan,
-    record: &Record,
+    record: &UploadRecord,
     t: &Transfer<'_>,
 ) -> Result<u64, UploadError> {
     let run_id = &plan.run_id;

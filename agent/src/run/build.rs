@@ -58,7 +58,7 @@ async fn build(docker: &Docker, b: &BuildPlan, tag: &str, tar: Vec<u8>) -> Resul
         .build();
     let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| failed(super::container::reason(&e)))?;
+        let info = item.map_err(|e| failed(super::engine::reason(&e)))?;
         if let Some(text) = &info.stream {
             let _ = log.write_all(text.as_bytes());
         }

@@ -12,6 +12,7 @@
 //! plan (`plan.rs`); the only values it adds are the agent's own variables the spec
 //! passes through by name (`container.env`).
 
+use super::engine::{connect, is_not_found, reason};
 use super::output::Sink;
 use super::supervise::{self, Status};
 use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
@@ -35,9 +36,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-
-/// How long reaching the engine may take before it counts as unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs jobs in containers.
 #[derive(Default)]
@@ -68,32 +66,6 @@ fn container_of(plan: &Plan) -> Result<&ContainerPlan, RunError> {
     plan.container.as_ref().ok_or(RunError::NotAContainerJob)
 }
 
-/// Where the engine is looked for, for messages.
-pub fn engine_address() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if !h.is_empty() => format!("{h} (from DOCKER_HOST)"),
-        _ => "unix:///var/run/docker.sock (DOCKER_HOST is not set)".into(),
-    }
-}
-
-/// Connects to the engine the way the docker CLI finds it (DOCKER_HOST, else the local
-/// socket) and agrees on an API version, so older engines work too.
-pub async fn connect() -> Result<Docker, RunError> {
-    let unreachable = |reason: String| RunError::EngineUnreachable {
-        host: engine_address(),
-        reason,
-    };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(with_causes(&e)))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(unreachable(with_causes(&e))),
-        Err(_) => Err(unreachable(format!(
-            "no answer within {}s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
 /// `name` → `name:latest`: without a tag, the engine would pull every tag.
 fn with_tag(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -101,40 +73,6 @@ fn with_tag(image: &str) -> String {
         image.to_string()
     } else {
         format!("{image}:latest")
-    }
-}
-
-/// An error with its causes (`client error (Connect): Connection refused (os error
-/// 111)`): the top level alone often says only that the HTTP client failed.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
-/// Whether the engine said "no such image / container".
-fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-/// Why the engine refused, without bollard's "Docker responded with status code" prefix.
-pub(super) fn reason(e: &DockerError) -> String {
-    match e {
-        DockerError::DockerResponseServerError { message, .. } => message.clone(),
-        other => other.to_string(),
     }
 }
 

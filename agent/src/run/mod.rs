@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod container;
+pub mod engine;
 pub mod guard;
 pub mod output;
 pub mod process;
@@ -133,7 +134,7 @@ pub enum RunError {
     /// The engine refused to create or start the container; the job did not run.
     #[error(
         "the container engine could not {action} for image {image:?}: {}",
-        container::reason(source)
+        engine::reason(source)
     )]
     Launch {
         /// What was being done (`create the container`, `start the container`).
@@ -144,7 +145,7 @@ pub enum RunError {
         source: bollard::errors::Error,
     },
     /// The engine could not say whether the image is there.
-    #[error("cannot inspect image {image:?}: {}", container::reason(source))]
+    #[error("cannot inspect image {image:?}: {}", engine::reason(source))]
     InspectImage {
         /// The image reference.
         image: String,
@@ -162,7 +163,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// Waiting for the job's container failed, and the engine could not say how it ended.
-    #[error("cannot wait for container {id}: {}", container::reason(source))]
+    #[error("cannot wait for container {id}: {}", engine::reason(source))]
     WaitContainer {
         /// The container id.
         id: String,

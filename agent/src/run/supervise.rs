@@ -276,7 +276,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// What the fake children were sent, in order: (child, what).
-    type Sent = Arc<Mutex<Vec<(&'static str, String)>>>;
+    type Signals = Arc<Mutex<Vec<(&'static str, String)>>>;
 
     /// A child that ends at a set time, and on a stop signal after `on_stop` (or never,
     /// when it ignores it).
@@ -285,11 +285,11 @@ mod tests {
         ends_at: Instant,
         status: Status,
         on_stop: Option<Duration>,
-        sent: Sent,
+        sent: Signals,
     }
 
     impl Fake {
-        fn new(name: &'static str, after: Duration, code: i32, sent: &Sent) -> Fake {
+        fn new(name: &'static str, after: Duration, code: i32, sent: &Signals) -> Fake {
             Fake {
                 name,
                 ends_at: Instant::now() + after,
@@ -366,7 +366,7 @@ mod tests {
         sig
     }
 
-    fn sent(s: &Sent) -> Vec<(&'static str, String)> {
+    fn sent(s: &Signals) -> Vec<(&'static str, String)> {
         s.lock().unwrap().clone()
     }
 
@@ -380,7 +380,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_child_that_exits_before_its_timeout_is_never_signalled() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", secs(5), 3, &s).boxed();
         let got = supervise(child, never(), limits(Some(60))).await.unwrap();
         assert_eq!(got, exit(Some(3), None, EndedBy::Itself));
@@ -389,7 +389,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timeout_sends_the_stop_signal_and_a_child_that_obeys_is_not_killed() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", secs(3600), 0, &s).boxed();
         let start = Instant::now();
         let got = supervise(child, never(), limits(Some(60))).await.unwrap();
@@ -401,7 +401,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timeout_then_a_child_that_ignores_the_stop_signal_is_killed_after_the_grace() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", secs(3600), 0, &s).ignoring_stop().boxed();
         let start = Instant::now();
         let got = supervise(child, never(), limits(Some(60))).await.unwrap();
@@ -415,7 +415,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cancel_forwards_the_agents_signal_then_kills_after_the_grace() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", secs(3600), 0, &s).ignoring_stop().boxed();
         let cancel = cancel_after(secs(2), libc::SIGINT);
         let got = supervise(child, cancel, limits(None)).await.unwrap();
@@ -428,7 +428,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cancel_of_a_child_that_obeys_ends_with_its_status() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", secs(3600), 0, &s).boxed();
         let got = supervise(child, cancel_after(secs(2), libc::SIGTERM), limits(None))
             .await
@@ -439,7 +439,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_child_already_gone_is_reported_and_never_signalled() {
-        let s = Sent::default();
+        let s = Signals::default();
         let child = Fake::new("a", Duration::ZERO, 7, &s).boxed();
         // The cancellation and the timeout come after it has ended: nothing to stop.
         let got = supervise(child, cancel_after(secs(1), libc::SIGTERM), limits(Some(1)))
@@ -451,7 +451,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_child_gone_when_the_stop_signal_comes_keeps_its_own_status() {
-        let s = Sent::default();
+        let s = Signals::default();
         // The child ends at the very moment the agent is cancelled.
         let child = Fake::new("a", secs(2), 0, &s).boxed();
         let cancel = cancel_after(secs(2), libc::SIGTERM);
@@ -468,7 +468,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_group_that_all_exits_zero_exits_zero() {
-        let s = Sent::default();
+        let s = Signals::default();
         let children = vec![
             Fake::new("a", secs(3), 0, &s).boxed(),
             Fake::new("b", secs(1), 0, &s).boxed(),
@@ -483,7 +483,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_failure_stops_the_others_and_is_the_jobs_exit() {
-        let s = Sent::default();
+        let s = Signals::default();
         let children = vec![
             Fake::new("a", secs(3600), 0, &s).boxed(),
             Fake::new("b", secs(2), 0, &s).boxed(),
@@ -513,7 +513,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_child_killed_by_a_signal_is_a_failure() {
-        let s = Sent::default();
+        let s = Signals::default();
         let mut b = Fake::new("b", secs(3600), 0, &s);
         b.end_with(secs(1), libc::SIGSEGV);
         let children = vec![Fake::new("a", secs(3600), 0, &s).boxed(), b.boxed()];
@@ -528,7 +528,7 @@ mod tests {
     async fn a_child_killed_by_the_schedulers_signal_just_before_the_agent_is_cancelled() {
         // scancel: the job dies of SIGTERM, the agent's own SIGTERM is handled a moment
         // later. The job was cancelled; its sibling is stopped with the agent's signal.
-        let s = Sent::default();
+        let s = Signals::default();
         let mut b = Fake::new("b", secs(3600), 0, &s);
         b.end_with(secs(1), libc::SIGTERM);
         let children = vec![Fake::new("a", secs(3600), 0, &s).boxed(), b.boxed()];
@@ -544,7 +544,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cancel_and_timeout_apply_to_every_child() {
-        let s = Sent::default();
+        let s = Signals::default();
         let children = vec![
             Fake::new("a", secs(3600), 0, &s).boxed(),
             Fake::new("b", secs(3600), 0, &s).ignoring_stop().boxed(),
@@ -566,7 +566,7 @@ mod tests {
             ]
         );
 
-        let s = Sent::default();
+        let s = Signals::default();
         let children = vec![
             Fake::new("a", secs(3600), 0, &s).boxed(),
             Fake::new("b", secs(3600), 0, &s).boxed(),
@@ -594,7 +594,7 @@ mod tests {
                 Err(RunError::EngineStoppedAnswering { id: "c1".into() })
             }
         }
-        let s = Sent::default();
+        let s = Signals::default();
         let children = vec![
             Fake::new("a", secs(3600), 0, &s).boxed(),
             Box::new(Lost) as Box<dyn Child>,

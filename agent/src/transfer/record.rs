@@ -43,7 +43,7 @@ impl Seen {
 
 /// One uploaded file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sent {
+pub struct SentFile {
     /// The local file it was read from.
     pub local: PathBuf,
     /// The local file when it was read.
@@ -56,12 +56,12 @@ pub struct Sent {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
     /// `datastore:path` → what went there.
-    files: BTreeMap<String, Sent>,
+    files: BTreeMap<String, SentFile>,
 }
 
 /// The run's record, shared by the sync passes and the upload at exit.
 #[derive(Debug)]
-pub struct Record {
+pub struct UploadRecord {
     path: PathBuf,
     saved: Mutex<Saved>,
 }
@@ -71,30 +71,30 @@ pub fn key(datastore: &str, path: &str) -> String {
     format!("{datastore}:{path}")
 }
 
-impl Record {
+impl UploadRecord {
     /// The record in `run_dir`, as an earlier attempt left it (empty when there is
     /// none, or when it cannot be read: then files are compared at the destination).
-    pub fn open(run_dir: &Path) -> Record {
+    pub fn open(run_dir: &Path) -> UploadRecord {
         let path = run_dir.join(FILE);
         let saved = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        Record {
+        UploadRecord {
             path,
             saved: Mutex::new(saved),
         }
     }
 
     /// A record kept only in memory (`datastore upload`).
-    pub fn none() -> Record {
-        Record {
+    pub fn none() -> UploadRecord {
+        UploadRecord {
             path: PathBuf::new(),
             saved: Mutex::default(),
         }
     }
 
-    /// Whether the record is written to a run folder (not [`Record::none`]).
+    /// Whether the record is written to a run folder (not [`UploadRecord::none`]).
     pub fn is_saved(&self) -> bool {
         !self.path.as_os_str().is_empty()
     }
@@ -104,7 +104,7 @@ impl Record {
     }
 
     /// What was sent to `key`, if anything.
-    pub fn sent(&self, key: &str) -> Option<Sent> {
+    pub fn sent(&self, key: &str) -> Option<SentFile> {
         self.lock().files.get(key).cloned()
     }
 
@@ -117,7 +117,7 @@ impl Record {
     }
 
     /// Notes that `sent` went to `key`.
-    pub fn note(&self, key: String, sent: Sent) {
+    pub fn note(&self, key: String, sent: SentFile) {
         self.lock().files.insert(key, sent);
     }
 
@@ -163,18 +163,18 @@ mod tests {
         let f = dir.path().join("a.bin");
         std::fs::write(&f, b"abc").unwrap();
         let seen = Seen::of(&f).unwrap();
-        let r = Record::open(dir.path());
+        let r = UploadRecord::open(dir.path());
         assert!(!r.unchanged("s:a", &f, seen));
         r.note(
             key("s", "a"),
-            Sent {
+            SentFile {
                 local: f.clone(),
                 seen,
                 md5: "00".into(),
             },
         );
         r.save().unwrap();
-        let again = Record::open(dir.path());
+        let again = UploadRecord::open(dir.path());
         assert!(again.unchanged("s:a", &f, seen));
         std::fs::write(&f, b"abcd").unwrap();
         assert!(!again.unchanged("s:a", &f, Seen::of(&f).unwrap()));

@@ -5,11 +5,14 @@
 //! Every line printed passes through [`crate::redact`]; `show` never reads a secret, it
 //! says where each one comes from.
 
+pub mod register;
+pub mod registry_edit;
+
 use crate::outcome::DatastoreError;
 use crate::progress_bar::with_progress;
-use crate::stage::progress::Progress;
-use crate::stage::{download, upload, Moved};
 use crate::store::{self, azure, DynStore};
+use crate::transfer::progress::Progress;
+use crate::transfer::{download, upload, Moved};
 use clap::{Args, Subcommand};
 use stagehand_protocol::size::human;
 use stagehand_protocol::{Datastore, Workspace};
@@ -113,7 +116,7 @@ pub enum DatastoreCommand {
     #[command(
         after_help = "Example:\n  stagehand datastore register blobs --type azure-blob \\\n    --account-name mystorage --container-name training \\\n    --account-key env:AZURE_STORAGE_KEY --create-if-not-exists"
     )]
-    Register(crate::registry_cmd::Register),
+    Register(register::Register),
     /// Make a datastore the workspace's default.
     #[command(after_help = "Example:\n  stagehand datastore set-default blobs")]
     SetDefault {
@@ -159,13 +162,9 @@ async fn dispatch(args: DatastoreArgs) -> Result<(), DatastoreError> {
         .unwrap_or_else(|| PathBuf::from(crate::plan::WORKSPACE_FILE));
     // The registry verbs edit the file (which `register` may create): before loading.
     match &args.command {
-        DatastoreCommand::Register(r) => return crate::registry_cmd::register(&ws_file, r).await,
-        DatastoreCommand::SetDefault { name } => {
-            return crate::registry_cmd::set_default(&ws_file, name)
-        }
-        DatastoreCommand::Unregister { name } => {
-            return crate::registry_cmd::unregister(&ws_file, name)
-        }
+        DatastoreCommand::Register(r) => return register::register(&ws_file, r).await,
+        DatastoreCommand::SetDefault { name } => return register::set_default(&ws_file, name),
+        DatastoreCommand::Unregister { name } => return register::unregister(&ws_file, name),
         _ => {}
     }
     let ws = stagehand_protocol::load_workspace(&ws_file).map_err(DatastoreError::Workspace)?;

@@ -3,9 +3,9 @@
 //! by a run right now: their lock is held) are skipped by `clear`; the mount's block
 //! folders belong to their runs and are only counted.
 
-use super::entry::{self, Record};
-use super::lock::EntryLock;
-use super::{space, NodeCache};
+use crate::cache::entry::{self, EntryRecord};
+use crate::cache::lock::EntryLock;
+use crate::cache::{space, NodeCache};
 use crate::outcome::Failure;
 use clap::{Args, Subcommand};
 use stagehand_protocol::size::human;
@@ -36,7 +36,7 @@ pub enum CacheCommand {
 /// Runs the command; returns the exit code.
 pub fn run(args: CacheArgs) -> i32 {
     let s = crate::settings::get();
-    let bound = match super::bound_from(s.cache_size.as_deref()) {
+    let bound = match crate::cache::bound_from(s.cache_size.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             let _ = crate::console::errln(&format!("stagehand: {e}"));
@@ -76,7 +76,7 @@ fn ls(cache: &NodeCache) -> String {
         "SIZE", "LINKS", "LAST USED"
     );
     for e in &u.entries {
-        let source = Record::load(cache.dir(), &e.key).map_or_else(
+        let source = EntryRecord::load(cache.dir(), &e.key).map_or_else(
             || "(no record: being fetched, or to be fetched again)".to_string(),
             |r| format!("{} {} @ {}", r.store, r.path, r.version),
         );

@@ -6,6 +6,7 @@
 
 pub mod cached;
 pub mod download;
+mod fetch;
 pub mod manifest;
 pub mod progress;
 pub mod record;

@@ -12,7 +12,7 @@
 //! replaces another's file; a different file is a conflict named by path.
 
 use super::progress::Progress;
-use super::record::{self, Record, Seen};
+use super::record::{self, Seen, UploadRecord};
 use super::{on_worker, Moved, TransferError, CONCURRENCY};
 use crate::store::{DynStore, Entry, ObjectMeta, Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -65,7 +65,7 @@ pub async fn upload_pairs(
     overwrite: bool,
     progress: &Progress,
 ) -> Result<Moved, TransferError> {
-    let record = Record::none();
+    let record = UploadRecord::none();
     let rules = Rules {
         overwrite,
         shared: false,
@@ -84,12 +84,12 @@ pub struct Rules<'a> {
     /// file this run's record says it sent itself (a rewritten checkpoint).
     pub shared: bool,
     /// What this run (and an earlier attempt with its run id) sent.
-    pub record: &'a Record,
+    pub record: &'a UploadRecord,
 }
 
 /// What a run's upload of some files did.
 #[derive(Debug, Default)]
-pub struct Sent {
+pub struct Uploaded {
     /// Files moved and files skipped (sent before unchanged, or already there).
     pub moved: Moved,
     /// Destinations that hold other bytes and were not replaced.
@@ -116,7 +116,7 @@ pub async fn upload_output(
 /// What moved, or the error naming every destination that held other bytes.
 fn refuse_conflicts(
     store: &DynStore,
-    sent: Sent,
+    sent: Uploaded,
     rules: &Rules<'_>,
 ) -> Result<Moved, TransferError> {
     if sent.conflicts.is_empty() {
@@ -147,8 +147,8 @@ pub async fn send(
     rules: &Rules<'_>,
     all_or_nothing: bool,
     progress: &Progress,
-) -> Result<Sent, TransferError> {
-    let mut out = Sent::default();
+) -> Result<Uploaded, TransferError> {
+    let mut out = Uploaded::default();
     let mut todo = Vec::new();
     for (src, path) in pairs {
         let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
@@ -262,7 +262,7 @@ pub async fn send(
                 if Seen::of(src).ok() == Some(seen) {
                     rules.record.note(
                         key,
-                        record::Sent {
+                        record::SentFile {
                             local: src.clone(),
                             seen,
                             md5: crate::digest::hex(&md5),
@@ -290,7 +290,7 @@ async fn same_bytes(
     store: &dyn Store,
     src: &Path,
     meta: &ObjectMeta,
-) -> Result<Option<record::Sent>, TransferError> {
+) -> Result<Option<record::SentFile>, TransferError> {
     let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
     if meta.size != seen.size {
         return Ok(None);
@@ -306,7 +306,7 @@ async fn same_bytes(
     let mine = record::md5_of(src.to_path_buf())
         .await
         .map_err(|e| TransferError::io("cannot read output", src, e))?;
-    Ok((mine == theirs).then(|| record::Sent {
+    Ok((mine == theirs).then(|| record::SentFile {
         local: src.to_path_buf(),
         seen,
         md5: crate::digest::hex(&mine),
@@ -465,7 +465,7 @@ mod tests {
             &self,
             overwrite: bool,
             shared: bool,
-            record: &Record,
+            record: &UploadRecord,
         ) -> Result<Moved, TransferError> {
             let rules = Rules {
                 overwrite,
@@ -485,10 +485,10 @@ mod tests {
         let s = setup();
         s.local("a", "alpha");
         s.local("b", "beta");
-        let first = Record::none();
+        let first = UploadRecord::none();
         assert_eq!(s.up(false, false, &first).await.unwrap().files, 2);
         // Another attempt that kept no record: the same bytes are found at the destination.
-        let second = Record::none();
+        let second = UploadRecord::none();
         let m = s.up(false, false, &second).await.unwrap();
         assert_eq!((m.files, m.skipped_files), (0, 2));
         // Now recorded: skipped without reading the store.
@@ -513,7 +513,7 @@ mod tests {
         std::fs::write(s.dir.path().join("store/dest/same"), "node 0").unwrap();
         s.local("same", "node 1");
         s.local("mine", "node 1 only");
-        let record = Record::none();
+        let record = UploadRecord::none();
         match s.up(true, true, &record).await {
             Err(TransferError::Conflict { paths, .. }) => assert_eq!(paths, ["dest/same"]),
             other => panic!("{other:?}"),

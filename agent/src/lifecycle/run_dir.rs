@@ -82,7 +82,7 @@ pub fn claim(plan: &Plan, digest: &str) -> Result<Option<PathBuf>, RunDirError> 
             .outputs
             .iter()
             .map(|o| o.local_path.clone())
-            .chain([run_dir.join(crate::stage::record::FILE)])
+            .chain([run_dir.join(crate::transfer::record::FILE)])
             .filter(|p| inside(run_dir, p).is_ok() && std::fs::symlink_metadata(p).is_ok())
             .collect();
         present.sort();

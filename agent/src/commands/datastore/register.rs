@@ -1,12 +1,12 @@
 //! `stagehand datastore register|set-default|unregister`: the Azure ML SDK's
 //! `register_azure_blob_container`, `set_default_datastore` and `unregister` on the
-//! workspace file. The edit is made as text ([`crate::registry_edit`]), parsed again,
+//! workspace file. The edit is made as text ([`super::registry_edit`]), parsed again,
 //! and (for `register`, unless `--skip-validation`) the new datastore is opened and
 //! checked through the `Store` seam before the file is replaced; a refused check leaves
 //! the file as it was. The file is written beside and renamed (`partial.rs`).
 
+use crate::commands::datastore::registry_edit::{self, quote, SecretRef};
 use crate::outcome::DatastoreError;
-use crate::registry_edit::{self, quote, SecretRef};
 use crate::store::{self, StoreError};
 use clap::{Args, ValueEnum};
 use std::path::Path;

@@ -13,12 +13,12 @@ pub struct Manifest {
     /// `datastore:path` the files came from.
     pub source: String,
     /// Relative local path (`""` for a single file) → what it was copied from.
-    pub files: BTreeMap<String, Record>,
+    pub files: BTreeMap<String, ManifestEntry>,
 }
 
 /// One downloaded file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub struct ManifestEntry {
     /// The object's size.
     pub size: u64,
     /// The object's version token (ETag, mtime).

@@ -6,13 +6,13 @@
 //! write (an error), never a panic inside a generator. This module never decides an
 //! exit code (`outcome::print_code` does).
 
-use crate::cli::Cli;
+use crate::commands::cli::Cli;
 use clap::CommandFactory;
 use std::io::Write;
 use std::path::Path;
 
 /// The shells completions are generated for.
-pub use clap_complete::Shell;
+use clap_complete::Shell;
 
 /// Writes the completion script for `shell` to stdout.
 pub fn completions(shell: Shell) -> std::io::Result<()> {

@@ -122,12 +122,12 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::record::Record;
     use crate::store::local::LocalStore;
+    use crate::transfer::record::UploadRecord;
     use std::io::Write;
     use std::sync::Arc;
 
-    async fn pass(w: &mut Watch, store: &DynStore, record: &Record) -> Pass {
+    async fn pass(w: &mut Watch, store: &DynStore, record: &UploadRecord) -> Pass {
         let rules = Rules {
             overwrite: false,
             shared: false,
@@ -146,7 +146,7 @@ mod tests {
         std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(&root).unwrap();
         let store: DynStore = Arc::new(LocalStore::open("s", &root).unwrap());
-        let record = Record::open(dir.path());
+        let record = UploadRecord::open(dir.path());
         let mut w = Watch::new(&out, "run/ckpt");
         std::fs::write(out.join("ckpt-1"), b"one").unwrap();
         let mut open = std::fs::File::create(out.join("partial")).unwrap();

@@ -5,10 +5,10 @@
 //! folder. An object that cannot fit under the bound is fetched straight into the run
 //! folder, uncached, and the log says so.
 
-use super::download::fetch_one;
+use super::fetch::fetch_one;
 use super::progress::FileMeter;
 use super::TransferError;
-use crate::cache::entry::Record;
+use crate::cache::entry::EntryRecord;
 use crate::cache::lock::EntryLock;
 use crate::cache::{CacheError, NodeCache};
 use crate::store::{DynStore, ObjectMeta};
@@ -142,7 +142,7 @@ async fn fetch_into(
 ) -> Result<Served, TransferError> {
     let data = c.cache.data_path(&key);
     let n = fetch_one(store, obj.clone(), data, meter).await?;
-    let record = Record {
+    let record = EntryRecord {
         store: c.identity.clone(),
         path: obj.path.clone(),
         version: obj.version.clone().unwrap_or_default(),

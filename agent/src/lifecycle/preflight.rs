@@ -13,8 +13,8 @@
 
 use crate::plan::{DataPlan, Loaded, Plan};
 use crate::run::RunError;
-use crate::stage::download::{self, Found};
 use crate::store::{self, DynStore, Entry, ObjectMeta, StoreError};
+use crate::transfer::download::{self, Found};
 use stagehand_protocol::size::human;
 use stagehand_protocol::Mode;
 use std::collections::{HashMap, HashSet};
@@ -23,7 +23,7 @@ use thiserror::Error;
 
 /// One thing the run would need that is not there.
 #[derive(Debug, Error)]
-pub enum Failure {
+pub enum CheckFailure {
     /// A datastore could not be opened, or an input's path not found or not read.
     #[error("{what}: {source}")]
     Store {
@@ -61,7 +61,7 @@ pub struct Findings {
     /// One line per check that passed.
     pub passed: Vec<String>,
     /// Every failure.
-    pub failures: Vec<Failure>,
+    pub failures: Vec<CheckFailure>,
 }
 
 /// The run's datastores, opened once, by [`DataPlan::store_key`].
@@ -96,14 +96,14 @@ pub async fn check(loaded: &Loaded, plan: &Plan) -> Findings {
                     need += bytes;
                 }
             }
-            Err(source) => f.failures.push(Failure::Store { what, source }),
+            Err(source) => f.failures.push(CheckFailure::Store { what, source }),
         }
     }
     outputs(plan, &stores, &HashSet::new(), &mut f).await;
     if let Some(c) = &plan.container {
         match crate::run::container::image_check(c).await {
             Ok(how) => f.passed.push(format!("image {}: {how}", c.spec.image)),
-            Err(e) => f.failures.push(Failure::Image(e)),
+            Err(e) => f.failures.push(CheckFailure::Image(e)),
         }
     }
     disk(plan, need, &mut f);
@@ -150,7 +150,7 @@ pub async fn before_run(plan: &Plan, stores: &Stores, f: &mut Findings) -> Looke
                     looked.insert(lookup_key(d), found);
                 }
             }
-            Err(source) => f.failures.push(Failure::Store { what, source }),
+            Err(source) => f.failures.push(CheckFailure::Store { what, source }),
         }
     }
     outputs(plan, stores, &proven, f).await;
@@ -183,7 +183,7 @@ async fn outputs(plan: &Plan, stores: &Stores, proven: &HashSet<String>, f: &mut
         let what = format!("output {:?}", d.name);
         match store.check(false).await {
             Ok(c) => f.passed.push(format!("{what}: {}", c.reached)),
-            Err(source) => f.failures.push(Failure::Store { what, source }),
+            Err(source) => f.failures.push(CheckFailure::Store { what, source }),
         }
     }
 }
@@ -240,7 +240,7 @@ pub fn open_stores(loaded: &Loaded, plan: &Plan) -> (Stores, Findings) {
             }
             Err(source) => {
                 failed.insert(key);
-                f.failures.push(Failure::Store { what, source });
+                f.failures.push(CheckFailure::Store { what, source });
             }
         }
     }
@@ -266,7 +266,7 @@ async fn input(store: &DynStore, d: &DataPlan) -> Result<u64, StoreError> {
 /// there are counted as new: the check errs on the safe side).
 fn disk(plan: &Plan, need: u64, f: &mut Findings) {
     match crate::linux::free_bytes(&plan.run_dir) {
-        Ok(free) if free < need => f.failures.push(Failure::Disk {
+        Ok(free) if free < need => f.failures.push(CheckFailure::Disk {
             need,
             free,
             dir: plan.run_dir.clone(),
@@ -277,7 +277,7 @@ fn disk(plan: &Plan, need: u64, f: &mut Findings) {
             human(free),
             plan.run_dir.display()
         )),
-        Err(source) => f.failures.push(Failure::DiskUnreadable {
+        Err(source) => f.failures.push(CheckFailure::DiskUnreadable {
             dir: plan.run_dir.clone(),
             source,
         }),

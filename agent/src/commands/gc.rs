@@ -56,7 +56,7 @@ fn short(id: &str) -> &str {
 
 /// Removes containers labelled by stagehand whose agent is gone.
 pub async fn containers(opts: &Options, report: &mut Report) {
-    let docker = match crate::run::container::connect().await {
+    let docker = match crate::run::engine::connect().await {
         Ok(d) => d,
         Err(e) => {
             report.kept.push(format!("containers not checked: {e}"));
@@ -313,6 +313,28 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Remov
         action,
         path,
         source,
+    }
+}
+
+/// Prints what `gc` did; 70 when something could not be removed.
+pub(crate) fn print_report(report: &Report) -> i32 {
+    let mut lines: Vec<String> = report
+        .removed
+        .iter()
+        .map(|r| format!("removed {r}"))
+        .collect();
+    lines.extend(report.kept.iter().map(|k| format!("kept {k}")));
+    if report.removed.is_empty() && report.failed.is_empty() {
+        lines.push("nothing to remove".into());
+    }
+    for f in &report.failed {
+        let _ = crate::console::errln(&format!("stagehand: {f}"));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    match (super::printed(&text), report.failed.is_empty()) {
+        (0, true) => 0,
+        (0, false) => crate::outcome::Failure::Internal.exit_code(),
+        (code, _) => code,
     }
 }
 

@@ -209,12 +209,12 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  stagehand datastore list\n  stagehand datastore upload workspaceblobstore --src-dir ./data --target-path datasets/x"
     )]
-    Datastore(crate::datastore_cmd::DatastoreArgs),
+    Datastore(crate::commands::datastore::DatastoreArgs),
     /// Inspect and empty the node cache of downloaded inputs: ls, du, clear.
     #[command(
         after_help = "The node cache is $STAGEHAND_CACHE_DIR (default: /var/cache/stagehand for root, else ~/.cache/stagehand), bounded by $STAGEHAND_CACHE_SIZE.\n\nExample:\n  stagehand cache du\n  stagehand cache clear"
     )]
-    Cache(crate::cache::cmd::CacheArgs),
+    Cache(crate::commands::cache::CacheArgs),
     /// Internal: the guardian of a job's process group (see run/guard.rs).
     #[command(name = "__guard", hide = true)]
     Guard {
@@ -230,7 +230,7 @@ pub enum Command {
     Completions {
         /// The shell.
         #[arg(value_enum)]
-        shell: crate::shell_docs::Shell,
+        shell: clap_complete::Shell,
     },
     /// Write the manual pages (roff): the top page to stdout, or every page into --dir.
     #[command(hide = true)]
