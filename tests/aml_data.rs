@@ -1,4 +1,4 @@
-//! Azure ML v2 jobs naming their data the way real jobs do (issue 18): a local folder
+//! Azure ML v2 jobs naming their data the way real jobs do: a local folder
 //! beside the job, a data asset registered in the workspace, and storage URLs, read
 //! through a registered datastore or, for a public container, anonymously.
 

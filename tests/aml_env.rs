@@ -1,4 +1,4 @@
-//! Azure ML v2 environments (issue 18): a build context built once with the Docker
+//! Azure ML v2 environments: a build context built once with the Docker
 //! engine and reused, a failing build, and named environments resolved through the
 //! workspace or to Microsoft's curated images.
 

@@ -109,7 +109,7 @@ fn the_container_recipe_builds_and_runs_the_example() {
     assert!(out.starts_with("stagehand "), "{out}");
 
     let hello = s.path().join("hello");
-    crate::lifecycle::copy_tree(&repo().join("examples/hello"), &hello);
+    copy_example("hello", &hello);
     let o = Command::new("docker")
         .args(["run", "--rm", "-e", "STAGEHAND_RUNS_DIR=/tmp/runs", "-v"])
         .arg(format!("{}:/job", hello.display()))

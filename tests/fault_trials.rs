@@ -1,4 +1,4 @@
-//! The fault trials (issue 19): the fault proxy between the agent and Azurite injects
+//! The fault trials: the fault proxy between the agent and Azurite injects
 //! one kind of fault into 15% of the requests of a direction, and every one of 10 runs
 //! per kind and direction must land its data byte-exact (sha256); a fault that never
 //! clears must fail with the documented code within the retry budget, leaving nothing

@@ -7,7 +7,7 @@ fn hello_example_runs_and_its_output_lands() {
     let s = Scratch::new();
     // Copy the example so the test never writes into the repository.
     let ex = s.path().join("hello");
-    copy_tree(&repo().join("examples/hello"), &ex);
+    copy_example("hello", &ex);
     let out = s.run(&ex.join("job.yaml"));
     expect_code(&out, 0);
     let ev = s.events();
@@ -43,7 +43,7 @@ fn hello_example_runs_and_its_output_lands() {
 fn the_event_stream_keeps_its_wire_format() {
     let s = Scratch::new();
     let ex = s.path().join("hello");
-    copy_tree(&repo().join("examples/hello"), &ex);
+    copy_example("hello", &ex);
     let out = s
         .run_cmd(&ex.join("job.yaml"))
         .arg("--run-id")
@@ -155,20 +155,6 @@ fn exit_codes_are_as_documented() {
         ],
         [64, 66, 70, 73, 74, 75, 124, 130]
     );
-}
-
-/// Copies a folder tree (files and folders only).
-pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 /// A scratch folder with a local datastore `local` (the default) rooted at `data/`.

@@ -1,4 +1,4 @@
-//! Mount mode end to end on Azure Blob (issue 4's acceptance): the built binary mounts a
+//! Mount mode end to end on Azure Blob: the built binary mounts a
 //! prefix of a container of a private Azurite with real FUSE, and a job reads it. The
 //! data set is tests/mount.rs's (tests/common/fuse.rs `make_store`), uploaded with the
 //! Azure Python SDK. Without Azurite or FUSE these tests fail in CI and return early

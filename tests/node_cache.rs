@@ -1,4 +1,4 @@
-//! The node cache (issue 17, item 1): runs on one node share what they download from
+//! The node cache: runs on one node share what they download from
 //! Azure. Counted at a proxy in front of Azurite: two jobs started together on one
 //! 1 GiB blob fetch it once and see the same bytes; a changed blob is fetched again; a
 //! bound below the inputs evicts and still serves every job; a corrupted entry, or a

@@ -1,4 +1,4 @@
-//! Nothing of a job outlives its agent (issue 19, item 4): after `kill -9` of the agent
+//! Nothing of a job outlives its agent: after `kill -9` of the agent
 //! its guardian kills the job's whole process group, and `stagehand gc` kills the groups
 //! that an older agent left, never a group whose pid was reused.
 

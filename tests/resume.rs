@@ -1,4 +1,4 @@
-//! Resume inside a file across restarts (issue 19, item 3): the agent is SIGKILLed half
+//! Resume inside a file across restarts: the agent is SIGKILLed half
 //! way through moving a 200 MiB blob (through the throttled fault proxy, which counts
 //! the bytes), and its re-run moves less than 60% of the blob, landing it byte-exact.
 //! Down: the ranges already on disk are kept (pinned to the ETag); up: the blocks

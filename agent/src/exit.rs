@@ -17,6 +17,9 @@ pub const UPLOAD_FAILED: i32 = 73;
 pub const OUTPUT_FAILED: i32 = 74;
 /// Staging code or inputs failed; nothing ran. Usually worth a retry.
 pub const STAGING_FAILED: i32 = 75;
+/// The job's program could not be started (not found, not executable): the job's
+/// failure, not the agent's, with the code a shell gives a command it cannot run.
+pub const NOT_STARTED: i32 = 127;
 /// The job ran past its `timeout` and was stopped.
 pub const TIMED_OUT: i32 = 124;
 /// SIGINT or SIGTERM reached the agent and the run was stopped.

@@ -453,8 +453,11 @@ mod tests {
     fn ran(code: Option<i32>, signal: Option<i32>, ended_by: EndedBy, uploads: usize) -> Report {
         Outcome::Ran(Ran {
             exit: Exit {
-                code,
-                signal,
+                status: match (code, signal) {
+                    (Some(c), _) => crate::run::supervise::Status::Exited(c),
+                    (None, Some(s)) => crate::run::supervise::Status::Killed(s),
+                    (None, None) => panic!("an exit has a code or a signal"),
+                },
                 ended_by,
             },
             timeout_secs: Some(5.0),

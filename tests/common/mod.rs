@@ -43,6 +43,31 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// Copies the example `name` (`examples/<name>`) to `to`: only the files the repository
+/// tracks, so what a user's own runs of the example left in the checkout
+/// (`data/runs/<run id>`, git-ignored) never reaches a test.
+pub fn copy_example(name: &str, to: &Path) {
+    let dir = format!("examples/{name}");
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--", &dir])
+        .current_dir(repo())
+        .output()
+        .expect("git runs (the tests copy the examples git tracks)");
+    assert!(out.status.success(), "git ls-files {dir} failed: {:?}", out);
+    let files: Vec<&[u8]> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(!files.is_empty(), "git tracks no file under {dir}");
+    for f in files {
+        let rel = Path::new(std::str::from_utf8(f).unwrap());
+        let dest = to.join(rel.strip_prefix(&dir).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(rel), &dest).unwrap();
+    }
+}
+
 /// A scratch folder for one test, removed when dropped.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

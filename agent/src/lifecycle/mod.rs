@@ -389,11 +389,7 @@ impl Job<'_> {
             Err(e @ RunError::Spawn { .. }) => {
                 tracing::error!("{e}");
                 not_started = Some(e);
-                Exit {
-                    code: Some(127),
-                    signal: None,
-                    ended_by: EndedBy::Itself,
-                }
+                Exit::not_started()
             }
             Err(e) => return Err(e),
         };
@@ -405,8 +401,8 @@ impl Job<'_> {
             EndedBy::TimedOut => "timed_out",
         };
         self.events.emit(EventKind::Exited {
-            exit_code: exit.code,
-            signal: exit.signal,
+            exit_code: exit.code(),
+            signal: exit.signal(),
             reason: reason.into(),
             duration_ms: ms(ran_at),
         });

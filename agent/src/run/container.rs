@@ -424,10 +424,9 @@ impl supervise::Child for Running {
     /// Cancel-safe: a new wait on a stopped container answers at once.
     async fn wait(&mut self) -> Result<Status, RunError> {
         let code = wait_exit(&self.docker, &self.id).await?;
-        Ok(Status {
-            code: Some(i32::try_from(code).unwrap_or(crate::exit::INTERNAL)),
-            signal: None,
-        })
+        // The engine reports the process's exit status (0–255) as an i64.
+        let code = code.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+        Ok(Status::Exited(code))
     }
 }
 
@@ -571,7 +570,7 @@ async fn attach_start_and_supervise(
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     let exit = exit?;
-    if exit.code == Some(137) && exit.ended_by == EndedBy::Itself {
+    if exit.code() == Some(137) && exit.ended_by == EndedBy::Itself {
         say_if_out_of_memory(docker, id, c).await;
     }
     Ok(exit)

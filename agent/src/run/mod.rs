@@ -48,21 +48,43 @@ pub enum EndedBy {
 /// How the job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
-    /// Its exit code, when it exited.
-    pub code: Option<i32>,
-    /// The signal that killed it, when one did.
-    pub signal: Option<i32>,
+    /// Its exit code or the signal that killed it.
+    pub status: supervise::Status,
     /// What ended it.
     pub ended_by: EndedBy,
 }
 
 impl Exit {
+    /// The end of a job whose program could not be started: [`crate::exit::NOT_STARTED`],
+    /// as a shell answers for a command it cannot run.
+    pub fn not_started() -> Exit {
+        Exit {
+            status: supervise::Status::Exited(crate::exit::NOT_STARTED),
+            ended_by: EndedBy::Itself,
+        }
+    }
+
+    /// Its exit code, when it exited.
+    pub fn code(&self) -> Option<i32> {
+        match self.status {
+            supervise::Status::Exited(c) => Some(c),
+            supervise::Status::Killed(_) => None,
+        }
+    }
+
+    /// The signal that killed it, when one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.status {
+            supervise::Status::Killed(s) => Some(s),
+            supervise::Status::Exited(_) => None,
+        }
+    }
+
     /// The job's own code: its exit code, or 128+N for signal N.
     pub fn job_code(&self) -> i32 {
-        match (self.code, self.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => crate::exit::INTERNAL,
+        match self.status {
+            supervise::Status::Exited(c) => c,
+            supervise::Status::Killed(s) => 128 + s,
         }
     }
 }

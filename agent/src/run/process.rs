@@ -277,9 +277,11 @@ impl supervise::Child for Group {
         while self.stopping && crate::linux::group_alive(self.pgid.as_raw()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Status {
-            code: status.code(),
-            signal: status.signal(),
+        // Without an exit code the child was killed: its signal is in the raw wait
+        // status's low bits (WTERMSIG), which `signal()` reads.
+        Ok(match status.code() {
+            Some(c) => Status::Exited(c),
+            None => Status::Killed(status.signal().unwrap_or(status.into_raw() & 0x7f)),
         })
     }
 }

@@ -18,19 +18,20 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How one child ended.
+/// How one child ended: it exited with a code, or a signal killed it (one of the two,
+/// always, as the kernel reports it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
-    /// Its exit code, when it exited.
-    pub code: Option<i32>,
-    /// The signal that killed it, when one did.
-    pub signal: Option<i32>,
+pub enum Status {
+    /// It exited with this code.
+    Exited(i32),
+    /// This signal killed it.
+    Killed(i32),
 }
 
 impl Status {
     /// Whether it exited 0.
     fn succeeded(&self) -> bool {
-        self.code == Some(0) && self.signal.is_none()
+        *self == Status::Exited(0)
     }
 }
 
@@ -108,16 +109,9 @@ impl Ends {
         let i = self.first_failure.unwrap_or(0);
         let status = match self.ends.get_mut(i).and_then(Option::take) {
             Some(end) => end?,
-            None => Status {
-                code: Some(0),
-                signal: None,
-            },
+            None => Status::Exited(0),
         };
-        Ok(Exit {
-            code: status.code,
-            signal: status.signal,
-            ended_by,
-        })
+        Ok(Exit { status, ended_by })
     }
 }
 
@@ -166,8 +160,8 @@ const SIGNAL_ECHO: Duration = Duration::from_millis(500);
 /// exiting 128 + either, as a shell reports a child's.
 fn stop_signalled(end: &Result<Status, RunError>) -> bool {
     const STOPS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
-    matches!(end, Ok(s) if s.signal.is_some_and(|n| STOPS.contains(&n))
-        || s.code.is_some_and(|c| STOPS.iter().any(|n| c == 128 + n)))
+    matches!(end, Ok(Status::Killed(n)) if STOPS.contains(n))
+        || matches!(end, Ok(Status::Exited(c)) if STOPS.iter().any(|n| *c == 128 + n))
 }
 
 /// Waits for the children until they have all ended (`None`), one fails, the agent is
@@ -293,10 +287,7 @@ mod tests {
             Fake {
                 name,
                 ends_at: Instant::now() + after,
-                status: Status {
-                    code: Some(code),
-                    signal: None,
-                },
+                status: Status::Exited(code),
                 on_stop: Some(Duration::from_secs(1)),
                 sent: sent.clone(),
             }
@@ -316,10 +307,7 @@ mod tests {
             let at = Instant::now() + after;
             if at < self.ends_at {
                 self.ends_at = at;
-                self.status = Status {
-                    code: None,
-                    signal: Some(signal),
-                };
+                self.status = Status::Killed(signal);
             }
         }
     }
@@ -371,11 +359,12 @@ mod tests {
     }
 
     fn exit(code: Option<i32>, signal: Option<i32>, ended_by: EndedBy) -> Exit {
-        Exit {
-            code,
-            signal,
-            ended_by,
-        }
+        let status = match (code, signal) {
+            (Some(c), _) => Status::Exited(c),
+            (None, Some(s)) => Status::Killed(s),
+            (None, None) => panic!("an exit has a code or a signal"),
+        };
+        Exit { status, ended_by }
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,7 +447,7 @@ mod tests {
         let got = supervise(child, cancel, limits(None)).await.unwrap();
         // Which of the two comes first is the race's to decide; either way the child's
         // own exit stands and it is never killed.
-        assert_eq!((got.code, got.signal), (Some(0), None), "{got:?}");
+        assert_eq!((got.code(), got.signal()), (Some(0), None), "{got:?}");
         assert!(
             !sent(&s).iter().any(|(_, what)| what == "SIGKILL"),
             "{:?}",
@@ -554,7 +543,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.ended_by, EndedBy::TimedOut);
         // a obeyed first: its end is the job's.
-        assert_eq!(got.signal, Some(libc::SIGTERM));
+        assert_eq!(got.signal(), Some(libc::SIGTERM));
         let mut got_sent = sent(&s);
         got_sent.sort();
         assert_eq!(

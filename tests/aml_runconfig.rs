@@ -1,4 +1,4 @@
-//! Three fixes to the Azure ML v1 `.runconfig` importer (issue 18), checked through
+//! The Azure ML v1 `.runconfig` importer, checked through
 //! the binary as a scheduler sees them: the top-level `docker.useDocker` decides
 //! whether the job runs in a container; a `dataStoreName` that is not text, or not a
 //! name Azure ML accepts (an unfilled template placeholder), is refused with exit 64

@@ -1,4 +1,4 @@
-//! What a new user meets first (issue 20): exit codes and messages that say what to
+//! What a new user meets first: exit codes and messages that say what to
 //! do — a missing input, a program not on the PATH, a reused run id.
 
 use crate::common::*;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// The hello example copied into a scratch folder, its job rewritten by `edit`.
 fn hello(s: &Scratch, edit: impl Fn(String) -> String) -> PathBuf {
     let ex = s.path().join("hello");
-    crate::lifecycle::copy_tree(&repo().join("examples/hello"), &ex);
+    copy_example("hello", &ex);
     let job = ex.join("job.yaml");
     let text = std::fs::read_to_string(&job).unwrap();
     std::fs::write(&job, edit(text)).unwrap();

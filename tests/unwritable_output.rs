@@ -1,9 +1,8 @@
-//! Outputs that cannot be written (issue 19, item 6): stdout, stderr or the events file
+//! Outputs that cannot be written: stdout, stderr or the events file
 //! on `/dev/full` is a clear error and exit 74 (`OUTPUT_FAILED`), never a panic (101),
 //! and a run whose events are lost says so and fails.
 
 use crate::common::*;
-use crate::lifecycle::copy_tree;
 use std::fs::OpenOptions;
 use std::process::{Command, Output, Stdio};
 
@@ -15,7 +14,7 @@ fn full() -> Stdio {
 /// The hello example, copied into the scratch folder; its job file.
 fn hello(s: &Scratch) -> std::path::PathBuf {
     let ex = s.path().join("hello");
-    copy_tree(&repo().join("examples/hello"), &ex);
+    copy_example("hello", &ex);
     ex.join("job.yaml")
 }
 
