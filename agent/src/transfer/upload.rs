@@ -149,6 +149,41 @@ pub async fn send(
     progress: &Progress,
 ) -> Result<Uploaded, TransferError> {
     let mut out = Uploaded::default();
+    let mut todo = not_recorded(store, pairs, rules, &mut out)?;
+    if !rules.overwrite || rules.shared {
+        todo = not_there(store, todo, rules, &mut out).await?;
+        if all_or_nothing && !out.conflicts.is_empty() {
+            return Ok(out);
+        }
+    }
+    let sizes = todo
+        .iter()
+        .map(|(src, _)| std::fs::metadata(src).map_or(0, |m| m.len()));
+    progress.add_total(todo.len() as u64, sizes.sum());
+    let raced = Mutex::new(Raced::default());
+    stream::iter(todo.iter().map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |(src, path)| {
+            put_one(store, src, path, rules, progress, &raced)
+        })
+        .await?;
+    let raced = raced.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.conflicts.extend(raced.conflicts);
+    out.moved.skipped_files += raced.files;
+    out.moved.skipped_bytes += raced.bytes;
+    let (files, bytes) = progress.done();
+    out.moved.files = files;
+    out.moved.bytes = bytes;
+    Ok(out)
+}
+
+/// Phase 1 of [`send`]: the files the record says went up unchanged are skipped; the
+/// rest are returned.
+fn not_recorded(
+    store: &DynStore,
+    pairs: &[(PathBuf, String)],
+    rules: &Rules<'_>,
+    out: &mut Uploaded,
+) -> Result<Vec<(PathBuf, String)>, TransferError> {
     let mut todo = Vec::new();
     for (src, path) in pairs {
         let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
@@ -162,125 +197,132 @@ pub async fn send(
             todo.push((src.clone(), path.clone()));
         }
     }
-    let ours = |path: &str| {
-        rules.overwrite
-            && rules
-                .record
-                .sent(&record::key(store.name(), path))
-                .is_some()
-    };
-    if !rules.overwrite || rules.shared {
-        let there = existing(store.as_ref(), &todo).await?;
-        let mut keep = Vec::with_capacity(todo.len());
-        for (src, path) in todo {
-            match there.get(&path) {
-                Some(_) if ours(&path) => keep.push((src, path)),
-                Some(meta) => match same_bytes(store.as_ref(), &src, meta).await? {
-                    Some(sent) => {
-                        out.moved.skipped_files += 1;
-                        out.moved.skipped_bytes += sent.seen.size;
-                        rules.record.note(record::key(store.name(), &path), sent);
-                    }
-                    None => out.conflicts.push(path),
-                },
-                None => keep.push((src, path)),
-            }
+    Ok(todo)
+}
+
+/// Whether `path` is one this run (or an earlier attempt of its run id) sent, and so
+/// may be replaced when the output overwrites.
+fn ours(store: &DynStore, rules: &Rules<'_>, path: &str) -> bool {
+    rules.overwrite
+        && rules
+            .record
+            .sent(&record::key(store.name(), path))
+            .is_some()
+}
+
+/// Phase 2 of [`send`], when existing destinations matter (no overwrite, or nodes
+/// sharing the output): a destination that holds the same bytes is skipped and
+/// recorded, one with other bytes is a conflict; the files still to send are returned.
+async fn not_there(
+    store: &DynStore,
+    todo: Vec<(PathBuf, String)>,
+    rules: &Rules<'_>,
+    out: &mut Uploaded,
+) -> Result<Vec<(PathBuf, String)>, TransferError> {
+    let there = existing(store.as_ref(), &todo).await?;
+    let mut keep = Vec::with_capacity(todo.len());
+    for (src, path) in todo {
+        match there.get(&path) {
+            Some(_) if ours(store, rules, &path) => keep.push((src, path)),
+            Some(meta) => match same_bytes(store.as_ref(), &src, meta).await? {
+                Some(sent) => {
+                    out.moved.skipped_files += 1;
+                    out.moved.skipped_bytes += sent.seen.size;
+                    rules.record.note(record::key(store.name(), &path), sent);
+                }
+                None => out.conflicts.push(path),
+            },
+            None => keep.push((src, path)),
         }
-        if all_or_nothing && !out.conflicts.is_empty() {
-            return Ok(out);
-        }
-        todo = keep;
     }
-    let sizes = todo
-        .iter()
-        .map(|(src, _)| std::fs::metadata(src).map_or(0, |m| m.len()));
-    progress.add_total(todo.len() as u64, sizes.sum());
-    let raced = Mutex::new((Vec::new(), 0u64, 0u64));
-    stream::iter(todo.iter().map(Ok))
-        .try_for_each_concurrent(CONCURRENCY, |(src, path)| {
-            let raced = &raced;
-            async move {
-                let seen =
-                    Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
-                let replace = rules.overwrite && (!rules.shared || ours(path));
-                let meter = std::sync::Arc::new(progress.meter(seen.size));
-                let up = {
-                    let (store, src, path, m) =
-                        (store.clone(), src.clone(), path.clone(), meter.clone());
-                    on_worker(async move {
-                        store.upload_metered(&src, &path, replace, m.as_ref()).await
-                    })
-                };
-                // The MD5 is for the record, which tells this run's files from other
-                // nodes' and earlier attempts'; a lone upload with a record kept in
-                // memory only (`datastore upload-files`) never reads it.
-                let hash = async {
-                    match rules.record.is_saved() || rules.shared {
-                        true => Some(record::md5_of(src.clone()).await),
-                        false => None,
-                    }
-                };
-                let (sent, md5) = futures::join!(up, hash);
-                let md5 = md5
-                    .transpose()
-                    .map_err(|e| TransferError::io("cannot read output", src, e))?;
-                let key = record::key(store.name(), path);
-                match sent {
-                    Ok(n) => progress.file_done(n),
-                    // Another writer (a node of this job) got there first.
-                    Err(StoreError::AlreadyExists { .. }) => {
-                        let meta = match store.stat(path).await? {
-                            Entry::File(m) => m,
-                            _ => ObjectMeta {
-                                path: path.clone(),
-                                size: u64::MAX,
-                                version: None,
-                                md5: None,
-                            },
-                        };
-                        let md5 = match md5 {
-                            Some(m) => m,
-                            None => record::md5_of(src.clone())
-                                .await
-                                .map_err(|e| TransferError::io("cannot read output", src, e))?,
-                        };
-                        let mut r = raced.lock().unwrap_or_else(|e| e.into_inner());
-                        if meta.size == seen.size && meta.md5 == Some(md5) {
-                            r.1 += 1;
-                            r.2 += seen.size;
-                        } else {
-                            r.0.push(path.clone());
-                            return Ok(());
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                // A file that changed while it went up is sent again next time.
-                let Some(md5) = md5 else {
-                    return Ok(());
-                };
-                if Seen::of(src).ok() == Some(seen) {
-                    rules.record.note(
-                        key,
-                        record::SentFile {
-                            local: src.clone(),
-                            seen,
-                            md5: crate::digest::hex(&md5),
-                        },
-                    );
-                }
-                Ok::<(), TransferError>(())
+    Ok(keep)
+}
+
+/// What the conditional creates of phase 3 found another writer had put first.
+#[derive(Default)]
+struct Raced {
+    /// Destinations another writer filled with other bytes.
+    conflicts: Vec<String>,
+    /// Files another writer had put with the same bytes, and their bytes.
+    files: u64,
+    bytes: u64,
+}
+
+/// Phase 3 of [`send`], for one file: uploads it (hashing it alongside when a record
+/// keeps its MD5), settles a race with another writer, and records what went up.
+async fn put_one(
+    store: &DynStore,
+    src: &Path,
+    path: &str,
+    rules: &Rules<'_>,
+    progress: &Progress,
+    raced: &Mutex<Raced>,
+) -> Result<(), TransferError> {
+    let seen = Seen::of(src).map_err(|e| TransferError::io("cannot read output", src, e))?;
+    let replace = rules.overwrite && (!rules.shared || ours(store, rules, path));
+    let meter = std::sync::Arc::new(progress.meter(seen.size));
+    let up = {
+        let (store, src, path, m) = (store.clone(), src.to_path_buf(), path.to_string(), meter);
+        on_worker(async move { store.upload_metered(&src, &path, replace, m.as_ref()).await })
+    };
+    // The MD5 is for the record, which tells this run's files from other nodes' and
+    // earlier attempts'; a lone upload with a record kept in memory only (`datastore
+    // upload-files`) never reads it.
+    let hash = async {
+        match rules.record.is_saved() || rules.shared {
+            true => Some(record::md5_of(src.to_path_buf()).await),
+            false => None,
+        }
+    };
+    let (sent, md5) = futures::join!(up, hash);
+    let md5 = md5
+        .transpose()
+        .map_err(|e| TransferError::io("cannot read output", src, e))?;
+    match sent {
+        Ok(n) => progress.file_done(n),
+        // Another writer (a node of this job) got there first.
+        Err(StoreError::AlreadyExists { .. }) => {
+            let meta = match store.stat(path).await? {
+                Entry::File(m) => m,
+                _ => ObjectMeta {
+                    path: path.to_string(),
+                    size: u64::MAX,
+                    version: None,
+                    md5: None,
+                },
+            };
+            let md5 = match md5 {
+                Some(m) => m,
+                None => record::md5_of(src.to_path_buf())
+                    .await
+                    .map_err(|e| TransferError::io("cannot read output", src, e))?,
+            };
+            let mut r = raced.lock().unwrap_or_else(|e| e.into_inner());
+            if meta.size == seen.size && meta.md5 == Some(md5) {
+                r.files += 1;
+                r.bytes += seen.size;
+            } else {
+                r.conflicts.push(path.to_string());
+                return Ok(());
             }
-        })
-        .await?;
-    let (conflicts, files, bytes) = raced.into_inner().unwrap_or_else(|e| e.into_inner());
-    out.conflicts.extend(conflicts);
-    out.moved.skipped_files += files;
-    out.moved.skipped_bytes += bytes;
-    let (files, bytes) = progress.done();
-    out.moved.files = files;
-    out.moved.bytes = bytes;
-    Ok(out)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // A file that changed while it went up is sent again next time.
+    let Some(md5) = md5 else {
+        return Ok(());
+    };
+    if Seen::of(src).ok() == Some(seen) {
+        rules.record.note(
+            record::key(store.name(), path),
+            record::SentFile {
+                local: src.to_path_buf(),
+                seen,
+                md5: crate::digest::hex(&md5),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// When the object `meta` holds the bytes of the local file `src` (same size, same
