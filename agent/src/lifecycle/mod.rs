@@ -8,6 +8,7 @@
 mod outputs;
 pub mod preflight;
 pub mod run_dir;
+mod stage;
 
 use crate::cache::NodeCache;
 use crate::events::Events;
@@ -17,16 +18,12 @@ use crate::plan::{DataPlan, Loaded, Plan};
 use crate::progress_bar;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
-use crate::store::{DynStore, Entry, StoreError};
 use crate::transfer::progress::{Progress, Ticker};
 use crate::transfer::record::UploadRecord;
-use crate::transfer::{download, Moved};
-use futures::future::try_join_all;
+use crate::transfer::Moved;
 use preflight::{Looked, Stores};
 use stagehand_protocol::events::EventKind;
-use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::size::human;
-use stagehand_protocol::Mode;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -288,18 +285,7 @@ impl Job<'_> {
             phase: &phase,
             looked: &looked,
         };
-        let data = async {
-            if let Some(code) = &plan.code {
-                stage_one(code, "code snapshot".into(), &t, mounts).await?;
-            }
-            let inputs = plan
-                .inputs
-                .iter()
-                .map(|d| stage_one(d, format!("input {:?}", d.name), &t, mounts));
-            let moved = try_join_all(inputs).await?;
-            make_output_dirs(plan)?;
-            Ok::<Moved, StageError>(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
-        };
+        let data = stage::data(plan, &t, mounts);
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
         let both = async { futures::try_join!(data, prepare).map(|(moved, ())| moved) };
         let seen = self.cancel.received().0;
@@ -415,23 +401,6 @@ impl Job<'_> {
     }
 }
 
-/// Creates each output's folder before launch; a file output gets its parent, since
-/// the job makes the file.
-fn make_output_dirs(plan: &Plan) -> Result<(), StageError> {
-    for o in &plan.outputs {
-        let dir = match o.local_path.parent() {
-            Some(parent) if o.is_file => parent,
-            _ => &o.local_path,
-        };
-        std::fs::create_dir_all(dir).map_err(|source| StageError::OutputDir {
-            name: o.name.clone(),
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 /// What every transfer of a phase shares: the stores, the event sink, and the phase's
 /// progress (which the terminal's bar shows).
 struct Transfer<'a> {
@@ -443,111 +412,6 @@ struct Transfer<'a> {
     /// What the preflight looked up, to download from (each taken by its download:
     /// a large listing is not copied).
     looked: &'a std::sync::Mutex<Looked>,
-}
-
-async fn stage_one(
-    d: &DataPlan,
-    what: String,
-    t: &Transfer<'_>,
-    mounts: &RunMounts,
-) -> Result<Moved, StageError> {
-    let events = t.events;
-    let store = &t.stores[&d.store_key()];
-    let started = Instant::now();
-    events.emit(EventKind::StageStarted {
-        name: d.name.clone(),
-        mode: d.mode.as_str().into(),
-        source: match &d.local_source {
-            Some(dir) if d.path.is_empty() => dir.display().to_string(),
-            Some(dir) => dir.join(&d.path).display().to_string(),
-            None => format!("{}:{}", d.datastore, d.path),
-        },
-        destination: d.local_path.display().to_string(),
-    });
-    let mut download_instead = d.mode != Mode::Mount;
-    if d.mode == Mode::Mount && !d.fuse {
-        check_in_place(store, &d.path)
-            .await
-            .map_err(|source| StageError::InPlace {
-                what: what.clone(),
-                source,
-            })?;
-    }
-    if d.mode == Mode::Mount && d.fuse {
-        match mounts.mount(store.clone(), &d.path, &d.local_path).await {
-            Ok(()) => {}
-            Err(e) if e.is_unavailable() && d.mount_fallback == Some(MountFallback::Download) => {
-                let message =
-                    format!("{what}: {e}; downloading it instead, as its mount_fallback asks");
-                tracing::warn!("{message}");
-                events.emit(EventKind::Warning { message });
-                download_instead = true;
-            }
-            Err(source) => return Err(StageError::Mount { what, source }),
-        }
-    }
-    // A mount moves nothing now (and a local folder is read in place).
-    let moved = if download_instead {
-        let (progress, _ticker) = track(events, &d.name, false, t.phase);
-        let key = preflight::lookup_key(d);
-        let found = t
-            .looked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        let want = download::Want {
-            overwrite: d.overwrite,
-            slice: d.slice,
-            cache: t.cache,
-        };
-        download::download(store, &d.path, found, &d.local_path, &want, &progress)
-            .await
-            .map_err(|source| StageError::Download {
-                what: what.clone(),
-                source,
-            })?
-            .moved
-    } else {
-        Default::default()
-    };
-    if download_instead {
-        tracing::info!(
-            "{what}: {} file(s), {} fetched; {} unchanged file(s) kept; node cache: {} hit(s) ({}), {} miss(es)",
-            moved.files,
-            human(moved.bytes),
-            moved.skipped_files,
-            moved.cache_hits,
-            human(moved.cache_hit_bytes),
-            moved.cache_misses
-        );
-    }
-    events.emit(EventKind::StageFinished {
-        name: d.name.clone(),
-        files: moved.files,
-        bytes: moved.bytes,
-        skipped_files: moved.skipped_files,
-        skipped_bytes: moved.skipped_bytes,
-        cache_hits: moved.cache_hits,
-        cache_hit_bytes: moved.cache_hit_bytes,
-        cache_misses: moved.cache_misses,
-        duration_ms: ms(started),
-    });
-    Ok(moved)
-}
-
-/// A local datastore's path given to the job in place must be there, and nothing in it
-/// may resolve outside the datastore's root: the job reads it directly, so the checks
-/// a download or the FUSE mount make on every name are made here, once, on all of them.
-async fn check_in_place(store: &DynStore, path: &str) -> Result<(), StoreError> {
-    match store.stat(path).await? {
-        Entry::File(_) => Ok(()),
-        // Listing resolves every name below, refusing any that leaves the root.
-        Entry::Dir => store.list(path).await.map(|_| ()),
-        Entry::Missing => Err(StoreError::NotFound {
-            datastore: store.name().to_string(),
-            path: path.to_string(),
-        }),
-    }
 }
 
 /// Progress counters for one transfer, reported as an event every second and as a
