@@ -13,6 +13,7 @@ mod aml;
 mod aml_data;
 mod aml_env;
 mod aml_runconfig;
+mod architecture;
 mod azure_file;
 mod blob;
 mod blob_identity;
