@@ -350,15 +350,7 @@ pub fn build_with(
     scheduler: Option<SchedulerIds>,
 ) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
-    // A run id given, or the scheduler's, is the next run's too; a new one is not.
-    let run_id_pinned = run_id.is_some() || scheduler.is_some();
-    // A scheduler's task keeps its run id across a requeue: it resumes in its folder.
-    let run_id = match (run_id, &scheduler) {
-        (Some(id), _) => id.to_string(),
-        (None, Some(ids)) => scheduler::run_id(ids),
-        (None, None) => new_run_id(),
-    };
-    check_run_id(loaded, &run_id)?;
+    let (run_id, run_id_pinned) = choose_run_id(loaded, run_id, scheduler.as_ref())?;
     let (task_index, task_count) = scheduler
         .as_ref()
         .map_or((0, 1), |s| (s.task_index, s.task_count));
@@ -444,6 +436,24 @@ pub fn build_with(
         distribution,
         run_dir,
     })
+}
+
+/// The run's id, and whether it is pinned (given, or the scheduler's: the next run's
+/// too; a new one is not). A scheduler's task keeps its run id across a requeue, so
+/// it resumes in its folder.
+fn choose_run_id(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    scheduler: Option<&SchedulerIds>,
+) -> Result<(String, bool), Problems> {
+    let pinned = run_id.is_some() || scheduler.is_some();
+    let run_id = match (run_id, scheduler) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(ids)) => scheduler::run_id(ids),
+        (None, None) => new_run_id(),
+    };
+    check_run_id(loaded, &run_id)?;
+    Ok((run_id, pinned))
 }
 
 /// Where the code, each input and each output is: every problem of all of them at
