@@ -16,6 +16,7 @@ pub mod load;
 pub mod locate;
 pub mod nesting;
 pub mod path;
+pub mod problem;
 pub mod secret;
 pub mod shard;
 pub mod size;
@@ -25,7 +26,8 @@ pub mod suggest;
 pub mod workspace;
 
 pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};
-pub use load::{load_job, load_workspace, parse_job, parse_workspace, Problem, Problems};
+pub use load::{load_job, load_workspace, parse_job, parse_workspace};
+pub use problem::{Problem, Problems};
 pub use secret::Secret;
 pub use workspace::{AssetType, Credentials, DataAsset, Datastore, Workspace};
 

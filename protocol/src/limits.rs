@@ -8,8 +8,8 @@
 //! (native, runconfig, v2), workspace files and v2 datastore files all pass through
 //! [`read`] or, given as text, through [`check`]. Nothing here parses a value.
 
-use crate::load::{Problem, Problems};
 use crate::locate::Location;
+use crate::problem::{Problem, Problems};
 use std::io::Read;
 use std::path::Path;
 

@@ -13,8 +13,8 @@ pub mod v2_datastore;
 pub mod v2_job;
 
 use crate::job::JobSpec;
-use crate::load::{Parsed, Problem, Problems};
 use crate::locate::Index;
+use crate::problem::{Parsed, Problem, Problems};
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};

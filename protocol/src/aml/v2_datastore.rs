@@ -8,7 +8,7 @@
 //! are literals, accepted and warned about like literals in a workspace file.
 
 use super::{entries, is_set, scalar_text, Source};
-use crate::load::{Problem, Problems};
+use crate::problem::{Problem, Problems};
 use crate::secret::Secret;
 use crate::workspace::{Credentials, Datastore};
 use serde_yaml::{Mapping, Value};

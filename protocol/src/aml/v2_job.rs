@@ -28,7 +28,7 @@ use super::{
 };
 use crate::duration::SpecDuration;
 use crate::job::{Code, ContainerSpec, DataRef, JobSpec, Mode};
-use crate::load::{Parsed, Problems};
+use crate::problem::{Parsed, Problems};
 use crate::substitute::{substitute, Reference, DATAREF_PREFIX};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! Azure ML's `ro_mount` → `mount`). An entry with problems is still returned, its bad
 //! fields at their defaults, so that the workspace rules run on the rest of it.
 
-use super::{path_join, Reader};
+use super::reader::{path_join, Reader};
 use crate::job::{DataRef, Mode};
 use crate::suggest;
 use serde_yaml::Value;

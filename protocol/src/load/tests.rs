@@ -3,8 +3,12 @@
 //! [`validate_job`] and [`parse_workspace`], and how problems read.
 
 use super::*;
-use crate::job::{AllGpus, ContainerUser, Gpus, MountFallback, Pull, UploadOn, Volume};
-use crate::Credentials;
+use crate::job::{
+    AllGpus, ContainerUser, Gpus, JobSpec, Mode, MountFallback, Pull, UploadOn, Volume,
+};
+use crate::secret::Secret;
+use crate::workspace::{Credentials, Datastore, Workspace};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const JOB: &str = "job.yaml";
