@@ -347,3 +347,6 @@ impl Resolver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
