@@ -368,6 +368,25 @@ fn a_url_of_another_container_is_read_anonymously_and_never_written() {
     only(&problems, "outputs.o.url", "cannot be written anonymously");
 }
 
+/// A public container's name is a URL: its root lands under the container's name, not
+/// under `anonymous:https:/…` folders.
+#[test]
+fn a_public_containers_root_lands_under_the_containers_name() {
+    let f = Fixture::new();
+    let plan = f.plan(&job(
+        "inputs:\n  p: {url: \"https://pub.blob.core.windows.net/open\", mode: download}\n  q: {url: \"wasbs://open@pub.blob.core.windows.net/\", mode: mount}\n",
+    ));
+    for name in ["p", "q"] {
+        let d = input(&plan, name);
+        assert_eq!(
+            d.datastore,
+            "anonymous:https://pub.blob.core.windows.net/open"
+        );
+        assert_eq!(d.path, "");
+        assert_eq!(d.local_path, f.in_run(&format!("inputs/{name}/open")));
+    }
+}
+
 #[test]
 fn a_data_asset_resolves_to_its_datastore_url_or_local_folder() {
     let f = Fixture::new();
