@@ -153,6 +153,11 @@ impl Fixture {
             Err(p) => p.0,
         }
     }
+
+    /// `text` with the temporary folder written `[TMP]`, for snapshots.
+    pub fn redact(&self, text: &str) -> String {
+        text.replace(&self.root().display().to_string(), "[TMP]")
+    }
 }
 
 /// The input `name` of `plan`.
