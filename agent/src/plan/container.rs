@@ -285,3 +285,434 @@ fn place(d: &mut DataPlan, run_dir: &Path) -> Option<Bind> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The container's binds and paths, section by section: the run folder and the
+    //! working folder, each input and output, extra volumes and pass-through variables,
+    //! named environments and image builds.
+
+    use super::super::testing::{input, job, only, output, Fixture, Task, WS};
+    use super::*;
+
+    /// A bind as a test reads it: purpose, host, container path, read-only, propagation.
+    type Row = (String, PathBuf, String, bool, Propagation);
+
+    fn rows(plan: &Plan) -> Vec<Row> {
+        plan.container
+            .as_ref()
+            .expect("a container plan")
+            .binds
+            .iter()
+            .map(|b| {
+                let Bind {
+                    purpose,
+                    host,
+                    container,
+                    read_only,
+                    propagation,
+                } = b.clone();
+                (purpose, host, container, read_only, propagation)
+            })
+            .collect()
+    }
+
+    fn row(purpose: &str, host: PathBuf, container: &str, ro: bool, p: Propagation) -> Row {
+        (purpose.into(), host, container.into(), ro, p)
+    }
+
+    /// The bind whose purpose is `purpose`.
+    fn bind<'p>(plan: &'p Plan, purpose: &str) -> &'p Bind {
+        let c = plan.container.as_ref().expect("a container plan");
+        c.binds
+            .iter()
+            .find(|b| b.purpose == purpose)
+            .unwrap_or_else(|| panic!("no bind {purpose:?} in {:#?}", c.binds))
+    }
+
+    fn in_container(lines: &str) -> String {
+        job(&format!("container: {{image: python:3.11}}\n{lines}"))
+    }
+
+    // --- The run folder and the working folder ------------------------------------------
+
+    #[test]
+    fn a_process_job_has_no_container_and_sees_node_paths() {
+        let f = Fixture::new();
+        let plan = f.plan(&job(""));
+        assert!(plan.container.is_none());
+        assert_eq!(plan.runner, "process");
+        assert_eq!(
+            plan.environment["STAGEHAND_RUN_DIR"],
+            f.run_dir().display().to_string()
+        );
+    }
+
+    #[test]
+    fn without_code_the_run_folder_is_writable_and_the_job_folder_is_the_read_only_workdir() {
+        let f = Fixture::new();
+        let plan = f.plan(&in_container(""));
+        assert_eq!(plan.runner, "container");
+        assert_eq!(
+            rows(&plan),
+            [
+                row(
+                    "run folder",
+                    f.run_dir(),
+                    "/mnt/stagehand/run",
+                    false,
+                    Propagation::Slave
+                ),
+                row(
+                    "job folder",
+                    f.root().to_path_buf(),
+                    "/mnt/stagehand/job",
+                    true,
+                    Propagation::Private
+                ),
+            ]
+        );
+        let c = plan.container.as_ref().unwrap();
+        assert_eq!(c.working_dir, "/mnt/stagehand/job");
+        assert_eq!(plan.environment["STAGEHAND_RUN_DIR"], "/mnt/stagehand/run");
+        // The node's working folder stays the job's folder (the runner's cwd).
+        assert_eq!(plan.working_dir, f.root());
+    }
+
+    #[test]
+    fn the_code_snapshot_is_the_workdir_inside_the_run_folder_with_no_bind_of_its_own() {
+        let f = Fixture::new();
+        f.mkdir("src");
+        let plan = f.plan(&in_container("code: {local: src}\n"));
+        assert_eq!(
+            rows(&plan),
+            [row(
+                "run folder",
+                f.run_dir(),
+                "/mnt/stagehand/run",
+                false,
+                Propagation::Slave
+            )]
+        );
+        assert_eq!(
+            plan.container.as_ref().unwrap().working_dir,
+            "/mnt/stagehand/run/code"
+        );
+        assert_eq!(
+            plan.code.as_ref().unwrap().job_path,
+            "/mnt/stagehand/run/code"
+        );
+        assert_eq!(plan.code.as_ref().unwrap().local_path, f.in_run("code"));
+    }
+
+    #[test]
+    fn a_workdir_in_the_spec_wins() {
+        let f = Fixture::new();
+        let plan = f.plan(&job(
+            "container: {image: python:3.11, workdir: /workspace}\n",
+        ));
+        assert_eq!(plan.container.as_ref().unwrap().working_dir, "/workspace");
+    }
+
+    // --- Inputs and outputs --------------------------------------------------------------
+
+    #[test]
+    fn an_input_is_bound_again_read_only_over_the_run_folder() {
+        let f = Fixture::new();
+        let plan = f.plan(&in_container(
+            "inputs:\n  t: {path: sets/t, mode: download}\n  m: {path: sets/m, mode: mount}\n",
+        ));
+        assert_eq!(
+            *bind(&plan, "input t"),
+            Bind {
+                purpose: "input t".into(),
+                host: f.in_run("inputs/t/t"),
+                container: "/mnt/stagehand/run/inputs/t/t".into(),
+                read_only: true,
+                propagation: Propagation::Private,
+            }
+        );
+        // A FUSE mount made under the run folder after the container starts must reach it.
+        let m = bind(&plan, "input m");
+        assert!(m.read_only);
+        assert_eq!(m.propagation, Propagation::Slave);
+        assert_eq!(m.container, "/mnt/stagehand/run/inputs/m/m");
+        // The job's paths are the container's, on the node's file names.
+        assert_eq!(input(&plan, "t").job_path, "/mnt/stagehand/run/inputs/t/t");
+        assert_eq!(input(&plan, "t").local_path, f.in_run("inputs/t/t"));
+    }
+
+    #[test]
+    fn the_command_and_variables_carry_container_paths() {
+        let f = Fixture::new();
+        let plan = f.plan(
+            "name: j\ncommand: [train, \"${{inputs.t}}\", \"--out=$AZUREML_DATAREFERENCE_m\"]\ncontainer: {image: python:3.11}\ninputs:\n  t: {path: sets/t, mode: download}\noutputs:\n  m: {path: m, mode: upload}\n",
+        );
+        assert_eq!(
+            plan.command,
+            [
+                "train",
+                "/mnt/stagehand/run/inputs/t/t",
+                "--out=/mnt/stagehand/run/outputs/m"
+            ]
+        );
+        assert_eq!(
+            plan.environment["AZUREML_DATAREFERENCE_t"],
+            "/mnt/stagehand/run/inputs/t/t"
+        );
+        assert_eq!(
+            plan.environment["AZUREML_DATAREFERENCE_m"],
+            "/mnt/stagehand/run/outputs/m"
+        );
+    }
+
+    #[test]
+    fn an_output_in_the_run_folder_needs_no_bind_of_its_own() {
+        let f = Fixture::new();
+        let plan = f.plan(&in_container(
+            "outputs:\n  m: {path: m, mode: upload}\n  f: {path: f, mode: upload, path_on_compute: out/model.pt}\n",
+        ));
+        assert_eq!(
+            rows(&plan).len(),
+            2,
+            "run and job folders only: {:#?}",
+            rows(&plan)
+        );
+        assert_eq!(output(&plan, "m").job_path, "/mnt/stagehand/run/outputs/m");
+        assert_eq!(
+            output(&plan, "f").job_path,
+            "/mnt/stagehand/run/out/model.pt"
+        );
+    }
+
+    #[test]
+    fn data_outside_the_run_folder_appears_under_the_data_folder() {
+        let f = Fixture::new();
+        let out = f.path("elsewhere/ckpt");
+        let plan = f.plan(&in_container(&format!(
+            "outputs:\n  c: {{path: c, mode: upload, path_on_compute: {}}}\n",
+            out.display()
+        )));
+        assert_eq!(
+            *bind(&plan, "output c"),
+            Bind {
+                purpose: "output c".into(),
+                host: out,
+                container: "/mnt/stagehand/data/c/ckpt".into(),
+                read_only: false,
+                propagation: Propagation::Private,
+            }
+        );
+        assert_eq!(output(&plan, "c").job_path, "/mnt/stagehand/data/c/ckpt");
+    }
+
+    #[test]
+    fn a_one_file_output_outside_the_run_folder_binds_the_folder_it_goes_in() {
+        let f = Fixture::new();
+        let file = f.path("elsewhere/model.pkl");
+        let plan = f.plan(&in_container(&format!(
+            "outputs:\n  m: {{path: m.pkl, mode: upload, path_on_compute: {}}}\n",
+            file.display()
+        )));
+        let b = bind(&plan, "output m");
+        assert_eq!(b.host, f.path("elsewhere"));
+        assert_eq!(b.container, "/mnt/stagehand/data/m");
+        assert!(!b.read_only);
+        assert_eq!(
+            output(&plan, "m").job_path,
+            "/mnt/stagehand/data/m/model.pkl"
+        );
+    }
+
+    #[test]
+    fn local_data_used_in_place_is_bound_read_only_under_the_data_folder() {
+        let f = Fixture::new();
+        f.mkdir("data/sets/t");
+        let here = f.mkdir("sets/here");
+        let plan = f.plan(&in_container(
+            "inputs:\n  t: {datastore: local, path: sets/t, mode: mount}\n  h: {local: sets/here, mode: mount}\n",
+        ));
+        let t = bind(&plan, "input t");
+        assert_eq!(
+            (t.host.clone(), t.container.as_str(), t.read_only),
+            (f.path("data/sets/t"), "/mnt/stagehand/data/t/t", true)
+        );
+        let h = bind(&plan, "input h");
+        assert_eq!(
+            (h.host.clone(), h.container.as_str(), h.read_only),
+            (here, "/mnt/stagehand/data/h/here", true)
+        );
+        assert_eq!(input(&plan, "h").job_path, "/mnt/stagehand/data/h/here");
+    }
+
+    #[test]
+    fn a_local_datastore_mounted_through_fuse_is_bound_in_the_run_folder() {
+        let f = Fixture::new();
+        let task = Task {
+            local_fuse: true,
+            ..Task::default()
+        };
+        let plan = f.plan_for(
+            &in_container("inputs:\n  t: {datastore: local, path: sets/t, mode: mount}\n"),
+            task,
+        );
+        let t = bind(&plan, "input t");
+        assert_eq!(t.container, "/mnt/stagehand/run/inputs/t/t");
+        assert_eq!(t.propagation, Propagation::Slave);
+    }
+
+    #[test]
+    fn binds_come_in_order_run_folder_job_folder_inputs_outputs_volumes() {
+        let f = Fixture::new();
+        let vol = f.mkdir("datasets");
+        let out = f.path("elsewhere/o");
+        let plan = f.plan(&job(&format!(
+            "container:\n  image: python:3.11\n  volumes: [{{host: {}, container: /datasets/}}]\ninputs:\n  b: {{path: b, mode: download}}\n  a: {{path: a, mode: download}}\noutputs:\n  o: {{path: o, mode: upload, path_on_compute: {}}}\n",
+            vol.display(),
+            out.display()
+        )));
+        let purposes: Vec<String> = rows(&plan).into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            purposes,
+            [
+                "run folder",
+                "job folder",
+                "input a",
+                "input b",
+                "output o",
+                "volumes[0]"
+            ]
+        );
+        let v = bind(&plan, "volumes[0]");
+        assert_eq!((v.host.clone(), v.container.as_str()), (vol, "/datasets"));
+        assert!(v.read_only, "extra volumes are always read-only");
+    }
+
+    // --- What the spec may not ask --------------------------------------------------------
+
+    #[test]
+    fn a_volume_missing_on_this_node_is_refused() {
+        let f = Fixture::new();
+        let missing = f.path("no-such-folder");
+        let problems = f.refused(&job(&format!(
+            "container:\n  image: python:3.11\n  volumes: [{{host: {}, container: /d}}]\n",
+            missing.display()
+        )));
+        only(
+            &problems,
+            "container.volumes[0].host",
+            "does not exist on this node",
+        );
+    }
+
+    #[test]
+    fn a_variable_holding_a_datastore_credential_is_never_passed_through() {
+        let ws = WS.replace(
+            "  local: {type: local, root: ./data}\n",
+            "  local: {type: local, root: ./data}\n  keyed: {type: azure_blob, account_name: k, container_name: c, credentials: {account_key: {env: UNIT_TEST_STORAGE_KEY}}}\n",
+        );
+        let f = Fixture::with_workspace(&ws);
+        let problems = f.refused(&job(
+            "container: {image: python:3.11, env: [HOME, UNIT_TEST_STORAGE_KEY]}\n",
+        ));
+        only(
+            &problems,
+            "container.env[1]",
+            "holds a datastore credential",
+        );
+        // And a process job does not inherit it.
+        let plan = f.plan(&job(""));
+        assert_eq!(plan.removed_environment, ["UNIT_TEST_STORAGE_KEY"]);
+    }
+
+    // --- Images: named environments and builds ---------------------------------------------
+
+    /// [`WS`] with environments of each kind: an image, a build context, a conda file.
+    fn with_environments(f_setup: impl FnOnce(&Fixture)) -> Fixture {
+        let ws = format!(
+            "{WS}environments:\n  plain:2: {{image: \"mirror.local/plain:2\"}}\n  built: {{build: ./envs/built, dockerfile: Dockerfile.gpu}}\n  conda: {{image: \"python:3.11\", conda_file: ./envs/conda.yml}}\n"
+        );
+        let f = Fixture::with_workspace(&ws);
+        f_setup(&f);
+        f
+    }
+
+    #[test]
+    fn a_named_environment_becomes_its_image_and_says_where_it_was_found() {
+        let f = with_environments(|_| {});
+        let plan = f.plan(&job("container: {environment: \"plain:2\"}\n"));
+        let c = plan.container.as_ref().unwrap();
+        assert_eq!(c.spec.image, "mirror.local/plain:2");
+        assert_eq!(
+            c.environment_from.as_deref(),
+            Some("workspace environments.plain:2")
+        );
+        assert!(c.image_build.is_none());
+        let problems = f.refused(&job("container: {environment: nowhere}\n"));
+        only(&problems, "container.environment", "nowhere");
+    }
+
+    #[test]
+    fn an_environment_with_a_build_context_is_built_here_with_its_log_in_the_run_folder() {
+        let f = with_environments(|f| {
+            f.mkdir("envs/built");
+        });
+        let plan = f.plan(&job("container: {environment: built}\n"));
+        let b = plan
+            .container
+            .as_ref()
+            .unwrap()
+            .image_build
+            .clone()
+            .unwrap();
+        assert_eq!(b.context.as_deref(), Some(f.path("envs/built").as_path()));
+        assert_eq!(b.dockerfile_in_context(), "Dockerfile.gpu");
+        assert_eq!(b.log, f.in_run("logs/build.log"));
+        assert_eq!(b.describe(), f.path("envs/built").display().to_string());
+    }
+
+    #[test]
+    fn a_conda_environment_derives_an_image_from_its_base() {
+        let f = with_environments(|f| {
+            f.write("envs/conda.yml", "dependencies: [numpy]\n");
+        });
+        let plan = f.plan(&job("container: {environment: conda}\n"));
+        let b = plan
+            .container
+            .as_ref()
+            .unwrap()
+            .image_build
+            .clone()
+            .unwrap();
+        assert_eq!(b.context, None);
+        assert_eq!(b.base.as_deref(), Some("python:3.11"));
+        assert_eq!(
+            b.conda_file.as_deref(),
+            Some(f.path("envs/conda.yml").as_path())
+        );
+        assert!(b
+            .derived_dockerfile()
+            .starts_with("FROM python:3.11\nCOPY conda.yml "));
+        assert!(b
+            .describe()
+            .starts_with("python:3.11 with conda environment "));
+        assert_eq!(b.dockerfile_in_context(), "Dockerfile");
+    }
+
+    #[test]
+    fn a_build_context_that_is_not_a_folder_is_refused() {
+        let f = Fixture::new();
+        let problems = f.refused(&job("container: {build: {context: ./nope}}\n"));
+        only(&problems, "container.build.context", "is not a folder");
+        f.mkdir("ctx");
+        let plan = f.plan(&job("container: {build: {context: ./ctx}}\n"));
+        let b = plan
+            .container
+            .as_ref()
+            .unwrap()
+            .image_build
+            .clone()
+            .unwrap();
+        assert_eq!(b.context.as_deref(), Some(f.path("ctx").as_path()));
+    }
+}

@@ -73,10 +73,13 @@ impl Resolver<'_> {
             expand_task_placeholders(&raw, self.task_index, self.task_count)
         };
         let path = spec_path(&raw).ok()?;
+        // The root lands under the datastore's name; an anonymous container's name is
+        // a URL (`anonymous:https://…/open`), of which only the container is one folder.
         let leaf = path
             .rsplit('/')
             .next()
             .filter(|s| !s.is_empty())
+            .or_else(|| ds_name.rsplit('/').next())
             .unwrap_or(&ds_name)
             .to_string();
         let default_dir = self
@@ -347,3 +350,6 @@ impl Resolver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

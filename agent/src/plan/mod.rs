@@ -7,6 +7,8 @@ mod data;
 mod distribution;
 mod render;
 pub mod scheduler;
+#[cfg(test)]
+mod testing;
 
 use container::container_plan;
 pub use container::{Bind, BuildPlan, ContainerPlan, Propagation};
@@ -349,6 +351,19 @@ pub fn build_with(
     run_dir: Option<&Path>,
     scheduler: Option<SchedulerIds>,
 ) -> Result<Plan, Problems> {
+    build_placing(loaded, run_id, run_dir, scheduler, local_mount_via_fuse())
+}
+
+/// [`build_with`], told whether local datastores mount through FUSE
+/// (`STAGEHAND_LOCAL_MOUNT=fuse`) instead of reading the setting: the plan's tests
+/// decide it rather than inherit it from whoever runs them.
+pub(crate) fn build_placing(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    run_dir: Option<&Path>,
+    scheduler: Option<SchedulerIds>,
+    local_fuse: bool,
+) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
     let (run_id, run_id_pinned) = choose_run_id(loaded, run_id, scheduler.as_ref())?;
     let (task_index, task_count) = scheduler
@@ -367,7 +382,7 @@ pub fn build_with(
         loaded,
         run_id: &run_id,
         run_dir: &run_dir,
-        local_fuse: local_mount_via_fuse(),
+        local_fuse,
         task_index,
         task_count,
         slice: shard_slice(scheduler.as_ref()),

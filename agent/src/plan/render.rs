@@ -298,3 +298,233 @@ fn shell_quote(a: &str) -> String {
         format!("'{}'", a.replace('\'', r"'\''"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The text of `stagehand plan`, snapshotted whole for a process job, a container
+    //! job and an imported Azure ML job; then each line that appears only sometimes, and
+    //! the promise that no secret of the workspace is ever in it.
+
+    use super::super::testing::{job, Fixture, Task, RUN_ID, WS};
+    use super::*;
+
+    /// A process job with one data reference of every kind, a code snapshot, a time
+    /// limit, and a scheduler's array task.
+    const EVERYTHING: &str = r#"name: train
+command: [python, train.py, --note, "it's a test", "", "--shard={task_index}"]
+environment: {LR: "0.1"}
+timeout: 1h 30m
+kill_grace: 20s
+keep_run_dir: true
+code: {local: ./src}
+inputs:
+  train: {datastore: blob, path: sets/train, mode: download, overwrite: true}
+  stream: {datastore: lake, path: sets/stream, mode: mount, mount_fallback: download}
+  inplace: {datastore: local, path: sets/local, mode: mount}
+  here: {local: ./sets/here, mode: mount}
+  iris: {asset: "iris:1", mode: download}
+  open: {url: "https://pub.blob.core.windows.net/open/iris.csv", mode: download}
+  shards: {path: shards, mode: download, shard: by_file}
+outputs:
+  model: {path: "models/{run_id}", mode: upload, upload_on: success}
+  weights: {path: w/model.pt, mode: upload, path_on_compute: out/model.pt, overwrite: true}
+  ckpt: {path: "ckpt/{name}", mode: upload, sync: 5m}
+"#;
+
+    fn everything() -> Fixture {
+        let f = Fixture::new();
+        f.mkdir("src");
+        f.mkdir("sets/here");
+        f.mkdir("data/sets/local");
+        f
+    }
+
+    #[test]
+    fn a_process_job_reads_as_snapshotted() {
+        let f = everything();
+        let plan = f.plan_for(EVERYTHING, Task::slurm(2, 4, 0, 1));
+        insta::assert_snapshot!(f.redact(&render_text(&plan)));
+    }
+
+    #[test]
+    fn a_container_job_lists_its_image_binds_and_container_paths() {
+        let f = Fixture::new();
+        let vol = f.mkdir("datasets");
+        let out = f.path("elsewhere/ckpt");
+        let plan = f.plan(&format!(
+            r#"name: boxed
+command: [python, /mnt/stagehand/run/code/train.py, "${{{{inputs.train}}}}"]
+container:
+  image: python:3.11
+  pull: always
+  env: [HOME, WANDB_API_KEY]
+  volumes: [{{host: {vol}, container: /datasets}}]
+code: {{datastore: blob, path: snapshots/abc}}
+inputs:
+  train: {{path: sets/train, mode: download}}
+  stream: {{path: sets/stream, mode: mount}}
+outputs:
+  model: {{path: models/m, mode: upload}}
+  ckpt: {{path: ckpt, mode: upload, path_on_compute: {out}}}
+"#,
+            vol = vol.display(),
+            out = out.display()
+        ));
+        insta::assert_snapshot!(f.redact(&render_text(&plan)));
+    }
+
+    #[test]
+    fn an_imported_azure_ml_job_ends_with_what_each_key_became() {
+        let f = Fixture::new();
+        f.mkdir("src");
+        let plan = f.plan(
+            r#"$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+type: command
+code: src
+command: python main.py --data ${{inputs.data}} --out ${{outputs.out}}
+inputs:
+  data: {type: uri_folder, path: "azureml://datastores/blob/paths/sets/train", mode: download}
+outputs:
+  out: {type: uri_folder, path: "azureml://datastores/blob/paths/out", mode: rw_mount}
+compute: azureml:cpu-cluster
+display_name: a first job
+"#,
+        );
+        insta::assert_snapshot!(f.redact(&render_text(&plan)));
+    }
+
+    // --- Lines that appear only sometimes ----------------------------------------------
+
+    #[test]
+    fn a_run_id_not_pinned_says_the_next_run_makes_another() {
+        let f = Fixture::new();
+        let loaded = f.load(&job("")).unwrap_or_else(|e| panic!("{e}"));
+        let plan = build_placing(&loaded, None, Some(&f.run_dir()), None, false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = render_text(&plan);
+        assert!(
+            text.contains(
+                "(new at every run: `run` will make another; pin it with --run-id ID on both)"
+            ),
+            "{text}"
+        );
+        let pinned = render_text(&f.plan(&job("")));
+        assert!(
+            pinned.contains(&format!("run id     {RUN_ID}\n")),
+            "{pinned}"
+        );
+        assert!(!pinned.contains("new at every run"), "{pinned}");
+        assert!(!pinned.contains("kept whole"), "{pinned}");
+    }
+
+    #[test]
+    fn a_distributed_job_says_where_its_processes_meet() {
+        let f = Fixture::new();
+        let mut task = Task::slurm(0, 1, 1, 3);
+        if let Some(s) = task.scheduler.as_mut() {
+            s.nodelist = Some("n[0-2]".into());
+        }
+        let plan = f.plan_for(
+            "name: d\ncommand: [x]\ndistribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n",
+            task,
+        );
+        let text = render_text(&plan);
+        assert!(
+            text.contains("scheduler  slurm job 50: task 0 of 1, node n1 (1 of 3)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("distributed pytorch: node 1 of 3, 2 process(es) here, 6 in all; they meet at the first node of n[0-2], port 20050\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_image_built_here_or_named_says_so() {
+        let ws = format!(
+            "{WS}environments:\n  conda: {{image: \"python:3.11\", conda_file: ./conda.yml}}\n"
+        );
+        let f = Fixture::with_workspace(&ws);
+        f.write("conda.yml", "dependencies: [numpy]\n");
+        f.mkdir("ctx");
+        let built = f.redact(&render_text(
+            &f.plan(&job("container: {build: {context: ./ctx}}\n")),
+        ));
+        assert!(
+            built.contains("image      built here from [TMP]/ctx (reused when its content is unchanged; log [TMP]/run/logs/build.log)\n"),
+            "{built}"
+        );
+        let named = f.redact(&render_text(
+            &f.plan(&job("container: {environment: conda}\n")),
+        ));
+        assert!(
+            named.contains(
+                "image      built here from python:3.11 with conda environment [TMP]/conda.yml"
+            ),
+            "{named}"
+        );
+        assert!(named.contains("environment conda\n"), "{named}");
+        let curated = render_text(&f.plan(&job(
+            "container: {environment: \"AzureML-sklearn-1.5:3\"}\n",
+        )));
+        assert!(curated.contains("(pull missing, curated)\n"), "{curated}");
+    }
+
+    #[test]
+    fn arguments_are_quoted_as_a_shell_would_read_them() {
+        assert_eq!(shell_quote("train.py"), "train.py");
+        assert_eq!(shell_quote("--lr=0.1,a:b@c%d+e"), "--lr=0.1,a:b@c%d+e");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    // --- Secrets -------------------------------------------------------------------------
+
+    /// Every kind of secret a workspace can hold, as literals (read as written) and from
+    /// a file (read only when a store is opened, which planning never does).
+    const SECRETS: [&str; 5] = [
+        "TGl0ZXJhbEFjY291bnRLZXk9PQ==",
+        "sv=2024-01-01&sig=LiteralSasSignature",
+        "AccountKey=ConnStringKey123==",
+        "literal-client-secret-value",
+        "key-from-a-file-value",
+    ];
+
+    #[test]
+    fn no_secret_of_the_workspace_appears_in_the_plan() {
+        let ws = format!(
+            r#"default_datastore: key
+datastores:
+  key: {{type: azure_blob, account_name: a1, container_name: c, credentials: {{account_key: "{}"}}}}
+  sas: {{type: azure_blob, account_name: a2, container_name: c, credentials: {{sas_token: "{}"}}}}
+  conn: {{type: azure_blob, account_name: a3, container_name: c, credentials: {{connection_string: "DefaultEndpointsProtocol=https;AccountName=a3;{}"}}}}
+  sp: {{type: azure_data_lake_gen2, account_name: a4, filesystem: f, credentials: {{tenant_id: t, client_id: c, client_secret: "{}"}}}}
+  file: {{type: azure_blob, account_name: a5, container_name: c, credentials: {{account_key: {{file: key.txt}}}}}}
+  env: {{type: azure_blob, account_name: a6, container_name: c, credentials: {{sas_token: {{env: UNIT_TEST_SAS}}}}}}
+"#,
+            SECRETS[0], SECRETS[1], SECRETS[2], SECRETS[3]
+        );
+        let f = Fixture::with_workspace(&ws);
+        f.write("key.txt", SECRETS[4]);
+        let mut text = String::new();
+        for store in ["key", "sas", "conn", "sp", "file", "env"] {
+            let plan = f.plan(&format!(
+                "name: j\ncommand: [run, \"${{{{inputs.i}}}}\"]\ncontainer: {{image: python:3.11}}\ninputs:\n  i: {{datastore: {store}, path: p, mode: mount}}\noutputs:\n  o: {{datastore: {store}, path: o, mode: upload}}\n"
+            ));
+            text += &render_text(&plan);
+            text += &serde_json::to_string(&plan).expect("the plan as JSON");
+        }
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret:?} is in the plan:\n{text}");
+        }
+        // The variable that holds one is named as withheld; its value is never read here.
+        assert!(
+            text.contains(
+                "removed from the job's environment (they hold secrets)\n  UNIT_TEST_SAS\n"
+            ),
+            "{text}"
+        );
+    }
+}

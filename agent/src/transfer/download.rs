@@ -347,3 +347,313 @@ fn plan_names(
 fn manifest_interval() -> Duration {
     crate::settings::get().manifest_save
 }
+
+#[cfg(test)]
+mod tests {
+    //! Downloads from the local store, section by section: where a folder's and a
+    //! file's objects land, names refused before anything is written, what a re-run
+    //! skips and what it fetches again, slices, and what a failure leaves.
+
+    use super::super::testing::{meta, names, plain, read, tree, Source};
+    use super::*;
+
+    /// `sets/` with three objects, two levels deep, and one object beside it.
+    fn three() -> Source {
+        let s = Source::new();
+        s.put("sets/a.txt", "alpha");
+        s.put("sets/sub/b.txt", "beta");
+        s.put("sets/sub/deeper/c.txt", "gamma");
+        s.put("other.txt", "not under sets");
+        s
+    }
+
+    fn text(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn unsafe_names(e: TransferError) -> Vec<String> {
+        match e {
+            TransferError::UnsafeNames { names, .. } => names,
+            e => panic!("not refused for its names: {e}"),
+        }
+    }
+
+    // --- Where objects land ---------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_folder_lands_as_a_folder_mirroring_its_object_names() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        let progress = Progress::default();
+        let got = download(&s.store, "sets", None, &target, &plain(), &progress)
+            .await
+            .unwrap();
+        assert_eq!(got.path, target);
+        assert_eq!(
+            tree(&target),
+            text(&[
+                ("a.txt", "alpha"),
+                ("sub/b.txt", "beta"),
+                ("sub/deeper/c.txt", "gamma")
+            ])
+        );
+        assert_eq!((got.moved.files, got.moved.bytes), (3, 14));
+        assert_eq!(got.moved.skipped_files, 0);
+        assert_eq!(progress.total(), (3, 14));
+        assert_eq!(progress.done(), (3, 14));
+    }
+
+    #[tokio::test]
+    async fn the_stores_root_downloads_everything_in_it() {
+        let s = three();
+        let target = s.at("r1/inputs/all/src");
+        s.get("", &target, &plain()).await.unwrap();
+        assert_eq!(tree(&target).len(), 4);
+        assert_eq!(read(&target.join("other.txt")), "not under sets");
+    }
+
+    #[tokio::test]
+    async fn a_file_lands_as_the_file_target_its_folders_made() {
+        let s = three();
+        let target = s.at("r1/inputs/v/b.txt");
+        let got = s.get("sets/sub/b.txt", &target, &plain()).await.unwrap();
+        assert_eq!(read(&target), "beta");
+        assert_eq!((got.moved.files, got.moved.bytes), (1, 4));
+        assert_eq!(
+            names(&s.at("r1/inputs/v")),
+            [".b.txt.stagehand.json", "b.txt"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_path_is_not_found_and_nothing_is_made() {
+        let s = three();
+        let target = s.at("r1/inputs/x/nope");
+        let e = s.get("nope", &target, &plain()).await.unwrap_err();
+        assert!(
+            matches!(e, TransferError::Store(StoreError::NotFound { .. })),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), r#"datastore "src": "nope" does not exist"#);
+        assert!(!s.at("r1").exists());
+    }
+
+    // --- Names refused before anything is written -----------------------------------------
+
+    #[tokio::test]
+    async fn names_that_would_escape_the_target_are_refused_each_by_name() {
+        let s = Source::new();
+        let target = s.at("r1/inputs/t/sets");
+        let found = Found::Dir(vec![
+            meta("sets/ok.txt", 1),
+            meta("sets/../escape", 1),
+            meta("sets//abs", 1),
+            meta("sets/a/./b", 1),
+            meta("sets/back\\slash", 1),
+            meta("elsewhere/x", 1),
+        ]);
+        let e = s.get_found("sets", found, &target).await.unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "datastore \"src\": refused 5 object name(s) that would escape or collide in {}: ",
+                target.display()
+            )),
+            "{message}"
+        );
+        let names = unsafe_names(e);
+        assert_eq!(names.len(), 5, "{names:#?}");
+        for (fragment, why) in [
+            ("../escape", "`..`"),
+            ("/abs", "absolute"),
+            ("a/./b", "empty"),
+            ("back\\\\slash", "backslash"),
+            ("\"elsewhere/x\": not under \"sets\"", ""),
+        ] {
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.contains(fragment) && n.to_lowercase().contains(why)),
+                "{fragment} ({why}) in {names:#?}"
+            );
+        }
+        assert!(!s.at("r1").exists(), "nothing is written");
+        assert_eq!(s.fetches(), 0);
+    }
+
+    #[tokio::test]
+    async fn names_that_would_collide_are_refused() {
+        let s = Source::new();
+        let target = s.at("r1/inputs/t/sets");
+        let found = Found::Dir(vec![
+            meta("sets/d", 1),
+            meta("sets/d/e", 1),
+            meta("sets/x/y", 1),
+            meta("sets/x/y/z", 1),
+            meta("sets/twice", 1),
+            meta("sets/twice", 1),
+        ]);
+        let names = unsafe_names(s.get_found("sets", found, &target).await.unwrap_err());
+        assert_eq!(
+            names,
+            [
+                r#""twice" appears twice"#,
+                r#""d" is both a file and a folder"#,
+                r#""x/y" is both a file and a folder"#,
+            ]
+        );
+        assert!(!s.at("r1").exists());
+    }
+
+    // --- Re-runs: the manifest --------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_rerun_skips_unchanged_copies_and_fetches_what_changed_in_the_store() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        s.get("sets", &target, &plain()).await.unwrap();
+        assert!(target.with_file_name(".sets.stagehand.json").is_file());
+        let again = s.get("sets", &target, &plain()).await.unwrap();
+        assert_eq!((again.moved.files, again.moved.skipped_files), (0, 3));
+        assert_eq!(again.moved.skipped_bytes, 14);
+        assert_eq!(s.fetches(), 3);
+        s.put("sets/a.txt", "ALPHA");
+        let changed = s.get("sets", &target, &plain()).await.unwrap();
+        assert_eq!((changed.moved.files, changed.moved.skipped_files), (1, 2));
+        assert_eq!(read(&target.join("a.txt")), "ALPHA");
+    }
+
+    #[tokio::test]
+    async fn a_copy_changed_in_the_run_folder_is_fetched_again() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        s.get("sets", &target, &plain()).await.unwrap();
+        let b = target.join("sub/b.txt");
+        std::fs::write(&b, "BETA").unwrap();
+        let at = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        let again = s.get("sets", &target, &plain()).await.unwrap();
+        assert_eq!((again.moved.files, again.moved.skipped_files), (1, 2));
+        assert_eq!(read(&b), "beta");
+    }
+
+    #[tokio::test]
+    async fn overwrite_fetches_every_file_again() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        s.get("sets", &target, &plain()).await.unwrap();
+        let want = Want {
+            overwrite: true,
+            ..plain()
+        };
+        let again = s.get("sets", &target, &want).await.unwrap();
+        assert_eq!((again.moved.files, again.moved.skipped_files), (3, 0));
+        assert_eq!(s.fetches(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_written_for_another_datastore_is_not_trusted() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        s.get("sets", &target, &plain()).await.unwrap();
+        // The same folder, the same versions, under another datastore's name.
+        let other = s.same_folder_as("other");
+        let got = download(
+            &other,
+            "sets",
+            None,
+            &target,
+            &plain(),
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((got.moved.files, got.moved.skipped_files), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_failed_download_keeps_what_completed_for_the_rerun() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        let a = match s.store.stat("sets/a.txt").await.unwrap() {
+            Entry::File(m) => m,
+            e => panic!("{e:?}"),
+        };
+        let found = Found::Dir(vec![a, meta("sets/gone.txt", 3)]);
+        let e = s.get_found("sets", found, &target).await.unwrap_err();
+        assert!(
+            e.to_string().contains("\"sets/gone.txt\" does not exist"),
+            "{e}"
+        );
+        assert_eq!(tree(&target), text(&[("a.txt", "alpha")]));
+        assert_eq!(names(&target), ["a.txt"], "no partial file left");
+        let rerun = s.get("sets", &target, &plain()).await.unwrap();
+        assert_eq!((rerun.moved.files, rerun.moved.skipped_files), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn an_object_shorter_than_listed_is_refused_and_not_left_under_its_name() {
+        let s = three();
+        let target = s.at("r1/inputs/v/a.txt");
+        let mut a = meta("sets/a.txt", 9);
+        a.version = None;
+        let e = s
+            .get_found("sets/a.txt", Found::File(a), &target)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"datastore "src": "sets/a.txt" arrived with 5 bytes, expected 9"#
+        );
+        assert!(!target.exists());
+        assert_eq!(names(&s.at("r1/inputs/v")), [".a.txt.stagehand.json"]);
+    }
+
+    #[tokio::test]
+    async fn partial_files_of_a_dead_agent_are_cleared_and_a_live_ones_kept() {
+        let s = three();
+        let target = s.at("r1/inputs/t/sets");
+        std::fs::create_dir_all(target.join("sub")).unwrap();
+        // No process has this pid (above any pid_max); this process is alive.
+        let dead = target.join("sub/.b.txt.stagehand-partial-2147483000-0");
+        let live = target.join(format!(
+            ".a.txt.stagehand-partial-{}-999999",
+            std::process::id()
+        ));
+        std::fs::write(&dead, "half").unwrap();
+        std::fs::write(&live, "busy").unwrap();
+        s.get("sets", &target, &plain()).await.unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists());
+    }
+
+    // --- Shards ---------------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_slice_takes_its_run_of_the_files_sorted_by_name() {
+        let s = Source::new();
+        for i in (0..10).rev() {
+            s.put(&format!("shards/f{i}"), &i.to_string());
+        }
+        let target = s.at("r1/inputs/s/shards");
+        let want = Want {
+            slice: Some(Slice { index: 1, count: 3 }),
+            ..plain()
+        };
+        let got = s.get("shards", &target, &want).await.unwrap();
+        assert_eq!(
+            tree(&target),
+            text(&[("f3", "3"), ("f4", "4"), ("f5", "5")])
+        );
+        assert_eq!(got.moved.files, 3);
+        assert_eq!(s.fetches(), 3);
+    }
+}

@@ -11,6 +11,8 @@ pub mod manifest;
 pub mod progress;
 pub mod record;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod upload;
 
 use crate::store::StoreError;
