@@ -46,7 +46,7 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// A schedule that fits a reader waiting on a FUSE mount: two retries, 0.2-0.4 s and
     /// then 0.4-0.8 s after a failure, none started after 50 s (the mount's limit on a
-    /// whole call, [`crate::mount::fs::FsConfig::op_timeout`], is 60 s).
+    /// whole call, [`crate::mount::inodes::FsConfig::op_timeout`], is 60 s).
     pub fn for_reader() -> RetryConfig {
         RetryConfig {
             max_retries: 2,
