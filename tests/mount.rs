@@ -5,7 +5,7 @@
 use crate::common::fuse::{fuse_ready, kill, make_store, mounted_at};
 use crate::common::*;
 
-use stagehand::mount::{RunMounts, Settings};
+use stagehand::mount::{MountConfig, RunMounts};
 use stagehand::store::local::LocalStore;
 use stagehand::store::DynStore;
 use std::path::{Path, PathBuf};
@@ -34,8 +34,8 @@ async fn a_local_store_mounted_through_the_library_is_exact_and_read_only() {
     let big = make_store(&root);
     let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
     let knobs = stagehand::settings::MountKnobs::default();
-    let settings = Settings::with(&knobs, &s.cache_dir(), None, "libtest").unwrap();
-    let mounts = RunMounts::new(settings);
+    let config = MountConfig::with(&knobs, &s.cache_dir(), None, "libtest").unwrap();
+    let mounts = RunMounts::new(config);
     let mp = s.run_dir().join("inputs/train/data");
     let file_mp = s.run_dir().join("inputs/one/s3.txt");
     mounts.mount(store.clone(), "data", &mp).await.unwrap();

@@ -1,8 +1,8 @@
 //! The one retry policy: how often, how far apart, and for how long a failed call to a
 //! remote service is tried again (object_store's `RetryConfig`, with its bound on total
 //! time). Every retrying caller goes through [`RetryConfig::run`] or [`Attempts`]: the
-//! Azure client's requests, a download resuming from its last byte, and (through the
-//! store it is given) the FUSE mount.
+//! Azure client's requests, a download or a streamed read resuming from its last byte,
+//! and (through the store it is given) the FUSE mount.
 //!
 //! A caller must never wrap a call that retries already in retries of its own: the
 //! schedules multiply, and a reader waits minutes for an answer one policy would have
@@ -46,7 +46,7 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// A schedule that fits a reader waiting on a FUSE mount: two retries, 0.2-0.4 s and
     /// then 0.4-0.8 s after a failure, none started after 50 s (the mount's limit on a
-    /// whole call, [`crate::mount::fs::FsConfig::op_timeout`], is 60 s).
+    /// whole call, [`crate::mount::inodes::FsConfig::op_timeout`], is 60 s).
     pub fn for_reader() -> RetryConfig {
         RetryConfig {
             max_retries: 2,
@@ -66,9 +66,9 @@ impl RetryConfig {
     }
 
     /// A fresh count of attempts under this policy, its clock starting now.
-    pub fn attempts(&self) -> Attempts<'_> {
+    pub fn attempts(&self) -> Attempts {
         Attempts {
-            cfg: self,
+            cfg: *self,
             started: Instant::now(),
             retries: 0,
         }
@@ -104,15 +104,16 @@ impl RetryConfig {
 }
 
 /// The attempts at one call so far, for a caller whose attempts share state a closure
-/// cannot lend (a download resuming where the last attempt broke off).
+/// cannot lend (a download or a stream resuming where the last attempt broke off). It
+/// keeps its own copy of the policy, so it can live as long as a stream does.
 #[derive(Debug)]
-pub struct Attempts<'a> {
-    cfg: &'a RetryConfig,
+pub struct Attempts {
+    cfg: RetryConfig,
     started: Instant,
     retries: u32,
 }
 
-impl Attempts<'_> {
+impl Attempts {
     /// Retries made so far.
     pub fn retries(&self) -> u32 {
         self.retries

@@ -12,7 +12,7 @@ mod stage;
 
 use crate::cache::NodeCache;
 use crate::events::Events;
-use crate::mount::{RunMounts, Settings as MountSettings};
+use crate::mount::{MountConfig, RunMounts};
 use crate::outcome::{Outcome, Ran, StageError};
 use crate::plan::{DataPlan, Loaded, Plan};
 use crate::progress_bar;
@@ -65,10 +65,10 @@ pub async fn run(
         uploaded_outputs: Vec::new(),
         synced: AtomicU64::new(0),
     };
-    let outcome = match MountSettings::for_run(&plan.run_id) {
+    let outcome = match MountConfig::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
-        Ok(settings) => {
-            let mounts = RunMounts::new(settings);
+        Ok(config) => {
+            let mounts = RunMounts::new(config);
             let outcome = job.go(&mounts).await;
             teardown(&mounts, &events).await;
             if outcome.report().code == 0 && !plan.keep_run_dir {

@@ -1,5 +1,7 @@
 //! Mount mode: a read-only FUSE view of a datastore path, streamed on demand through
-//! the [`Store`](crate::store::Store) seam with read-ahead and a bounded block cache.
+//! the [`Store`](crate::store::Store) seam with read-ahead, its blocks kept within
+//! bounds on disk and in memory ([`blocks`]). The filesystem is [`inodes`] (the inode
+//! table and its operations) behind [`fuse`] (the adapter the kernel calls).
 //!
 //! [`RunMounts`] owns every mount of one run. Mounting happens before launch; the rule
 //! for unmounting is the explicit, awaited [`RunMounts::teardown`] on every exit path
@@ -10,19 +12,21 @@
 //! Knobs (environment, documented in the README):
 //! - `STAGEHAND_FUSE_DEVICE`: the FUSE device checked before mounting (default
 //!   `/dev/fuse`); point it at a missing path to simulate a node without FUSE.
-//! - `STAGEHAND_CACHE_DIR`, `STAGEHAND_CACHE_SIZE`: see [`cache`].
+//! - `STAGEHAND_CACHE_DIR`, `STAGEHAND_CACHE_SIZE`: see [`blocks`].
 //!
 //! This module must never write to a store, and never leave a mount behind when the
 //! agent exits in any way it can observe.
 
-pub mod cache;
-pub mod fs;
+pub mod blocks;
+pub mod fuse;
+pub mod inodes;
 pub mod readahead;
 pub mod stale;
 
 use crate::store::{DynStore, Entry, StoreError};
-use cache::{BlockCache, CacheConfig};
-use fs::{Core, FsConfig, StoreFs};
+use blocks::{BlockConfig, Blocks};
+use fuse::StoreFs;
+use inodes::{Core, FsConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +47,7 @@ pub enum MountError {
     /// The store could not tell what the path is.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Preparing the mount point or the cache failed.
+    /// Preparing the mount point or the block folder failed.
     #[error("cannot prepare {}: {source}", path.display())]
     Local {
         /// The local path.
@@ -94,15 +98,16 @@ impl MountError {
     }
 }
 
-/// The settings of a run's mounts.
+/// How a run's mounts are made: the agent's knobs (`crate::settings::Settings`) turned
+/// into sizes, paths and the filesystem's behaviour.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct MountConfig {
     /// The FUSE device to check for.
     pub device: PathBuf,
-    /// The block cache's folder.
-    pub cache_dir: PathBuf,
-    /// The block cache's bound on disk, when set explicitly.
-    pub cache_size: Option<u64>,
+    /// The folder of the blocks on disk.
+    pub block_dir: PathBuf,
+    /// The bound on the blocks on disk, when set explicitly.
+    pub block_capacity: Option<u64>,
     /// Block size.
     pub block_size: u64,
     /// Ranged GETs in flight at once.
@@ -115,9 +120,9 @@ pub struct Settings {
     pub fsname: String,
 }
 
-impl Settings {
+impl MountConfig {
     /// The defaults for a run, with the agent's settings' overrides.
-    pub fn for_run(run_id: &str) -> Result<Settings, MountError> {
+    pub fn for_run(run_id: &str) -> Result<MountConfig, MountError> {
         let s = crate::settings::get();
         Self::with(&s.mount, &s.cache_dir, s.cache_size.as_deref(), run_id)
     }
@@ -129,9 +134,9 @@ impl Settings {
         cache_dir: &Path,
         cache_size: Option<&str>,
         run_id: &str,
-    ) -> Result<Settings, MountError> {
+    ) -> Result<MountConfig, MountError> {
         let mib = |n: Option<u64>| n.map(|n| n << 20);
-        let cache_size =
+        let block_capacity =
             match cache_size {
                 None => None,
                 Some(v) => Some(stagehand_protocol::size::parse_bytes(v).map_err(|_| {
@@ -141,20 +146,20 @@ impl Settings {
                     }
                 })?),
             };
-        let block_size = mib(knobs.block_mib).unwrap_or(cache::DEFAULT_BLOCK_SIZE);
-        Ok(Settings {
+        let block_size = mib(knobs.block_mib).unwrap_or(blocks::DEFAULT_BLOCK_SIZE);
+        Ok(MountConfig {
             device: knobs
                 .fuse_device
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/dev/fuse")),
-            cache_dir: cache_dir.join("mount").join(run_id),
-            cache_size,
+            block_dir: cache_dir.join("mount").join(run_id),
+            block_capacity,
             block_size,
             fetch_concurrency: knobs
                 .fetches
                 .map(|n| n as usize)
-                .unwrap_or(cache::DEFAULT_FETCH_CONCURRENCY),
-            max_run: mib(knobs.run_mib).unwrap_or(cache::DEFAULT_MAX_RUN),
+                .unwrap_or(blocks::DEFAULT_FETCH_CONCURRENCY),
+            max_run: mib(knobs.run_mib).unwrap_or(blocks::DEFAULT_MAX_RUN),
             fs: FsConfig {
                 max_readahead_blocks: mib(knobs.ahead_mib)
                     .map(|b| b / block_size)
@@ -342,77 +347,25 @@ pub async fn mount(
     store: DynStore,
     path: &str,
     mountpoint: &Path,
-    cache: Arc<BlockCache>,
-    settings: &Settings,
+    blocks: Arc<Blocks>,
+    config: &MountConfig,
 ) -> Result<Mounted, MountError> {
-    check_fuse(&settings.device)?;
+    check_fuse(&config.device)?;
     let what = format!("mount of {}:{path}", store.name());
-    // The mount's own schedule, as for every call the mount makes: a reader waits.
-    let reader_store = crate::store::with_retry(&store, settings.fs.retry);
-    let stat = reader_store.stat(path);
-    let entry = match tokio::time::timeout(settings.fs.op_timeout, stat).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(MountError::NoAnswer {
-                datastore: store.name().to_string(),
-                path: path.to_string(),
-                secs: settings.fs.op_timeout.as_secs(),
-            })
-        }
-    };
-    let local = |source| MountError::Local {
+    let entry = look_at(&store, path, config).await?;
+    make_mountpoint(&entry, mountpoint).map_err(|source| MountError::Local {
         path: mountpoint.to_path_buf(),
         source,
-    };
-    match &entry {
-        Entry::Missing => {
-            return Err(StoreError::NotFound {
-                datastore: store.name().to_string(),
-                path: path.to_string(),
-            }
-            .into())
-        }
-        Entry::Dir => std::fs::create_dir_all(mountpoint).map_err(local)?,
-        Entry::File(_) => {
-            if let Some(parent) = mountpoint.parent() {
-                std::fs::create_dir_all(parent).map_err(local)?;
-            }
-            if !mountpoint.exists() {
-                std::fs::File::create(mountpoint).map_err(local)?;
-            }
-        }
-    }
+    })?;
     let allow_other = allow_other_permitted();
     if !allow_other {
         tracing::warn!("{what}: /etc/fuse.conf lacks user_allow_other, so only this user can read the mount (not a container running as another user)");
     }
-    let core = Arc::new(Core::new(
-        store.clone(),
-        path,
-        entry,
-        cache,
-        settings.fs.clone(),
-    ));
+    let core = Arc::new(Core::new(store, path, entry, blocks, config.fs.clone()));
     let fs = StoreFs::new(core, tokio::runtime::Handle::current());
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName(settings.fsname.clone()),
-        fuser::MountOption::Subtype("stagehand".into()),
-        fuser::MountOption::RO,
-        fuser::MountOption::NoDev,
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoAtime,
-        fuser::MountOption::DefaultPermissions,
-    ];
-    config.acl = if allow_other {
-        fuser::SessionACL::All
-    } else {
-        fuser::SessionACL::Owner
-    };
-    config.n_threads = Some(2);
-    config.clone_fd = true;
+    let session_config = session_config(config, allow_other);
     let mp = mountpoint.to_path_buf();
-    let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mp, &config))
+    let session = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mp, &session_config))
         .await
         .map_err(|source| MountError::Worker {
             what: "mount",
@@ -438,58 +391,121 @@ pub async fn mount(
     })
 }
 
-/// Every mount of one run, and the block cache they share.
+/// What `path` of `store` is (a folder or an object), under the mount's own schedule
+/// and time limit, as for every call the mount makes: a reader waits.
+async fn look_at(store: &DynStore, path: &str, config: &MountConfig) -> Result<Entry, MountError> {
+    let reader_store = crate::store::with_retry(store, config.fs.retry);
+    let stat = reader_store.stat(path);
+    let entry = match tokio::time::timeout(config.fs.op_timeout, stat).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(MountError::NoAnswer {
+                datastore: store.name().to_string(),
+                path: path.to_string(),
+                secs: config.fs.op_timeout.as_secs(),
+            })
+        }
+    };
+    if entry == Entry::Missing {
+        return Err(StoreError::NotFound {
+            datastore: store.name().to_string(),
+            path: path.to_string(),
+        }
+        .into());
+    }
+    Ok(entry)
+}
+
+/// Makes the mount point: a folder for a folder, an empty file for an object.
+fn make_mountpoint(entry: &Entry, mountpoint: &Path) -> std::io::Result<()> {
+    if let Entry::File(_) = entry {
+        if let Some(parent) = mountpoint.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if !mountpoint.exists() {
+            std::fs::File::create(mountpoint)?;
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(mountpoint)
+}
+
+/// How the FUSE session is mounted: read-only, without devices, setuid or atime, the
+/// kernel checking permissions, and others let in when that is permitted.
+fn session_config(config: &MountConfig, allow_other: bool) -> fuser::Config {
+    let mut session = fuser::Config::default();
+    session.mount_options = vec![
+        fuser::MountOption::FSName(config.fsname.clone()),
+        fuser::MountOption::Subtype("stagehand".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::DefaultPermissions,
+    ];
+    session.acl = if allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    session.n_threads = Some(2);
+    session.clone_fd = true;
+    session
+}
+
+/// Every mount of one run, and the blocks they share.
 pub struct RunMounts {
-    settings: Settings,
-    cache: Mutex<Option<Arc<BlockCache>>>,
+    config: MountConfig,
+    blocks: Mutex<Option<Arc<Blocks>>>,
     mounted: Mutex<Vec<Mounted>>,
 }
 
 impl RunMounts {
     /// No mounts yet.
-    pub fn new(settings: Settings) -> RunMounts {
+    pub fn new(config: MountConfig) -> RunMounts {
         RunMounts {
-            settings,
-            cache: Mutex::new(None),
+            config,
+            blocks: Mutex::new(None),
             mounted: Mutex::new(Vec::new()),
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// How the mounts are made.
+    pub fn config(&self) -> &MountConfig {
+        &self.config
     }
 
-    fn cache(&self) -> Result<Arc<BlockCache>, MountError> {
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = &*c {
-            return Ok(c.clone());
+    /// The run's blocks, set up by the first mount.
+    fn blocks(&self) -> Result<Arc<Blocks>, MountError> {
+        let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = &*b {
+            return Ok(b.clone());
         }
-        let dir = &self.settings.cache_dir;
+        let dir = &self.config.block_dir;
         std::fs::create_dir_all(dir).map_err(|source| MountError::Local {
             path: dir.clone(),
             source,
         })?;
-        let capacity = self.settings.cache_size.unwrap_or_else(|| {
+        let capacity = self.config.block_capacity.unwrap_or_else(|| {
             let half_free = nix::sys::statvfs::statvfs(dir)
                 .map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / 2)
                 .unwrap_or(u64::MAX);
-            cache::DEFAULT_CACHE_SIZE.min(half_free)
+            blocks::DEFAULT_DISK_CAPACITY.min(half_free)
         });
-        tracing::debug!("mount cache: {} (at most {capacity} bytes)", dir.display());
-        let made = BlockCache::new(CacheConfig {
+        tracing::debug!("mount blocks: {} (at most {capacity} bytes)", dir.display());
+        let made = Blocks::new(BlockConfig {
             dir: dir.clone(),
             capacity,
-            block_size: self.settings.block_size,
-            fetch_concurrency: self.settings.fetch_concurrency,
-            mem_bytes: cache::MEM_BYTES,
-            max_run: self.settings.max_run,
+            block_size: self.config.block_size,
+            fetch_concurrency: self.config.fetch_concurrency,
+            mem_bytes: blocks::MEM_BYTES,
+            max_run: self.config.max_run,
         })
         .map_err(|source| MountError::Local {
             path: dir.clone(),
             source,
         })?;
-        *c = Some(made.clone());
+        *b = Some(made.clone());
         Ok(made)
     }
 
@@ -500,9 +516,9 @@ impl RunMounts {
         path: &str,
         mountpoint: &Path,
     ) -> Result<(), MountError> {
-        check_fuse(&self.settings.device)?;
-        let cache = self.cache()?;
-        let m = mount(store, path, mountpoint, cache, &self.settings).await?;
+        check_fuse(&self.config.device)?;
+        let blocks = self.blocks()?;
+        let m = mount(store, path, mountpoint, blocks, &self.config).await?;
         self.mounted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -520,7 +536,7 @@ impl RunMounts {
             .collect()
     }
 
-    /// Unmounts everything (in reverse order) and removes the cache. Idempotent.
+    /// Unmounts everything (in reverse order) and removes the blocks. Idempotent.
     /// Returns what could not be cleaned up, for a warning.
     pub async fn teardown(&self) -> Vec<String> {
         let all: Vec<Mounted> =
@@ -531,16 +547,16 @@ impl RunMounts {
                 problems.push(e.to_string());
             }
         }
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(c) = cache {
-            let dir = c.dir().to_path_buf();
-            let removed = tokio::task::spawn_blocking(move || c.remove())
+        let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(b) = blocks {
+            let dir = b.dir().to_path_buf();
+            let removed = tokio::task::spawn_blocking(move || b.remove())
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             if let Err(e) = removed {
                 problems.push(format!(
-                    "cannot remove the mount cache {}: {e}",
+                    "cannot remove the mount's block folder {}: {e}",
                     dir.display()
                 ));
             }

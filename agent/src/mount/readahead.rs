@@ -3,7 +3,7 @@
 //! with every read, up to a maximum; a jump elsewhere shrinks it back to nothing, so a
 //! random reader (an index lookup, a shuffle of records) never pays for data it skips.
 //!
-//! Pure logic, no I/O: the filesystem asks, the block cache fetches.
+//! Pure logic, no I/O: the filesystem asks, `blocks` fetches.
 
 use std::ops::Range;
 

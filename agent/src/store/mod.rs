@@ -143,8 +143,10 @@ pub trait Store: Send + Sync {
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
     /// [`Store::read_range`], handed over piece by piece as the bytes arrive, so that a
     /// caller holding a large range (the mount's read-ahead) never holds it whole. The
-    /// same rules for the end of the object and a missing object; an error after some
-    /// pieces means the rest did not arrive (the caller may ask again for the rest). A
+    /// same rules for the end of the object and a missing object. A store whose answer
+    /// can break off resumes it itself, from the first byte that did not arrive, under
+    /// its one retry policy (the GET's retries and the resumes counted together): an
+    /// error after some pieces is final, and the caller never asks again around it. A
     /// store that does not stream hands the whole range over as one piece.
     async fn read_range_stream(
         &self,

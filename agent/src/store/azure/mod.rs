@@ -16,11 +16,12 @@
 //! (success) from someone else's (already exists).
 //!
 //! Every request is retried under the client's one policy ([`crate::retry`]); a broken
-//! download resumes from its last byte under that same policy, never in a loop of
-//! retries wrapped around the client's. Across restarts, a large download resumes
-//! inside the file from what its record says is on disk ([`resume`]), and a large upload
-//! reuses the blocks an earlier attempt staged (their ids derive from the file's
-//! identity and offset, and the service lists the uncommitted ones).
+//! download, or a broken streamed read ([`range_stream`], the mount's), resumes from its
+//! last byte under that same policy, never in a loop of retries wrapped around the
+//! client's. Across restarts, a large download resumes inside the file from what its
+//! record says is on disk ([`resume`]), and a large upload reuses the blocks an earlier
+//! attempt staged (their ids derive from the file's identity and offset, and the
+//! service lists the uncommitted ones).
 //!
 //! This module must never write outside the file it was given (and its `.ranges`
 //! record), nor put a secret
@@ -29,6 +30,7 @@
 pub mod client;
 pub mod config;
 mod md5_files;
+pub(crate) mod range_stream;
 mod read_in_order;
 pub mod resume;
 
@@ -913,51 +915,6 @@ pub(crate) fn unreachable(t: &AzureTarget, why: &str) -> StoreError {
     }
 }
 
-/// `range` of `path` as a stream of pieces, for the mount (`Store::read_range_stream`
-/// of both Azure stores): one GET (`get`, retried as the store retries) under a request
-/// slot of `requests`, held until the answer has been read to its end. An empty range,
-/// or one that starts at or past the end (416), reads nothing, as the trait says. A
-/// transport failure mid-answer names the datastore and the object, never the URL
-/// (which may carry a SAS).
-pub(crate) async fn stream_range<F, Fut>(
-    requests: &Arc<Semaphore>,
-    datastore: &str,
-    path: &str,
-    range: Range<u64>,
-    get: F,
-    error: impl Fn(HttpError) -> StoreError,
-) -> Result<crate::store::ByteStream, StoreError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<reqwest::Response, HttpError>>,
-{
-    use futures::StreamExt;
-    if range.end <= range.start {
-        return Ok(futures::stream::empty().boxed());
-    }
-    let permit = requests
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| error(HttpError::Transport("shutting down".into())))?;
-    let answer = match get().await {
-        Ok(r) => r,
-        Err(e) if e.status() == Some(416) => return Ok(futures::stream::empty().boxed()),
-        Err(e) => return Err(error(e)),
-    };
-    let (datastore, what) = (datastore.to_string(), format!("{path:?}"));
-    Ok(answer
-        .bytes_stream()
-        .map(move |piece| {
-            let _held = &permit;
-            piece.map_err(|e| StoreError::Remote {
-                datastore: datastore.clone(),
-                detail: format!("{what}: {}", client::transport(&e)),
-            })
-        })
-        .boxed())
-}
-
 #[async_trait]
 impl Store for AzureStore {
     fn name(&self) -> &str {
@@ -1104,15 +1061,17 @@ impl Store for AzureStore {
         path: &str,
         range: Range<u64>,
     ) -> Result<crate::store::ByteStream, StoreError> {
-        let get = || {
-            self.client.run(|_| {
-                self.client
-                    .get_range_once(path, None, range.start, range.end)
-            })
+        // One attempt a GET: the stream counts the attempts and the resumes after a
+        // cut together, under this client's policy.
+        let (client, blob) = (self.client.clone(), path.to_string());
+        let get = move |r: Range<u64>| {
+            let (client, blob) = (client.clone(), blob.clone());
+            async move { client.get_range_once(&blob, None, r.start, r.end).await }
         };
         let error = |e| self.error(path, e);
-        let datastore = &self.target().datastore;
-        stream_range(&self.requests, datastore, path, range.clone(), get, error).await
+        let (retry, datastore) = (*self.client.retry(), &self.target().datastore);
+        range_stream::stream_range(&self.requests, retry, (datastore, path), range, get, error)
+            .await
     }
 
     async fn download_metered(

@@ -314,11 +314,21 @@ impl Store for FileShareStore {
         path: &str,
         range: Range<u64>,
     ) -> Result<crate::store::ByteStream, StoreError> {
-        let share = self.share();
-        let get = || share.get_range(path, range.start, range.end);
+        // One attempt a GET: the stream counts the attempts and the resumes after a
+        // cut together, under this client's policy.
+        let (client, file) = (self.client.clone(), path.to_string());
+        let get = move |r: Range<u64>| {
+            let (client, file) = (client.clone(), file.clone());
+            async move {
+                let share = Share { client: &client };
+                share.get_range_once(&file, r.start, r.end).await
+            }
+        };
         let error = |e| self.error(path, e);
-        let datastore = &self.client.target().datastore;
-        super::azure::stream_range(&self.requests, datastore, path, range.clone(), get, error).await
+        let (retry, datastore) = (*self.client.retry(), &self.client.target().datastore);
+        let what = (datastore.as_str(), path);
+        super::azure::range_stream::stream_range(&self.requests, retry, what, range, get, error)
+            .await
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {

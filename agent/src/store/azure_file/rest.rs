@@ -243,8 +243,22 @@ impl Share<'_> {
         start: u64,
         end: u64,
     ) -> Result<reqwest::Response, HttpError> {
-        let h = vec![("x-ms-range", format!("bytes={start}-{}", end - 1))];
-        self.send(Method::GET, Some(path), &[], h, Body::Empty)
+        self.client
+            .run(|_| self.get_range_once(path, start, end))
+            .await
+    }
+
+    /// [`Share::get_range`], once: for a caller that counts the attempts itself (a
+    /// stream resuming after a cut, `store::azure::range_stream`).
+    pub async fn get_range_once(
+        &self,
+        path: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<reqwest::Response, HttpError> {
+        let h = self.headers(vec![("x-ms-range", format!("bytes={start}-{}", end - 1))]);
+        self.client
+            .send_once(&Method::GET, Some(path), &[], &h, Body::Empty)
             .await
     }
 

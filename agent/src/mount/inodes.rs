@@ -1,42 +1,35 @@
-//! The FUSE filesystem: a read-only view of one path of a datastore, built on the
-//! [`Store`] seam only, so it serves every store type the same way.
+//! The filesystem without the kernel: the inode table of a read-only view of one path
+//! of a datastore ([`Core`]), and its operations as async methods, built on the
+//! [`Store`](crate::store::Store) seam only, so it serves every store type the same way
+//! and is tested without FUSE. The adapter that the kernel calls is `fuse.rs`; the
+//! bytes of files come from the run's blocks (`blocks.rs`).
 //!
-//! The kernel's requests arrive on fuser's threads; anything that needs the store is
-//! spawned onto the agent's tokio runtime and answered from there, so a slow GET never
-//! blocks a `stat` or another read. Every store call has one limit on its time, its
-//! retries included: the mount hands the store a short retry schedule of its own
-//! ([`FsConfig::retry`], through [`crate::store::Store::retrying`]) and never retries
-//! around the store, whose retries would multiply with its own. A store that fails or
-//! does not answer in time becomes `EIO` for the reader (cause in the agent's log),
-//! never a hang.
+//! Every store call has one limit on its time, its retries included: the mount hands
+//! the store a short retry schedule of its own ([`FsConfig::retry`], through
+//! [`crate::store::Store::retrying`]) and never retries around the store, whose retries
+//! would multiply with its own. A store that fails or does not answer in time becomes
+//! `EIO` for the reader (cause in the agent's log), never a hang.
 //!
 //! Folders are listed lazily, one level at a time, when first looked into, and kept
 //! for the attribute TTL; a name looked up in a folder not yet listed is a single
 //! `stat`. Inode numbers are stable for the life of the mount (nothing is forgotten:
 //! a job's inputs are bounded, and the kernel may ask about any inode it has seen).
 //!
-//! Writing is refused with `EROFS` twice over: the mount is read-only, and every
-//! method that would change something answers `EROFS` itself.
+//! This module must never write to a store: [`Core::open`] refuses anything but
+//! reading.
 
-use super::cache::{BlockCache, CacheError, Fetcher, ObjectId};
+use super::blocks::{BlockError, Blocks, Fetcher, ObjectId};
 use super::readahead::Readahead;
 use crate::retry::RetryConfig;
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use bytes::Bytes;
-use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
-};
+use fuser::{Errno, FileAttr, FileType, INodeNo, OpenAccMode, OpenFlags};
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::runtime::Handle;
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -93,11 +86,11 @@ impl FsError {
     }
 }
 
-impl From<CacheError> for FsError {
-    fn from(e: CacheError) -> Self {
+impl From<BlockError> for FsError {
+    fn from(e: BlockError) -> Self {
         match e {
-            CacheError::NotFound => FsError::NotFound,
-            CacheError::Storage(_) => FsError::Io,
+            BlockError::NotFound => FsError::NotFound,
+            BlockError::Storage(_) => FsError::Io,
         }
     }
 }
@@ -213,7 +206,7 @@ pub struct OpenFile {
 /// logic, testable without the kernel.
 pub struct Core {
     store: DynStore,
-    cache: Arc<BlockCache>,
+    blocks: Arc<Blocks>,
     cfg: FsConfig,
     nodes: RwLock<Nodes>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -235,7 +228,7 @@ impl Core {
         store: DynStore,
         root_path: &str,
         root: Entry,
-        cache: Arc<BlockCache>,
+        blocks: Arc<Blocks>,
         cfg: FsConfig,
     ) -> Core {
         let store = crate::store::with_retry(&store, cfg.retry);
@@ -259,7 +252,7 @@ impl Core {
         let what = format!("{}:{root_path}", store.name());
         Core {
             store,
-            cache,
+            blocks,
             cfg,
             nodes: RwLock::new(nodes),
             files: Mutex::new(HashMap::new()),
@@ -347,8 +340,13 @@ impl Core {
         Ok(self.attr_of(ino, &kind))
     }
 
+    /// How long the kernel may trust attributes and entries.
+    pub fn attr_ttl(&self) -> Duration {
+        self.cfg.attr_ttl
+    }
+
     /// The attributes without any store call, when known.
-    fn cached_attr(&self, ino: u64) -> Option<FileAttr> {
+    pub fn known_attr(&self, ino: u64) -> Option<FileAttr> {
         let nodes = self.nodes_read();
         let n = nodes.map.get(&ino)?;
         if matches!(n.kind, Kind::File(_)) && n.fetched.elapsed() > self.cfg.attr_ttl {
@@ -357,7 +355,7 @@ impl Core {
         Some(self.attr_of(ino, &n.kind))
     }
 
-    /// The listing of folder `ino`, fresh or cached.
+    /// The listing of folder `ino`, fresh or kept.
     pub async fn listing(&self, ino: u64) -> Result<Arc<Listing>, FsError> {
         let path = {
             let nodes = self.nodes_read();
@@ -423,7 +421,7 @@ impl Core {
 
     /// The answer to a lookup when it needs no store call (the folder's listing is
     /// fresh), else `None`.
-    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<FileAttr, FsError>> {
+    pub fn lookup_known(&self, parent: u64, name: &str) -> Option<Result<FileAttr, FsError>> {
         if !usable_name(name) {
             return Some(Err(FsError::NotFound));
         }
@@ -528,7 +526,7 @@ impl Core {
     /// while the walk goes on. Small files are otherwise bound by one request's latency
     /// each. Needs the runtime's context.
     fn scan_ahead(&self, ino: u64) {
-        let bs = self.cache.block_size();
+        let bs = self.blocks.block_size();
         let targets: Vec<ObjectMeta> = {
             let nodes = self.nodes_read();
             let Some(node) = nodes.map.get(&ino) else {
@@ -563,7 +561,7 @@ impl Core {
                 version: meta.version,
                 size: meta.size,
             });
-            self.cache.prefetch(&object, 0..1, &fetch);
+            self.blocks.prefetch(&object, 0..1, &fetch);
         }
     }
 
@@ -575,10 +573,11 @@ impl Core {
             .remove(&fh);
     }
 
-    /// How the cache fetches a range of `path`: a streamed GET under the mount's
-    /// retry schedule and time limit (for the answer's start, then for each piece).
-    /// A failure is logged here; the cache asks again for what did not arrive, and
-    /// the reader gets EIO when that fails too.
+    /// How the blocks fetch a range of `path`: a streamed GET under the mount's retry
+    /// schedule (the store resumes a broken answer under it) and time limit (for the
+    /// answer's start, then for each piece: [`FsConfig::op_timeout`] is longer than the
+    /// schedule's bound on time, so a resume inside the store fits in it). A failure is
+    /// logged here and is final: the reader gets EIO.
     fn fetcher(&self, path: String) -> Fetcher {
         let store = self.store.clone();
         let cfg = self.cfg.clone();
@@ -593,8 +592,8 @@ impl Core {
                 })
                 .await
                 .map_err(|e| match e {
-                    FsError::NotFound => CacheError::NotFound,
-                    _ => CacheError::Storage("the store failed; see the agent's log".into()),
+                    FsError::NotFound => BlockError::NotFound,
+                    _ => BlockError::Storage("the store failed; see the agent's log".into()),
                 })?;
                 let limit = cfg.op_timeout;
                 let pieces = futures::stream::unfold(Some(pieces), move |pieces| {
@@ -608,7 +607,7 @@ impl Core {
                             Err(_) => format!("no byte for {}s", limit.as_secs_f64()),
                         };
                         tracing::warn!("mount {what}: {label} of {path:?} broke off: {why}");
-                        let e = CacheError::Storage("the store failed; see the agent's log".into());
+                        let e = BlockError::Storage("the store failed; see the agent's log".into());
                         Some((Err(e), None))
                     }
                 });
@@ -650,22 +649,22 @@ impl Core {
                 .on_read(
                     offset,
                     end,
-                    self.cache.block_size(),
-                    self.cache.blocks(object),
-                    self.cfg.max_readahead_blocks.min(self.cache.max_ahead()),
-                    self.cache.blocks_per_run(),
+                    self.blocks.block_size(),
+                    self.blocks.block_count(object),
+                    self.cfg.max_readahead_blocks.min(self.blocks.max_ahead()),
+                    self.blocks.blocks_per_run(),
                 );
             if !ahead.is_empty() {
-                self.cache.prefetch(object, ahead, &file.fetch);
+                self.blocks.prefetch(object, ahead, &file.fetch);
             }
         }
         Ok((file, offset..end.max(offset)))
     }
 
-    /// The bytes, when they are cached already (most reads of a sequential reader):
+    /// The bytes, when they are kept already (most reads of a sequential reader):
     /// from memory, or read from the block's file, so only where blocking is allowed.
     pub fn read_now(&self, file: &OpenFile, range: std::ops::Range<u64>) -> Option<Bytes> {
-        self.cache.read_now(&file.object, range)
+        self.blocks.read_now(&file.object, range)
     }
 
     /// The second half of a read: the bytes, fetched if need be.
@@ -677,7 +676,7 @@ impl Core {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        Ok(self.cache.read(&file.object, range, &file.fetch).await?)
+        Ok(self.blocks.read(&file.object, range, &file.fetch).await?)
     }
 
     /// Opens folder `ino`: the listing every `readdir` of this handle pages through.
@@ -756,372 +755,19 @@ fn usable_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
-/// The [`fuser::Filesystem`] over a [`Core`]: answers from memory on the calling
-/// thread, and spawns onto the runtime whatever needs the store.
-pub struct StoreFs {
-    core: Arc<Core>,
-    rt: Handle,
-}
-
-impl StoreFs {
-    /// A filesystem over `core`, whose store calls run on `rt`.
-    pub fn new(core: Arc<Core>, rt: Handle) -> StoreFs {
-        StoreFs { core, rt }
-    }
-
-    fn ttl(&self) -> Duration {
-        self.core.cfg.attr_ttl
-    }
-}
-
-impl Filesystem for StoreFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Let the kernel keep many read-ahead requests in flight: they become parallel
-        // block fetches here.
-        let _ = config.set_max_background(64);
-        let _ = config.set_congestion_threshold(48);
-        if let Err(max) = config.set_max_readahead(1024 * 1024) {
-            let _ = config.set_max_readahead(max);
-        }
-        Ok(())
-    }
-
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(name) = name.to_str().map(str::to_string) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let ttl = self.ttl();
-        match self.core.lookup_cached(parent.0, &name) {
-            Some(Ok(attr)) => return reply.entry(&ttl, &attr, Generation(0)),
-            Some(Err(e)) => return reply.error(e.errno()),
-            None => {}
-        }
-        let core = self.core.clone();
-        self.rt.spawn(async move {
-            match core.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
-                Err(e) => reply.error(e.errno()),
-            }
-        });
-    }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if let Some(attr) = self.core.cached_attr(ino.0) {
-            return reply.attr(&self.ttl(), &attr);
-        }
-        let (core, ttl) = (self.core.clone(), self.ttl());
-        self.rt.spawn(async move {
-            match core.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&ttl, &attr),
-                Err(e) => reply.error(e.errno()),
-            }
-        });
-    }
-
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        // Scanning ahead spawns fetches: they need the runtime's context here.
-        let _rt = self.rt.enter();
-        match self.core.open(ino.0, flags) {
-            // The content of an object does not change under a job: let the kernel keep
-            // its page cache between opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(e.errno()),
-        }
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        // Read-ahead spawns its fetches: they need the runtime's context here.
-        let _rt = self.rt.enter();
-        let (file, range) = match self.core.begin_read(fh.0, offset, size) {
-            Ok(r) => r,
-            Err(e) => return reply.error(e.errno()),
-        };
-        // Cached already (most reads of a sequential reader): answered right here, on
-        // the session's own thread, which may wait for the disk.
-        if let Some(data) = self.core.read_now(&file, range.clone()) {
-            return reply.data(&data);
-        }
-        let core = self.core.clone();
-        self.rt.spawn(async move {
-            match core.finish_read(&file, range).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(e.errno()),
-            }
-        });
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.core.release(fh.0);
-        reply.ok();
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let core = self.core.clone();
-        self.rt.spawn(async move {
-            match core.opendir(ino.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(e.errno()),
-            }
-        });
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        match self.core.readdir(ino.0, fh.0, offset) {
-            Ok(entries) => {
-                for (next, child, kind, name) in entries {
-                    if reply.add(INodeNo(child), next, kind, &name) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(e.errno()),
-        }
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.core.releasedir(fh.0);
-        reply.ok();
-    }
-
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(0, 0, 0, 0, 0, 128 * 1024, 1024, 128 * 1024);
-    }
-
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
-        } else {
-            reply.ok();
-        }
-    }
-
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::from_i32(libc::ENODATA));
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
-    }
-
-    // Everything below would change the view: refused.
-
-    fn setattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mount::cache::CacheConfig;
+    use crate::mount::blocks::BlockConfig;
     use crate::store::local::LocalStore;
     use crate::store::Store;
     use async_trait::async_trait;
     use std::ops::Range;
     use std::path::Path;
 
-    fn cache(dir: &Path) -> Arc<BlockCache> {
-        BlockCache::new(CacheConfig {
-            dir: dir.join("cache"),
+    fn blocks(dir: &Path) -> Arc<Blocks> {
+        Blocks::new(BlockConfig {
+            dir: dir.join("blocks"),
             capacity: 1 << 20,
             block_size: 4096,
             fetch_concurrency: 4,
@@ -1142,7 +788,7 @@ mod tests {
         .unwrap();
         let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
         let entry = store.stat("data").await.unwrap();
-        Core::new(store, "data", entry, cache(tmp), FsConfig::default())
+        Core::new(store, "data", entry, blocks(tmp), FsConfig::default())
     }
 
     #[tokio::test]
@@ -1287,7 +933,7 @@ mod tests {
                 store.clone(),
                 "dir",
                 Entry::Dir,
-                cache(&tmp.path().join(format!("{hang}"))),
+                blocks(&tmp.path().join(format!("{hang}"))),
                 cfg.clone(),
             );
             assert_eq!(core.opendir(1).await, Err(FsError::Io));
@@ -1307,7 +953,7 @@ mod tests {
         let broken = Arc::new(Broken::default());
         let store: DynStore = broken.clone();
         let cfg = FsConfig::default();
-        let core = Core::new(store, "dir", Entry::Dir, cache(tmp.path()), cfg.clone());
+        let core = Core::new(store, "dir", Entry::Dir, blocks(tmp.path()), cfg.clone());
         assert_eq!(
             *broken.asked.lock().unwrap(),
             Some(RetryConfig::for_reader())
@@ -1326,7 +972,7 @@ mod tests {
 #[cfg(test)]
 mod readahead_tests {
     use super::*;
-    use crate::mount::cache::CacheConfig;
+    use crate::mount::blocks::BlockConfig;
     use crate::store::Store;
     use async_trait::async_trait;
     use std::ops::Range;
@@ -1384,10 +1030,10 @@ mod readahead_tests {
         }
     }
 
-    /// Without a disk cache, read-ahead must not run further ahead than memory keeps
+    /// Without a disk part, read-ahead must not run further ahead than memory keeps
     /// blocks: each block fetched ahead and evicted unread was fetched twice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sequential_reader_without_a_disk_cache_fetches_each_byte_once() {
+    async fn a_sequential_reader_without_a_disk_part_fetches_each_byte_once() {
         let tmp = tempfile::tempdir().unwrap();
         let bs = 4096u64;
         let size = 64 * bs;
@@ -1399,7 +1045,7 @@ mod readahead_tests {
                 .into(),
             fetched: fetched.clone(),
         });
-        let cache = BlockCache::new(CacheConfig {
+        let blocks = Blocks::new(BlockConfig {
             dir: tmp.path().join("c"),
             capacity: 0,
             block_size: bs,
@@ -1409,7 +1055,7 @@ mod readahead_tests {
         })
         .unwrap();
         let entry = store.stat("f").await.unwrap();
-        let core = Core::new(store, "f", entry, cache, FsConfig::default());
+        let core = Core::new(store, "f", entry, blocks, FsConfig::default());
         let fh = core.open(1, OpenFlags(libc::O_RDONLY)).unwrap();
         let mut off = 0;
         while off < size {
