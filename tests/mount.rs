@@ -34,7 +34,7 @@ async fn a_local_store_mounted_through_the_library_is_exact_and_read_only() {
     let big = make_store(&root);
     let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
     let knobs = stagehand::settings::MountKnobs::default();
-    let config = MountConfig::with(&knobs, &s.cache_dir(), None, "libtest").unwrap();
+    let config = MountConfig::with(&knobs, &s.cache_dir(), &Default::default(), "libtest").unwrap();
     let mounts = RunMounts::new(config);
     let mp = s.run_dir().join("inputs/train/data");
     let file_mp = s.run_dir().join("inputs/one/s3.txt");

@@ -3,9 +3,9 @@
 //! each; the modules that use them read [`get`] and never the environment.
 //!
 //! Values are parsed leniently here (an unparsable number is as good as unset, as it
-//! always was) except where a wrong value must be an error: those stay raw text here
-//! and are checked, with a message naming the variable, where they are used
-//! (`STAGEHAND_CACHE_SIZE` in `mount` and `cache`).
+//! always was) except where a wrong value must be an error: those are parsed here too,
+//! once, and keep their text when they do not parse ([`CacheSize::Invalid`]), so the
+//! module that needs the value refuses it with a message naming the variable.
 //!
 //! This module never reads a secret: `{env: NAME}` credentials are data of the
 //! workspace, resolved in `credentials.rs`.
@@ -33,13 +33,46 @@ pub struct Settings {
     /// `STAGEHAND_CACHE_DIR`, else `/var/cache/stagehand` for root, else
     /// `$XDG_CACHE_HOME/stagehand`, else `~/.cache/stagehand`.
     pub cache_dir: PathBuf,
-    /// `STAGEHAND_CACHE_SIZE`, as written: the node cache's one bound (downloads and
-    /// mount blocks together), a size checked where it is used.
-    pub cache_size: Option<String>,
+    /// `STAGEHAND_CACHE_SIZE`: the node cache's one bound (downloads and mount blocks
+    /// together).
+    pub cache_size: CacheSize,
     /// `STAGEHAND_AZURE_*`: Azure transfer sizes and counts.
     pub azure: AzureKnobs,
     /// Mount mode's knobs.
     pub mount: MountKnobs,
+}
+
+/// `STAGEHAND_CACHE_SIZE`, parsed once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheSize {
+    /// Not set: each user's default.
+    #[default]
+    Unset,
+    /// A size in bytes (`0` turns the cache off).
+    Bytes(u64),
+    /// Set to text that is not a size, kept for the message.
+    Invalid(String),
+}
+
+impl CacheSize {
+    fn parse(text: Option<String>) -> CacheSize {
+        match text {
+            None => CacheSize::Unset,
+            Some(t) => match stagehand_protocol::size::parse_bytes(&t) {
+                Ok(n) => CacheSize::Bytes(n),
+                Err(_) => CacheSize::Invalid(t),
+            },
+        }
+    }
+
+    /// The size set (`None` when unset), or the text that is not a size.
+    pub fn get(&self) -> Result<Option<u64>, &str> {
+        match self {
+            CacheSize::Unset => Ok(None),
+            CacheSize::Bytes(n) => Ok(Some(*n)),
+            CacheSize::Invalid(t) => Err(t),
+        }
+    }
 }
 
 /// `STAGEHAND_AZURE_*` (each unset, zero or unparsable means the default).
@@ -119,7 +152,7 @@ impl Settings {
         Settings {
             workspace: var("STAGEHAND_WORKSPACE").map(PathBuf::from),
             cache_dir,
-            cache_size: var("STAGEHAND_CACHE_SIZE"),
+            cache_size: CacheSize::parse(var("STAGEHAND_CACHE_SIZE")),
             runs_dir,
             local_mount_fuse: var("STAGEHAND_LOCAL_MOUNT").as_deref() == Some("fuse"),
             manifest_save: Duration::from_millis(
@@ -218,7 +251,9 @@ mod tests {
         assert_eq!(s.azure.blocks, None);
         assert_eq!(s.mount.fetches, None);
         assert!(s.local_mount_fuse);
-        assert_eq!(s.cache_size.as_deref(), Some("20GiB"));
+        assert_eq!(s.cache_size, CacheSize::Bytes(20 << 30));
+        let bad = with(&[("STAGEHAND_CACHE_SIZE", "lots")]);
+        assert_eq!(bad.cache_size.get(), Err("lots"));
     }
 
     #[test]

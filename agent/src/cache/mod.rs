@@ -102,11 +102,11 @@ struct Budget {
 /// How long a measure of the cache is trusted.
 const REMEASURE: Duration = Duration::from_secs(2);
 
-/// The bound named by `STAGEHAND_CACHE_SIZE` (raw text), or the default.
-pub fn bound_from(setting: Option<&str>) -> Result<u64, CacheError> {
-    match setting {
-        None => Ok(DEFAULT_SIZE),
-        Some(v) => stagehand_protocol::size::parse_bytes(v).map_err(|_| CacheError::Setting {
+/// The bound `STAGEHAND_CACHE_SIZE` names, or the default.
+pub fn bound_from(setting: &crate::settings::CacheSize) -> Result<u64, CacheError> {
+    match setting.get() {
+        Ok(n) => Ok(n.unwrap_or(DEFAULT_SIZE)),
+        Err(v) => Err(CacheError::Setting {
             name: "STAGEHAND_CACHE_SIZE",
             value: v.to_string(),
         }),
@@ -117,7 +117,7 @@ impl NodeCache {
     /// The cache the settings name; `None` when its bound is 0 (turned off).
     pub fn from_settings() -> Result<Option<NodeCache>, CacheError> {
         let s = crate::settings::get();
-        let bound = bound_from(s.cache_size.as_deref())?;
+        let bound = bound_from(&s.cache_size)?;
         Ok((bound > 0).then(|| NodeCache::at(&s.cache_dir, bound)))
     }
 

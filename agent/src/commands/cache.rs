@@ -36,7 +36,7 @@ pub enum CacheCommand {
 /// Runs the command; returns the exit code.
 pub fn run(args: CacheArgs) -> i32 {
     let s = crate::settings::get();
-    let bound = match crate::cache::bound_from(s.cache_size.as_deref()) {
+    let bound = match crate::cache::bound_from(&s.cache_size) {
         Ok(b) => b,
         Err(e) => {
             let _ = crate::console::errln(&format!("stagehand: {e}"));

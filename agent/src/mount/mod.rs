@@ -124,7 +124,7 @@ impl MountConfig {
     /// The defaults for a run, with the agent's settings' overrides.
     pub fn for_run(run_id: &str) -> Result<MountConfig, MountError> {
         let s = crate::settings::get();
-        Self::with(&s.mount, &s.cache_dir, s.cache_size.as_deref(), run_id)
+        Self::with(&s.mount, &s.cache_dir, &s.cache_size, run_id)
     }
 
     /// The defaults for a run, with `knobs`' overrides (sizes in MiB, as documented in
@@ -132,20 +132,14 @@ impl MountConfig {
     pub fn with(
         knobs: &crate::settings::MountKnobs,
         cache_dir: &Path,
-        cache_size: Option<&str>,
+        cache_size: &crate::settings::CacheSize,
         run_id: &str,
     ) -> Result<MountConfig, MountError> {
         let mib = |n: Option<u64>| n.map(|n| n << 20);
-        let block_capacity =
-            match cache_size {
-                None => None,
-                Some(v) => Some(stagehand_protocol::size::parse_bytes(v).map_err(|_| {
-                    MountError::Setting {
-                        name: "STAGEHAND_CACHE_SIZE",
-                        value: v.to_string(),
-                    }
-                })?),
-            };
+        let block_capacity = cache_size.get().map_err(|v| MountError::Setting {
+            name: "STAGEHAND_CACHE_SIZE",
+            value: v.to_string(),
+        })?;
         let block_size = mib(knobs.block_mib).unwrap_or(blocks::DEFAULT_BLOCK_SIZE);
         Ok(MountConfig {
             device: knobs
