@@ -24,7 +24,8 @@
 //! reuses the blocks an earlier attempt staged (their ids derive from the file's
 //! identity and offset, and the service lists the uncommitted ones).
 //!
-//! The REST calls are [`client`]'s; [`config`] turns a workspace entry into a target.
+//! The REST calls are [`client`]'s, signed by [`credential`], their listings read by
+//! [`listing`]; [`config`] turns a workspace entry into a target.
 //!
 //! This module must never write outside the file it was given (and its `.ranges`
 //! record), nor put a secret
@@ -32,7 +33,9 @@
 
 pub mod client;
 pub mod config;
+mod credential;
 mod download;
+pub mod listing;
 mod md5_files;
 mod read_in_order;
 pub mod resume;
