@@ -4,6 +4,10 @@
 //! object_store's providers with their caching and refresh. A SAS needs nothing here:
 //! it travels in the query string ([`super::client`]).
 //!
+//! The identity's settings come from the environment through
+//! [`crate::credentials::identity_environment`], the one place their secrets are read
+//! (and registered for redaction); this module reads no variable itself.
+//!
 //! Never put a key, a signature or a token in an error or a log line.
 
 use super::client::{b64, HttpError};
@@ -144,12 +148,13 @@ fn sign(
 }
 
 fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, String> {
+    let env = crate::credentials::identity_environment();
     let mut b = MicrosoftAzureBuilder::new()
         .with_account(&t.account)
         .with_container_name(&t.container);
     // AZURE_AUTHORITY_HOST first, as the Azure SDKs read it (set by the workload
     // identity webhook, or by hand for a private cloud); else the endpoint's cloud.
-    if let Some(h) = env("AZURE_AUTHORITY_HOST") {
+    if let Some(h) = env.authority_host {
         b = b.with_authority_host(h);
     } else if let Some(host) = authority_host(&t.service_url) {
         b = b.with_authority_host(host);
@@ -164,7 +169,7 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         }
         Identity::Ambient => {
             // The workload identity's client, or a user-assigned managed identity.
-            if let Some(c) = env("AZURE_CLIENT_ID") {
+            if let Some(c) = env.client_id {
                 b = b.with_client_id(c);
             }
             // Workload identity (AKS) announces itself through these variables; without
@@ -172,16 +177,13 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
             // Container Apps, Azure Arc; object_store sends IDENTITY_HEADER with each
             // request, a secret kept out of our output), or else at the VM's metadata
             // endpoint.
-            if let Some(f) = env("AZURE_FEDERATED_TOKEN_FILE") {
+            if let Some(f) = env.federated_token_file {
                 b = b.with_federated_token_file(f);
-                if let Some(te) = env("AZURE_TENANT_ID") {
+                if let Some(te) = env.tenant_id {
                     b = b.with_tenant_id(te);
                 }
-            } else if let Some(e) = env("IDENTITY_ENDPOINT") {
+            } else if let Some(e) = env.identity_endpoint {
                 b = b.with_msi_endpoint(e);
-                if let Some(h) = env("IDENTITY_HEADER") {
-                    crate::redact::register(&h);
-                }
             }
         }
     }
@@ -189,11 +191,6 @@ fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, Strin
         .build()
         .map_err(|e| format!("cannot set up the identity: {e}"))?;
     Ok(store.credentials().clone())
-}
-
-/// An environment variable that is set and not empty.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The Entra ID authority of the national cloud a blob service URL belongs to, where it
