@@ -144,17 +144,14 @@ pub trait Store: Send + Sync {
     /// [`Store::read_range`], handed over piece by piece as the bytes arrive, so that a
     /// caller holding a large range (the mount's read-ahead) never holds it whole. The
     /// same rules for the end of the object and a missing object; an error after some
-    /// pieces means the rest did not arrive (the caller may ask again for the rest). A
-    /// store that does not stream hands the whole range over as one piece.
+    /// pieces means the rest did not arrive (the caller may ask again for the rest).
+    /// Required, and streamed by every store: the mount's memory bound rests on a large
+    /// range never arriving whole (the conformance suite checks that it does not).
     async fn read_range_stream(
         &self,
         path: &str,
         range: Range<u64>,
-    ) -> Result<ByteStream, StoreError> {
-        use futures::StreamExt;
-        let whole = self.read_range(path, range).await?;
-        Ok(futures::stream::once(async move { Ok(whole) }).boxed())
-    }
+    ) -> Result<ByteStream, StoreError>;
     /// Writes the whole object to the new local file `dest` (the caller renames it into
     /// place once complete) and returns the bytes written. A missing object is
     /// [`StoreError::NotFound`].
