@@ -3,12 +3,17 @@
 //! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 //!
-//! Every store must pass [`conformance::check`]. A store that retries does so under
-//! the one policy of [`crate::retry`], and a caller that wants another bound asks for
-//! it ([`Store::retrying`]) rather than retrying around the store.
+//! Every store must pass the conformance suite (`conformance::check`, compiled for the
+//! tests only). A store that retries does so under the one policy of [`crate::retry`],
+//! and a caller that wants another bound asks for it ([`Store::retrying`]) rather than
+//! retrying around the store.
 
 pub mod azure;
 pub mod azure_file;
+// Test support, never in a release build: the unit tests have it, and the end-to-end
+// tests through the `conformance` feature, which the crate's dev-dependency on itself
+// turns on (agent/Cargo.toml).
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod local;
 
