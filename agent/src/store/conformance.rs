@@ -350,9 +350,17 @@ impl Suite {
                     .read_range_stream(&self.path(rel), range.clone())
                     .await
                     .map_err(failed(CHECK))?;
-                let mut streamed = Vec::new();
+                let (mut streamed, mut count) = (Vec::new(), 0);
                 while let Some(piece) = futures::StreamExt::next(&mut pieces).await {
                     streamed.extend_from_slice(&piece.map_err(failed(CHECK))?);
+                    count += 1;
+                }
+                // The mount's memory bound rests on this: a large range is never one piece.
+                if want.len() > 2 << 20 && count == 1 {
+                    return Err(wrong(
+                        CHECK,
+                        format!("{rel} ({len} bytes), bytes {range:?} streamed: came whole, as one piece"),
+                    ));
                 }
                 if streamed[..] != bytes[want.clone()] {
                     return Err(wrong(

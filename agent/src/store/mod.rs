@@ -3,12 +3,17 @@
 //! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 //!
-//! Every store must pass [`conformance::check`]. A store that retries does so under
-//! the one policy of [`crate::retry`], and a caller that wants another bound asks for
-//! it ([`Store::retrying`]) rather than retrying around the store.
+//! Every store must pass the conformance suite (`conformance::check`, compiled for the
+//! tests only). A store that retries does so under the one policy of [`crate::retry`],
+//! and a caller that wants another bound asks for it ([`Store::retrying`]) rather than
+//! retrying around the store.
 
 pub mod azure;
 pub mod azure_file;
+// Test support, never in a release build: the unit tests have it, and the end-to-end
+// tests through the `conformance` feature, which the crate's dev-dependency on itself
+// turns on (agent/Cargo.toml).
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod local;
 
@@ -146,17 +151,14 @@ pub trait Store: Send + Sync {
     /// same rules for the end of the object and a missing object. A store whose answer
     /// can break off resumes it itself, from the first byte that did not arrive, under
     /// its one retry policy (the GET's retries and the resumes counted together): an
-    /// error after some pieces is final, and the caller never asks again around it. A
-    /// store that does not stream hands the whole range over as one piece.
+    /// error after some pieces is final, and the caller never asks again around it. Required, and
+    /// streamed by every store: the mount's memory bound rests on a large range never
+    /// arriving whole (the conformance suite checks that it does not).
     async fn read_range_stream(
         &self,
         path: &str,
         range: Range<u64>,
-    ) -> Result<ByteStream, StoreError> {
-        use futures::StreamExt;
-        let whole = self.read_range(path, range).await?;
-        Ok(futures::stream::once(async move { Ok(whole) }).boxed())
-    }
+    ) -> Result<ByteStream, StoreError>;
     /// Writes the whole object to the new local file `dest` (the caller renames it into
     /// place once complete) and returns the bytes written. A missing object is
     /// [`StoreError::NotFound`].

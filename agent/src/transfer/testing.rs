@@ -40,6 +40,13 @@ impl Store for Counting {
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.inner.read_range(path, range).await
     }
+    async fn read_range_stream(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<crate::store::ByteStream, StoreError> {
+        self.inner.read_range_stream(path, range).await
+    }
     async fn download_metered(
         &self,
         object: &ObjectMeta,

@@ -11,22 +11,24 @@
 //! has no conditional create. object_store still provides the Entra ID token providers
 //! (service principal, managed and workload identity), with their caching and refresh.
 //!
+//! How each request is authorised is [`super::credential`]'s; what a listing's answer
+//! says, [`super::listing`]'s.
+//!
 //! Never put a URL with its query string, a header value or a response body in an error:
 //! SAS tokens travel in the query string, and Azure echoes the string it signed.
 
-use super::config::{Auth, AzureTarget, Identity};
+use super::config::{Auth, AzureTarget};
+use super::credential::Authorizer;
+use super::listing::{parse_block_list, parse_list, ListPage};
 use crate::retry::RetryConfig;
 use bytes::Bytes;
-use object_store::azure::{AzureCredential, MicrosoftAzureBuilder};
-use object_store::CredentialProvider;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The REST API version spoken (supported by Azure and by Azurite 3.x).
-const API_VERSION: &str = "2021-12-02";
+pub(super) const API_VERSION: &str = "2021-12-02";
 /// The metadata a conditional create carries: an id of that upload, by which a retry
 /// refused because the blob exists recognises a blob its own lost attempt created.
 pub const UPLOAD_MARKER: &str = "x-ms-meta-stagehand_upload";
@@ -169,15 +171,13 @@ fn request_error(e: &reqwest::Error) -> HttpError {
     HttpError::Transport(transport(e))
 }
 
-/// Where tokens come from, for Entra ID identities.
-type TokenProvider = Arc<dyn CredentialProvider<Credential = AzureCredential>>;
-
 /// One container, reachable.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     target: AzureTarget,
-    tokens: Option<TokenProvider>,
+    /// Signs each request, or adds the identity's token.
+    authorizer: Authorizer,
     /// How every call is retried.
     retry: RetryConfig,
 }
@@ -232,8 +232,8 @@ impl Body {
 }
 
 impl Client {
-    /// A client for `target`, whose calls are retried under `retry`. Builds the token
-    /// provider (no network call yet).
+    /// A client for `target`, whose calls are retried under `retry`. Builds the
+    /// identity's token provider, if it signs in as one (no network call yet).
     pub fn new(
         target: AzureTarget,
         retry: RetryConfig,
@@ -250,14 +250,11 @@ impl Client {
             .http1_only()
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {}", transport(&e)))?;
-        let tokens = match &target.auth {
-            Auth::Identity(id) => Some(token_provider(&target, id)?),
-            _ => None,
-        };
+        let authorizer = Authorizer::new(&target)?;
         Ok(Client {
             http,
             target,
-            tokens,
+            authorizer,
             retry,
         })
     }
@@ -374,36 +371,9 @@ impl Client {
             h.insert(HeaderName::from_static(k), hv(v)?);
         }
         let len = body.len() as usize;
-        match &self.target.auth {
-            Auth::SharedKey(key) => {
-                let sig = sign(key, &self.target.account, method, &path, query, &h, len);
-                h.insert(
-                    "authorization",
-                    hv(&format!("SharedKey {}:{sig}", self.target.account))?,
-                );
-            }
-            Auth::Sas(_) | Auth::Anonymous => {}
-            Auth::Identity(_) => {
-                let provider = self
-                    .tokens
-                    .as_ref()
-                    .ok_or_else(|| HttpError::Credential("no token provider".into()))?;
-                let cred = provider
-                    .get_credential()
-                    .await
-                    .map_err(|e| HttpError::Credential(e.to_string()))?;
-                match cred.as_ref() {
-                    AzureCredential::BearerToken(t) => {
-                        h.insert("authorization", hv(&format!("Bearer {t}"))?);
-                    }
-                    _ => {
-                        return Err(HttpError::Credential(
-                            "the identity provider gave no bearer token".into(),
-                        ))
-                    }
-                }
-            }
-        }
+        self.authorizer
+            .authorize(&self.target, method, &path, query, len, &mut h)
+            .await?;
         let mut req = self.http.request(method.clone(), &url).headers(h);
         let streamed = matches!(body, Body::File { .. });
         match body.into_reqwest().await? {
@@ -577,17 +547,6 @@ pub struct BlobProps {
     pub upload: Option<String>,
 }
 
-/// One page of a listing.
-#[derive(Debug, Default)]
-pub struct ListPage {
-    /// Blobs: name and properties.
-    pub blobs: Vec<(String, BlobProps)>,
-    /// Sub-folder prefixes (with a delimiter), with the trailing `/`.
-    pub prefixes: Vec<String>,
-    /// Where the next page starts.
-    pub next_marker: Option<String>,
-}
-
 fn quoted(etag: &str) -> String {
     format!("\"{}\"", unquote(etag))
 }
@@ -611,297 +570,9 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The Shared Key signature of a request.
-/// <https://learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key>
-fn sign(
-    key: &[u8],
-    account: &str,
-    method: &Method,
-    path: &str,
-    query: &[(&str, &str)],
-    h: &HeaderMap,
-    len: usize,
-) -> String {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let len = if len == 0 {
-        String::new()
-    } else {
-        len.to_string()
-    };
-    let mut ms: Vec<(String, String)> = h
-        .iter()
-        .filter(|(k, _)| k.as_str().starts_with("x-ms-"))
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or("").trim().to_string(),
-            )
-        })
-        .collect();
-    ms.sort();
-    let mut canon = String::new();
-    for (k, v) in ms {
-        canon.push_str(&format!("{k}:{v}\n"));
-    }
-    let mut resource = format!("/{account}{path}");
-    let mut q: Vec<(String, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), *v))
-        .collect();
-    q.sort();
-    for (k, v) in q {
-        resource.push_str(&format!("\n{k}:{v}"));
-    }
-    let to_sign = format!(
-        "{}\n{}\n{}\n{len}\n{}\n{}\n\n{}\n{}\n{}\n{}\n{}\n{canon}{resource}",
-        method.as_str(),
-        get("content-encoding"),
-        get("content-language"),
-        get("content-md5"),
-        get("content-type"),
-        get("if-modified-since"),
-        get("if-match"),
-        get("if-none-match"),
-        get("if-unmodified-since"),
-        get("range"),
-    );
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    b64(ring::hmac::sign(&k, to_sign.as_bytes()).as_ref())
-}
-
-fn token_provider(t: &AzureTarget, id: &Identity) -> Result<TokenProvider, String> {
-    let mut b = MicrosoftAzureBuilder::new()
-        .with_account(&t.account)
-        .with_container_name(&t.container);
-    // AZURE_AUTHORITY_HOST first, as the Azure SDKs read it (set by the workload
-    // identity webhook, or by hand for a private cloud); else the endpoint's cloud.
-    if let Some(h) = env("AZURE_AUTHORITY_HOST") {
-        b = b.with_authority_host(h);
-    } else if let Some(host) = authority_host(&t.service_url) {
-        b = b.with_authority_host(host);
-    }
-    match id {
-        Identity::ServicePrincipal {
-            tenant_id,
-            client_id,
-            client_secret,
-        } => {
-            b = b.with_client_secret_authorization(client_id, client_secret, tenant_id);
-        }
-        Identity::Ambient => {
-            // The workload identity's client, or a user-assigned managed identity.
-            if let Some(c) = env("AZURE_CLIENT_ID") {
-                b = b.with_client_id(c);
-            }
-            // Workload identity (AKS) announces itself through these variables; without
-            // them the managed identity answers at IDENTITY_ENDPOINT (App Service,
-            // Container Apps, Azure Arc; object_store sends IDENTITY_HEADER with each
-            // request, a secret kept out of our output), or else at the VM's metadata
-            // endpoint.
-            if let Some(f) = env("AZURE_FEDERATED_TOKEN_FILE") {
-                b = b.with_federated_token_file(f);
-                if let Some(te) = env("AZURE_TENANT_ID") {
-                    b = b.with_tenant_id(te);
-                }
-            } else if let Some(e) = env("IDENTITY_ENDPOINT") {
-                b = b.with_msi_endpoint(e);
-                if let Some(h) = env("IDENTITY_HEADER") {
-                    crate::redact::register(&h);
-                }
-            }
-        }
-    }
-    let store = b
-        .build()
-        .map_err(|e| format!("cannot set up the identity: {e}"))?;
-    Ok(store.credentials().clone())
-}
-
-/// An environment variable that is set and not empty.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The Entra ID authority of the national cloud a blob service URL belongs to, where it
-/// is not the public cloud's: a service principal of Azure China signs in at
-/// `login.chinacloudapi.cn`, and the public authority does not know it.
-fn authority_host(service_url: &str) -> Option<&'static str> {
-    use object_store::azure::authority_hosts;
-    let url = reqwest::Url::parse(service_url).ok()?;
-    let host = url.host_str()?;
-    if host.ends_with(".core.chinacloudapi.cn") {
-        Some(authority_hosts::AZURE_CHINA)
-    } else if host.ends_with(".core.usgovcloudapi.net") {
-        Some(authority_hosts::AZURE_GOVERNMENT)
-    } else {
-        None
-    }
-}
-
-// --- listing XML --------------------------------------------------------------------
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct XmlList {
-    #[serde(default)]
-    blobs: XmlBlobs,
-    #[serde(default)]
-    next_marker: Option<String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct XmlBlobs {
-    #[serde(rename = "$value", default)]
-    items: Vec<XmlItem>,
-}
-
-#[derive(serde::Deserialize)]
-enum XmlItem {
-    Blob(XmlBlob),
-    BlobPrefix(XmlPrefix),
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct XmlBlob {
-    name: XmlName,
-    properties: XmlProps,
-    #[serde(default)]
-    metadata: Option<std::collections::HashMap<String, String>>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct XmlPrefix {
-    name: XmlName,
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct XmlName {
-    #[serde(rename = "@Encoded", default)]
-    encoded: Option<String>,
-    #[serde(rename = "$text", default)]
-    text: String,
-}
-
-impl XmlName {
-    /// Azure percent-encodes names that XML cannot carry, and says so.
-    pub(crate) fn value(self) -> String {
-        if self.encoded.as_deref() == Some("true") {
-            percent_encoding::percent_decode_str(&self.text)
-                .decode_utf8_lossy()
-                .into_owned()
-        } else {
-            self.text
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct XmlProps {
-    #[serde(rename = "Content-Length")]
-    content_length: u64,
-    #[serde(rename = "Content-MD5", default)]
-    content_md5: Option<String>,
-    #[serde(rename = "Etag", default)]
-    etag: Option<String>,
-    #[serde(rename = "ResourceType", default)]
-    resource_type: Option<String>,
-}
-
-fn parse_list(body: &[u8]) -> Result<ListPage, String> {
-    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-    let x: XmlList = quick_xml::de::from_str(text).map_err(|e| e.to_string())?;
-    let mut page = ListPage {
-        next_marker: x.next_marker.filter(|m| !m.is_empty()),
-        ..Default::default()
-    };
-    for item in x.blobs.items {
-        match item {
-            XmlItem::Blob(b) => {
-                let folder = b.properties.resource_type.as_deref() == Some("directory")
-                    || b.metadata
-                        .as_ref()
-                        .and_then(|m| m.get("hdi_isfolder"))
-                        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-                let props = BlobProps {
-                    size: b.properties.content_length,
-                    etag: b.properties.etag.map(|e| unquote(&e)),
-                    md5: b.properties.content_md5.as_deref().and_then(decode_md5),
-                    is_folder: folder,
-                    upload: None,
-                };
-                page.blobs.push((b.name.value(), props));
-            }
-            XmlItem::BlobPrefix(p) => page.prefixes.push(p.name.value()),
-        }
-    }
-    Ok(page)
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct XmlBlockList {
-    #[serde(rename = "UncommittedBlocks", default)]
-    uncommitted: XmlBlocks,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct XmlBlocks {
-    #[serde(rename = "Block", default)]
-    blocks: Vec<XmlBlock>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct XmlBlock {
-    #[serde(rename = "Name")]
-    name: String,
-    #[serde(rename = "Size")]
-    size: u64,
-}
-
-/// The uncommitted blocks of a Get Block List answer.
-fn parse_block_list(body: &[u8]) -> Result<Vec<(String, u64)>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-    let x: XmlBlockList = quick_xml::de::from_str(text).map_err(|e| e.to_string())?;
-    Ok(x.uncommitted
-        .blocks
-        .into_iter()
-        .map(|b| (b.name, b.size))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_a_block_list() {
-        let xml = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks /><UncommittedBlocks><Block><Name>YWJj</Name><Size>8388608</Size></Block><Block><Name>ZGVm</Name><Size>5</Size></Block></UncommittedBlocks></BlockList>"#;
-        assert_eq!(
-            parse_block_list(xml.as_bytes()).unwrap(),
-            vec![("YWJj".to_string(), 8388608), ("ZGVm".to_string(), 5)]
-        );
-        let empty = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks /><UncommittedBlocks /></BlockList>"#;
-        assert!(parse_block_list(empty.as_bytes()).unwrap().is_empty());
-    }
-
-    #[test]
-    fn parses_a_listing() {
-        let xml = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://x/" ContainerName="c"><Prefix>p/</Prefix><MaxResults>2</MaxResults><Delimiter>/</Delimiter><Blobs><Blob><Name>p/a.txt</Name><Properties><Creation-Time>Mon, 01 Jan 2024 00:00:00 GMT</Creation-Time><Content-Length>5</Content-Length><Content-MD5>XUFAKrxLKna5cZ2REBfFkg==</Content-MD5><Etag>0x8D1</Etag></Properties><OrMetadata /></Blob><BlobPrefix><Name>p/sub/</Name></BlobPrefix><Blob><Name Encoded="true">p/%EF%BF%BEx</Name><Properties><Content-Length>0</Content-Length><Content-MD5 /><Etag>"0x8D2"</Etag></Properties></Blob></Blobs><NextMarker>m2</NextMarker></EnumerationResults>"#;
-        let p = parse_list(xml.as_bytes()).unwrap();
-        assert_eq!(p.blobs.len(), 2);
-        assert_eq!(p.blobs[0].0, "p/a.txt");
-        assert_eq!(p.blobs[0].1.size, 5);
-        assert!(p.blobs[0].1.md5.is_some());
-        assert_eq!(p.blobs[1].1.etag.as_deref(), Some("0x8D2"));
-        assert_eq!(p.blobs[1].1.md5, None);
-        assert_eq!(p.prefixes, ["p/sub/"]);
-        assert_eq!(p.next_marker.as_deref(), Some("m2"));
-        let empty =
-            parse_list(br#"<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>"#)
-                .unwrap();
-        assert!(empty.blobs.is_empty() && empty.next_marker.is_none());
-    }
 
     #[tokio::test]
     async fn transport_errors_never_carry_the_url() {
@@ -928,47 +599,5 @@ mod tests {
             "{t}"
         );
         assert!(t.starts_with("cannot connect"), "{t}");
-    }
-
-    #[test]
-    fn national_clouds_sign_in_at_their_own_authority() {
-        assert_eq!(
-            authority_host("https://acct.blob.core.chinacloudapi.cn"),
-            Some("https://login.chinacloudapi.cn")
-        );
-        assert_eq!(
-            authority_host("https://ACCT.blob.core.usgovcloudapi.net/"),
-            Some("https://login.microsoftonline.us")
-        );
-        assert_eq!(authority_host("https://acct.blob.core.windows.net"), None);
-        assert_eq!(
-            authority_host("http://127.0.0.1:10000/devstoreaccount1"),
-            None
-        );
-        assert_eq!(authority_host("not a url"), None);
-    }
-
-    #[test]
-    fn shared_key_signature_is_stable() {
-        // The example string-to-sign layout: same inputs, same signature.
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-ms-date",
-            HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"),
-        );
-        h.insert("x-ms-version", HeaderValue::from_static(API_VERSION));
-        let with = |key: &[u8]| {
-            sign(
-                key,
-                "acct",
-                &Method::GET,
-                "/c/b",
-                &[("comp", "list")],
-                &h,
-                0,
-            )
-        };
-        assert_eq!(with(b"key"), with(b"key"));
-        assert_ne!(with(b"key"), with(b"key2"));
     }
 }

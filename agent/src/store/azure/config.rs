@@ -456,6 +456,53 @@ mod tests {
     }
 
     #[test]
+    fn the_machines_identity_is_what_no_other_credential_leaves() {
+        // `credentials::protect` withholds the identity's variables by this predicate,
+        // before any store is opened: it must agree with what `resolve` decides.
+        let lit = |v: &str| Some(Secret::Literal(v.into()));
+        let cases = [
+            Credentials::default(),
+            Credentials {
+                anonymous: true,
+                ..Credentials::default()
+            },
+            Credentials {
+                account_key: lit("a2V5"),
+                ..Credentials::default()
+            },
+            Credentials {
+                sas_token: lit("sv=1&sig=x"),
+                ..Credentials::default()
+            },
+            Credentials {
+                connection_string: lit("AccountName=a;AccountKey=a2V5"),
+                ..Credentials::default()
+            },
+            Credentials {
+                tenant_id: Some("t".into()),
+                client_id: Some("c".into()),
+                client_secret: lit("s3cret"),
+                ..Credentials::default()
+            },
+        ];
+        for (i, c) in cases.into_iter().enumerate() {
+            let ds = Datastore::AzureBlob {
+                account_name: "a".into(),
+                container_name: "c".into(),
+                endpoint: None,
+                protocol: None,
+                credentials: c.clone(),
+            };
+            let target = resolve("d", &ds, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                matches!(target.auth, Auth::Identity(Identity::Ambient)),
+                credentials::uses_machine_identity(&c),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
     fn an_account_is_named_without_scheme_or_port() {
         assert_eq!(
             without_port("http://127.0.0.1:10000/devstoreaccount1"),
