@@ -620,9 +620,17 @@ mod tests {
             "container.env[1]",
             "holds a datastore credential",
         );
-        // And a process job does not inherit it.
+        // And a process job does not inherit it (nor, since `blob` and `lake` sign in as
+        // the machine's identity, the identity's secret-bearing variables).
         let plan = f.plan(&job(""));
-        assert_eq!(plan.removed_environment, ["UNIT_TEST_STORAGE_KEY"]);
+        assert_eq!(
+            plan.removed_environment,
+            [
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "IDENTITY_HEADER",
+                "UNIT_TEST_STORAGE_KEY"
+            ]
+        );
     }
 
     // --- Images: named environments and builds ---------------------------------------------
