@@ -50,7 +50,7 @@ impl Resolver<'_> {
         r: &DataRef,
         problems: &mut Vec<Problem>,
     ) -> Option<DataPlan> {
-        let (loaded, spec) = (self.loaded, &self.loaded.job.value);
+        let loaded = self.loaded;
         let Where {
             ds_name,
             ds: ds_cow,
@@ -61,18 +61,7 @@ impl Resolver<'_> {
             Found::At(w) => *w,
         };
         let ds = ds_cow.as_ref();
-        let raw = if direction == Direction::Output {
-            let values = Placeholders {
-                run_id: self.run_id,
-                name: &spec.name,
-                task_index: self.task_index,
-                task_count: self.task_count,
-            };
-            expand_placeholders_with(&raw, &values).ok()?
-        } else {
-            expand_task_placeholders(&raw, self.task_index, self.task_count)
-        };
-        let path = spec_path(&raw).ok()?;
+        let path = spec_path(&self.expand(direction, &raw)?).ok()?;
         // The root lands under the datastore's name; an anonymous container's name is
         // a URL (`anonymous:https://…/open`), of which only the container is one folder.
         let leaf = path
@@ -143,6 +132,26 @@ impl Resolver<'_> {
             slice: r.shard.map(|_| self.slice),
             sync_secs: r.sync.map(|d| d.0.as_secs_f64()),
         })
+    }
+
+    /// `raw` with its placeholders filled: an output's `{run_id}`, `{name}` and the
+    /// task's; an input's task placeholders only.
+    fn expand(&self, direction: Direction, raw: &str) -> Option<String> {
+        if direction == Direction::Output {
+            let values = Placeholders {
+                run_id: self.run_id,
+                name: &self.loaded.job.value.name,
+                task_index: self.task_index,
+                task_count: self.task_count,
+            };
+            expand_placeholders_with(raw, &values).ok()
+        } else {
+            Some(expand_task_placeholders(
+                raw,
+                self.task_index,
+                self.task_count,
+            ))
+        }
     }
 
     /// Where `r`'s data is: its datastore (or, for a URL or an asset, the registered
