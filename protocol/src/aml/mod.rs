@@ -8,39 +8,24 @@
 //! registered asset, a registry environment) is an error that names the key and says
 //! why. Like the rest of this crate: pure parsing, no network.
 
+//!
+//! `mod.rs` tells the format from the content and dispatches; `source.rs` (reading a
+//! file key by key) and `report.rs` (the import report) sit below every importer.
+
+mod report;
 pub mod runconfig;
+mod source;
 pub mod v2_datastore;
 pub mod v2_job;
 
+pub use report::{Format, Ignored, ImportReport, Mapped};
+pub use runconfig::ImportOptions;
+pub use source::scalar_text;
+
 use crate::job::JobSpec;
-use crate::locate::Index;
-use crate::problem::{Parsed, Problem, Problems};
-use serde::Serialize;
-use serde_yaml::{Mapping, Value};
-use std::path::{Path, PathBuf};
-
-/// The formats a job file can be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// stagehand's own job spec.
-    Native,
-    /// An Azure ML v1 `.runconfig`.
-    Runconfig,
-    /// An Azure ML v2 command job.
-    AmlJob,
-}
-
-impl Format {
-    /// The name used by `--format`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Runconfig => "runconfig",
-            Format::AmlJob => "aml-job",
-        }
-    }
-}
+use crate::problem::{Parsed, Problems};
+use serde_yaml::Value;
+use std::path::Path;
 
 /// Tells the format from the content: a `dataReferences` key is a runconfig; a
 /// `$schema` or a `type` key is Azure ML v2 (native specs have neither); anything else
@@ -60,80 +45,6 @@ pub fn detect(text: &str) -> Format {
     } else {
         Format::Native
     }
-}
-
-/// One source key and what it became.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mapped {
-    /// The key as written in the source file (`dataReferences.train`).
-    pub key: String,
-    /// What it became in the native job (`inputs.train: mount workspaceblobstore:datasets/mnist`).
-    pub became: String,
-}
-
-/// One source key stagehand accepted but does not act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ignored {
-    /// The key as written in the source file.
-    pub key: String,
-    /// Why it has no effect here.
-    pub reason: String,
-}
-
-/// What an importer did with each key of its source file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImportReport {
-    /// The source's format.
-    pub format: Format,
-    /// The source file.
-    pub file: PathBuf,
-    /// Keys that became part of the native job, in source order.
-    pub mapped: Vec<Mapped>,
-    /// Keys that were accepted and have no effect, each once.
-    pub ignored: Vec<Ignored>,
-}
-
-impl ImportReport {
-    fn new(format: Format, file: &Path) -> ImportReport {
-        ImportReport {
-            format,
-            file: file.to_path_buf(),
-            mapped: Vec::new(),
-            ignored: Vec::new(),
-        }
-    }
-
-    fn map(&mut self, key: impl Into<String>, became: impl Into<String>) {
-        self.mapped.push(Mapped {
-            key: key.into(),
-            became: became.into(),
-        });
-    }
-
-    fn ignore(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.ignored.push(Ignored {
-            key: key.into(),
-            reason: reason.into(),
-        });
-    }
-
-    /// Records `key` as ignored, with its reason from `reasons`, or `otherwise`.
-    fn ignore_with(&mut self, key: &str, reasons: &[(&str, &str)], otherwise: &str) {
-        let reason = reasons
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or(otherwise, |(_, r)| *r);
-        self.ignore(key, reason);
-    }
-}
-
-/// Options that an importer needs from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
-    /// Runconfig: the code snapshot's folder on `sourceDirectoryDataStore`
-    /// (`--source-path`). Without it the code is the local project folder, which is
-    /// what Azure ML itself snapshots.
-    pub source_path: Option<String>,
 }
 
 /// A job read from any format: the native spec and, for an imported file, the report.
@@ -203,164 +114,6 @@ pub fn load_any_job(
     parse_any_job(file, &crate::limits::read(file, "job spec")?, format, opts)
 }
 
-/// Reads a source document key by key, collecting problems with their locations.
-pub(crate) struct Source<'a> {
-    pub file: &'a Path,
-    pub index: Index,
-    pub problems: Vec<Problem>,
-}
-
-impl<'a> Source<'a> {
-    /// Parses `text` as a YAML mapping, or returns the problem.
-    pub fn open(file: &'a Path, text: &str, what: &str) -> Result<(Source<'a>, Mapping), Problems> {
-        crate::limits::check(file, text)?;
-        let src = Source {
-            file,
-            index: Index::of(text),
-            problems: Vec::new(),
-        };
-        match serde_yaml::from_str::<Value>(text) {
-            Ok(Value::Mapping(m)) => Ok((src, m)),
-            Ok(_) => Err(Problems(vec![src.problem(
-                "",
-                format!("a {what} is a YAML mapping (key: value lines)"),
-            )])),
-            Err(e) => Err(Problems(vec![Problem {
-                file: file.to_path_buf(),
-                location: e.location().map(|l| crate::locate::Location {
-                    line: l.line(),
-                    column: l.column(),
-                }),
-                field: String::new(),
-                message: format!("not valid YAML: {e}"),
-            }])),
-        }
-    }
-
-    pub fn problem(&self, field: &str, message: impl Into<String>) -> Problem {
-        Problem {
-            file: self.file.to_path_buf(),
-            location: self.index.find(field),
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        let p = self.problem(field, message);
-        self.problems.push(p);
-    }
-
-    /// A string value; numbers and booleans are taken as their text (the SDK writes
-    /// `'0.1'`, a person may write `0.1`). Null is `None`.
-    pub fn string(&mut self, field: &str, v: &Value) -> Option<String> {
-        match scalar_text(v) {
-            Some(s) => Some(s),
-            None if v.is_null() => None,
-            None => {
-                self.push(field, "expected a single value (text or number)");
-                None
-            }
-        }
-    }
-
-    /// A mapping value; null is an empty one.
-    pub fn mapping(&mut self, field: &str, v: &Value) -> Option<Mapping> {
-        match v {
-            Value::Mapping(m) => Some(m.clone()),
-            Value::Null => Some(Mapping::new()),
-            _ => {
-                self.push(field, "expected a mapping (key: value lines)");
-                None
-            }
-        }
-    }
-
-    /// Finishes: the value and the report, or every problem found.
-    pub fn finish(
-        self,
-        job: JobSpec,
-        aliases: Vec<(String, String)>,
-        report: ImportReport,
-    ) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
-        if !self.problems.is_empty() {
-            return Err(Problems(self.problems));
-        }
-        Ok((
-            Parsed {
-                value: job,
-                file: self.file.to_path_buf(),
-                index: self.index,
-                warnings: Vec::new(),
-                aliases,
-            },
-            report,
-        ))
-    }
-}
-
-/// The text of a scalar as a program would see it on its command line: numbers as
-/// written, booleans as Python prints them (`True`, `False`), which is what Azure ML
-/// substitutes. `None` for null, sequences and mappings.
-pub fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(true) => Some("True".into()),
-        Value::Bool(false) => Some("False".into()),
-        Value::Tagged(t) => scalar_text(&t.value),
-        _ => None,
-    }
-}
-
-/// Whether a value carries something: not null, not an empty string, list or mapping.
-pub(crate) fn is_set(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Sequence(s) => !s.is_empty(),
-        Value::Mapping(m) => !m.is_empty(),
-        _ => true,
-    }
-}
-
-/// Iterates a mapping's string keys in order (other keys are reported by the caller's
-/// YAML rules never arising in Azure ML files; they are skipped).
-pub(crate) fn entries(m: &Mapping) -> impl Iterator<Item = (&str, &Value)> {
-    m.iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v)))
-}
-
-/// A job name from a file name: `train.runconfig` → `train`; characters a job name
-/// may not have become `-`.
-pub(crate) fn name_from_file(file: &Path) -> String {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("job");
-    sanitize_name(stem)
-}
-
-/// Letters, digits, `-`, `_` and `.` kept; anything else becomes `-`.
-pub(crate) fn sanitize_name(s: &str) -> String {
-    let n: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if n.trim_matches('-').is_empty() {
-        "job".into()
-    } else {
-        n
-    }
-}
-
-/// The shell a command line given as one string runs in, as on Azure ML.
-pub(crate) fn shell(line: &str) -> Vec<String> {
-    vec!["bash".into(), "-c".into(), line.to_string()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,25 +128,6 @@ mod tests {
         assert_eq!(detect("type: command\ncommand: ls\n"), Format::AmlJob);
         assert_eq!(detect("name: x\ncommand: [ls]\n"), Format::Native);
         assert_eq!(detect("- not a mapping"), Format::Native);
-    }
-
-    #[test]
-    fn scalars_read_as_python_prints_them() {
-        let v: Value = serde_yaml::from_str("[1, 0.5, true, x]").unwrap();
-        let texts: Vec<_> = v
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| scalar_text(v).unwrap())
-            .collect();
-        assert_eq!(texts, ["1", "0.5", "True", "x"]);
-    }
-
-    #[test]
-    fn names_that_are_all_punctuation_become_job() {
-        assert_eq!(sanitize_name("!!!"), "job");
-        assert_eq!(sanitize_name(""), "job");
-        assert_eq!(sanitize_name("a.b_c-1"), "a.b_c-1");
     }
 
     /// A workspace with the one datastore `ws`.
@@ -468,14 +202,5 @@ mod tests {
             [Format::Native, Format::Runconfig, Format::AmlJob].map(Format::as_str),
             ["native", "runconfig", "aml-job"]
         );
-    }
-
-    #[test]
-    fn names_from_files() {
-        assert_eq!(
-            name_from_file(Path::new(".azureml/train.runconfig")),
-            "train"
-        );
-        assert_eq!(name_from_file(Path::new("my job!.yml")), "my-job-");
     }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::aml::Ignored;
+use crate::job::Mode;
 
 fn import_text(text: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
     import(Path::new("job.runconfig"), text, &ImportOptions::default())

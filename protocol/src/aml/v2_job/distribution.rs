@@ -3,8 +3,8 @@
 //! starts and how many nodes the Slurm step must have. The rest of `resources` only
 //! sizes Azure ML's compute and is reported as ignored.
 
-use super::super::{entries, is_set, scalar_text, ImportReport, Source};
-use super::Aliases;
+use super::super::report::ImportReport;
+use super::super::source::{entries, is_set, scalar_text, Aliases, Source};
 use crate::job::{Distribution, DistributionKind};
 use serde_yaml::Mapping;
 
