@@ -38,6 +38,27 @@ pub(super) struct Resolver<'a> {
     pub slice: Slice,
 }
 
+/// What the root of a datastore is called on the node: the datastore's name; for
+/// anonymous access made for a URL (named `anonymous:<service>/<container>`), the
+/// container's name, as Azure ML names it. A path on the node never carries a URL or a
+/// colon from a store's name.
+fn root_name<'n>(ds_name: &'n str, ds: &'n Datastore, made_for_url: bool) -> &'n str {
+    match made_for_url {
+        true => ds.container().unwrap_or("data"),
+        false => ds_name,
+    }
+}
+
+/// The default folder (or file) name of a downloaded or mounted input under
+/// `inputs/<name>/`: the last segment of its path, or `root` for the store's root.
+fn default_leaf(path: &str, root: &str) -> String {
+    path.rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(root)
+        .to_string()
+}
+
 impl Resolver<'_> {
     /// The reference `r` (named `name`, at `field` of the spec) as a plan entry. A
     /// reference the loader already reported (unknown datastore, bad path) gives `None`
@@ -73,12 +94,8 @@ impl Resolver<'_> {
             expand_task_placeholders(&raw, self.task_index, self.task_count)
         };
         let path = spec_path(&raw).ok()?;
-        let leaf = path
-            .rsplit('/')
-            .next()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&ds_name)
-            .to_string();
+        let made_for_url = matches!(ds_cow, Cow::Owned(_));
+        let leaf = default_leaf(&path, root_name(&ds_name, ds, made_for_url));
         let default_dir = self
             .run_dir
             .join(match direction {
@@ -345,5 +362,42 @@ impl Resolver<'_> {
             slice: None,
             sync_secs: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anonymous(url: &str) -> (String, Datastore) {
+        let u = stagehand_protocol::storage_url::parse(url).unwrap();
+        (u.anonymous_name(), u.anonymous_datastore())
+    }
+
+    #[test]
+    fn a_public_containers_root_lands_under_the_containers_name() {
+        let (name, ds) = anonymous("wasbs://datasets@azuremlexamples.blob.core.windows.net/");
+        assert_eq!(
+            name,
+            "anonymous:https://azuremlexamples.blob.core.windows.net/datasets"
+        );
+        let leaf = default_leaf("", root_name(&name, &ds, true));
+        assert_eq!(leaf, "datasets");
+        assert!(!leaf.contains(':') && !leaf.contains('/'), "{leaf}");
+        // Below the root, the last segment, as for any store.
+        assert_eq!(
+            default_leaf("iris/iris.csv", root_name(&name, &ds, true)),
+            "iris.csv"
+        );
+    }
+
+    #[test]
+    fn a_registered_datastores_root_lands_under_its_name() {
+        let ds = Datastore::Local { root: ".".into() };
+        assert_eq!(
+            default_leaf("", root_name("scratch", &ds, false)),
+            "scratch"
+        );
+        assert_eq!(default_leaf("a/b", root_name("scratch", &ds, false)), "b");
     }
 }
