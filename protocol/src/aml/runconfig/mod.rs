@@ -19,16 +19,21 @@
 //!   `maxRunDurationSeconds` → `timeout`; `sourceDirectoryDataStore` → `code`.
 //! - `dataStoreName` must be a name Azure ML accepts (letters, digits, `_`, `-`), so
 //!   an unfilled template placeholder is refused, not read as the default datastore.
-//! - Everything else the SDK writes (spark, hdi, mpi, amlcompute, …) is accepted and
+//! - `communicator`, `nodeCount` and the `mpi`, `pytorch` or `tensorflow` section it
+//!   chooses → `distribution`, as Azure ML v1 runs them; a parameter-server or
+//!   ParallelTask layout is refused (`distribution.rs`).
+//! - Everything else the SDK writes (spark, hdi, amlcompute, …) is accepted and
 //!   reported once as ignored. Dataset inputs and outputs (`data`, `outputData`,
 //!   `datacaches`) need the Azure ML service and are errors.
 //!
 //! `command.rs` reads what runs, `data_references.rs` the data, `container.rs` the
-//! docker sections; this file the rest of the job and what is ignored.
+//! docker sections, `distribution.rs` the nodes and ranks; this file the rest of the
+//! job and what is ignored.
 
 mod command;
 mod container;
 mod data_references;
+mod distribution;
 
 pub use data_references::CODE_DIR;
 
@@ -52,14 +57,6 @@ const IGNORED: &[(&str, &str)] = &[
         "framework",
         "the command line is script + arguments (or command) as given",
     ),
-    (
-        "communicator",
-        "stagehand starts one process; distributed launch is the scheduler's",
-    ),
-    (
-        "nodeCount",
-        "stagehand starts one process; distributed launch is the scheduler's",
-    ),
     ("priority", "there is no Azure ML queue here"),
     (
         "history",
@@ -70,19 +67,6 @@ const IGNORED: &[(&str, &str)] = &[
         "Spark settings have no effect on a process or container run",
     ),
     ("hdi", "HDInsight settings have no effect here"),
-    (
-        "tensorflow",
-        "stagehand starts one process; distributed launch is the scheduler's",
-    ),
-    (
-        "mpi",
-        "stagehand starts one process; distributed launch is the scheduler's",
-    ),
-    (
-        "pytorch",
-        "stagehand starts one process; distributed launch is the scheduler's",
-    ),
-    ("paralleltask", "parallel-run settings have no effect here"),
     (
         "amlcompute",
         "compute targets are chosen by whoever starts stagehand",
@@ -164,6 +148,8 @@ pub fn import(
         import_environment_variables(&mut src, &top, &env_section, &mut report, &mut aliases);
     let container = container::import_container(&mut src, &top, &docker, &mut report, &mut aliases);
     ignore_rest_of_environment(&env_section, &mut report);
+    let (distribution, unused_sections) =
+        distribution::import_distribution(&mut src, &top, &mut report, &mut aliases);
     let timeout = import_timeout(&mut src, &top, &mut report, &mut aliases);
     let (inputs, outputs) =
         data_references::import_data_references(&mut src, &top, &mut report, &mut aliases);
@@ -179,7 +165,7 @@ pub fn import(
     aliases.push(("code".into(), "sourceDirectoryDataStore".into()));
     aliases.push(("code.local".into(), "sourceDirectoryDataStore".into()));
 
-    ignore_rest(&top, &mut report);
+    ignore_rest(&top, &unused_sections, &mut report);
     let job = JobSpec {
         name,
         command,
@@ -191,7 +177,7 @@ pub fn import(
         inputs,
         outputs,
         azure_ml_v2_variables: false,
-        distribution: None,
+        distribution,
         keep_run_dir: false,
     };
     Ok((src.finish(job, aliases)?, report))
@@ -267,8 +253,9 @@ fn import_timeout(
     }
 }
 
-/// Every other top-level key: accepted, reported once.
-fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
+/// Every other top-level key: accepted, reported once, in file order; `decided` holds
+/// the reasons for keys another part decided to ignore (the distributed sections).
+fn ignore_rest(top: &Mapping, decided: &[(&str, String)], report: &mut ImportReport) {
     const HANDLED: &[&str] = &[
         "script",
         "arguments",
@@ -282,6 +269,13 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
         "datacaches",
         "sourceDirectoryDataStore",
         "docker",
+        "communicator",
+        "nodeCount",
+        "mpi",
+        "pytorch",
+        "pyTorch",
+        "tensorflow",
+        "paralleltask",
     ];
     for (key, v) in entries(top) {
         if key == "docker" && v.as_mapping().is_some_and(container::is_sdk_default_docker) {
@@ -289,6 +283,10 @@ fn ignore_rest(top: &Mapping, report: &mut ImportReport) {
                 key,
                 "the SDK's default section (useDocker: false), written into every runconfig; environment.docker.enabled decides",
             );
+            continue;
+        }
+        if let Some((_, reason)) = decided.iter().find(|(k, _)| *k == key) {
+            report.ignore(key, reason.clone());
             continue;
         }
         if HANDLED.contains(&key)

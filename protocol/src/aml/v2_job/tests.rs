@@ -131,17 +131,33 @@ resources: {instance_count: 3, instance_type: Standard_NC6}
         .mapped
         .iter()
         .any(|m| m.key == "resources.instance_count"));
-    let tf = "type: command\ncommand: x\ndistribution: {type: tensorflow, worker_count: 4, parameter_server_count: 1}\n";
+    // worker_count counts the workers of all the instances, as on Azure ML.
+    let tf = "type: command\ncommand: x\ndistribution: {type: tensorflow, worker_count: 4, parameter_server_count: 0}\nresources: {instance_count: 2}\n";
     let (job, report) = import(Path::new("job.yml"), tf).unwrap();
     let d = job.value.distribution.unwrap();
     assert_eq!(
-        (d.kind, d.process_count_per_instance),
-        (DistributionKind::Tensorflow, 4)
+        (d.kind, d.process_count_per_instance, d.instance_count),
+        (DistributionKind::Tensorflow, 2, Some(2))
     );
     assert!(report
-        .ignored
+        .mapped
         .iter()
-        .any(|i| i.key == "distribution.parameter_server_count"));
+        .any(|m| m.key == "distribution.worker_count" && m.became.contains("4 workers over 2")));
+    // A parameter server, or workers that do not spread evenly: refused at the key.
+    for (tf, field) in [
+        (
+            "type: command\ncommand: x\ndistribution: {type: tensorflow, worker_count: 2, parameter_server_count: 1}\n",
+            "distribution.parameter_server_count",
+        ),
+        (
+            "type: command\ncommand: x\ndistribution: {type: tensorflow, worker_count: 3}\nresources: {instance_count: 2}\n",
+            "distribution.worker_count",
+        ),
+    ] {
+        let err = import(Path::new("job.yml"), tf).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, field, "{err}");
+    }
     let alone = "type: command\ncommand: x\nresources: {instance_count: 3}\n";
     let err = import(Path::new("job.yml"), alone).unwrap_err().to_string();
     assert!(err.contains("without a `distribution`"), "{err}");
