@@ -24,12 +24,14 @@ pub use source::scalar_text;
 
 use crate::job::JobSpec;
 use crate::problem::{Parsed, Problems};
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 use std::path::Path;
 
 /// Tells the format from the content: a `dataReferences` key is a runconfig; a
-/// `$schema` or a `type` key is Azure ML v2 (native specs have neither); anything else
-/// is native. Text that is not a YAML mapping is native (its parser reports why).
+/// `$schema` or a `type` key is Azure ML v2 (native specs have neither), and so is a
+/// file whose `command` is not a list and that has what only a v2 command job has
+/// ([`looks_like_v2`]); anything else is native. Text that is not a YAML mapping is
+/// native (its parser reports why).
 pub fn detect(text: &str) -> Format {
     // Beyond the bounds the native parser refuses it, before anything parses it here.
     if crate::limits::check(Path::new(""), text).is_err() {
@@ -40,11 +42,76 @@ pub fn detect(text: &str) -> Format {
     };
     if m.contains_key("dataReferences") {
         Format::Runconfig
-    } else if m.contains_key("$schema") || m.contains_key("type") {
+    } else if m.contains_key("$schema") || m.contains_key("type") || looks_like_v2(&m) {
         Format::AmlJob
     } else {
         Format::Native
     }
+}
+
+/// Top-level keys of a v2 command job that a native spec never has.
+const V2_ONLY_KEYS: &[&str] = &[
+    "compute",
+    "identity",
+    "resources",
+    "environment_variables",
+    "limits",
+    "experiment_name",
+    "display_name",
+    "services",
+    "queue_settings",
+    "is_deterministic",
+];
+
+/// The `type`s of a v2 input or output (a native data reference has no `type`).
+const V2_DATA_TYPES: &[&str] = &[
+    "uri_file",
+    "uri_folder",
+    "mltable",
+    "custom_model",
+    "mlflow_model",
+    "triton_model",
+    "string",
+    "integer",
+    "number",
+    "boolean",
+];
+
+/// A v2 command job written without `$schema` and `type` (the Azure ML CLI needs
+/// neither): its `command` is one line, not a native list, and it has something a
+/// native spec cannot have: a v2-only key (`compute`, `identity`, `resources`, …), an
+/// `environment` that is a name (`azureml:…`, `file:…`) or holds a `build` mapping, an
+/// input or output with a v2 `type` (`uri_file`, …) or a literal value, or `code` as a
+/// folder name. A native spec with a list `command` stays native whatever else it has,
+/// so a mistake in it is reported as a native problem, not as a v2 one.
+fn looks_like_v2(m: &Mapping) -> bool {
+    if matches!(m.get("command"), Some(Value::Sequence(_))) {
+        return false;
+    }
+    let key = |k: &str| m.get(k).filter(|v| !v.is_null());
+    let v2_entry = |v: &Value| match v {
+        Value::Mapping(e) => e
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| V2_DATA_TYPES.contains(&t)),
+        Value::Null => false,
+        // A literal input (`epochs: 1`); a native reference is always a mapping.
+        _ => true,
+    };
+    let data = |k: &str| {
+        key(k)
+            .and_then(Value::as_mapping)
+            .is_some_and(|entries| entries.values().any(v2_entry))
+    };
+    V2_ONLY_KEYS.iter().any(|k| key(k).is_some())
+        || match key("environment") {
+            Some(Value::String(_)) => true,
+            Some(Value::Mapping(e)) => e.values().any(Value::is_mapping),
+            _ => false,
+        }
+        || data("inputs")
+        || data("outputs")
+        || matches!(key("code"), Some(Value::String(_)))
 }
 
 /// A job read from any format: the native spec and, for an imported file, the report.
@@ -117,6 +184,58 @@ pub fn load_any_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An azureml-examples job, as written.
+    fn example(rel: &str) -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aml/examples")
+            .join(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn a_v2_job_without_schema_and_type_is_detected_by_what_only_v2_has() {
+        // azureml-examples' on-behalf-of job: command, inputs with type: uri_file,
+        // environment, compute, identity; neither $schema nor type.
+        assert_eq!(
+            detect(&example("single-step/on-behalf-of/job.yaml")),
+            Format::AmlJob
+        );
+        for text in [
+            "command: python t.py\ncompute: azureml:cpu-cluster\n",
+            "command: python t.py\nidentity: {type: user_identity}\n",
+            "command: python t.py\nresources: {instance_count: 2}\n",
+            "command: python t.py\nenvironment_variables: {A: b}\n",
+            "command: python t.py\nlimits: {timeout: 60}\n",
+            "command: python t.py\nenvironment: azureml:AzureML-sklearn-1.0@latest\n",
+            "command: python t.py\nenvironment: {build: {path: docker-context}}\n",
+            "command: python t.py\ninputs: {d: {type: uri_folder, path: ./data}}\n",
+            "command: python t.py\ninputs: {epochs: 3}\n",
+            "command: python t.py\noutputs: {m: {type: mlflow_model}}\n",
+            "command: python t.py\ncode: src\n",
+            "code: src\n",
+        ] {
+            assert_eq!(detect(text), Format::AmlJob, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_native_spec_stays_native_whatever_v2_like_content_it_has() {
+        for text in [
+            // Everything a native spec has, written natively.
+            "name: j\ncommand: [python, t.py]\nenvironment: {image: x, LR: 0.1}\ncode: {local: src}\ninputs:\n  d: {datastore: ws, path: data, mode: download}\noutputs:\n  m: {path: out, mode: upload}\ndistribution: {type: pytorch, process_count_per_instance: 2}\ncontainer: {image: python:3.12}\n",
+            // A native spec with a v2 key by mistake: a list command keeps it native,
+            // so the mistake reads as a native problem.
+            "name: j\ncommand: [python, t.py]\ncompute: big\n",
+            "name: j\ncommand: [ls]\ninputs: {d: {type: uri_folder, path: x}}\n",
+            // A single-string command alone: the native parser says it must be a list.
+            "name: j\ncommand: python t.py\n",
+            "name: j\ncommand: python t.py\nenvironment: {A: b}\ninputs: {d: {path: x}}\n",
+            "name: j\n",
+        ] {
+            assert_eq!(detect(text), Format::Native, "{text}");
+        }
+    }
 
     #[test]
     fn detects_by_content() {
