@@ -147,3 +147,51 @@ environment:
         "{err}"
     );
 }
+
+/// SDK-written distributed runconfigs (`ScriptRunConfig(distributed_job_config=…)`)
+/// plan with the distribution Azure ML v1 would run, on the step of nodes they ask for;
+/// a parameter-server layout is refused, naming the key.
+#[test]
+fn sdk_distributed_runconfigs_plan_with_their_distribution() {
+    let (s, ws) = workspace();
+    let dir = repo().join("tests/fixtures/aml/runconfig");
+    for (name, nodes, kind, per_node) in [
+        ("mpi", 3, "mpi", 2),
+        ("pytorch", 2, "pytorch", 4),
+        ("pytorch-per-node", 2, "pytorch", 1),
+        ("tensorflow", 2, "tensorflow", 1),
+    ] {
+        let job = dir.join(format!("{name}.runconfig"));
+        let run = s.path().join("runs").join(name);
+        let out = stagehand_on_slurm_step(
+            nodes,
+            &[
+                "plan".as_ref(),
+                job.as_os_str(),
+                "--format".as_ref(),
+                "json".as_ref(),
+                "--workspace".as_ref(),
+                ws.as_os_str(),
+                "--run-dir".as_ref(),
+                run.as_os_str(),
+            ],
+        );
+        let (so, _) = expect_code(&out, 0);
+        let plan: serde_json::Value = serde_json::from_str(&so).unwrap();
+        let d = &plan["distribution"];
+        assert_eq!(
+            (&d["kind"], &d["nodes"], &d["per_node"]),
+            (&kind.into(), &nodes.into(), &per_node.into()),
+            "{name}: {d}"
+        );
+        assert_eq!(plan["runner"], "process", "{name}");
+    }
+    let out = plan_with(&dir.join("tensorflow-ps.runconfig"), &ws);
+    let (_, se) = expect_code(&out, code::INVALID);
+    assert!(
+        se.contains(
+            "tensorflow-ps.runconfig:68:3: tensorflow.parameterServerCount: 1 parameter server(s)"
+        ),
+        "{se}"
+    );
+}

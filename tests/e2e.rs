@@ -12,6 +12,7 @@ mod common;
 mod aml;
 mod aml_data;
 mod aml_env;
+mod aml_examples;
 mod aml_runconfig;
 mod architecture;
 mod azure_file;

@@ -175,6 +175,19 @@ impl Datastore {
         }
     }
 
+    /// The container, filesystem or file share a cloud datastore reads; `None` for a
+    /// local folder.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Datastore::Local { .. } => None,
+            Datastore::AzureBlob { container_name, .. } => Some(container_name),
+            Datastore::AzureDataLakeGen2 { filesystem, .. } => Some(filesystem),
+            Datastore::AzureFile {
+                file_share_name, ..
+            } => Some(file_share_name),
+        }
+    }
+
     /// The credentials, for datastore types that have them.
     pub fn credentials(&self) -> Option<&Credentials> {
         match self {

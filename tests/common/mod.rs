@@ -229,6 +229,30 @@ pub fn stagehand(args: &[&std::ffi::OsStr]) -> Output {
         .unwrap()
 }
 
+/// `stagehand ARGS…` as the first node of a Slurm step over `nodes` nodes (`srun -N
+/// <nodes> --ntasks-per-node=1` as the scheduler's variables say it), with no workspace
+/// from the environment: to plan a multi-node job without a cluster.
+pub fn stagehand_on_slurm_step(nodes: u32, args: &[&std::ffi::OsStr]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args).env_remove("STAGEHAND_WORKSPACE");
+    for v in [
+        "SLURM_ARRAY_JOB_ID",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_STEP",
+        "SLURM_ARRAY_TASK_COUNT",
+        "JOB_COMPLETION_INDEX",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("SLURM_JOB_ID", "4242")
+        .env("SLURM_STEP_NUM_NODES", nodes.to_string())
+        .env("SLURM_NODEID", "0")
+        .env("SLURM_STEP_NODELIST", format!("node[1-{nodes}]"))
+        .env("SLURMD_NODENAME", "node1");
+    c.output().unwrap()
+}
+
 /// `stagehand plan JOB --format json EXTRA…` → the parsed plan; panics unless exit 0.
 /// `stagehand plan JOB --workspace WS`, as it ended: for the tests of what `plan`
 /// refuses.

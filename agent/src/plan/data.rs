@@ -38,6 +38,27 @@ pub(super) struct Resolver<'a> {
     pub slice: Slice,
 }
 
+/// What the root of a datastore is called on the node: the datastore's name; for
+/// anonymous access made for a URL (named `anonymous:<service>/<container>`), the
+/// container's name, as Azure ML names it. A path on the node never carries a URL or a
+/// colon from a store's name.
+fn root_name<'n>(ds_name: &'n str, ds: &'n Datastore, made_for_url: bool) -> &'n str {
+    match made_for_url {
+        true => ds.container().unwrap_or("data"),
+        false => ds_name,
+    }
+}
+
+/// The default folder (or file) name of a downloaded or mounted input under
+/// `inputs/<name>/`: the last segment of its path, or `root` for the store's root.
+fn default_leaf(path: &str, root: &str) -> String {
+    path.rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(root)
+        .to_string()
+}
+
 impl Resolver<'_> {
     /// The reference `r` (named `name`, at `field` of the spec) as a plan entry. A
     /// reference the loader already reported (unknown datastore, bad path) gives `None`
@@ -62,15 +83,8 @@ impl Resolver<'_> {
         };
         let ds = ds_cow.as_ref();
         let path = spec_path(&self.expand(direction, &raw)?).ok()?;
-        // The root lands under the datastore's name; an anonymous container's name is
-        // a URL (`anonymous:https://…/open`), of which only the container is one folder.
-        let leaf = path
-            .rsplit('/')
-            .next()
-            .filter(|s| !s.is_empty())
-            .or_else(|| ds_name.rsplit('/').next())
-            .unwrap_or(&ds_name)
-            .to_string();
+        let made_for_url = matches!(ds_cow, Cow::Owned(_));
+        let leaf = default_leaf(&path, root_name(&ds_name, ds, made_for_url));
         let default_dir = self
             .run_dir
             .join(match direction {

@@ -8,43 +8,30 @@
 //! registered asset, a registry environment) is an error that names the key and says
 //! why. Like the rest of this crate: pure parsing, no network.
 
+//!
+//! `mod.rs` tells the format from the content and dispatches; `source.rs` (reading a
+//! file key by key) and `report.rs` (the import report) sit below every importer.
+
+mod report;
 pub mod runconfig;
+mod source;
 pub mod v2_datastore;
 pub mod v2_job;
 
+pub use report::{Format, Ignored, ImportReport, Mapped};
+pub use runconfig::ImportOptions;
+pub use source::scalar_text;
+
 use crate::job::JobSpec;
-use crate::locate::Index;
-use crate::problem::{Parsed, Problem, Problems};
-use serde::Serialize;
+use crate::problem::{Parsed, Problems};
 use serde_yaml::{Mapping, Value};
-use std::path::{Path, PathBuf};
-
-/// The formats a job file can be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// stagehand's own job spec.
-    Native,
-    /// An Azure ML v1 `.runconfig`.
-    Runconfig,
-    /// An Azure ML v2 command job.
-    AmlJob,
-}
-
-impl Format {
-    /// The name used by `--format`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Runconfig => "runconfig",
-            Format::AmlJob => "aml-job",
-        }
-    }
-}
+use std::path::Path;
 
 /// Tells the format from the content: a `dataReferences` key is a runconfig; a
-/// `$schema` or a `type` key is Azure ML v2 (native specs have neither); anything else
-/// is native. Text that is not a YAML mapping is native (its parser reports why).
+/// `$schema` or a `type` key is Azure ML v2 (native specs have neither), and so is a
+/// file whose `command` is not a list and that has what only a v2 command job has
+/// ([`looks_like_v2`]); anything else is native. Text that is not a YAML mapping is
+/// native (its parser reports why).
 pub fn detect(text: &str) -> Format {
     // Beyond the bounds the native parser refuses it, before anything parses it here.
     if crate::limits::check(Path::new(""), text).is_err() {
@@ -55,85 +42,76 @@ pub fn detect(text: &str) -> Format {
     };
     if m.contains_key("dataReferences") {
         Format::Runconfig
-    } else if m.contains_key("$schema") || m.contains_key("type") {
+    } else if m.contains_key("$schema") || m.contains_key("type") || looks_like_v2(&m) {
         Format::AmlJob
     } else {
         Format::Native
     }
 }
 
-/// One source key and what it became.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mapped {
-    /// The key as written in the source file (`dataReferences.train`).
-    pub key: String,
-    /// What it became in the native job (`inputs.train: mount workspaceblobstore:datasets/mnist`).
-    pub became: String,
-}
+/// Top-level keys of a v2 command job that a native spec never has.
+const V2_ONLY_KEYS: &[&str] = &[
+    "compute",
+    "identity",
+    "resources",
+    "environment_variables",
+    "limits",
+    "experiment_name",
+    "display_name",
+    "services",
+    "queue_settings",
+    "is_deterministic",
+];
 
-/// One source key stagehand accepted but does not act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ignored {
-    /// The key as written in the source file.
-    pub key: String,
-    /// Why it has no effect here.
-    pub reason: String,
-}
+/// The `type`s of a v2 input or output (a native data reference has no `type`).
+const V2_DATA_TYPES: &[&str] = &[
+    "uri_file",
+    "uri_folder",
+    "mltable",
+    "custom_model",
+    "mlflow_model",
+    "triton_model",
+    "string",
+    "integer",
+    "number",
+    "boolean",
+];
 
-/// What an importer did with each key of its source file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImportReport {
-    /// The source's format.
-    pub format: Format,
-    /// The source file.
-    pub file: PathBuf,
-    /// Keys that became part of the native job, in source order.
-    pub mapped: Vec<Mapped>,
-    /// Keys that were accepted and have no effect, each once.
-    pub ignored: Vec<Ignored>,
-}
-
-impl ImportReport {
-    fn new(format: Format, file: &Path) -> ImportReport {
-        ImportReport {
-            format,
-            file: file.to_path_buf(),
-            mapped: Vec::new(),
-            ignored: Vec::new(),
+/// A v2 command job written without `$schema` and `type` (the Azure ML CLI needs
+/// neither): its `command` is one line, not a native list, and it has something a
+/// native spec cannot have: a v2-only key (`compute`, `identity`, `resources`, …), an
+/// `environment` that is a name (`azureml:…`, `file:…`) or holds a `build` mapping, an
+/// input or output with a v2 `type` (`uri_file`, …) or a literal value, or `code` as a
+/// folder name. A native spec with a list `command` stays native whatever else it has,
+/// so a mistake in it is reported as a native problem, not as a v2 one.
+fn looks_like_v2(m: &Mapping) -> bool {
+    if matches!(m.get("command"), Some(Value::Sequence(_))) {
+        return false;
+    }
+    let key = |k: &str| m.get(k).filter(|v| !v.is_null());
+    let v2_entry = |v: &Value| match v {
+        Value::Mapping(e) => e
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| V2_DATA_TYPES.contains(&t)),
+        Value::Null => false,
+        // A literal input (`epochs: 1`); a native reference is always a mapping.
+        _ => true,
+    };
+    let data = |k: &str| {
+        key(k)
+            .and_then(Value::as_mapping)
+            .is_some_and(|entries| entries.values().any(v2_entry))
+    };
+    V2_ONLY_KEYS.iter().any(|k| key(k).is_some())
+        || match key("environment") {
+            Some(Value::String(_)) => true,
+            Some(Value::Mapping(e)) => e.values().any(Value::is_mapping),
+            _ => false,
         }
-    }
-
-    fn map(&mut self, key: impl Into<String>, became: impl Into<String>) {
-        self.mapped.push(Mapped {
-            key: key.into(),
-            became: became.into(),
-        });
-    }
-
-    fn ignore(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.ignored.push(Ignored {
-            key: key.into(),
-            reason: reason.into(),
-        });
-    }
-
-    /// Records `key` as ignored, with its reason from `reasons`, or `otherwise`.
-    fn ignore_with(&mut self, key: &str, reasons: &[(&str, &str)], otherwise: &str) {
-        let reason = reasons
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or(otherwise, |(_, r)| *r);
-        self.ignore(key, reason);
-    }
-}
-
-/// Options that an importer needs from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
-    /// Runconfig: the code snapshot's folder on `sourceDirectoryDataStore`
-    /// (`--source-path`). Without it the code is the local project folder, which is
-    /// what Azure ML itself snapshots.
-    pub source_path: Option<String>,
+        || data("inputs")
+        || data("outputs")
+        || matches!(key("code"), Some(Value::String(_)))
 }
 
 /// A job read from any format: the native spec and, for an imported file, the report.
@@ -203,167 +181,61 @@ pub fn load_any_job(
     parse_any_job(file, &crate::limits::read(file, "job spec")?, format, opts)
 }
 
-/// Reads a source document key by key, collecting problems with their locations.
-pub(crate) struct Source<'a> {
-    pub file: &'a Path,
-    pub index: Index,
-    pub problems: Vec<Problem>,
-}
-
-impl<'a> Source<'a> {
-    /// Parses `text` as a YAML mapping, or returns the problem.
-    pub fn open(file: &'a Path, text: &str, what: &str) -> Result<(Source<'a>, Mapping), Problems> {
-        crate::limits::check(file, text)?;
-        let src = Source {
-            file,
-            index: Index::of(text),
-            problems: Vec::new(),
-        };
-        match serde_yaml::from_str::<Value>(text) {
-            Ok(Value::Mapping(m)) => Ok((src, m)),
-            Ok(_) => Err(Problems(vec![src.problem(
-                "",
-                format!("a {what} is a YAML mapping (key: value lines)"),
-            )])),
-            Err(e) => Err(Problems(vec![Problem {
-                file: file.to_path_buf(),
-                location: e.location().map(|l| crate::locate::Location {
-                    line: l.line(),
-                    column: l.column(),
-                }),
-                field: String::new(),
-                message: format!("not valid YAML: {e}"),
-            }])),
-        }
-    }
-
-    pub fn problem(&self, field: &str, message: impl Into<String>) -> Problem {
-        Problem {
-            file: self.file.to_path_buf(),
-            location: self.index.find(field),
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        let p = self.problem(field, message);
-        self.problems.push(p);
-    }
-
-    /// A string value; numbers and booleans are taken as their text (the SDK writes
-    /// `'0.1'`, a person may write `0.1`). Null is `None`.
-    pub fn string(&mut self, field: &str, v: &Value) -> Option<String> {
-        match scalar_text(v) {
-            Some(s) => Some(s),
-            None if v.is_null() => None,
-            None => {
-                self.push(field, "expected a single value (text or number)");
-                None
-            }
-        }
-    }
-
-    /// A mapping value; null is an empty one.
-    pub fn mapping(&mut self, field: &str, v: &Value) -> Option<Mapping> {
-        match v {
-            Value::Mapping(m) => Some(m.clone()),
-            Value::Null => Some(Mapping::new()),
-            _ => {
-                self.push(field, "expected a mapping (key: value lines)");
-                None
-            }
-        }
-    }
-
-    /// Finishes: the value and the report, or every problem found.
-    pub fn finish(
-        self,
-        job: JobSpec,
-        aliases: Vec<(String, String)>,
-        report: ImportReport,
-    ) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
-        if !self.problems.is_empty() {
-            return Err(Problems(self.problems));
-        }
-        Ok((
-            Parsed {
-                value: job,
-                file: self.file.to_path_buf(),
-                index: self.index,
-                warnings: Vec::new(),
-                aliases,
-            },
-            report,
-        ))
-    }
-}
-
-/// The text of a scalar as a program would see it on its command line: numbers as
-/// written, booleans as Python prints them (`True`, `False`), which is what Azure ML
-/// substitutes. `None` for null, sequences and mappings.
-pub fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(true) => Some("True".into()),
-        Value::Bool(false) => Some("False".into()),
-        Value::Tagged(t) => scalar_text(&t.value),
-        _ => None,
-    }
-}
-
-/// Whether a value carries something: not null, not an empty string, list or mapping.
-pub(crate) fn is_set(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Sequence(s) => !s.is_empty(),
-        Value::Mapping(m) => !m.is_empty(),
-        _ => true,
-    }
-}
-
-/// Iterates a mapping's string keys in order (other keys are reported by the caller's
-/// YAML rules never arising in Azure ML files; they are skipped).
-pub(crate) fn entries(m: &Mapping) -> impl Iterator<Item = (&str, &Value)> {
-    m.iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v)))
-}
-
-/// A job name from a file name: `train.runconfig` → `train`; characters a job name
-/// may not have become `-`.
-pub(crate) fn name_from_file(file: &Path) -> String {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("job");
-    sanitize_name(stem)
-}
-
-/// Letters, digits, `-`, `_` and `.` kept; anything else becomes `-`.
-pub(crate) fn sanitize_name(s: &str) -> String {
-    let n: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if n.trim_matches('-').is_empty() {
-        "job".into()
-    } else {
-        n
-    }
-}
-
-/// The shell a command line given as one string runs in, as on Azure ML.
-pub(crate) fn shell(line: &str) -> Vec<String> {
-    vec!["bash".into(), "-c".into(), line.to_string()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An azureml-examples job, as written.
+    fn example(rel: &str) -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aml/examples")
+            .join(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn a_v2_job_without_schema_and_type_is_detected_by_what_only_v2_has() {
+        // azureml-examples' on-behalf-of job: command, inputs with type: uri_file,
+        // environment, compute, identity; neither $schema nor type.
+        assert_eq!(
+            detect(&example("single-step/on-behalf-of/job.yaml")),
+            Format::AmlJob
+        );
+        for text in [
+            "command: python t.py\ncompute: azureml:cpu-cluster\n",
+            "command: python t.py\nidentity: {type: user_identity}\n",
+            "command: python t.py\nresources: {instance_count: 2}\n",
+            "command: python t.py\nenvironment_variables: {A: b}\n",
+            "command: python t.py\nlimits: {timeout: 60}\n",
+            "command: python t.py\nenvironment: azureml:AzureML-sklearn-1.0@latest\n",
+            "command: python t.py\nenvironment: {build: {path: docker-context}}\n",
+            "command: python t.py\ninputs: {d: {type: uri_folder, path: ./data}}\n",
+            "command: python t.py\ninputs: {epochs: 3}\n",
+            "command: python t.py\noutputs: {m: {type: mlflow_model}}\n",
+            "command: python t.py\ncode: src\n",
+            "code: src\n",
+        ] {
+            assert_eq!(detect(text), Format::AmlJob, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_native_spec_stays_native_whatever_v2_like_content_it_has() {
+        for text in [
+            // Everything a native spec has, written natively.
+            "name: j\ncommand: [python, t.py]\nenvironment: {image: x, LR: 0.1}\ncode: {local: src}\ninputs:\n  d: {datastore: ws, path: data, mode: download}\noutputs:\n  m: {path: out, mode: upload}\ndistribution: {type: pytorch, process_count_per_instance: 2}\ncontainer: {image: python:3.12}\n",
+            // A native spec with a v2 key by mistake: a list command keeps it native,
+            // so the mistake reads as a native problem.
+            "name: j\ncommand: [python, t.py]\ncompute: big\n",
+            "name: j\ncommand: [ls]\ninputs: {d: {type: uri_folder, path: x}}\n",
+            // A single-string command alone: the native parser says it must be a list.
+            "name: j\ncommand: python t.py\n",
+            "name: j\ncommand: python t.py\nenvironment: {A: b}\ninputs: {d: {path: x}}\n",
+            "name: j\n",
+        ] {
+            assert_eq!(detect(text), Format::Native, "{text}");
+        }
+    }
 
     #[test]
     fn detects_by_content() {
@@ -375,25 +247,6 @@ mod tests {
         assert_eq!(detect("type: command\ncommand: ls\n"), Format::AmlJob);
         assert_eq!(detect("name: x\ncommand: [ls]\n"), Format::Native);
         assert_eq!(detect("- not a mapping"), Format::Native);
-    }
-
-    #[test]
-    fn scalars_read_as_python_prints_them() {
-        let v: Value = serde_yaml::from_str("[1, 0.5, true, x]").unwrap();
-        let texts: Vec<_> = v
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| scalar_text(v).unwrap())
-            .collect();
-        assert_eq!(texts, ["1", "0.5", "True", "x"]);
-    }
-
-    #[test]
-    fn names_that_are_all_punctuation_become_job() {
-        assert_eq!(sanitize_name("!!!"), "job");
-        assert_eq!(sanitize_name(""), "job");
-        assert_eq!(sanitize_name("a.b_c-1"), "a.b_c-1");
     }
 
     /// A workspace with the one datastore `ws`.
@@ -468,14 +321,5 @@ mod tests {
             [Format::Native, Format::Runconfig, Format::AmlJob].map(Format::as_str),
             ["native", "runconfig", "aml-job"]
         );
-    }
-
-    #[test]
-    fn names_from_files() {
-        assert_eq!(
-            name_from_file(Path::new(".azureml/train.runconfig")),
-            "train"
-        );
-        assert_eq!(name_from_file(Path::new("my job!.yml")), "my-job-");
     }
 }

@@ -7,7 +7,7 @@
 //! A workspace lists such files under `datastore_files`. Secrets written in the file
 //! are literals, accepted and warned about like literals in a workspace file.
 
-use super::{entries, is_set, scalar_text, Source};
+use super::source::{entries, is_set, scalar_text, Source};
 use crate::problem::{Problem, Problems};
 use crate::secret::Secret;
 use crate::workspace::{Credentials, Datastore};

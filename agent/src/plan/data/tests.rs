@@ -524,3 +524,41 @@ fn a_command_naming_an_unknown_reference_is_refused() {
         "{problems:#?}"
     );
 }
+
+/// The default leaf of a store's root, by the name it was registered under or made for.
+mod leaf {
+
+    use super::super::*;
+
+    fn anonymous(url: &str) -> (String, Datastore) {
+        let u = stagehand_protocol::storage_url::parse(url).unwrap();
+        (u.anonymous_name(), u.anonymous_datastore())
+    }
+
+    #[test]
+    fn a_public_containers_root_lands_under_the_containers_name() {
+        let (name, ds) = anonymous("wasbs://datasets@azuremlexamples.blob.core.windows.net/");
+        assert_eq!(
+            name,
+            "anonymous:https://azuremlexamples.blob.core.windows.net/datasets"
+        );
+        let leaf = default_leaf("", root_name(&name, &ds, true));
+        assert_eq!(leaf, "datasets");
+        assert!(!leaf.contains(':') && !leaf.contains('/'), "{leaf}");
+        // Below the root, the last segment, as for any store.
+        assert_eq!(
+            default_leaf("iris/iris.csv", root_name(&name, &ds, true)),
+            "iris.csv"
+        );
+    }
+
+    #[test]
+    fn a_registered_datastores_root_lands_under_its_name() {
+        let ds = Datastore::Local { root: ".".into() };
+        assert_eq!(
+            default_leaf("", root_name("scratch", &ds, false)),
+            "scratch"
+        );
+        assert_eq!(default_leaf("a/b", root_name("scratch", &ds, false)), "b");
+    }
+}

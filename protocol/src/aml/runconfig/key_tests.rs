@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::aml::Ignored;
+use crate::job::Mode;
+use crate::job::{Distribution, DistributionKind};
 
 fn import_text(text: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
     import(Path::new("job.runconfig"), text, &ImportOptions::default())
@@ -75,6 +77,10 @@ fn the_sdk_written_fixtures_convert_as_snapshotted() {
         "command",
         "runnable",
         "runnable-command",
+        "mpi",
+        "pytorch",
+        "pytorch-per-node",
+        "tensorflow",
     ] {
         let file = dir.join(format!("{name}.runconfig"));
         let text = std::fs::read_to_string(&file).unwrap();
@@ -339,6 +345,210 @@ fn the_code_is_the_project_folder_or_a_snapshot() {
     )
     .unwrap();
     assert_eq!(j.value.code.unwrap().local.as_deref(), Some(".."));
+}
+
+// --- Distributed: communicator, nodeCount and the section it chooses ----------------------
+
+/// An SDK-written fixture (`ScriptRunConfig(distributed_job_config=…)`), imported.
+fn sdk(name: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/aml/runconfig")
+        .join(format!("{name}.runconfig"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    import(&file, &text, &ImportOptions::default())
+}
+
+fn distribution(kind: DistributionKind, per_node: u32, nodes: u32) -> Option<Distribution> {
+    Some(Distribution {
+        kind,
+        process_count_per_instance: per_node,
+        instance_count: Some(nodes),
+    })
+}
+
+#[test]
+fn mpi_runs_process_count_per_node_on_each_of_node_count_nodes() {
+    // MpiConfiguration(process_count_per_node=2, node_count=3): communicator IntelMpi.
+    let (j, r) = sdk("mpi").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        j.value.distribution,
+        distribution(DistributionKind::Mpi, 2, 3)
+    );
+    assert_eq!(mapped(&r, "communicator"), "distribution.type: mpi");
+    assert_eq!(
+        mapped(&r, "mpi.processCountPerNode"),
+        "distribution.process_count_per_instance: 2"
+    );
+    assert!(mapped(&r, "nodeCount").starts_with("distribution.instance_count: 3"));
+    for other in ["pytorch", "tensorflow", "paralleltask"] {
+        assert_eq!(
+            ignored(&r, other),
+            "the communicator chooses mpi; this section is not used"
+        );
+    }
+    // The old way: communicator and nodeCount set on the RunConfiguration, the section's
+    // nodeCount left at its default; the top level decides, as on Azure ML.
+    let (j, r) = job("script: t.py\ncommunicator: OpenMpi\nnodeCount: 2\nmpi: {processCountPerNode: 4, nodeCount: 1}\n");
+    assert_eq!(j.distribution, distribution(DistributionKind::Mpi, 4, 2));
+    assert!(ignored(&r, "mpi.nodeCount").contains("top-level nodeCount (2) decides"));
+    // No section: MpiConfiguration()'s one process a node.
+    let (j, _) = job("script: t.py\ncommunicator: Mpi\n");
+    assert_eq!(j.distribution, distribution(DistributionKind::Mpi, 1, 1));
+}
+
+#[test]
+fn pytorch_spreads_process_count_over_the_nodes() {
+    // PyTorchConfiguration(communication_backend="Nccl", process_count=8, node_count=2).
+    let (j, r) = sdk("pytorch").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        j.value.distribution,
+        distribution(DistributionKind::Pytorch, 4, 2)
+    );
+    assert_eq!(mapped(&r, "communicator"), "distribution.type: pytorch");
+    assert!(mapped(&r, "pytorch.processCount").contains("4 (8 over 2 nodes)"));
+    assert!(ignored(&r, "pytorch.communicationBackend").contains("the script chooses"));
+    // No processCount: one process a node (the SDK's default is node_count).
+    let (j, r) = sdk("pytorch-per-node").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        j.value.distribution,
+        distribution(DistributionKind::Pytorch, 1, 2)
+    );
+    assert!(mapped(&r, "pytorch.processCount").contains("one a node"));
+    // The service schema's spelling.
+    let (j, r) =
+        job("script: t.py\ncommunicator: Gloo\nnodeCount: 3\npyTorch: {processCount: 6}\n");
+    assert_eq!(
+        j.distribution,
+        distribution(DistributionKind::Pytorch, 2, 3)
+    );
+    mapped(&r, "pyTorch.processCount");
+}
+
+#[test]
+fn tensorflow_runs_one_worker_a_node() {
+    // TensorflowConfiguration(worker_count=2, parameter_server_count=0): the SDK sets
+    // nodeCount to the workers.
+    let (j, r) = sdk("tensorflow").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        j.value.distribution,
+        distribution(DistributionKind::Tensorflow, 1, 2)
+    );
+    assert_eq!(mapped(&r, "communicator"), "distribution.type: tensorflow");
+    assert!(mapped(&r, "tensorflow.workerCount").contains("2 workers over 2 nodes"));
+    for other in ["mpi", "pytorch", "paralleltask"] {
+        ignored(&r, other);
+    }
+    // Four workers on two nodes: two a node.
+    let (j, _) = job("script: t.py\ncommunicator: ParameterServer\nnodeCount: 2\ntensorflow: {workerCount: 4, parameterServerCount: 0}\n");
+    assert_eq!(
+        j.distribution,
+        distribution(DistributionKind::Tensorflow, 2, 2)
+    );
+}
+
+#[test]
+fn no_communicator_is_one_process_and_the_default_sections_say_nothing() {
+    let (j, r) = sdk("train").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(j.value.distribution, None);
+    assert_eq!(
+        ignored(&r, "communicator"),
+        "None: the job is one process on one node"
+    );
+    assert_eq!(
+        ignored(&r, "nodeCount"),
+        "one node: without a communicator the job is one process"
+    );
+    for key in ["mpi", "pytorch", "tensorflow", "paralleltask"] {
+        assert_eq!(
+            ignored(&r, key),
+            "no communicator chooses it: the job is one process"
+        );
+    }
+}
+
+#[test]
+fn distributed_layouts_that_cannot_work_are_refused_at_their_key() {
+    // TensorflowConfiguration(worker_count=2, parameter_server_count=1).
+    let err = sdk("tensorflow-ps").unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].field, "tensorflow.parameterServerCount");
+    assert_eq!(err.0[0].location.map(|l| l.line), Some(68));
+    assert!(
+        err.0[0].message.starts_with("1 parameter server(s)"),
+        "{err}"
+    );
+    for (text, field, line, fragment) in [
+        (
+            "script: t.py\ncommunicator: ParameterServer\ntensorflow: {workerCount: 2}\n",
+            "tensorflow.parameterServerCount",
+            3,
+            "1 parameter server(s)",
+        ),
+        (
+            "script: t.py\ncommunicator: ParallelTask\n",
+            "communicator",
+            2,
+            "ParallelRunStep",
+        ),
+        (
+            "script: t.py\ncommunicator: Horovod\n",
+            "communicator",
+            2,
+            "unknown communicator \"horovod\"",
+        ),
+        (
+            "script: t.py\ncommunicator: None\nnodeCount: 4\n",
+            "nodeCount",
+            3,
+            "without a communicator",
+        ),
+        (
+            "script: t.py\ncommunicator: IntelMpi\nnodeCount: 0\n",
+            "nodeCount",
+            3,
+            "at least 1",
+        ),
+        (
+            "script: t.py\ncommunicator: IntelMpi\nmpi: {processCountPerNode: many}\n",
+            "mpi.processCountPerNode",
+            3,
+            "at least 1",
+        ),
+        (
+            "script: t.py\ncommunicator: Nccl\nnodeCount: 2\npytorch: {processCount: 3}\n",
+            "pytorch.processCount",
+            4,
+            "do not spread evenly over 2 nodes",
+        ),
+        (
+            "script: t.py\ncommunicator: ParameterServer\nnodeCount: 2\ntensorflow: {workerCount: 3, parameterServerCount: 0}\n",
+            "tensorflow.workerCount",
+            4,
+            "do not spread evenly",
+        ),
+    ] {
+        let r = refused(text);
+        assert_eq!(r.len(), 1, "{text}: {r:?}");
+        assert_eq!((r[0].0.as_str(), r[0].1), (field, Some(line)), "{text}: {r:?}");
+        assert!(r[0].2.contains(fragment), "{text}: {}", r[0].2);
+    }
+}
+
+#[test]
+fn problems_with_the_distribution_point_at_the_communicator() {
+    let (j, _) = import_text(
+        "script: t.py\ncommunicator: IntelMpi\nnodeCount: 2\nmpi: {processCountPerNode: 2}\n",
+    )
+    .unwrap();
+    for (native, source, line) in [
+        ("distribution", "communicator", 2),
+        ("distribution.instance_count", "nodeCount", 3),
+        ("distribution.process_count_per_instance", "mpi", 4),
+    ] {
+        let p = j.problem(native, "x");
+        assert_eq!(p.field, source, "{native}");
+        assert_eq!(p.location.map(|l| l.line), Some(line), "{native}");
+    }
 }
 
 // --- Everything else: ignored, once, with its reason -------------------------------------

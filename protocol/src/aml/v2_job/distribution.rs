@@ -1,10 +1,12 @@
 //! Azure ML v2's `distribution` (`pytorch`, `tensorflow`, `mpi`) and
 //! `resources.instance_count` → the native `distribution`: how many processes each node
-//! starts and how many nodes the Slurm step must have. The rest of `resources` only
-//! sizes Azure ML's compute and is reported as ignored.
+//! starts and how many nodes the Slurm step must have. TensorFlow's `worker_count`
+//! counts the workers of all the instances (default: one a node); a parameter server is
+//! refused. The rest of `resources` only sizes Azure ML's compute and is reported as
+//! ignored.
 
-use super::super::{entries, is_set, scalar_text, ImportReport, Source};
-use super::Aliases;
+use super::super::report::ImportReport;
+use super::super::source::{entries, is_set, scalar_text, Aliases, Source};
 use crate::job::{Distribution, DistributionKind};
 use serde_yaml::Mapping;
 
@@ -40,28 +42,7 @@ pub(super) fn import_distribution(
         }
     };
     aliases.push(("distribution".into(), "distribution".into()));
-    let mut per_node = 1;
-    for (k, v) in entries(&d) {
-        match (k, v.as_u64()) {
-            ("type", _) => {}
-            ("process_count_per_instance" | "worker_count", Some(n)) if n >= 1 => {
-                per_node = u32::try_from(n).unwrap_or(u32::MAX);
-                report.map(
-                    format!("distribution.{k}"),
-                    format!("distribution.process_count_per_instance: {n}"),
-                );
-            }
-            ("process_count_per_instance" | "worker_count", _) => src.push(
-                &format!("distribution.{k}"),
-                "expected a whole number, at least 1",
-            ),
-            _ if is_set(v) => report.ignore(
-                format!("distribution.{k}"),
-                "every process is a worker here; parameter servers are not started",
-            ),
-            _ => {}
-        }
-    }
+    let per_node = per_node(src, &d, instances.unwrap_or(1), report)?;
     report.map(
         "distribution.type",
         format!("distribution.type: {}", kind.as_str()),
@@ -71,6 +52,60 @@ pub(super) fn import_distribution(
         process_count_per_instance: per_node,
         instance_count: instances,
     })
+}
+
+/// The processes each node starts: `process_count_per_instance`, or TensorFlow's
+/// `worker_count`, which Azure ML counts over all the instances. A parameter server is
+/// refused: stagehand starts workers only, and a parameter-server script would wait for
+/// its `ps` tasks forever.
+fn per_node(
+    src: &mut Source,
+    d: &Mapping,
+    instances: u32,
+    report: &mut ImportReport,
+) -> Option<u32> {
+    let mut per_node = 1;
+    for (k, v) in entries(d) {
+        let field = format!("distribution.{k}");
+        match (k, v.as_u64()) {
+            ("type", _) => {}
+            ("process_count_per_instance", Some(n)) if n >= 1 => {
+                per_node = u32::try_from(n).unwrap_or(u32::MAX);
+                report.map(
+                    field,
+                    format!("distribution.process_count_per_instance: {n}"),
+                );
+            }
+            ("worker_count", Some(n)) if n >= 1 => {
+                if n % u64::from(instances) != 0 {
+                    src.push(&field, format!("{n} workers do not spread evenly over {instances} instances (resources.instance_count); Azure ML runs worker_count workers in all: make it a multiple of instance_count"));
+                    return None;
+                }
+                let each = n / u64::from(instances);
+                per_node = u32::try_from(each).unwrap_or(u32::MAX);
+                report.map(
+                    field,
+                    format!("distribution.process_count_per_instance: {each} ({n} workers over {instances} instances)"),
+                );
+            }
+            ("process_count_per_instance" | "worker_count", _) => {
+                src.push(&field, "expected a whole number, at least 1")
+            }
+            ("parameter_server_count", Some(0)) => {
+                report.map(field, "0: every process is a worker");
+            }
+            ("parameter_server_count", _) if is_set(v) => {
+                src.push(&field, "parameter servers: stagehand starts workers only (TF_CONFIG lists no ps tasks), so a parameter-server script would wait for them forever; use parameter_server_count: 0 (a MultiWorkerMirroredStrategy layout)");
+                return None;
+            }
+            _ if is_set(v) => report.ignore(
+                field,
+                "not a distribution key stagehand knows; it has no effect",
+            ),
+            _ => {}
+        }
+    }
+    Some(per_node)
 }
 
 /// `resources.instance_count`, reported; the other resource keys are Azure ML's.

@@ -3,6 +3,7 @@
 //! azureml-examples fixtures are snapshotted whole: converted, or the problems they get.
 
 use super::*;
+use crate::job::Mode;
 
 fn import_text(text: &str) -> Result<(Parsed<JobSpec>, ImportReport), Problems> {
     import(Path::new("job.yml"), text)
