@@ -22,8 +22,8 @@ use crate::signals::Cancel;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountType,
+    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountType,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
@@ -31,7 +31,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use stagehand_protocol::job::{ContainerUser, Gpus, Pull};
+use stagehand_protocol::job::{ContainerUser, Pull};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -268,17 +268,7 @@ fn create_body(
         ),
     ]);
     labels.extend(Owner::current().labels());
-    let device_requests = spec.gpus.as_ref().map(|g| {
-        vec![DeviceRequest {
-            driver: Some(String::new()),
-            count: Some(match g {
-                Gpus::All(_) => -1,
-                Gpus::Count(n) => i64::from(*n),
-            }),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]
-    });
+    let resources = super::container_resources::engine_resources(plan.container_limits.as_ref());
     // Sizes were validated with the spec; an unparsable one here is left to the engine's default.
     let bytes = |s: &Option<String>| {
         s.as_deref()
@@ -309,10 +299,11 @@ fn create_body(
         host_config: Some(HostConfig {
             mounts: Some(c.binds.iter().map(mount).collect()),
             shm_size: bytes(&spec.shm_size),
-            memory: bytes(&spec.memory),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: resources.memory,
+            memory_swap: resources.memory_swap,
+            nano_cpus: resources.nano_cpus,
             network_mode: spec.network.clone(),
-            device_requests,
+            device_requests: resources.device_requests,
             ..Default::default()
         }),
         ..Default::default()
@@ -569,31 +560,26 @@ async fn attach_start_and_supervise(
         supervise::supervise(Box::new(running), cancel.after(seen), super::limits(plan)).await;
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    let exit = exit?;
-    if exit.code() == Some(137) && exit.ended_by == EndedBy::Itself {
-        say_if_out_of_memory(docker, id, c).await;
+    let mut exit = exit?;
+    if exit.code() == Some(137)
+        && exit.ended_by == EndedBy::Itself
+        && killed_for_memory(docker, id).await
+    {
+        exit.ended_by = EndedBy::OutOfMemory;
     }
     Ok(exit)
 }
 
-/// A SIGKILL nobody here sent is most often the memory limit: say so, since the exit
-/// code alone (137) does not.
-async fn say_if_out_of_memory(docker: &Docker, id: &str, c: &ContainerPlan) {
+/// Whether the engine killed the container for its memory limit: a SIGKILL nobody
+/// here sent (exit 137) most often is, and the code alone does not say so.
+async fn killed_for_memory(docker: &Docker, id: &str) -> bool {
     let oom = docker
         .inspect_container(id, None)
         .await
         .ok()
         .and_then(|i| i.state)
         .and_then(|s| s.oom_killed);
-    if oom == Some(true) {
-        let limit = c
-            .spec
-            .memory
-            .as_deref()
-            .map(|m| format!(" (container.memory is {m})"))
-            .unwrap_or_default();
-        tracing::error!("the container ran out of memory and was killed{limit}");
-    }
+    oom == Some(true)
 }
 
 #[cfg(test)]
