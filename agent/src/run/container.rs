@@ -673,6 +673,54 @@ mod tests {
     }
 
     #[test]
+    fn a_slurm_allocation_becomes_a_device_request_by_id_and_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: t\ncommand: [run]\ncontainer: {image: img, gpus: all}\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let allocation = crate::plan::resources::read(
+            "slurm",
+            |v| match v {
+                "SLURM_STEP_GPUS" => Some("2,3".into()),
+                "SLURM_CPUS_ON_NODE" => Some("1".into()),
+                "SLURM_MEM_PER_NODE" => Some("256".into()),
+                _ => None,
+            },
+            |_| None,
+            true,
+        )
+        .unwrap();
+        let plan = crate::plan::build_allocated(
+            &loaded,
+            Some("r1"),
+            Some(&dir.path().join("run")),
+            None,
+            Some(allocation),
+            false,
+        )
+        .unwrap();
+        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img:latest", &[]);
+        let host = body.host_config.unwrap();
+        let gpu = &host.device_requests.unwrap()[0];
+        assert_eq!(
+            (gpu.count, gpu.device_ids.clone()),
+            (None, Some(vec!["2".to_string(), "3".to_string()]))
+        );
+        assert_eq!(
+            (host.nano_cpus, host.memory, host.memory_swap),
+            (Some(1_000_000_000), Some(256 << 20), Some(256 << 20))
+        );
+        assert!(body
+            .env
+            .unwrap()
+            .contains(&"NVIDIA_VISIBLE_DEVICES=2,3".to_string()));
+    }
+
+    #[test]
     fn the_root_mount_is_found_in_mountinfo() {
         // Whatever / is, the answer must not panic and must be stable.
         assert_eq!(
