@@ -108,16 +108,24 @@ pub fn read_env(kind: &str, container: bool) -> Result<Allocation, ResourceError
     read(kind, var, scontrol_show_job, container)
 }
 
-/// `scontrol show job -o <id>`, or `None` when it cannot answer.
+/// `scontrol show job -o <id>`, or `None` (said in the log: the container's memory is
+/// then not limited) when it cannot answer.
 fn scontrol_show_job(id: &str) -> Option<String> {
     let out = std::process::Command::new("scontrol")
         .args(["show", "job", "-o", id])
         .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!("cannot read job {id}'s memory allocation with `scontrol show job`: {why}; the container's memory is not limited beyond container.memory");
+            None
+        }
+    }
 }
 
 fn number<T: std::str::FromStr>(
