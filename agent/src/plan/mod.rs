@@ -460,19 +460,12 @@ pub(crate) fn build_allocated(
         environment.insert("STAGEHAND_TASK_COUNT".into(), task_count.to_string());
     }
     let command = job_command(loaded, &inputs, &outputs, (task_index, task_count))?;
-    let container_limits = container
-        .as_ref()
-        .map(|c| {
-            resources::container_limits(&c.spec, allocation.as_ref(), |f, m| {
-                loaded.job.problem(f, m)
-            })
-        })
-        .transpose()
-        .map_err(Problems)?;
-    if let Some(resources::GpuRequest::Ids(ids)) = container_limits.as_ref().map(|l| &l.gpus) {
-        // What the NVIDIA runtime exposes, named as the device request does.
-        environment.insert("NVIDIA_VISIBLE_DEVICES".into(), ids.join(","));
-    }
+    let container_limits = container_share(
+        loaded,
+        container.as_ref(),
+        allocation.as_ref(),
+        &mut environment,
+    )?;
 
     Ok(Plan {
         run_id,
@@ -506,6 +499,25 @@ pub(crate) fn build_allocated(
         container_limits,
         run_dir,
     })
+}
+
+/// A container job's share of the scheduler's allocation (refused when it asks for
+/// more), and `NVIDIA_VISIBLE_DEVICES` naming its GPUs as the device request does.
+fn container_share(
+    loaded: &Loaded,
+    container: Option<&ContainerPlan>,
+    allocation: Option<&resources::Allocation>,
+    environment: &mut BTreeMap<String, String>,
+) -> Result<Option<resources::ContainerLimits>, Problems> {
+    let Some(c) = container else {
+        return Ok(None);
+    };
+    let limits = resources::container_limits(&c.spec, allocation, |f, m| loaded.job.problem(f, m))
+        .map_err(Problems)?;
+    if let resources::GpuRequest::Ids(ids) = &limits.gpus {
+        environment.insert("NVIDIA_VISIBLE_DEVICES".into(), ids.join(","));
+    }
+    Ok(Some(limits))
 }
 
 /// The run's id, and whether it is pinned (given, or the scheduler's: the next run's
