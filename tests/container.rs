@@ -750,8 +750,14 @@ fn a_job_killed_for_memory_says_so() {
     let out = run_with_id(&s, &job, &run_id);
     let (_, se) = expect_code(&out, 137);
     assert!(
-        se.contains("ran out of memory") && se.contains("container.memory is 16m"),
+        se.contains("the container ran out of memory (its limit: 16 MiB)"),
         "{se}"
+    );
+    let f = finished(&s.events());
+    assert_eq!(
+        f.status,
+        stagehand_protocol::events::Status::OutOfMemory,
+        "{f:?}"
     );
     assert_no_container(&run_id);
 }

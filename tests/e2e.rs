@@ -30,6 +30,7 @@ mod orphans;
 mod package;
 mod resume;
 mod slurm;
+mod slurm_resources;
 mod store_conformance;
 mod sync_outputs;
 mod unwritable_output;

@@ -186,6 +186,8 @@ pub struct Ran {
     pub exit: Exit,
     /// Its timeout, for the message when it ran past it.
     pub timeout_secs: Option<f64>,
+    /// Its container's memory limit, for the message when it was killed for it.
+    pub memory_limit_bytes: Option<u64>,
     /// The outputs that failed to upload (empty when all due ones landed).
     pub uploads: Vec<UploadError>,
     /// Why the program could not be started (the exit is then 127, as a shell's).
@@ -320,6 +322,17 @@ impl Ran {
                 with_uploads(format!(
                     "the job ran past its timeout of {}s",
                     self.timeout_secs.unwrap_or_default()
+                )),
+            ),
+            EndedBy::OutOfMemory => Report::new(
+                Status::OutOfMemory,
+                Phase::Run,
+                code,
+                with_uploads(format!(
+                    "the container ran out of memory{} and the engine killed it (exit code {code}); give it more (container.memory, srun --mem)",
+                    self.memory_limit_bytes
+                        .map(|b| format!(" (its limit: {})", crate::plan::resources::memory_text(b)))
+                        .unwrap_or_default()
                 )),
             ),
             EndedBy::Itself if code != 0 => Report::new(
@@ -461,6 +474,7 @@ mod tests {
                 ended_by,
             },
             timeout_secs: Some(5.0),
+            memory_limit_bytes: Some(256 << 20),
             uploads: (0..uploads).map(|_| UploadError::Interrupted).collect(),
             not_started: None,
         })
@@ -491,6 +505,19 @@ mod tests {
         assert_eq!(
             (r.status, r.phase, r.code),
             (Status::Failed, Phase::Upload, exit::UPLOAD_FAILED)
+        );
+    }
+
+    #[test]
+    fn a_container_killed_for_memory_says_so_with_its_limit() {
+        let r = ran(Some(137), None, EndedBy::OutOfMemory, 0);
+        assert_eq!(
+            (r.status, r.phase, r.code),
+            (Status::OutOfMemory, Phase::Run, 137)
+        );
+        assert_eq!(
+            r.error.as_deref(),
+            Some("the container ran out of memory (its limit: 256 MiB) and the engine killed it (exit code 137); give it more (container.memory, srun --mem)")
         );
     }
 

@@ -237,6 +237,8 @@ pub enum Status {
     TimedOut,
     /// The agent itself failed.
     AgentError,
+    /// The job's container was killed by the engine for going over its memory limit.
+    OutOfMemory,
 }
 
 /// The phases of a run.

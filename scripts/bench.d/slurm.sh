@@ -54,7 +54,7 @@ ctld=$(free_port)
 sed -e "s|@NAME@|bench|" -e "s|@CTLD@|$ctld|g" -e "s|@DIR@|$d|g" -e "s|@USER@|$(id -un)|g" \
   "$root/tests/common/slurm.conf.in" >"$d/slurm.conf"
 for n in 1 2 3; do
-  echo "NodeName=n$n NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=4 Port=$(free_port)" >>"$d/slurm.conf"
+  echo "NodeName=n$n NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=4 RealMemory=4096 Port=$(free_port)" >>"$d/slurm.conf"
 done
 echo "PartitionName=debug Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP" >>"$d/slurm.conf"
 export SLURM_CONF=$d/slurm.conf

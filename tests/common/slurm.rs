@@ -21,6 +21,12 @@ use std::time::Duration;
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// CPUs each node claims (more than the machine has: tasks here mostly wait).
 pub const CPUS: u32 = 4;
+/// Memory each node claims, in MiB (Slurm's `RealMemory`; a job without `--mem` gets
+/// 1024 per CPU, `DefMemPerCPU`).
+pub const MEMORY_MIB: u32 = 4096;
+/// GPUs each node has: fake ones, character devices made with `mknod` under the
+/// cluster's folder ([`Slurm::gpu_dir`]), enough for Slurm to allocate them by id.
+pub const GPUS: u32 = 4;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -103,9 +109,12 @@ impl Slurm {
         let key: Vec<u8> = (0..1024).map(|_| fastrand_byte()).collect();
         std::fs::write(d.join("munge/key"), key).unwrap();
         set_mode(&d.join("munge/key"), 0o400);
+        make_fake_gpus(d);
         let conf = d.join("slurm.conf");
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         std::fs::write(&conf, slurm_conf(d, &ports)).unwrap();
+        // slurmd reads gres.conf from the folder of slurm.conf.
+        std::fs::write(d.join("gres.conf"), gres_conf(d)).unwrap();
         let mut s = Slurm {
             dir,
             conf,
@@ -190,6 +199,11 @@ impl Slurm {
         &self.conf
     }
 
+    /// Where the nodes' fake GPU device files are (`fakegpu0` … `fakegpu3`).
+    pub fn gpu_dir(&self) -> PathBuf {
+        self.dir.path().join("gpu")
+    }
+
     /// A Slurm command (`srun`, `sbatch`, `scontrol`…) aimed at this cluster.
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
@@ -259,6 +273,38 @@ impl Drop for Slurm {
     }
 }
 
+/// gres.conf: every node's GPUs are the same fake device files (no node checks that
+/// another uses them; each slurmd hands out its own four).
+fn gres_conf(d: &Path) -> String {
+    format!(
+        "Name=gpu File={}/gpu/fakegpu[0-{}]\n",
+        d.display(),
+        GPUS - 1
+    )
+}
+
+/// The fake GPUs: character devices with NVIDIA's major number (195), which is all
+/// slurmd reads from them. Needs root (or CAP_MKNOD), as the cluster does.
+fn make_fake_gpus(d: &Path) {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    std::fs::create_dir_all(d.join("gpu")).unwrap();
+    for i in 0..GPUS {
+        let p = d.join(format!("gpu/fakegpu{i}"));
+        mknod(
+            &p,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(195, u64::from(i)),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot make the fake GPU {}: {e} (mknod needs root)",
+                p.display()
+            )
+        });
+    }
+}
+
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -278,7 +324,7 @@ fn slurm_conf(d: &Path, ports: &[u16]) -> String {
         .replace("@USER@", "root");
     for (n, port) in NODES.iter().zip(&ports[1..]) {
         c += &format!(
-            "NodeName={n} NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={CPUS} Port={port}\n"
+            "NodeName={n} NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={MEMORY_MIB} Gres=gpu:{GPUS} Port={port}\n"
         );
     }
     c += "PartitionName=debug Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP\n";

@@ -191,6 +191,11 @@ impl Job<'_> {
         Outcome::Ran(Ran {
             exit,
             timeout_secs: self.plan.timeout_secs,
+            memory_limit_bytes: self
+                .plan
+                .container_limits
+                .as_ref()
+                .and_then(|l| l.memory_bytes),
             uploads,
             not_started,
         })
@@ -385,6 +390,7 @@ impl Job<'_> {
             EndedBy::Itself => "exited",
             EndedBy::Cancelled => "cancelled",
             EndedBy::TimedOut => "timed_out",
+            EndedBy::OutOfMemory => "out_of_memory",
         };
         self.events.emit(EventKind::Exited {
             exit_code: exit.code(),

@@ -6,6 +6,7 @@ mod container;
 mod data;
 mod distribution;
 mod render;
+pub mod resources;
 pub mod scheduler;
 #[cfg(test)]
 mod testing;
@@ -258,6 +259,13 @@ pub struct Plan {
     /// A distributed job: this node's processes and where they meet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distribution: Option<DistributionPlan>,
+    /// What the scheduler allocated on this node (GPUs, CPUs, memory) and where each
+    /// was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<resources::Allocation>,
+    /// A container job: the GPUs it gets and its CPU and memory limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_limits: Option<resources::ContainerLimits>,
     /// Keep the staged inputs and uploaded outputs in the run folder after a successful
     /// run (`keep_run_dir`, `run --keep-run-dir`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -341,7 +349,26 @@ pub fn build(
             message: format!("cannot tell which task of the scheduler's job this is: {e}"),
         }])
     })?;
-    build_with(loaded, run_id, run_dir, scheduler)
+    let allocation = scheduler
+        .as_ref()
+        .map(|s| resources::read_env(&s.kind, loaded.job.value.container.is_some()))
+        .transpose()
+        .map_err(|e| {
+            Problems(vec![Problem {
+                file: loaded.job.file.clone(),
+                location: None,
+                field: String::new(),
+                message: format!("cannot tell what the scheduler allocated to this job: {e}"),
+            }])
+        })?;
+    build_allocated(
+        loaded,
+        run_id,
+        run_dir,
+        scheduler,
+        allocation,
+        local_mount_via_fuse(),
+    )
 }
 
 /// [`build`] for the task `scheduler` names (none: not started by a scheduler).
@@ -362,6 +389,19 @@ pub(crate) fn build_placing(
     run_id: Option<&str>,
     run_dir: Option<&Path>,
     scheduler: Option<SchedulerIds>,
+    local_fuse: bool,
+) -> Result<Plan, Problems> {
+    build_allocated(loaded, run_id, run_dir, scheduler, None, local_fuse)
+}
+
+/// [`build_placing`] with what the scheduler allocated (`None`: not known, nothing
+/// limited beyond the spec).
+pub(crate) fn build_allocated(
+    loaded: &Loaded,
+    run_id: Option<&str>,
+    run_dir: Option<&Path>,
+    scheduler: Option<SchedulerIds>,
+    allocation: Option<resources::Allocation>,
     local_fuse: bool,
 ) -> Result<Plan, Problems> {
     let spec = &loaded.job.value;
@@ -420,6 +460,12 @@ pub(crate) fn build_placing(
         environment.insert("STAGEHAND_TASK_COUNT".into(), task_count.to_string());
     }
     let command = job_command(loaded, &inputs, &outputs, (task_index, task_count))?;
+    let container_limits = container_share(
+        loaded,
+        container.as_ref(),
+        allocation.as_ref(),
+        &mut environment,
+    )?;
 
     Ok(Plan {
         run_id,
@@ -449,8 +495,29 @@ pub(crate) fn build_placing(
         keep_run_dir: spec.keep_run_dir,
         scheduler,
         distribution,
+        allocation,
+        container_limits,
         run_dir,
     })
+}
+
+/// A container job's share of the scheduler's allocation (refused when it asks for
+/// more), and `NVIDIA_VISIBLE_DEVICES` naming its GPUs as the device request does.
+fn container_share(
+    loaded: &Loaded,
+    container: Option<&ContainerPlan>,
+    allocation: Option<&resources::Allocation>,
+    environment: &mut BTreeMap<String, String>,
+) -> Result<Option<resources::ContainerLimits>, Problems> {
+    let Some(c) = container else {
+        return Ok(None);
+    };
+    let limits = resources::container_limits(&c.spec, allocation, |f, m| loaded.job.problem(f, m))
+        .map_err(Problems)?;
+    if let resources::GpuRequest::Ids(ids) = &limits.gpus {
+        environment.insert("NVIDIA_VISIBLE_DEVICES".into(), ids.join(","));
+    }
+    Ok(Some(limits))
 }
 
 /// The run's id, and whether it is pinned (given, or the scheduler's: the next run's

@@ -8,6 +8,7 @@ use super::*;
 pub fn render_text(plan: &Plan) -> String {
     let mut s = String::new();
     render_header(&mut s, plan);
+    render_resources(&mut s, plan);
     render_data(&mut s, plan);
     if let Some(c) = &plan.container {
         render_binds(&mut s, c);
@@ -100,6 +101,46 @@ fn render_header(s: &mut String, plan: &Plan) {
             None => format!("{}:{}", c.datastore, c.path),
         };
         let _ = writeln!(s, "\ncode\n  {from} -> {}", c.local_path.display());
+    }
+}
+
+/// What the scheduler allocated (GPUs, CPUs, memory, each with where it was read)
+/// and what a container gets of it.
+fn render_resources(s: &mut String, plan: &Plan) {
+    use super::resources::{memory_text, GpuRequest};
+    use std::fmt::Write;
+    if let Some(a) = &plan.allocation {
+        if let Some(g) = &a.gpus {
+            let ids = if g.value.is_empty() {
+                "none".to_string()
+            } else {
+                g.value.join(",")
+            };
+            let _ = writeln!(s, "allocated  gpus {ids} ({})", g.from);
+        }
+        if let Some(c) = &a.cpus {
+            let _ = writeln!(s, "allocated  cpus {} ({})", c.value, c.from);
+        }
+        if let Some(m) = &a.memory_bytes {
+            let _ = writeln!(s, "allocated  memory {} ({})", memory_text(m.value), m.from);
+        }
+    }
+    let Some(l) = &plan.container_limits else {
+        return;
+    };
+    let gpus = match &l.gpus {
+        GpuRequest::None => None,
+        GpuRequest::Ids(ids) => Some(format!("gpus {} (by id)", ids.join(","))),
+        GpuRequest::Count(-1) => Some("gpus all of the node's".to_string()),
+        GpuRequest::Count(n) => Some(format!("gpus any {n}")),
+    };
+    let parts: Vec<String> = gpus
+        .into_iter()
+        .chain(l.cpus.map(|c| format!("cpus {c}")))
+        .chain(l.memory_bytes.map(|m| format!("memory {}", memory_text(m))))
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(s, "container  {}", parts.join(", "));
     }
 }
 

@@ -22,8 +22,8 @@ use crate::signals::Cancel;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountType,
+    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountType,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
@@ -31,7 +31,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use stagehand_protocol::job::{ContainerUser, Gpus, Pull};
+use stagehand_protocol::job::{ContainerUser, Pull};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -268,17 +268,7 @@ fn create_body(
         ),
     ]);
     labels.extend(Owner::current().labels());
-    let device_requests = spec.gpus.as_ref().map(|g| {
-        vec![DeviceRequest {
-            driver: Some(String::new()),
-            count: Some(match g {
-                Gpus::All(_) => -1,
-                Gpus::Count(n) => i64::from(*n),
-            }),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]
-    });
+    let resources = super::container_resources::engine_resources(plan.container_limits.as_ref());
     // Sizes were validated with the spec; an unparsable one here is left to the engine's default.
     let bytes = |s: &Option<String>| {
         s.as_deref()
@@ -309,10 +299,11 @@ fn create_body(
         host_config: Some(HostConfig {
             mounts: Some(c.binds.iter().map(mount).collect()),
             shm_size: bytes(&spec.shm_size),
-            memory: bytes(&spec.memory),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: resources.memory,
+            memory_swap: resources.memory_swap,
+            nano_cpus: resources.nano_cpus,
             network_mode: spec.network.clone(),
-            device_requests,
+            device_requests: resources.device_requests,
             ..Default::default()
         }),
         ..Default::default()
@@ -569,31 +560,26 @@ async fn attach_start_and_supervise(
         supervise::supervise(Box::new(running), cancel.after(seen), super::limits(plan)).await;
     // The attach stream ends with the container; do not wait forever for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    let exit = exit?;
-    if exit.code() == Some(137) && exit.ended_by == EndedBy::Itself {
-        say_if_out_of_memory(docker, id, c).await;
+    let mut exit = exit?;
+    if exit.code() == Some(137)
+        && exit.ended_by == EndedBy::Itself
+        && killed_for_memory(docker, id).await
+    {
+        exit.ended_by = EndedBy::OutOfMemory;
     }
     Ok(exit)
 }
 
-/// A SIGKILL nobody here sent is most often the memory limit: say so, since the exit
-/// code alone (137) does not.
-async fn say_if_out_of_memory(docker: &Docker, id: &str, c: &ContainerPlan) {
+/// Whether the engine killed the container for its memory limit: a SIGKILL nobody
+/// here sent (exit 137) most often is, and the code alone does not say so.
+async fn killed_for_memory(docker: &Docker, id: &str) -> bool {
     let oom = docker
         .inspect_container(id, None)
         .await
         .ok()
         .and_then(|i| i.state)
         .and_then(|s| s.oom_killed);
-    if oom == Some(true) {
-        let limit = c
-            .spec
-            .memory
-            .as_deref()
-            .map(|m| format!(" (container.memory is {m})"))
-            .unwrap_or_default();
-        tracing::error!("the container ran out of memory and was killed{limit}");
-    }
+    oom == Some(true)
 }
 
 #[cfg(test)]
@@ -684,6 +670,54 @@ mod tests {
             Some(2)
         );
         assert_eq!(body.user, None);
+    }
+
+    #[test]
+    fn a_slurm_allocation_becomes_a_device_request_by_id_and_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: t\ncommand: [run]\ncontainer: {image: img, gpus: all}\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let allocation = crate::plan::resources::read(
+            "slurm",
+            |v| match v {
+                "SLURM_STEP_GPUS" => Some("2,3".into()),
+                "SLURM_CPUS_ON_NODE" => Some("1".into()),
+                "SLURM_MEM_PER_NODE" => Some("256".into()),
+                _ => None,
+            },
+            |_| None,
+            true,
+        )
+        .unwrap();
+        let plan = crate::plan::build_allocated(
+            &loaded,
+            Some("r1"),
+            Some(&dir.path().join("run")),
+            None,
+            Some(allocation),
+            false,
+        )
+        .unwrap();
+        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img:latest", &[]);
+        let host = body.host_config.unwrap();
+        let gpu = &host.device_requests.unwrap()[0];
+        assert_eq!(
+            (gpu.count, gpu.device_ids.clone()),
+            (None, Some(vec!["2".to_string(), "3".to_string()]))
+        );
+        assert_eq!(
+            (host.nano_cpus, host.memory, host.memory_swap),
+            (Some(1_000_000_000), Some(256 << 20), Some(256 << 20))
+        );
+        assert!(body
+            .env
+            .unwrap()
+            .contains(&"NVIDIA_VISIBLE_DEVICES=2,3".to_string()));
     }
 
     #[test]

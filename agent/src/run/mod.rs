@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod container;
+pub mod container_resources;
 pub mod engine;
 pub mod guard;
 pub mod output;
@@ -43,6 +44,8 @@ pub enum EndedBy {
     Cancelled,
     /// It ran past its timeout.
     TimedOut,
+    /// The engine killed its container for going over the memory limit.
+    OutOfMemory,
 }
 
 /// How the job ended.
