@@ -10,21 +10,23 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CredentialError {
     /// `{env: NAME}` and NAME is not set.
-    #[error("datastore {datastore:?}: credentials.{field} comes from environment variable {var}, which is not set; export it before starting the agent")]
+    #[error("datastore {datastore:?}: {field} comes from environment variable {var}, which is not set; export it before starting the agent")]
     MissingEnv {
         /// Datastore name.
         datastore: String,
-        /// The credential field.
+        /// The credential's field (`credentials.account_key`, `password`).
         field: String,
         /// The variable.
         var: String,
     },
     /// `{file: PATH}` and PATH cannot be read.
-    #[error("datastore {datastore:?}: credentials.{field} comes from file {path}, which cannot be read: {reason}")]
+    #[error(
+        "datastore {datastore:?}: {field} comes from file {path}, which cannot be read: {reason}"
+    )]
     File {
         /// Datastore name.
         datastore: String,
-        /// The credential field.
+        /// The credential's field (`credentials.account_key`, `password`).
         field: String,
         /// The file.
         path: String,
@@ -71,7 +73,7 @@ pub fn resolve(
 pub fn protect(ws: &Workspace) -> Vec<String> {
     let mut vars = Vec::new();
     for ds in ws.datastores.values() {
-        for (_, secret) in ds.credentials().map(|c| c.secrets()).unwrap_or_default() {
+        for (_, secret) in ds.secrets() {
             match secret {
                 Secret::Literal(v) => crate::redact::register(v),
                 Secret::Env { env } => {

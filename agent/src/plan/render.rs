@@ -150,8 +150,12 @@ fn render_data(s: &mut String, plan: &Plan) {
     }
 }
 
-/// Where an input comes from: `datastore:path`, or the local file or folder.
+/// Where an input comes from: `datastore:path`, the rows of a database's query, or the
+/// local file or folder.
 fn data_source(d: &DataPlan) -> String {
+    if let Some(sql) = &d.query {
+        return format!("{} rows of `{sql}`, as CSV", d.datastore);
+    }
     match &d.local_source {
         Some(dir) if d.path.is_empty() => format!("local {}", dir.display()),
         Some(dir) => format!("local {}", dir.join(&d.path).display()),

@@ -519,6 +519,8 @@ fn data_reference(
         local: None,
         url: None,
         asset: None,
+        query: None,
+        table: None,
         shard: None,
         sync: None,
     };

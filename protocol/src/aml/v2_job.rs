@@ -594,6 +594,8 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         local: None,
         url: None,
         asset: None,
+        query: None,
+        table: None,
         shard: None,
         sync: None,
     };
@@ -759,6 +761,8 @@ fn output(
         local: None,
         url: None,
         asset: None,
+        query: None,
+        table: None,
         shard: None,
         sync: None,
     }))
