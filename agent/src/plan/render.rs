@@ -531,4 +531,35 @@ datastores:
             "{text}"
         );
     }
+
+    #[test]
+    fn no_database_password_appears_in_the_plan() {
+        let literal = "literal-pg-password-value";
+        let f = Fixture::with_workspace(&format!(
+            r#"default_datastore: db
+datastores:
+  db: {{type: postgresql, host: h, database: d, user: u, password: "{literal}"}}
+  env: {{type: postgresql, host: h, database: d, user: u, password: {{env: UNIT_TEST_PG}}}}
+"#
+        ));
+        let mut text = String::new();
+        for store in ["db", "env"] {
+            let plan = f.plan(&format!(
+                "name: j\ncommand: [run, \"${{{{inputs.i}}}}\"]\ninputs:\n  i: {{datastore: {store}, table: t, mode: download}}\n"
+            ));
+            text += &render_text(&plan);
+            text += &serde_json::to_string(&plan).expect("the plan as JSON");
+        }
+        assert!(!text.contains(literal), "{text}");
+        assert!(
+            text.contains(r#"rows of `SELECT * FROM "t"`, as CSV"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "removed from the job's environment (they hold secrets)\n  UNIT_TEST_PG\n"
+            ),
+            "{text}"
+        );
+    }
 }

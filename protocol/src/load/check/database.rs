@@ -78,3 +78,111 @@ impl JobCheck<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::load::{parse_job, parse_workspace, validate_job};
+    use crate::problem::Problem;
+    use crate::workspace::{Datastore, SslMode};
+    use std::path::Path;
+
+    const WS: &str = r#"default_datastore: local
+datastores:
+  local: {type: local, root: ./data}
+  db:
+    type: postgresql
+    host: db.example
+    database: shop
+    user: reader
+    password: {env: DB_PASSWORD}
+    sslmode: verify-full
+"#;
+
+    fn rules(inputs: &str) -> Vec<Problem> {
+        let text = format!("name: j\ncommand: [x]\ninputs:\n{inputs}");
+        let job = parse_job(Path::new("job.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let ws = parse_workspace(Path::new("ws.yaml"), WS).unwrap_or_else(|e| panic!("{e}"));
+        validate_job(&job, &ws.value, None).0
+    }
+
+    fn says(problems: &[Problem], field: &str, fragment: &str) {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == field && p.message.contains(fragment)),
+            "no {field}: {fragment:?} in {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_postgresql_datastore_reads_as_written_with_libpq_names() {
+        let ws = parse_workspace(Path::new("ws.yaml"), WS).unwrap();
+        let Datastore::Postgresql {
+            port,
+            sslmode,
+            user,
+            ..
+        } = &ws.value.datastores["db"]
+        else {
+            panic!("{:?}", ws.value.datastores["db"]);
+        };
+        assert_eq!(
+            (*port, *sslmode, user.as_str()),
+            (None, Some(SslMode::VerifyFull), "reader")
+        );
+        assert!(ws.warnings.is_empty(), "{:?}", ws.warnings);
+        let literal = WS.replace("{env: DB_PASSWORD}", "hunter2-literal");
+        let ws = parse_workspace(Path::new("ws.yaml"), &literal).unwrap();
+        assert_eq!(ws.warnings[0].field, "datastores.db.password");
+        let bad = WS.replace("verify-full", "verify_full");
+        assert!(parse_workspace(Path::new("ws.yaml"), &bad).is_err());
+    }
+
+    #[test]
+    fn azure_sql_database_is_refused_by_name_with_the_reason() {
+        let text = format!("{WS}  sql: {{type: azure_sql_database, server_name: s}}\n");
+        let err = parse_workspace(Path::new("ws.yaml"), &text).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, "datastores.sql.type");
+        assert!(
+            err.0[0].message.contains("no SQL Server (TDS) client"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_query_or_a_table_is_a_download_input_on_a_database() {
+        assert!(rules("  r: {datastore: db, query: \"SELECT 1\", mode: download}\n").is_empty());
+        assert!(rules("  r: {datastore: db, table: sales.orders, mode: download}\n").is_empty());
+        says(
+            &rules("  r: {datastore: db, path: t, mode: download}\n"),
+            "inputs.r",
+            "give `query:`",
+        );
+        says(
+            &rules("  r: {datastore: db, query: \"SELECT 1\", mode: mount}\n"),
+            "inputs.r.mode",
+            "use mode: download",
+        );
+        says(
+            &rules("  r: {query: \"SELECT 1\", mode: download}\n"),
+            "inputs.r.query",
+            "datastore \"local\" is local",
+        );
+        says(
+            &rules("  r: {datastore: db, query: \"SELECT 1\", table: t, mode: download}\n"),
+            "inputs.r",
+            "not both",
+        );
+        says(
+            &rules("  r: {datastore: db, table: \"t; DROP TABLE t\", mode: download}\n"),
+            "inputs.r.table",
+            "is not a table name",
+        );
+        says(
+            &rules("  r: {datastore: db, query: \" ; \", mode: download}\n"),
+            "inputs.r.query",
+            "empty",
+        );
+    }
+}
