@@ -314,3 +314,52 @@ fn rows_land_as_csv_where_the_plan_says(job: &Path) {
     );
     assert!(!plan.to_string().contains(PASSWORD));
 }
+
+#[test]
+fn tls_is_used_as_sslmode_says_and_verify_full_checks_the_certificate() {
+    let Some(tls) = crate::common::tls::Tls::new() else {
+        return;
+    };
+    let Some(pg) = Postgres::start_with_tls(&tls) else {
+        return;
+    };
+    pg.psql(&format!("CREATE ROLE reader LOGIN PASSWORD '{PASSWORD}'"));
+    let s = Scratch::new();
+    let input = "query: \"SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"";
+    let job = job(
+        &s,
+        input,
+        "cp \"$AZUREML_DATAREFERENCE_rows\" \"$AZUREML_DATAREFERENCE_out/ssl.csv\"",
+    );
+    let ssl_of_session = |mode: &str, ca: Option<&Path>| {
+        workspace(&s, pg.port, &format!("    sslmode: {mode}\n"));
+        let _ = std::fs::remove_file(s.events_file());
+        let mut c = s.run_cmd(&job);
+        c.env("SHOP_PG_PASSWORD", PASSWORD)
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => c.env("SSL_CERT_FILE", ca),
+            // An authority that did not sign the server's certificate.
+            None => c.env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+        };
+        let o = c.output().unwrap();
+        assert_no_secret(&s, &o);
+        o
+    };
+    for mode in ["require", "verify-full"] {
+        let o = ssl_of_session(mode, Some(&tls.ca));
+        expect_code(&o, 0);
+        let csv = std::fs::read_to_string(s.path().join("store/results/ssl.csv")).unwrap();
+        assert_eq!(csv, "ssl\nt\n", "sslmode {mode}: the session is encrypted");
+        std::fs::remove_file(s.path().join("store/results/ssl.csv")).unwrap();
+    }
+    let o = ssl_of_session("disable", Some(&tls.ca));
+    expect_code(&o, 0);
+    let csv = std::fs::read_to_string(s.path().join("store/results/ssl.csv")).unwrap();
+    assert_eq!(csv, "ssl\nf\n", "sslmode disable: plain");
+    // verify-full with authorities that did not sign it: refused before the job.
+    let o = ssl_of_session("verify-full", None);
+    let (_, err) = expect_code(&o, code::STAGING_FAILED);
+    assert!(err.contains("certificate"), "{err}");
+    assert!(!s.saw("started"));
+}

@@ -60,6 +60,15 @@ fn run_as() -> Option<(u32, u32)> {
 impl Postgres {
     /// Starts a cluster, or returns None (outside CI) when PostgreSQL is not installed.
     pub fn start() -> Option<Postgres> {
+        Self::launch(None)
+    }
+
+    /// Starts a cluster that also speaks TLS, with `tls`'s certificate for 127.0.0.1.
+    pub fn start_with_tls(tls: &super::tls::Tls) -> Option<Postgres> {
+        Self::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<&super::tls::Tls>) -> Option<Postgres> {
         let Some(bin) = bin_dir() else {
             let what = "PostgreSQL is not installed (STAGEHAND_TEST_POSTGRES_BIN unset, no /usr/lib/postgresql/*/bin)";
             if super::in_ci() {
@@ -79,9 +88,29 @@ impl Postgres {
             }
         };
         std::fs::write(dir.path().join("pw"), SUPERUSER_PASSWORD).unwrap();
+        // The server reads its key only when the key is its own and private.
+        let mut ssl = Vec::new();
+        if let Some(t) = tls {
+            std::fs::copy(&t.cert, dir.path().join("server.crt")).unwrap();
+            std::fs::copy(&t.key, dir.path().join("server.key")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(dir.path().join("server.key"), private).unwrap();
+            for (k, f) in [
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+            ] {
+                ssl.push("-c".to_string());
+                ssl.push(format!("{k}={}", dir.path().join(f).display()));
+            }
+            ssl.extend(["-c".to_string(), "ssl=on".to_string()]);
+        }
         if let Some((uid, gid)) = user {
-            for p in [dir.path().to_path_buf(), dir.path().join("pw")] {
-                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+            for f in ["", "pw", "server.crt", "server.key"] {
+                let p = dir.path().join(f);
+                if p.exists() {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+                }
             }
         }
         let mut init = Command::new(bin.join("initdb"));
@@ -111,6 +140,7 @@ impl Postgres {
                 .arg(dir.path())
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
                 .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+                .args(&ssl)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());

@@ -111,10 +111,27 @@ impl Target {
             None => QueryError::Connect {
                 datastore: self.datastore.clone(),
                 server: self.server.clone(),
+                detail: with_causes(&e),
                 source: e,
             },
         }
     }
+}
+
+/// An error and its causes, each once (a cause's text that the error's already holds
+/// is not repeated).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The server's message with its detail and hint, as psql shows them.

@@ -32,12 +32,15 @@ pub enum QueryError {
     #[error(transparent)]
     Credential(CredentialError),
     /// The server could not be reached, or the connection broke: worth a retry.
-    #[error("datastore {datastore:?}: cannot reach the PostgreSQL server {server}: {source}")]
+    #[error("datastore {datastore:?}: cannot reach the PostgreSQL server {server}: {detail}")]
     Connect {
         /// The datastore's name.
         datastore: String,
         /// `host:port`.
         server: String,
+        /// The driver's error and its causes (a TLS handshake's says which check
+        /// failed), in one line.
+        detail: String,
         /// The driver's error.
         source: tokio_postgres::Error,
     },
