@@ -15,8 +15,10 @@ impl JobCheck<'_> {
         let on_database = !elsewhere && ds.is_some_and(|(_, d)| d.is_database());
         let key = match (&r.query, &r.table) {
             (None, None) => {
-                if let (true, Some((name, _))) = (on_database, ds) {
-                    self.push(field, format!("datastore {name:?} is a postgresql database: give `query:` (the rows to export) or `table:`, not a path"));
+                match (on_database, ds) {
+                    (true, Some((name, _))) if kind == "outputs" => self.push(field, format!("datastore {name:?} is a postgresql database, read-only here: an output goes to a storage datastore")),
+                    (true, Some((name, _))) => self.push(field, format!("datastore {name:?} is a postgresql database: give `query:` (the rows to export) or `table:`, not a path")),
+                    _ => {}
                 }
                 return;
             }
@@ -158,6 +160,14 @@ datastores:
             &rules("  r: {datastore: db, path: t, mode: download}\n"),
             "inputs.r",
             "give `query:`",
+        );
+        let text = "name: j\ncommand: [x]\noutputs:\n  o: {datastore: db, path: o, mode: upload}\n";
+        let job = parse_job(Path::new("job.yaml"), text).unwrap();
+        let ws = parse_workspace(Path::new("ws.yaml"), WS).unwrap();
+        says(
+            &validate_job(&job, &ws.value, None).0,
+            "outputs.o",
+            "an output goes to a storage datastore",
         );
         says(
             &rules("  r: {datastore: db, query: \"SELECT 1\", mode: mount}\n"),
