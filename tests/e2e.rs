@@ -28,6 +28,7 @@ mod mount_azure;
 mod node_cache;
 mod orphans;
 mod package;
+mod postgres;
 mod resume;
 mod slurm;
 mod slurm_resources;

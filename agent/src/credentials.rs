@@ -16,21 +16,23 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CredentialError {
     /// `{env: NAME}` and NAME is not set.
-    #[error("datastore {datastore:?}: credentials.{field} comes from environment variable {var}, which is not set; export it before starting the agent")]
+    #[error("datastore {datastore:?}: {field} comes from environment variable {var}, which is not set; export it before starting the agent")]
     MissingEnv {
         /// Datastore name.
         datastore: String,
-        /// The credential field.
+        /// The credential's field (`credentials.account_key`, `password`).
         field: String,
         /// The variable.
         var: String,
     },
     /// `{file: PATH}` and PATH cannot be read.
-    #[error("datastore {datastore:?}: credentials.{field} comes from file {path}, which cannot be read: {reason}")]
+    #[error(
+        "datastore {datastore:?}: {field} comes from file {path}, which cannot be read: {reason}"
+    )]
     File {
         /// Datastore name.
         datastore: String,
-        /// The credential field.
+        /// The credential's field (`credentials.account_key`, `password`).
         field: String,
         /// The file.
         path: String,
@@ -83,9 +85,9 @@ pub fn protect(ws: &Workspace) -> Vec<String> {
 fn protect_from(ws: &Workspace, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut vars = Vec::new();
     let mut machine_identity = false;
-    for c in ws.datastores.values().filter_map(|ds| ds.credentials()) {
-        machine_identity |= uses_machine_identity(c);
-        for (_, secret) in c.secrets() {
+    for ds in ws.datastores.values() {
+        machine_identity |= ds.credentials().is_some_and(uses_machine_identity);
+        for (_, secret) in ds.secrets() {
             match secret {
                 Secret::Literal(v) => crate::redact::register(v),
                 Secret::Env { env: name } => {

@@ -58,6 +58,15 @@ pub enum StageError {
         /// Why.
         source: TransferError,
     },
+    /// A database input's rows could not be exported.
+    #[error("staging {what} failed: {source}")]
+    Query {
+        /// `input "name"`.
+        what: String,
+        /// Why (boxed: the driver's error is large, and staging's errors are returned
+        /// on every path).
+        source: Box<crate::transfer::query::QueryError>,
+    },
     /// A local datastore's folder, given to the job in place, is missing or holds a
     /// path (a symlink) that leaves the datastore's root.
     #[error("staging {what} failed: {source}")]
@@ -110,6 +119,7 @@ impl StageError {
                 ..
             } => store_not_found_or_denied(e),
             StageError::Download { source, .. } => transfer_not_found_or_denied(source),
+            StageError::Query { source, .. } => source.not_found_or_denied(),
             _ => false,
         }
     }
@@ -401,6 +411,9 @@ pub enum DatastoreError {
     /// A download failed.
     #[error(transparent)]
     Download(TransferError),
+    /// A database datastore could not be reached or refused (`datastore check`).
+    #[error(transparent)]
+    Query(crate::transfer::query::QueryError),
     /// What the command prints could not be written.
     #[error(transparent)]
     Output(OutputError),
@@ -420,6 +433,8 @@ impl DatastoreError {
             }
             DatastoreError::Store(_) | DatastoreError::Download(_) => exit::STAGING_FAILED,
             DatastoreError::Upload(_) => exit::UPLOAD_FAILED,
+            DatastoreError::Query(e) if e.not_found_or_denied() => exit::NOT_FOUND_OR_DENIED,
+            DatastoreError::Query(_) => exit::STAGING_FAILED,
             DatastoreError::Output(e) => e.exit_code(),
         }
     }
@@ -437,6 +452,7 @@ pub fn preflight_code(failures: &[crate::lifecycle::preflight::CheckFailure]) ->
     }
     let fatal = failures.iter().any(|f| match f {
         CheckFailure::Store { source, .. } => store_not_found_or_denied(source),
+        CheckFailure::Query { source, .. } => source.not_found_or_denied(),
         CheckFailure::Image(RunError::ImageMissing { .. } | RunError::PullFailed { .. }) => true,
         CheckFailure::Image(_) => false,
         CheckFailure::Disk { .. } => false,

@@ -196,6 +196,8 @@ mod tests {
             local: local.map(Into::into),
             url: url.map(Into::into),
             asset: asset.map(Into::into),
+            query: None,
+            table: None,
             mode: Mode::Download,
             path_on_compute: None,
             overwrite: false,

@@ -83,6 +83,22 @@ pub enum EventKind {
         /// Wall time.
         duration_ms: u64,
     },
+    /// A database input's rows are exported to its file, whole (just before its
+    /// `stage_finished`).
+    QueryExported {
+        /// The input's name.
+        name: String,
+        /// The datastore the rows came from.
+        datastore: String,
+        /// Rows written (the header not counted).
+        rows: u64,
+        /// Bytes of the file.
+        bytes: u64,
+        /// The file's format: `csv` (with a header row).
+        format: String,
+        /// Wall time of the export, connection included.
+        duration_ms: u64,
+    },
     /// Every input is ready and every output folder exists.
     Staged {
         /// Bytes moved for all inputs.

@@ -237,6 +237,14 @@ pub struct DataRef {
     /// `name:version` or `name@latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// Inputs on a `postgresql` datastore: the SQL query whose rows are exported, as a
+    /// CSV file with a header, before the job starts (in a read-only session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Inputs on a `postgresql` datastore: a table (`name` or `schema.name`) exported
+    /// whole, as `query: SELECT * FROM it` would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     /// mount, download or upload.
     pub mode: Mode,
     /// Where the data appears on the node; relative paths are under the run folder.

@@ -7,6 +7,7 @@
 
 pub mod aml;
 pub mod data_source;
+pub mod database;
 pub mod duration;
 pub mod environments;
 pub mod events;

@@ -20,6 +20,7 @@ pub use crate::problem::{Parsed, Problem, Problems};
 pub use check::validate_job;
 pub use job::{load_and_validate_job, load_job, parse_job, parse_job_partial};
 pub use workspace::{load_workspace, parse_workspace};
+pub(crate) use workspace::{SQL_SERVER_REFUSAL, SQL_SERVER_TYPES};
 
 #[cfg(test)]
 mod tests;

@@ -162,6 +162,62 @@ pub enum Datastore {
         #[serde(default)]
         credentials: Credentials,
     },
+    /// A PostgreSQL database (Azure Database for PostgreSQL, or any server): its inputs
+    /// are a `query` or a `table`, exported as a CSV file before the job starts, in a
+    /// read-only session.
+    Postgresql {
+        /// The server's host name or address (`myserver.postgres.database.azure.com`).
+        host: String,
+        /// The server's port (default 5432).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        /// The database.
+        database: String,
+        /// The user (role) the agent logs in as.
+        user: String,
+        /// The password, or an Entra ID access token (which Azure Database for
+        /// PostgreSQL takes in its place); absent = none (trust or peer setups).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        /// TLS, as libpq names it (default `prefer`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sslmode: Option<SslMode>,
+    },
+}
+
+/// A PostgreSQL connection's TLS, with libpq's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it (libpq tries without first; here as `prefer`).
+    Allow,
+    /// TLS when the server offers it, else plain (default); the certificate is not
+    /// checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS with a certificate the system's authorities sign (checked here with the host
+    /// name too, as `verify-full`).
+    VerifyCa,
+    /// TLS with a certificate the system's authorities sign, for this host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The name libpq gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 impl Datastore {
@@ -172,6 +228,7 @@ impl Datastore {
             Datastore::AzureBlob { .. } => "azure_blob",
             Datastore::AzureDataLakeGen2 { .. } => "azure_data_lake_gen2",
             Datastore::AzureFile { .. } => "azure_file",
+            Datastore::Postgresql { .. } => "postgresql",
         }
     }
 
@@ -179,7 +236,7 @@ impl Datastore {
     /// local folder.
     pub fn container(&self) -> Option<&str> {
         match self {
-            Datastore::Local { .. } => None,
+            Datastore::Local { .. } | Datastore::Postgresql { .. } => None,
             Datastore::AzureBlob { container_name, .. } => Some(container_name),
             Datastore::AzureDataLakeGen2 { filesystem, .. } => Some(filesystem),
             Datastore::AzureFile {
@@ -191,11 +248,36 @@ impl Datastore {
     /// The credentials, for datastore types that have them.
     pub fn credentials(&self) -> Option<&Credentials> {
         match self {
-            Datastore::Local { .. } => None,
+            Datastore::Local { .. } | Datastore::Postgresql { .. } => None,
             Datastore::AzureBlob { credentials, .. }
             | Datastore::AzureDataLakeGen2 { credentials, .. }
             | Datastore::AzureFile { credentials, .. } => Some(credentials),
         }
+    }
+}
+
+impl Datastore {
+    /// Every secret of the datastore with the field it sits in, relative to the
+    /// datastore (`credentials.account_key`, `password`).
+    pub fn secrets(&self) -> Vec<(String, &Secret)> {
+        match self {
+            Datastore::Postgresql { password, .. } => password
+                .iter()
+                .map(|s| ("password".to_string(), s))
+                .collect(),
+            other => other
+                .credentials()
+                .map(Credentials::secrets)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, s)| (format!("credentials.{k}"), s))
+                .collect(),
+        }
+    }
+
+    /// Whether it is a database, whose inputs are queries rather than paths.
+    pub fn is_database(&self) -> bool {
+        matches!(self, Datastore::Postgresql { .. })
     }
 }
 

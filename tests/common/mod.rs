@@ -146,6 +146,7 @@ impl Scratch {
 }
 
 pub mod azurite;
+pub mod postgres;
 pub mod tls;
 pub mod token;
 

@@ -9,6 +9,7 @@ mod outputs;
 pub mod preflight;
 pub mod run_dir;
 mod stage;
+mod stage_query;
 
 use crate::cache::NodeCache;
 use crate::events::Events;
@@ -21,7 +22,7 @@ use crate::signals::Cancel;
 use crate::transfer::progress::{Progress, Ticker};
 use crate::transfer::record::UploadRecord;
 use crate::transfer::Moved;
-use preflight::{Looked, Stores};
+use preflight::{Databases, Looked, Stores};
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::size::human;
 use std::path::PathBuf;
@@ -172,11 +173,11 @@ impl Job<'_> {
         // What this run id's earlier attempts uploaded (after `accept` moved another
         // job's record aside).
         let record = UploadRecord::open(&self.plan.run_dir);
-        let (stores, looked) = match self.preflight().await {
+        let (stores, looked, databases) = match self.preflight().await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let stores = match self.stage(mounts, stores, looked).await {
+        let stores = match self.stage(mounts, stores, looked, &databases).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
@@ -244,22 +245,23 @@ impl Job<'_> {
     /// Before a byte moves: opens the run's stores and checks that every input is
     /// there, every store answers and the disk has room ([`preflight::before_run`]),
     /// failing with every problem at once. A signal cancels it.
-    async fn preflight(&self) -> Result<(Stores, Looked), StageError> {
+    async fn preflight(&self) -> Result<(Stores, Looked, Databases), StageError> {
         let seen = self.cancel.received().0;
         let checks = async {
             let at = Instant::now();
             let (stores, mut found) = preflight::open_stores(self.loaded, self.plan);
+            let databases = preflight::open_databases(self.loaded, self.plan, &mut found);
             let looked = preflight::before_run(self.plan, &stores, &mut found).await;
             tracing::debug!(
                 "preflight: {} check(s) passed in {} ms",
                 found.passed.len(),
                 ms(at)
             );
-            (stores, looked, found.failures)
+            (stores, looked, databases, found.failures)
         };
         tokio::select! {
-            (stores, looked, failures) = checks => match failures.is_empty() {
-                true => Ok((stores, looked)),
+            (stores, looked, databases, failures) = checks => match failures.is_empty() {
+                true => Ok((stores, looked, databases)),
                 false => Err(StageError::Preflight(failures)),
             },
             _ = self.cancel.after(seen) => Err(StageError::Cancelled),
@@ -274,6 +276,7 @@ impl Job<'_> {
         mounts: &RunMounts,
         stores: Stores,
         looked: Looked,
+        databases: &Databases,
     ) -> Result<Stores, StageError> {
         let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
@@ -289,6 +292,7 @@ impl Job<'_> {
             events,
             phase: &phase,
             looked: &looked,
+            databases,
         };
         let data = stage::data(plan, &t, mounts);
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
@@ -418,6 +422,8 @@ struct Transfer<'a> {
     /// What the preflight looked up, to download from (each taken by its download:
     /// a large listing is not copied).
     looked: &'a std::sync::Mutex<Looked>,
+    /// The database datastores the inputs export from.
+    databases: &'a Databases,
 }
 
 /// Progress counters for one transfer, reported as an event every second and as a

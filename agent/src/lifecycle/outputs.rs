@@ -43,6 +43,7 @@ impl super::Job<'_> {
             events,
             phase: &phase,
             looked: &Default::default(),
+            databases: &Default::default(),
         };
         let (plan, t) = (self.plan, &t);
         let uploads = futures::future::join_all(

@@ -15,6 +15,7 @@ use crate::plan::{DataPlan, Loaded, Plan};
 use crate::run::RunError;
 use crate::store::{self, DynStore, Entry, ObjectMeta, StoreError};
 use crate::transfer::download::{self, Found};
+use crate::transfer::query::{self, QueryError};
 use stagehand_protocol::size::human;
 use stagehand_protocol::Mode;
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,14 @@ pub enum CheckFailure {
         what: String,
         /// Why.
         source: StoreError,
+    },
+    /// A database input's datastore could not be used, or its query would not run.
+    #[error("{what}: {source}")]
+    Query {
+        /// `input "x"`.
+        what: String,
+        /// Why.
+        source: QueryError,
     },
     /// The container engine or image.
     #[error("container: {0}")]
@@ -67,6 +76,10 @@ pub struct Findings {
 /// The run's datastores, opened once, by [`DataPlan::store_key`].
 pub type Stores = HashMap<String, DynStore>;
 
+/// The run's database datastores, by name, ready to connect to (their inputs export
+/// rows through `transfer::query`, not through a store).
+pub type Databases = HashMap<String, std::sync::Arc<query::Target>>;
+
 /// What the run's preflight looked up, by [`lookup_key`]: the stage downloads from
 /// these answers instead of asking the store again.
 pub type Looked = HashMap<String, Found>;
@@ -79,6 +92,8 @@ pub fn lookup_key(d: &DataPlan) -> String {
 /// Checks everything `plan` needs, collecting every failure: `stagehand plan --check`.
 pub async fn check(loaded: &Loaded, plan: &Plan) -> Findings {
     let (stores, mut f) = open_stores(loaded, plan);
+    let databases = open_databases(loaded, plan, &mut f);
+    queries(plan, &databases, &mut f).await;
     let mut need = 0u64;
     for (d, what) in sources(plan) {
         let Some(store) = stores.get(&d.store_key()) else {
@@ -224,6 +239,9 @@ pub fn open_stores(loaded: &Loaded, plan: &Plan) -> (Stores, Findings) {
         .iter()
         .map(|d| (d, format!("output {:?}", d.name)));
     for (d, what) in sources(plan).chain(outputs) {
+        if d.query.is_some() {
+            continue;
+        }
         let key = d.store_key();
         if stores.contains_key(&key) || failed.contains(&key) {
             continue;
@@ -245,6 +263,49 @@ pub fn open_stores(loaded: &Loaded, plan: &Plan) -> (Stores, Findings) {
         }
     }
     (stores, f)
+}
+
+/// Resolves each database datastore the inputs export from once (reading its
+/// password), recording each one that cannot be used under the first input that uses it.
+pub fn open_databases(loaded: &Loaded, plan: &Plan, f: &mut Findings) -> Databases {
+    let mut databases = Databases::new();
+    for d in plan.inputs.iter().filter(|d| d.query.is_some()) {
+        if databases.contains_key(&d.datastore) {
+            continue;
+        }
+        let Some(ds) = loaded.workspace.datastores.get(&d.datastore) else {
+            continue;
+        };
+        match query::Target::resolve(&d.datastore, ds, &loaded.workspace_dir()) {
+            Some(Ok(t)) => {
+                databases.insert(d.datastore.clone(), std::sync::Arc::new(t));
+            }
+            Some(Err(source)) => f.failures.push(CheckFailure::Query {
+                what: format!("input {:?}", d.name),
+                source,
+            }),
+            None => {}
+        }
+    }
+    databases
+}
+
+/// `plan --check` of each database input: the server reached and the query planned
+/// (not run) in a read-only transaction.
+async fn queries(plan: &Plan, databases: &Databases, f: &mut Findings) {
+    for d in &plan.inputs {
+        let (Some(sql), Some(target)) = (&d.query, databases.get(&d.datastore)) else {
+            continue;
+        };
+        let what = format!("input {:?}", d.name);
+        match query::check(target, sql).await {
+            Ok(()) => f.passed.push(format!(
+                "{what}: datastore {:?} ({}) plans its query",
+                d.datastore, target.server
+            )),
+            Err(source) => f.failures.push(CheckFailure::Query { what, source }),
+        }
+    }
 }
 
 /// The bytes under an input's path (it must exist and be listable).

@@ -86,6 +86,9 @@ async fn stage_one(
     t: &Transfer<'_>,
     mounts: &RunMounts,
 ) -> Result<Moved, StageError> {
+    if let Some(sql) = &d.query {
+        return super::stage_query::export(d, sql, what, t).await;
+    }
     let events = t.events;
     let store = &t.stores[&d.store_key()];
     let started = Instant::now();

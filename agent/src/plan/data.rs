@@ -23,6 +23,11 @@ struct Where<'a> {
     resolved_from: Option<String>,
 }
 
+/// The extension of a database input's file: its one format.
+fn query_extension() -> &'static str {
+    "csv"
+}
+
 /// What every data reference of one job is resolved against.
 pub(super) struct Resolver<'a> {
     pub loaded: &'a Loaded,
@@ -105,6 +110,9 @@ impl Resolver<'_> {
                     p => root.join(p),
                 }
             }
+            // A database's rows land as one file, named for the input.
+            (Mode::Download, _) if ds.is_database() => on_compute
+                .unwrap_or_else(|| default_dir.join(format!("{name}.{}", query_extension()))),
             // A read-only FUSE mount, where a download would land.
             (Mode::Mount | Mode::Download, _) => {
                 on_compute.unwrap_or_else(|| default_dir.join(&leaf))
@@ -145,6 +153,10 @@ impl Resolver<'_> {
             resolved_from,
             slice: r.shard.map(|_| self.slice),
             sync_secs: r.sync.map(|d| d.0.as_secs_f64()),
+            query: ds
+                .is_database()
+                .then(|| stagehand_protocol::database::export_query(r))
+                .flatten(),
         })
     }
 
@@ -306,6 +318,7 @@ impl Resolver<'_> {
             resolved_from: r.asset.clone(),
             slice: None,
             sync_secs: None,
+            query: None,
         })
     }
 
@@ -326,6 +339,8 @@ impl Resolver<'_> {
                 local: None,
                 url: None,
                 asset: None,
+                query: None,
+                table: None,
                 shard: None,
                 sync: None,
             };
@@ -370,6 +385,7 @@ impl Resolver<'_> {
             resolved_from: None,
             slice: None,
             sync_secs: None,
+            query: None,
         })
     }
 }

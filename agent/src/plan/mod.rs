@@ -192,6 +192,10 @@ pub struct DataPlan {
     /// runs (`sync`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_secs: Option<f64>,
+    /// Inputs on a database datastore: the statement whose rows are exported to the
+    /// file at `local_path` (`transfer::query`), instead of a path downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 impl DataPlan {

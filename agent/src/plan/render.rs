@@ -191,8 +191,12 @@ fn render_data(s: &mut String, plan: &Plan) {
     }
 }
 
-/// Where an input comes from: `datastore:path`, or the local file or folder.
+/// Where an input comes from: `datastore:path`, the rows of a database's query, or the
+/// local file or folder.
 fn data_source(d: &DataPlan) -> String {
+    if let Some(sql) = &d.query {
+        return format!("{} rows of `{sql}`, as CSV", d.datastore);
+    }
     match &d.local_source {
         Some(dir) if d.path.is_empty() => format!("local {}", dir.display()),
         Some(dir) => format!("local {}", dir.join(&d.path).display()),
@@ -564,6 +568,37 @@ datastores:
         assert!(
             text.contains(
                 "removed from the job's environment (they hold secrets)\n  UNIT_TEST_SAS\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_database_password_appears_in_the_plan() {
+        let literal = "literal-pg-password-value";
+        let f = Fixture::with_workspace(&format!(
+            r#"default_datastore: db
+datastores:
+  db: {{type: postgresql, host: h, database: d, user: u, password: "{literal}"}}
+  env: {{type: postgresql, host: h, database: d, user: u, password: {{env: UNIT_TEST_PG}}}}
+"#
+        ));
+        let mut text = String::new();
+        for store in ["db", "env"] {
+            let plan = f.plan(&format!(
+                "name: j\ncommand: [run, \"${{{{inputs.i}}}}\"]\ninputs:\n  i: {{datastore: {store}, table: t, mode: download}}\n"
+            ));
+            text += &render_text(&plan);
+            text += &serde_json::to_string(&plan).expect("the plan as JSON");
+        }
+        assert!(!text.contains(literal), "{text}");
+        assert!(
+            text.contains(r#"rows of `SELECT * FROM "t"`, as CSV"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "removed from the job's environment (they hold secrets)\n  UNIT_TEST_PG\n"
             ),
             "{text}"
         );

@@ -322,6 +322,11 @@ pub fn open_datastore(
                 .map_err(|e| config_error(name, e))?;
             Ok(Arc::new(azure_file::FileShareStore::open(target)?))
         }
+        // Its inputs are queries, exported by `transfer::query`: it holds no files.
+        Datastore::Postgresql { .. } => Err(StoreError::Config {
+            datastore: name.to_string(),
+            detail: "a postgresql datastore is a database, not a store of files: read it through an input's `query:` or `table:`".into(),
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod download;
 mod fetch;
 pub mod manifest;
 pub mod progress;
+pub mod query;
 pub mod record;
 pub mod sync;
 #[cfg(test)]

@@ -112,6 +112,9 @@ fn kind(src: &mut Source, ty: Option<&str>) -> Result<Kind, Problems> {
         Some("azure_blob" | "AzureBlob") => return Ok(Kind::Blob),
         Some("azure_data_lake_gen2" | "AzureDataLakeGen2") => return Ok(Kind::DataLakeGen2),
         Some("azure_file" | "AzureFile") => return Ok(Kind::File),
+        Some(t) if crate::load::SQL_SERVER_TYPES.contains(&t) => {
+            src.push("type", crate::load::SQL_SERVER_REFUSAL);
+        }
         Some(other @ ("azure_data_lake_gen1" | "onelake" | "s3" | "gcs" | "hdfs")) => {
             src.push("type", format!("{other} datastores are not supported; stagehand reaches azure_blob, azure_data_lake_gen2 and azure_file"));
         }

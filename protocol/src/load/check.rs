@@ -3,6 +3,8 @@
 //!
 //! It reads a parsed spec and reports; it never changes the spec or reads a file.
 
+mod database;
+
 use crate::job::{DataRef, JobSpec, Mode, UploadOn, CONTAINER_ROOT};
 use crate::path;
 use crate::problem::{Parsed, Problem, Problems};
@@ -165,6 +167,7 @@ impl JobCheck<'_> {
                     self.datastore(&field, &r.datastore);
                 }
                 self.mode(kind, &field, r);
+                self.database(kind, &field, r);
                 if !elsewhere {
                     self.data_path(kind, &field, r);
                 }

@@ -17,6 +17,8 @@ const FIELDS: &[&str] = &[
     "local",
     "url",
     "asset",
+    "query",
+    "table",
     "mode",
     "path_on_compute",
     "overwrite",
@@ -70,6 +72,8 @@ impl Reader<'_> {
         let local = take("local").and_then(|(k, v)| self.value(&k, v));
         let url = take("url").and_then(|(k, v)| self.value(&k, v));
         let asset = take("asset").and_then(|(k, v)| self.value(&k, v));
+        let query = take("query").and_then(|(k, v)| self.value(&k, v));
+        let table = take("table").and_then(|(k, v)| self.value(&k, v));
         let mode = match take("mode") {
             Some((k, v)) => self.mode(kind, &k, v),
             None => {
@@ -89,6 +93,8 @@ impl Reader<'_> {
             local,
             url,
             asset,
+            query,
+            table,
             mode: mode.unwrap_or(if kind == "outputs" {
                 Mode::Upload
             } else {

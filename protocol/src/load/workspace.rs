@@ -28,8 +28,9 @@ pub fn parse_workspace(file: &Path, text: &str) -> Result<Parsed<Workspace>, Pro
         ],
     );
     let default_datastore: Option<String> = r.take(&mut f, "default_datastore");
-    let mut datastores: BTreeMap<String, Datastore> = f
-        .remove("datastores")
+    let mut datastores_value = f.remove("datastores");
+    refuse_sql_server(&mut r, &mut datastores_value);
+    let mut datastores: BTreeMap<String, Datastore> = datastores_value
         .map(|v| r.entries("datastores", v))
         .unwrap_or_default();
     let datastore_files: Vec<String> = r.take(&mut f, "datastore_files").unwrap_or_default();
@@ -104,6 +105,38 @@ fn check_datastore_entry(
             );
         }
     }
+    if let Datastore::Postgresql {
+        host,
+        database,
+        user,
+        ..
+    } = ds
+    {
+        for (field, value) in [("host", host), ("database", database), ("user", user)] {
+            if value.trim().is_empty() {
+                r.push(&format!("{base}.{field}"), "empty");
+            }
+        }
+    }
+    for (field, secret) in ds.secrets() {
+        let at = format!("{base}.{field}");
+        match secret {
+            Secret::Literal(_) if from_file => {}
+            Secret::Literal(_) => warnings.push(Problem {
+                file: r.file.to_path_buf(),
+                location: r.index.find(&at),
+                field: at,
+                message:
+                    "a literal secret in the workspace file; prefer {env: NAME} or {file: PATH}"
+                        .into(),
+            }),
+            Secret::Env { env } if !crate::is_env_name(env) => r.push(
+                &at,
+                format!("{env:?} is not a valid environment variable name"),
+            ),
+            _ => {}
+        }
+    }
     let Some(c) = ds.credentials() else {
         return;
     };
@@ -126,26 +159,41 @@ fn check_datastore_entry(
             "a service principal needs all three of tenant_id, client_id and client_secret",
         );
     }
-    for (field, secret) in c.secrets() {
-        let at = format!("{base}.credentials.{field}");
-        match secret {
-            Secret::Literal(_) if from_file => {}
-            Secret::Literal(_) => warnings.push(Problem {
-                file: r.file.to_path_buf(),
-                location: r.index.find(&at),
-                field: at,
-                message:
-                    "a literal secret in the workspace file; prefer {env: NAME} or {file: PATH}"
-                        .into(),
-            }),
-            Secret::Env { env } if !crate::is_env_name(env) => r.push(
-                &at,
-                format!("{env:?} is not a valid environment variable name"),
-            ),
-            _ => {}
-        }
+}
+
+/// Azure SQL Database speaks TDS, for which no server runs where stagehand is tested:
+/// such a datastore is refused by name, with the reason, instead of as an unknown
+/// type. Removed from `v` so that the rest of the file is still read.
+fn refuse_sql_server(r: &mut Reader, v: &mut Option<serde_yaml::Value>) {
+    let Some(serde_yaml::Value::Mapping(map)) = v else {
+        return;
+    };
+    let refused: Vec<serde_yaml::Value> = map
+        .iter()
+        .filter(|(_, ds)| {
+            ds.get("type")
+                .and_then(serde_yaml::Value::as_str)
+                .is_some_and(|t| SQL_SERVER_TYPES.contains(&t))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in refused {
+        map.remove(&k);
+        let name = k.as_str().unwrap_or_default();
+        r.push(&format!("datastores.{name}.type"), SQL_SERVER_REFUSAL);
     }
 }
+
+/// The names an Azure SQL Database datastore goes by.
+pub(crate) const SQL_SERVER_TYPES: &[&str] = &[
+    "azure_sql_database",
+    "AzureSqlDatabase",
+    "sqlserver",
+    "sql_server",
+];
+
+/// Why an Azure SQL Database datastore is refused.
+pub(crate) const SQL_SERVER_REFUSAL: &str = "Azure SQL Database datastores are not supported: stagehand reads databases only over PostgreSQL's protocol (type: postgresql), and has no SQL Server (TDS) client, as none can be tested here; export the table to a blob datastore, or read it from the job with its own driver";
 
 #[cfg(test)]
 mod datastore_name_tests {

@@ -5,6 +5,7 @@
 //! Every line printed passes through [`crate::redact`]; `show` never reads a secret, it
 //! says where each one comes from.
 
+mod database;
 pub mod register;
 pub mod registry_edit;
 
@@ -365,6 +366,7 @@ fn location(ds: &Datastore) -> String {
             file_share_name,
             ..
         } => format!("account {account_name}, share {file_share_name}"),
+        Datastore::Postgresql { .. } => database::location(ds),
     }
 }
 
@@ -379,6 +381,7 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
     }
     match ds {
         Datastore::Local { root } => lines.push(format!("root:        {root}")),
+        Datastore::Postgresql { .. } => lines.extend(database::show(ds)),
         Datastore::AzureBlob {
             account_name,
             endpoint,
@@ -467,6 +470,10 @@ async fn check(
     create: bool,
 ) -> Result<(), DatastoreError> {
     let ds = datastore(ws, name)?;
+    if let Some(target) = crate::transfer::query::Target::resolve(name, ds, ws_dir) {
+        let reached = database::check(target).await?;
+        return say(&format!("datastore {name:?}: ok: {reached}"));
+    }
     if let Datastore::Local { root } = ds {
         let root = ws_dir.join(root);
         if create && !root.exists() {

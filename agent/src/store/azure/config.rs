@@ -214,7 +214,12 @@ pub fn service_url(
 }
 
 fn secret(s: &Secret, ds: &str, field: &str, ws_dir: &Path) -> Result<String, ConfigError> {
-    Ok(credentials::resolve(s, ds, field, ws_dir)?)
+    Ok(credentials::resolve(
+        s,
+        ds,
+        &format!("credentials.{field}"),
+        ws_dir,
+    )?)
 }
 
 /// The account key, base64-decoded.

@@ -81,7 +81,7 @@ fn from_connection_string(
     account: &str,
     ws_dir: &Path,
 ) -> Result<String, ConfigError> {
-    let text = crate::credentials::resolve(cs, name, "connection_string", ws_dir)?;
+    let text = crate::credentials::resolve(cs, name, "credentials.connection_string", ws_dir)?;
     let invalid = |e: String| ConfigError::Invalid {
         datastore: name.into(),
         detail: format!("the connection string (from {}): {e}", cs.describe()),

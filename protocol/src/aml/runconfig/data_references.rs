@@ -110,6 +110,8 @@ fn data_reference(
         .map(|p| path_on_compute(&p));
     ignore_other_reference_keys(&m, field, report);
     let r = DataRef {
+        query: None,
+        table: None,
         datastore,
         path,
         mode,

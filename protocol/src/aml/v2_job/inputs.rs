@@ -133,6 +133,8 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
 /// three against the workspace.
 fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
     let mut r = DataRef {
+        query: None,
+        table: None,
         datastore: None,
         path: String::new(),
         mode: Mode::Mount,

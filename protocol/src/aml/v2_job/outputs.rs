@@ -116,6 +116,8 @@ fn output(
     );
     report_output(field, name, &mode_text, at, defaulted, report);
     Some(Item::Data(DataRef {
+        query: None,
+        table: None,
         datastore,
         path: dpath,
         mode: Mode::Upload,
