@@ -132,6 +132,7 @@ fn a_three_node_job_runs_its_six_ranks_in_containers_on_this_machine() {
         assert!(s.run_dir().join("logs").join(log).exists(), "no {log}");
     }
     assert!(docker::containers_of_job(&name).is_empty());
+    a_sigkilled_agents_rank_containers_are_found_by_gc();
 
     // As host processes: the same six ranks here.
     let host = Scratch::new();
@@ -186,8 +187,50 @@ compute: azureml:gpu-cluster
     );
 }
 
-/// `srun -N 3` of the container job; then the job's containers and processes on every
-/// node must be gone.
+/// SIGKILL leaves the agent no chance to remove its six rank containers: `gc` finds
+/// them by their labels, and no process of the job is left.
+fn a_sigkilled_agents_rank_containers_are_found_by_gc() {
+    let s = Scratch::new();
+    let name = unique("kill");
+    let job = container_job(&s, &name, "FAIL_RANK: '99'", "success");
+    let mut child = s
+        .run_cmd(&job)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), POLL, || s.saw("started")),
+        "the ranks did not start"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    assert_eq!(docker::containers_of_job(&name).len(), 6);
+    let (so, _) = expect_code(
+        &std::process::Command::new(bin())
+            .arg("gc")
+            .output()
+            .unwrap(),
+        0,
+    );
+    let marker = format!("fixtures-{name}");
+    assert!(
+        wait_until(Duration::from_secs(20), POLL, || survivors(&marker)
+            .is_empty()),
+        "left running: {:?}",
+        survivors(&marker)
+    );
+    assert!(
+        docker::containers_of_job(&name).is_empty(),
+        "gc left some: {so}"
+    );
+}
+
+/// The job's containers and processes on every node are gone, and the cluster idle.
 fn assert_nothing_left(slurm: &Slurm, name: &str) {
     let marker = format!("fixtures-{name}");
     assert!(
