@@ -95,8 +95,10 @@ const RANK_FILES: [&str; 6] = [
 /// Started with no scheduler, a job of `instance_count: 3` runs all three nodes' ranks
 /// here, in containers: six ranks meet at 127.0.0.1, the input is staged once, every
 /// rank's output is uploaded once and every rank has its logs; no container is left.
-/// The same job as host processes, and as an Azure ML v2 job (`environment`,
-/// `distribution`, `resources.instance_count`), plan and run the same way.
+/// A SIGKILLed agent's rank containers are found by `gc`; past the timeout every rank
+/// is stopped and removed. The same job as host processes, and as an Azure ML v2 job
+/// (`environment`, `distribution`, `resources.instance_count`), plan and run the same
+/// way.
 #[test]
 fn a_three_node_job_runs_its_six_ranks_in_containers_on_this_machine() {
     if !docker::engine() {
@@ -133,6 +135,7 @@ fn a_three_node_job_runs_its_six_ranks_in_containers_on_this_machine() {
     }
     assert!(docker::containers_of_job(&name).is_empty());
     a_sigkilled_agents_rank_containers_are_found_by_gc();
+    past_its_timeout_every_rank_container_is_stopped_and_removed();
 
     // As host processes: the same six ranks here.
     let host = Scratch::new();
@@ -228,6 +231,20 @@ fn a_sigkilled_agents_rank_containers_are_found_by_gc() {
         docker::containers_of_job(&name).is_empty(),
         "gc left some: {so}"
     );
+}
+
+/// Past the job's timeout every rank is stopped (the stop signal, then SIGKILL after
+/// `kill_grace`): the agent reports the timeout and leaves no container.
+fn past_its_timeout_every_rank_container_is_stopped_and_removed() {
+    let s = Scratch::new();
+    let name = unique("timeout");
+    let job = container_job(&s, &name, "FAIL_RANK: '99'", "success");
+    let spec = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, format!("{spec}timeout: 3s\n")).unwrap();
+    let o = s.run(&job);
+    assert_eq!(o.status.code(), Some(code::TIMED_OUT), "{:?}", text(&o));
+    assert!(docker::containers_of_job(&name).is_empty());
+    assert!(survivors(&format!("fixtures-{name}")).is_empty());
 }
 
 /// The job's containers and processes on every node are gone, and the cluster idle.
