@@ -53,6 +53,9 @@ impl Job<'_> {
         seen: u32,
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
+        if self.launch.plan.distribution.is_some() && self.c.spec.shm_size.is_some() {
+            tracing::warn!("container.shm_size is not used by a distributed job: its ranks share the host's /dev/shm (ipc: host)");
+        }
         let mut created = Vec::with_capacity(self.ranks.len());
         let outcome = self
             .start_and_supervise(&mut created, cancel, seen, started)
