@@ -21,6 +21,7 @@ mod blob_identity;
 mod cli_text;
 mod container;
 mod deploy;
+mod distributed_container;
 mod fault_trials;
 mod lifecycle;
 mod mount;

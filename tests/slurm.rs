@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 /// A workspace beside the job whose default datastore is the local folder `store`.
-fn local_store(s: &Scratch) {
+pub(crate) fn local_store(s: &Scratch) {
     s.write(
         "workspace.yaml",
         r#"datastores:
@@ -108,7 +108,7 @@ outputs:
     )
 }
 
-fn sbatch_job_id(o: &Output) -> String {
+pub(crate) fn sbatch_job_id(o: &Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout);
     out.trim().split(';').next().unwrap_or_default().to_string()
 }
@@ -291,7 +291,7 @@ outputs:
 }
 
 /// `srun -N 3 stagehand run job.yaml`, each node's events in `events-<node id>.jsonl`.
-fn srun_agents(slurm: &Slurm, s: &Scratch, job: &Path) -> Output {
+pub(crate) fn srun_agents(slurm: &Slurm, s: &Scratch, job: &Path) -> Output {
     slurm
         .cmd("srun")
         .args([
@@ -315,7 +315,7 @@ fn srun_agents(slurm: &Slurm, s: &Scratch, job: &Path) -> Output {
 }
 
 /// The processes still alive whose command line mentions `needle`.
-fn survivors(needle: &str) -> Vec<String> {
+pub(crate) fn survivors(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
@@ -460,17 +460,25 @@ verdict: {verdict:?}"#,
             .count(),
         6
     );
-    // On one node, the allocation does not match instance_count: refused before staging.
-    let o = std::process::Command::new(bin())
-        .args(["run"])
+    // A step of one node does not match instance_count: refused before staging (with
+    // no scheduler at all, the three nodes would run on one machine instead).
+    let o = slurm
+        .cmd("srun")
+        .args(["-N", "1", "--ntasks-per-node=1"])
+        .arg(bin())
+        .arg("run")
         .arg(&job)
         .arg("--events")
         .arg(s.path().join("alone.jsonl"))
         .in_scratch(&s)
+        .current_dir(s.path())
         .output()
         .unwrap();
     let (_, err) = expect_code(&o, code::INVALID);
-    assert!(err.contains("needs 3 node(s)"), "{err}");
+    assert!(
+        err.contains("needs 3 node(s) but this Slurm step has 1"),
+        "{err}"
+    );
     let alone = read_events(&s.path().join("alone.jsonl"));
     assert!(
         !kinds(&alone).iter().any(|k| k == "stage_started"),

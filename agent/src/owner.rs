@@ -17,6 +17,11 @@ pub const LABEL_RUN_ID: &str = "io.stagehand.run_id";
 pub const LABEL_JOB: &str = "io.stagehand.job";
 /// Label: the run folder on the node.
 pub const LABEL_RUN_DIR: &str = "io.stagehand.run_dir";
+/// Label: a distributed job's rank (`RANK`) that the container runs (one container per
+/// rank); absent on a one-process job's container.
+pub const LABEL_RANK: &str = "io.stagehand.rank";
+/// Label: the node rank (`NODE_RANK`) of a distributed job's container.
+pub const LABEL_NODE_RANK: &str = "io.stagehand.node_rank";
 const LABEL_PID: &str = "io.stagehand.agent.pid";
 const LABEL_START: &str = "io.stagehand.agent.start";
 const LABEL_BOOT: &str = "io.stagehand.agent.boot_id";

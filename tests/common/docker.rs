@@ -136,3 +136,67 @@ pub fn run_id(test: &str) -> String {
         .unwrap_or(0);
     format!("test-{test}-{}-{nanos:x}", std::process::id())
 }
+
+/// An image that runs the host's Python: busybox with `/lib` and `/lib64` pointing into
+/// `/usr`, for a job that binds the host's `/usr` read-only (`volumes`) over its empty
+/// `/usr`; its `/bin/bash` hands over to busybox's `sh`, for Azure ML v2 jobs (whose
+/// command line runs as `bash -c`). Built once per engine; no registry needed.
+pub const IMAGE_PYTHON: &str = "stagehand-test-python:latest";
+
+/// Builds [`IMAGE_PYTHON`] once per test binary (kept on the engine).
+pub fn python_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if docker(&["image", "inspect", IMAGE_PYTHON]).status.success() {
+            return;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is not installed (apt-get install busybox-static)");
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().join("root");
+        for d in ["bin", "etc", "tmp", "usr"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::copy(busybox, r.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", r.join("bin/sh")).unwrap();
+        std::fs::write(r.join("bin/bash"), "#!/bin/sh\nexec /bin/sh \"$@\"\n").unwrap();
+        std::fs::set_permissions(
+            r.join("bin/bash"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib64", r.join("lib64")).unwrap();
+        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let tar = root.path().join("python.tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(&r)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar failed");
+        let out = docker(&["import", &tar.to_string_lossy(), IMAGE_PYTHON]);
+        assert!(
+            out.status.success(),
+            "docker import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    IMAGE_PYTHON
+}
+
+/// Ids of the containers (running or not) of the job named `job`.
+pub fn containers_of_job(job: &str) -> Vec<String> {
+    let filter = format!("label=io.stagehand.job={job}");
+    let out = docker(&["ps", "-aq", "--filter", &filter]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}

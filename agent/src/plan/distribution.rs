@@ -1,7 +1,9 @@
 //! A distributed job's place in its allocation: how many nodes, which one this is, how
 //! many processes it starts and the port they meet on. Decided from the spec's
 //! `distribution` and the scheduler's ids; an allocation that does not match
-//! `instance_count` is refused here, before any data moves.
+//! `instance_count` is refused here, before any data moves. Started by no scheduler, a
+//! job of N > 1 nodes runs every node's ranks on this machine (`on_one_machine`): the
+//! local dry run of a multi-node job.
 //!
 //! It must never resolve an address or run a program: the first node's address is
 //! found at launch (`run::ranks`), so `plan` stays free of side effects.
@@ -38,12 +40,30 @@ pub struct DistributionPlan {
     /// `MASTER_ADDR`. Empty under Slurm, whose node addresses are found at launch.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub node_hosts: Vec<String>,
+    /// Every node runs on this machine (no scheduler, `instance_count` > 1): this
+    /// agent starts the ranks of nodes 0..`nodes`, which meet at 127.0.0.1.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub on_one_machine: bool,
 }
 
 impl DistributionPlan {
     /// Processes in the whole job.
     pub fn world_size(&self) -> u32 {
         self.nodes * self.per_node
+    }
+
+    /// The nodes whose ranks this agent starts: its own, or all of them on one machine.
+    pub fn local_nodes(&self) -> std::ops::Range<u32> {
+        if self.on_one_machine {
+            0..self.nodes
+        } else {
+            self.node_rank..self.node_rank + 1
+        }
+    }
+
+    /// The processes this agent starts.
+    pub fn local_processes(&self) -> u32 {
+        self.local_nodes().len() as u32 * self.per_node
     }
 }
 
@@ -55,6 +75,12 @@ pub(super) fn distribution_plan(
     scheduler: Option<&SchedulerIds>,
 ) -> Result<DistributionPlan, Problem> {
     let (nodes, node_rank) = scheduler.map_or((1, 0), |s| (s.node_count, s.node_rank));
+    // Outside a scheduler there is no allocation to match: the nodes are simulated here.
+    let on_one_machine = scheduler.is_none() && d.instance_count.is_some_and(|n| n > 1);
+    let nodes = match d.instance_count {
+        Some(n) if on_one_machine => n,
+        _ => nodes,
+    };
     if let Some(want) = d.instance_count.filter(|&n| n != nodes) {
         let message = match scheduler.map(|s| s.kind.as_str()) {
             Some("kubernetes") => format!("the job needs {want} node(s) but this Indexed Job has {nodes} pod(s) (STAGEHAND_TASK_COUNT): set the Job's completions and parallelism, and STAGEHAND_TASK_COUNT, to {want} (nothing was staged)"),
@@ -83,6 +109,7 @@ pub(super) fn distribution_plan(
                 .collect(),
             _ => Vec::new(),
         },
+        on_one_machine,
     })
 }
 

@@ -37,8 +37,28 @@ fn render_header(s: &mut String, plan: &Plan) {
         let _ = writeln!(s, "scheduler  {}", render_scheduler(ids));
     }
     if let Some(d) = &plan.distribution {
-        let first = d.nodelist.as_deref().unwrap_or("this node");
-        let _ = writeln!(
+        if d.on_one_machine {
+            let _ = writeln!(
+                s,
+                "distributed {}: all {} nodes on this machine (no scheduler), {} process(es) each, {} in all; they meet at 127.0.0.1, port {}; inputs staged once, outputs uploaded once",
+                d.kind.as_str(),
+                d.nodes,
+                d.per_node,
+                d.world_size(),
+                d.master_port
+            );
+        } else {
+            render_node(s, d);
+        }
+    }
+    render_folders(s, plan);
+}
+
+/// A distributed job's node, its ranks and where they meet.
+fn render_node(s: &mut String, d: &crate::plan::DistributionPlan) {
+    use std::fmt::Write;
+    let first = d.nodelist.as_deref().unwrap_or("this node");
+    let _ = writeln!(
             s,
             "distributed {}: node {} of {}, {} process(es) here, {} in all; they meet at the first node of {first}, port {}",
             d.kind.as_str(),
@@ -48,7 +68,12 @@ fn render_header(s: &mut String, plan: &Plan) {
             d.world_size(),
             d.master_port
         );
-    }
+}
+
+/// The run folder, the runner, the image and working folder, the time limit, the
+/// command line and the code.
+fn render_folders(s: &mut String, plan: &Plan) {
+    use std::fmt::Write;
     let _ = writeln!(s, "run folder {}", plan.run_dir.display());
     if plan.keep_run_dir {
         let _ = writeln!(s, "           (kept whole after success: keep_run_dir)");

@@ -560,4 +560,23 @@ outputs:
         );
         assert!(crate::plan::render_text(&plan).contains("distributed pytorch: node 2 of 3"));
     }
+
+    #[test]
+    fn outside_a_scheduler_every_node_runs_on_this_machine() {
+        let (_dir, loaded) = three_node_job();
+        let plan = crate::plan::build_with(&loaded, None, None, None).unwrap();
+        let d = plan.distribution.as_ref().unwrap();
+        assert!(d.on_one_machine);
+        assert_eq!(
+            (d.node_rank, d.nodes, d.local_processes(), d.world_size()),
+            (0, 3, 6, 6)
+        );
+        let text = crate::plan::render_text(&plan);
+        assert!(
+            text.contains("distributed pytorch: all 3 nodes on this machine (no scheduler), 2 process(es) each, 6 in all; they meet at 127.0.0.1"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["distribution"]["on_one_machine"], true);
+    }
 }

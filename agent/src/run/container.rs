@@ -3,7 +3,9 @@
 //! It mirrors the process runner: output passed through live and kept in the run
 //! folder, the exit code passed through, and the container handed to the supervisor
 //! (`supervise.rs`), which turns SIGINT/SIGTERM and the timeout into the image's stop
-//! signal, the grace period, then SIGKILL. Every container it creates
+//! signal, the grace period, then SIGKILL. A distributed job runs one container per
+//! rank (`rank_containers.rs`), all supervised together; a one-process job is the group
+//! of one. Every container it creates
 //! carries stagehand's labels (run id, job, the owning agent) and is removed on every
 //! exit path: an explicit, awaited removal, with a `Drop` guard as the last resort and
 //! `stagehand gc` for an agent that was itself SIGKILLed.
@@ -13,10 +15,10 @@
 //! passes through by name (`container.env`).
 
 use super::engine::{connect, is_not_found, reason};
-use super::output::Sink;
+use super::ranks::LocalRank;
 use super::supervise::{self, Status};
-use super::{EndedBy, Exit, Launch, RunError, Runner, Started};
-use crate::owner::{Owner, LABEL_JOB, LABEL_RUN_DIR, LABEL_RUN_ID};
+use super::{Exit, Launch, RunError, Runner, Started};
+use crate::owner::{Owner, LABEL_JOB, LABEL_NODE_RANK, LABEL_RANK, LABEL_RUN_DIR, LABEL_RUN_ID};
 use crate::plan::{Bind, ContainerPlan, Plan, Propagation};
 use crate::signals::Cancel;
 use async_trait::async_trait;
@@ -26,15 +28,14 @@ use bollard::models::{
     MountType,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    KillContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateImageOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
 use stagehand_protocol::job::{ContainerUser, Pull};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// Runs jobs in containers.
@@ -44,10 +45,10 @@ pub struct ContainerRunner {
 }
 
 /// What `prepare` found out: a connected client and the image's stop signal.
-struct Ready {
-    docker: Docker,
-    image: String,
-    stop_signal: String,
+pub(super) struct Ready {
+    pub(super) docker: Docker,
+    pub(super) image: String,
+    pub(super) stop_signal: String,
 }
 
 impl ContainerRunner {
@@ -221,8 +222,9 @@ fn mount(b: &Bind) -> Mount {
     }
 }
 
-/// A container name people can read in `docker ps`: the run id and the agent's pid.
-fn container_name(plan: &Plan) -> String {
+/// A container name people can read in `docker ps`: the run id and the agent's pid,
+/// and a distributed job's rank.
+pub(super) fn container_name(plan: &Plan, rank: &LocalRank) -> String {
     let id: String = plan
         .run_id
         .chars()
@@ -234,21 +236,32 @@ fn container_name(plan: &Plan) -> String {
             }
         })
         .collect();
-    format!("stagehand-{id}-{}", std::process::id())
+    let rank = rank.rank.map(|r| format!("-rank{r}")).unwrap_or_default();
+    format!("stagehand-{id}-{}{rank}", std::process::id())
 }
 
 /// The container's configuration: everything from the plan, plus the variables the spec
-/// passes through from the agent's environment.
-fn create_body(
+/// passes through from the agent's environment and the rank's own (`rank`: the one
+/// process of a plain job, or one rank of a distributed job).
+///
+/// A distributed job's containers share the host's network (unless `container.network`
+/// says otherwise), so a rank reaches `MASTER_ADDR` on another node and listens where
+/// the others look for it, and the host's IPC namespace, so ranks on one node share
+/// `/dev/shm` (NCCL's shared-memory transport, data-loader workers) as host processes
+/// do; `shm_size` then has no meaning (the host's `/dev/shm` is used) and is not sent.
+pub(super) fn create_body(
     plan: &Plan,
     c: &ContainerPlan,
     image: &str,
     remove_env: &[String],
+    rank: &LocalRank,
 ) -> ContainerCreateBody {
     let spec = &c.spec;
+    let distributed = plan.distribution.is_some();
     let mut env: Vec<String> = plan
         .environment
         .iter()
+        .chain(&rank.env)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     for name in &spec.env {
@@ -269,6 +282,10 @@ fn create_body(
     ]);
     labels.extend(Owner::current().labels());
     let resources = super::container_resources::engine_resources(plan.container_limits.as_ref());
+    if let (Some(r), Some(n)) = (rank.rank, rank.node) {
+        labels.insert(LABEL_RANK.to_string(), r.to_string());
+        labels.insert(LABEL_NODE_RANK.to_string(), n.to_string());
+    }
     // Sizes were validated with the spec; an unparsable one here is left to the engine's default.
     let bytes = |s: &Option<String>| {
         s.as_deref()
@@ -298,11 +315,15 @@ fn create_body(
         tty: Some(false),
         host_config: Some(HostConfig {
             mounts: Some(c.binds.iter().map(mount).collect()),
-            shm_size: bytes(&spec.shm_size),
+            shm_size: bytes(&spec.shm_size).filter(|_| !distributed),
+            ipc_mode: distributed.then(|| "host".to_string()),
             memory: resources.memory,
             memory_swap: resources.memory_swap,
             nano_cpus: resources.nano_cpus,
-            network_mode: spec.network.clone(),
+            network_mode: spec
+                .network
+                .clone()
+                .or_else(|| distributed.then(|| "host".to_string())),
             device_requests: resources.device_requests,
             ..Default::default()
         }),
@@ -312,14 +333,14 @@ fn create_body(
 
 /// A created container: removed by `remove`, or, if that never ran (a panic, a
 /// dropped future), by a task spawned from `Drop`.
-struct Created {
-    docker: Docker,
-    id: String,
-    removed: bool,
+pub(super) struct Created {
+    pub(super) docker: Docker,
+    pub(super) id: String,
+    pub(super) removed: bool,
 }
 
 impl Created {
-    async fn remove(mut self) -> Result<(), DockerError> {
+    pub(super) async fn remove(mut self) -> Result<(), DockerError> {
         self.removed = true;
         remove(&self.docker, &self.id).await
     }
@@ -393,10 +414,10 @@ async fn kill(docker: &Docker, id: &str, signal: &str) {
 
 /// A started container, as the supervisor sees it: stopped with its image's stop
 /// signal, killed with SIGKILL, waited for through the engine.
-struct Running {
-    docker: Docker,
-    id: String,
-    stop_signal: String,
+pub(super) struct Running {
+    pub(super) docker: Docker,
+    pub(super) id: String,
+    pub(super) stop_signal: String,
 }
 
 #[async_trait]
@@ -423,7 +444,7 @@ impl supervise::Child for Running {
 
 /// How an engine error at start reads to a person; a missing program is the job's
 /// problem (exit 127, as a shell says), anything else the node's.
-fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: DockerError) -> RunError {
+pub(super) fn start_error(plan: &Plan, c: &ContainerPlan, image: &str, e: DockerError) -> RunError {
     let why = reason(&e);
     if why.contains("executable file not found") || why.contains("no such file or directory") {
         RunError::Spawn {
@@ -457,122 +478,24 @@ impl Runner for ContainerRunner {
         started: &(dyn Fn(Started) + Send + Sync),
     ) -> Result<Exit, RunError> {
         let plan = launch.plan;
-        // A signal that arrives while the container is being made still stops it.
+        // A signal that arrives while the containers are being made still stops them.
         let seen = cancel.received().0;
         let ready = self.ready(plan).await?;
         let c = container_of(plan)?;
-        let docker = &ready.docker;
-        let body = create_body(plan, c, &ready.image, launch.remove_env);
-        let opts = CreateContainerOptionsBuilder::new()
-            .name(&container_name(plan))
-            .build();
-        let created = docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|source| RunError::Launch {
-                action: "create the container",
-                image: ready.image.clone(),
-                source,
-            })?;
-        for w in &created.warnings {
-            tracing::warn!("container engine: {w}");
-        }
-        let guard = Created {
-            docker: docker.clone(),
-            id: created.id.clone(),
-            removed: false,
+        let ranks = super::ranks::local_ranks(plan).await;
+        let job = super::rank_containers::Job {
+            ready,
+            c,
+            launch,
+            ranks: &ranks,
         };
-        let outcome =
-            attach_start_and_supervise(ready, c, &created.id, launch, cancel, seen, started).await;
-        if let Err(e) = guard.remove().await {
-            tracing::warn!(
-                "cannot remove container {}: {}; `stagehand gc` will remove it",
-                created.id,
-                reason(&e)
-            );
-        }
-        outcome
+        job.run(cancel, seen, started).await
     }
-}
-
-/// Attaches, starts, and waits for the container to end, stopping it on a signal or
-/// the timeout. Removal is the caller's, whatever this returns.
-async fn attach_start_and_supervise(
-    ready: &Ready,
-    c: &ContainerPlan,
-    id: &str,
-    launch: &Launch<'_>,
-    cancel: &Cancel,
-    seen: u32,
-    started: &(dyn Fn(Started) + Send + Sync),
-) -> Result<Exit, RunError> {
-    let plan = launch.plan;
-    let docker = &ready.docker;
-    // Attach before start, as `docker run` does, so no early line is lost.
-    let opts = AttachContainerOptionsBuilder::new()
-        .stream(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let attached = docker
-        .attach_container(id, Some(opts))
-        .await
-        .map_err(|source| RunError::Launch {
-            action: "attach to the container",
-            image: ready.image.clone(),
-            source,
-        })?;
-    let (out_log, err_log) = (
-        launch.log_dir.join("stdout.log"),
-        launch.log_dir.join("stderr.log"),
-    );
-    let stdout_to_stderr = launch.stdout_to_stderr;
-    let mut output = attached.output;
-    let pump = tokio::spawn(async move {
-        let mut out = Sink::open(stdout_to_stderr, &out_log).await;
-        let mut err = Sink::open(true, &err_log).await;
-        while let Some(Ok(chunk)) = output.next().await {
-            match chunk {
-                bollard::container::LogOutput::StdErr { message } => err.write(&message).await,
-                other => out.write(other.as_ref()).await,
-            }
-        }
-        out.close().await;
-        err.close().await;
-    });
-
-    if let Err(e) = docker.start_container(id, None).await {
-        pump.abort();
-        return Err(start_error(plan, c, &ready.image, e));
-    }
-    started(Started {
-        pid: None,
-        container: Some(id.to_string()),
-    });
-    tracing::info!(container = %id.get(..12).unwrap_or(id), "job started in {}: {}", ready.image, plan.command.join(" "));
-
-    let running = Running {
-        docker: docker.clone(),
-        id: id.to_string(),
-        stop_signal: ready.stop_signal.clone(),
-    };
-    let exit =
-        supervise::supervise(Box::new(running), cancel.after(seen), super::limits(plan)).await;
-    // The attach stream ends with the container; do not wait forever for a stuck one.
-    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    let mut exit = exit?;
-    if exit.code() == Some(137)
-        && exit.ended_by == EndedBy::Itself
-        && killed_for_memory(docker, id).await
-    {
-        exit.ended_by = EndedBy::OutOfMemory;
-    }
-    Ok(exit)
 }
 
 /// Whether the engine killed the container for its memory limit: a SIGKILL nobody
 /// here sent (exit 137) most often is, and the code alone does not say so.
-async fn killed_for_memory(docker: &Docker, id: &str) -> bool {
+pub(super) async fn killed_for_memory(docker: &Docker, id: &str) -> bool {
     let oom = docker
         .inspect_container(id, None)
         .await
@@ -608,12 +531,22 @@ mod tests {
         (dir, plan)
     }
 
+    /// The one process of a job without `distribution`.
+    fn one() -> LocalRank {
+        LocalRank {
+            index: 0,
+            rank: None,
+            node: None,
+            env: Default::default(),
+        }
+    }
+
     #[test]
     fn settings_become_the_engines_host_config() {
         std::env::set_var("STAGEHAND_UNIT_PASSED", "yes");
         let (_d, plan) = planned("{image: img, gpus: all, shm_size: 2g, memory: 512m, cpus: 1.5, network: none, user: host, entrypoint: [/bin/sh], env: [STAGEHAND_UNIT_PASSED, STAGEHAND_UNIT_UNSET]}");
         let c = plan.container.as_ref().unwrap();
-        let body = create_body(&plan, c, "img:latest", &[]);
+        let body = create_body(&plan, c, "img:latest", &[], &one());
         let host = body.host_config.unwrap();
         assert_eq!(host.shm_size, Some(2 << 30));
         assert_eq!(host.memory, Some(512 << 20));
@@ -664,7 +597,13 @@ mod tests {
     #[test]
     fn gpus_as_a_count_and_the_images_user_by_default() {
         let (_d, plan) = planned("{image: img, gpus: 2}");
-        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img:latest", &[]);
+        let body = create_body(
+            &plan,
+            plan.container.as_ref().unwrap(),
+            "img:latest",
+            &[],
+            &one(),
+        );
         assert_eq!(
             body.host_config.unwrap().device_requests.unwrap()[0].count,
             Some(2)
@@ -703,7 +642,13 @@ mod tests {
             false,
         )
         .unwrap();
-        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img:latest", &[]);
+        let body = create_body(
+            &plan,
+            plan.container.as_ref().unwrap(),
+            "img:latest",
+            &[],
+            &one(),
+        );
         let host = body.host_config.unwrap();
         let gpu = &host.device_requests.unwrap()[0];
         assert_eq!(
@@ -718,6 +663,52 @@ mod tests {
             .env
             .unwrap()
             .contains(&"NVIDIA_VISIBLE_DEVICES=2,3".to_string()));
+    }
+
+    #[test]
+    fn a_ranks_container_shares_the_hosts_network_and_ipc_and_carries_its_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: t\ncommand: [run]\ncontainer: {image: img, shm_size: 2g}\ndistribution: {type: pytorch, process_count_per_instance: 2, instance_count: 3}\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load(&job, None).unwrap();
+        let plan =
+            crate::plan::build_with(&loaded, Some("r1"), Some(&dir.path().join("run")), None)
+                .unwrap();
+        let rank = LocalRank {
+            index: 5,
+            rank: Some(5),
+            node: Some(2),
+            env: [("RANK".to_string(), "5".to_string())].into(),
+        };
+        let body = create_body(&plan, plan.container.as_ref().unwrap(), "img", &[], &rank);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        assert_eq!(host.ipc_mode.as_deref(), Some("host"));
+        assert_eq!(
+            host.shm_size, None,
+            "the host's /dev/shm, whatever shm_size says"
+        );
+        assert!(body.env.unwrap().contains(&"RANK=5".to_string()));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels.get(LABEL_RANK).map(String::as_str), Some("5"));
+        assert_eq!(labels.get(LABEL_NODE_RANK).map(String::as_str), Some("2"));
+        assert!(container_name(&plan, &rank).ends_with("-rank5"));
+        // A plain job keeps the engine's defaults.
+        let (_d, plain) = planned("{image: img}");
+        let body = create_body(
+            &plain,
+            plain.container.as_ref().unwrap(),
+            "img",
+            &[],
+            &one(),
+        );
+        let host = body.host_config.unwrap();
+        assert_eq!((host.network_mode, host.ipc_mode), (None, None));
+        assert!(!body.labels.unwrap().contains_key(LABEL_RANK));
     }
 
     #[test]

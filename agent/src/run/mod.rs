@@ -14,6 +14,7 @@ pub mod engine;
 pub mod guard;
 pub mod output;
 pub mod process;
+mod rank_containers;
 pub mod ranks;
 pub mod supervise;
 

@@ -41,12 +41,12 @@ impl Runner for ProcessRunner {
         // One process, or one per local rank of a distributed job, each in its own
         // group, all handed to `supervise_all` together: the first failure stops the
         // others.
-        let ranks = rank_envs(plan).await;
+        let ranks = super::ranks::local_ranks(plan).await;
         let seen = cancel.received().0;
         let mut groups: Vec<Box<dyn supervise::Child>> = Vec::with_capacity(ranks.len());
         let (mut pgids, mut pumps, mut guards) = (Vec::new(), Vec::new(), Vec::new());
-        for (local, env) in ranks.iter().enumerate() {
-            match start_rank(launch, local, env) {
+        for r in &ranks {
+            match start_rank(launch, r.index as usize, &r.env) {
                 Ok((group, p, guard)) => {
                     pgids.push(group.pgid);
                     pumps.extend(p);
@@ -78,30 +78,9 @@ fn job_file(launch: &Launch<'_>) -> std::path::PathBuf {
 /// One process of the job, as started: its group, its output pumps, its guardian.
 type Rank = (Group, Vec<JoinHandle<()>>, Option<Guard>);
 
-/// The variables of each process this node starts: one process with none of its own,
-/// or for a distributed job one per local rank (`run::ranks`).
-async fn rank_envs(plan: &Plan) -> Vec<BTreeMap<String, String>> {
-    let Some(d) = &plan.distribution else {
-        return vec![BTreeMap::new()];
-    };
-    let meet = super::ranks::resolve(d).await;
-    tracing::info!(
-        "distributed {}: node {} of {}, {} process(es) here, rendezvous {}:{}",
-        d.kind.as_str(),
-        d.node_rank,
-        d.nodes,
-        d.per_node,
-        meet.master_addr(),
-        d.master_port
-    );
-    (0..d.per_node)
-        .map(|local| super::ranks::rank_env(d, &meet, local, &plan.environment))
-        .collect()
-}
-
-/// Starts one process of the job (local rank `local`, with `env` on top of the plan's)
-/// with its output pumped through and kept (`stdout.log` for the first, `stdout.<local
-/// rank>.log` for the others), its group guarded.
+/// Starts one process of the job (the `local`th this agent starts, with `env` on top of
+/// the plan's) with its output pumped through and kept (`stdout.log` for the first,
+/// `stdout.<local>.log` for the others), its group guarded.
 fn start_rank(
     launch: &Launch<'_>,
     local: usize,

@@ -5,7 +5,8 @@
 //! TensorFlow's `TF_CONFIG`, Open MPI's `OMPI_COMM_WORLD_*`).
 //!
 //! It must never start or stop a process: the process runner starts one per local rank
-//! and the supervisor (`supervise_all`) owns them.
+//! (the container runner one container per rank) and the supervisor (`supervise_all`)
+//! owns them.
 
 use crate::plan::DistributionPlan;
 use stagehand_protocol::job::DistributionKind;
@@ -30,6 +31,12 @@ impl Rendezvous {
 /// `scontrol show node` for each one's `NodeAddr`. Without a node list (one node, no
 /// scheduler) it is this machine; where scontrol cannot answer, the names themselves.
 pub async fn resolve(d: &DistributionPlan) -> Rendezvous {
+    // Every node simulated here: they all are this machine.
+    if d.on_one_machine {
+        return Rendezvous {
+            node_addrs: vec!["127.0.0.1".into(); d.nodes as usize],
+        };
+    }
     // Names the scheduler gave (Kubernetes pods' stable host names) resolve in DNS.
     if !d.node_hosts.is_empty() {
         return Rendezvous {
@@ -82,15 +89,77 @@ fn node_addr(out: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The variables of local process `local` on this node. Variables the spec's own
+/// One process this agent starts: its place in the job and its variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRank {
+    /// Its place among the processes this agent starts, from 0: it names its logs
+    /// (`stdout.log` for 0, `stdout.<index>.log` for the others).
+    pub index: u32,
+    /// Its rank in the whole job (`RANK`), when the job is distributed.
+    pub rank: Option<u32>,
+    /// Its node's rank (`NODE_RANK`), when the job is distributed.
+    pub node: Option<u32>,
+    /// The variables it gets on top of the plan's.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The processes this agent starts: one with no variables of its own, or for a
+/// distributed job one per rank of its node (of every node, on one machine), each with
+/// its variables (`rank_env`). Says where they meet in the log.
+pub async fn local_ranks(plan: &crate::plan::Plan) -> Vec<LocalRank> {
+    let Some(d) = &plan.distribution else {
+        return vec![LocalRank {
+            index: 0,
+            rank: None,
+            node: None,
+            env: BTreeMap::new(),
+        }];
+    };
+    let meet = resolve(d).await;
+    if d.on_one_machine {
+        tracing::info!(
+            "distributed {}: all {} nodes on this machine (no scheduler), {} process(es) each, rendezvous {}:{}",
+            d.kind.as_str(),
+            d.nodes,
+            d.per_node,
+            meet.master_addr(),
+            d.master_port
+        );
+    } else {
+        tracing::info!(
+            "distributed {}: node {} of {}, {} process(es) here, rendezvous {}:{}",
+            d.kind.as_str(),
+            d.node_rank,
+            d.nodes,
+            d.per_node,
+            meet.master_addr(),
+            d.master_port
+        );
+    }
+    let mut ranks = Vec::with_capacity(d.local_processes() as usize);
+    for node in d.local_nodes() {
+        for local in 0..d.per_node {
+            ranks.push(LocalRank {
+                index: ranks.len() as u32,
+                rank: Some(node * d.per_node + local),
+                node: Some(node),
+                env: rank_env(d, &meet, node, local, &plan.environment),
+            });
+        }
+    }
+    ranks
+}
+
+/// The variables of process `local` of node `node`. Variables the spec's own
 /// `environment` sets are left as the spec has them.
 pub fn rank_env(
     d: &DistributionPlan,
     meet: &Rendezvous,
+    node: u32,
     local: u32,
     spec_env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let rank = d.node_rank * d.per_node + local;
+    let rank = node * d.per_node + local;
     let world = d.world_size();
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: String| {
@@ -103,8 +172,8 @@ pub fn rank_env(
     set("WORLD_SIZE", world.to_string());
     set("RANK", rank.to_string());
     set("LOCAL_RANK", local.to_string());
-    set("NODE_RANK", d.node_rank.to_string());
-    set("GROUP_RANK", d.node_rank.to_string());
+    set("NODE_RANK", node.to_string());
+    set("GROUP_RANK", node.to_string());
     set("LOCAL_WORLD_SIZE", d.per_node.to_string());
     match d.kind {
         DistributionKind::Pytorch => {}
@@ -113,7 +182,7 @@ pub fn rank_env(
             set("OMPI_COMM_WORLD_SIZE", world.to_string());
             set("OMPI_COMM_WORLD_LOCAL_RANK", local.to_string());
             set("OMPI_COMM_WORLD_LOCAL_SIZE", d.per_node.to_string());
-            set("OMPI_COMM_WORLD_NODE_RANK", d.node_rank.to_string());
+            set("OMPI_COMM_WORLD_NODE_RANK", node.to_string());
             set("PMI_RANK", rank.to_string());
             set("PMI_SIZE", world.to_string());
         }
@@ -155,6 +224,7 @@ mod tests {
             nodelist: Some("n[1-3]".into()),
             master_port: 20041,
             node_hosts: Vec::new(),
+            on_one_machine: false,
         }
     }
 
@@ -164,7 +234,7 @@ mod tests {
         d.node_hosts = vec!["ddp-0.ddp".into(), "ddp-1.ddp".into(), "ddp-2.ddp".into()];
         let meet = resolve(&d).await;
         assert_eq!(meet.master_addr(), "ddp-0.ddp");
-        let e = rank_env(&d, &meet, 1, &BTreeMap::new());
+        let e = rank_env(&d, &meet, d.node_rank, 1, &BTreeMap::new());
         assert_eq!(
             (e["MASTER_ADDR"].as_str(), e["RANK"].as_str()),
             ("ddp-0.ddp", "5")
@@ -185,6 +255,7 @@ mod tests {
                 let e = rank_env(
                     &plan(DistributionKind::Pytorch, node),
                     &meet(),
+                    node,
                     local,
                     &BTreeMap::new(),
                 );
@@ -204,7 +275,7 @@ mod tests {
     #[test]
     fn the_specs_own_variables_win() {
         let mine = BTreeMap::from([("MASTER_PORT".to_string(), "1234".to_string())]);
-        let e = rank_env(&plan(DistributionKind::Pytorch, 0), &meet(), 0, &mine);
+        let e = rank_env(&plan(DistributionKind::Pytorch, 0), &meet(), 0, 0, &mine);
         assert!(!e.contains_key("MASTER_PORT"));
     }
 
@@ -213,6 +284,7 @@ mod tests {
         let e = rank_env(
             &plan(DistributionKind::Tensorflow, 1),
             &meet(),
+            1,
             1,
             &BTreeMap::new(),
         );
@@ -231,12 +303,34 @@ mod tests {
         let e = rank_env(
             &plan(DistributionKind::Mpi, 2),
             &meet(),
+            2,
             1,
             &BTreeMap::new(),
         );
         assert_eq!(e["OMPI_COMM_WORLD_RANK"], "5");
         assert_eq!(e["OMPI_COMM_WORLD_LOCAL_RANK"], "1");
         assert_eq!(e["PMI_SIZE"], "6");
+    }
+
+    #[tokio::test]
+    async fn on_one_machine_every_nodes_ranks_start_here_and_meet_at_localhost() {
+        let mut d = plan(DistributionKind::Tensorflow, 0);
+        d.on_one_machine = true;
+        d.nodelist = None;
+        let meet = resolve(&d).await;
+        assert_eq!(meet.node_addrs, ["127.0.0.1"; 3]);
+        let e = rank_env(&d, &meet, 2, 1, &BTreeMap::new());
+        assert_eq!(
+            (
+                e["RANK"].as_str(),
+                e["NODE_RANK"].as_str(),
+                e["LOCAL_RANK"].as_str()
+            ),
+            ("5", "2", "1")
+        );
+        assert_eq!((d.local_nodes(), d.local_processes()), (0..3, 6));
+        d.on_one_machine = false;
+        assert_eq!((d.local_nodes(), d.local_processes()), (0..1, 2));
     }
 
     #[test]

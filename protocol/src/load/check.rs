@@ -39,8 +39,8 @@ struct JobCheck<'a> {
 }
 
 impl JobCheck<'_> {
-    /// A distributed job starts at least one process on at least one node, as host
-    /// processes (the container runner starts one).
+    /// A distributed job starts at least one process on at least one node (host
+    /// processes, or one container per process).
     fn distribution(&mut self) {
         let Some(d) = &self.job.value.distribution else {
             return;
@@ -53,12 +53,6 @@ impl JobCheck<'_> {
         }
         if d.instance_count == Some(0) {
             self.push("distribution.instance_count", "must be at least 1".into());
-        }
-        if self.job.value.container.is_some() {
-            self.push(
-                "distribution",
-                "a distributed job runs host processes; a container job starts one process (drop `container`, or run one process per node without `distribution`)".into(),
-            );
         }
     }
 
