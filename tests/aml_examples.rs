@@ -8,17 +8,6 @@ use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-/// Whether the agent runs a distributed job's ranks in its container. Until it does,
-/// the validator refuses `distribution` with a container, and that refusal must be the
-/// only problem each distributed example has. When ranks run in containers (issue 25,
-/// "Ranks in the container") and the refusal is lifted, set this to `true`: every
-/// example must then plan with exit 0, with the distribution and image checked below.
-const RANKS_IN_CONTAINERS: bool = false;
-
-/// The refusal that [`RANKS_IN_CONTAINERS`] lifts.
-const DISTRIBUTED_CONTAINER_REFUSAL: &str =
-    "distribution: a distributed job runs host processes; a container job starts one process";
-
 fn example(rel: &str) -> PathBuf {
     repo().join("tests/fixtures/aml/examples").join(rel)
 }
@@ -155,20 +144,6 @@ fn the_distributed_examples_plan_as_they_are() {
                 run.as_os_str(),
             ],
         );
-        if !RANKS_IN_CONTAINERS {
-            // Today's one refusal, and nothing else: the import, the data, the
-            // environment and the allocation all plan.
-            let (_, se) = expect_code(&out, code::INVALID);
-            let problems: Vec<&str> = se.lines().filter(|l| l.contains(": ")).collect();
-            assert!(
-                problems.len() == 2
-                    && problems[0].contains(DISTRIBUTED_CONTAINER_REFUSAL)
-                    && problems[1].starts_with("stagehand: 1 problem(s)"),
-                "{}: the only problem must be the distributed-container refusal (if ranks now run in containers, set RANKS_IN_CONTAINERS = true):\n{se}",
-                d.job
-            );
-            continue;
-        }
         let (so, se) = expect_code(&out, 0);
         let plan: Value = serde_json::from_str(&so).unwrap_or_else(|e| panic!("{e}\n{se}"));
         let dist = &plan["distribution"];
