@@ -27,6 +27,7 @@ mod mount_azure;
 mod node_cache;
 mod orphans;
 mod package;
+mod restore_outputs;
 mod resume;
 mod slurm;
 mod store_conformance;

@@ -176,7 +176,7 @@ impl Job<'_> {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let stores = match self.stage(mounts, stores, looked).await {
+        let stores = match self.stage(mounts, stores, looked, &record).await {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
@@ -269,6 +269,7 @@ impl Job<'_> {
         mounts: &RunMounts,
         stores: Stores,
         looked: Looked,
+        record: &UploadRecord,
     ) -> Result<Stores, StageError> {
         let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
@@ -285,7 +286,7 @@ impl Job<'_> {
             phase: &phase,
             looked: &looked,
         };
-        let data = stage::data(plan, &t, mounts);
+        let data = stage::data(plan, &t, mounts, record);
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
         let both = async { futures::try_join!(data, prepare).map(|(moved, ())| moved) };
         let seen = self.cancel.received().0;

@@ -142,6 +142,7 @@ impl Resolver<'_> {
             resolved_from,
             slice: r.shard.map(|_| self.slice),
             sync_secs: r.sync.map(|d| d.0.as_secs_f64()),
+            restore: r.mode == Mode::Upload && r.restores(),
         })
     }
 
@@ -283,6 +284,7 @@ impl Resolver<'_> {
             resolved_from: r.asset.clone(),
             slice: None,
             sync_secs: None,
+            restore: false,
         })
     }
 
@@ -305,6 +307,7 @@ impl Resolver<'_> {
                 asset: None,
                 shard: None,
                 sync: None,
+                restore: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -347,6 +350,7 @@ impl Resolver<'_> {
             resolved_from: None,
             slice: None,
             sync_secs: None,
+            restore: false,
         })
     }
 }

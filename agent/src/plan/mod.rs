@@ -191,6 +191,10 @@ pub struct DataPlan {
     /// runs (`sync`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_secs: Option<f64>,
+    /// Outputs: before the job, download what the destination holds into the output's
+    /// folder, recorded as already sent (`restore`, on by default with `sync`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore: bool,
 }
 
 impl DataPlan {

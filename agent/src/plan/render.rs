@@ -199,6 +199,9 @@ fn data_notes(d: &DataPlan) -> String {
                 humantime::format_duration(std::time::Duration::from_secs_f64(every))
             ));
         }
+        if d.restore {
+            extra.push("restored from its destination before the job".to_string());
+        }
     }
     if extra.is_empty() {
         String::new()

@@ -10,6 +10,7 @@ mod fetch;
 pub mod manifest;
 pub mod progress;
 pub mod record;
+pub mod restore;
 pub mod sync;
 #[cfg(test)]
 mod testing;

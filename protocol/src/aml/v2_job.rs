@@ -596,6 +596,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         asset: None,
         shard: None,
         sync: None,
+        restore: None,
     };
     match locate(uri) {
         Location::Datastore { name, path } => {
@@ -761,6 +762,7 @@ fn output(
         asset: None,
         shard: None,
         sync: None,
+        restore: None,
     }))
 }
 
