@@ -17,6 +17,7 @@ mod architecture;
 mod azure_file;
 mod blob;
 mod blob_identity;
+mod cache_warm;
 mod cli_text;
 mod container;
 mod deploy;

@@ -191,6 +191,17 @@ fn data_notes(d: &DataPlan) -> String {
             sl.index, sl.count, sl.count
         ));
     }
+    if d.direction == Direction::Input && d.mode == Mode::Download && d.local_source.is_none() {
+        // `plan` opens no store, and which files are cached needs their versions.
+        let off = matches!(
+            crate::cache::bound_from(&crate::settings::get().cache_size),
+            Ok(0)
+        );
+        extra.push(match off {
+            true => "node cache off".to_string(),
+            false => "node cache: checked by plan --check".to_string(),
+        });
+    }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));
         if let Some(every) = d.sync_secs {
