@@ -23,6 +23,7 @@ mod container;
 mod deploy;
 mod fault_trials;
 mod lifecycle;
+mod metrics;
 mod mount;
 mod mount_azure;
 mod node_cache;
