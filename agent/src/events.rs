@@ -18,7 +18,12 @@ pub struct Events {
     out: Option<Mutex<Box<dyn Write + Send>>>,
     channel: Channel,
     lost: FirstFailure,
+    /// Sees every event before it is written (the metrics).
+    observer: Option<Observer>,
 }
+
+/// What sees every event before it is written.
+type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl Events {
     /// Events to `dest` (`-` = stdout), or nowhere.
@@ -41,7 +46,14 @@ impl Events {
                 _ => Channel::Events,
             },
             lost: FirstFailure::new(),
+            observer: None,
         })
+    }
+
+    /// The same sink, with `f` seeing every event.
+    pub fn observed(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Events {
+        self.observer = Some(Box::new(f));
+        self
     }
 
     /// Writes one event.
@@ -52,6 +64,9 @@ impl Events {
             run_id: self.run_id.clone(),
             kind,
         };
+        if let Some(f) = &self.observer {
+            f(&ev);
+        }
         let Ok(line) = serde_json::to_string(&ev) else {
             return;
         };

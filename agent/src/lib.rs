@@ -11,6 +11,7 @@ pub mod events;
 pub mod exit;
 pub mod lifecycle;
 pub mod linux;
+pub mod metrics;
 pub mod mount;
 pub mod outcome;
 pub mod owner;

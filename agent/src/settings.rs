@@ -40,6 +40,9 @@ pub struct Settings {
     pub azure: AzureKnobs,
     /// Mount mode's knobs.
     pub mount: MountKnobs,
+    /// `STAGEHAND_METRICS_DIR`: where each run writes its metrics for node_exporter's
+    /// textfile collector (unset: none).
+    pub metrics_dir: Option<PathBuf>,
 }
 
 /// `STAGEHAND_CACHE_SIZE`, parsed once.
@@ -151,6 +154,7 @@ impl Settings {
             });
         Settings {
             workspace: var("STAGEHAND_WORKSPACE").map(PathBuf::from),
+            metrics_dir: var("STAGEHAND_METRICS_DIR").map(PathBuf::from),
             cache_dir,
             cache_size: CacheSize::parse(var("STAGEHAND_CACHE_SIZE")),
             runs_dir,

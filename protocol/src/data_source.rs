@@ -205,6 +205,7 @@ mod tests {
             mount_fallback: None,
             shard: None,
             sync: None,
+            restore: None,
         }
     }
 

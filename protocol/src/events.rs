@@ -146,6 +146,21 @@ pub enum EventKind {
         /// Bytes moved.
         bytes: u64,
     },
+    /// An output with `restore` started from what its destination held for this run
+    /// (a requeued job's checkpoints), before the job: those files are in its folder
+    /// and recorded as already sent.
+    OutputRestored {
+        /// The output's name.
+        name: String,
+        /// Files downloaded from the destination into the output's folder.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Files already in the folder, unchanged since this run id sent them.
+        skipped_files: u64,
+        /// Wall time.
+        duration_ms: u64,
+    },
     /// One pass of an output's `sync` while the job runs: what it uploaded, and what
     /// waits for the next pass (still written to, or not yet seen unchanged twice).
     SyncPass {

@@ -272,6 +272,20 @@ pub struct DataRef {
     /// a node lost mid-job loses only the last interval's work; the rest at exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SpecDuration>,
+    /// Upload outputs only: before the job starts, download what the output's
+    /// destination already holds into its folder (a job requeued onto another node
+    /// finds its checkpoints), recorded as already sent. Default: on for an output with
+    /// `sync`, off for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<bool>,
+}
+
+impl DataRef {
+    /// Whether the output starts from what its destination holds: `restore`, else
+    /// whether it has `sync`.
+    pub fn restores(&self) -> bool {
+        self.restore.unwrap_or(self.sync.is_some())
+    }
 }
 
 /// A code snapshot copied into the job's working folder before launch: a folder on a

@@ -1,4 +1,4 @@
-//! `stagehand cache ls|du|clear`: what the node cache holds, how much against its
+//! `stagehand cache ls|du|clear|warm`: what the node cache holds, how much against its
 //! bound and the disk's floor, and emptying it. Entries in use (being fetched or linked
 //! by a run right now: their lock is held) are skipped by `clear`; the mount's block
 //! folders belong to their runs and are only counted.
@@ -31,10 +31,17 @@ pub enum CacheCommand {
     /// Remove every entry that no run is fetching or linking right now.
     #[command(after_help = "Example:\n  stagehand cache clear")]
     Clear,
+    /// Fetch a job's download inputs into the cache without running it (a Slurm
+    /// prolog, a Kubernetes init container), so its run finds them all cached.
+    #[command(after_help = "Example:\n  stagehand cache warm job.yaml")]
+    Warm(super::cli::JobArgs),
 }
 
 /// Runs the command; returns the exit code.
-pub fn run(args: CacheArgs) -> i32 {
+pub async fn run(args: CacheArgs) -> i32 {
+    if let CacheCommand::Warm(job) = args.command {
+        return super::cache_warm::warm(job).await;
+    }
     let s = crate::settings::get();
     let bound = match crate::cache::bound_from(&s.cache_size) {
         Ok(b) => b,
@@ -48,6 +55,7 @@ pub fn run(args: CacheArgs) -> i32 {
         CacheCommand::Ls => ls(&cache),
         CacheCommand::Du => du(&cache),
         CacheCommand::Clear => clear(&cache),
+        CacheCommand::Warm(_) => return Failure::Internal.exit_code(),
     };
     match crate::console::out(&text) {
         Ok(()) => 0,

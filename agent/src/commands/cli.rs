@@ -210,7 +210,7 @@ pub enum Command {
         after_help = "Example:\n  stagehand datastore list\n  stagehand datastore upload workspaceblobstore --src-dir ./data --target-path datasets/x"
     )]
     Datastore(crate::commands::datastore::DatastoreArgs),
-    /// Inspect and empty the node cache of downloaded inputs: ls, du, clear.
+    /// Inspect, empty and warm the node cache of downloaded inputs: ls, du, clear, warm.
     #[command(
         after_help = "The node cache is $STAGEHAND_CACHE_DIR (default: /var/cache/stagehand for root, else ~/.cache/stagehand), bounded by $STAGEHAND_CACHE_SIZE.\n\nExample:\n  stagehand cache du\n  stagehand cache clear"
     )]

@@ -5,6 +5,7 @@
 //! (`crate::outcome` does) and owns no phase of a run (`crate::lifecycle` does).
 
 pub mod cache;
+mod cache_warm;
 pub mod cli;
 mod convert;
 pub mod datastore;
@@ -61,7 +62,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             gc::print_report(&report)
         }
         Command::Datastore(args) => datastore::run(args).await,
-        Command::Cache(args) => cache::run(args),
+        Command::Cache(args) => cache::run(args).await,
         Command::Guard { pgid, start } => crate::run::guard::guard(pgid, start),
         Command::Completions { shell } => {
             crate::outcome::print_code(&shell_docs::completions(shell))

@@ -36,7 +36,13 @@ pub(crate) async fn run(
         .map(|p| p.run_id.clone())
         .unwrap_or_else(|_| job.run_id.clone().unwrap_or_default());
     let events = match events::Events::open(events_dest.as_deref(), &run_id) {
-        Ok(e) => Arc::new(e),
+        Ok(e) => Arc::new(match &crate::settings::get().metrics_dir {
+            Some(dir) => {
+                let w = crate::metrics::Writer::new(dir);
+                e.observed(move |ev| w.observe(ev))
+            }
+            None => e,
+        }),
         Err(e) => {
             let _ = console::errln(&format!(
                 "stagehand: cannot open the events file {}: {e}",

@@ -177,7 +177,10 @@ impl Job<'_> {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
-        let stores = match self.stage(mounts, stores, looked, &databases).await {
+        let stores = match self
+            .stage(mounts, stores, looked, &databases, &record)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return Outcome::Staging(e),
         };
@@ -277,6 +280,7 @@ impl Job<'_> {
         stores: Stores,
         looked: Looked,
         databases: &Databases,
+        record: &UploadRecord,
     ) -> Result<Stores, StageError> {
         let looked = std::sync::Mutex::new(looked);
         let staged_at = Instant::now();
@@ -294,7 +298,7 @@ impl Job<'_> {
             looked: &looked,
             databases,
         };
-        let data = stage::data(plan, &t, mounts);
+        let data = stage::data(plan, &t, mounts, record);
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
         let both = async { futures::try_join!(data, prepare).map(|(moved, ())| moved) };
         let seen = self.cancel.received().0;

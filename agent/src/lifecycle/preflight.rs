@@ -114,6 +114,7 @@ pub async fn check(loaded: &Loaded, plan: &Plan) -> Findings {
             Err(source) => f.failures.push(CheckFailure::Store { what, source }),
         }
     }
+    cached_inputs(plan, &stores, &mut f).await;
     outputs(plan, &stores, &HashSet::new(), &mut f).await;
     if let Some(c) = &plan.container {
         match crate::run::container::image_check(c).await {
@@ -123,6 +124,33 @@ pub async fn check(loaded: &Loaded, plan: &Plan) -> Findings {
     }
     disk(plan, need, &mut f);
     f
+}
+
+/// For each download input of a store the node cache serves: how many of its files
+/// the cache holds now (a line that passed; a lookup that fails was reported above).
+async fn cached_inputs(plan: &Plan, stores: &Stores, f: &mut Findings) {
+    let Ok(Some(cache)) = crate::cache::NodeCache::from_settings() else {
+        return;
+    };
+    for d in plan.inputs.iter().filter(|d| d.mode == Mode::Download) {
+        let Some(store) = stores.get(&d.store_key()) else {
+            continue;
+        };
+        let Some(identity) = store.cache_identity() else {
+            continue;
+        };
+        let objects = match crate::transfer::download::find(store, &d.path).await {
+            Ok(crate::transfer::download::Found::File(m)) => vec![m],
+            Ok(crate::transfer::download::Found::Dir(list)) => list,
+            Err(_) => continue,
+        };
+        let held = crate::transfer::cached::held(&cache, &identity, &objects);
+        f.passed.push(format!(
+            "input {:?}: {held} of {} file(s) in the node cache",
+            d.name,
+            objects.len()
+        ));
+    }
 }
 
 /// The checks `run` makes before it moves a byte, on the stores it opened: every

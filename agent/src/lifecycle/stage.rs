@@ -1,7 +1,8 @@
 //! The stage phase's data: the code snapshot and every input placed where the job
 //! finds it — read in place, mounted, or downloaded (and downloaded instead of mounted
 //! where a mount cannot be made and the input's `mount_fallback` asks) — and the
-//! outputs' folders made, each with its events.
+//! outputs' folders made, and those with `restore` filled from their destination
+//! ([`crate::transfer::restore`]), each with its events.
 //!
 //! Never uploads, and never touches a file outside the run folder but through a
 //! store's own checks.
@@ -12,7 +13,8 @@ use crate::mount::RunMounts;
 use crate::outcome::StageError;
 use crate::plan::{DataPlan, Plan};
 use crate::store::{DynStore, Entry, StoreError};
-use crate::transfer::{download, Moved};
+use crate::transfer::record::UploadRecord;
+use crate::transfer::{download, restore, Moved};
 use futures::future::try_join_all;
 use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
@@ -26,6 +28,7 @@ pub(super) async fn data(
     plan: &Plan,
     t: &Transfer<'_>,
     mounts: &RunMounts,
+    record: &UploadRecord,
 ) -> Result<Moved, StageError> {
     if let Some(code) = &plan.code {
         stage_one(code, "code snapshot".into(), t, mounts).await?;
@@ -36,6 +39,12 @@ pub(super) async fn data(
         .map(|d| stage_one(d, format!("input {:?}", d.name), t, mounts));
     let moved = try_join_all(inputs).await?;
     make_output_dirs(plan)?;
+    let restores = plan
+        .outputs
+        .iter()
+        .filter(|o| o.restore)
+        .map(|o| restore_one(o, t, record));
+    try_join_all(restores).await?;
     Ok(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
 }
 
@@ -75,6 +84,48 @@ fn make_output_dirs(plan: &Plan) -> Result<(), StageError> {
             source,
         })?;
     }
+    Ok(())
+}
+
+/// Fills the output `o`'s folder with what its destination holds for this run, noted in
+/// `record` as sent (saved at once: a run killed now still knows), with its event.
+async fn restore_one(
+    o: &DataPlan,
+    t: &Transfer<'_>,
+    record: &UploadRecord,
+) -> Result<(), StageError> {
+    let store = &t.stores[&o.store_key()];
+    let started = Instant::now();
+    let (progress, _ticker) = track(t.events, &o.name, false, t.phase);
+    let r = restore::restore(store, &o.path, &o.local_path, o.is_file, record, &progress)
+        .await
+        .map_err(|source| StageError::Download {
+            what: format!(
+                "output {:?} (restored from {}:{})",
+                o.name, o.datastore, o.path
+            ),
+            source,
+        })?;
+    if r.files > 0 {
+        if let Err(e) = record.save() {
+            tracing::warn!("cannot write the record of uploaded files: {e}");
+        }
+        tracing::info!(
+            "output {:?}: restored {} file(s), {} from {}:{}",
+            o.name,
+            r.files,
+            human(r.bytes),
+            o.datastore,
+            o.path
+        );
+    }
+    t.events.emit(EventKind::OutputRestored {
+        name: o.name.clone(),
+        files: r.files,
+        bytes: r.bytes,
+        skipped_files: r.skipped_files,
+        duration_ms: ms(started),
+    });
     Ok(())
 }
 

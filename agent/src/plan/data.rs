@@ -157,6 +157,7 @@ impl Resolver<'_> {
                 .is_database()
                 .then(|| stagehand_protocol::database::export_query(r))
                 .flatten(),
+            restore: r.mode == Mode::Upload && r.restores(),
         })
     }
 
@@ -319,6 +320,7 @@ impl Resolver<'_> {
             slice: None,
             sync_secs: None,
             query: None,
+            restore: false,
         })
     }
 
@@ -343,6 +345,7 @@ impl Resolver<'_> {
                 table: None,
                 shard: None,
                 sync: None,
+                restore: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };
@@ -386,6 +389,7 @@ impl Resolver<'_> {
             slice: None,
             sync_secs: None,
             query: None,
+            restore: false,
         })
     }
 }

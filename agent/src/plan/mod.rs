@@ -196,6 +196,10 @@ pub struct DataPlan {
     /// file at `local_path` (`transfer::query`), instead of a path downloaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Outputs: before the job, download what the destination holds into the output's
+    /// folder, recorded as already sent (`restore`, on by default with `sync`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore: bool,
 }
 
 impl DataPlan {

@@ -261,6 +261,17 @@ fn data_notes(d: &DataPlan) -> String {
             sl.index, sl.count, sl.count
         ));
     }
+    if d.direction == Direction::Input && d.mode == Mode::Download && d.local_source.is_none() {
+        // `plan` opens no store, and which files are cached needs their versions.
+        let off = matches!(
+            crate::cache::bound_from(&crate::settings::get().cache_size),
+            Ok(0)
+        );
+        extra.push(match off {
+            true => "node cache off".to_string(),
+            false => "node cache: checked by plan --check".to_string(),
+        });
+    }
     if d.direction == Direction::Output {
         extra.push(format!("upload_on {}", spec_name(d.upload_on)));
         if let Some(every) = d.sync_secs {
@@ -268,6 +279,9 @@ fn data_notes(d: &DataPlan) -> String {
                 "sync every {}",
                 humantime::format_duration(std::time::Duration::from_secs_f64(every))
             ));
+        }
+        if d.restore {
+            extra.push("restored from its destination before the job".to_string());
         }
     }
     if extra.is_empty() {

@@ -48,6 +48,21 @@ pub struct Cached {
     pub identity: String,
 }
 
+/// How many of `objects` (of the store named by `identity`) the cache holds an entry
+/// for now, by their records, read without a lock: what `plan --check` reports. A
+/// later run still checks each entry before serving it.
+pub fn held(cache: &NodeCache, identity: &str, objects: &[ObjectMeta]) -> usize {
+    objects
+        .iter()
+        .filter(|o| {
+            crate::cache::key::key(identity, o).is_some_and(|k| {
+                EntryRecord::load(cache.dir(), &k).is_some_and(|r| r.size == o.size)
+                    && cache.data_path(&k).is_file()
+            })
+        })
+        .count()
+}
+
 /// Runs `f` off the runtime's workers (locks wait, hashes read whole files).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {

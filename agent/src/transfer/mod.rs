@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod progress;
 pub mod query;
 pub mod record;
+pub mod restore;
 pub mod sync;
 #[cfg(test)]
 mod testing;

@@ -181,6 +181,12 @@ impl JobCheck<'_> {
                 if let Some(every) = r.sync {
                     self.sync(kind, &field, r, every.0);
                 }
+                if r.restore.is_some() && (kind != "outputs" || r.mode != Mode::Upload) {
+                    self.push(
+                        &format!("{field}.restore"),
+                        "only upload outputs are restored from their destination; remove `restore` from this input".into(),
+                    );
+                }
                 if r.mount_fallback.is_some() && r.mode != Mode::Mount {
                     self.push(
                         &format!("{field}.mount_fallback"),

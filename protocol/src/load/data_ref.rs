@@ -26,6 +26,7 @@ const FIELDS: &[&str] = &[
     "mount_fallback",
     "shard",
     "sync",
+    "restore",
 ];
 
 /// Azure ML's mode names, and what they are called here.
@@ -87,6 +88,7 @@ impl Reader<'_> {
         let mount_fallback = take("mount_fallback").and_then(|(k, v)| self.value(&k, v));
         let shard = take("shard").and_then(|(k, v)| self.value(&k, v));
         let sync = take("sync").and_then(|(k, v)| self.value(&k, v));
+        let restore = take("restore").and_then(|(k, v)| self.value(&k, v));
         Some(DataRef {
             datastore,
             path: path.unwrap_or_default(),
@@ -106,6 +108,7 @@ impl Reader<'_> {
             mount_fallback,
             shard,
             sync,
+            restore,
         })
     }
 

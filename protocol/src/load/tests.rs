@@ -1185,3 +1185,20 @@ fn sync_is_for_upload_outputs_uploaded_whatever_the_end() {
     );
     assert!(both.iter().any(|p| p.field == "outputs.y.sync"), "{both:?}");
 }
+
+#[test]
+fn restore_is_on_with_sync_and_for_upload_outputs_only() {
+    let s = spec(&with(
+        "outputs:\n  ckpt: {path: a, mode: upload, sync: 2s}\n  off: {path: b, mode: upload, sync: 2s, restore: false}\n  asked: {path: c, mode: upload, restore: true}\n  plain: {path: d, mode: upload}\n",
+    ));
+    let restores = |n: &str| s.outputs[n].restores();
+    assert!(restores("ckpt") && restores("asked"));
+    assert!(!restores("off") && !restores("plain"));
+    only(
+        &rules(&with(
+            "inputs:\n  x: {path: a, mode: download, restore: true}\n",
+        )),
+        "inputs.x.restore",
+        "only upload outputs are restored",
+    );
+}

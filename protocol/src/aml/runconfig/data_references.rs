@@ -112,6 +112,7 @@ fn data_reference(
     let r = DataRef {
         query: None,
         table: None,
+        restore: None,
         datastore,
         path,
         mode,

@@ -135,6 +135,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
     let mut r = DataRef {
         query: None,
         table: None,
+        restore: None,
         datastore: None,
         path: String::new(),
         mode: Mode::Mount,

@@ -118,6 +118,7 @@ fn output(
     Some(Item::Data(DataRef {
         query: None,
         table: None,
+        restore: None,
         datastore,
         path: dpath,
         mode: Mode::Upload,
