@@ -38,6 +38,16 @@ fn data(dir: &Path) -> BTreeMap<String, String> {
 /// `stagehand datastore ARGS…` against the workspace in `s` reaching Azurite through
 /// `proxy`, with small blocks and ranges and a short read timeout.
 fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
+    datastore_with(s, proxy, args, Some("2000"))
+}
+
+/// As [`datastore`], with the read timeout `read_timeout_ms` (`None`: the default).
+fn datastore_with(
+    s: &Scratch,
+    proxy: &Proxy,
+    args: &[&std::ffi::OsStr],
+    read_timeout_ms: Option<&str>,
+) -> Output {
     let ws = proxy.workspace(s);
     Command::new(bin())
         .arg("datastore")
@@ -49,8 +59,9 @@ fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
             ("STAGEHAND_AZURE_CHUNK_MIB", "1"),
             ("STAGEHAND_AZURE_SINGLE_PUT_MIB", "1"),
             ("STAGEHAND_AZURE_BLOCK_MIB", "1"),
-            ("STAGEHAND_AZURE_READ_TIMEOUT_MS", "2000"),
+            ("STAGEHAND_LOG", "stagehand=debug"),
         ])
+        .envs(read_timeout_ms.map(|t| ("STAGEHAND_AZURE_READ_TIMEOUT_MS", t)))
         .output()
         .unwrap()
 }
@@ -71,6 +82,36 @@ fn strays(dir: &Path, want: &BTreeMap<String, String>) -> Vec<String> {
 /// 10 uploads and 10 downloads, each through `fault` at 15% of its direction's
 /// requests: every one lands byte-exact.
 fn trials(fault: Fault) {
+    trials_with(fault, Through::Fresh, RUNS)
+}
+
+/// How the trial's proxies reach the agent.
+#[derive(Clone, Copy, PartialEq)]
+enum Through {
+    /// One request per connection, and a read timeout of 2 s.
+    Fresh,
+    /// Connections kept alive and closed after 5 s idle, as a real service's are, and
+    /// the default read timeout (a slow answer is waited for).
+    KeptAlive,
+}
+
+/// A proxy through `through` applying `rule`.
+fn proxy(
+    az: &Azurite,
+    through: Through,
+    rule: impl FnMut(&str) -> Fault + Send + 'static,
+) -> Proxy {
+    match through {
+        Through::Fresh => Proxy::start(az.port, rule),
+        Through::KeptAlive => Proxy::keep_alive(az.port, Duration::from_secs(5), rule),
+    }
+}
+
+/// `runs` uploads and downloads, each through `fault` at 15% of its direction's
+/// requests reaching the agent `through`: every one lands byte-exact, and the log
+/// shows the retries.
+fn trials_with(fault: Fault, through: Through, runs: u64) {
+    let timeout = (through == Through::Fresh).then_some("2000");
     let Some(az) = Azurite::start() else { return };
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
@@ -94,14 +135,16 @@ fn trials(fault: Fault) {
         0,
     );
     let mut injected = 0;
-    for run in 0..RUNS {
+    let mut retried = 0;
+    for run in 0..runs {
         // Up: only the requests that send data are touched.
-        let up = Proxy::start(
-            az.port,
+        let up = proxy(
+            &az,
+            through,
             at_rate(RATE, run, |l| l.starts_with("PUT "), fault),
         );
         let target = format!("up/{run}");
-        let o = datastore(
+        let o = datastore_with(
             &s,
             &up,
             &[
@@ -112,13 +155,16 @@ fn trials(fault: Fault) {
                 os("--target-path"),
                 os(&target),
             ],
+            timeout,
         );
         let (_, se) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{name} upload run {run}: {se}");
         injected += up.injected();
+        retried += se.matches("; retry ").count();
         // Down: listings, HEADs and GETs.
-        let down = Proxy::start(
-            az.port,
+        let down = proxy(
+            &az,
+            through,
             at_rate(
                 RATE,
                 run + 100,
@@ -127,7 +173,7 @@ fn trials(fault: Fault) {
             ),
         );
         let dest = s.path().join(format!("down/{run}"));
-        let o = datastore(
+        let o = datastore_with(
             &s,
             &down,
             &[
@@ -138,10 +184,12 @@ fn trials(fault: Fault) {
                 os("--target-path"),
                 dest.as_os_str(),
             ],
+            timeout,
         );
         let (_, se) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{name} download run {run}: {se}");
         injected += down.injected();
+        retried += se.matches("; retry ").count();
         let got = dest.join("base");
         assert_eq!(tree(&got), want, "{name} download run {run}: bytes differ");
         assert!(
@@ -152,7 +200,7 @@ fn trials(fault: Fault) {
     }
     // Every upload, checked by the Azure SDK.
     let up = az.sha256s("box", "up/");
-    for run in 0..RUNS {
+    for run in 0..runs {
         for (rel, sum) in &want {
             assert_eq!(
                 up.get(&format!("up/{run}/{rel}")),
@@ -163,11 +211,19 @@ fn trials(fault: Fault) {
     }
     assert_eq!(
         up.len() as u64,
-        RUNS * want.len() as u64,
+        runs * want.len() as u64,
         "{name}: stray blobs"
     );
     assert!(injected > 0, "{name}: no fault was injected");
-    eprintln!("{name}: {injected} faults injected over {} runs", 2 * RUNS);
+    let slow = matches!(fault, Fault::Delay(_) | Fault::DelayMidBody(_));
+    assert!(
+        slow || retried > 0,
+        "{name}: {injected} faults injected, and the log shows no retry"
+    );
+    eprintln!(
+        "{name}: {injected} faults injected, {retried} retries logged over {} runs",
+        2 * runs
+    );
 }
 
 #[test]
@@ -200,6 +256,29 @@ fn server_busy_503_500_429() {
 #[test]
 fn stalls() {
     trials(Fault::Stall(Duration::from_secs(4)));
+}
+
+/// Issue 28: answers 8 s late, before their headers or half-way through their body,
+/// on connections kept alive (and closed when idle) as a real service's are: waited
+/// for, never a failure.
+#[test]
+fn slow_answers_are_waited_for() {
+    trials_with(Fault::Delay(Duration::from_secs(8)), Through::KeptAlive, 2);
+    trials_with(
+        Fault::DelayMidBody(Duration::from_secs(8)),
+        Through::KeptAlive,
+        2,
+    );
+}
+
+/// Issue 28: throttling (429 and 503 with `Retry-After`), and resets, on connections
+/// kept alive.
+#[test]
+fn throttling_and_resets_on_kept_alive_connections() {
+    trials_with(Fault::Throttle(503, 1), Through::KeptAlive, 2);
+    trials_with(Fault::Throttle(429, 1), Through::KeptAlive, 2);
+    trials_with(Fault::DropAnswer, Through::KeptAlive, 2);
+    trials_with(Fault::Status(500), Through::KeptAlive, 2);
 }
 
 #[test]

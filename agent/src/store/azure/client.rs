@@ -57,6 +57,24 @@ pub enum HttpError {
         /// `x-ms-error-code`, when given.
         code: Option<String>,
     },
+    /// The service answered with an error status and asked to be left alone this long
+    /// (`Retry-After`): throttling (429, 503).
+    Busy {
+        /// The HTTP status.
+        status: StatusCode,
+        /// `x-ms-error-code`, when given.
+        code: Option<String>,
+        /// The wait asked for.
+        retry_after: Duration,
+    },
+    /// A transient failure the retry policy gave up on: the last error, and what was
+    /// tried. Not transient itself: whoever meets it must not retry it again.
+    GaveUp {
+        /// The last attempt's error.
+        last: Box<HttpError>,
+        /// "after N attempts over X s".
+        tried: String,
+    },
     /// No answer, or a broken one (connection, timeout, reset).
     Transport(String),
     /// An answer that arrived whole but cannot be read (a listing that is not the XML
@@ -78,8 +96,9 @@ impl HttpError {
             HttpError::Status { status, .. } => {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
-            HttpError::Transport(_) => true,
-            HttpError::Credential(_)
+            HttpError::Transport(_) | HttpError::Busy { .. } => true,
+            HttpError::GaveUp { .. }
+            | HttpError::Credential(_)
             | HttpError::Local(_)
             | HttpError::Untrusted(_)
             | HttpError::Answer(_) => false,
@@ -89,7 +108,10 @@ impl HttpError {
     /// The HTTP status, if the service answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            HttpError::Status { status, .. } => Some(status.as_u16()),
+            HttpError::Status { status, .. } | HttpError::Busy { status, .. } => {
+                Some(status.as_u16())
+            }
+            HttpError::GaveUp { last, .. } => last.status(),
             _ => None,
         }
     }
@@ -97,8 +119,40 @@ impl HttpError {
     /// The service's error code, if it gave one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            HttpError::Status { code, .. } => code.as_deref(),
+            HttpError::Status { code, .. } | HttpError::Busy { code, .. } => code.as_deref(),
+            HttpError::GaveUp { last, .. } => last.code(),
             _ => None,
+        }
+    }
+
+    /// Whether no answer came (the service could not be reached, or every attempt
+    /// broke), rather than an answer saying no.
+    pub fn unanswered(&self) -> bool {
+        match self {
+            HttpError::Transport(_) => true,
+            HttpError::GaveUp { last, .. } => last.unanswered(),
+            _ => false,
+        }
+    }
+
+    /// The wait the service asked for before the next attempt.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpError::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// This error as the end of `attempts`: when the policy gave up on it, it says how
+    /// many attempts were made over how long.
+    pub fn after(self, attempts: &crate::retry::Attempts) -> HttpError {
+        if attempts.exhausted() {
+            HttpError::GaveUp {
+                last: Box::new(self),
+                tried: attempts.summary(),
+            }
+        } else {
+            self
         }
     }
 }
@@ -113,6 +167,18 @@ impl std::fmt::Display for HttpError {
             HttpError::Status { status, code: None } => {
                 write!(f, "the service answered {}", status)
             }
+            HttpError::Busy {
+                status,
+                code,
+                retry_after,
+            } => write!(
+                f,
+                "the service answered {}{} and asked for a wait of {}s",
+                status.as_u16(),
+                code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                retry_after.as_secs()
+            ),
+            HttpError::GaveUp { last, tried } => write!(f, "{last}; gave up {tried}"),
             HttpError::Transport(e) | HttpError::Local(e) | HttpError::Answer(e) => {
                 write!(f, "{e}")
             }
@@ -280,8 +346,23 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, HttpError>>,
     {
         self.retry
-            .run(&self.target.datastore, HttpError::is_transient, op)
+            .run_with(
+                &self.target.datastore,
+                HttpError::is_transient,
+                HttpError::retry_after,
+                op,
+            )
             .await
+            .map_err(|g| {
+                if g.exhausted {
+                    HttpError::GaveUp {
+                        tried: g.summary(),
+                        last: Box::new(g.error),
+                    }
+                } else {
+                    g.error
+                }
+            })
     }
 
     /// The target this client reaches.
@@ -394,7 +475,21 @@ impl Client {
             .get("x-ms-error-code")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Err(HttpError::Status { status, code })
+        // Only seconds: Azure never sends an HTTP date here.
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(match retry_after {
+            Some(retry_after) => HttpError::Busy {
+                status,
+                code,
+                retry_after,
+            },
+            None => HttpError::Status { status, code },
+        })
     }
 
     /// One GET of the bytes `start..end` and the version they must still be
