@@ -47,6 +47,9 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// How long an idle pooled connection is kept for reuse: less than servers keep one.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// A failed call, before it is given a datastore and a path.
 #[derive(Debug, Clone)]
 pub enum HttpError {
@@ -246,6 +249,10 @@ pub struct Client {
     authorizer: Authorizer,
     /// How every call is retried.
     retry: RetryConfig,
+    /// When the service last asked (`Retry-After`) to be left alone until: every request
+    /// of this client (all of one store's calls to its account) waits for it, not only
+    /// the one that was told, so a throttled account sees the whole agent back off.
+    paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 /// A request body that can be sent again on a retry.
@@ -310,6 +317,10 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(128)
+            // A connection idle this long is not reused: a server closes idle ones
+            // (Azurite after 5 s), and a request sent on one just as it closes fails
+            // with "connection closed before message completed".
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
@@ -322,6 +333,7 @@ impl Client {
             target,
             authorizer,
             retry,
+            paused_until: Default::default(),
         })
     }
 
@@ -455,6 +467,7 @@ impl Client {
         self.authorizer
             .authorize(&self.target, method, &path, query, len, &mut h)
             .await?;
+        self.wait_if_paused().await;
         let mut req = self.http.request(method.clone(), &url).headers(h);
         let streamed = matches!(body, Body::File { .. });
         match body.into_reqwest().await? {
@@ -483,13 +496,39 @@ impl Client {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         Err(match retry_after {
-            Some(retry_after) => HttpError::Busy {
-                status,
-                code,
-                retry_after,
-            },
+            Some(retry_after) => {
+                self.pause_for(retry_after);
+                HttpError::Busy {
+                    status,
+                    code,
+                    retry_after,
+                }
+            }
             None => HttpError::Status { status, code },
         })
+    }
+
+    /// Holds every request of this client for `wait` (at most
+    /// [`crate::retry::RETRY_AFTER_MAX`]) from now, unless held longer already.
+    fn pause_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait.min(crate::retry::RETRY_AFTER_MAX);
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|at| at < until) {
+            tracing::debug!(
+                "{}: the service asked for a pause of {}s: every request waits",
+                self.target.datastore,
+                wait.as_secs()
+            );
+            *p = Some(until);
+        }
+    }
+
+    /// Waits out a pause the service asked for.
+    async fn wait_if_paused(&self) {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = until.filter(|at| *at > tokio::time::Instant::now()) {
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     /// One GET of the bytes `start..end` and the version they must still be
