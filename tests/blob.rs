@@ -268,7 +268,7 @@ inputs:
 "#,
     );
     let o = run(&s, &j);
-    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    let (_, se) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
     assert!(
         se.contains("back/../../../../x.txt") && se.contains("/abs/x.txt"),
         "the refused names are not named: {se}"

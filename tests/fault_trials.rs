@@ -19,8 +19,41 @@ use std::time::Duration;
 const RUNS: u64 = 10;
 const RATE: f64 = 0.15;
 
+/// Whether the trials run on issue 28's job (one 48 MiB blob and 500 small files, the
+/// agent's own sizes and read timeout, connections kept alive), as `scripts/bench
+/// faults` asks with `STAGEHAND_FAULT_JOB=issue`; the suite runs the small data set.
+fn issue_job() -> bool {
+    std::env::var("STAGEHAND_FAULT_JOB").as_deref() == Ok("issue")
+}
+
+/// Runs per kind and direction: `STAGEHAND_FAULT_RUNS` (`scripts/bench faults` asks
+/// for 20), or `default`.
+fn runs_or(default: u64) -> u64 {
+    std::env::var("STAGEHAND_FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Issue 28's job: 500 files of 1-8 KiB and one of 48 MiB; `rel -> sha256`.
+fn issue_data(dir: &Path) -> BTreeMap<String, String> {
+    for i in 0..500u32 {
+        let len = 1024 + (i as usize * 977) % (7 * 1024);
+        let bytes: Vec<u8> = (0..len).map(|j| ((j as u32 ^ i) % 251) as u8).collect();
+        let p = dir.join(format!("s{}/f{i:03}.bin", i % 10));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let big: Vec<u8> = (0..48 * 1024 * 1024).map(|j| (j % 249) as u8).collect();
+    std::fs::write(dir.join("big.bin"), big).unwrap();
+    tree(dir)
+}
+
 /// The data set: `rel -> sha256`.
 fn data(dir: &Path) -> BTreeMap<String, String> {
+    if issue_job() {
+        return issue_data(dir);
+    }
     for i in 0..20u32 {
         let len = 16 * 1024 + (i as usize * 3331) % (64 * 1024);
         let bytes: Vec<u8> = (0..len)
@@ -38,19 +71,40 @@ fn data(dir: &Path) -> BTreeMap<String, String> {
 /// `stagehand datastore ARGS…` against the workspace in `s` reaching Azurite through
 /// `proxy`, with small blocks and ranges and a short read timeout.
 fn datastore(s: &Scratch, proxy: &Proxy, args: &[&std::ffi::OsStr]) -> Output {
+    datastore_with(s, proxy, args, Some("2000"))
+}
+
+/// As [`datastore`], with the read timeout `read_timeout_ms` (`None`: the default).
+fn datastore_with(
+    s: &Scratch,
+    proxy: &Proxy,
+    args: &[&std::ffi::OsStr],
+    read_timeout_ms: Option<&str>,
+) -> Output {
     let ws = proxy.workspace(s);
+    let small = !issue_job();
     Command::new(bin())
         .arg("datastore")
         .args(args)
         .arg("--workspace")
         .arg(ws)
-        .envs([
-            ("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "1"),
-            ("STAGEHAND_AZURE_CHUNK_MIB", "1"),
-            ("STAGEHAND_AZURE_SINGLE_PUT_MIB", "1"),
-            ("STAGEHAND_AZURE_BLOCK_MIB", "1"),
-            ("STAGEHAND_AZURE_READ_TIMEOUT_MS", "2000"),
-        ])
+        .env("STAGEHAND_LOG", "stagehand=debug")
+        .envs(
+            small
+                .then_some([
+                    ("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "1"),
+                    ("STAGEHAND_AZURE_CHUNK_MIB", "1"),
+                    ("STAGEHAND_AZURE_SINGLE_PUT_MIB", "1"),
+                    ("STAGEHAND_AZURE_BLOCK_MIB", "1"),
+                ])
+                .into_iter()
+                .flatten(),
+        )
+        .envs(
+            read_timeout_ms
+                .filter(|_| small)
+                .map(|t| ("STAGEHAND_AZURE_READ_TIMEOUT_MS", t)),
+        )
         .output()
         .unwrap()
 }
@@ -71,6 +125,40 @@ fn strays(dir: &Path, want: &BTreeMap<String, String>) -> Vec<String> {
 /// 10 uploads and 10 downloads, each through `fault` at 15% of its direction's
 /// requests: every one lands byte-exact.
 fn trials(fault: Fault) {
+    if issue_job() {
+        trials_with(fault, Through::KeptAlive, runs_or(RUNS))
+    } else {
+        trials_with(fault, Through::Fresh, runs_or(RUNS))
+    }
+}
+
+/// How the trial's proxies reach the agent.
+#[derive(Clone, Copy, PartialEq)]
+enum Through {
+    /// One request per connection, and a read timeout of 2 s.
+    Fresh,
+    /// Connections kept alive and closed after 5 s idle, as a real service's are, and
+    /// the default read timeout (a slow answer is waited for).
+    KeptAlive,
+}
+
+/// A proxy through `through` applying `rule`.
+fn proxy(
+    az: &Azurite,
+    through: Through,
+    rule: impl FnMut(&str) -> Fault + Send + 'static,
+) -> Proxy {
+    match through {
+        Through::Fresh => Proxy::start(az.port, rule),
+        Through::KeptAlive => Proxy::keep_alive(az.port, Duration::from_secs(5), rule),
+    }
+}
+
+/// `runs` uploads and downloads, each through `fault` at 15% of its direction's
+/// requests reaching the agent `through`: every one lands byte-exact, and the log
+/// shows the retries.
+fn trials_with(fault: Fault, through: Through, runs: u64) {
+    let timeout = (through == Through::Fresh).then_some("2000");
     let Some(az) = Azurite::start() else { return };
     az.mkcontainer(&["box"]);
     let s = Scratch::new();
@@ -94,14 +182,16 @@ fn trials(fault: Fault) {
         0,
     );
     let mut injected = 0;
-    for run in 0..RUNS {
+    let mut retried = 0;
+    for run in 0..runs {
         // Up: only the requests that send data are touched.
-        let up = Proxy::start(
-            az.port,
+        let up = proxy(
+            &az,
+            through,
             at_rate(RATE, run, |l| l.starts_with("PUT "), fault),
         );
         let target = format!("up/{run}");
-        let o = datastore(
+        let o = datastore_with(
             &s,
             &up,
             &[
@@ -112,13 +202,16 @@ fn trials(fault: Fault) {
                 os("--target-path"),
                 os(&target),
             ],
+            timeout,
         );
         let (_, se) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{name} upload run {run}: {se}");
         injected += up.injected();
+        retried += se.matches("; retry ").count();
         // Down: listings, HEADs and GETs.
-        let down = Proxy::start(
-            az.port,
+        let down = proxy(
+            &az,
+            through,
             at_rate(
                 RATE,
                 run + 100,
@@ -127,7 +220,7 @@ fn trials(fault: Fault) {
             ),
         );
         let dest = s.path().join(format!("down/{run}"));
-        let o = datastore(
+        let o = datastore_with(
             &s,
             &down,
             &[
@@ -138,10 +231,12 @@ fn trials(fault: Fault) {
                 os("--target-path"),
                 dest.as_os_str(),
             ],
+            timeout,
         );
         let (_, se) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{name} download run {run}: {se}");
         injected += down.injected();
+        retried += se.matches("; retry ").count();
         let got = dest.join("base");
         assert_eq!(tree(&got), want, "{name} download run {run}: bytes differ");
         assert!(
@@ -152,7 +247,7 @@ fn trials(fault: Fault) {
     }
     // Every upload, checked by the Azure SDK.
     let up = az.sha256s("box", "up/");
-    for run in 0..RUNS {
+    for run in 0..runs {
         for (rel, sum) in &want {
             assert_eq!(
                 up.get(&format!("up/{run}/{rel}")),
@@ -163,11 +258,19 @@ fn trials(fault: Fault) {
     }
     assert_eq!(
         up.len() as u64,
-        RUNS * want.len() as u64,
+        runs * want.len() as u64,
         "{name}: stray blobs"
     );
     assert!(injected > 0, "{name}: no fault was injected");
-    eprintln!("{name}: {injected} faults injected over {} runs", 2 * RUNS);
+    let slow = matches!(fault, Fault::Delay(_) | Fault::DelayMidBody(_));
+    assert!(
+        slow || retried > 0,
+        "{name}: {injected} faults injected, and the log shows no retry"
+    );
+    eprintln!(
+        "{name}: {injected} faults injected, {retried} retries logged over {} runs",
+        2 * runs
+    );
 }
 
 #[test]
@@ -200,6 +303,37 @@ fn server_busy_503_500_429() {
 #[test]
 fn stalls() {
     trials(Fault::Stall(Duration::from_secs(4)));
+}
+
+/// Issue 28: answers 8 s late, before their headers or half-way through their body,
+/// on connections kept alive (and closed when idle) as a real service's are: waited
+/// for, never a failure.
+#[test]
+fn slow_answers_are_waited_for() {
+    trials_with(
+        Fault::Delay(Duration::from_secs(8)),
+        Through::KeptAlive,
+        runs_or(2),
+    );
+    trials_with(
+        Fault::DelayMidBody(Duration::from_secs(8)),
+        Through::KeptAlive,
+        runs_or(2),
+    );
+}
+
+/// Issue 28: throttling (429 and 503 with `Retry-After`), and resets, on connections
+/// kept alive.
+#[test]
+fn throttling_and_resets_on_kept_alive_connections() {
+    for fault in [
+        Fault::Throttle(503, 1),
+        Fault::Throttle(429, 1),
+        Fault::DropAnswer,
+        Fault::Status(500),
+    ] {
+        trials_with(fault, Through::KeptAlive, runs_or(2));
+    }
 }
 
 #[test]
@@ -252,6 +386,10 @@ fn a_fault_that_never_clears_fails_with_the_documented_code_and_leaves_nothing()
         "the error does not say what failed where: {se}"
     );
     assert!(
+        se.contains("gave up after 8 attempts over"),
+        "the error does not say how often it tried, for how long: {se}"
+    );
+    assert!(
         tree(&dest).is_empty(),
         "files landed under final names: {:?}",
         tree(&dest)
@@ -268,7 +406,11 @@ fn a_fault_that_never_clears_fails_with_the_documented_code_and_leaves_nothing()
             os("never"),
         ],
     );
-    expect_code(&o, code::UPLOAD_FAILED);
+    let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
+    assert!(
+        se.contains("gave up after 8 attempts over") && se.contains("\"never"),
+        "the error does not name the object, the attempts and the time: {se}"
+    );
     assert!(az.sha256s("box", "never/").is_empty(), "a blob landed");
     let _ = want;
 }

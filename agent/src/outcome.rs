@@ -132,10 +132,14 @@ fn list(failures: &[crate::lifecycle::preflight::CheckFailure]) -> String {
 }
 
 /// A store's "not there" or "not allowed": the path is missing, the credentials are
-/// refused, or a local file answers ENOENT/EACCES.
+/// refused, or a local file answers ENOENT/EACCES; or a refusal the same input always
+/// meets (a name that would escape its target). A retry cannot fix any of these, so
+/// none may exit "try again" (75), or Slurm requeues and systemd restarts the run
+/// forever. (A configuration error is left retryable: a root folder missing on one
+/// node, an unmounted share, may be there on the next.)
 fn store_not_found_or_denied(e: &StoreError) -> bool {
     match e {
-        StoreError::NotFound { .. } | StoreError::Auth { .. } => true,
+        StoreError::NotFound { .. } | StoreError::Auth { .. } | StoreError::Unsafe { .. } => true,
         StoreError::Io { source, .. } => matches!(
             source.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
@@ -145,7 +149,12 @@ fn store_not_found_or_denied(e: &StoreError) -> bool {
 }
 
 fn transfer_not_found_or_denied(e: &TransferError) -> bool {
-    matches!(e, TransferError::Store(s) if store_not_found_or_denied(s))
+    match e {
+        TransferError::Store(s) => store_not_found_or_denied(s),
+        // The listing holds the same hostile names on every attempt.
+        TransferError::UnsafeNames { .. } => true,
+        _ => false,
+    }
 }
 
 /// An output that did not reach its datastore.
@@ -570,6 +579,28 @@ mod tests {
         })
         .report();
         assert_eq!((r.status, r.code), (Status::Failed, exit::STAGING_FAILED));
+    }
+
+    #[test]
+    fn hostile_names_are_not_worth_a_retry() {
+        let unsafe_names = TransferError::UnsafeNames {
+            datastore: "d".into(),
+            target: "/t".into(),
+            names: vec!["../escape.txt: escapes the target".into()],
+        };
+        assert_eq!(
+            DatastoreError::Download(unsafe_names).exit_code(),
+            exit::NOT_FOUND_OR_DENIED
+        );
+        let refused = StoreError::Unsafe {
+            datastore: "d".into(),
+            path: "h/..".into(),
+            reason: "escapes".into(),
+        };
+        assert_eq!(
+            DatastoreError::Store(refused).exit_code(),
+            exit::NOT_FOUND_OR_DENIED
+        );
     }
 
     #[test]

@@ -10,10 +10,48 @@
 //! policy instead ([`crate::store::Store::retrying`]).
 //!
 //! Nothing here knows which errors are transient; the caller says, for each error.
+//!
+//! Every retry is visible: a debug line per retry (what, why, which attempt, the wait),
+//! a warning when a call succeeds only after retries, and a call given up says how many
+//! attempts were made over how long ([`GaveUp`]). A wait the service asks for
+//! (`Retry-After`) is honoured, up to [`RETRY_AFTER_MAX`].
 
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The longest wait a service's `Retry-After` may impose on one retry: a longer one is
+/// cut to this (still within [`RetryConfig::retry_timeout`]).
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// A call given up: its last error, and what was tried.
+#[derive(Debug)]
+pub struct GaveUp<E> {
+    /// The last attempt's error.
+    pub error: E,
+    /// Attempts made (the first one and its retries).
+    pub attempts: u32,
+    /// Time from the first attempt's start to giving up.
+    pub spent: Duration,
+    /// Whether the error was worth retrying and the policy was spent (rather than an
+    /// error no retry can fix).
+    pub exhausted: bool,
+}
+
+impl<E> GaveUp<E> {
+    /// "after N attempts over X s", for an error message.
+    pub fn summary(&self) -> String {
+        summary(self.attempts, self.spent)
+    }
+}
+
+fn summary(attempts: u32, spent: Duration) -> String {
+    format!(
+        "after {attempts} attempt{} over {:.1}s",
+        if attempts == 1 { "" } else { "s" },
+        spent.as_secs_f64()
+    )
+}
 
 /// How a failed call is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +105,13 @@ impl RetryConfig {
 
     /// A fresh count of attempts under this policy, its clock starting now.
     pub fn attempts(&self) -> Attempts {
+        let now = Instant::now();
         Attempts {
             cfg: *self,
-            started: Instant::now(),
+            started: now,
+            first: now,
             retries: 0,
+            exhausted: false,
         }
     }
 
@@ -82,8 +123,28 @@ impl RetryConfig {
         &self,
         what: &str,
         is_transient: impl Fn(&E) -> bool,
-        mut op: F,
+        op: F,
     ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_with(what, is_transient, |_| None, op)
+            .await
+            .map_err(|g| g.error)
+    }
+
+    /// As [`RetryConfig::run`], waiting at least what `retry_after` says an error asks
+    /// for (a service's `Retry-After`, bounded by [`RETRY_AFTER_MAX`]), and saying, when
+    /// it gives up, how many attempts were made over how long.
+    pub async fn run_with<T, E, F, Fut>(
+        &self,
+        what: &str,
+        is_transient: impl Fn(&E) -> bool,
+        retry_after: impl Fn(&E) -> Option<Duration>,
+        mut op: F,
+    ) -> Result<T, GaveUp<E>>
     where
         E: std::fmt::Display,
         F: FnMut(u32) -> Fut,
@@ -92,10 +153,17 @@ impl RetryConfig {
         let mut attempts = self.attempts();
         loop {
             match op(attempts.retries()).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    attempts.succeeded(what);
+                    return Ok(v);
+                }
                 Err(e) => {
-                    if !attempts.again(what, &e, is_transient(&e)).await {
-                        return Err(e);
+                    let transient = is_transient(&e);
+                    if !attempts
+                        .again_after(what, &e, transient, retry_after(&e))
+                        .await
+                    {
+                        return Err(attempts.gave_up(e));
                     }
                 }
             }
@@ -109,14 +177,57 @@ impl RetryConfig {
 #[derive(Debug)]
 pub struct Attempts {
     cfg: RetryConfig,
+    /// Where the bound on total time counts from.
     started: Instant,
+    /// When the first attempt began.
+    first: Instant,
     retries: u32,
+    /// The last [`Attempts::again`] refused a transient error: the policy is spent.
+    exhausted: bool,
 }
 
 impl Attempts {
     /// Retries made so far.
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// Time since the first attempt began.
+    pub fn spent(&self) -> Duration {
+        self.first.elapsed()
+    }
+
+    /// "after N attempts over X s", for an error message.
+    pub fn summary(&self) -> String {
+        summary(self.retries + 1, self.spent())
+    }
+
+    /// Whether the last [`Attempts::again`] gave up on an error worth retrying because
+    /// the policy was spent.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    /// The call failed for good with `error`: what was tried.
+    pub fn gave_up<E>(&self, error: E) -> GaveUp<E> {
+        GaveUp {
+            error,
+            attempts: self.retries + 1,
+            spent: self.spent(),
+            exhausted: self.exhausted,
+        }
+    }
+
+    /// The call succeeded: a warning when it took retries, so that a service failing
+    /// often shows before it fails for good.
+    pub fn succeeded(&self, what: &str) {
+        if self.retries > 0 {
+            tracing::warn!(
+                "{what}: succeeded on attempt {} after {:.1}s of retries",
+                self.retries + 1,
+                self.spent().as_secs_f64()
+            );
+        }
     }
 
     /// Says the last attempt moved the call forward (a resumed download wrote more
@@ -136,12 +247,34 @@ impl Attempts {
         error: &impl std::fmt::Display,
         transient: bool,
     ) -> bool {
-        if !transient || self.retries >= self.cfg.max_retries {
+        self.again_after(what, error, transient, None).await
+    }
+
+    /// As [`Attempts::again`], waiting at least `asked` (a service's `Retry-After`,
+    /// bounded by [`RETRY_AFTER_MAX`]) when it is longer than the backoff.
+    pub async fn again_after(
+        &mut self,
+        what: &str,
+        error: &impl std::fmt::Display,
+        transient: bool,
+        asked: Option<Duration>,
+    ) -> bool {
+        self.exhausted = false;
+        if !transient {
+            return false;
+        }
+        if self.retries >= self.cfg.max_retries {
+            self.exhausted = true;
+            tracing::debug!(
+                "{what}: {error}; not retried: {} attempts made",
+                self.retries + 1
+            );
             return false;
         }
         let ceiling = self.cfg.backoff_ceiling(self.retries + 1);
-        let wait = jitter(ceiling);
+        let wait = jitter(ceiling).max(asked.unwrap_or_default().min(RETRY_AFTER_MAX));
         if self.started.elapsed() + wait > self.cfg.retry_timeout {
+            self.exhausted = true;
             tracing::debug!(
                 "{what}: {error}; not retried: {:.1}s spent of {:.1}s",
                 self.started.elapsed().as_secs_f64(),
@@ -151,9 +284,10 @@ impl Attempts {
         }
         self.retries += 1;
         tracing::debug!(
-            "{what}: {error}; retry {} of {} in {} ms",
+            "{what}: {error}; retry {} of {} (attempt {}) in {} ms",
             self.retries,
             self.cfg.max_retries,
+            self.retries + 1,
             wait.as_millis()
         );
         tokio::time::sleep(wait).await;
@@ -308,6 +442,37 @@ mod tests {
             !stalled.again("test", &Failure::Transient, true).await,
             "10 s without progress"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_given_up_says_how_often_and_how_long_and_honours_retry_after() {
+        let p = policy(2, Duration::from_secs(600));
+        let started = Instant::now();
+        let r: Result<(), GaveUp<Failure>> = p
+            .run_with(
+                "test",
+                transient,
+                |_| Some(Duration::from_secs(5)),
+                |_| async { Err(Failure::Transient) },
+            )
+            .await;
+        let g = r.unwrap_err();
+        assert_eq!((g.attempts, g.exhausted), (3, true));
+        assert!(
+            started.elapsed() >= Duration::from_secs(10),
+            "Retry-After waited"
+        );
+        assert_eq!(g.summary(), "after 3 attempts over 10.0s");
+        let r: Result<(), GaveUp<Failure>> = p
+            .run_with(
+                "test",
+                transient,
+                |_| None,
+                |_| async { Err(Failure::Permanent) },
+            )
+            .await;
+        let g = r.unwrap_err();
+        assert_eq!((g.attempts, g.exhausted), (1, false));
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub enum Fault {
     Status(u16),
     /// Holds the request, answering nothing, for this long, then closes.
     Stall(Duration),
+    /// Passes it on and holds the answer this long before its headers (a slow
+    /// service): nothing is lost, only late.
+    Delay(Duration),
+    /// Passes it on, brings back the headers and half the body, holds the rest this
+    /// long, then sends it.
+    DelayMidBody(Duration),
+    /// Answers this status (429, 503) with `Retry-After: N` seconds, without passing the
+    /// request on (a throttling service).
+    Throttle(u16, u64),
 }
 
 /// What the proxy moved and did.
@@ -80,6 +89,10 @@ impl Limiter {
 
 struct Shared {
     upstream: u16,
+    /// Keeps client connections open between requests, closing one idle this long (as
+    /// Azurite's own server does after 5 s): a client reusing a pooled connection may
+    /// send on one the proxy is closing.
+    keep_alive: Option<Duration>,
     rule: Rule,
     count: Arc<Counters>,
     limit: Option<Limiter>,
@@ -91,7 +104,17 @@ const PIECE: usize = 64 << 10;
 impl Proxy {
     /// A proxy in front of Azurite on `upstream`, applying `rule`.
     pub fn start(upstream: u16, rule: impl FnMut(&str) -> Fault + Send + 'static) -> Proxy {
-        Self::launch(upstream, None, rule)
+        Self::launch(upstream, None, None, rule)
+    }
+
+    /// As [`Proxy::start`], keeping client connections alive between requests and
+    /// closing one idle for `idle`, as a real service's front end does.
+    pub fn keep_alive(
+        upstream: u16,
+        idle: Duration,
+        rule: impl FnMut(&str) -> Fault + Send + 'static,
+    ) -> Proxy {
+        Self::launch(upstream, None, Some(idle), rule)
     }
 
     /// As [`Proxy::start`], moving body bytes (both ways together) at `rate` bytes a
@@ -101,12 +124,13 @@ impl Proxy {
         rate: u64,
         rule: impl FnMut(&str) -> Fault + Send + 'static,
     ) -> Proxy {
-        Self::launch(upstream, Some(rate), rule)
+        Self::launch(upstream, Some(rate), None, rule)
     }
 
     fn launch(
         upstream: u16,
         rate: Option<u64>,
+        keep_alive: Option<Duration>,
         rule: impl FnMut(&str) -> Fault + Send + 'static,
     ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -114,6 +138,7 @@ impl Proxy {
         let count = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             upstream,
+            keep_alive,
             rule: Arc::new(Mutex::new(rule)),
             count: count.clone(),
             limit: rate.map(|rate| Limiter {
@@ -217,6 +242,9 @@ pub fn at_rate(
 
 /// Serves one client connection, request by request, until either side closes.
 fn serve(mut client: TcpStream, sh: &Shared) {
+    if let Some(idle) = sh.keep_alive {
+        let _ = client.set_read_timeout(Some(idle));
+    }
     while let Some((head, body)) = read_request(&mut client, sh) {
         sh.count.requests.fetch_add(1, Ordering::SeqCst);
         let first = head.lines().next().unwrap_or("").to_string();
@@ -231,19 +259,24 @@ fn serve(mut client: TcpStream, sh: &Shared) {
                 return;
             }
             Fault::Status(code) => {
-                let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>injected</Message></Error>";
-                let answer = format!(
-                    "HTTP/1.1 {code} Injected\r\nx-ms-error-code: ServerBusy\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = client.write_all(answer.as_bytes());
+                busy(&mut client, code, "");
+                return;
+            }
+            Fault::Throttle(code, secs) => {
+                busy(&mut client, code, &format!("retry-after: {secs}\r\n"));
                 return;
             }
             _ => {}
         }
-        let Some(answer) = forward(&head, &body, sh.upstream) else {
+        let Some(mut answer) = forward(&head, &body, sh.upstream) else {
             return;
         };
+        if sh.keep_alive.is_some() {
+            answer = kept_alive(&head, answer);
+        }
+        if let Fault::Delay(d) = fault {
+            std::thread::sleep(d);
+        }
         if fault == Fault::DropAnswer {
             return;
         }
@@ -255,7 +288,16 @@ fn serve(mut client: TcpStream, sh: &Shared) {
         if client.write_all(&answer[..body_at]).is_err() {
             return;
         }
-        for piece in answer[body_at..end].chunks(PIECE) {
+        let half = body_at + (end - body_at) / 2;
+        for piece in answer[body_at..half]
+            .chunks(PIECE)
+            .chain(answer[half..end].chunks(PIECE))
+        {
+            if let Fault::DelayMidBody(d) = fault {
+                if piece.as_ptr() == answer[half..].as_ptr() {
+                    std::thread::sleep(d);
+                }
+            }
             if let Some(l) = &sh.limit {
                 l.take(piece.len());
             }
@@ -275,10 +317,49 @@ fn serve(mut client: TcpStream, sh: &Shared) {
             _ => {}
         }
         // Azurite answered `connection: close`: the client will not reuse this one.
-        if find(&answer[..body_at], b"onnection: close").is_some() {
+        if sh.keep_alive.is_none() && find(&answer[..body_at], b"onnection: close").is_some() {
             return;
         }
     }
+}
+
+/// Answers `code` with the error code `ServerBusy` and the `extra` header lines.
+fn busy(client: &mut TcpStream, code: u16, extra: &str) {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>injected</Message></Error>";
+    let answer = format!(
+        "HTTP/1.1 {code} Injected\r\nx-ms-error-code: ServerBusy\r\n{extra}content-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes());
+}
+
+/// Azurite's `answer` to `head` (asked for with `connection: close`) made fit for a
+/// kept-alive connection: no `connection: close`, and a body framed by its length.
+fn kept_alive(head: &str, answer: Vec<u8>) -> Vec<u8> {
+    let body_at = find(&answer, b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
+    let text = String::from_utf8_lossy(&answer[..body_at]).into_owned();
+    let lines: Vec<&str> = text
+        .trim_end()
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    let framed = lines.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("content-length:") || l.starts_with("transfer-encoding:")
+    });
+    let status = lines
+        .first()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("");
+    let bodiless = head.starts_with("HEAD ") || matches!(status, "204" | "304");
+    let mut out = lines.join("\r\n");
+    if !framed && !bodiless {
+        out.push_str(&format!("\r\ncontent-length: {}", answer.len() - body_at));
+    }
+    out.push_str("\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&answer[body_at..]);
+    out
 }
 
 /// Sends one request to Azurite on its own connection and reads the whole answer.

@@ -47,6 +47,9 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// How long an idle pooled connection is kept for reuse: less than servers keep one.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// A failed call, before it is given a datastore and a path.
 #[derive(Debug, Clone)]
 pub enum HttpError {
@@ -56,6 +59,24 @@ pub enum HttpError {
         status: StatusCode,
         /// `x-ms-error-code`, when given.
         code: Option<String>,
+    },
+    /// The service answered with an error status and asked to be left alone this long
+    /// (`Retry-After`): throttling (429, 503).
+    Busy {
+        /// The HTTP status.
+        status: StatusCode,
+        /// `x-ms-error-code`, when given.
+        code: Option<String>,
+        /// The wait asked for.
+        retry_after: Duration,
+    },
+    /// A transient failure the retry policy gave up on: the last error, and what was
+    /// tried. Not transient itself: whoever meets it must not retry it again.
+    GaveUp {
+        /// The last attempt's error.
+        last: Box<HttpError>,
+        /// "after N attempts over X s".
+        tried: String,
     },
     /// No answer, or a broken one (connection, timeout, reset).
     Transport(String),
@@ -78,8 +99,9 @@ impl HttpError {
             HttpError::Status { status, .. } => {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
-            HttpError::Transport(_) => true,
-            HttpError::Credential(_)
+            HttpError::Transport(_) | HttpError::Busy { .. } => true,
+            HttpError::GaveUp { .. }
+            | HttpError::Credential(_)
             | HttpError::Local(_)
             | HttpError::Untrusted(_)
             | HttpError::Answer(_) => false,
@@ -89,7 +111,10 @@ impl HttpError {
     /// The HTTP status, if the service answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            HttpError::Status { status, .. } => Some(status.as_u16()),
+            HttpError::Status { status, .. } | HttpError::Busy { status, .. } => {
+                Some(status.as_u16())
+            }
+            HttpError::GaveUp { last, .. } => last.status(),
             _ => None,
         }
     }
@@ -97,8 +122,40 @@ impl HttpError {
     /// The service's error code, if it gave one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            HttpError::Status { code, .. } => code.as_deref(),
+            HttpError::Status { code, .. } | HttpError::Busy { code, .. } => code.as_deref(),
+            HttpError::GaveUp { last, .. } => last.code(),
             _ => None,
+        }
+    }
+
+    /// Whether no answer came (the service could not be reached, or every attempt
+    /// broke), rather than an answer saying no.
+    pub fn unanswered(&self) -> bool {
+        match self {
+            HttpError::Transport(_) => true,
+            HttpError::GaveUp { last, .. } => last.unanswered(),
+            _ => false,
+        }
+    }
+
+    /// The wait the service asked for before the next attempt.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpError::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// This error as the end of `attempts`: when the policy gave up on it, it says how
+    /// many attempts were made over how long.
+    pub fn after(self, attempts: &crate::retry::Attempts) -> HttpError {
+        if attempts.exhausted() {
+            HttpError::GaveUp {
+                last: Box::new(self),
+                tried: attempts.summary(),
+            }
+        } else {
+            self
         }
     }
 }
@@ -113,6 +170,18 @@ impl std::fmt::Display for HttpError {
             HttpError::Status { status, code: None } => {
                 write!(f, "the service answered {}", status)
             }
+            HttpError::Busy {
+                status,
+                code,
+                retry_after,
+            } => write!(
+                f,
+                "the service answered {}{} and asked for a wait of {}s",
+                status.as_u16(),
+                code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                retry_after.as_secs()
+            ),
+            HttpError::GaveUp { last, tried } => write!(f, "{last}; gave up {tried}"),
             HttpError::Transport(e) | HttpError::Local(e) | HttpError::Answer(e) => {
                 write!(f, "{e}")
             }
@@ -180,6 +249,10 @@ pub struct Client {
     authorizer: Authorizer,
     /// How every call is retried.
     retry: RetryConfig,
+    /// When the service last asked (`Retry-After`) to be left alone until: every request
+    /// of this client (all of one store's calls to its account) waits for it, not only
+    /// the one that was told, so a throttled account sees the whole agent back off.
+    paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 /// A request body that can be sent again on a retry.
@@ -244,6 +317,10 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(128)
+            // A connection idle this long is not reused: a server closes idle ones
+            // (Azurite after 5 s), and a request sent on one just as it closes fails
+            // with "connection closed before message completed".
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
@@ -256,6 +333,7 @@ impl Client {
             target,
             authorizer,
             retry,
+            paused_until: Default::default(),
         })
     }
 
@@ -280,8 +358,23 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, HttpError>>,
     {
         self.retry
-            .run(&self.target.datastore, HttpError::is_transient, op)
+            .run_with(
+                &self.target.datastore,
+                HttpError::is_transient,
+                HttpError::retry_after,
+                op,
+            )
             .await
+            .map_err(|g| {
+                if g.exhausted {
+                    HttpError::GaveUp {
+                        tried: g.summary(),
+                        last: Box::new(g.error),
+                    }
+                } else {
+                    g.error
+                }
+            })
     }
 
     /// The target this client reaches.
@@ -374,6 +467,7 @@ impl Client {
         self.authorizer
             .authorize(&self.target, method, &path, query, len, &mut h)
             .await?;
+        self.wait_if_paused().await;
         let mut req = self.http.request(method.clone(), &url).headers(h);
         let streamed = matches!(body, Body::File { .. });
         match body.into_reqwest().await? {
@@ -394,7 +488,47 @@ impl Client {
             .get("x-ms-error-code")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Err(HttpError::Status { status, code })
+        // Only seconds: Azure never sends an HTTP date here.
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(match retry_after {
+            Some(retry_after) => {
+                self.pause_for(retry_after);
+                HttpError::Busy {
+                    status,
+                    code,
+                    retry_after,
+                }
+            }
+            None => HttpError::Status { status, code },
+        })
+    }
+
+    /// Holds every request of this client for `wait` (at most
+    /// [`crate::retry::RETRY_AFTER_MAX`]) from now, unless held longer already.
+    fn pause_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait.min(crate::retry::RETRY_AFTER_MAX);
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|at| at < until) {
+            tracing::debug!(
+                "{}: the service asked for a pause of {}s: every request waits",
+                self.target.datastore,
+                wait.as_secs()
+            );
+            *p = Some(until);
+        }
+    }
+
+    /// Waits out a pause the service asked for.
+    async fn wait_if_paused(&self) {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = until.filter(|at| *at > tokio::time::Instant::now()) {
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     /// One GET of the bytes `start..end` and the version they must still be

@@ -219,10 +219,14 @@ impl AzureStore {
                 attempts.progressed();
             }
             let what = format!("{}: {:?} at byte {pos}", self.target().datastore, obj.path);
-            if !attempts.again(&what, &e, e.is_transient()).await {
-                return Err(self.error(&obj.path, e));
+            if !attempts
+                .again_after(&what, &e, e.is_transient(), e.retry_after())
+                .await
+            {
+                return Err(self.error(&obj.path, e.after(&attempts)));
             }
         }
+        attempts.succeeded(&format!("{}: {:?}", self.target().datastore, obj.path));
         Ok(())
     }
 

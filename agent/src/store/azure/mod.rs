@@ -286,7 +286,7 @@ impl Store for AzureStore {
                 ),
                 created,
             }),
-            Err(HttpError::Transport(why)) => Err(unreachable(t, &why)),
+            Err(e) if e.unanswered() => Err(unreachable(t, &e.to_string())),
             Err(e) => Err(self.error("", e)),
         }
     }

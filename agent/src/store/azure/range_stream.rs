@@ -133,8 +133,12 @@ impl Resuming {
                 }
                 Err(e) => {
                     let what = format!("{}: {} at byte {}", self.datastore, self.what, self.at);
-                    if !self.attempts.again(&what, &e, e.is_transient()).await {
-                        return Err(e);
+                    if !self
+                        .attempts
+                        .again_after(&what, &e, e.is_transient(), e.retry_after())
+                        .await
+                    {
+                        return Err(e.after(&self.attempts));
                     }
                 }
             }
@@ -168,7 +172,7 @@ impl Resuming {
                 self.datastore, self.what, self.at
             );
             if !self.attempts.again(&what, &e, e.is_transient()).await {
-                return Some(Err(e));
+                return Some(Err(e.after(&self.attempts)));
             }
             if let Err(e) = self.ask().await {
                 return Some(Err(e));

@@ -240,9 +240,7 @@ impl Store for FileShareStore {
                 ),
                 created,
             }),
-            Err(crate::store::azure::client::HttpError::Transport(why)) => {
-                Err(crate::store::azure::unreachable(t, &why))
-            }
+            Err(e) if e.unanswered() => Err(crate::store::azure::unreachable(t, &e.to_string())),
             Err(e) => Err(self.error("", e)),
         }
     }
