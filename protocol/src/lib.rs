@@ -10,6 +10,7 @@ pub mod data_source;
 pub mod duration;
 pub mod environments;
 pub mod events;
+pub mod hub_url;
 pub mod job;
 pub mod limits;
 pub mod load;

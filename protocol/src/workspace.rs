@@ -162,6 +162,29 @@ pub enum Datastore {
         #[serde(default)]
         credentials: Credentials,
     },
+    /// One file on a web server, made for an input's `http(s)://` URL that no Azure
+    /// account serves (never written in a workspace).
+    #[serde(skip_deserializing)]
+    #[schemars(skip)]
+    Web {
+        /// The file's URL.
+        url: String,
+        /// The SHA-256 the input says the file has (`sha256:`), hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// A Hugging Face Hub repository at a revision, made for an input's `hf://` URL
+    /// (never written in a workspace).
+    #[serde(skip_deserializing)]
+    #[schemars(skip)]
+    HuggingFace {
+        /// `model` or `dataset`.
+        repo_type: String,
+        /// `org/name`.
+        repo: String,
+        /// A branch, tag or commit id (`main` when the URL gives none).
+        revision: String,
+    },
 }
 
 impl Datastore {
@@ -172,13 +195,15 @@ impl Datastore {
             Datastore::AzureBlob { .. } => "azure_blob",
             Datastore::AzureDataLakeGen2 { .. } => "azure_data_lake_gen2",
             Datastore::AzureFile { .. } => "azure_file",
+            Datastore::Web { .. } => "web",
+            Datastore::HuggingFace { .. } => "hugging_face",
         }
     }
 
     /// The credentials, for datastore types that have them.
     pub fn credentials(&self) -> Option<&Credentials> {
         match self {
-            Datastore::Local { .. } => None,
+            Datastore::Local { .. } | Datastore::Web { .. } | Datastore::HuggingFace { .. } => None,
             Datastore::AzureBlob { credentials, .. }
             | Datastore::AzureDataLakeGen2 { credentials, .. }
             | Datastore::AzureFile { credentials, .. } => Some(credentials),

@@ -146,6 +146,9 @@ async fn stage_one(
     } else {
         Default::default()
     };
+    if let Some(pin) = store.pinned() {
+        tracing::info!("{what}: read at {pin}");
+    }
     if download_instead {
         tracing::info!(
             "{what}: {} file(s), {} fetched; {} unchanged file(s) kept; node cache: {} hit(s) ({}), {} miss(es)",
@@ -167,6 +170,7 @@ async fn stage_one(
         cache_hit_bytes: moved.cache_hit_bytes,
         cache_misses: moved.cache_misses,
         duration_ms: ms(started),
+        pinned: store.pinned(),
     });
     Ok(moved)
 }

@@ -305,6 +305,7 @@ impl Resolver<'_> {
                 asset: None,
                 shard: None,
                 sync: None,
+                sha256: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };

@@ -521,6 +521,7 @@ fn data_reference(
         asset: None,
         shard: None,
         sync: None,
+        sha256: None,
     };
     let became = describe_reference(&r, name);
     Some((r, became))

@@ -560,7 +560,9 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
     };
     let from = match (&r.local, &r.url, &r.asset) {
         (Some(l), _, _) => format!("local {l} (used where it is, nothing uploaded)"),
-        (_, Some(u), _) => format!("url {u} (a registered datastore, else anonymous)"),
+        (_, Some(u), _) => {
+            format!("url {u} (a registered datastore, else anonymous)")
+        }
         (_, _, Some(a)) => format!("asset {a} (from the workspace's data_assets)"),
         _ => format!(
             "{}:{}",
@@ -596,6 +598,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         asset: None,
         shard: None,
         sync: None,
+        sha256: None,
     };
     match locate(uri) {
         Location::Datastore { name, path } => {
@@ -604,7 +607,9 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         }
         Location::Local => r.local = Some(uri.strip_prefix("file:").unwrap_or(uri).to_string()),
         Location::Url if crate::storage_url::is_storage_scheme(uri) => {
-            if let Err(e) = crate::storage_url::parse(uri) {
+            // Any http(s):// URL reads: an Azure account's, else a web server's file.
+            let web = crate::storage_url::is_web_url(uri);
+            if let (false, Err(e)) = (web, crate::storage_url::parse(uri)) {
                 src.push(
                     field,
                     format!("{e}; or use mode: direct to pass the URL to the job as it is"),
@@ -761,6 +766,7 @@ fn output(
         asset: None,
         shard: None,
         sync: None,
+        sha256: None,
     }))
 }
 

@@ -24,6 +24,7 @@ const FIELDS: &[&str] = &[
     "mount_fallback",
     "shard",
     "sync",
+    "sha256",
 ];
 
 /// Azure ML's mode names, and what they are called here.
@@ -83,6 +84,7 @@ impl Reader<'_> {
         let mount_fallback = take("mount_fallback").and_then(|(k, v)| self.value(&k, v));
         let shard = take("shard").and_then(|(k, v)| self.value(&k, v));
         let sync = take("sync").and_then(|(k, v)| self.value(&k, v));
+        let sha256 = take("sha256").and_then(|(k, v)| self.value(&k, v));
         Some(DataRef {
             datastore,
             path: path.unwrap_or_default(),
@@ -100,6 +102,7 @@ impl Reader<'_> {
             mount_fallback,
             shard,
             sync,
+            sha256,
         })
     }
 

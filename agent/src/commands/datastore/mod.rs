@@ -365,6 +365,12 @@ fn location(ds: &Datastore) -> String {
             file_share_name,
             ..
         } => format!("account {account_name}, share {file_share_name}"),
+        Datastore::Web { url, .. } => crate::store::http::get::bare(url).to_string(),
+        Datastore::HuggingFace {
+            repo_type,
+            repo,
+            revision,
+        } => format!("Hugging Face {repo_type} {repo} at {revision}"),
     }
 }
 
@@ -379,6 +385,9 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
     }
     match ds {
         Datastore::Local { root } => lines.push(format!("root:        {root}")),
+        Datastore::Web { .. } | Datastore::HuggingFace { .. } => {
+            lines.push(format!("location:    {}", location(ds)))
+        }
         Datastore::AzureBlob {
             account_name,
             endpoint,
