@@ -33,3 +33,4 @@ mod store_conformance;
 mod sync_outputs;
 mod unwritable_output;
 mod user_errors;
+mod web_inputs;
