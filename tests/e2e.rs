@@ -21,6 +21,7 @@ mod cli_text;
 mod container;
 mod deploy;
 mod fault_trials;
+mod hub_inputs;
 mod lifecycle;
 mod mount;
 mod mount_azure;

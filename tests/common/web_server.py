@@ -25,7 +25,8 @@ the Hub does); smaller ones are plain git blobs (oid: git's blob SHA-1). Answers
 - HEAD/GET /[datasets/]ORG/NAME/resolve/REV/PATH: X-Repo-Commit, ETag; LFS: 302;
 - GET /cdn/SHA256: the LFS object, Range supported.
 Every Hub request is counted in ROOT/.hub_requests (one path a line), for the tests.
-With ROOT/.token, every Hub API call must send `Authorization: Bearer <token>`.
+With ROOT/.token, every Hub call but the CDN's must send `Authorization: Bearer <token>`;
+the CDN (on `localhost`, another host) refuses any token, as a token must never leave the Hub.
 """
 
 import email.utils
@@ -124,10 +125,13 @@ class Handler(BaseHTTPRequestHandler):
                 kind, rest = path[1:].split("/", 1)
                 return self.file(os.path.join(ROOT, "files", rest), kind == "ranged", head)
             self.count(path)
+            if path.startswith("/cdn/"):
+                # A signed CDN address in the real Hub: no token, and none expected.
+                if self.headers.get("Authorization"):
+                    return self.send(400, b"a token reached the CDN", head=head)
+                return self.cdn(path[len("/cdn/"):], head)
             if not self.authorized():
                 return self.send(401, b'{"error":"Invalid credentials"}', head=head)
-            if path.startswith("/cdn/"):
-                return self.cdn(path[len("/cdn/"):], head)
             if path.startswith("/api/"):
                 return self.api(path[len("/api/"):], query, url.query)
             return self.resolve(path[1:], head)
@@ -256,7 +260,10 @@ class Handler(BaseHTTPRequestHandler):
             headers += [
                 ("X-Linked-Etag", '"%s"' % sha),
                 ("X-Linked-Size", str(len(data))),
-                ("Location", "/cdn/" + sha),
+                # Another host, as the Hub's CDN is (localhost for 127.0.0.1):
+                # huggingface_hub reads the metadata from this answer, follows only
+                # the GET, and sends it no token.
+                ("Location", "http://localhost:%d/cdn/%s" % (self.server.server_address[1], sha)),
             ]
             return self.send(302, b"", headers, head)
         self.body(data, headers + [("Accept-Ranges", "bytes")], True, head, headers[1][1])
