@@ -214,3 +214,32 @@ inputs:
     let model = files_under(&run.join("inputs/model/model@main"));
     assert_eq!(model["weights.bin"], bytes(9, 300 << 10));
 }
+
+/// The Hub store passes the conformance suite's read-only mode (its objects put in a
+/// repository on the test server; an upload refused as read-only).
+#[test]
+fn the_hub_store_conforms_read_only() {
+    use stagehand::store::conformance::{check_read_only, read_only_seed};
+    let web = WebServer::start();
+    for (rel, bytes) in read_only_seed() {
+        web.put_hub(
+            "datasets",
+            "org/conf",
+            "main",
+            &format!("seeded/{rel}"),
+            &bytes,
+        );
+    }
+    let store = stagehand::store::hub::HubStore::open(
+        "hf://datasets/org/conf@main",
+        "dataset",
+        "org/conf",
+        "main",
+        &web.url(),
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(check_read_only(std::sync::Arc::new(store), "seeded"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
