@@ -182,6 +182,10 @@ inputs:
     let first_commit = pinned.expect("the commit is recorded");
     assert!(first_commit.starts_with("commit "), "{first_commit}");
     assert_eq!(misses, 3);
+    // The run folder says it too.
+    let pins: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("pinned.json")).unwrap()).unwrap();
+    assert_eq!(pins["model"].as_str(), Some(first_commit.as_str()));
 
     // A second job: every file from the node cache, none fetched again.
     let cdn_before = web

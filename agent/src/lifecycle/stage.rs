@@ -35,8 +35,32 @@ pub(super) async fn data(
         .iter()
         .map(|d| stage_one(d, format!("input {:?}", d.name), t, mounts));
     let moved = try_join_all(inputs).await?;
+    record_pins(plan, t);
     make_output_dirs(plan)?;
     Ok(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
+}
+
+/// Writes `pinned.json` in the run folder: for each input whose source resolved a
+/// version (a Hugging Face revision's commit), that version, so the run says what it
+/// read even after its events are gone. A failure to write it is a warning: the
+/// `stage_finished` events say the same.
+fn record_pins(plan: &Plan, t: &Transfer<'_>) {
+    let pins: std::collections::BTreeMap<&str, String> = plan
+        .inputs
+        .iter()
+        .filter_map(|d| Some((d.name.as_str(), t.stores.get(&d.store_key())?.pinned()?)))
+        .collect();
+    if pins.is_empty() {
+        return;
+    }
+    let path = plan.run_dir.join("pinned.json");
+    let text = serde_json::to_vec_pretty(&pins).unwrap_or_default();
+    if let Err(e) = crate::partial::write_file(&path, &text) {
+        tracing::warn!(
+            "cannot record the inputs' versions in {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// How one input reaches the job.
