@@ -1187,3 +1187,26 @@ fn sync_is_for_upload_outputs_uploaded_whatever_the_end() {
     );
     assert!(both.iter().any(|p| p.field == "outputs.y.sync"), "{both:?}");
 }
+
+#[test]
+fn a_sha256_is_64_hex_digits_on_a_web_input() {
+    let good = "a".repeat(64);
+    let ok = with(&format!(
+        "inputs:\n  f: {{url: \"https://example.org/f.csv\", mode: download, sha256: {good}}}\n"
+    ));
+    assert!(rules(&ok).is_empty(), "{:#?}", rules(&ok));
+    only(
+        &rules(&with(
+            "inputs:\n  f: {url: \"https://example.org/f.csv\", mode: download, sha256: abc}\n",
+        )),
+        "inputs.f.sha256",
+        "64 hex digits",
+    );
+    only(
+        &rules(&with(&format!(
+            "inputs:\n  f: {{datastore: local, path: f.csv, mode: download, sha256: {good}}}\n"
+        ))),
+        "inputs.f.sha256",
+        "http(s):// url",
+    );
+}
