@@ -109,6 +109,21 @@ fn protect_from(ws: &Workspace, env: &dyn Fn(&str) -> Option<String>) -> Vec<Str
     vars
 }
 
+/// The variable that holds a Hugging Face Hub token, as `huggingface_hub` reads it.
+pub const HUB_TOKEN_VARIABLE: &str = "HF_TOKEN";
+
+/// The Hugging Face Hub token (`HF_TOKEN`), registered for redaction, when it is set
+/// and not empty. Withheld from a job that reads the Hub (`plan`).
+pub fn hub_token() -> Option<String> {
+    let t = std::env::var(HUB_TOKEN_VARIABLE).ok()?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        return None;
+    }
+    crate::redact::register(&t);
+    Some(t)
+}
+
 /// Whether a datastore with these credentials signs in as the machine's own identity:
 /// none of the other ways is given, in the order `store::azure::config` tries them
 /// (anonymous, account key, SAS, connection string, service principal).

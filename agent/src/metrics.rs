@@ -317,6 +317,7 @@ mod tests {
             cache_hit_bytes: 100,
             cache_misses: 2,
             duration_ms: 5,
+            pinned: None,
         });
         s.add(&EventKind::Staged {
             bytes: 300,

@@ -5,8 +5,9 @@
 //! Pure: reads the workspace it is given, never the network, never a file.
 
 use crate::aml::v2_job::{locate, Location};
+use crate::hub_url;
 use crate::job::DataRef;
-use crate::storage_url::{self, StorageUrl};
+use crate::storage_url;
 use crate::workspace::{Datastore, Workspace};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -53,6 +54,12 @@ pub enum SourceError {
         /// The URL.
         url: String,
     },
+    /// An output's URL is a web file or a Hugging Face repository: read-only sources.
+    #[error("{url:?} can only be read: an output goes to a datastore of the workspace")]
+    ReadOnlyOutput {
+        /// The URL.
+        url: String,
+    },
     /// The asset is not registered.
     #[error("data asset {asset:?} is not registered in the workspace's data_assets (registered: {known})")]
     UnknownAsset {
@@ -83,7 +90,9 @@ impl SourceError {
     /// The field of the data reference the error is about.
     pub fn field(&self) -> &'static str {
         match self {
-            SourceError::Url { .. } | SourceError::AnonymousOutput { .. } => "url",
+            SourceError::Url { .. }
+            | SourceError::AnonymousOutput { .. }
+            | SourceError::ReadOnlyOutput { .. } => "url",
             _ => "asset",
         }
     }
@@ -105,7 +114,7 @@ pub fn resolve(
         }));
     }
     if let Some(u) = &r.url {
-        return from_url(ws, u, output).map(Some);
+        return from_url(ws, u, output, r.sha256.as_deref()).map(Some);
     }
     let Some(asset) = &r.asset else {
         return Ok(None);
@@ -132,7 +141,7 @@ pub fn resolve(
             Ok(Some(DataSource::Datastore { name, path }))
         }
         Location::Url if storage_url::is_storage_scheme(&a.path) => {
-            from_url(ws, &a.path, output).map(Some)
+            from_url(ws, &a.path, output, None).map(Some)
         }
         Location::Url => Err(asset_path("a URL of a kind stagehand does not read")),
         Location::Service(what) => Err(asset_path(what)),
@@ -165,23 +174,84 @@ fn known_assets(ws: &Workspace) -> String {
         .join(", ")
 }
 
-/// A storage URL → the datastore registered for it, else anonymous access.
-fn from_url(ws: &Workspace, url: &str, output: bool) -> Result<DataSource, SourceError> {
-    let u: StorageUrl = storage_url::parse(url).map_err(|reason| SourceError::Url { reason })?;
-    if let Some(name) = u.registered(ws) {
-        return Ok(DataSource::Datastore {
-            name: name.to_string(),
-            path: u.path,
+/// A URL → the datastore registered for it; else anonymous access to a public Azure
+/// container, a Hugging Face Hub repository (`hf://`), or one file on a web server.
+fn from_url(
+    ws: &Workspace,
+    url: &str,
+    output: bool,
+    sha256: Option<&str>,
+) -> Result<DataSource, SourceError> {
+    let read_only = |ds: Datastore, name: String, path: String| {
+        if output {
+            Err(SourceError::ReadOnlyOutput { url: url.into() })
+        } else {
+            Ok(DataSource::Anonymous {
+                name,
+                datastore: Box::new(ds),
+                path,
+            })
+        }
+    };
+    if hub_url::is_hub_url(url) {
+        let h = hub_url::parse(url).map_err(|reason| SourceError::Url { reason })?;
+        let ds = Datastore::HuggingFace {
+            repo_type: h.repo_type.to_string(),
+            repo: h.repo.clone(),
+            revision: h.revision.clone(),
+        };
+        return read_only(ds, h.name(), h.path);
+    }
+    let parsed = storage_url::parse(url);
+    if let Ok(u) = &parsed {
+        if let Some(name) = u.registered(ws) {
+            return Ok(DataSource::Datastore {
+                name: name.to_string(),
+                path: u.path.clone(),
+            });
+        }
+    }
+    match parsed {
+        Ok(u) if u.is_azure() => {
+            if output {
+                return Err(SourceError::AnonymousOutput { url: url.into() });
+            }
+            Ok(DataSource::Anonymous {
+                name: u.anonymous_name(),
+                datastore: Box::new(u.anonymous_datastore()),
+                path: u.path,
+            })
+        }
+        _ if storage_url::is_web_url(url) => {
+            let (name, file) = web_file(url)?;
+            let ds = Datastore::Web {
+                url: url.to_string(),
+                sha256: sha256.map(str::to_ascii_lowercase),
+            };
+            read_only(ds, name, file)
+        }
+        Err(reason) => Err(SourceError::Url { reason }),
+        Ok(_) => Err(SourceError::Url {
+            reason: format!("{url:?} is not a URL stagehand reads"),
+        }),
+    }
+}
+
+/// A web file's URL → how a plan names it (`web:` and the URL without its query, which
+/// may carry a signature) and its file name (the URL's last segment).
+fn web_file(url: &str) -> Result<(String, String), SourceError> {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    let (_, rest) = bare.split_once("://").unwrap_or(("", bare));
+    let file = match rest.split_once('/') {
+        Some((_, p)) => p.rsplit('/').next().unwrap_or_default(),
+        None => "",
+    };
+    if file.is_empty() || file == "." || file == ".." {
+        return Err(SourceError::Url {
+            reason: format!("{bare:?} names no file: a web URL input is one file, its URL ending in the file's name"),
         });
     }
-    if output {
-        return Err(SourceError::AnonymousOutput { url: url.into() });
-    }
-    Ok(DataSource::Anonymous {
-        name: u.anonymous_name(),
-        datastore: Box::new(u.anonymous_datastore()),
-        path: u.path,
-    })
+    Ok((format!("web:{bare}"), file.to_string()))
 }
 
 #[cfg(test)]
@@ -206,6 +276,7 @@ mod tests {
             shard: None,
             sync: None,
             restore: None,
+            sha256: None,
         }
     }
 
@@ -292,5 +363,59 @@ data_assets:
         let out = input(None, Some("https://other.blob.core.windows.net/c/x"), None);
         let e = resolve(&ws(), Path::new("/"), Path::new("/"), &out, true).unwrap_err();
         assert_eq!(e.field(), "url");
+    }
+
+    #[test]
+    fn web_files_and_hub_repositories_are_read_only_sources() {
+        let mut r = input(None, Some("https://example.org/d/iris.csv?sig=x"), None);
+        r.sha256 = Some("AB".repeat(32));
+        let Some(DataSource::Anonymous {
+            name,
+            datastore,
+            path,
+        }) = at(r.clone()).unwrap()
+        else {
+            panic!("a web file")
+        };
+        assert_eq!(
+            (name.as_str(), path.as_str()),
+            ("web:https://example.org/d/iris.csv", "iris.csv")
+        );
+        assert_eq!(
+            *datastore,
+            Datastore::Web {
+                url: "https://example.org/d/iris.csv?sig=x".into(),
+                sha256: Some("ab".repeat(32))
+            }
+        );
+        // The emulator's path-style URLs stay Azure's.
+        let Some(DataSource::Anonymous { datastore, .. }) = at(input(
+            None,
+            Some("http://127.0.0.1:1/devstoreaccount1/c/x"),
+            None,
+        ))
+        .unwrap() else {
+            panic!("azurite")
+        };
+        assert_eq!(datastore.type_name(), "azure_blob");
+        let Some(DataSource::Anonymous {
+            name,
+            datastore,
+            path,
+        }) = at(input(None, Some("hf://datasets/org/d@v1/train"), None)).unwrap()
+        else {
+            panic!("a hub dataset")
+        };
+        assert_eq!(
+            (name.as_str(), path.as_str()),
+            ("hf://datasets/org/d@v1", "train")
+        );
+        assert_eq!(datastore.type_name(), "hugging_face");
+        for url in ["https://example.org/d/", "https://example.org"] {
+            assert!(at(input(None, Some(url), None)).is_err(), "{url}");
+        }
+        let out = input(None, Some("hf://org/m"), None);
+        let e = resolve(&ws(), Path::new("/"), Path::new("/"), &out, true).unwrap_err();
+        assert!(e.to_string().contains("can only be read"), "{e}");
     }
 }

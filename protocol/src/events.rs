@@ -82,6 +82,10 @@ pub enum EventKind {
         cache_misses: u64,
         /// Wall time.
         duration_ms: u64,
+        /// The version the source was read at, when it resolved one: a Hugging Face
+        /// revision's `commit <id>`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pinned: Option<String>,
     },
     /// A database input's rows are exported to its file, whole (just before its
     /// `stage_finished`).

@@ -230,7 +230,9 @@ pub struct DataRef {
     /// Inputs: a storage URL (`https://<account>.blob.core.windows.net/<container>/<path>`,
     /// `wasbs://<container>@<account>.blob.core.windows.net/<path>`, `abfss://…dfs…`),
     /// read through the workspace datastore registered for that account and container,
-    /// else anonymously (a public container).
+    /// else anonymously (a public container); any other `http(s)://` URL of one file,
+    /// read from its web server; or a Hugging Face Hub repository
+    /// (`hf://org/name@rev/path`, `hf://datasets/org/name@rev/path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Inputs: a data asset registered in the workspace (`data_assets`), as
@@ -272,6 +274,11 @@ pub struct DataRef {
     /// a node lost mid-job loses only the last interval's work; the rest at exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SpecDuration>,
+    /// Inputs given by an `http(s)://` URL only: the file's SHA-256 (64 hex digits).
+    /// The download is checked against it (a mismatch fails the run), and it pins the
+    /// file in the node cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Upload outputs only: before the job starts, download what the output's
     /// destination already holds into its folder (a job requeued onto another node
     /// finds its checkpoints), recorded as already sent. Default: on for an output with

@@ -11,6 +11,7 @@ pub mod database;
 pub mod duration;
 pub mod environments;
 pub mod events;
+pub mod hub_url;
 pub mod job;
 pub mod limits;
 pub mod load;

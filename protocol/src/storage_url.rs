@@ -37,6 +37,13 @@ pub fn is_storage_scheme(text: &str) -> bool {
     .any(|s| l.starts_with(s))
 }
 
+/// Whether `text` is an `http://` or `https://` URL (of a storage account or any web
+/// server).
+pub fn is_web_url(text: &str) -> bool {
+    let l = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    l.starts_with("https://") || l.starts_with("http://")
+}
+
 /// Splits a storage URL; the error says what is wrong with it (a leaf parser).
 pub fn parse(url: &str) -> Result<StorageUrl, String> {
     let (scheme, rest) = url
@@ -119,6 +126,14 @@ fn split_done(
 }
 
 impl StorageUrl {
+    /// Whether this URL is an Azure storage account's even with no datastore registered
+    /// for it: a `<account>.blob.<suffix>` or `.dfs.` host, or the emulator's well-known
+    /// account (`…/devstoreaccount1/<container>`). Any other path-style `http(s)://` URL
+    /// is a file on a web server.
+    pub fn is_azure(&self) -> bool {
+        self.suffix.is_some() || self.account == "devstoreaccount1"
+    }
+
     /// The workspace's datastore for this account and container (and endpoint), if
     /// one is registered: its name.
     pub fn registered<'w>(&self, ws: &'w Workspace) -> Option<&'w str> {

@@ -162,6 +162,29 @@ pub enum Datastore {
         #[serde(default)]
         credentials: Credentials,
     },
+    /// One file on a web server, made for an input's `http(s)://` URL that no Azure
+    /// account serves (never written in a workspace).
+    #[serde(skip_deserializing)]
+    #[schemars(skip)]
+    Web {
+        /// The file's URL.
+        url: String,
+        /// The SHA-256 the input says the file has (`sha256:`), hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// A Hugging Face Hub repository at a revision, made for an input's `hf://` URL
+    /// (never written in a workspace).
+    #[serde(skip_deserializing)]
+    #[schemars(skip)]
+    HuggingFace {
+        /// `model` or `dataset`.
+        repo_type: String,
+        /// `org/name`.
+        repo: String,
+        /// A branch, tag or commit id (`main` when the URL gives none).
+        revision: String,
+    },
     /// A PostgreSQL database (Azure Database for PostgreSQL, or any server): its inputs
     /// are a `query` or a `table`, exported as a CSV file before the job starts, in a
     /// read-only session.
@@ -228,6 +251,8 @@ impl Datastore {
             Datastore::AzureBlob { .. } => "azure_blob",
             Datastore::AzureDataLakeGen2 { .. } => "azure_data_lake_gen2",
             Datastore::AzureFile { .. } => "azure_file",
+            Datastore::Web { .. } => "web",
+            Datastore::HuggingFace { .. } => "hugging_face",
             Datastore::Postgresql { .. } => "postgresql",
         }
     }
@@ -236,7 +261,8 @@ impl Datastore {
     /// local folder.
     pub fn container(&self) -> Option<&str> {
         match self {
-            Datastore::Local { .. } | Datastore::Postgresql { .. } => None,
+            Datastore::Local { .. } | Datastore::Postgresql { .. } | Datastore::Web { .. } => None,
+            Datastore::HuggingFace { repo, .. } => repo.rsplit('/').next(),
             Datastore::AzureBlob { container_name, .. } => Some(container_name),
             Datastore::AzureDataLakeGen2 { filesystem, .. } => Some(filesystem),
             Datastore::AzureFile {
@@ -248,7 +274,10 @@ impl Datastore {
     /// The credentials, for datastore types that have them.
     pub fn credentials(&self) -> Option<&Credentials> {
         match self {
-            Datastore::Local { .. } | Datastore::Postgresql { .. } => None,
+            Datastore::Local { .. }
+            | Datastore::Postgresql { .. }
+            | Datastore::Web { .. }
+            | Datastore::HuggingFace { .. } => None,
             Datastore::AzureBlob { credentials, .. }
             | Datastore::AzureDataLakeGen2 { credentials, .. }
             | Datastore::AzureFile { credentials, .. } => Some(credentials),

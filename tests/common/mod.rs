@@ -12,6 +12,7 @@ pub mod faults;
 pub mod files;
 pub mod fuse;
 pub mod slurm;
+pub mod web;
 
 pub use events::*;
 

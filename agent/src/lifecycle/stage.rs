@@ -38,6 +38,7 @@ pub(super) async fn data(
         .iter()
         .map(|d| stage_one(d, format!("input {:?}", d.name), t, mounts));
     let moved = try_join_all(inputs).await?;
+    record_pins(plan, t);
     make_output_dirs(plan)?;
     let restores = plan
         .outputs
@@ -46,6 +47,29 @@ pub(super) async fn data(
         .map(|o| restore_one(o, t, record));
     try_join_all(restores).await?;
     Ok(moved.iter().fold(Moved::default(), |a, m| a.plus(m)))
+}
+
+/// Writes `pinned.json` in the run folder: for each input whose source resolved a
+/// version (a Hugging Face revision's commit), that version, so the run says what it
+/// read even after its events are gone. A failure to write it is a warning: the
+/// `stage_finished` events say the same.
+fn record_pins(plan: &Plan, t: &Transfer<'_>) {
+    let pins: std::collections::BTreeMap<&str, String> = plan
+        .inputs
+        .iter()
+        .filter_map(|d| Some((d.name.as_str(), t.stores.get(&d.store_key())?.pinned()?)))
+        .collect();
+    if pins.is_empty() {
+        return;
+    }
+    let path = plan.run_dir.join("pinned.json");
+    let text = serde_json::to_vec_pretty(&pins).unwrap_or_default();
+    if let Err(e) = crate::partial::write_file(&path, &text) {
+        tracing::warn!(
+            "cannot record the inputs' versions in {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// How one input reaches the job.
@@ -200,6 +224,9 @@ async fn stage_one(
     } else {
         Default::default()
     };
+    if let Some(pin) = store.pinned() {
+        tracing::info!("{what}: read at {pin}");
+    }
     if download_instead {
         tracing::info!(
             "{what}: {} file(s), {} fetched; {} unchanged file(s) kept; node cache: {} hit(s) ({}), {} miss(es)",
@@ -221,6 +248,7 @@ async fn stage_one(
         cache_hit_bytes: moved.cache_hit_bytes,
         cache_misses: moved.cache_misses,
         duration_ms: ms(started),
+        pinned: store.pinned(),
     });
     Ok(moved)
 }

@@ -67,6 +67,7 @@ pub(super) async fn export(
         cache_hit_bytes: 0,
         cache_misses: 0,
         duration_ms,
+        pinned: None,
     });
     Ok(Moved {
         files: 1,

@@ -346,6 +346,7 @@ impl Resolver<'_> {
                 shard: None,
                 sync: None,
                 restore: None,
+                sha256: None,
             };
             return self.data("code", "code", Direction::Input, &r, problems);
         };

@@ -440,7 +440,17 @@ pub(crate) fn build_allocated(
         Some(c) => c.local_path.clone(),
         None => absolute(&loaded.job.folder()),
     };
-    let removed_environment = crate::credentials::protect(&loaded.workspace);
+    let mut removed_environment = crate::credentials::protect(&loaded.workspace);
+    if inputs
+        .iter()
+        .any(|d| matches!(d.anonymous, Some(Datastore::HuggingFace { .. })))
+    {
+        // The Hub's token reaches the agent only, like a datastore's secrets.
+        let _ = crate::credentials::hub_token();
+        removed_environment.push(crate::credentials::HUB_TOKEN_VARIABLE.to_string());
+        removed_environment.sort();
+        removed_environment.dedup();
+    }
     let container = match &spec.container {
         Some(c) => Some(
             container_plan(

@@ -233,6 +233,13 @@ fn data_source(d: &DataPlan) -> String {
 fn data_notes(d: &DataPlan) -> String {
     let mut extra = Vec::new();
     match (&d.resolved_from, &d.anonymous) {
+        (Some(_), Some(Datastore::Web { sha256, .. })) => extra.push(match sha256 {
+            Some(h) => format!("a file on a web server, checked against sha256 {h}"),
+            None => "a file on a web server, pinned by its ETag or Last-Modified and length".into(),
+        }),
+        (Some(_), Some(Datastore::HuggingFace { repo_type, repo, revision })) => extra.push(format!(
+            "Hugging Face {repo_type} {repo}, revision {revision} resolved to a commit before download"
+        )),
         (Some(from), Some(_)) => extra.push(format!(
             "{from}: no datastore of the workspace serves it; read anonymously"
         )),

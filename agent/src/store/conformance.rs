@@ -9,6 +9,8 @@
 //! missing object gives. It must never write outside that prefix; it leaves what it
 //! wrote there (the trait has no delete), so point it at a scratch root or container.
 //! It never panics: the first departure from the contract is returned, naming the check.
+//! A store that cannot be written runs [`check_read_only`] on objects the test put
+//! there by other means, and must refuse an upload.
 
 use super::{DynStore, Entry, ObjectMeta, StoreError};
 use std::collections::BTreeSet;
@@ -75,6 +77,38 @@ pub async fn check(store: DynStore) -> Result<(), Nonconformance> {
     suite.download().await?;
     suite.upload().await?;
     suite.missing().await
+}
+
+/// The objects a read-only store must hold for [`check_read_only`], as (path relative
+/// to the prefix, bytes): the test puts them there by the service's own means.
+pub fn read_only_seed() -> Vec<(&'static str, Vec<u8>)> {
+    SEED.iter()
+        .map(|(rel, seed, len)| (*rel, data(*seed, *len)))
+        .collect()
+}
+
+/// The suite for a store that cannot be written (a web server, the Hugging Face Hub):
+/// its objects are [`read_only_seed`] under `prefix`, put there beforehand; every read
+/// check runs as in [`check`], and an upload must be refused, saying the store is
+/// read-only, rather than fail some other way or succeed.
+pub async fn check_read_only(store: DynStore, prefix: &str) -> Result<(), Nonconformance> {
+    let suite = Suite {
+        store,
+        prefix: prefix.to_string(),
+        scratch: Scratch::new()?,
+    };
+    suite.stat().await?;
+    suite.list().await?;
+    suite.list_dir().await?;
+    suite.read_range().await?;
+    suite.download().await?;
+    suite.missing().await?;
+    const REFUSE: &str = "an upload to a read-only store is refused";
+    match suite.upload_bytes("new.txt", b"x", true).await? {
+        Err(StoreError::Config { detail, .. }) if detail.contains("read-only") => Ok(()),
+        Err(e) => Err(wrong(REFUSE, format!("refused, but not as read-only: {e}"))),
+        Ok(_) => Err(wrong(REFUSE, "the upload succeeded".into())),
+    }
 }
 
 /// Deterministic bytes for the seed `seed`.

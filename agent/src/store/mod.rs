@@ -1,5 +1,5 @@
 //! The `Store` seam: one trait every datastore type implements (local folder, Azure
-//! Blob, ADLS Gen2, Azure Files), and on which both the transfer engine and the FUSE
+//! Blob, ADLS Gen2, Azure Files, and the read-only web file and Hugging Face Hub), and on which both the transfer engine and the FUSE
 //! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 //!
@@ -15,6 +15,8 @@ pub mod azure_file;
 // turns on (agent/Cargo.toml).
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod http;
+pub mod hub;
 pub mod local;
 
 use async_trait::async_trait;
@@ -205,6 +207,12 @@ pub trait Store: Send + Sync {
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
     }
+    /// Which version of its data this store read, once it has resolved one (a Hugging
+    /// Face revision's commit id), for the events and the run folder; `None` for stores
+    /// whose objects carry their own versions.
+    fn pinned(&self) -> Option<String> {
+        None
+    }
     /// This store (its connections shared) retrying its calls under `retry` instead of
     /// its own policy: the mount asks for a schedule that fits a waiting reader. `None`
     /// for a store that never retries, which is then used as it is
@@ -327,6 +335,29 @@ pub fn open_datastore(
             datastore: name.to_string(),
             detail: "a postgresql datastore is a database, not a store of files: read it through an input's `query:` or `table:`".into(),
         }),
+        Datastore::Web { url, sha256 } => Ok(Arc::new(http::WebStore::open(
+            name,
+            url,
+            sha256.as_deref(),
+        )?)),
+        Datastore::HuggingFace {
+            repo_type,
+            repo,
+            revision,
+        } => {
+            let endpoint = std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| hub::DEFAULT_ENDPOINT.to_string());
+            Ok(Arc::new(hub::HubStore::open(
+                name,
+                repo_type,
+                repo,
+                revision,
+                &endpoint,
+                crate::credentials::hub_token(),
+            )?))
+        }
     }
 }
 

@@ -187,6 +187,9 @@ impl JobCheck<'_> {
                         "only upload outputs are restored from their destination; remove `restore` from this input".into(),
                     );
                 }
+                if let Some(sha) = &r.sha256 {
+                    self.sha256(kind, &field, r, sha);
+                }
                 if r.mount_fallback.is_some() && r.mode != Mode::Mount {
                     self.push(
                         &format!("{field}.mount_fallback"),
@@ -194,6 +197,28 @@ impl JobCheck<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// `sha256:`: 64 hex digits, on an input given by an `http(s)://` URL (a web file;
+    /// the other stores publish their own versions and hashes).
+    fn sha256(&mut self, kind: &str, field: &str, r: &DataRef, sha: &str) {
+        let web = r.url.as_deref().is_some_and(|u| {
+            let l = u.to_ascii_lowercase();
+            l.starts_with("https://") || l.starts_with("http://")
+        });
+        let field = format!("{field}.sha256");
+        if kind != "inputs" || !web {
+            self.push(
+                &field,
+                "only an input given by an http(s):// url has a sha256 to check its file against"
+                    .into(),
+            );
+        } else if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.push(
+                &field,
+                format!("{sha:?} is not a SHA-256: give its 64 hex digits (`sha256sum FILE`)"),
+            );
         }
     }
 

@@ -27,6 +27,7 @@ const FIELDS: &[&str] = &[
     "shard",
     "sync",
     "restore",
+    "sha256",
 ];
 
 /// Azure ML's mode names, and what they are called here.
@@ -89,6 +90,7 @@ impl Reader<'_> {
         let shard = take("shard").and_then(|(k, v)| self.value(&k, v));
         let sync = take("sync").and_then(|(k, v)| self.value(&k, v));
         let restore = take("restore").and_then(|(k, v)| self.value(&k, v));
+        let sha256 = take("sha256").and_then(|(k, v)| self.value(&k, v));
         Some(DataRef {
             datastore,
             path: path.unwrap_or_default(),
@@ -109,6 +111,7 @@ impl Reader<'_> {
             shard,
             sync,
             restore,
+            sha256,
         })
     }
 

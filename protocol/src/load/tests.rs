@@ -1202,3 +1202,26 @@ fn restore_is_on_with_sync_and_for_upload_outputs_only() {
         "only upload outputs are restored",
     );
 }
+
+#[test]
+fn a_sha256_is_64_hex_digits_on_a_web_input() {
+    let good = "a".repeat(64);
+    let ok = with(&format!(
+        "inputs:\n  f: {{url: \"https://example.org/f.csv\", mode: download, sha256: {good}}}\n"
+    ));
+    assert!(rules(&ok).is_empty(), "{:#?}", rules(&ok));
+    only(
+        &rules(&with(
+            "inputs:\n  f: {url: \"https://example.org/f.csv\", mode: download, sha256: abc}\n",
+        )),
+        "inputs.f.sha256",
+        "64 hex digits",
+    );
+    only(
+        &rules(&with(&format!(
+            "inputs:\n  f: {{datastore: local, path: f.csv, mode: download, sha256: {good}}}\n"
+        ))),
+        "inputs.f.sha256",
+        "http(s):// url",
+    );
+}

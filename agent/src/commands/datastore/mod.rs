@@ -367,6 +367,12 @@ fn location(ds: &Datastore) -> String {
             ..
         } => format!("account {account_name}, share {file_share_name}"),
         Datastore::Postgresql { .. } => database::location(ds),
+        Datastore::Web { url, .. } => crate::store::http::get::bare(url).to_string(),
+        Datastore::HuggingFace {
+            repo_type,
+            repo,
+            revision,
+        } => format!("Hugging Face {repo_type} {repo} at {revision}"),
     }
 }
 
@@ -382,6 +388,9 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
     match ds {
         Datastore::Local { root } => lines.push(format!("root:        {root}")),
         Datastore::Postgresql { .. } => lines.extend(database::show(ds)),
+        Datastore::Web { .. } | Datastore::HuggingFace { .. } => {
+            lines.push(format!("location:    {}", location(ds)))
+        }
         Datastore::AzureBlob {
             account_name,
             endpoint,

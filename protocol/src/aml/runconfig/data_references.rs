@@ -113,6 +113,7 @@ fn data_reference(
         query: None,
         table: None,
         restore: None,
+        sha256: None,
         datastore,
         path,
         mode,

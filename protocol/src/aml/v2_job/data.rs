@@ -94,7 +94,7 @@ pub(super) fn alias_data(aliases: &mut Vec<(String, String)>, field: &str) {
 
 /// An input or output: data, or a value substituted as text.
 pub(super) enum Item {
-    Data(DataRef),
+    Data(Box<DataRef>),
     Literal(String),
 }
 

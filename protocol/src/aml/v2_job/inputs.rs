@@ -32,7 +32,7 @@ pub(super) fn import_inputs(
             }
             Some(Item::Data(r)) => {
                 alias_data(aliases, &field);
-                data.inputs.insert(n.to_string(), r);
+                data.inputs.insert(n.to_string(), *r);
             }
             None => {}
         }
@@ -125,7 +125,7 @@ fn input(src: &mut Source, field: &str, v: &Value, report: &mut ImportReport) ->
             mode.as_str(),
         ),
     );
-    Some(Item::Data(r))
+    Some(Item::Data(Box::new(r)))
 }
 
 /// Where an input's data is: a datastore path, a storage URL, a registered data asset
@@ -136,6 +136,7 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         query: None,
         table: None,
         restore: None,
+        sha256: None,
         datastore: None,
         path: String::new(),
         mode: Mode::Mount,
@@ -156,7 +157,9 @@ fn input_location(src: &mut Source, field: &str, uri: &str) -> Option<DataRef> {
         }
         Location::Local => r.local = Some(uri.strip_prefix("file:").unwrap_or(uri).to_string()),
         Location::Url if crate::storage_url::is_storage_scheme(uri) => {
-            if let Err(e) = crate::storage_url::parse(uri) {
+            // Any http(s):// URL reads: an Azure account's, else a web server's file.
+            let web = crate::storage_url::is_web_url(uri);
+            if let (false, Err(e)) = (web, crate::storage_url::parse(uri)) {
                 src.push(
                     field,
                     format!("{e}; or use mode: direct to pass the URL to the job as it is"),

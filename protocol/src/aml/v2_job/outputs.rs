@@ -29,7 +29,7 @@ pub(super) fn import_outputs(
             }
             Some(Item::Data(r)) => {
                 alias_data(aliases, &field);
-                data.outputs.insert(n.to_string(), r);
+                data.outputs.insert(n.to_string(), *r);
             }
             None => {}
         }
@@ -115,10 +115,11 @@ fn output(
         datastore.as_deref().unwrap_or("(default datastore)")
     );
     report_output(field, name, &mode_text, at, defaulted, report);
-    Some(Item::Data(DataRef {
+    Some(Item::Data(Box::new(DataRef {
         query: None,
         table: None,
         restore: None,
+        sha256: None,
         datastore,
         path: dpath,
         mode: Mode::Upload,
@@ -131,7 +132,7 @@ fn output(
         asset: None,
         shard: None,
         sync: None,
-    }))
+    })))
 }
 
 /// A `mode: direct` output: its URI is passed to the job as it is.
