@@ -28,6 +28,7 @@ mod node_cache;
 mod orphans;
 mod package;
 mod resume;
+mod s3;
 mod slurm;
 mod store_conformance;
 mod sync_outputs;

@@ -146,6 +146,7 @@ impl Scratch {
 }
 
 pub mod azurite;
+pub mod s3;
 pub mod tls;
 pub mod token;
 

@@ -1,0 +1,246 @@
+//! S3-compatible datastores end to end, against a private moto server (`common::s3`),
+//! objects made with boto3: the `Store` conformance suite, and the built binary
+//! downloading and uploading the three data shapes (scaled down, small tuning so they
+//! take the parallel-range and multipart paths), hostile keys, `overwrite: false`, and
+//! the secret key never shown.
+
+use crate::common::s3::{Moto, KEY_ID, SECRET};
+use crate::common::*;
+use sha2::Digest;
+use stagehand::store::azure::Tuning;
+use stagehand::store::conformance::check;
+use stagehand::store::s3::{config, S3Store};
+use stagehand::store::{DynStore, StoreError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// Opens datastore `name` of a workspace file written with `yaml`, as the agent does.
+fn open(dir: &Path, name: &str, yaml: &str) -> DynStore {
+    std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
+    let file = dir.join("workspace.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let ws = stagehand_protocol::load_workspace(&file)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .value;
+    stagehand::store::open(&ws, dir, name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn conforms(store: DynStore) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(check(store)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn s3_conforms_with_default_and_small_tuning() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["plain", "parts"]);
+    let dir = tempfile::tempdir().unwrap();
+    conforms(open(
+        dir.path(),
+        "s3",
+        &format!(
+            "datastores:\n  s3:\n    type: s3\n    bucket: plain\n    endpoint: {}\n    credentials: {{access_key_id: {KEY_ID}, secret_access_key: {{file: secret.txt}}}}\n",
+            m.endpoint()
+        ),
+    ));
+    // Over 1 MiB: parallel 1 MiB ranges down, a multipart upload up.
+    let ds: stagehand_protocol::Datastore = serde_yaml::from_str(&format!(
+        "{{type: s3, bucket: parts, endpoint: '{}', credentials: {{access_key_id: k, secret_access_key: s}}}}",
+        m.endpoint()
+    ))
+    .unwrap();
+    let target = config::resolve_target("s3", &ds, dir.path(), &|_| None).unwrap();
+    let tuning = Tuning {
+        range_threshold: 1 << 20,
+        chunk: Some(1 << 20),
+        single_put_max: 1 << 20,
+        ..Tuning::from_settings()
+    };
+    let store: DynStore = Arc::new(S3Store::open_with(target, tuning).unwrap());
+    conforms(store.clone());
+    // A multipart upload's conditional Complete leaves an existing object alone.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let large = dir.path().join("large.bin");
+    std::fs::write(&large, vec![7u8; 3_000_000]).unwrap();
+    m.py(&["put", "parts", "taken.bin", "original"]);
+    let e = rt
+        .block_on(store.upload(&large, "taken.bin", false))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+    assert_eq!(m.py(&["get", "parts", "taken.bin"]), "original");
+    assert_eq!(
+        rt.block_on(store.upload(&large, "free.bin", false))
+            .unwrap(),
+        3_000_000
+    );
+    assert_eq!(
+        m.sha256s("parts", "free.bin")["free.bin"],
+        hex(&sha2::Sha256::digest(vec![7u8; 3_000_000]))
+    );
+}
+
+/// Tuning that sends anything over 3 MiB through parallel 1 MiB ranges, and over 2 MiB
+/// up as a multipart upload (in 5 MiB parts, S3's least).
+fn small_tuning(c: &mut Command) -> &mut Command {
+    c.env("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "3")
+        .env("STAGEHAND_AZURE_CHUNK_MIB", "1")
+        .env("STAGEHAND_AZURE_SINGLE_PUT_MIB", "2")
+}
+
+fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// The three data shapes, scaled down: one large file, a few medium, many small.
+fn shapes(root: &Path) {
+    put(root, "big.bin", &noise_for(1, 12 * 1024 * 1024 + 123));
+    for i in 0..4 {
+        put(
+            root,
+            &format!("medium/m{i}.bin"),
+            &noise_for(10 + i, 2_600_000),
+        );
+    }
+    for f in 0..100 {
+        put(
+            root,
+            &format!("small/d{}/f{f:02}.bin", f % 4),
+            &noise_for(100 + f, 4096),
+        );
+    }
+}
+
+fn setup(m: &Moto, bucket: &str, job_yaml: &str) -> (Scratch, PathBuf) {
+    let s = Scratch::new();
+    s.write("job/workspace.yaml", &m.workspace_yaml("s3", bucket));
+    let j = s.write("job/job.yaml", job_yaml);
+    (s, j)
+}
+
+fn run(s: &Scratch, job: &Path) -> std::process::Output {
+    small_tuning(&mut s.run_cmd(job))
+        .env("TEST_S3_SECRET", SECRET)
+        .output()
+        .unwrap()
+}
+
+/// Neither the secret key nor anything else of it in what the agent wrote.
+fn never_shows_the_secret(s: &Scratch, o: &std::process::Output) {
+    let mut all = String::from_utf8_lossy(&o.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&o.stderr));
+    all.push_str(&std::fs::read_to_string(s.events_file()).unwrap_or_default());
+    assert!(
+        !all.contains("7c4e.never-printed"),
+        "the secret key was shown"
+    );
+}
+
+#[test]
+fn a_job_downloads_and_uploads_every_shape_byte_for_byte_through_s3() {
+    let Some(m) = Moto::start() else { return };
+    let (s, j) = setup(
+        &m,
+        "data",
+        r#"name: shapes
+command: ["sh", "-c", "cp -r \"$AZUREML_DATAREFERENCE_big\" \"$AZUREML_DATAREFERENCE_medium\" \"$AZUREML_DATAREFERENCE_small\" \"$AZUREML_DATAREFERENCE_out\"/"]
+inputs:
+  big: {path: in/big.bin, mode: download}
+  medium: {path: in/medium, mode: download}
+  small: {path: in/small/, mode: download}
+outputs:
+  out: {path: "out/{run_id}", mode: upload}
+"#,
+    );
+    let src = s.path().join("src");
+    shapes(&src);
+    m.mkbucket(&["data"]);
+    m.upload_tree(&src, "data", "in");
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    never_shows_the_secret(&s, &o);
+    let want = tree(&src);
+    let ev = s.events();
+    let run_id = ev[0].run_id.as_str().to_string();
+    let mut got = tree(&s.run_dir().join("inputs/medium"));
+    got.extend(tree(&s.run_dir().join("inputs/small")));
+    got.extend(tree(&s.run_dir().join("inputs/big")));
+    assert_eq!(got, want, "downloaded bytes differ");
+    let up: BTreeMap<String, String> = m
+        .sha256s("data", &format!("out/{run_id}/"))
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.trim_start_matches(&format!("out/{run_id}/")).to_string(),
+                v,
+            )
+        })
+        .collect();
+    assert_eq!(up, want, "uploaded bytes differ (as boto3 reads them)");
+}
+
+#[test]
+fn hostile_s3_keys_are_refused_by_name_and_nothing_lands_outside_the_target() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["hostile"]);
+    m.py(&["put", "hostile", "back/../../../../x.txt", "escaped"]);
+    m.py(&["put", "hostile", "ctl\u{1}name.txt", "control"]);
+    m.py(&["put", "hostile", "fine.txt", "fine"]);
+    let (s, j) = setup(
+        &m,
+        "hostile",
+        "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
+    );
+    let o = run(&s, &j);
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    assert!(
+        se.contains("back/../../../../x.txt"),
+        "the refused name is not named: {se}"
+    );
+    for p in walk(s.path()) {
+        assert_ne!(
+            p.file_name().unwrap(),
+            "x.txt",
+            "a hostile object landed at {}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn overwrite_false_leaves_an_existing_s3_object_alone_as_boto3_sees_the_server_do() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    m.py(&["put", "box", "results/model.txt", "original"]);
+    // What the server does with boto3's own conditional create.
+    assert_eq!(
+        m.py(&["put-if-absent", "box", "results/model.txt", "x"])
+            .trim(),
+        "PreconditionFailed"
+    );
+    let (s, j) = setup(
+        &m,
+        "box",
+        r#"name: clash
+command: ["sh", "-c", "echo new > $AZUREML_DATAREFERENCE_out/model.txt"]
+outputs:
+  out: {path: results, mode: upload, overwrite: false}
+"#,
+    );
+    let o = run(&s, &j);
+    let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
+    assert!(
+        se.contains("results/model.txt"),
+        "the existing object is not named: {se}"
+    );
+    never_shows_the_secret(&s, &o);
+    assert_eq!(m.py(&["get", "box", "results/model.txt"]), "original");
+}
+
+/// Deterministic bytes for `seed` (the suite's own generator, in `tests/common`).
+fn noise_for(seed: u64, len: usize) -> Vec<u8> {
+    crate::common::fuse::noise(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
