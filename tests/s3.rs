@@ -4,6 +4,7 @@
 //! take the parallel-range and multipart paths), hostile keys, `overwrite: false`, and
 //! the secret key never shown.
 
+use crate::common::faults::{first, Fault, Proxy};
 use crate::common::s3::{Moto, KEY_ID, SECRET};
 use crate::common::*;
 use sha2::Digest;
@@ -243,4 +244,77 @@ outputs:
 /// Deterministic bytes for `seed` (the suite's own generator, in `tests/common`).
 fn noise_for(seed: u64, len: usize) -> Vec<u8> {
     crate::common::fuse::noise(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// A store on `bucket` through the fault proxy, tuned so 3 MiB objects come down as
+/// 1 MiB ranges.
+fn through(proxy: &Proxy, bucket: &str, dir: &Path) -> DynStore {
+    let origin = proxy.endpoint();
+    let origin = origin.trim_end_matches("/devstoreaccount1");
+    let ds: stagehand_protocol::Datastore = serde_yaml::from_str(&format!(
+        "{{type: s3, bucket: {bucket}, endpoint: '{origin}', credentials: {{access_key_id: k, secret_access_key: s}}}}"
+    ))
+    .unwrap();
+    let target = config::resolve_target("s3", &ds, dir, &|_| None).unwrap();
+    let tuning = Tuning {
+        range_threshold: 1 << 20,
+        chunk: Some(1 << 20),
+        single_put_max: 1 << 20,
+        ..Tuning::from_settings()
+    };
+    Arc::new(S3Store::open_with(target, tuning).unwrap())
+}
+
+#[test]
+fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_listing() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    put(&src, "obj.bin", &noise_for(7, 3 * 1024 * 1024 + 17));
+    m.upload_tree(&src, "box", "in");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // A ranged GET whose answer breaks off half-way: resumed from its last byte.
+    let proxy = Proxy::start(
+        m.port,
+        first(|l| l.starts_with("GET /box/in/obj.bin"), Fault::CutAnswer),
+    );
+    let store = through(&proxy, "box", dir.path());
+    let obj = match rt.block_on(store.stat("in/obj.bin")).unwrap() {
+        stagehand::store::Entry::File(o) => o,
+        e => panic!("{e:?}"),
+    };
+    let dest = dir.path().join("got.bin");
+    rt.block_on(store.download(&obj, &dest)).unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(src.join("obj.bin")).unwrap()
+    );
+
+    // A conditional PUT stored, its answer lost: the retry's 412 is recognised as ours.
+    let proxy = Proxy::start(
+        m.port,
+        first(
+            |l| l.starts_with("PUT /box/out/small.txt"),
+            Fault::DropAnswer,
+        ),
+    );
+    let store = through(&proxy, "box", dir.path());
+    std::fs::write(dir.path().join("small.txt"), "mine").unwrap();
+    let sent = rt.block_on(store.upload(&dir.path().join("small.txt"), "out/small.txt", false));
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(sent.unwrap_or_else(|e| panic!("{e}")), 4);
+    assert_eq!(m.py(&["get", "box", "out/small.txt"]), "mine");
+
+    // A listing answered 503 once: retried.
+    let proxy = Proxy::start(
+        m.port,
+        first(|l| l.contains("list-type=2"), Fault::Status(503)),
+    );
+    let store = through(&proxy, "box", dir.path());
+    let listed = rt.block_on(store.list("in")).unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(listed.len(), 1);
 }
