@@ -318,3 +318,44 @@ fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_listing() {
     assert_eq!(proxy.injected(), 1);
     assert_eq!(listed.len(), 1);
 }
+
+#[test]
+fn a_job_reads_an_s3_bucket_through_the_mount_byte_for_byte() {
+    if !crate::common::fuse::fuse_ready() {
+        return;
+    }
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["data"]);
+    let (s, j) = setup(
+        &m,
+        "data",
+        r#"name: mounted
+command: ["sh", "-c", "cmp \"$AZUREML_DATAREFERENCE_train/big.bin\" \"$EXPECT/big.bin\" && cat \"$AZUREML_DATAREFERENCE_train/d/small.txt\" && grep -c \" $AZUREML_DATAREFERENCE_train fuse\" /proc/self/mounts"]
+inputs:
+  train: {path: in, mode: mount}
+"#,
+    );
+    let src = s.path().join("src");
+    put(&src, "big.bin", &noise_for(3, 9 * 1024 * 1024 + 5));
+    put(&src, "d/small.txt", b"small through the mount");
+    m.upload_tree(&src, "data", "in");
+    let o = small_tuning(&mut s.run_cmd(&j))
+        .env("TEST_S3_SECRET", SECRET)
+        .env("EXPECT", &src)
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&o, 0);
+    assert!(so.contains("small through the mount"), "{so}\n{se}");
+    assert!(
+        so.trim_end().ends_with('1'),
+        "not read through a FUSE mount: {so}"
+    );
+    let stage = stage_started(&s.events(), "train");
+    assert_eq!(stage.mode, "mount");
+    let mp = PathBuf::from(stage.destination);
+    assert!(
+        !crate::common::fuse::mounted_at(&mp),
+        "the mount outlived the run"
+    );
+    never_shows_the_secret(&s, &o);
+}
