@@ -359,3 +359,72 @@ inputs:
     );
     never_shows_the_secret(&s, &o);
 }
+
+#[test]
+fn an_s3_download_killed_half_way_shows_no_partial_file_and_a_rerun_completes() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    let (s, j) = setup(
+        &m,
+        "box",
+        "name: killed\ncommand: [\"true\"]\ninputs:\n  data: {path: set, mode: download}\n",
+    );
+    let src = s.path().join("src");
+    let mut sizes = BTreeMap::new();
+    for i in 0..60u64 {
+        let len = 250_000 + i as usize * 100;
+        put(&src, &format!("f{i:02}.bin"), &noise_for(i, len));
+        sizes.insert(format!("f{i:02}.bin"), len as u64);
+    }
+    put(&src, "large.bin", &noise_for(99, 6 * 1024 * 1024));
+    sizes.insert("large.bin".to_string(), 6 * 1024 * 1024);
+    m.upload_tree(&src, "box", "set");
+    let target = s.run_dir().join("inputs/data/set");
+    // One request at a time, so there is a middle to kill it in.
+    let mut child = small_tuning(&mut s.run_cmd(&j))
+        .env("TEST_S3_SECRET", SECRET)
+        .env("STAGEHAND_AZURE_REQUESTS", "1")
+        .env("STAGEHAND_MANIFEST_SAVE_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let manifest = target.with_file_name(".set.stagehand.json");
+    let midway = wait_until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(5),
+        || {
+            let mut finals = 0;
+            for e in std::fs::read_dir(&target).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                // A file under its final name is complete, always.
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                assert_eq!(
+                    Some(&len),
+                    sizes.get(&name),
+                    "{name} appeared with {len} bytes"
+                );
+                finals += 1;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the kill"
+            );
+            finals >= 5 && manifest.exists()
+        },
+    );
+    assert!(midway, "the download never started");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    assert_eq!(tree(&target), tree(&src));
+    let f = stage_finished(&s.events(), "data");
+    assert!(
+        f.skipped_files > 0,
+        "the re-run fetched again what was complete: {f:?}"
+    );
+}
