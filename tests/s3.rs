@@ -428,3 +428,57 @@ fn an_s3_download_killed_half_way_shows_no_partial_file_and_a_rerun_completes() 
         "the re-run fetched again what was complete: {f:?}"
     );
 }
+
+/// `stagehand ARGS…` with the scratch workspace's secret in the environment.
+fn agent(s: &Scratch, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env("TEST_S3_SECRET", SECRET)
+        .current_dir(s.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn datastore_commands_and_plan_check_reach_an_s3_bucket_and_show_no_secret() {
+    let Some(m) = Moto::start() else { return };
+    let (s, j) = setup(
+        &m,
+        "fresh",
+        "name: planned\ncommand: [\"true\"]\ninputs:\n  data: {path: in/a.txt, mode: download}\n",
+    );
+    let ws = s.path().join("job/workspace.yaml");
+    let ws = ws.to_str().unwrap();
+    let o = agent(
+        &s,
+        &[
+            "datastore",
+            "-w",
+            ws,
+            "check",
+            "s3",
+            "--create-if-not-exists",
+        ],
+    );
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("created bucket \"fresh\""), "{so}");
+    m.py(&["put", "fresh", "in/a.txt", "hello"]);
+    let o = agent(&s, &["datastore", "-w", ws, "show", "s3"]);
+    let (so, _) = expect_code(&o, 0);
+    assert!(
+        so.contains("path-style")
+            && so.contains("secret access key from environment variable TEST_S3_SECRET"),
+        "{so}"
+    );
+    let o = agent(&s, &["datastore", "-w", ws, "ls", "s3", "in"]);
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("in/a.txt"), "{so}");
+    let o = agent(&s, &["plan", "--check", j.to_str().unwrap()]);
+    let (so, se) = expect_code(&o, 0);
+    assert!(so.contains("s3") && so.contains("in/a.txt"), "{so}\n{se}");
+    let all = format!("{so}{se}");
+    assert!(
+        !all.contains("7c4e.never-printed"),
+        "the secret key was shown"
+    );
+}
