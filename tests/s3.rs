@@ -482,3 +482,36 @@ fn datastore_commands_and_plan_check_reach_an_s3_bucket_and_show_no_secret() {
         "the secret key was shown"
     );
 }
+
+#[test]
+fn an_output_with_sync_goes_up_to_s3_while_the_job_runs() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["ckpt"]);
+    let (s, j) = setup(
+        &m,
+        "ckpt",
+        r#"name: trainer
+command: ["sh", "-c", "echo step-1 > \"$AZUREML_DATAREFERENCE_out/ckpt-1.txt\"; sleep 4"]
+outputs:
+  out: {path: "runs/{run_id}", mode: upload, sync: 1s}
+"#,
+    );
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    let ev = s.events();
+    let synced: u64 = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SyncPass { files, .. } => Some(*files),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        synced >= 1,
+        "no sync pass sent the checkpoint: {:?}",
+        kinds(&ev)
+    );
+    let run_id = ev[0].run_id.as_str().to_string();
+    let key = format!("runs/{run_id}/ckpt-1.txt");
+    assert_eq!(m.py(&["get", "ckpt", &key]), "step-1\n");
+}
