@@ -35,6 +35,7 @@ mod package;
 mod postgres;
 mod restore_outputs;
 mod resume;
+mod s3;
 mod slurm;
 mod slurm_resources;
 mod store_conformance;

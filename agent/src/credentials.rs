@@ -85,8 +85,12 @@ pub fn protect(ws: &Workspace) -> Vec<String> {
 fn protect_from(ws: &Workspace, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut vars = Vec::new();
     let mut machine_identity = false;
+    let mut s3_environment = false;
     for ds in ws.datastores.values() {
         machine_identity |= ds.credentials().is_some_and(uses_machine_identity);
+        if let stagehand_protocol::Datastore::S3 { credentials: c, .. } = ds {
+            s3_environment |= !c.anonymous && c.secret_access_key.is_none();
+        }
         for (_, secret) in ds.secrets() {
             match secret {
                 Secret::Literal(v) => crate::redact::register(v),
@@ -98,6 +102,16 @@ fn protect_from(ws: &Workspace, env: &dyn Fn(&str) -> Option<String>) -> Vec<Str
                 }
                 Secret::File { .. } => {}
             }
+        }
+    }
+    if s3_environment {
+        // An S3 datastore signing with the standard environment's keys: they are
+        // secrets like any other, and never reach the job.
+        for name in S3_SECRET_VARIABLES {
+            if let Some(v) = env(name).filter(|v| !v.is_empty()) {
+                crate::redact::register(&v);
+            }
+            vars.push(name.to_string());
         }
     }
     if machine_identity {
@@ -136,6 +150,14 @@ pub fn uses_machine_identity(c: &Credentials) -> bool {
         || c.connection_string.is_some()
         || service_principal)
 }
+
+/// The environment variables an S3 datastore without keys in the workspace signs with
+/// (the AWS SDKs' standard chain): withheld from the job, their values redacted.
+pub const S3_SECRET_VARIABLES: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// The environment variables through which the machine's own Entra ID identity hands
 /// the agent a secret: `IDENTITY_HEADER` holds one (an App Service, Container Apps or
@@ -206,6 +228,36 @@ mod tests {
 
     fn workspace(yaml: &str) -> Workspace {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_s3_datastore_hides_and_withholds_its_keys_and_the_environments() {
+        let env = |name: &str| match name {
+            "AWS_SECRET_ACCESS_KEY" => Some("aws-secret-41be.never-printed".to_string()),
+            "AWS_SESSION_TOKEN" => Some("aws-session-8d2a.never-printed".to_string()),
+            "MY_S3_SECRET" => Some("s3-keyed-secret-77f0.never-printed".to_string()),
+            _ => None,
+        };
+        let keyed = workspace(
+            "datastores:\n  k: {type: s3, bucket: b, credentials: {access_key_id: AKIA-literal-5e1c, secret_access_key: {env: MY_S3_SECRET}}}\n",
+        );
+        assert_eq!(protect_from(&keyed, &env), ["MY_S3_SECRET"]);
+        let line = "AKIA-literal-5e1c s3-keyed-secret-77f0.never-printed";
+        assert!(!redact(line).contains("5e1c") && !redact(line).contains("77f0"));
+        let chain = workspace("datastores:\n  e: {type: s3, bucket: b}\n");
+        assert_eq!(
+            protect_from(&chain, &env),
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN"
+            ]
+        );
+        let line = "aws-secret-41be.never-printed aws-session-8d2a.never-printed";
+        assert!(!redact(line).contains("41be") && !redact(line).contains("8d2a"));
+        let public =
+            workspace("datastores:\n  p: {type: s3, bucket: b, credentials: {anonymous: true}}\n");
+        assert!(protect_from(&public, &env).is_empty());
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub use job::{Code, ContainerSpec, DataRef, JobSpec, Mode, UploadOn};
 pub use load::{load_job, load_workspace, parse_job, parse_workspace};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
-pub use workspace::{AssetType, Credentials, DataAsset, Datastore, Workspace};
+pub use workspace::{
+    AssetType, Credentials, DataAsset, Datastore, S3Addressing, S3Credentials, Workspace,
+};
 
 /// Whether `name` can follow `AZUREML_DATAREFERENCE_` in an environment variable name.
 /// A leading digit is fine here: the Azure ML SDK names an unnamed data reference with

@@ -206,6 +206,25 @@ pub enum Datastore {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sslmode: Option<SslMode>,
     },
+    /// A bucket of an S3-compatible object store (AWS S3, MinIO, Ceph, …).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The service's URL (`http://127.0.0.1:9000`); absent = AWS S3 in `region`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// The region requests are signed for (absent: `AWS_REGION`, else `us-east-1`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// `path` (`endpoint/bucket/key`) or `virtual_host` (`bucket.endpoint/key`);
+        /// absent = virtual host on AWS, path style on any other endpoint (as boto3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addressing: Option<S3Addressing>,
+        /// How to authenticate; absent = the standard environment variables
+        /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+        #[serde(default)]
+        credentials: S3Credentials,
+    },
 }
 
 /// A PostgreSQL connection's TLS, with libpq's names.
@@ -243,6 +262,50 @@ impl SslMode {
     }
 }
 
+/// How an S3 request names its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Addressing {
+    /// `endpoint/bucket/key`.
+    Path,
+    /// `bucket.endpoint/key`.
+    VirtualHost,
+}
+
+/// Credentials of an S3 datastore: an access key pair (with an optional session
+/// token), or `anonymous: true`; none = the standard environment variables.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credentials {
+    /// The access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<Secret>,
+    /// The secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// A temporary credential's session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
+    /// No credential at all: a public bucket, read anonymously (reads only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+impl S3Credentials {
+    /// Every secret with the field it sits in (the access key id too: it is half of
+    /// the pair, and kept out of every output like the rest).
+    pub fn secrets(&self) -> Vec<(&'static str, &Secret)> {
+        [
+            ("access_key_id", &self.access_key_id),
+            ("secret_access_key", &self.secret_access_key),
+            ("session_token", &self.session_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|s| (k, s)))
+        .collect()
+    }
+}
+
 impl Datastore {
     /// The `type` as written in the workspace.
     pub fn type_name(&self) -> &'static str {
@@ -254,6 +317,7 @@ impl Datastore {
             Datastore::Web { .. } => "web",
             Datastore::HuggingFace { .. } => "hugging_face",
             Datastore::Postgresql { .. } => "postgresql",
+            Datastore::S3 { .. } => "s3",
         }
     }
 
@@ -264,6 +328,7 @@ impl Datastore {
             Datastore::Local { .. } | Datastore::Postgresql { .. } | Datastore::Web { .. } => None,
             Datastore::HuggingFace { repo, .. } => repo.rsplit('/').next(),
             Datastore::AzureBlob { container_name, .. } => Some(container_name),
+            Datastore::S3 { bucket, .. } => Some(bucket),
             Datastore::AzureDataLakeGen2 { filesystem, .. } => Some(filesystem),
             Datastore::AzureFile {
                 file_share_name, ..
@@ -271,11 +336,12 @@ impl Datastore {
         }
     }
 
-    /// The credentials, for datastore types that have them.
+    /// The Azure credentials, for the Azure datastore types.
     pub fn credentials(&self) -> Option<&Credentials> {
         match self {
             Datastore::Local { .. }
             | Datastore::Postgresql { .. }
+            | Datastore::S3 { .. }
             | Datastore::Web { .. }
             | Datastore::HuggingFace { .. } => None,
             Datastore::AzureBlob { credentials, .. }
@@ -293,6 +359,11 @@ impl Datastore {
             Datastore::Postgresql { password, .. } => password
                 .iter()
                 .map(|s| ("password".to_string(), s))
+                .collect(),
+            Datastore::S3 { credentials, .. } => credentials
+                .secrets()
+                .into_iter()
+                .map(|(k, s)| (format!("credentials.{k}"), s))
                 .collect(),
             other => other
                 .credentials()
@@ -417,5 +488,26 @@ mod tests {
             blob(Credentials::default()).credentials(),
             Some(&Credentials::default())
         );
+    }
+
+    #[test]
+    fn an_s3_datastore_reads_as_written_and_lists_its_secrets() {
+        let d: Datastore = serde_yaml::from_str(
+            "type: s3\nbucket: b\nendpoint: http://127.0.0.1:9000\naddressing: path\ncredentials:\n  access_key_id: {env: K}\n  secret_access_key: s3cr3t\n",
+        )
+        .unwrap();
+        assert_eq!(d.type_name(), "s3");
+        let Datastore::S3 {
+            credentials,
+            addressing,
+            ..
+        } = &d
+        else {
+            panic!("{d:?}");
+        };
+        assert_eq!(*addressing, Some(S3Addressing::Path));
+        let names: Vec<&str> = credentials.secrets().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["access_key_id", "secret_access_key"]);
+        assert!(!format!("{d:?}").contains("s3cr3t"));
     }
 }

@@ -148,6 +148,7 @@ impl Scratch {
 
 pub mod azurite;
 pub mod postgres;
+pub mod s3;
 pub mod tls;
 pub mod token;
 

@@ -1,5 +1,5 @@
 //! The `Store` seam: one trait every datastore type implements (local folder, Azure
-//! Blob, ADLS Gen2, Azure Files, and the read-only web file and Hugging Face Hub), and on which both the transfer engine and the FUSE
+//! Blob, ADLS Gen2, Azure Files, S3, and the read-only web file and Hugging Face Hub), and on which both the transfer engine and the FUSE
 //! mount are built. A store speaks in datastore paths (`/`-separated, relative to its root,
 //! already checked by `stagehand_protocol::path`) and never in credentials.
 //!
@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod http;
 pub mod hub;
 pub mod local;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -357,6 +358,21 @@ pub fn open_datastore(
                 &endpoint,
                 crate::credentials::hub_token(),
             )?))
+        }
+        ds @ Datastore::S3 { .. } => {
+            let env = |k: &str| std::env::var(k).ok();
+            let target =
+                s3::config::resolve_target(name, ds, workspace_dir, &env).map_err(|e| match e {
+                    s3::config::ConfigError::Invalid(detail) => StoreError::Config {
+                        datastore: name.to_string(),
+                        detail,
+                    },
+                    s3::config::ConfigError::Credential(c) => StoreError::Auth {
+                        datastore: name.to_string(),
+                        detail: c.to_string(),
+                    },
+                })?;
+            Ok(Arc::new(s3::S3Store::open(target)?))
         }
     }
 }

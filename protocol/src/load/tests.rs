@@ -992,9 +992,9 @@ fn workspace_refusals() {
             "empty",
         ),
         (
-            "datastores:\n  s: {type: s3, bucket: b}\n".into(),
+            "datastores:\n  s: {type: gcs, bucket: b}\n".into(),
             "datastores.s.type",
-            "unknown value `s3`",
+            "unknown value `gcs`",
         ),
         (
             "datastores:\n  l: {type: local}\n".into(),

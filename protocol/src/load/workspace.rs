@@ -105,6 +105,14 @@ fn check_datastore_entry(
             );
         }
     }
+    if let Datastore::S3 {
+        bucket,
+        credentials,
+        ..
+    } = ds
+    {
+        check_s3(r, &base, bucket, credentials);
+    }
     if let Datastore::Postgresql {
         host,
         database,
@@ -157,6 +165,36 @@ fn check_datastore_entry(
         r.push(
             &format!("{base}.credentials"),
             "a service principal needs all three of tenant_id, client_id and client_secret",
+        );
+    }
+}
+
+/// An S3 datastore's own rules: a bucket, and one way to authenticate (a whole key
+/// pair, or anonymous, or neither for the environment's).
+fn check_s3(r: &mut Reader, base: &str, bucket: &str, c: &crate::workspace::S3Credentials) {
+    if bucket.trim().is_empty() || bucket.contains('/') {
+        r.push(
+            &format!("{base}.bucket"),
+            "give the bucket's name (no `/`: a folder in it is the input's path)",
+        );
+    }
+    let pair = c.access_key_id.is_some() || c.secret_access_key.is_some();
+    if c.access_key_id.is_some() != c.secret_access_key.is_some() {
+        r.push(
+            &format!("{base}.credentials"),
+            "an access key needs both access_key_id and secret_access_key",
+        );
+    }
+    if c.session_token.is_some() && !pair {
+        r.push(
+            &format!("{base}.credentials.session_token"),
+            "a session_token goes with its access_key_id and secret_access_key",
+        );
+    }
+    if c.anonymous && (pair || c.session_token.is_some()) {
+        r.push(
+            &format!("{base}.credentials"),
+            "give one way to authenticate: access_key_id + secret_access_key, or anonymous: true",
         );
     }
 }
@@ -223,5 +261,41 @@ container_name: c
         assert_eq!(err.0[0].field, "name");
         assert_eq!(err.0[0].location.map(|l| l.line), Some(2));
         assert!(err.0[0].message.contains("is not a datastore name"));
+    }
+}
+
+#[cfg(test)]
+mod s3_tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_datastore_needs_a_bucket_and_one_whole_way_to_authenticate() {
+        let text = r#"datastores:
+  good: {type: s3, bucket: b, endpoint: "http://127.0.0.1:9000", credentials: {access_key_id: {env: K}, secret_access_key: {env: S}}}
+  half: {type: s3, bucket: b, credentials: {access_key_id: {env: K}}}
+  both: {type: s3, bucket: "a/b", credentials: {anonymous: true, access_key_id: {env: K}, secret_access_key: {env: S}}}
+"#;
+        let err = parse_workspace(Path::new("ws.yaml"), text).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "datastores.both.bucket",
+                "datastores.both.credentials",
+                "datastores.half.credentials"
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_literal_s3_secret_is_a_warning() {
+        let text = "datastores:\n  s: {type: s3, bucket: b, credentials: {access_key_id: AKIA, secret_access_key: {file: key}}}\n";
+        let ws = parse_workspace(Path::new("ws.yaml"), text).unwrap();
+        assert_eq!(ws.warnings.len(), 1);
+        assert_eq!(
+            ws.warnings[0].field,
+            "datastores.s.credentials.access_key_id"
+        );
     }
 }

@@ -373,6 +373,12 @@ fn location(ds: &Datastore) -> String {
             repo,
             revision,
         } => format!("Hugging Face {repo_type} {repo} at {revision}"),
+        Datastore::S3 {
+            bucket, endpoint, ..
+        } => match endpoint {
+            Some(e) => format!("bucket {bucket} at {e}"),
+            None => format!("bucket {bucket}"),
+        },
     }
 }
 
@@ -390,6 +396,17 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
         Datastore::Postgresql { .. } => lines.extend(database::show(ds)),
         Datastore::Web { .. } | Datastore::HuggingFace { .. } => {
             lines.push(format!("location:    {}", location(ds)))
+        }
+        Datastore::S3 { credentials, .. } => {
+            lines.push(format!("location:    {}", location(ds)));
+            lines.push(format!(
+                "endpoint:    {}",
+                store::s3::config::describe_endpoint(ds)
+            ));
+            lines.push(format!(
+                "credentials: {}",
+                store::s3::config::describe_credentials(credentials)
+            ));
         }
         Datastore::AzureBlob {
             account_name,
@@ -500,10 +517,16 @@ async fn check(
     if let Some(what) = &checked.created {
         say(&format!("datastore {name:?}: created {what}"))?;
     }
-    let creds = ds
-        .credentials()
-        .map(|c| format!(" ({})", azure::config::describe_credentials(c)))
-        .unwrap_or_default();
+    let creds = match ds {
+        Datastore::S3 { credentials, .. } => format!(
+            " ({})",
+            store::s3::config::describe_credentials(credentials)
+        ),
+        _ => ds
+            .credentials()
+            .map(|c| format!(" ({})", azure::config::describe_credentials(c)))
+            .unwrap_or_default(),
+    };
     say(&format!(
         "datastore {name:?}: ok: {}{creds}",
         checked.reached

@@ -1,0 +1,517 @@
+//! S3-compatible datastores end to end, against a private moto server (`common::s3`),
+//! objects made with boto3: the `Store` conformance suite, and the built binary
+//! downloading and uploading the three data shapes (scaled down, small tuning so they
+//! take the parallel-range and multipart paths), hostile keys, `overwrite: false`, and
+//! the secret key never shown.
+
+use crate::common::faults::{first, Fault, Proxy};
+use crate::common::s3::{Moto, KEY_ID, SECRET};
+use crate::common::*;
+use sha2::Digest;
+use stagehand::store::azure::Tuning;
+use stagehand::store::conformance::check;
+use stagehand::store::s3::{config, S3Store};
+use stagehand::store::{DynStore, StoreError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// Opens datastore `name` of a workspace file written with `yaml`, as the agent does.
+fn open(dir: &Path, name: &str, yaml: &str) -> DynStore {
+    std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
+    let file = dir.join("workspace.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let ws = stagehand_protocol::load_workspace(&file)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .value;
+    stagehand::store::open(&ws, dir, name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn conforms(store: DynStore) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(check(store)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn s3_conforms_with_default_and_small_tuning() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["plain", "parts"]);
+    let dir = tempfile::tempdir().unwrap();
+    conforms(open(
+        dir.path(),
+        "s3",
+        &format!(
+            "datastores:\n  s3:\n    type: s3\n    bucket: plain\n    endpoint: {}\n    credentials: {{access_key_id: {KEY_ID}, secret_access_key: {{file: secret.txt}}}}\n",
+            m.endpoint()
+        ),
+    ));
+    // Over 1 MiB: parallel 1 MiB ranges down, a multipart upload up.
+    let ds: stagehand_protocol::Datastore = serde_yaml::from_str(&format!(
+        "{{type: s3, bucket: parts, endpoint: '{}', credentials: {{access_key_id: k, secret_access_key: s}}}}",
+        m.endpoint()
+    ))
+    .unwrap();
+    let target = config::resolve_target("s3", &ds, dir.path(), &|_| None).unwrap();
+    let tuning = Tuning {
+        range_threshold: 1 << 20,
+        chunk: Some(1 << 20),
+        single_put_max: 1 << 20,
+        ..Tuning::from_settings()
+    };
+    let store: DynStore = Arc::new(S3Store::open_with(target, tuning).unwrap());
+    conforms(store.clone());
+    // A multipart upload's conditional Complete leaves an existing object alone.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let large = dir.path().join("large.bin");
+    std::fs::write(&large, vec![7u8; 3_000_000]).unwrap();
+    m.py(&["put", "parts", "taken.bin", "original"]);
+    let e = rt
+        .block_on(store.upload(&large, "taken.bin", false))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+    assert_eq!(m.py(&["get", "parts", "taken.bin"]), "original");
+    assert_eq!(
+        rt.block_on(store.upload(&large, "free.bin", false))
+            .unwrap(),
+        3_000_000
+    );
+    assert_eq!(
+        m.sha256s("parts", "free.bin")["free.bin"],
+        hex(&sha2::Sha256::digest(vec![7u8; 3_000_000]))
+    );
+}
+
+/// Tuning that sends anything over 3 MiB through parallel 1 MiB ranges, and over 2 MiB
+/// up as a multipart upload (in 5 MiB parts, S3's least).
+fn small_tuning(c: &mut Command) -> &mut Command {
+    c.env("STAGEHAND_AZURE_RANGE_THRESHOLD_MIB", "3")
+        .env("STAGEHAND_AZURE_CHUNK_MIB", "1")
+        .env("STAGEHAND_AZURE_SINGLE_PUT_MIB", "2")
+}
+
+fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// The three data shapes, scaled down: one large file, a few medium, many small.
+fn shapes(root: &Path) {
+    put(root, "big.bin", &noise_for(1, 12 * 1024 * 1024 + 123));
+    for i in 0..4 {
+        put(
+            root,
+            &format!("medium/m{i}.bin"),
+            &noise_for(10 + i, 2_600_000),
+        );
+    }
+    for f in 0..100 {
+        put(
+            root,
+            &format!("small/d{}/f{f:02}.bin", f % 4),
+            &noise_for(100 + f, 4096),
+        );
+    }
+}
+
+fn setup(m: &Moto, bucket: &str, job_yaml: &str) -> (Scratch, PathBuf) {
+    let s = Scratch::new();
+    s.write("job/workspace.yaml", &m.workspace_yaml("s3", bucket));
+    let j = s.write("job/job.yaml", job_yaml);
+    (s, j)
+}
+
+fn run(s: &Scratch, job: &Path) -> std::process::Output {
+    small_tuning(&mut s.run_cmd(job))
+        .env("TEST_S3_SECRET", SECRET)
+        .output()
+        .unwrap()
+}
+
+/// Neither the secret key nor anything else of it in what the agent wrote.
+fn never_shows_the_secret(s: &Scratch, o: &std::process::Output) {
+    let mut all = String::from_utf8_lossy(&o.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&o.stderr));
+    all.push_str(&std::fs::read_to_string(s.events_file()).unwrap_or_default());
+    assert!(
+        !all.contains("7c4e.never-printed"),
+        "the secret key was shown"
+    );
+}
+
+#[test]
+fn a_job_downloads_and_uploads_every_shape_byte_for_byte_through_s3() {
+    let Some(m) = Moto::start() else { return };
+    let (s, j) = setup(
+        &m,
+        "data",
+        r#"name: shapes
+command: ["sh", "-c", "cp -r \"$AZUREML_DATAREFERENCE_big\" \"$AZUREML_DATAREFERENCE_medium\" \"$AZUREML_DATAREFERENCE_small\" \"$AZUREML_DATAREFERENCE_out\"/"]
+inputs:
+  big: {path: in/big.bin, mode: download}
+  medium: {path: in/medium, mode: download}
+  small: {path: in/small/, mode: download}
+outputs:
+  out: {path: "out/{run_id}", mode: upload}
+"#,
+    );
+    let src = s.path().join("src");
+    shapes(&src);
+    m.mkbucket(&["data"]);
+    m.upload_tree(&src, "data", "in");
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    never_shows_the_secret(&s, &o);
+    let want = tree(&src);
+    let ev = s.events();
+    let run_id = ev[0].run_id.as_str().to_string();
+    let mut got = tree(&s.run_dir().join("inputs/medium"));
+    got.extend(tree(&s.run_dir().join("inputs/small")));
+    got.extend(tree(&s.run_dir().join("inputs/big")));
+    assert_eq!(got, want, "downloaded bytes differ");
+    let up: BTreeMap<String, String> = m
+        .sha256s("data", &format!("out/{run_id}/"))
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.trim_start_matches(&format!("out/{run_id}/")).to_string(),
+                v,
+            )
+        })
+        .collect();
+    assert_eq!(up, want, "uploaded bytes differ (as boto3 reads them)");
+}
+
+#[test]
+fn hostile_s3_keys_are_refused_by_name_and_nothing_lands_outside_the_target() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["hostile"]);
+    m.py(&["put", "hostile", "back/../../../../x.txt", "escaped"]);
+    m.py(&["put", "hostile", "ctl\u{1}name.txt", "control"]);
+    m.py(&["put", "hostile", "fine.txt", "fine"]);
+    let (s, j) = setup(
+        &m,
+        "hostile",
+        "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
+    );
+    let o = run(&s, &j);
+    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    assert!(
+        se.contains("back/../../../../x.txt"),
+        "the refused name is not named: {se}"
+    );
+    for p in walk(s.path()) {
+        assert_ne!(
+            p.file_name().unwrap(),
+            "x.txt",
+            "a hostile object landed at {}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn overwrite_false_leaves_an_existing_s3_object_alone_as_boto3_sees_the_server_do() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    m.py(&["put", "box", "results/model.txt", "original"]);
+    // What the server does with boto3's own conditional create.
+    assert_eq!(
+        m.py(&["put-if-absent", "box", "results/model.txt", "x"])
+            .trim(),
+        "PreconditionFailed"
+    );
+    let (s, j) = setup(
+        &m,
+        "box",
+        r#"name: clash
+command: ["sh", "-c", "echo new > $AZUREML_DATAREFERENCE_out/model.txt"]
+outputs:
+  out: {path: results, mode: upload, overwrite: false}
+"#,
+    );
+    let o = run(&s, &j);
+    let (_, se) = expect_code(&o, code::UPLOAD_FAILED);
+    assert!(
+        se.contains("results/model.txt"),
+        "the existing object is not named: {se}"
+    );
+    never_shows_the_secret(&s, &o);
+    assert_eq!(m.py(&["get", "box", "results/model.txt"]), "original");
+}
+
+/// Deterministic bytes for `seed` (the suite's own generator, in `tests/common`).
+fn noise_for(seed: u64, len: usize) -> Vec<u8> {
+    crate::common::fuse::noise(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// A store on `bucket` through the fault proxy, tuned so 3 MiB objects come down as
+/// 1 MiB ranges.
+fn through(proxy: &Proxy, bucket: &str, dir: &Path) -> DynStore {
+    let origin = proxy.endpoint();
+    let origin = origin.trim_end_matches("/devstoreaccount1");
+    let ds: stagehand_protocol::Datastore = serde_yaml::from_str(&format!(
+        "{{type: s3, bucket: {bucket}, endpoint: '{origin}', credentials: {{access_key_id: k, secret_access_key: s}}}}"
+    ))
+    .unwrap();
+    let target = config::resolve_target("s3", &ds, dir, &|_| None).unwrap();
+    let tuning = Tuning {
+        range_threshold: 1 << 20,
+        chunk: Some(1 << 20),
+        single_put_max: 1 << 20,
+        ..Tuning::from_settings()
+    };
+    Arc::new(S3Store::open_with(target, tuning).unwrap())
+}
+
+#[test]
+fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_listing() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    put(&src, "obj.bin", &noise_for(7, 3 * 1024 * 1024 + 17));
+    m.upload_tree(&src, "box", "in");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // A ranged GET whose answer breaks off half-way: resumed from its last byte.
+    let proxy = Proxy::start(
+        m.port,
+        first(|l| l.starts_with("GET /box/in/obj.bin"), Fault::CutAnswer),
+    );
+    let store = through(&proxy, "box", dir.path());
+    let obj = match rt.block_on(store.stat("in/obj.bin")).unwrap() {
+        stagehand::store::Entry::File(o) => o,
+        e => panic!("{e:?}"),
+    };
+    let dest = dir.path().join("got.bin");
+    rt.block_on(store.download(&obj, &dest)).unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(src.join("obj.bin")).unwrap()
+    );
+
+    // A conditional PUT stored, its answer lost: the retry's 412 is recognised as ours.
+    let proxy = Proxy::start(
+        m.port,
+        first(
+            |l| l.starts_with("PUT /box/out/small.txt"),
+            Fault::DropAnswer,
+        ),
+    );
+    let store = through(&proxy, "box", dir.path());
+    std::fs::write(dir.path().join("small.txt"), "mine").unwrap();
+    let sent = rt.block_on(store.upload(&dir.path().join("small.txt"), "out/small.txt", false));
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(sent.unwrap_or_else(|e| panic!("{e}")), 4);
+    assert_eq!(m.py(&["get", "box", "out/small.txt"]), "mine");
+
+    // A listing answered 503 once: retried.
+    let proxy = Proxy::start(
+        m.port,
+        first(|l| l.contains("list-type=2"), Fault::Status(503)),
+    );
+    let store = through(&proxy, "box", dir.path());
+    let listed = rt.block_on(store.list("in")).unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(listed.len(), 1);
+}
+
+#[test]
+fn a_job_reads_an_s3_bucket_through_the_mount_byte_for_byte() {
+    if !crate::common::fuse::fuse_ready() {
+        return;
+    }
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["data"]);
+    let (s, j) = setup(
+        &m,
+        "data",
+        r#"name: mounted
+command: ["sh", "-c", "cmp \"$AZUREML_DATAREFERENCE_train/big.bin\" \"$EXPECT/big.bin\" && cat \"$AZUREML_DATAREFERENCE_train/d/small.txt\" && grep -c \" $AZUREML_DATAREFERENCE_train fuse\" /proc/self/mounts"]
+inputs:
+  train: {path: in, mode: mount}
+"#,
+    );
+    let src = s.path().join("src");
+    put(&src, "big.bin", &noise_for(3, 9 * 1024 * 1024 + 5));
+    put(&src, "d/small.txt", b"small through the mount");
+    m.upload_tree(&src, "data", "in");
+    let o = small_tuning(&mut s.run_cmd(&j))
+        .env("TEST_S3_SECRET", SECRET)
+        .env("EXPECT", &src)
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&o, 0);
+    assert!(so.contains("small through the mount"), "{so}\n{se}");
+    assert!(
+        so.trim_end().ends_with('1'),
+        "not read through a FUSE mount: {so}"
+    );
+    let stage = stage_started(&s.events(), "train");
+    assert_eq!(stage.mode, "mount");
+    let mp = PathBuf::from(stage.destination);
+    assert!(
+        !crate::common::fuse::mounted_at(&mp),
+        "the mount outlived the run"
+    );
+    never_shows_the_secret(&s, &o);
+}
+
+#[test]
+fn an_s3_download_killed_half_way_shows_no_partial_file_and_a_rerun_completes() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["box"]);
+    let (s, j) = setup(
+        &m,
+        "box",
+        "name: killed\ncommand: [\"true\"]\ninputs:\n  data: {path: set, mode: download}\n",
+    );
+    let src = s.path().join("src");
+    let mut sizes = BTreeMap::new();
+    for i in 0..60u64 {
+        let len = 250_000 + i as usize * 100;
+        put(&src, &format!("f{i:02}.bin"), &noise_for(i, len));
+        sizes.insert(format!("f{i:02}.bin"), len as u64);
+    }
+    put(&src, "large.bin", &noise_for(99, 6 * 1024 * 1024));
+    sizes.insert("large.bin".to_string(), 6 * 1024 * 1024);
+    m.upload_tree(&src, "box", "set");
+    let target = s.run_dir().join("inputs/data/set");
+    // One request at a time, so there is a middle to kill it in.
+    let mut child = small_tuning(&mut s.run_cmd(&j))
+        .env("TEST_S3_SECRET", SECRET)
+        .env("STAGEHAND_AZURE_REQUESTS", "1")
+        .env("STAGEHAND_MANIFEST_SAVE_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let manifest = target.with_file_name(".set.stagehand.json");
+    let midway = wait_until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(5),
+        || {
+            let mut finals = 0;
+            for e in std::fs::read_dir(&target).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                // A file under its final name is complete, always.
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                assert_eq!(
+                    Some(&len),
+                    sizes.get(&name),
+                    "{name} appeared with {len} bytes"
+                );
+                finals += 1;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the kill"
+            );
+            finals >= 5 && manifest.exists()
+        },
+    );
+    assert!(midway, "the download never started");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    assert_eq!(tree(&target), tree(&src));
+    let f = stage_finished(&s.events(), "data");
+    assert!(
+        f.skipped_files > 0,
+        "the re-run fetched again what was complete: {f:?}"
+    );
+}
+
+/// `stagehand ARGS…` with the scratch workspace's secret in the environment.
+fn agent(s: &Scratch, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env("TEST_S3_SECRET", SECRET)
+        .current_dir(s.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn datastore_commands_and_plan_check_reach_an_s3_bucket_and_show_no_secret() {
+    let Some(m) = Moto::start() else { return };
+    let (s, j) = setup(
+        &m,
+        "fresh",
+        "name: planned\ncommand: [\"true\"]\ninputs:\n  data: {path: in/a.txt, mode: download}\n",
+    );
+    let ws = s.path().join("job/workspace.yaml");
+    let ws = ws.to_str().unwrap();
+    let o = agent(
+        &s,
+        &[
+            "datastore",
+            "-w",
+            ws,
+            "check",
+            "s3",
+            "--create-if-not-exists",
+        ],
+    );
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("created bucket \"fresh\""), "{so}");
+    m.py(&["put", "fresh", "in/a.txt", "hello"]);
+    let o = agent(&s, &["datastore", "-w", ws, "show", "s3"]);
+    let (so, _) = expect_code(&o, 0);
+    assert!(
+        so.contains("path-style")
+            && so.contains("secret access key from environment variable TEST_S3_SECRET"),
+        "{so}"
+    );
+    let o = agent(&s, &["datastore", "-w", ws, "ls", "s3", "in"]);
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("in/a.txt"), "{so}");
+    let o = agent(&s, &["plan", "--check", j.to_str().unwrap()]);
+    let (so, se) = expect_code(&o, 0);
+    assert!(so.contains("s3") && so.contains("in/a.txt"), "{so}\n{se}");
+    let all = format!("{so}{se}");
+    assert!(
+        !all.contains("7c4e.never-printed"),
+        "the secret key was shown"
+    );
+}
+
+#[test]
+fn an_output_with_sync_goes_up_to_s3_while_the_job_runs() {
+    let Some(m) = Moto::start() else { return };
+    m.mkbucket(&["ckpt"]);
+    let (s, j) = setup(
+        &m,
+        "ckpt",
+        r#"name: trainer
+command: ["sh", "-c", "echo step-1 > \"$AZUREML_DATAREFERENCE_out/ckpt-1.txt\"; sleep 4"]
+outputs:
+  out: {path: "runs/{run_id}", mode: upload, sync: 1s}
+"#,
+    );
+    let o = run(&s, &j);
+    expect_code(&o, 0);
+    let ev = s.events();
+    let synced: u64 = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SyncPass { files, .. } => Some(*files),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        synced >= 1,
+        "no sync pass sent the checkpoint: {:?}",
+        kinds(&ev)
+    );
+    let run_id = ev[0].run_id.as_str().to_string();
+    let key = format!("runs/{run_id}/ckpt-1.txt");
+    assert_eq!(m.py(&["get", "ckpt", &key]), "step-1\n");
+}
