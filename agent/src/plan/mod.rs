@@ -440,17 +440,7 @@ pub(crate) fn build_allocated(
         Some(c) => c.local_path.clone(),
         None => absolute(&loaded.job.folder()),
     };
-    let mut removed_environment = crate::credentials::protect(&loaded.workspace);
-    if inputs
-        .iter()
-        .any(|d| matches!(d.anonymous, Some(Datastore::HuggingFace { .. })))
-    {
-        // The Hub's token reaches the agent only, like a datastore's secrets.
-        let _ = crate::credentials::hub_token();
-        removed_environment.push(crate::credentials::HUB_TOKEN_VARIABLE.to_string());
-        removed_environment.sort();
-        removed_environment.dedup();
-    }
+    let removed_environment = withheld_environment(loaded, &inputs);
     let container = match &spec.container {
         Some(c) => Some(
             container_plan(
@@ -517,6 +507,23 @@ pub(crate) fn build_allocated(
         container_limits,
         run_dir,
     })
+}
+
+/// The variables that hold secrets and never reach the job: the workspace's (and the
+/// machine identity's, or the S3 environment's, where a datastore uses them), and the
+/// Hub's token when an input reads the Hub — that token reaches the agent only.
+fn withheld_environment(loaded: &Loaded, inputs: &[DataPlan]) -> Vec<String> {
+    let mut removed = crate::credentials::protect(&loaded.workspace);
+    if inputs
+        .iter()
+        .any(|d| matches!(d.anonymous, Some(Datastore::HuggingFace { .. })))
+    {
+        let _ = crate::credentials::hub_token();
+        removed.push(crate::credentials::HUB_TOKEN_VARIABLE.to_string());
+        removed.sort();
+        removed.dedup();
+    }
+    removed
 }
 
 /// A container job's share of the scheduler's allocation (refused when it asks for
