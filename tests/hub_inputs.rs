@@ -170,7 +170,7 @@ inputs:
 
     let (run, events) = agent(&s, &web, &job, &ws, "one");
     // The whole repository lands under its name at the revision.
-    let model = files_under(&run.join("inputs/model/model@main"));
+    let model = files_under(&run.join("inputs/model/model"));
     if let Some(reference) = reference {
         assert_eq!(model, reference, "stagehand and huggingface_hub differ");
     }
@@ -215,7 +215,7 @@ inputs:
     let (pinned, hits, misses) = staged(&events, "model");
     assert_ne!(pinned.as_ref(), Some(&first_commit));
     assert_eq!((hits, misses), (2, 1));
-    let model = files_under(&run.join("inputs/model/model@main"));
+    let model = files_under(&run.join("inputs/model/model"));
     assert_eq!(model["weights.bin"], bytes(9, 300 << 10));
 }
 

@@ -587,9 +587,10 @@ inputs:
         );
         let out = s.run(&job);
         let (_, err) = text(&out);
+        // A refused name is refused every time: not worth a retry.
         assert_eq!(
             out.status.code(),
-            Some(code::STAGING_FAILED),
+            Some(code::NOT_FOUND_OR_DENIED),
             "{what}: {err}"
         );
         assert!(
@@ -651,7 +652,7 @@ inputs:
             if !via_fuse || path == "escape" {
                 assert_eq!(
                     out.status.code(),
-                    Some(code::STAGING_FAILED),
+                    Some(code::NOT_FOUND_OR_DENIED),
                     "{what}: {se}"
                 );
                 assert!(

@@ -196,7 +196,7 @@ fn hostile_s3_keys_are_refused_by_name_and_nothing_lands_outside_the_target() {
         "name: hostile\ncommand: [\"true\"]\ninputs:\n  data: {path: /, mode: download}\n",
     );
     let o = run(&s, &j);
-    let (_, se) = expect_code(&o, code::STAGING_FAILED);
+    let (_, se) = expect_code(&o, code::NOT_FOUND_OR_DENIED);
     assert!(
         se.contains("back/../../../../x.txt"),
         "the refused name is not named: {se}"
