@@ -252,7 +252,7 @@ inputs:
   data: {datastore: loop, path: /, mode: download}
 "#,
     );
-    let (_, se) = expect_code(&run(&s, &job, ""), code::STAGING_FAILED);
+    let (_, se) = expect_code(&run(&s, &job, ""), code::NOT_FOUND_OR_DENIED);
     assert!(
         se.contains("\"..\"") && se.contains("directory name"),
         "{se}"
