@@ -444,3 +444,85 @@ fn a_listing_that_always_fails_names_what_failed_and_where() {
     }
     assert!(broken.injected() > 1, "the listing was not retried");
 }
+
+/// Issue 28, item 2: a run whose blob reads and writes are answered 503 now and then
+/// counts its retries in `stage_finished`, `upload_finished` and `finished`, and lands
+/// its data byte-exact; the same run through a clean proxy counts none.
+#[test]
+fn a_run_counts_its_retries_and_a_clean_run_none() {
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    let want = data(&src);
+    let clean = Proxy::start(az.port, |_| Fault::None);
+    let args = [os("upload"), os("az"), os("--src-dir"), src.as_os_str()];
+    let args = [&args[..], &[os("--target-path"), os("base")]].concat();
+    expect_code(&datastore(&s, &clean, &args), 0);
+    let job = s.write(
+        "job.yaml",
+        r#"name: retried
+command: ["sh", "-c", 'cp -r "$1/." "$2"', "x", "${{inputs.data}}", "${{outputs.out}}"]
+inputs:
+  data: {path: base, mode: download}
+outputs:
+  out: {path: "out/{run_id}", mode: upload}
+"#,
+    );
+    // Every third read or write of a blob (not a listing) is answered 503.
+    let mut seen = 0u32;
+    let busy = Proxy::start(az.port, move |l: &str| {
+        let blob = (l.starts_with("GET ") && !l.contains("comp=list")) || l.starts_with("PUT ");
+        seen += u32::from(blob);
+        if blob && seen.is_multiple_of(3) {
+            Fault::Status(503)
+        } else {
+            Fault::None
+        }
+    });
+    let run = |proxy: &Proxy, id: &str| {
+        proxy.workspace(&s);
+        let events = s.path().join(format!("{id}.jsonl"));
+        let o = Command::new(bin())
+            .arg("run")
+            .arg(&job)
+            .args(["--run-id", id, "--keep-run-dir", "--run-dir"])
+            .arg(s.path().join("runs").join(id))
+            .arg("--events")
+            .arg(&events)
+            .in_scratch(&s)
+            // A node cache of its own: the clean run fetches again.
+            .env("STAGEHAND_CACHE_DIR", s.path().join(format!("cache-{id}")))
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        let got = tree(&s.path().join("runs").join(id).join("inputs/data/base"));
+        assert_eq!(got, want, "run {id} staged its input byte-exact");
+        let ev = read_events(&events);
+        let uploaded = ev
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::UploadFinished { retries, .. } => Some(*retries),
+                _ => None,
+            })
+            .expect("an upload_finished");
+        (
+            stage_finished(&ev, "data").retries,
+            uploaded,
+            finished(&ev).retries,
+        )
+    };
+    let (staged, uploaded, all) = run(&busy, "busy");
+    assert!(busy.injected() > 0, "no fault was injected");
+    assert!(staged > 0, "no retry counted while staging");
+    assert!(uploaded > 0, "no retry counted while uploading");
+    assert!(
+        all >= staged + uploaded,
+        "finished counts {all}, less than {staged} + {uploaded}"
+    );
+    assert_eq!(
+        run(&clean, "clean"),
+        (0, 0, 0),
+        "a clean run retries nothing"
+    );
+}

@@ -67,6 +67,7 @@ fn the_event_stream_keeps_its_wire_format() {
                 "cache_hit_bytes",
                 "cache_misses",
                 "duration_ms",
+                "retries",
             ],
             "staged" | "uploaded" => &["bytes", "duration_ms"],
             "started" => &["pid"],
@@ -79,6 +80,7 @@ fn the_event_stream_keeps_its_wire_format() {
                 "skipped_files",
                 "skipped_bytes",
                 "duration_ms",
+                "retries",
             ],
             "finished" => &[
                 "status",
@@ -90,6 +92,7 @@ fn the_event_stream_keeps_its_wire_format() {
                 "bytes_uploaded",
                 "duration_ms",
                 "peak_rss_bytes",
+                "retries",
             ],
             other => panic!("unexpected event kind {other:?} in a plain run"),
         }

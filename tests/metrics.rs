@@ -114,6 +114,11 @@ fn promtool_accepts_the_files_of_a_successful_a_failed_and_a_cancelled_run() {
             value(&text, "stagehand_run_exit_code{"),
             f64::from(end.exit_code)
         );
+        assert_eq!(
+            value(&text, "stagehand_run_retries{"),
+            end.retries as f64,
+            "the retries are the finished event's"
+        );
         assert_eq!(value(&text, &format!("stagehand_run_bytes{{{labels},scheduler_job_id=\"\",task_index=\"\",direction=\"download\"}}")), end.bytes_downloaded as f64);
     }
     check(tool, &metrics.join("stagehand_node_cache.prom"));

@@ -34,6 +34,7 @@ pub struct RunSums {
     exit_code: i32,
     status: Option<Status>,
     peak_rss: Option<u64>,
+    retries: u64,
 }
 
 impl RunSums {
@@ -73,8 +74,10 @@ impl RunSums {
                 duration_ms,
                 peak_rss_bytes,
                 bytes_uploaded,
+                retries,
                 ..
             } => {
+                self.retries = *retries;
                 self.status = Some(*status);
                 self.exit_code = *exit_code;
                 self.total_ms = *duration_ms;
@@ -175,8 +178,13 @@ pub fn render_run(run_id: &str, s: &RunSums) -> String {
         &labels,
         &[("", s.cache_hit_bytes as f64)],
     );
-    // Retries: no event counts them yet; a per-input `retries` count, once the events
-    // carry one, is summed here as `stagehand_run_retries`.
+    family(
+        &mut o,
+        "stagehand_run_retries",
+        "Requests to datastores tried again after a transient fault.",
+        &labels,
+        &[("", s.retries as f64)],
+    );
     family(
         &mut o,
         "stagehand_run_exit_code",
@@ -318,10 +326,24 @@ mod tests {
             cache_misses: 2,
             duration_ms: 5,
             pinned: None,
+            retries: 2,
         });
         s.add(&EventKind::Staged {
             bytes: 300,
             duration_ms: 1500,
+        });
+        s.add(&EventKind::Finished {
+            status: Status::Succeeded,
+            exit_code: 0,
+            phase: stagehand_protocol::events::Phase::Done,
+            error: None,
+            bytes_downloaded: 300,
+            cache_hits: 1,
+            cache_misses: 2,
+            bytes_uploaded: 0,
+            duration_ms: 2000,
+            peak_rss_bytes: None,
+            retries: 4,
         });
         let text = render_run("r\"1", &s);
         let value = |metric: &str| {
@@ -331,6 +353,7 @@ mod tests {
         };
         assert_eq!(value("stagehand_run_cache_hits{"), Some(1.0));
         assert_eq!(value("stagehand_run_phase_seconds{"), Some(1.5));
+        assert_eq!(value("stagehand_run_retries{"), Some(4.0));
         assert!(text.contains("run_id=\"r\\\"1\""), "{text}");
         assert!(text.contains("direction=\"download\"} 300"), "{text}");
     }

@@ -15,8 +15,14 @@
 //! a warning when a call succeeds only after retries, and a call given up says how many
 //! attempts were made over how long ([`GaveUp`]). A wait the service asks for
 //! (`Retry-After`) is honoured, up to [`RETRY_AFTER_MAX`].
+//!
+//! Every retry is also counted: into the [`RetryCount`] a caller scoped around its
+//! calls ([`RetryCount::counting`]), so an input's or an output's retries reach its
+//! events whichever store made them, without a store knowing whom it serves.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -51,6 +57,61 @@ fn summary(attempts: u32, spent: Duration) -> String {
         if attempts == 1 { "" } else { "s" },
         spent.as_secs_f64()
     )
+}
+
+tokio::task_local! {
+    /// The count the calls of the current task add their retries to.
+    static COUNTING: Arc<RetryCount>;
+}
+
+/// Retries made by the calls scoped in it ([`RetryCount::counting`]), and added to its
+/// parent's: an input's count, under the run's.
+///
+/// A scope is task-local: work spawned onto a task of its own takes the count along
+/// with [`RetryCount::carry`], or its retries go uncounted (never miscounted).
+#[derive(Debug, Default)]
+pub struct RetryCount {
+    retries: AtomicU64,
+    parent: Option<Arc<RetryCount>>,
+}
+
+impl RetryCount {
+    /// A count whose every retry is also added to `parent`.
+    pub fn child_of(parent: &Arc<RetryCount>) -> RetryCount {
+        RetryCount {
+            retries: AtomicU64::new(0),
+            parent: Some(parent.clone()),
+        }
+    }
+
+    /// Retries counted so far.
+    pub fn get(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn add(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.add();
+        }
+    }
+
+    /// Runs `work`, counting the retries of every call it makes here.
+    pub async fn counting<F: Future>(self: Arc<Self>, work: F) -> F::Output {
+        COUNTING.scope(self, work).await
+    }
+
+    /// `work` counting into the count scoped around the caller, if any: for work the
+    /// caller spawns onto a task of its own.
+    pub fn carry<F: Future>(work: F) -> impl Future<Output = F::Output> {
+        let current = COUNTING.try_with(Arc::clone).ok();
+        async move {
+            match current {
+                Some(count) => count.counting(work).await,
+                None => work.await,
+            }
+        }
+    }
 }
 
 /// How a failed call is retried.
@@ -112,6 +173,7 @@ impl RetryConfig {
             first: now,
             retries: 0,
             exhausted: false,
+            count: COUNTING.try_with(Arc::clone).ok(),
         }
     }
 
@@ -184,6 +246,9 @@ pub struct Attempts {
     retries: u32,
     /// The last [`Attempts::again`] refused a transient error: the policy is spent.
     exhausted: bool,
+    /// Where its retries are counted: the count scoped where it was made (a stream
+    /// resuming later still counts for the input that opened it).
+    count: Option<Arc<RetryCount>>,
 }
 
 impl Attempts {
@@ -283,6 +348,9 @@ impl Attempts {
             return false;
         }
         self.retries += 1;
+        if let Some(count) = &self.count {
+            count.add();
+        }
         tracing::debug!(
             "{what}: {error}; retry {} of {} (attempt {}) in {} ms",
             self.retries,
@@ -473,6 +541,30 @@ mod tests {
             .await;
         let g = r.unwrap_err();
         assert_eq!((g.attempts, g.exhausted), (1, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_count_into_the_scope_and_its_parent_even_on_another_task() {
+        let whole = Arc::new(RetryCount::default());
+        let input = Arc::new(RetryCount::child_of(&whole));
+        let p = policy(5, Duration::from_secs(60));
+        let (r, calls) = input.clone().counting(run(&p, 2)).await;
+        assert_eq!((r, calls), (Ok(2), 3));
+        assert_eq!((input.get(), whole.get()), (2, 2), "two retries counted");
+        // Work spawned with the count carried counts too; a clean call adds nothing.
+        let spawned = input
+            .clone()
+            .counting(async {
+                let work = RetryCount::carry(async move { run(&p, 1).await });
+                tokio::spawn(work).await.unwrap()
+            })
+            .await;
+        assert_eq!(spawned, (Ok(1), 2));
+        input.clone().counting(run(&p, 0)).await.0.unwrap();
+        assert_eq!((input.get(), whole.get()), (3, 3));
+        // Outside any scope nothing is counted.
+        run(&p, 1).await.0.unwrap();
+        assert_eq!(whole.get(), 3);
     }
 
     #[test]

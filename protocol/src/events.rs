@@ -86,6 +86,10 @@ pub enum EventKind {
         /// revision's `commit <id>`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pinned: Option<String>,
+        /// Requests to the datastore tried again after a transient fault (a reset
+        /// connection, a 500, 503 or 429, a slow answer) while staging this input.
+        #[serde(default)]
+        retries: u64,
     },
     /// A database input's rows are exported to its file, whole (just before its
     /// `stage_finished`).
@@ -198,6 +202,10 @@ pub enum EventKind {
         skipped_bytes: u64,
         /// Wall time.
         duration_ms: u64,
+        /// Requests to the datastore tried again after a transient fault while
+        /// uploading this output.
+        #[serde(default)]
+        retries: u64,
     },
     /// An output was not uploaded because of its `upload_on` policy.
     UploadSkipped {
@@ -255,6 +263,11 @@ pub enum EventKind {
         /// moving and mounts included. Absent when it could not be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peak_rss_bytes: Option<u64>,
+        /// Requests to datastores tried again after a transient fault over the whole run:
+        /// the inputs' and outputs' retries, and those of the checks before staging and
+        /// of the `sync` passes.
+        #[serde(default)]
+        retries: u64,
     },
 }
 

@@ -50,6 +50,8 @@ pub struct Finished {
     pub peak_rss_bytes: Option<u64>,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Requests retried over the run.
+    pub retries: u64,
 }
 
 /// The last event, which must be `finished`.
@@ -66,8 +68,10 @@ pub fn finished(events: &[Event]) -> Finished {
             peak_rss_bytes,
             cache_hits,
             cache_misses,
+            retries,
             ..
         } => Finished {
+            retries: *retries,
             cache_hits: *cache_hits,
             cache_misses: *cache_misses,
             status: *status,
@@ -120,6 +124,8 @@ pub struct StageFinished {
     pub cache_hits: u64,
     pub cache_hit_bytes: u64,
     pub cache_misses: u64,
+    /// Requests retried while staging it.
+    pub retries: u64,
 }
 
 /// The last `stage_finished` of input `name` (an events file is appended to by every
@@ -138,8 +144,10 @@ pub fn stage_finished(events: &[Event], name: &str) -> StageFinished {
                 cache_hits,
                 cache_hit_bytes,
                 cache_misses,
+                retries,
                 ..
             } if n == name => Some(StageFinished {
+                retries: *retries,
                 cache_hits: *cache_hits,
                 cache_hit_bytes: *cache_hit_bytes,
                 cache_misses: *cache_misses,

@@ -67,6 +67,7 @@ pub(crate) async fn run(
                 bytes_uploaded: 0,
                 duration_ms: 0,
                 peak_rss_bytes: crate::linux::peak_rss_bytes(),
+                retries: 0,
             });
             return code;
         }

@@ -17,6 +17,7 @@ use crate::mount::{MountConfig, RunMounts};
 use crate::outcome::{Outcome, Ran, StageError};
 use crate::plan::{DataPlan, Loaded, Plan};
 use crate::progress_bar;
+use crate::retry::RetryCount;
 use crate::run::{EndedBy, Exit, Launch, RunError, Runner, Started};
 use crate::signals::Cancel;
 use crate::transfer::progress::{Progress, Ticker};
@@ -65,12 +66,14 @@ pub async fn run(
         uploaded: 0,
         uploaded_outputs: Vec::new(),
         synced: AtomicU64::new(0),
+        retries: Arc::new(RetryCount::default()),
     };
     let outcome = match MountConfig::for_run(&plan.run_id) {
         Err(e) => Outcome::Staging(StageError::MountSettings(e)),
         Ok(config) => {
             let mounts = RunMounts::new(config);
-            let outcome = job.go(&mounts).await;
+            // Every retry of the run counts here, an input's or output's under its own.
+            let outcome = job.retries.clone().counting(job.go(&mounts)).await;
             teardown(&mounts, &events).await;
             if outcome.report().code == 0 && !plan.keep_run_dir {
                 clean_run_dir(plan, &job.uploaded_outputs, &events);
@@ -102,6 +105,7 @@ fn conclude(outcome: &Outcome, job: &Job<'_>, started: Instant) -> i32 {
         bytes_uploaded: job.uploaded,
         duration_ms: ms(started),
         peak_rss_bytes: crate::linux::peak_rss_bytes(),
+        retries: job.retries.get(),
     });
     match (lost, job.events.lost()) {
         (None, Some(last)) => {
@@ -161,6 +165,8 @@ struct Job<'a> {
     uploaded_outputs: Vec<String>,
     /// Bytes the sync passes uploaded while the job ran.
     synced: AtomicU64,
+    /// Requests retried over the whole run ([`crate::retry`]).
+    retries: Arc<RetryCount>,
 }
 
 impl Job<'_> {
@@ -297,6 +303,7 @@ impl Job<'_> {
             phase: &phase,
             looked: &looked,
             databases,
+            retries: &self.retries,
         };
         let data = stage::data(plan, &t, mounts, record);
         let prepare = async { self.runner.prepare(plan).await.map_err(StageError::Prepare) };
@@ -428,6 +435,8 @@ struct Transfer<'a> {
     looked: &'a std::sync::Mutex<Looked>,
     /// The database datastores the inputs export from.
     databases: &'a Databases,
+    /// The run's count of retries, each input's and output's under it.
+    retries: &'a Arc<RetryCount>,
 }
 
 /// Progress counters for one transfer, reported as an event every second and as a

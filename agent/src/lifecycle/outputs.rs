@@ -8,6 +8,7 @@ use crate::lifecycle::preflight::Stores;
 use crate::outcome::UploadError;
 use crate::plan::{DataPlan, Plan};
 use crate::progress_bar;
+use crate::retry::RetryCount;
 use crate::run::{EndedBy, Exit};
 use crate::signals::Cancel;
 use crate::transfer::progress::Progress;
@@ -44,12 +45,16 @@ impl super::Job<'_> {
             phase: &phase,
             looked: &Default::default(),
             databases: &Default::default(),
+            retries: &self.retries,
         };
         let (plan, t) = (self.plan, &t);
-        let uploads = futures::future::join_all(
-            due.iter()
-                .map(|o| async move { (o, upload_one(o, plan, record, t).await) }),
-        );
+        let uploads = futures::future::join_all(due.iter().map(|o| async move {
+            let retries = Arc::new(RetryCount::child_of(t.retries));
+            let done = retries
+                .clone()
+                .counting(upload_one(o, plan, record, t, &retries));
+            (o, done.await)
+        }));
         let mut errors = Vec::new();
         tokio::select! {
             results = uploads => {
@@ -203,11 +208,14 @@ fn warn_once(said: &mut String, message: Option<String>, events: &Events) {
     }
 }
 
+/// Uploads the output `d`, with its events; its requests' retries count into
+/// `retries` (scoped around this call).
 async fn upload_one(
     d: &DataPlan,
     plan: &Plan,
     record: &UploadRecord,
     t: &Transfer<'_>,
+    retries: &RetryCount,
 ) -> Result<u64, UploadError> {
     let run_id = &plan.run_id;
     let (events, store) = (t.events, &t.stores[&d.store_key()]);
@@ -250,6 +258,7 @@ async fn upload_one(
         skipped_files: moved.skipped_files,
         skipped_bytes: moved.skipped_bytes,
         duration_ms: ms(started),
+        retries: retries.get(),
     });
     Ok(moved.bytes)
 }

@@ -12,6 +12,7 @@ use super::{ms, track, Transfer};
 use crate::mount::RunMounts;
 use crate::outcome::StageError;
 use crate::plan::{DataPlan, Plan};
+use crate::retry::RetryCount;
 use crate::store::{DynStore, Entry, StoreError};
 use crate::transfer::record::UploadRecord;
 use crate::transfer::{download, restore, Moved};
@@ -20,6 +21,7 @@ use stagehand_protocol::events::EventKind;
 use stagehand_protocol::job::MountFallback;
 use stagehand_protocol::size::human;
 use stagehand_protocol::Mode;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Stages the code snapshot and the inputs (at once), then makes the outputs' folders;
@@ -31,12 +33,12 @@ pub(super) async fn data(
     record: &UploadRecord,
 ) -> Result<Moved, StageError> {
     if let Some(code) = &plan.code {
-        stage_one(code, "code snapshot".into(), t, mounts).await?;
+        counted(code, "code snapshot".into(), t, mounts).await?;
     }
     let inputs = plan
         .inputs
         .iter()
-        .map(|d| stage_one(d, format!("input {:?}", d.name), t, mounts));
+        .map(|d| counted(d, format!("input {:?}", d.name), t, mounts));
     let moved = try_join_all(inputs).await?;
     record_pins(plan, t);
     make_output_dirs(plan)?;
@@ -153,13 +155,30 @@ async fn restore_one(
     Ok(())
 }
 
+/// [`stage_one`], counting the retries of its requests into a count of its own (under
+/// the run's).
+async fn counted(
+    d: &DataPlan,
+    what: String,
+    t: &Transfer<'_>,
+    mounts: &RunMounts,
+) -> Result<Moved, StageError> {
+    let retries = Arc::new(RetryCount::child_of(t.retries));
+    retries
+        .clone()
+        .counting(stage_one(d, what, t, mounts, &retries))
+        .await
+}
+
 /// Places one input (or the code snapshot) as its [`Placement`] says, with its
-/// `stage_started`/`stage_finished` events; what it moved.
+/// `stage_started`/`stage_finished` events; what it moved. Its requests' retries count
+/// into `retries` (scoped around this call).
 async fn stage_one(
     d: &DataPlan,
     what: String,
     t: &Transfer<'_>,
     mounts: &RunMounts,
+    retries: &RetryCount,
 ) -> Result<Moved, StageError> {
     if let Some(sql) = &d.query {
         return super::stage_query::export(d, sql, what, t).await;
@@ -249,6 +268,7 @@ async fn stage_one(
         cache_misses: moved.cache_misses,
         duration_ms: ms(started),
         pinned: store.pinned(),
+        retries: retries.get(),
     });
     Ok(moved)
 }

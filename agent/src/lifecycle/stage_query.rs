@@ -68,6 +68,8 @@ pub(super) async fn export(
         cache_misses: 0,
         duration_ms,
         pinned: None,
+        // A database's export is never retried (a broken connection fails it, 75).
+        retries: 0,
     });
     Ok(Moved {
         files: 1,

@@ -35,12 +35,16 @@ pub const CONCURRENCY: usize = 32;
 /// 10 MiB from Azurite, on 2 cores: 0.80 s of CPU and up to 108 MiB of RSS from the
 /// caller's future; as tasks, 0.69 s on two workers, and 0.63 s and at most 87 MiB on
 /// one (the runtime's size is set in `main.rs`).
+///
+/// The task counts its retries where its caller does ([`crate::retry::RetryCount`]).
 async fn on_worker<T, F>(work: F) -> T
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work));
+    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        crate::retry::RetryCount::carry(work),
+    ));
     match task.await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
