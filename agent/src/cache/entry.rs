@@ -1,18 +1,28 @@
 //! One cache entry: the object's bytes in `<key>` (read-only) and its record in
-//! `<key>.json`: where it came from, its size and SHA-256, and the inode and ctime the
-//! file had after its last link was made, under the entry's lock.
+//! `<key>.json`: where it came from, its size, and the inode, ctime and mtime the file
+//! had after its last link was made, under the entry's lock.
 //!
-//! An entry is served only when it is whole and unchanged. The cheap check: the same
+//! An entry is served only when it is whole and unchanged. The check is cheap: the same
 //! size, inode and ctime as recorded (any write, chmod or link through any name of the
 //! inode moves its ctime, and nothing but the entry's lock holder links it). A moved
 //! ctime with the same mtime on a file nobody may write is a link made or removed (a
-//! run folder cleaned up, or a run's link deleted): the bytes are as they were, and
-//! hashing them again after every run would cost more than the cache saves. Otherwise
-//! (written, or made writable) the bytes are hashed again: the same hash, and the entry
-//! is good (the new times recorded); another, and the entry is thrown away and fetched
-//! again. A writer that restores the old mtime by hand (`touch -d`) after writing
-//! through a hard link is not caught; writing goes through a chmod first, and a reflink
-//! or copy gives the job a file of its own.
+//! run folder cleaned up, or a run's link deleted): the bytes are as they were.
+//! Anything else (written, or made writable) and the entry is thrown away and fetched
+//! again.
+//!
+//! No hash of the bytes is taken when an entry is fetched: it would be a second pass
+//! over every byte (a 1 GiB blob took half again as long through the cache as without
+//! it), and it would only ever decide the case "made writable, or written, yet the same
+//! bytes", which a job that chmods its input causes and nothing else, and which costs
+//! one fetch again. The bytes an entry holds are the bytes fetched because the fetch
+//! wrote them under a temporary name, made them read-only and renamed them under the
+//! lock, and from then on only a write (which moves the mtime) or a chmod (which leaves
+//! the file writable) can change them; both fail the check. Records of older agents
+//! carry a SHA-256 (`sha256`): such an entry that fails the cheap check is hashed again
+//! once and kept when its bytes match. A writer that restores the old mtime by hand
+//! (`touch -d`) and the read-only mode after writing through a hard link is not caught;
+//! writing goes through a chmod first, and a reflink or copy gives the job a file of
+//! its own.
 
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -30,7 +40,9 @@ pub struct EntryRecord {
     pub version: String,
     /// Its size.
     pub size: u64,
-    /// SHA-256 of the bytes, hex.
+    /// SHA-256 of the bytes, hex, in the records of earlier agents, which hashed every
+    /// entry; empty (and not written) since: see the module's comment.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     /// The entry file's inode after the last link was made.
     pub ino: u64,
@@ -48,7 +60,8 @@ pub struct EntryRecord {
 pub enum Verdict {
     /// Whole and unchanged since it was recorded.
     Good,
-    /// Its bytes were hashed again and are the same (something touched the inode).
+    /// Its bytes were hashed again against an older agent's recorded SHA-256 and are
+    /// the same (something touched the inode).
     Rehashed,
     /// Missing, another size, or other bytes: not to be served.
     Bad,
@@ -125,6 +138,10 @@ impl EntryRecord {
         if m.ino() == self.ino && mtime_ns(&m) == self.mtime_ns && !writable {
             return Verdict::Good;
         }
+        if self.sha256.is_empty() {
+            // Nothing to prove the bytes by: the cache never serves what it cannot.
+            return Verdict::Bad;
+        }
         match crate::digest::sha256_file(data) {
             Ok(h) if h == self.sha256 => {
                 let _ = make_read_only(data);
@@ -144,7 +161,20 @@ pub fn make_read_only(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// An entry as an earlier agent recorded it, with the SHA-256 of its bytes.
     fn entry(dir: &Path, bytes: &[u8]) -> EntryRecord {
+        let data = data_path(dir, "k");
+        std::fs::write(&data, bytes).unwrap();
+        let sha256 = crate::digest::sha256_file(&data).unwrap();
+        recorded(dir, bytes, sha256)
+    }
+
+    /// An entry as this agent records it: no hash.
+    fn fresh(dir: &Path, bytes: &[u8]) -> EntryRecord {
+        recorded(dir, bytes, String::new())
+    }
+
+    fn recorded(dir: &Path, bytes: &[u8], sha256: String) -> EntryRecord {
         let data = data_path(dir, "k");
         std::fs::write(&data, bytes).unwrap();
         make_read_only(&data).unwrap();
@@ -153,7 +183,7 @@ mod tests {
             path: "f".into(),
             version: "v".into(),
             size: bytes.len() as u64,
-            sha256: crate::digest::sha256_file(&data).unwrap(),
+            sha256,
             ino: 0,
             ctime_ns: 0,
             mtime_ns: 0,
@@ -198,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn a_touched_inode_with_the_same_bytes_is_rehashed_and_made_read_only_again() {
+    fn an_earlier_agents_entry_touched_with_the_same_bytes_is_rehashed_and_made_read_only_again() {
         let dir = tempfile::tempdir().unwrap();
         let r = entry(dir.path(), b"0123456789");
         let data = data_path(dir.path(), "k");
@@ -207,5 +237,30 @@ mod tests {
         assert_eq!(r.check(&data), Verdict::Rehashed);
         let mode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o444);
+    }
+
+    /// A fresh entry has no hash: whatever fails the cheap check is never served, even
+    /// when the bytes might be the same, and a link made or removed still costs nothing.
+    #[test]
+    fn a_fresh_entry_written_or_made_writable_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = fresh(dir.path(), b"0123456789");
+        let data = data_path(dir.path(), "k");
+        let json = std::fs::read_to_string(record_path(dir.path(), "k")).unwrap();
+        assert!(!json.contains("sha256"), "{json}");
+        assert_eq!(EntryRecord::load(dir.path(), "k").unwrap(), r);
+        assert_eq!(r.check(&data), Verdict::Good);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let link = dir.path().join("run-link");
+        std::fs::hard_link(&data, &link).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(r.check(&data), Verdict::Good);
+        // Made writable: the bytes cannot be proven, so the entry is not served.
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(r.check(&data), Verdict::Bad);
+        // Written with the same size and made read-only again: the mtime moved.
+        std::fs::write(&data, b"0123456780").unwrap();
+        make_read_only(&data).unwrap();
+        assert_eq!(r.check(&data), Verdict::Bad);
     }
 }

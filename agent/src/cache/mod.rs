@@ -12,10 +12,11 @@
 //!   held.
 //! - An entry appears under its final name only whole: it is fetched under a temporary
 //!   name (`partial.rs`; the resumable one for large objects, so a requeued job resumes
-//!   it), hashed, made read-only and renamed.
-//! - An entry whose size, inode or ctime moved is hashed again before it is served, and
-//!   thrown away when its bytes changed ([`entry`]): a job that writes through its hard
-//!   link cannot change what the next job reads.
+//!   it), made read-only and renamed, with no second pass over its bytes.
+//! - An entry whose size or inode moved, or that was written or made writable since its
+//!   record, is thrown away and fetched again, never served ([`entry`]; only an earlier
+//!   agent's record, which holds a SHA-256, is hashed again instead): a job that writes
+//!   through its hard link cannot change what the next job reads.
 //! - The bytes only the cache holds stay under the bound ([`space`]), and the file
 //!   system keeps its free-space floor; least recently used entries that no run folder
 //!   links go first. An object that does not fit is fetched straight into the run
@@ -204,9 +205,9 @@ impl NodeCache {
     }
 
     /// Takes the whole file the lock holder fetched to [`NodeCache::data_path`] in as the
-    /// entry `key` (the object of `record`): hashed, made read-only, recorded; then placed
-    /// at `dest`. Until recorded it is not served (a lookup throws away an entry without
-    /// a record).
+    /// entry `key` (the object of `record`): made read-only, placed at `dest`, recorded
+    /// (not hashed: the record's inode and times are what keep it, see [`entry`]). Until
+    /// recorded it is not served (a lookup throws away an entry without a record).
     pub fn admit(
         &self,
         _held: &EntryLock,
@@ -215,8 +216,6 @@ impl NodeCache {
         dest: &Path,
     ) -> Result<link::Placed, CacheError> {
         let data = self.data_path(key);
-        record.sha256 = crate::digest::sha256_file(&data)
-            .map_err(|e| CacheError::io("cannot read", &data, e))?;
         entry::make_read_only(&data)
             .map_err(|e| CacheError::io("cannot make read-only", &data, e))?;
         let how = link::place(&data, dest).map_err(|e| CacheError::io("cannot link", dest, e))?;

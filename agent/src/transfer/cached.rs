@@ -317,6 +317,34 @@ mod tests {
         assert_eq!(read(&data), "alpha", "the entry was fetched again");
     }
 
+    /// The entry is not hashed when fetched: bytes changed after the fetch, even with
+    /// the same size and the read-only mode put back, are still never served.
+    #[tokio::test]
+    async fn an_entry_changed_after_the_fetch_and_made_read_only_again_is_not_served() {
+        let s = two();
+        let cache = s.cache(1 << 20);
+        run(&s, &cache, "r1").await;
+        let obj = match s.store.stat("sets/b.txt").await.unwrap() {
+            Entry::File(m) => m,
+            e => panic!("{e:?}"),
+        };
+        let key = crate::cache::key::key("test:src", &obj).expect("a versioned object");
+        let data = cache.data_path(&key);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&data, "BETA").unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let target = s.at("r2/inputs/t/sets");
+        let second = s
+            .get("sets", &target, &through(&cache))
+            .await
+            .unwrap()
+            .moved;
+        assert_eq!((second.cache_misses, second.cache_hits), (1, 1));
+        assert_eq!(read(&target.join("b.txt")), "beta");
+        assert_eq!(read(&data), "beta", "the entry was fetched again");
+    }
+
     #[tokio::test]
     async fn a_cache_that_cannot_be_used_costs_the_sharing_not_the_run() {
         let s = two();
