@@ -85,13 +85,32 @@ async fn fetch_range(
     let mut attempts = store.client.retry().attempts();
     while pos < range.end {
         let before = pos;
-        let resp = {
+        // One GET at a time: a refused or lost GET and a cut answer are retries of the
+        // same range under the one policy (`attempts`), never a retry loop inside one.
+        let got = {
             let _permit = store.permit(&obj.path).await?;
             store
                 .share()
-                .get_range(&obj.path, pos, range.end)
+                .get_range_once(&obj.path, pos, range.end)
                 .await
-                .map_err(|e| store.error(&obj.path, e))?
+        };
+        let resp = match got {
+            Ok(r) => r,
+            Err(e) => {
+                let what = format!("{}: {:?} at byte {pos}", store.target().datastore, obj.path);
+                let (transient, asked) = (e.is_transient(), e.retry_after());
+                if attempts.again_after(&what, &e, transient, asked).await {
+                    continue;
+                }
+                let e = match attempts.exhausted() {
+                    true => HttpError::GaveUp {
+                        tried: attempts.summary(),
+                        last: Box::new(e),
+                    },
+                    false => e,
+                };
+                return Err(store.error(&obj.path, e));
+            }
         };
         same_version(store, obj, &resp)?;
         let mut body = resp.bytes_stream();
