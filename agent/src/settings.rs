@@ -99,6 +99,8 @@ pub struct AzureKnobs {
     pub blocks: Option<u64>,
     /// `STAGEHAND_AZURE_READ_TIMEOUT_MS`: how long a connection may stay silent.
     pub read_timeout_ms: Option<u64>,
+    /// `STAGEHAND_AZURE_LIST_PAGE`: blobs asked for per page of a listing.
+    pub list_page: Option<u64>,
 }
 
 /// Mount mode's knobs.
@@ -180,6 +182,7 @@ impl Settings {
                 block_mib: num("STAGEHAND_AZURE_BLOCK_MIB"),
                 blocks: num("STAGEHAND_AZURE_BLOCKS"),
                 read_timeout_ms: num("STAGEHAND_AZURE_READ_TIMEOUT_MS"),
+                list_page: num("STAGEHAND_AZURE_LIST_PAGE"),
             },
             mount: MountKnobs {
                 fuse_device: var("STAGEHAND_FUSE_DEVICE").map(PathBuf::from),

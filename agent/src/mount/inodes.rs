@@ -20,7 +20,7 @@
 
 use super::blocks::{BlockError, Blocks, Fetcher, ObjectId};
 use super::readahead::Readahead;
-use crate::retry::RetryConfig;
+use crate::retry::{RetryConfig, RetryCount};
 use crate::store::{DynStore, Entry, ObjectMeta, StoreError};
 use bytes::Bytes;
 use fuser::{Errno, FileAttr, FileType, INodeNo, OpenAccMode, OpenFlags};
@@ -42,6 +42,9 @@ pub struct FsConfig {
     pub retry: RetryConfig,
     /// The most blocks fetched ahead of a sequential reader.
     pub max_readahead_blocks: u64,
+    /// Where the store calls' retries are counted: the input's count, scoped where the
+    /// mount was made ([`Core::new`] takes it), so they reach the run's `finished`.
+    pub retries: Option<Arc<RetryCount>>,
 }
 
 impl Default for FsConfig {
@@ -51,6 +54,7 @@ impl Default for FsConfig {
             op_timeout: Duration::from_secs(60),
             retry: RetryConfig::for_reader(),
             max_readahead_blocks: 32,
+            retries: None,
         }
     }
 }
@@ -229,9 +233,11 @@ impl Core {
         root_path: &str,
         root: Entry,
         blocks: Arc<Blocks>,
-        cfg: FsConfig,
+        mut cfg: FsConfig,
     ) -> Core {
         let store = crate::store::with_retry(&store, cfg.retry);
+        // Reads come later, on tasks the FUSE threads spawn, outside any count's scope.
+        cfg.retries = cfg.retries.or_else(RetryCount::current);
         let kind = match root {
             Entry::File(meta) => Kind::File(meta),
             _ => Kind::Dir(None),
@@ -740,7 +746,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    let why = match tokio::time::timeout(cfg.op_timeout, f()).await {
+    let call = f();
+    let counted = async {
+        match &cfg.retries {
+            Some(count) => count.clone().counting(call).await,
+            None => call.await,
+        }
+    };
+    let why = match tokio::time::timeout(cfg.op_timeout, counted).await {
         Ok(Ok(v)) => return Ok(v),
         Ok(Err(StoreError::NotFound { .. })) => return Err(FsError::NotFound),
         Ok(Err(e)) => e.to_string(),

@@ -6,7 +6,8 @@
 //! Every store must pass the conformance suite (`conformance::check`, compiled for the
 //! tests only). A store that retries does so under the one policy of [`crate::retry`],
 //! and a caller that wants another bound asks for it ([`Store::retrying`]) rather than
-//! retrying around the store.
+//! retrying around the store. The HTTP clients of Azure Blob and S3 also back off as a
+//! whole when their service is overloaded ([`pace`]).
 
 pub mod azure;
 pub mod azure_file;
@@ -18,6 +19,7 @@ pub mod conformance;
 pub mod http;
 pub mod hub;
 pub mod local;
+pub mod pace;
 pub mod s3;
 
 use async_trait::async_trait;

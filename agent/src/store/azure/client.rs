@@ -21,6 +21,7 @@ use super::config::{Auth, AzureTarget};
 use super::credential::Authorizer;
 use super::listing::{parse_block_list, parse_list, ListPage};
 use crate::retry::RetryConfig;
+use crate::store::pace::Pace;
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -105,6 +106,24 @@ impl HttpError {
             | HttpError::Local(_)
             | HttpError::Untrusted(_)
             | HttpError::Answer(_) => false,
+        }
+    }
+
+    /// Whether the service says it is overloaded, so the whole client should send less
+    /// ([`crate::store::pace`]): 429, 503, 500 `ServerBusy` or `OperationTimedOut`
+    /// (Azure's answers when an account is over its limits), or no answer within the
+    /// read timeout.
+    pub fn throttles(&self) -> bool {
+        match self {
+            HttpError::Status { status, code } | HttpError::Busy { status, code, .. } => {
+                match status.as_u16() {
+                    429 | 503 => true,
+                    500 => matches!(code.as_deref(), Some("ServerBusy" | "OperationTimedOut")),
+                    _ => false,
+                }
+            }
+            HttpError::Transport(e) => e.starts_with("timed out"),
+            _ => false,
         }
     }
 
@@ -253,6 +272,9 @@ pub struct Client {
     /// of this client (all of one store's calls to its account) waits for it, not only
     /// the one that was told, so a throttled account sees the whole agent back off.
     paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// How many of this client's requests may be in flight: fewer while the service
+    /// says it is overloaded.
+    pace: std::sync::Arc<Pace>,
 }
 
 /// A request body that can be sent again on a retry.
@@ -305,12 +327,14 @@ impl Body {
 }
 
 impl Client {
-    /// A client for `target`, whose calls are retried under `retry`. Builds the
+    /// A client for `target`, whose calls are retried under `retry`, with at most
+    /// `requests` in flight (fewer while the service is overloaded). Builds the
     /// identity's token provider, if it signs in as one (no network call yet).
     pub fn new(
         target: AzureTarget,
         retry: RetryConfig,
         read_timeout: Duration,
+        requests: usize,
     ) -> Result<Client, String> {
         // reqwest is built without a bundled TLS provider (ring is ours); installing it
         // twice is harmless.
@@ -329,6 +353,7 @@ impl Client {
             .map_err(|e| format!("cannot start the HTTP client: {}", transport(&e)))?;
         let authorizer = Authorizer::new(&target)?;
         Ok(Client {
+            pace: std::sync::Arc::new(Pace::new(target.datastore.clone(), requests)),
             http,
             target,
             authorizer,
@@ -478,7 +503,18 @@ impl Client {
             None if *method == Method::PUT => req = req.header("content-length", "0"),
             None => {}
         }
-        let resp = req.send().await.map_err(|e| request_error(&e))?;
+        let slot = self.pace.slot().await;
+        let answer = self.answer(req.send().await);
+        slot.answered(&answer);
+        answer
+    }
+
+    /// A request's answer: the response when its status is a success.
+    fn answer(
+        &self,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, HttpError> {
+        let resp = sent.map_err(|e| request_error(&e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

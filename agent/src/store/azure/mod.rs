@@ -80,7 +80,7 @@ impl AzureStore {
     /// Opens the datastore with explicit tuning.
     pub fn open_with(target: AzureTarget, tuning: Tuning) -> Result<AzureStore, StoreError> {
         let datastore = target.datastore.clone();
-        let client = Client::new(target, tuning.retry, tuning.read_timeout)
+        let client = Client::new(target, tuning.retry, tuning.read_timeout, tuning.requests)
             .map_err(|detail| StoreError::Config { datastore, detail })?;
         Ok(AzureStore {
             client: Arc::new(client),
@@ -195,7 +195,7 @@ impl AzureStore {
             let started = std::time::Instant::now();
             let page = self
                 .client
-                .list_page(prefix, None, marker.as_deref(), 5000)
+                .list_page(prefix, None, marker.as_deref(), self.tuning.list_page)
                 .await
                 .map_err(|e| self.list_error(prefix, n, marker.as_deref(), started, e))?;
             out.extend(page.blobs.into_iter().filter(|(_, p)| !p.is_folder));
@@ -347,7 +347,7 @@ impl Store for AzureStore {
             let started = std::time::Instant::now();
             let page = self
                 .client
-                .list_page(&p, Some("/"), marker.as_deref(), 5000)
+                .list_page(&p, Some("/"), marker.as_deref(), self.tuning.list_page)
                 .await
                 .map_err(|e| self.list_error(&p, n, marker.as_deref(), started, e))?;
             for (name, props) in page.blobs {

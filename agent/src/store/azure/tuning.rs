@@ -38,6 +38,9 @@ pub struct Tuning {
     /// How long a request may wait for the next bytes of its answer before it counts as
     /// broken (and is retried): 60 s, or `STAGEHAND_AZURE_READ_TIMEOUT_MS`.
     pub read_timeout: std::time::Duration,
+    /// Blobs asked for per page of a listing: 5000, the most the service gives, or
+    /// `STAGEHAND_AZURE_LIST_PAGE` (small pages let the tests break listings mid-way).
+    pub list_page: usize,
 }
 
 /// Which transfers are checked by MD5.
@@ -96,6 +99,7 @@ impl Tuning {
             md5: Md5Check::named(knobs.verify_md5.as_deref()),
             retry: RetryConfig::default(),
             read_timeout: std::time::Duration::from_millis(num(knobs.read_timeout_ms, 60_000)),
+            list_page: num(knobs.list_page, 5000).min(5000) as usize,
         }
     }
 

@@ -53,7 +53,7 @@ impl FileShareStore {
     pub fn open(target: AzureTarget) -> Result<FileShareStore, StoreError> {
         let datastore = target.datastore.clone();
         let tuning = Tuning::from_settings();
-        let client = Client::new(target, tuning.retry, tuning.read_timeout)
+        let client = Client::new(target, tuning.retry, tuning.read_timeout, tuning.requests)
             .map_err(|detail| StoreError::Config { datastore, detail })?;
         Ok(FileShareStore {
             client: Arc::new(client),

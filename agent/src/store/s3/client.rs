@@ -16,6 +16,7 @@ use super::config::S3Target;
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
 use crate::store::azure::client::{transport, HttpError};
+use crate::store::pace::Pace;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use reqwest::{Method, StatusCode};
@@ -95,14 +96,19 @@ pub struct Client {
     http: reqwest::Client,
     target: S3Target,
     retry: RetryConfig,
+    /// How many of this client's requests may be in flight: fewer while the service
+    /// says it is overloaded (503 `SlowDown`).
+    pace: std::sync::Arc<Pace>,
 }
 
 impl Client {
-    /// A client for `target`, retrying under `retry`. No network call.
+    /// A client for `target`, retrying under `retry`, with at most `requests` in
+    /// flight (fewer while the service is overloaded). No network call.
     pub fn new(
         target: S3Target,
         retry: RetryConfig,
         read_timeout: Duration,
+        requests: usize,
     ) -> Result<Client, String> {
         // reqwest is built without a bundled TLS provider (ring is ours).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -115,6 +121,7 @@ impl Client {
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {}", transport(&e)))?;
         Ok(Client {
+            pace: std::sync::Arc::new(Pace::new(target.datastore.clone(), requests)),
             http,
             target,
             retry,
@@ -206,17 +213,10 @@ impl Client {
             req = req.header("content-length", body.len().to_string());
             req = req.body(body.into_reqwest().await?);
         }
-        let resp = req.send().await.map_err(|e| request_error(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let code = if *method == Method::HEAD {
-            None
-        } else {
-            resp.text().await.ok().and_then(|t| error_code(&t))
-        };
-        Err(HttpError::Status { status, code })
+        let slot = self.pace.slot().await;
+        let answer = answer(method, req.send().await).await;
+        slot.answered(&answer);
+        answer
     }
 
     /// [`Client::send_once`] under the retry policy.
@@ -330,6 +330,25 @@ pub fn unquote(etag: &str) -> String {
 /// A transport error as text, without the URL.
 pub fn transport_of(e: &reqwest::Error) -> String {
     transport(e)
+}
+
+/// A request's answer: the response when its status is a success, else the status
+/// and S3's error code.
+async fn answer(
+    method: &Method,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, HttpError> {
+    let resp = sent.map_err(|e| request_error(&e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let code = if *method == Method::HEAD {
+        None
+    } else {
+        resp.text().await.ok().and_then(|t| error_code(&t))
+    };
+    Err(HttpError::Status { status, code })
 }
 
 fn request_error(e: &reqwest::Error) -> HttpError {

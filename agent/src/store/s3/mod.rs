@@ -49,7 +49,7 @@ impl S3Store {
     /// Opens the bucket with explicit tuning.
     pub fn open_with(target: S3Target, tuning: Tuning) -> Result<S3Store, StoreError> {
         let datastore = target.datastore.clone();
-        let client = Client::new(target, tuning.retry, tuning.read_timeout)
+        let client = Client::new(target, tuning.retry, tuning.read_timeout, tuning.requests)
             .map_err(|detail| StoreError::Config { datastore, detail })?;
         Ok(S3Store {
             client: Arc::new(client),
