@@ -671,3 +671,110 @@ fn listings_under_faults_are_whole() {
     }
     assert!(injected > 0, "no fault was injected");
 }
+
+/// Tasks and blobs of the array trial: `STAGEHAND_FAULT_ARRAY=TASKSxBLOBS` (`scripts/bench
+/// faults` asks for issue 28's 20x500), or 20 tasks of 40 blobs.
+fn array_size() -> (u32, u32) {
+    std::env::var("STAGEHAND_FAULT_ARRAY")
+        .ok()
+        .and_then(|v| {
+            let (t, b) = v.split_once('x')?;
+            Some((t.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((20, 40))
+}
+
+/// Issue 28, done-when 4: the tasks of a Slurm array on the test cluster all download
+/// the same small blobs through one proxy that answers 30 % of the requests 503 with
+/// `Retry-After: 1`, as a throttled account does: every task finishes, byte-exact, each
+/// saying that it slowed down.
+#[test]
+fn array_tasks_sharing_a_throttled_account_all_finish() {
+    let (tasks, blobs) = array_size();
+    let Some(slurm) = crate::common::slurm::Slurm::start() else {
+        return;
+    };
+    let Some(az) = Azurite::start() else { return };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    for i in 0..blobs {
+        let len = 1024 + (i as usize * 977) % (7 * 1024);
+        let bytes: Vec<u8> = (0..len).map(|j| ((j as u32 ^ i) % 251) as u8).collect();
+        let p = src.join(format!("s{}/f{i:03}.bin", i % 10));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let want = tree(&src);
+    az.upload_tree(&src, "box", "shared");
+    let proxy = Proxy::keep_alive(
+        az.port,
+        Duration::from_secs(5),
+        at_rate(0.30, 28, |_| true, Fault::Throttle(503, 1)),
+    );
+    proxy.workspace(&s);
+    let job = s.write(
+        "job.yaml",
+        r#"name: shared
+command: ["sh", "-c", 'cd "$1" && find . -type f | sort | xargs sha256sum > "$SUMS"', "x", "${{inputs.data}}"]
+inputs:
+  data: {path: shared, mode: download}
+"#,
+    );
+    let sums_dir = s.path().join("sums");
+    std::fs::create_dir_all(&sums_dir).unwrap();
+    // Each task a node cache of its own: every one of them fetches every blob.
+    let d = s.path().display();
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "--wait", &format!("--array=0-{}", tasks - 1)])
+        .arg("-o")
+        .arg(s.path().join("slurm-%a.out"))
+        .arg("--wrap")
+        .arg(format!(
+            "t=$SLURM_ARRAY_TASK_ID; SUMS={d}/sums/$t STAGEHAND_CACHE_DIR={d}/cache-$t exec {} run {} --events {d}/ev-$t.jsonl",
+            bin().display(),
+            job.display()
+        ))
+        .in_scratch(&s)
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    let log = |t: u32| std::fs::read_to_string(s.path().join(format!("slurm-{t}.out")));
+    let failed: Vec<String> = (0..tasks)
+        .filter(|t| !sums_dir.join(t.to_string()).exists())
+        .map(|t| format!("task {t}: {:?}", log(t)))
+        .collect();
+    assert!(
+        o.status.success() && failed.is_empty(),
+        "sbatch: {}\n{failed:#?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut retries = 0;
+    for t in 0..tasks {
+        let got = sums(
+            &std::fs::read_to_string(sums_dir.join(t.to_string())).unwrap(),
+            &format!("task {t}"),
+        );
+        assert_eq!(got, want, "task {t}: names or bytes differ");
+        retries += finished(&read_events(&s.path().join(format!("ev-{t}.jsonl")))).retries;
+        let log = log(t).unwrap_or_default();
+        assert!(
+            log.contains("the service is throttling"),
+            "task {t} never said it slowed down: {log}"
+        );
+    }
+    assert!(
+        retries > 0,
+        "{} 503s answered, no retry counted",
+        proxy.injected()
+    );
+    eprintln!(
+        "array: {tasks} tasks x {blobs} blobs, {} of {} requests answered 503, {retries} retries",
+        proxy.injected(),
+        proxy
+            .count
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
