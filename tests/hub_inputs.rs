@@ -247,3 +247,69 @@ fn the_hub_store_conforms_read_only() {
     rt.block_on(check_read_only(std::sync::Arc::new(store), "seeded"))
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A private repository: without a token the server answers 401 and the run fails with
+/// 66, saying a token is needed; with `HF_TOKEN` it downloads, and the token shows in
+/// no output: not stdout, stderr, the events, `plan` (text and JSON), nor the job's
+/// environment.
+#[test]
+fn a_private_repository_needs_the_token_and_the_token_is_never_shown() {
+    const TOKEN: &str = "hf_private_token_never_shown_42";
+    let web = WebServer::start();
+    web.require_token(TOKEN);
+    web.put_hub("models", "org/private", "main", "w.bin", &bytes(4, 4096));
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    let ws = s.write(
+        "workspace.yaml",
+        "default_datastore: store\ndatastores:\n  store: {type: local, root: ./store}\n",
+    );
+    let job = s.write(
+        "job.yaml",
+        "name: private\ncommand: [\"sh\", \"-c\", \"env; test -z \\\"${HF_TOKEN:-}\\\" && echo HF_TOKEN-withheld\"]\ninputs:\n  m: {url: \"hf://org/private\", mode: download}\n",
+    );
+    let run = |token: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .arg(&job)
+            .arg("--workspace")
+            .arg(&ws)
+            .in_scratch(&s)
+            .env("HF_ENDPOINT", web.url())
+            .env_remove("HF_TOKEN");
+        if let Some(t) = token {
+            c.env("HF_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let events = s.path().join("events.jsonl");
+    let out = run(None, &["run"]);
+    let (so, se) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    assert!((so + &se).contains("HF_TOKEN"), "the error says no token");
+    assert!(web.hub_requests().iter().any(|r| r.contains("org/private")));
+
+    let ev = events.to_string_lossy().to_string();
+    let out = run(Some(TOKEN), &["run", "--events", &ev]);
+    let (so, se) = expect_code(&out, 0);
+    // Checked in the job itself: its output is redacted, its environment is not.
+    assert!(
+        so.contains("HF_TOKEN-withheld"),
+        "the job got HF_TOKEN: {so}"
+    );
+    let plan = run(Some(TOKEN), &["plan"]);
+    let (plan_text, plan_err) = expect_code(&plan, 0);
+    let json = run(Some(TOKEN), &["plan", "--format", "json"]);
+    let (plan_json, json_err) = expect_code(&json, 0);
+    let said = [
+        so,
+        se,
+        std::fs::read_to_string(&events).unwrap(),
+        plan_text,
+        plan_err,
+        plan_json,
+        json_err,
+    ];
+    for text in said {
+        assert!(!text.contains(TOKEN), "the token is shown: {text}");
+    }
+}

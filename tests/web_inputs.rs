@@ -3,7 +3,9 @@
 //! requests on one path and ignores them on another: both download byte-exact, through
 //! a cut connection (resumed from its last byte, or started over where ranges are not
 //! served); a `sha256:` that does not match fails the run naming both hashes; an Azure
-//! ML job's `uri_file` on a web server plans and downloads.
+//! ML job's `uri_file` on a web server plans and downloads; an HTTPS server with a
+//! private authority's certificate is trusted through `SSL_CERT_FILE` and refused (66)
+//! without it; a web file and a Hub LFS file killed half-way resume in the next run.
 
 use crate::common::files::{same_bytes, write_data};
 use crate::common::web::WebServer;
@@ -132,4 +134,160 @@ inputs:
         .unwrap();
     let (so, _) = expect_code(&out, 0);
     assert_eq!(so, "hello world\nsepal_length,species\n5.1,setosa\n");
+}
+
+/// A web file on an HTTPS server whose certificate comes from a private authority:
+/// trusted through `SSL_CERT_FILE` (as curl, Python and the Azure SDKs read it), it
+/// downloads byte-exact; without it the run fails at once with 66 (a rerun meets the
+/// same certificate), naming the URL, the reason and what to do, and nothing lands.
+#[test]
+fn an_https_file_downloads_with_its_authority_and_an_untrusted_one_is_refused() {
+    let Some(tls) = crate::common::tls::Tls::new() else {
+        return;
+    };
+    let web = WebServer::start_tls(&tls);
+    let s = Scratch::new();
+    let ws = workspace(&s);
+    let src = s.path().join("src/model.bin");
+    write_data(&src, 5, 1 << 20);
+    web.put_file("m/model.bin", &std::fs::read(&src).unwrap());
+    let url = format!("{}/ranged/m/model.bin", web.url());
+    assert!(url.starts_with("https://"), "{url}");
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            "name: tls\ncommand: [\"true\"]\ninputs:\n  m: {{url: \"{url}\", mode: download}}\n"
+        ),
+    );
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("SSL_CERT_FILE", &tls.ca)
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    assert!(same_bytes(&src, &s.run_dir().join("inputs/m/model.bin")));
+
+    let _ = std::fs::remove_dir_all(s.run_dir());
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    let said = so + &se;
+    assert!(
+        said.contains(&url)
+            && said.contains("TLS certificate is not trusted")
+            && said.contains("UnknownIssuer")
+            && said.contains("SSL_CERT_FILE"),
+        "{said}"
+    );
+    assert!(!s.run_dir().join("inputs/m/model.bin").exists());
+}
+
+/// A web file and a Hugging Face LFS file (both 9 MiB, over the size a download
+/// resumes at) are killed half-way (`kill -9`, the server paced): nothing lands under
+/// a final name; the rerun asks each server for the rest only (a `Range` past 0) and
+/// lands both byte-exact, leaving no partial file.
+#[test]
+fn web_and_hub_downloads_killed_half_way_resume_in_the_next_run() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let web = WebServer::start();
+    let s = Scratch::new();
+    let ws = workspace(&s);
+    let src = s.path().join("src/big.bin");
+    write_data(&src, 3, 9 << 20);
+    let bytes = std::fs::read(&src).unwrap();
+    web.put_file("big.bin", &bytes);
+    let mut lfs = bytes.clone();
+    lfs.reverse();
+    web.put_hub("models", "org/big", "main", "weights.bin", &lfs);
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            r#"name: resume
+command: ["true"]
+inputs:
+  web: {{url: "{u}/ranged/big.bin", mode: download}}
+  hub: {{url: "hf://org/big", mode: download}}
+"#,
+            u = web.url()
+        ),
+    );
+    let records = || {
+        walk(s.path())
+            .into_iter()
+            .filter(|p| {
+                p.to_string_lossy()
+                    .ends_with(".stagehand-partial-resume.ranges")
+            })
+            .count()
+    };
+    web.throttle(2 << 20);
+    let mut agent = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("HF_ENDPOINT", web.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        records() == 2
+    });
+    // Past the record's first saves, well before the end (4.5 s at this pace).
+    std::thread::sleep(Duration::from_millis(1200));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(started, "the downloads never started");
+    let landed = |name: &str| {
+        walk(&s.run_dir().join("inputs"))
+            .into_iter()
+            .any(|p| p.file_name().is_some_and(|n| n == name))
+    };
+    assert!(
+        !landed("big.bin") && !landed("weights.bin"),
+        "a partial file is under a final name"
+    );
+
+    web.throttle(0);
+    let out = s
+        .run_cmd(&job)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("HF_ENDPOINT", web.url())
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    assert!(same_bytes(&src, &s.run_dir().join("inputs/web/big.bin")));
+    assert_eq!(
+        std::fs::read(s.run_dir().join("inputs/hub/big/weights.bin")).unwrap(),
+        lfs
+    );
+    let ranges = web.ranges();
+    let resumed = |path: &str| {
+        ranges.iter().any(|(p, r)| {
+            p.contains(path)
+                && r.strip_prefix("bytes=")
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+        })
+    };
+    assert!(
+        resumed("/ranged/big.bin"),
+        "the web file started over: {ranges:?}"
+    );
+    assert!(resumed("/cdn/"), "the Hub file started over: {ranges:?}");
+    let left: Vec<_> = walk(s.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("stagehand-partial"))
+        .collect();
+    assert!(left.is_empty(), "partial files left: {left:?}");
 }

@@ -133,13 +133,17 @@ fn list(failures: &[crate::lifecycle::preflight::CheckFailure]) -> String {
 
 /// A store's "not there" or "not allowed": the path is missing, the credentials are
 /// refused, or a local file answers ENOENT/EACCES; or a refusal the same input always
-/// meets (a name that would escape its target). A retry cannot fix any of these, so
+/// meets (a name that would escape its target, a TLS certificate not trusted). A retry
+/// cannot fix any of these, so
 /// none may exit "try again" (75), or Slurm requeues and systemd restarts the run
 /// forever. (A configuration error is left retryable: a root folder missing on one
 /// node, an unmounted share, may be there on the next.)
 fn store_not_found_or_denied(e: &StoreError) -> bool {
     match e {
-        StoreError::NotFound { .. } | StoreError::Auth { .. } | StoreError::Unsafe { .. } => true,
+        StoreError::NotFound { .. }
+        | StoreError::Auth { .. }
+        | StoreError::Unsafe { .. }
+        | StoreError::Untrusted { .. } => true,
         StoreError::Io { source, .. } => matches!(
             source.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied

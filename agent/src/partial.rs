@@ -35,6 +35,13 @@ pub fn resume_name(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{base}.stagehand-partial-resume"))
 }
 
+/// Whether `p` is a resumable partial file's name ([`resume_name`]): what it holds may
+/// be kept by the next run.
+pub fn is_resume_name(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".stagehand-partial-resume"))
+}
+
 /// Writes `bytes` to `dest` whole or not at all: beside it under a temporary name, then
 /// renamed over it. A reader sees the old file or the new one, never half of one.
 pub fn write_file(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -1,4 +1,4 @@
-//! A private certificate authority and a certificate for 127.0.0.1 signed by it, made
+//! A private certificate authority and a certificate for 127.0.0.1 and localhost signed by it, made
 //! with the `openssl` command for one test: HTTPS endpoints that stagehand trusts only
 //! through `SSL_CERT_FILE`.
 
@@ -35,7 +35,7 @@ impl Tls {
         let ext = p("ext.cnf");
         std::fs::write(
             &ext,
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
         let run = |c: &mut Command| {

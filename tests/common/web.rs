@@ -11,27 +11,44 @@ pub struct WebServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     root: tempfile::TempDir,
+    scheme: &'static str,
 }
 
 impl WebServer {
     /// Starts the server (the standard library's Python only).
     pub fn start() -> WebServer {
+        WebServer::launch(None)
+    }
+
+    /// Starts the server speaking HTTPS with `tls`'s certificate (for 127.0.0.1 and
+    /// localhost, from a private authority).
+    pub fn start_tls(tls: &crate::common::tls::Tls) -> WebServer {
+        WebServer::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<&crate::common::tls::Tls>) -> WebServer {
         let root = tempfile::Builder::new()
             .prefix("stagehand-web-")
             .tempdir()
             .unwrap();
-        let (child, port) = crate::common::spawn_server(
-            Command::new(python())
-                .arg(crate::common::repo().join("tests/common/web_server.py"))
-                .arg(root.path()),
-            "the web test server",
-        );
-        WebServer { child, port, root }
+        let mut cmd = Command::new(python());
+        cmd.arg(crate::common::repo().join("tests/common/web_server.py"))
+            .arg(root.path());
+        if let Some(t) = tls {
+            cmd.arg(&t.cert).arg(&t.key);
+        }
+        let (child, port) = crate::common::spawn_server(&mut cmd, "the web test server");
+        WebServer {
+            child,
+            port,
+            root,
+            scheme: if tls.is_some() { "https" } else { "http" },
+        }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when it speaks TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Writes a plain file, served at `/ranged/REL` and `/plain/REL`.
@@ -58,6 +75,21 @@ impl WebServer {
     /// The next `n` GETs of more than 64 KiB are cut half-way.
     pub fn cut_next(&self, n: u32) {
         std::fs::write(self.root.path().join(".cut"), n.to_string()).unwrap();
+    }
+
+    /// Every body is sent at `rate` bytes a second (0: at full speed).
+    pub fn throttle(&self, rate: u64) {
+        std::fs::write(self.root.path().join(".throttle"), rate.to_string()).unwrap();
+    }
+
+    /// The `Range` header of every GET that sent one, with its path: `(path, range)`.
+    pub fn ranges(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.root.path().join(".ranges"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(p, r)| (p.to_string(), r.to_string()))
+            .collect()
     }
 
     /// Every Hub request so far, one path each.

@@ -1,7 +1,9 @@
 """A small web server for the tests: plain files, and the parts of the Hugging Face
 Hub's HTTP API that stagehand and huggingface_hub use.
 
-usage: web_server.py ROOT
+usage: web_server.py ROOT [CERT KEY]
+
+With CERT and KEY (PEM files), it speaks HTTPS.
 
 Listens on a free loopback port and prints it on the first line of stdout.
 
@@ -24,6 +26,8 @@ the Hub does); smaller ones are plain git blobs (oid: git's blob SHA-1). Answers
   (a Link header to the next page, as the Hub pages);
 - HEAD/GET /[datasets/]ORG/NAME/resolve/REV/PATH: X-Repo-Commit, ETag; LFS: 302;
 - GET /cdn/SHA256: the LFS object, Range supported.
+ROOT/.throttle: a number R: every body is sent at R bytes a second.
+Every GET's Range header is logged in ROOT/.ranges ("PATH RANGE" a line).
 Every Hub request is counted in ROOT/.hub_requests (one path a line), for the tests.
 With ROOT/.token, every Hub call but the CDN's must send `Authorization: Bearer <token>`;
 the CDN (on `localhost`, another host) refuses any token, as a token must never leave the Hub.
@@ -35,12 +39,14 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = sys.argv[1]
 LFS_MIN = 1024
 LOCK = threading.Lock()
+SCHEME = "https" if len(sys.argv) > 3 else "http"
 
 
 def files_of(base):
@@ -120,6 +126,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         query = urllib.parse.parse_qs(url.query)
+        if not head and self.headers.get("Range"):
+            with LOCK, open(os.path.join(ROOT, ".ranges"), "a") as f:
+                f.write("%s %s\n" % (path, self.headers.get("Range")))
         try:
             if path.startswith("/ranged/") or path.startswith("/plain/"):
                 kind, rest = path[1:].split("/", 1)
@@ -195,7 +204,24 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        rate = self.throttle()
+        if rate and not head:
+            # Paced, so that a test can kill the agent half-way through a file.
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(part)))
+            self.end_headers()
+            step = 64 * 1024
+            for i in range(0, len(part), step):
+                self.wfile.write(part[i:i + step])
+                time.sleep(step / rate)
+            return
         self.send(status, part, headers, head)
+
+    def throttle(self):
+        p = os.path.join(ROOT, ".throttle")
+        return int(read(p) or b"0") if os.path.exists(p) else 0
 
     def repo_and_rest(self, parts):
         """[datasets/]ORG/NAME/rest... → (kind, repo, rest)."""
@@ -240,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
             q = dict(urllib.parse.parse_qsl(raw_query))
             q["cursor"] = str(cursor + 2)
             host = self.headers.get("Host")
-            nxt = "http://%s/api/%s?%s" % (host, path, urllib.parse.urlencode(q))
+            nxt = "%s://%s/api/%s?%s" % (SCHEME, host, path, urllib.parse.urlencode(q))
             headers = [("Link", '<%s>; rel="next"' % nxt)]
         self.json(page, headers)
 
@@ -263,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
                 # Another host, as the Hub's CDN is (localhost for 127.0.0.1):
                 # huggingface_hub reads the metadata from this answer, follows only
                 # the GET, and sends it no token.
-                ("Location", "http://localhost:%d/cdn/%s" % (self.server.server_address[1], sha)),
+                ("Location", "%s://localhost:%d/cdn/%s" % (SCHEME, self.server.server_address[1], sha)),
             ]
             return self.send(302, b"", headers, head)
         self.body(data, headers + [("Accept-Ranges", "bytes")], True, head, headers[1][1])
@@ -284,6 +310,12 @@ class Server(ThreadingHTTPServer):
 
 def main():
     srv = Server(("127.0.0.1", 0), Handler)
+    if len(sys.argv) > 3:
+        # HTTPS, with the certificate and key given (tests/common/tls.rs).
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()
 

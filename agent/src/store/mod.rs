@@ -111,6 +111,17 @@ pub enum StoreError {
         /// What is wrong, and what to change.
         detail: String,
     },
+    /// The server's TLS certificate was refused: every attempt meets the same one, so
+    /// it is never retried, and a rerun fails the same way until someone fixes it.
+    #[error("datastore {datastore:?}: {url}: its TLS certificate is not trusted ({reason}); if a private authority issued it, give that authority's certificate (PEM) in SSL_CERT_FILE")]
+    Untrusted {
+        /// Datastore name.
+        datastore: String,
+        /// Where (no query, no secret).
+        url: String,
+        /// What the verifier said (`UnknownIssuer`, `Expired`, a name mismatch).
+        reason: String,
+    },
     /// Anything else the storage service said.
     #[error("datastore {datastore:?}: {detail}")]
     Remote {

@@ -35,7 +35,7 @@
 pub mod client;
 pub mod config;
 mod credential;
-mod download;
+pub(crate) mod download;
 pub mod listing;
 mod md5_files;
 pub(crate) mod range_stream;
@@ -105,6 +105,13 @@ impl AzureStore {
     pub fn error(&self, path: &str, e: HttpError) -> StoreError {
         let t = self.target();
         let datastore = t.datastore.clone();
+        if let HttpError::Untrusted(reason) = e {
+            return StoreError::Untrusted {
+                datastore,
+                url: t.service_url.clone(),
+                reason,
+            };
+        }
         let what = if path.is_empty() {
             format!("container {:?} at {}", t.container, t.service_url)
         } else {
@@ -166,7 +173,10 @@ impl AzureStore {
         started: std::time::Instant,
         e: HttpError,
     ) -> StoreError {
-        if matches!(e.status(), Some(401 | 403)) || e.code() == Some("ContainerNotFound") {
+        if matches!(e.status(), Some(401 | 403))
+            || e.code() == Some("ContainerNotFound")
+            || matches!(e, HttpError::Untrusted(_))
+        {
             return self.error(prefix, e);
         }
         let t = self.target();

@@ -80,6 +80,13 @@ impl FileShareStore {
     pub fn error(&self, path: &str, e: HttpError) -> StoreError {
         let t = self.target();
         let datastore = t.datastore.clone();
+        if let HttpError::Untrusted(reason) = e {
+            return StoreError::Untrusted {
+                datastore,
+                url: t.service_url.clone(),
+                reason,
+            };
+        }
         let what = if path.is_empty() {
             format!("share {:?} at {}", t.container, t.service_url)
         } else {

@@ -9,7 +9,9 @@
 //! token in an error or a log line.
 
 use crate::retry::RetryConfig;
-use crate::store::{Advance, ByteStream, Meter, StoreError};
+use crate::store::azure::download::allocate;
+use crate::store::azure::resume::{Ranges, SAVE_EVERY};
+use crate::store::{Advance, ByteStream, Meter, ObjectMeta, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -17,7 +19,7 @@ use reqwest::StatusCode;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// An HTTP client for one store: its connections, its retry policy, the bearer token
 /// it sends (if any) and the name its errors carry.
@@ -175,18 +177,57 @@ impl WebClient {
 
     /// The file at `url` written to the new file `dest`, resumed after a cut (or
     /// started over where the server ignores ranges), checked against `expect`.
+    ///
+    /// Where `dest` is a resumable partial file ([`crate::partial::resume_name`]) of an
+    /// object with a version, its progress is recorded beside it (the record Azure's
+    /// downloads keep, pinned to the version, size and boot), so that a run killed
+    /// half-way leaves the next one what it wrote: the next one hashes that part again
+    /// and asks only for the rest (`Range`, with `If-Range` on the validator).
     pub async fn download(
         &self,
         url: &str,
+        object: &ObjectMeta,
         expect: &Expect,
         dest: &Path,
         meter: &dyn Meter,
     ) -> Result<u64, StoreError> {
         let io = |e| StoreError::io("write", dest, e);
-        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-        let advance = Advance::from(meter, 0);
-        let mut written = 0u64;
+        let open_record = || Ranges::open(dest, object, object.size.max(1));
+        let mut record = crate::partial::is_resume_name(dest)
+            .then(open_record)
+            .flatten();
+        let mut written = record.as_ref().map_or(0, Ranges::on_disk);
+        let std_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(written == 0)
+            .open(dest)
+            .map_err(|e| StoreError::io("cannot create", dest, e))?;
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        if let Some(r) = &record {
+            if written == 0 {
+                // Its whole length now, so that a full disk fails here, and so that the
+                // record's check of the length finds it after a kill.
+                allocate(&std_file, object.size)
+                    .map_err(|e| StoreError::io("cannot make room for", dest, e))?;
+                r.start();
+            }
+        }
+        let mut file = tokio::fs::File::from_std(std_file);
+        if written > 0 {
+            hash_prefix(&mut file, written, &mut hash)
+                .await
+                .map_err(|e| StoreError::io("read", dest, e))?;
+            meter.moved(written);
+            tracing::info!(
+                "{}: {}: resuming with {written} of {} bytes already on disk",
+                self.datastore,
+                bare(url),
+                object.size
+            );
+        }
+        let advance = Advance::from(meter, written);
         let mut attempts = self.retry.attempts();
         loop {
             let mut req = self.get(url);
@@ -206,15 +247,26 @@ impl WebClient {
                     Ok(resp) => {
                         if resp.status() != StatusCode::PARTIAL_CONTENT && written > 0 {
                             // No range (or the file changed, by If-Range): start over.
-                            file.set_len(0).await.map_err(io)?;
-                            file = reopen(dest).await.map_err(io)?;
+                            file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
                             written = 0;
                             hash = ring::digest::Context::new(&ring::digest::SHA256);
+                            if let Some(r) = record.take() {
+                                r.finish();
+                                record = open_record();
+                                if let Some(r) = &record {
+                                    r.start();
+                                }
+                            }
                         }
                         let before = written;
-                        let r = self
-                            .body_into(url, resp, &mut file, &mut hash, &mut written, &advance)
-                            .await;
+                        let mut into = Into {
+                            file: &mut file,
+                            hash: &mut hash,
+                            written: &mut written,
+                            advance: &advance,
+                            record: record.as_ref(),
+                        };
+                        let r = self.body_into(url, resp, &mut into).await;
                         if written > before {
                             attempts.progressed();
                         }
@@ -232,30 +284,44 @@ impl WebClient {
             }
         }
         file.flush().await.map_err(io)?;
+        // A restart from the first byte may leave a longer file behind it.
+        file.set_len(written).await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
-        self.check(url, expect, written, hash)?;
-        Ok(written)
+        let checked = self.check(url, expect, written, hash);
+        if let Some(r) = record {
+            // Whole (or whole and wrong, which the next run fetches again): the record
+            // goes.
+            r.finish();
+        }
+        checked.map(|()| written)
     }
 
-    /// One answer's body appended to `file`, hashed and counted.
+    /// One answer's body written at `into`'s position, hashed, counted and recorded.
     async fn body_into(
         &self,
         url: &str,
         resp: reqwest::Response,
-        file: &mut tokio::fs::File,
-        hash: &mut ring::digest::Context,
-        written: &mut u64,
-        advance: &Advance<'_>,
+        into: &mut Into<'_, '_>,
     ) -> Result<(), StoreError> {
+        let io = |e| StoreError::io("write", Path::new(bare(url)), e);
         let mut body = resp.bytes_stream();
+        let mut saved = std::time::Instant::now();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| self.transport(url, e))?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| StoreError::io("write", Path::new(bare(url)), e))?;
-            hash.update(&chunk);
-            *written += chunk.len() as u64;
-            advance.at(*written);
+            into.file.write_all(&chunk).await.map_err(io)?;
+            into.hash.update(&chunk);
+            *into.written += chunk.len() as u64;
+            into.advance.at(*into.written);
+            if let Some(r) = into.record.filter(|_| saved.elapsed() >= SAVE_EVERY) {
+                // Only what the file holds is recorded: the writes first.
+                into.file.flush().await.map_err(io)?;
+                r.advance(0, *into.written, true);
+                saved = std::time::Instant::now();
+            }
+        }
+        if let Some(r) = into.record {
+            into.file.flush().await.map_err(io)?;
+            r.advance(0, *into.written, true);
         }
         Ok(())
     }
@@ -384,6 +450,13 @@ impl WebClient {
     }
 
     fn transport(&self, url: &str, e: reqwest::Error) -> StoreError {
+        if let Some(reason) = untrusted(&e) {
+            return StoreError::Untrusted {
+                datastore: self.datastore.clone(),
+                url: bare(url).to_string(),
+                reason,
+            };
+        }
         // reqwest's Display names the URL with its query: say only the cause.
         let e = e.without_url();
         let mut cause = e.to_string();
@@ -399,6 +472,57 @@ impl WebClient {
     }
 }
 
+/// What the TLS verifier said when it refused the server's certificate, if that is why
+/// `e` failed (rustls's error travels inside nested `io::Error`s, whose `source()`
+/// skips what they wrap).
+pub fn untrusted(e: &reqwest::Error) -> Option<String> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(mut s) = src {
+        while let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            s = inner;
+        }
+        if let Some(rustls::Error::InvalidCertificate(why)) = s.downcast_ref::<rustls::Error>() {
+            return Some(format!("{why:?}"));
+        }
+        src = s.source();
+    }
+    None
+}
+
+/// Where one download writes: its file (at the position reached), its hash, its count,
+/// its meter and its record.
+struct Into<'a, 'm> {
+    file: &'a mut tokio::fs::File,
+    hash: &'a mut ring::digest::Context,
+    written: &'a mut u64,
+    advance: &'a Advance<'m>,
+    record: Option<&'a Ranges>,
+}
+
+/// The first `len` bytes of `file` into `hash`, leaving `file` at `len`.
+async fn hash_prefix(
+    file: &mut tokio::fs::File,
+    len: u64,
+    hash: &mut ring::digest::Context,
+) -> std::io::Result<()> {
+    file.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// How a transport failure's detail starts, so that [`is_transient`] knows it.
 const TRANSPORT: &str = "connection failed: ";
 
@@ -412,10 +536,6 @@ fn is_transient(e: &StoreError) -> bool {
         }
         _ => false,
     }
-}
-
-async fn reopen(dest: &Path) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new().write(true).open(dest).await
 }
 
 fn text(h: &HeaderMap, name: header::HeaderName) -> Option<String> {

@@ -156,7 +156,9 @@ impl Store for WebStore {
             sha256_from: "the input's sha256:",
             validator: p.ranges.then(|| p.validator()).flatten(),
         };
-        self.client.download(&self.url, &expect, dest, meter).await
+        self.client
+            .download(&self.url, object, &expect, dest, meter)
+            .await
     }
 
     async fn upload_metered(

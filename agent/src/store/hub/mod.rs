@@ -301,7 +301,13 @@ impl Store for HubStore {
             validator: None,
         };
         self.client
-            .download(&self.file_url(&commit, &f.path), &expect, dest, meter)
+            .download(
+                &self.file_url(&commit, &f.path),
+                object,
+                &expect,
+                dest,
+                meter,
+            )
             .await
     }
 

@@ -72,6 +72,13 @@ impl S3Store {
     fn error(&self, path: &str, e: HttpError) -> StoreError {
         let t = self.target();
         let datastore = t.datastore.clone();
+        if let HttpError::Untrusted(reason) = e {
+            return StoreError::Untrusted {
+                datastore,
+                url: t.origin.clone(),
+                reason,
+            };
+        }
         let what = if path.is_empty() {
             self.where_()
         } else {
@@ -143,6 +150,7 @@ impl S3Store {
                 .await
                 .map_err(|e| match e.status() {
                     Some(401 | 403 | 404) => self.error("", e),
+                    _ if matches!(e, HttpError::Untrusted(_)) => self.error("", e),
                     _ => StoreError::Remote {
                         datastore: self.target().datastore.clone(),
                         detail: format!(
