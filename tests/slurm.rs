@@ -740,3 +740,77 @@ outputs:
         }
     }
 }
+
+/// Issue 30: an S3 input with `shard: by_file` under an array of 2 tasks, each an
+/// `srun` over the 3 nodes: the 6 (task, node) pairs each download their own files
+/// from moto, and together every one of the 40 objects exactly once.
+#[test]
+fn an_s3_input_sharded_over_2_array_tasks_of_3_nodes_reads_each_object_once() {
+    use crate::common::s3::{Moto, SECRET};
+    let Some(slurm) = Slurm::start() else { return };
+    let Some(m) = Moto::start() else { return };
+    let s = Scratch::new();
+    let src = s.path().join("src");
+    for i in 0..40 {
+        s.write(&format!("src/f{i:02}.txt"), &format!("object {i}\n"));
+    }
+    m.mkbucket(&["data"]);
+    m.upload_tree(&src, "data", "in");
+    s.write("workspace.yaml", &m.workspace_yaml("s3", "data"));
+    let seen = s.path().join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            r#"name: s3shard
+command: [sh, -c, 'cd "$1" && find . -type f | sort > "$2/$SLURM_ARRAY_TASK_ID-$SLURM_NODEID.txt"', sh, "${{{{inputs.data}}}}", "{}"]
+inputs:
+  data: {{path: in, mode: download, shard: by_file}}
+"#,
+            seen.display()
+        ),
+    );
+    let o = slurm
+        .cmd("sbatch")
+        .args(["--parsable", "--wait", "--array=0-1", "-N", "3", "-o"])
+        .arg(s.path().join("slurm-%a.out"))
+        .arg("--wrap")
+        .arg(format!(
+            "srun -N 3 --ntasks-per-node=1 {} run {}",
+            bin().display(),
+            job.display()
+        ))
+        .in_scratch(&s)
+        .env("TEST_S3_SECRET", SECRET)
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        r#"sbatch: {}
+{:?}"#,
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(s.path().join("slurm-0.out")),
+    );
+    let mut owner = std::collections::BTreeMap::new();
+    for task in 0..2 {
+        for node in 0..3 {
+            let list = std::fs::read_to_string(seen.join(format!("{task}-{node}.txt")))
+                .unwrap_or_else(|e| panic!("task {task} node {node} left no list: {e}"));
+            let files: Vec<&str> = list.lines().collect();
+            assert!(
+                (6..=7).contains(&files.len()),
+                "task {task} node {node} got {files:?}"
+            );
+            for f in files {
+                let name = f.rsplit('/').next().unwrap();
+                assert!(src.join(name).is_file(), "{f} is not one of the objects");
+                assert!(
+                    owner.insert(name.to_string(), (task, node)).is_none(),
+                    "{f} was downloaded twice"
+                );
+            }
+        }
+    }
+    assert_eq!(owner.len(), 40, "every object read once: {owner:?}");
+}

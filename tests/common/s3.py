@@ -1,22 +1,91 @@
 """Makes buckets and objects on an S3 server with boto3, the way AWS's own SDK does
-(names stagehand must refuse included), for the S3 end-to-end tests.
+(names stagehand must refuse included), for the S3 end-to-end tests; and starts that
+server (`serve PORT`): moto in server mode, with one fix for a test server's speed.
 
 S3_ENDPOINT names the server; moto takes any key pair.
 """
 import hashlib
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 
-s3 = boto3.client(
-    "s3",
-    endpoint_url=os.environ["S3_ENDPOINT"],
-    region_name="us-east-1",
-    aws_access_key_id="testing-key-id",
-    aws_secret_access_key="testing-secret",
-)
+def serve(port):
+    """moto's server on 127.0.0.1:PORT, its ranged GET reading only the range asked for.
+
+    moto answers a GET by reading the whole object out of its buffer and then cuts the
+    range from it (moto 5.x: `S3Response.get_object` returns `key.value`,
+    `key_response` slices it in `_handle_range_header`), so a 1 GiB object downloaded
+    as 16 ranges read 16 GiB inside the test server. This is a fix of the test server
+    only (stagehand's requests and moto's answers are unchanged): while a GET with a
+    `Range` header is answered, `FakeKey.value` is a window on the object's buffer that
+    reads only the bytes sliced from it. Anything else that reaches the window whole is
+    read whole, as before.
+    """
+    from moto.s3.models import FakeKey
+    from moto.s3.responses import S3Response
+    import moto.server
+
+    ranged = threading.local()
+    whole = FakeKey.value
+
+    class Window:
+        """The object's bytes, read from its buffer only where sliced."""
+
+        def __init__(self, key):
+            self.key = key
+
+        def __len__(self):
+            return self.key.size
+
+        def __bool__(self):
+            return self.key.size > 0
+
+        def __getitem__(self, s):
+            start, stop, step = s.indices(self.key.size)
+            assert step == 1, "a window reads contiguous bytes"
+            with self.key.lock:
+                self.key._value_buffer.seek(start)
+                return self.key._value_buffer.read(max(0, stop - start))
+
+    def value(key):
+        return Window(key) if getattr(ranged, "on", False) else whole.fget(key)
+
+    FakeKey.value = property(value, whole.fset)
+    key_response = S3Response.key_response
+
+    def windowed_key_response(self, request, full_url, headers):
+        ranged.on = request.method == "GET" and bool(request.headers.get("range"))
+        try:
+            status, hdrs, body = key_response(self, request, full_url, headers)
+        finally:
+            ranged.on = False
+        if isinstance(body, Window):
+            body = body[:]
+        return status, hdrs, body
+
+    S3Response.key_response = windowed_key_response
+    moto.server.main(["-H", "127.0.0.1", "-p", str(port)])
+
+
+def client():
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["S3_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret",
+    )
+
+
 cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "serve":
+    serve(int(args[0]))
+    sys.exit(0)
+s3 = client()
 if cmd == "mkbucket":
     for b in args:
         s3.create_bucket(Bucket=b)
@@ -40,12 +109,28 @@ elif cmd == "upload":
             key = prefix + "/" + os.path.relpath(p, folder)
             s3.upload_file(p, bucket, key)
 elif cmd == "sha256":
-    # "<sha256> <key>" for every object under a prefix.
+    # "<sha256> <key>" for every object under a prefix, each body hashed as it streams
+    # in (a GiB never held whole), eight at a time.
     bucket, prefix = args
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            print(hashlib.sha256(body).hexdigest(), o["Key"])
+
+    def digest(key):
+        h = hashlib.sha256()
+        for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        for key, h in zip(keys, pool.map(digest, keys)):
+            print(h, key)
+elif cmd == "etag":
+    # The object's ETag, as HeadObject gives it (quotes stripped).
+    bucket, key = args
+    print(s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"'))
 elif cmd == "get":
     bucket, key = args
     sys.stdout.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())

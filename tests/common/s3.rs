@@ -1,6 +1,7 @@
 //! A private S3 API server for one test: `moto` in server mode (PyPI, installed into
 //! `.tools/venv` by scripts/test) on a free loopback port, stopped by its pid when
-//! dropped. Plus boto3 (tests/common/s3.py), to make buckets and objects the way AWS's
+//! dropped; started by `s3.py serve`, which makes moto's ranged GET read only the range
+//! (a fix of the test server's speed, documented there). Plus boto3 (tests/common/s3.py), to make buckets and objects the way AWS's
 //! own SDK does, and to check what the server does with the same calls stagehand makes.
 
 use std::net::{TcpListener, TcpStream};
@@ -50,14 +51,8 @@ impl Moto {
                 .map(|a| a.port())
                 .expect("no free port");
             let child = Command::new(&python)
-                .args([
-                    "-m",
-                    "moto.server",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                ])
+                .arg(super::repo().join("tests/common/s3.py"))
+                .args(["serve", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
