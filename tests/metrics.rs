@@ -132,3 +132,58 @@ fn promtool_accepts_the_files_of_a_successful_a_failed_and_a_cancelled_run() {
         "three runs and the node file, nothing partial: {names:?}"
     );
 }
+
+/// A bound that holds one input of two: the second run evicts the first's entry, and the
+/// node file counts it (a counter that outlives the agent that evicted).
+#[test]
+fn the_node_file_counts_evictions_across_runs() {
+    let Some(tool) = promtool() else { return };
+    let Some(az) = crate::common::azurite::Azurite::start() else {
+        return;
+    };
+    az.mkcontainer(&["box"]);
+    let s = Scratch::new();
+    let proxy =
+        crate::common::faults::Proxy::start(az.port, |_| crate::common::faults::Fault::None);
+    proxy.workspace(&s);
+    let metrics = s.path().join("metrics");
+    for (i, name) in [(1, "a.bin"), (2, "b.bin")] {
+        let p = s.path().join("src").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        crate::common::files::write_data(&p, i, 2 << 20);
+        let o = Command::new(bin())
+            .args(["datastore", "upload-files", "az", "--overwrite"])
+            .arg(&p)
+            .arg("--workspace")
+            .arg(s.path().join("workspace.yaml"))
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        let job = s.write(
+            &format!("{name}.yaml"),
+            &format!("name: read\ncommand: [cat, \"${{{{inputs.data}}}}\"]\ninputs:\n  data: {{path: {name}, mode: download}}\n"),
+        );
+        let o = Command::new(bin())
+            .arg("run")
+            .arg(&job)
+            .env("STAGEHAND_METRICS_DIR", &metrics)
+            .env("STAGEHAND_CACHE_SIZE", "3MiB")
+            .in_scratch(&s)
+            .stdout(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+    }
+    let node = metrics.join("stagehand_node_cache.prom");
+    check(tool, &node);
+    let text = std::fs::read_to_string(&node).unwrap();
+    assert!(
+        text.contains("# TYPE stagehand_node_cache_evictions_total counter"),
+        "{text}"
+    );
+    assert!(
+        value(&text, "stagehand_node_cache_evictions_total") >= 1.0,
+        "a.bin's entry went to make room for b.bin: {text}"
+    );
+    assert_eq!(value(&text, "stagehand_node_cache_entries"), 1.0, "{text}");
+}

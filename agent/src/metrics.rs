@@ -96,9 +96,21 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// One metric family: its help, type and samples (extra labels, value).
+/// One gauge family: its help and samples (extra labels, value).
 fn family(out: &mut String, name: &str, help: &str, labels: &str, samples: &[(&str, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    typed(out, "gauge", name, help, labels, samples);
+}
+
+/// One metric family of type `kind`: its help and samples (extra labels, value).
+fn typed(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    labels: &str,
+    samples: &[(&str, f64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (extra, value) in samples {
         let sep = if extra.is_empty() { "" } else { "," };
         let _ = writeln!(out, "{name}{{{labels}{sep}{extra}}} {value}");
@@ -246,6 +258,14 @@ pub fn render_cache(cache: &crate::cache::NodeCache) -> String {
         "Entries in the node cache.",
         "",
         &[("", u.entries.len() as f64)],
+    );
+    typed(
+        &mut o,
+        "counter",
+        "stagehand_node_cache_evictions_total",
+        "Entries evicted to make room, by every agent on the node.",
+        "",
+        &[("", cache.evictions() as f64)],
     );
     o
 }

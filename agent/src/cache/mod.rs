@@ -100,6 +100,10 @@ struct Budget {
     at: Instant,
 }
 
+/// The evictions counter's file in the entries' folder: written beside and renamed,
+/// under `.space.lock`, so it survives the agents that add to it.
+const EVICTIONS: &str = ".evictions";
+
 /// How long a measure of the cache is trusted.
 const REMEASURE: Duration = Duration::from_secs(2);
 
@@ -272,12 +276,17 @@ impl NodeCache {
         let over = (usage.held() + need).saturating_sub(self.bound);
         let short = (floor + need).saturating_sub(free);
         let want = over.max(short);
-        let mut freed = 0;
+        let (mut freed, mut evicted) = (0, 0);
         for v in space::victims(&usage.entries, want, key) {
             if freed >= want {
                 break;
             }
-            freed += self.evict(&v.key);
+            let bytes = self.evict(&v.key);
+            freed += bytes;
+            evicted += u64::from(bytes > 0);
+        }
+        if evicted > 0 {
+            self.count_evictions(evicted);
         }
         let room = freed >= want;
         let added = if room { need } else { 0 };
@@ -288,6 +297,23 @@ impl NodeCache {
             at: Instant::now(),
         };
         Ok((room, budget))
+    }
+
+    /// Entries evicted to make room since the cache's folder was made, by every agent
+    /// on the node (the node metrics' counter).
+    pub fn evictions(&self) -> u64 {
+        space::read_count(&self.dir.join(EVICTIONS))
+    }
+
+    /// Adds `n` to the evictions counter; called under `.space.lock`, so agents never
+    /// lose each other's counts. A counter that cannot be written is a warning: the
+    /// eviction itself stands.
+    fn count_evictions(&self, n: u64) {
+        let p = self.dir.join(EVICTIONS);
+        let total = space::read_count(&p).saturating_add(n);
+        if let Err(e) = crate::partial::write_file(&p, format!("{total}\n").as_bytes()) {
+            tracing::warn!("node cache: cannot count evictions in {}: {e}", p.display());
+        }
     }
 
     /// Removes the entry `key` unless it is in use (locked, or linked from a run
@@ -362,7 +388,11 @@ mod tests {
         assert_eq!(c.evict(&key('a')), 0);
         assert!(!c.make_room(4000, &key('n')).unwrap());
         drop(held);
+        assert_eq!(c.evictions(), 0);
         assert!(c.make_room(4000, &key('n')).unwrap());
         assert!(!c.data_path(&key('a')).exists());
+        assert_eq!(c.evictions(), 1, "counted once it was evicted");
+        // Another agent's view of the same folder sees the same count.
+        assert_eq!(NodeCache::at(dir.path(), 5000).evictions(), 1);
     }
 }

@@ -141,6 +141,14 @@ pub fn floor(total: u64) -> u64 {
     (total / 20).clamp(256 << 20, 10 << 30)
 }
 
+/// The number a counter file holds; 0 when it is missing or unreadable.
+pub fn read_count(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Removes the entry `key` from `dir` (data, record); its lock holder calls this.
 pub fn remove(dir: &Path, key: &str) {
     let _ = std::fs::remove_file(entry::data_path(dir, key));
