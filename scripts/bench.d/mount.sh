@@ -16,6 +16,9 @@
 #   seq    a sequential read of the 1 GiB file (`cat > /dev/null`), MB/s
 #   small  reading all 10,000 small files (`find | sort | xargs cat`), files/s
 # and the peak RSS (VmHWM) of the process serving the mount (the agent; rclone).
+# The tools take turns in each run; with both stagehand and rclone-full measured, the
+# last lines give per measure the median of the paired ratios stagehand / rclone-full
+# (same run; below 1.0 stagehand is faster) and stagehand's highest peak RSS.
 # `disk` is the ceiling: the same reads from a local copy of the datasets.
 #
 # Backends: `azurite` (the comparison the mount issue asks for) serves the datasets from
@@ -66,7 +69,7 @@ if [ -n "${STAGEHAND_BIN:-}" ]; then
 else
   say "building stagehand (release)"
   cargo build --release -q -p stagehand
-  bin=$root/target/release/stagehand
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/stagehand
 fi
 
 # --- data ------------------------------------------------------------------------
@@ -227,12 +230,14 @@ got=$(run_stagehand "$(stagehand_job md5)" | head -1)
 
 results=$work/mount-results.txt
 : >"$results"
+# The tools take turns within each run (stagehand, rclone-full, stagehand, ...), so a
+# slow spell of a shared machine weighs on both sides of a pair alike.
 for what in ${MOUNT_BENCH_WHAT:-ttfb seq small}; do
-  for tool in $tools; do
-    for run in $(seq "$runs"); do
+  for run in $(seq "$runs"); do
+    for tool in $tools; do
       r=$(measure "$tool" "$what")
       say "$tool $what run $run: ${r% *} s (peak RSS ${r#* } KiB)"
-      echo "$tool $what $r" >>"$results"
+      echo "$tool $what $r $run" >>"$results"
     done
   done
 done
@@ -254,5 +259,20 @@ for tool in $tools; do
   rss_mib=$(awk -v x="$rss" 'BEGIN { if (x == "-") print "-"; else printf "%.0f MiB", x / 1024 }')
   printf '| %-12s | %-14s | %-16s | %-18s | %-14s |\n' "$tool" "$ttfb_ms" "$seq_rate" "$small_rate" "$rss_mib"
 done
+# The paired ratios: stagehand's time over rclone-full's in the same run (below 1:
+# stagehand is faster), their median, and stagehand's highest peak RSS.
+case " $tools " in *" stagehand "*" rclone-full "* | *" rclone-full "*" stagehand "*)
+  echo
+  for what in ${MOUNT_BENCH_WHAT:-ttfb seq small}; do
+    ratios=$(awk -v w="$what" '$2 == w && $1 == "stagehand" {s[$5] = $3} $2 == w && $1 == "rclone-full" {r[$5] = $3}
+      END { for (k in s) if (k in r && r[k] > 0) printf "%.3f\n", s[k] / r[k] }' "$results")
+    [ -n "$ratios" ] || continue
+    rss=$(awk -v w="$what" '$1 == "stagehand" && $2 == w && $4 != "-" && $4 > m {m = $4} END {print m + 0}' "$results")
+    printf '%s: stagehand / rclone-full, median of %s paired runs: %s (each: %s); stagehand peak RSS at most %.0f MiB\n' \
+      "$what" "$(echo "$ratios" | wc -l)" "$(echo "$ratios" | median)" "$(echo "$ratios" | sort -g | tr '\n' ' ' | sed 's/ $//')" \
+      "$(awk -v x="$rss" 'BEGIN { print x / 1024 }')"
+  done
+  ;;
+esac
 echo
 echo "raw results: $results"
