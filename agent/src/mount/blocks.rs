@@ -132,8 +132,16 @@ struct State {
     /// Completed blocks in memory with their sizes, oldest first.
     mem_done: VecDeque<(BlockKey, u64)>,
     mem_bytes: u64,
-    /// Blocks on disk: their length and last use.
-    disk: HashMap<BlockKey, (u64, u64)>,
+    /// Blocks on disk: their length, last use, and generation (a number never
+    /// reused: which file an open file of [`State::open`] belongs to).
+    disk: HashMap<BlockKey, (u64, u64, u64)>,
+    /// Files of blocks on disk kept open (most recently opened last, at most
+    /// [`OPEN_FILES`]), with their generations: a sequential reader reads one block
+    /// in many reads, and opening its file for each was most of a read's cost. An
+    /// evicted or replaced block's file is closed here at once, so it neither pins
+    /// disk space nor serves a stale copy.
+    open: VecDeque<(BlockKey, u64, Arc<std::fs::File>)>,
+    generation: u64,
     /// Last use → block, for eviction.
     disk_lru: BTreeMap<u64, BlockKey>,
     disk_used: u64,
@@ -145,13 +153,62 @@ impl State {
     fn touch_disk(&mut self, key: &BlockKey) -> bool {
         self.tick += 1;
         let tick = self.tick;
-        let Some((_, used)) = self.disk.get_mut(key) else {
+        let Some((_, used, _)) = self.disk.get_mut(key) else {
             return false;
         };
         let old = std::mem::replace(used, tick);
         self.disk_lru.remove(&old);
         self.disk_lru.insert(tick, key.clone());
         true
+    }
+
+    /// Block `key`'s generation on disk and its open file, if kept.
+    fn opened(&self, key: &BlockKey) -> Option<(u64, Option<Arc<std::fs::File>>)> {
+        let &(_, _, generation) = self.disk.get(key)?;
+        let file = self
+            .open
+            .iter()
+            .rev()
+            .find(|(k, g, _)| *g == generation && k == key)
+            .map(|(_, _, f)| f.clone());
+        Some((generation, file))
+    }
+
+    /// Stops keeping block `key`'s file open; the file to close (outside the lock).
+    fn close(&mut self, key: &BlockKey) -> Option<Arc<std::fs::File>> {
+        let at = self.open.iter().position(|(k, _, _)| k == key)?;
+        self.open.remove(at).map(|(_, _, f)| f)
+    }
+
+    /// Removes block `key` from the disk part; its open file, to close outside the lock.
+    fn forget(&mut self, key: &BlockKey) -> Option<Arc<std::fs::File>> {
+        if let Some((l, tick, _)) = self.disk.remove(key) {
+            self.disk_used -= l;
+            self.disk_lru.remove(&tick);
+        }
+        self.close(key)
+    }
+}
+
+/// Files of blocks on disk kept open at once (see [`State::open`]).
+const OPEN_FILES: usize = 8;
+
+/// What [`Blocks::read_now`] answers: a kept block's bytes, or what was read from its
+/// file into the caller's buffer.
+pub enum Kept<'a> {
+    /// A slice of a block kept in memory.
+    Mem(Bytes),
+    /// Read from the block's file.
+    Read(&'a [u8]),
+}
+
+impl std::ops::Deref for Kept<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Kept::Mem(b) => b,
+            Kept::Read(b) => b,
+        }
     }
 }
 
@@ -611,13 +668,18 @@ impl Blocks {
     /// Registers a block whose file is complete, evicting the least recently used
     /// beyond the bound, and forgets it in memory: readers read the file from now on.
     async fn on_disk(&self, key: &BlockKey, len: u64) {
-        let evict = {
+        let (evict, closed) = {
             let mut st = self.lock();
             st.tick += 1;
-            let tick = st.tick;
-            if let Some((old_len, old_tick)) = st.disk.insert(key.clone(), (len, tick)) {
+            st.generation += 1;
+            let (tick, generation) = (st.tick, st.generation);
+            let mut closed = Vec::new();
+            if let Some((old_len, old_tick, _)) =
+                st.disk.insert(key.clone(), (len, tick, generation))
+            {
                 st.disk_used -= old_len;
                 st.disk_lru.remove(&old_tick);
+                closed.extend(st.close(key));
             }
             st.disk_lru.insert(tick, key.clone());
             st.disk_used += len;
@@ -627,13 +689,16 @@ impl Blocks {
                 let Some((_, victim)) = st.disk_lru.pop_first() else {
                     break;
                 };
-                if let Some((l, _)) = st.disk.remove(&victim) {
+                if let Some((l, _, _)) = st.disk.remove(&victim) {
                     st.disk_used -= l;
                 }
+                closed.extend(st.close(&victim));
                 evict.push(self.block_file(&victim));
             }
-            evict
+            (evict, closed)
         };
+        // Closed before their files are removed: nothing here pins an evicted block.
+        drop(closed);
         if !evict.is_empty() {
             let _ = tokio::task::spawn_blocking(move || {
                 for p in evict {
@@ -644,12 +709,77 @@ impl Blocks {
         }
     }
 
-    /// Reads `local` (offsets in the block) from block `key`'s file. Blocks.
-    fn read_file(&self, key: &BlockKey, local: Range<usize>) -> std::io::Result<Bytes> {
-        let f = std::fs::File::open(self.block_file(key))?;
-        let mut buf = vec![0u8; local.len()];
-        f.read_exact_at(&mut buf, local.start as u64)?;
-        Ok(Bytes::from(buf))
+    /// Reads `out.len()` bytes at `at` (an offset in the block) from block `key`'s
+    /// file, `opened` being its generation on disk and its file if kept open
+    /// ([`State::opened`]). A file opened here is kept open while that generation is
+    /// still the one on disk. A file that cannot be read (evicted meanwhile) is
+    /// forgotten, so the next read fetches the block again. Blocks.
+    fn read_file(
+        &self,
+        key: &BlockKey,
+        opened: (u64, Option<Arc<std::fs::File>>),
+        at: u64,
+        out: &mut [u8],
+    ) -> std::io::Result<()> {
+        let (generation, file) = opened;
+        let mut read = |f: &std::fs::File| f.read_exact_at(out, at);
+        let got = match file {
+            Some(f) => read(&f),
+            None => match std::fs::File::open(self.block_file(key)) {
+                Err(e) => Err(e),
+                Ok(f) => {
+                    let got = read(&f);
+                    if got.is_ok() {
+                        self.keep_open(key, generation, f);
+                    }
+                    got
+                }
+            },
+        };
+        if got.is_err() {
+            // Only this generation: a block fetched again since is left alone.
+            let closed = {
+                let mut st = self.lock();
+                if st.disk.get(key).map(|e| e.2) == Some(generation) {
+                    st.forget(key)
+                } else {
+                    None
+                }
+            };
+            drop(closed);
+        }
+        got
+    }
+
+    /// Keeps block `key`'s file `f` open for the next reads while `generation` is
+    /// still the one on disk (else the block was evicted or replaced meanwhile).
+    fn keep_open(&self, key: &BlockKey, generation: u64, f: std::fs::File) {
+        let closed = {
+            let mut st = self.lock();
+            let current = st.disk.get(key).map(|e| e.2) == Some(generation);
+            if !current || st.open.iter().any(|(k, _, _)| k == key) {
+                None
+            } else {
+                st.open.push_back((key.clone(), generation, Arc::new(f)));
+                if st.open.len() > OPEN_FILES {
+                    st.open.pop_front()
+                } else {
+                    None
+                }
+            }
+        };
+        drop(closed);
+    }
+
+    /// Reads `local` (offsets in the block) from block `key`'s file into a new buffer,
+    /// unless the block has left the disk part. Blocks.
+    fn read_file_new(&self, key: &BlockKey, local: Range<usize>) -> std::io::Result<Bytes> {
+        let opened = self.lock().opened(key).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "evicted from the disk part")
+        })?;
+        let mut buf = BytesMut::zeroed(local.len());
+        self.read_file(key, opened, local.start as u64, &mut buf)?;
+        Ok(buf.freeze())
     }
 
     /// Reads `range` (absolute offsets, all inside block `index`).
@@ -686,12 +816,11 @@ impl Blocks {
                 }
             }
             let (me, k, l) = (self.clone(), key.clone(), local.clone());
-            match tokio::task::spawn_blocking(move || me.read_file(&k, l)).await {
+            match tokio::task::spawn_blocking(move || me.read_file_new(&k, l)).await {
                 Ok(Ok(b)) => return Ok(b),
                 // Evicted meanwhile: fetch it again.
                 Ok(Err(e)) => {
                     tracing::debug!("block {} unreadable ({e}); fetching it again", key.index);
-                    self.forget_disk(&key);
                 }
                 Err(e) => {
                     return Err(BlockError::Storage(
@@ -708,10 +837,18 @@ impl Blocks {
     /// The bytes `range` of `object` if they are kept now (in memory, or on disk:
     /// then read from the file, so call this where blocking is allowed, as on the
     /// FUSE session's threads), without waiting for a fetch.
-    pub fn read_now(&self, object: &Arc<ObjectId>, range: Range<u64>) -> Option<Bytes> {
+    ///
+    /// A block on disk is read into `buf` (grown when too small, never shrunk: the
+    /// caller keeps one per thread, so a read allocates and zeroes nothing).
+    pub fn read_now<'b>(
+        &self,
+        object: &Arc<ObjectId>,
+        range: Range<u64>,
+        buf: &'b mut Vec<u8>,
+    ) -> Option<Kept<'b>> {
         let end = range.end.min(object.size);
         if range.start >= end {
-            return Some(Bytes::new());
+            return Some(Kept::Mem(Bytes::new()));
         }
         let bs = self.cfg.block_size;
         let index = range.start / bs;
@@ -724,33 +861,26 @@ impl Blocks {
         };
         let base = index * bs;
         let local = (range.start - base) as usize..(end - base) as usize;
-        {
+        let opened = {
             let mut st = self.lock();
             if let Some(f) = st.mem.get(&key) {
                 return match f.peek()? {
-                    Ok(Block::Mem(b)) => slice(b, local).ok(),
+                    Ok(Block::Mem(b)) => slice(b, local).ok().map(Kept::Mem),
                     _ => None,
                 };
             }
             if !st.touch_disk(&key) {
                 return None;
             }
+            st.opened(&key)?
+        };
+        if buf.len() < local.len() {
+            buf.resize(local.len(), 0);
         }
-        match self.read_file(&key, local) {
-            Ok(b) => Some(b),
-            Err(_) => {
-                self.forget_disk(&key);
-                None
-            }
-        }
-    }
-
-    fn forget_disk(&self, key: &BlockKey) {
-        let mut st = self.lock();
-        if let Some((l, tick)) = st.disk.remove(key) {
-            st.disk_used -= l;
-            st.disk_lru.remove(&tick);
-        }
+        let out = &mut buf[..local.len()];
+        self.read_file(&key, opened, local.start as u64, out)
+            .ok()
+            .map(|()| Kept::Read(out))
     }
 
     /// Deletes the block folder and everything in it.
@@ -936,6 +1066,93 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 41);
         c.remove().unwrap();
         assert!(!c.dir().exists());
+    }
+
+    /// Waits until block `index` of `o` is registered on disk (written in the
+    /// background after its readers were answered).
+    async fn on_disk_soon(c: &Blocks, o: &Arc<ObjectId>, index: u64) {
+        let key = BlockKey {
+            object: o.clone(),
+            index,
+        };
+        for _ in 0..500 {
+            if c.lock().disk.contains_key(&key) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("block {index} never reached the disk part");
+    }
+
+    fn open_blocks(c: &Blocks) -> Vec<u64> {
+        c.lock().open.iter().map(|(k, _, _)| k.index).collect()
+    }
+
+    #[tokio::test]
+    async fn read_now_keeps_a_block_file_open_and_closes_it_when_the_block_is_evicted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = blocks(tmp.path(), 2 * 4096);
+        let size = 4 * 4096;
+        let content = data(size);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(size);
+        let mut buf = Vec::new();
+        c.read(&o, 0..1, &f).await.unwrap();
+        on_disk_soon(&c, &o, 0).await;
+        // Many reads of block 0 through one open file, each byte-exact.
+        for r in [0..100u64, 100..4096, 7..9, 0..4096] {
+            let got = c.read_now(&o, r.clone(), &mut buf).unwrap();
+            assert_eq!(&*got, &content[r.start as usize..r.end as usize]);
+        }
+        assert_eq!(open_blocks(&c), [0]);
+        // Blocks 1 and 2 push block 0 out of the disk part: its file is closed and
+        // gone, and read_now no longer serves it.
+        for i in 1..3u64 {
+            c.read(&o, i * 4096..i * 4096 + 1, &f).await.unwrap();
+            on_disk_soon(&c, &o, i).await;
+        }
+        assert!(!open_blocks(&c).contains(&0), "{:?}", open_blocks(&c));
+        assert!(c.read_now(&o, 0..100, &mut buf).is_none());
+        // Fetched again, it is read from its new file, right.
+        let n = calls.load(Ordering::SeqCst);
+        assert_eq!(c.read(&o, 10..20, &f).await.unwrap(), content.slice(10..20));
+        assert_eq!(calls.load(Ordering::SeqCst), n + 1);
+        on_disk_soon(&c, &o, 0).await;
+        let got = c.read_now(&o, 4000..4096, &mut buf).unwrap();
+        assert_eq!(&*got, &content[4000..4096]);
+        // Never more files open than blocks on disk, nor than OPEN_FILES.
+        assert!(open_blocks(&c).len() <= 2, "{:?}", open_blocks(&c));
+        c.remove().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_block_file_removed_under_an_open_reader_is_fetched_again_not_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = blocks(tmp.path(), 1 << 20);
+        let size = 2 * 4096;
+        let content = data(size);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let f = counting(content.clone(), calls.clone());
+        let o = object(size);
+        let mut buf = Vec::new();
+        c.read(&o, 0..1, &f).await.unwrap();
+        on_disk_soon(&c, &o, 0).await;
+        assert!(c.read_now(&o, 0..10, &mut buf).is_some());
+        // Someone truncates the block's file: the read fails short, the block is
+        // forgotten (its open file closed), and the next read fetches it again.
+        let key = BlockKey {
+            object: o.clone(),
+            index: 0,
+        };
+        std::fs::File::create(c.block_file(&key)).unwrap();
+        assert!(c.read_now(&o, 0..10, &mut buf).is_none());
+        assert!(open_blocks(&c).is_empty());
+        assert_eq!(
+            c.read(&o, 0..4096, &f).await.unwrap(),
+            content.slice(0..4096)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -19,6 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 
+thread_local! {
+    /// The buffer a session thread reads blocks on disk into: as large as the largest
+    /// read it answered (1 MiB), reused for every read.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The [`fuser::Filesystem`] over a [`Core`]: answers from memory on the calling
 /// thread, and spawns onto the runtime whatever needs the store.
 pub struct StoreFs {
@@ -110,10 +116,17 @@ impl Filesystem for StoreFs {
             Err(e) => return reply.error(e.errno()),
         };
         // Cached already (most reads of a sequential reader): answered right here, on
-        // the session's own thread, which may wait for the disk.
-        if let Some(data) = self.core.read_now(&file, range.clone()) {
-            return reply.data(&data);
-        }
+        // the session's own thread, which may wait for the disk, from the thread's
+        // own buffer (a fresh one a read was most of the agent's page faults).
+        let reply =
+            READ_BUF.with_borrow_mut(|buf| match self.core.read_now(&file, range.clone(), buf) {
+                Some(data) => {
+                    reply.data(&data);
+                    None
+                }
+                None => Some(reply),
+            });
+        let Some(reply) = reply else { return };
         let core = self.core.clone();
         self.rt.spawn(async move {
             match core.finish_read(&file, range).await {

@@ -669,8 +669,14 @@ impl Core {
 
     /// The bytes, when they are kept already (most reads of a sequential reader):
     /// from memory, or read from the block's file, so only where blocking is allowed.
-    pub fn read_now(&self, file: &OpenFile, range: std::ops::Range<u64>) -> Option<Bytes> {
-        self.blocks.read_now(&file.object, range)
+    /// A block on disk is read into `buf` (see [`super::blocks::Blocks::read_now`]).
+    pub fn read_now<'b>(
+        &self,
+        file: &OpenFile,
+        range: std::ops::Range<u64>,
+        buf: &'b mut Vec<u8>,
+    ) -> Option<super::blocks::Kept<'b>> {
+        self.blocks.read_now(&file.object, range, buf)
     }
 
     /// The second half of a read: the bytes, fetched if need be.
