@@ -261,7 +261,8 @@ for tool in $tools; do
 done
 # The paired ratios: stagehand's time over rclone-full's in the same run (below 1:
 # stagehand is faster), their median, and stagehand's highest peak RSS.
-case " $tools " in *" stagehand "*" rclone-full "* | *" rclone-full "*" stagehand "*)
+case " $tools " in *" stagehand "*) both=$tools ;; *) both= ;; esac
+case " $both " in *" rclone-full "*)
   echo
   for what in ${MOUNT_BENCH_WHAT:-ttfb seq small}; do
     ratios=$(awk -v w="$what" '$2 == w && $1 == "stagehand" {s[$5] = $3} $2 == w && $1 == "rclone-full" {r[$5] = $3}
