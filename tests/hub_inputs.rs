@@ -337,7 +337,10 @@ fn a_hugging_face_datastore_reads_a_private_repository_with_its_own_token() {
     );
     let job = s.write(
         "job.yaml",
-        "name: private\ncommand: [\"sh\", \"-c\", \"env > env.txt; cmp ${{inputs.m}}/w.bin ${{inputs.m}}/w.bin\"]\ninputs:\n  m: {datastore: hub, path: \"org/private@v1\", mode: download}\n",
+        &format!(
+            "name: private\ncommand: [\"sh\", \"-c\", \"env > {}\"]\ninputs:\n  m: {{datastore: hub, path: \"org/private@v1\", mode: download}}\n",
+            s.path().join("env.txt").display()
+        ),
     );
     let run = |args: &[&str]| {
         Command::new(bin())
@@ -376,7 +379,9 @@ fn a_hugging_face_datastore_reads_a_private_repository_with_its_own_token() {
     );
     let json = run(&["plan", "--format", "json"]);
     let (plan_json, json_err) = expect_code(&json, 0);
-    let env = std::fs::read_to_string(runs.join("env.txt")).unwrap_or_default();
+    // The job's own environment, as it wrote it in its working folder.
+    let env = std::fs::read_to_string(s.path().join("env.txt")).unwrap();
+    assert!(env.contains("PATH="), "{env}");
     let said = [
         so,
         se,
