@@ -313,3 +313,98 @@ fn a_private_repository_needs_the_token_and_the_token_is_never_shown() {
         assert!(!text.contains(TOKEN), "the token is shown: {text}");
     }
 }
+
+/// A private repository read through a workspace `hugging_face` datastore: its
+/// `endpoint` names the server (no `HF_ENDPOINT`), its token comes from `{file:}` and
+/// wins over a wrong `HF_TOKEN`; the bytes land exact, `plan` says where they come
+/// from, and the token shows in no output (stdout, stderr, events, `plan` text and
+/// JSON) nor in the job's environment. A token file that is missing fails naming it.
+#[test]
+fn a_hugging_face_datastore_reads_a_private_repository_with_its_own_token() {
+    const TOKEN: &str = "hf_workspace_token_never_shown_77";
+    let web = WebServer::start();
+    web.require_token(TOKEN);
+    web.put_hub("models", "org/private", "v1", "w.bin", &bytes(5, 8192));
+    web.put_hub("models", "org/private", "v1", "sub/x.txt", b"x\n");
+    let s = Scratch::new();
+    s.write("hf-token.txt", &format!("{TOKEN}\n"));
+    let ws = s.write(
+        "workspace.yaml",
+        &format!(
+            "datastores:\n  hub:\n    type: hugging_face\n    endpoint: {}\n    credentials: {{token: {{file: hf-token.txt}}}}\n",
+            web.url()
+        ),
+    );
+    let job = s.write(
+        "job.yaml",
+        &format!(
+            "name: private\ncommand: [\"sh\", \"-c\", \"env > {}\"]\ninputs:\n  m: {{datastore: hub, path: \"org/private@v1\", mode: download}}\n",
+            s.path().join("env.txt").display()
+        ),
+    );
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .arg(&job)
+            .arg("--workspace")
+            .arg(&ws)
+            .in_scratch(&s)
+            .env_remove("HF_ENDPOINT")
+            .env("HF_TOKEN", "hf_wrong_token_from_the_environment")
+            .output()
+            .unwrap()
+    };
+    let events = s.path().join("events.jsonl");
+    let runs = s.path().join("run");
+    let out = run(&[
+        "run",
+        "--keep-run-dir",
+        "--run-dir",
+        runs.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let (so, se) = expect_code(&out, 0);
+    let got = files_under(&runs.join("inputs/m/private"));
+    assert_eq!(got["w.bin"], bytes(5, 8192));
+    assert_eq!(got["sub/x.txt"], b"x\n");
+    let plan = run(&["plan"]);
+    let (plan_text, plan_err) = expect_code(&plan, 0);
+    assert!(
+        plan_text.contains(&format!(
+            "Hugging Face model org/private, revision v1 resolved to a commit before download, from {}, token from file hf-token.txt (datastore hub)",
+            web.url()
+        )),
+        "{plan_text}"
+    );
+    let json = run(&["plan", "--format", "json"]);
+    let (plan_json, json_err) = expect_code(&json, 0);
+    // The job's own environment, as it wrote it in its working folder.
+    let env = std::fs::read_to_string(s.path().join("env.txt")).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    let said = [
+        so,
+        se,
+        std::fs::read_to_string(&events).unwrap(),
+        plan_text,
+        plan_err,
+        plan_json,
+        json_err,
+        env,
+    ];
+    for text in said {
+        assert!(!text.contains(TOKEN), "the token is shown: {text}");
+    }
+    // A token file that is not there: the run fails naming the datastore and the file.
+    std::fs::remove_file(s.path().join("hf-token.txt")).unwrap();
+    let out = run(&["run"]);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert_ne!(out.status.code(), Some(0), "{so}{se}");
+    assert!(
+        se.contains("credentials.token") && se.contains("hf-token.txt"),
+        "{so}{se}"
+    );
+}

@@ -291,3 +291,40 @@ inputs:
         .collect();
     assert!(left.is_empty(), "partial files left: {left:?}");
 }
+
+/// The web-file store passes the conformance suite's single-file mode
+/// (`check_single_file`: its one file at the root, every range, a download, a missing
+/// path, an upload refused as read-only), from a server that answers Range requests and
+/// from one that ignores them, and with the input's `sha256:` given.
+#[test]
+fn the_web_file_store_conforms_as_a_single_file() {
+    use stagehand::store::conformance::check_single_file;
+    use stagehand::store::http::WebStore;
+    let web = WebServer::start();
+    // Over 2 MiB, so that the streamed pieces are checked too.
+    let bytes: Vec<u8> = (0..(3u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    web.put_file("d/conf.bin", &bytes);
+    let sha = {
+        use sha2::Digest;
+        crate::common::hex(&sha2::Sha256::digest(&bytes))
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (url, sha256) in [
+        (format!("{}/ranged/d/conf.bin", web.url()), None),
+        (format!("{}/plain/d/conf.bin", web.url()), None),
+        (
+            format!("{}/ranged/d/conf.bin?v=1", web.url()),
+            Some(sha.as_str()),
+        ),
+    ] {
+        let store = WebStore::open("web", &url, sha256).unwrap();
+        rt.block_on(check_single_file(
+            std::sync::Arc::new(store),
+            "conf.bin",
+            &bytes,
+        ))
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}

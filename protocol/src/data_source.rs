@@ -8,7 +8,7 @@ use crate::aml::v2_job::{locate, Location};
 use crate::hub_url;
 use crate::job::DataRef;
 use crate::storage_url;
-use crate::workspace::{Datastore, Workspace};
+use crate::workspace::{Datastore, HubCredentials, HubRepository, Workspace};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -78,6 +78,20 @@ pub enum SourceError {
         /// What the path is.
         what: &'static str,
     },
+    /// A path on a Hugging Face datastore that names no repository at a revision.
+    #[error("datastore {datastore:?} is a Hugging Face Hub: {reason}")]
+    HubPath {
+        /// The datastore.
+        datastore: String,
+        /// What is wrong (from the URL parser).
+        reason: String,
+    },
+    /// An output on a Hugging Face datastore.
+    #[error("datastore {datastore:?} is a Hugging Face Hub, which stagehand only reads: an output goes to another datastore")]
+    ReadOnlyDatastore {
+        /// The datastore.
+        datastore: String,
+    },
     /// The asset's path names the default datastore and the workspace has none.
     #[error("{what} names the default datastore and the workspace has no default_datastore")]
     NoDefault {
@@ -93,13 +107,16 @@ impl SourceError {
             SourceError::Url { .. }
             | SourceError::AnonymousOutput { .. }
             | SourceError::ReadOnlyOutput { .. } => "url",
+            SourceError::HubPath { .. } => "path",
+            SourceError::ReadOnlyDatastore { .. } => "datastore",
             _ => "asset",
         }
     }
 }
 
-/// Where the input `r` is, when it is a URL, a local path or an asset; `Ok(None)` for an
-/// ordinary datastore path. `job_dir` anchors a relative `local`, `ws_dir` an asset's
+/// Where the input `r` is, when it is a URL, a local path, an asset or a path on a
+/// Hugging Face datastore (the repository it names); `Ok(None)` for an ordinary
+/// datastore path. `job_dir` anchors a relative `local`, `ws_dir` an asset's
 /// relative path; `output` refuses anonymous access.
 pub fn resolve(
     ws: &Workspace,
@@ -117,7 +134,13 @@ pub fn resolve(
         return from_url(ws, u, output, r.sha256.as_deref()).map(Some);
     }
     let Some(asset) = &r.asset else {
-        return Ok(None);
+        let name = r.datastore.as_ref().or(ws.default_datastore.as_ref());
+        return match name.and_then(|n| Some((n, ws.datastores.get(n)?))) {
+            Some((n, ds @ Datastore::HuggingFace { .. })) => {
+                on_hub(n, ds, &r.path, output).map(Some)
+            }
+            _ => Ok(None),
+        };
     };
     let (name, version) = split_asset(asset);
     let a = ws
@@ -138,7 +161,12 @@ pub fn resolve(
                 .ok_or_else(|| SourceError::NoDefault {
                     what: format!("data asset {asset:?}"),
                 })?;
-            Ok(Some(DataSource::Datastore { name, path }))
+            match ws.datastores.get(&name) {
+                Some(ds @ Datastore::HuggingFace { .. }) => {
+                    on_hub(&name, ds, &path, output).map(Some)
+                }
+                _ => Ok(Some(DataSource::Datastore { name, path })),
+            }
         }
         Location::Url if storage_url::is_storage_scheme(&a.path) => {
             from_url(ws, &a.path, output, None).map(Some)
@@ -148,6 +176,69 @@ pub fn resolve(
         Location::Local => Ok(Some(DataSource::Local {
             path: ws_dir.join(a.path.strip_prefix("file:").unwrap_or(&a.path)),
         })),
+    }
+}
+
+/// A path on the Hugging Face datastore `name` (`org/name@rev/sub`,
+/// `datasets/org/name@rev/sub`): the repository it names, read with the datastore's
+/// endpoint and token, named `<datastore>:hf://org/name@rev` (as anonymous access is
+/// `anonymous:<url>`), and the path in it. Read-only.
+pub fn on_hub(
+    name: &str,
+    ds: &Datastore,
+    path: &str,
+    output: bool,
+) -> Result<DataSource, SourceError> {
+    let Datastore::HuggingFace {
+        endpoint,
+        credentials,
+        ..
+    } = ds
+    else {
+        return Ok(DataSource::Datastore {
+            name: name.into(),
+            path: path.into(),
+        });
+    };
+    if output {
+        return Err(SourceError::ReadOnlyDatastore {
+            datastore: name.into(),
+        });
+    }
+    let h = hub_url::parse(&format!("hf://{}", path.trim_start_matches('/'))).map_err(|_| {
+        SourceError::HubPath {
+            datastore: name.into(),
+            reason: format!("its path {path:?} names no repository; write `org/name@revision/sub/path` (a model) or `datasets/org/name@revision/sub/path`"),
+        }
+    })?;
+    Ok(DataSource::Anonymous {
+        name: format!("{name}:{}", h.name()),
+        datastore: Box::new(hub_datastore(
+            &h,
+            endpoint.clone(),
+            credentials.clone(),
+            Some(name),
+        )),
+        path: h.path,
+    })
+}
+
+/// The datastore that reads the repository `h` names.
+fn hub_datastore(
+    h: &hub_url::HubUrl,
+    endpoint: Option<String>,
+    credentials: HubCredentials,
+    via: Option<&str>,
+) -> Datastore {
+    Datastore::HuggingFace {
+        endpoint,
+        credentials,
+        repository: Some(HubRepository {
+            repo_type: h.repo_type.to_string(),
+            repo: h.repo.clone(),
+            revision: h.revision.clone(),
+            via: via.map(str::to_string),
+        }),
     }
 }
 
@@ -195,11 +286,7 @@ fn from_url(
     };
     if hub_url::is_hub_url(url) {
         let h = hub_url::parse(url).map_err(|reason| SourceError::Url { reason })?;
-        let ds = Datastore::HuggingFace {
-            repo_type: h.repo_type.to_string(),
-            repo: h.repo.clone(),
-            revision: h.revision.clone(),
-        };
+        let ds = hub_datastore(&h, None, HubCredentials::default(), None);
         return read_only(ds, h.name(), h.path);
     }
     let parsed = storage_url::parse(url);
@@ -417,5 +504,54 @@ data_assets:
         let out = input(None, Some("hf://org/m"), None);
         let e = resolve(&ws(), Path::new("/"), Path::new("/"), &out, true).unwrap_err();
         assert!(e.to_string().contains("can only be read"), "{e}");
+    }
+
+    #[test]
+    fn a_path_on_a_hugging_face_datastore_names_a_repository_read_with_its_token() {
+        let ws: Workspace = serde_yaml::from_str(
+            "datastores:\n  hub: {type: hugging_face, endpoint: 'http://mirror', credentials: {token: {file: t}}}\n",
+        )
+        .unwrap();
+        let mut r = input(None, None, None);
+        r.datastore = Some("hub".into());
+        r.path = "datasets/org/d@v1/train".into();
+        let at = |r: &DataRef, output| resolve(&ws, Path::new("/"), Path::new("/"), r, output);
+        let Some(DataSource::Anonymous {
+            name,
+            datastore,
+            path,
+        }) = at(&r, false).unwrap()
+        else {
+            panic!("a hub repository")
+        };
+        assert_eq!(
+            (name.as_str(), path.as_str()),
+            ("hub:hf://datasets/org/d@v1", "train")
+        );
+        let Datastore::HuggingFace {
+            endpoint,
+            credentials,
+            repository: Some(repo),
+        } = *datastore
+        else {
+            panic!("{datastore:?}")
+        };
+        assert_eq!(endpoint.as_deref(), Some("http://mirror"));
+        assert!(credentials.token.is_some());
+        assert_eq!(
+            (
+                repo.repo_type.as_str(),
+                repo.repo.as_str(),
+                repo.revision.as_str()
+            ),
+            ("dataset", "org/d", "v1")
+        );
+        assert_eq!(repo.via.as_deref(), Some("hub"));
+        let e = at(&r, true).unwrap_err();
+        assert_eq!(e.field(), "datastore");
+        r.path = String::new();
+        let e = at(&r, false).unwrap_err();
+        assert_eq!(e.field(), "path");
+        assert!(e.to_string().contains("org/name@revision"), "{e}");
     }
 }

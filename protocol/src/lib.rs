@@ -32,7 +32,8 @@ pub use load::{load_job, load_workspace, parse_job, parse_workspace};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
 pub use workspace::{
-    AssetType, Credentials, DataAsset, Datastore, S3Addressing, S3Credentials, Workspace,
+    AssetType, Credentials, DataAsset, Datastore, HubCredentials, HubRepository, S3Addressing,
+    S3Credentials, Workspace,
 };
 
 /// Whether `name` can follow `AZUREML_DATAREFERENCE_` in an environment variable name.

@@ -173,17 +173,24 @@ pub enum Datastore {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
     },
-    /// A Hugging Face Hub repository at a revision, made for an input's `hf://` URL
-    /// (never written in a workspace).
-    #[serde(skip_deserializing)]
-    #[schemars(skip)]
+    /// A Hugging Face Hub (huggingface.co, or a mirror at `endpoint`), read-only: an
+    /// input on it names a repository at a revision as its `path` (`org/name@rev/sub`
+    /// for a model, `datasets/org/name@rev/sub` for a dataset, as an `hf://` URL without
+    /// its scheme), read with this datastore's token. An input's `hf://` URL makes one
+    /// without endpoint or token (`HF_ENDPOINT` and `HF_TOKEN` then apply).
     HuggingFace {
-        /// `model` or `dataset`.
-        repo_type: String,
-        /// `org/name`.
-        repo: String,
-        /// A branch, tag or commit id (`main` when the URL gives none).
-        revision: String,
+        /// The Hub's URL (a mirror's); absent = `HF_ENDPOINT`, else
+        /// `https://huggingface.co`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// The token; absent = `HF_TOKEN`, else none (public repositories).
+        #[serde(default, skip_serializing_if = "HubCredentials::is_empty")]
+        credentials: HubCredentials,
+        /// The repository an input reads, set by the agent for that input (never
+        /// written in a workspace).
+        #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        repository: Option<HubRepository>,
     },
     /// A PostgreSQL database (Azure Database for PostgreSQL, or any server): its inputs
     /// are a `query` or a `table`, exported as a CSV file before the job starts, in a
@@ -272,6 +279,51 @@ pub enum S3Addressing {
     VirtualHost,
 }
 
+/// Credentials of a Hugging Face Hub datastore.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HubCredentials {
+    /// A Hub access token (`hf_…`): a literal, `{env: NAME}` or `{file: PATH}`. Used
+    /// instead of `HF_TOKEN` for this datastore's inputs.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "hidden_literal"
+    )]
+    pub token: Option<Secret>,
+}
+
+impl HubCredentials {
+    /// Whether no token is given.
+    pub fn is_empty(&self) -> bool {
+        self.token.is_none()
+    }
+}
+
+/// A token written as a literal is serialized as `***` (a plan shows where a token
+/// comes from, never the token); `{env:}` and `{file:}` as written.
+fn hidden_literal<S: serde::Serializer>(t: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(Secret::Literal(_)) => s.serialize_str("***"),
+        other => other.serialize(s),
+    }
+}
+
+/// One repository of a Hugging Face Hub at a revision: what an input reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubRepository {
+    /// `model`, `dataset` or `space`.
+    pub repo_type: String,
+    /// `org/name`.
+    pub repo: String,
+    /// A branch, tag or commit id (`main` when none is given).
+    pub revision: String,
+    /// The workspace datastore it is read through (errors name it); `None` for an
+    /// `hf://` URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
 /// Credentials of an S3 datastore: an access key pair (with an optional session
 /// token), or `anonymous: true`; none = the standard environment variables.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
@@ -326,7 +378,9 @@ impl Datastore {
     pub fn container(&self) -> Option<&str> {
         match self {
             Datastore::Local { .. } | Datastore::Postgresql { .. } | Datastore::Web { .. } => None,
-            Datastore::HuggingFace { repo, .. } => repo.rsplit('/').next(),
+            Datastore::HuggingFace { repository, .. } => {
+                repository.as_ref().and_then(|r| r.repo.rsplit('/').next())
+            }
             Datastore::AzureBlob { container_name, .. } => Some(container_name),
             Datastore::S3 { bucket, .. } => Some(bucket),
             Datastore::AzureDataLakeGen2 { filesystem, .. } => Some(filesystem),
@@ -359,6 +413,11 @@ impl Datastore {
             Datastore::Postgresql { password, .. } => password
                 .iter()
                 .map(|s| ("password".to_string(), s))
+                .collect(),
+            Datastore::HuggingFace { credentials, .. } => credentials
+                .token
+                .iter()
+                .map(|s| ("credentials.token".to_string(), s))
                 .collect(),
             Datastore::S3 { credentials, .. } => credentials
                 .secrets()
@@ -509,5 +568,29 @@ mod tests {
         let names: Vec<&str> = credentials.secrets().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["access_key_id", "secret_access_key"]);
         assert!(!format!("{d:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_hugging_face_datastore_reads_as_written_and_never_shows_a_literal_token() {
+        let d: Datastore = serde_yaml::from_str(
+            "type: hugging_face\nendpoint: https://mirror.example\ncredentials: {token: hf_l1teral}\n",
+        )
+        .unwrap();
+        assert_eq!(d.type_name(), "hugging_face");
+        let names: Vec<String> = d.secrets().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["credentials.token"]);
+        assert!(!format!("{d:?}").contains("hf_l1teral"));
+        let shown = serde_json::to_string(&d).unwrap();
+        assert!(
+            !shown.contains("hf_l1teral") && shown.contains("***"),
+            "{shown}"
+        );
+        let e: Datastore =
+            serde_yaml::from_str("type: hugging_face\ncredentials: {token: {env: T}}\n").unwrap();
+        assert!(serde_json::to_string(&e)
+            .unwrap()
+            .contains(r#"{"env":"T"}"#));
+        // The repository is the agent's, never the workspace's.
+        assert!(serde_yaml::from_str::<Datastore>("type: hugging_face\nrepository: x\n").is_err());
     }
 }

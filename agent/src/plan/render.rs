@@ -237,8 +237,24 @@ fn data_notes(d: &DataPlan) -> String {
             Some(h) => format!("a file on a web server, checked against sha256 {h}"),
             None => "a file on a web server, pinned by its ETag or Last-Modified and length".into(),
         }),
-        (Some(_), Some(Datastore::HuggingFace { repo_type, repo, revision })) => extra.push(format!(
-            "Hugging Face {repo_type} {repo}, revision {revision} resolved to a commit before download"
+        (
+            _,
+            Some(Datastore::HuggingFace {
+                endpoint,
+                credentials,
+                repository: Some(r),
+            }),
+        ) => extra.push(format!(
+            "Hugging Face {} {}, revision {} resolved to a commit before download, from {}, {}{}",
+            r.repo_type,
+            r.repo,
+            r.revision,
+            crate::store::hub::endpoint(endpoint.as_deref()),
+            crate::store::hub::describe_token(credentials),
+            match &r.via {
+                Some(ds) => format!(" (datastore {ds})"),
+                None => String::new(),
+            }
         )),
         (Some(from), Some(_)) => extra.push(format!(
             "{from}: no datastore of the workspace serves it; read anonymously"

@@ -10,7 +10,9 @@
 //! wrote there (the trait has no delete), so point it at a scratch root or container.
 //! It never panics: the first departure from the contract is returned, naming the check.
 //! A store that cannot be written runs [`check_read_only`] on objects the test put
-//! there by other means, and must refuse an upload.
+//! there by other means, and must refuse an upload. A store that holds exactly one file
+//! and no folders (a web file) runs [`check_single_file`]: the same contract, cut to
+//! the one file at its root.
 
 use super::{DynStore, Entry, ObjectMeta, StoreError};
 use std::collections::BTreeSet;
@@ -103,12 +105,75 @@ pub async fn check_read_only(store: DynStore, prefix: &str) -> Result<(), Noncon
     suite.read_range().await?;
     suite.download().await?;
     suite.missing().await?;
-    const REFUSE: &str = "an upload to a read-only store is refused";
-    match suite.upload_bytes("new.txt", b"x", true).await? {
-        Err(StoreError::Config { detail, .. }) if detail.contains("read-only") => Ok(()),
-        Err(e) => Err(wrong(REFUSE, format!("refused, but not as read-only: {e}"))),
-        Ok(_) => Err(wrong(REFUSE, "the upload succeeded".into())),
+    suite.refuses_upload("new.txt").await
+}
+
+/// The suite for a read-only store of exactly one file at its root, named `name`,
+/// holding `bytes` (a web file): its root is a folder holding that file and no other,
+/// `stat` and both listings say so, every range of [`check`] reads the right bytes
+/// (streamed too; give more than 2 MiB so the streamed pieces are checked), a download
+/// writes them all and counts them once, any other path is missing (`NotFound` to read)
+/// and an upload is refused as read-only. What a listing of folders would check has
+/// nothing to check here.
+pub async fn check_single_file(
+    store: DynStore,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), Nonconformance> {
+    let suite = Suite {
+        store,
+        prefix: String::new(),
+        scratch: Scratch::new()?,
+    };
+    let len = bytes.len() as u64;
+    let store = &suite.store;
+    const STAT: &str = "stat (one file)";
+    match store.stat(name).await.map_err(failed(STAT))? {
+        Entry::File(m) if m.path == name && m.size == len => {}
+        other => {
+            return Err(wrong(
+                STAT,
+                format!("{name}: want a file of {len} bytes, got {other:?}"),
+            ))
+        }
     }
+    for (path, want) in [
+        ("", Entry::Dir),
+        ("other.bin", Entry::Missing),
+        ("sub/other.bin", Entry::Missing),
+    ] {
+        let got = store.stat(path).await.map_err(failed(STAT))?;
+        if got != want {
+            return Err(wrong(STAT, format!("{path:?}: want {want:?}, got {got:?}")));
+        }
+    }
+    const LIST: &str = "list and list_dir (one file)";
+    let one = |files: Vec<ObjectMeta>| {
+        files
+            .into_iter()
+            .map(|m| (m.path, m.size))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![(name.to_string(), len)];
+    let listed = one(store.list("").await.map_err(failed(LIST))?);
+    let (files, dirs) = store.list_dir("").await.map_err(failed(LIST))?;
+    if listed != want || one(files.clone()) != want || !dirs.is_empty() {
+        return Err(wrong(
+            LIST,
+            format!(
+                "want only {want:?}, got list {listed:?}, list_dir {files:?} and folders {dirs:?}"
+            ),
+        ));
+    }
+    suite.ranges(name, bytes).await?;
+    suite.download_one(0, name, bytes).await?;
+    const MISSING: &str = "a missing object is NotFound";
+    match store.read_range("other.bin", 0..10).await {
+        Err(StoreError::NotFound { path, .. }) if path == "other.bin" => {}
+        Err(e) => return Err(wrong(MISSING, format!("read_range: {e:?}"))),
+        Ok(_) => return Err(wrong(MISSING, "read_range succeeded".into())),
+    }
+    suite.refuses_upload("new.txt").await
 }
 
 /// Deterministic bytes for the seed `seed`.
@@ -174,7 +239,21 @@ struct Suite {
 
 impl Suite {
     fn path(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.prefix)
+        match self.prefix.as_str() {
+            "" => rel.to_string(),
+            p => format!("{p}/{rel}"),
+        }
+    }
+
+    /// An upload must be refused, saying the store is read-only, rather than fail some
+    /// other way or succeed.
+    async fn refuses_upload(&self, rel: &str) -> Result<(), Nonconformance> {
+        const REFUSE: &str = "an upload to a read-only store is refused";
+        match self.upload_bytes(rel, b"x", true).await? {
+            Err(StoreError::Config { detail, .. }) if detail.contains("read-only") => Ok(()),
+            Err(e) => Err(wrong(REFUSE, format!("refused, but not as read-only: {e}"))),
+            Ok(_) => Err(wrong(REFUSE, "the upload succeeded".into())),
+        }
     }
 
     /// The seeded objects under `folder` (relative, `""` for all), as (path, size).
@@ -348,103 +427,116 @@ impl Suite {
     }
 
     async fn read_range(&self) -> Result<(), Nonconformance> {
-        const CHECK: &str = "read_range";
         for (rel, seed, len) in SEED.iter().filter(|(r, _, _)| *r != "sub/deeper/c.txt") {
-            let bytes = data(*seed, *len);
-            let n = *len as u64;
-            let cases: [(std::ops::Range<u64>, std::ops::Range<usize>); 7] = [
-                (0..1.min(n), 0..1.min(*len)),
-                (n.saturating_sub(1)..n, len.saturating_sub(1)..*len),
-                (0..n, 0..*len),
-                (n / 2..n / 2, 0..0),
-                (n.saturating_sub(3)..n + 10, len.saturating_sub(3)..*len),
-                (n..n + 5, 0..0),
-                (n + 10..n + 20, 0..0),
-            ];
-            for (range, want) in cases {
-                let got = self
-                    .store
-                    .read_range(&self.path(rel), range.clone())
-                    .await
-                    .map_err(failed(CHECK))?;
-                if got[..] != bytes[want.clone()] {
-                    return Err(wrong(
-                        CHECK,
-                        format!(
-                            "{rel} ({len} bytes), bytes {range:?}: want {} bytes (its {want:?}), got {} bytes{}",
-                            want.len(),
-                            got.len(),
-                            if got.len() == want.len() { " that differ" } else { "" }
-                        ),
-                    ));
-                }
-                // Streamed, the same bytes, whatever the pieces.
-                let mut pieces = self
-                    .store
-                    .read_range_stream(&self.path(rel), range.clone())
-                    .await
-                    .map_err(failed(CHECK))?;
-                let (mut streamed, mut count) = (Vec::new(), 0);
-                while let Some(piece) = futures::StreamExt::next(&mut pieces).await {
-                    streamed.extend_from_slice(&piece.map_err(failed(CHECK))?);
-                    count += 1;
-                }
-                // The mount's memory bound rests on this: a large range is never one piece.
-                if want.len() > 2 << 20 && count == 1 {
-                    return Err(wrong(
-                        CHECK,
-                        format!("{rel} ({len} bytes), bytes {range:?} streamed: came whole, as one piece"),
-                    ));
-                }
-                if streamed[..] != bytes[want.clone()] {
-                    return Err(wrong(
-                        CHECK,
-                        format!(
-                            "{rel} ({len} bytes), bytes {range:?} streamed: want {} bytes, got {}",
-                            want.len(),
-                            streamed.len()
-                        ),
-                    ));
-                }
+            self.ranges(&self.path(rel), &data(*seed, *len)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every range of the object at `path` (full path), which holds `bytes`, at the
+    /// edges and past the end, read whole and streamed.
+    async fn ranges(&self, path: &str, bytes: &[u8]) -> Result<(), Nonconformance> {
+        const CHECK: &str = "read_range";
+        let (rel, len) = (path, bytes.len());
+        let n = len as u64;
+        let cases: [(std::ops::Range<u64>, std::ops::Range<usize>); 7] = [
+            (0..1.min(n), 0..1.min(len)),
+            (n.saturating_sub(1)..n, len.saturating_sub(1)..len),
+            (0..n, 0..len),
+            (n / 2..n / 2, 0..0),
+            (n.saturating_sub(3)..n + 10, len.saturating_sub(3)..len),
+            (n..n + 5, 0..0),
+            (n + 10..n + 20, 0..0),
+        ];
+        for (range, want) in cases {
+            let got = self
+                .store
+                .read_range(path, range.clone())
+                .await
+                .map_err(failed(CHECK))?;
+            if got[..] != bytes[want.clone()] {
+                return Err(wrong(
+                    CHECK,
+                    format!(
+                        "{rel} ({len} bytes), bytes {range:?}: want {} bytes (its {want:?}), got {} bytes{}",
+                        want.len(),
+                        got.len(),
+                        if got.len() == want.len() { " that differ" } else { "" }
+                    ),
+                ));
+            }
+            // Streamed, the same bytes, whatever the pieces.
+            let mut pieces = self
+                .store
+                .read_range_stream(path, range.clone())
+                .await
+                .map_err(failed(CHECK))?;
+            let (mut streamed, mut count) = (Vec::new(), 0);
+            while let Some(piece) = futures::StreamExt::next(&mut pieces).await {
+                streamed.extend_from_slice(&piece.map_err(failed(CHECK))?);
+                count += 1;
+            }
+            // The mount's memory bound rests on this: a large range is never one piece.
+            if want.len() > 2 << 20 && count == 1 {
+                return Err(wrong(
+                    CHECK,
+                    format!(
+                        "{rel} ({len} bytes), bytes {range:?} streamed: came whole, as one piece"
+                    ),
+                ));
+            }
+            if streamed[..] != bytes[want.clone()] {
+                return Err(wrong(
+                    CHECK,
+                    format!(
+                        "{rel} ({len} bytes), bytes {range:?} streamed: want {} bytes, got {}",
+                        want.len(),
+                        streamed.len()
+                    ),
+                ));
             }
         }
         Ok(())
     }
 
     async fn download(&self) -> Result<(), Nonconformance> {
-        const CHECK: &str = "download";
         for (i, (rel, seed, len)) in SEED.iter().enumerate() {
-            let Entry::File(meta) = self
-                .store
-                .stat(&self.path(rel))
-                .await
-                .map_err(failed(CHECK))?
-            else {
-                return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
-            };
-            let dest = self.scratch.0.join(format!("down-{i}"));
-            let meter = Tally::default();
-            let n = self
-                .store
-                .download_metered(&meta, &dest, &meter)
-                .await
-                .map_err(failed(CHECK))?;
-            if meter.net() != n {
-                return Err(wrong(
-                    CHECK,
-                    format!("{rel}: {n} bytes came, its meter counted {}", meter.net()),
-                ));
-            }
-            let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
-                path: dest.clone(),
-                source,
-            })?;
-            if n != *len as u64 || got != data(*seed, *len) {
-                return Err(wrong(
-                    CHECK,
-                    format!("{rel}: want its {len} bytes, got {} (said {n})", got.len()),
-                ));
-            }
+            self.download_one(i, &self.path(rel), &data(*seed, *len))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Downloads the object at `path` (full path), which must write `bytes` and count
+    /// each once; `i` names its local file.
+    async fn download_one(&self, i: usize, path: &str, bytes: &[u8]) -> Result<(), Nonconformance> {
+        const CHECK: &str = "download";
+        let (rel, len) = (path, bytes.len());
+        let Entry::File(meta) = self.store.stat(path).await.map_err(failed(CHECK))? else {
+            return Err(wrong(CHECK, format!("{rel}: stat says it is not a file")));
+        };
+        let dest = self.scratch.0.join(format!("down-{i}"));
+        let meter = Tally::default();
+        let n = self
+            .store
+            .download_metered(&meta, &dest, &meter)
+            .await
+            .map_err(failed(CHECK))?;
+        if meter.net() != n {
+            return Err(wrong(
+                CHECK,
+                format!("{rel}: {n} bytes came, its meter counted {}", meter.net()),
+            ));
+        }
+        let got = std::fs::read(&dest).map_err(|source| Nonconformance::Local {
+            path: dest.clone(),
+            source,
+        })?;
+        if n != len as u64 || got != bytes {
+            return Err(wrong(
+                CHECK,
+                format!("{rel}: want its {len} bytes, got {} (said {n})", got.len()),
+            ));
         }
         Ok(())
     }

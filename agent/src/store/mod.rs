@@ -355,21 +355,28 @@ pub fn open_datastore(
             sha256.as_deref(),
         )?)),
         Datastore::HuggingFace {
-            repo_type,
-            repo,
-            revision,
+            endpoint,
+            credentials,
+            repository,
         } => {
-            let endpoint = std::env::var("HF_ENDPOINT")
-                .ok()
-                .filter(|e| !e.trim().is_empty())
-                .unwrap_or_else(|| hub::DEFAULT_ENDPOINT.to_string());
+            let Some(r) = repository else {
+                return Err(StoreError::Config {
+                    datastore: name.to_string(),
+                    detail: "a hugging_face datastore is a Hub, not one repository: name the repository in the path, `org/name@revision/…` or `datasets/org/name@revision/…`".into(),
+                });
+            };
+            let via = r.via.as_deref().unwrap_or(name);
+            let token = hub::token(via, credentials, workspace_dir).map_err(|c| StoreError::Auth {
+                datastore: via.to_string(),
+                detail: c.to_string(),
+            })?;
             Ok(Arc::new(hub::HubStore::open(
                 name,
-                repo_type,
-                repo,
-                revision,
-                &endpoint,
-                crate::credentials::hub_token(),
+                &r.repo_type,
+                &r.repo,
+                &r.revision,
+                &hub::endpoint(endpoint.as_deref()),
+                token,
             )?))
         }
         ds @ Datastore::S3 { .. } => {

@@ -275,9 +275,25 @@ fn open(
     name: &str,
     path: &str,
 ) -> Result<(DynStore, String), DatastoreError> {
-    datastore(ws, name)?;
+    let ds = datastore(ws, name)?;
     let path = stagehand_protocol::path::spec_path(path)
         .map_err(|e| DatastoreError::Usage(e.to_string()))?;
+    if let Datastore::HuggingFace { .. } = ds {
+        // The path names the repository at a revision, and the path in it.
+        use stagehand_protocol::data_source::{on_hub, DataSource};
+        let source =
+            on_hub(name, ds, &path, false).map_err(|e| DatastoreError::Usage(e.to_string()))?;
+        if let DataSource::Anonymous {
+            name,
+            datastore,
+            path,
+        } = source
+        {
+            let store =
+                store::open_datastore(&name, &datastore, ws_dir).map_err(DatastoreError::Open)?;
+            return Ok((store, path));
+        }
+    }
     let store = store::open(ws, ws_dir, name).map_err(DatastoreError::Open)?;
     Ok((store, path))
 }
@@ -369,10 +385,16 @@ fn location(ds: &Datastore) -> String {
         Datastore::Postgresql { .. } => database::location(ds),
         Datastore::Web { url, .. } => crate::store::http::get::bare(url).to_string(),
         Datastore::HuggingFace {
-            repo_type,
-            repo,
-            revision,
-        } => format!("Hugging Face {repo_type} {repo} at {revision}"),
+            endpoint,
+            repository,
+            ..
+        } => match repository {
+            Some(r) => format!("Hugging Face {} {} at {}", r.repo_type, r.repo, r.revision),
+            None => format!(
+                "Hugging Face Hub at {}",
+                store::hub::endpoint(endpoint.as_deref())
+            ),
+        },
         Datastore::S3 {
             bucket, endpoint, ..
         } => match endpoint {
@@ -394,8 +416,13 @@ fn show(ws: &Workspace, name: &str) -> Result<(), DatastoreError> {
     match ds {
         Datastore::Local { root } => lines.push(format!("root:        {root}")),
         Datastore::Postgresql { .. } => lines.extend(database::show(ds)),
-        Datastore::Web { .. } | Datastore::HuggingFace { .. } => {
-            lines.push(format!("location:    {}", location(ds)))
+        Datastore::Web { .. } => lines.push(format!("location:    {}", location(ds))),
+        Datastore::HuggingFace { credentials, .. } => {
+            lines.push(format!("location:    {}", location(ds)));
+            lines.push(format!(
+                "credentials: {}",
+                store::hub::describe_token(credentials)
+            ));
         }
         Datastore::S3 { credentials, .. } => {
             lines.push(format!("location:    {}", location(ds)));

@@ -3,8 +3,10 @@
 //! the first byte is read, and every read names that commit, so one run reads one
 //! version even when the branch moves under it. The files and their sizes and hashes
 //! come from the Hub's tree listing (an LFS file's `lfs.oid` is its SHA-256); each
-//! download is checked against them. The endpoint is `HF_ENDPOINT` (a mirror), as
-//! `huggingface_hub` reads it, else `https://huggingface.co`; the token `HF_TOKEN`.
+//! download is checked against them. The endpoint is the workspace datastore's
+//! `endpoint`, else `HF_ENDPOINT` (a mirror), as `huggingface_hub` reads it, else
+//! `https://huggingface.co`; the token the datastore's `credentials.token`, else
+//! `HF_TOKEN` ([`token`], [`endpoint`]).
 //!
 //! Never writes to the Hub (an upload is refused); never shows the token.
 
@@ -20,6 +22,48 @@ use std::sync::Arc;
 
 /// The Hub's own address, when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// The Hub's URL: the datastore's `endpoint` when it gives one, else `HF_ENDPOINT`,
+/// else [`DEFAULT_ENDPOINT`].
+pub fn endpoint(datastore: Option<&str>) -> String {
+    datastore
+        .map(str::to_string)
+        .or_else(|| std::env::var("HF_ENDPOINT").ok())
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+}
+
+/// The token for a repository read through the datastore `datastore`: its
+/// `credentials.token` (read and registered for redaction; a variable that is not set
+/// or a file that cannot be read is an error naming it), else `HF_TOKEN`, else none.
+pub fn token(
+    datastore: &str,
+    credentials: &stagehand_protocol::HubCredentials,
+    workspace_dir: &Path,
+) -> Result<Option<String>, crate::credentials::CredentialError> {
+    match &credentials.token {
+        Some(secret) => {
+            let t =
+                crate::credentials::resolve(secret, datastore, "credentials.token", workspace_dir)?;
+            Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
+        }
+        None => Ok(crate::credentials::hub_token()),
+    }
+}
+
+/// Where a repository's token comes from, for people (never the token).
+pub fn describe_token(credentials: &stagehand_protocol::HubCredentials) -> String {
+    match &credentials.token {
+        Some(s) => format!("token from {}", s.describe()),
+        None if std::env::var(crate::credentials::HUB_TOKEN_VARIABLE)
+            .is_ok_and(|t| !t.trim().is_empty()) =>
+        {
+            format!("token from {}", crate::credentials::HUB_TOKEN_VARIABLE)
+        }
+        None => "no token".to_string(),
+    }
+}
 
 /// What a path segment keeps unencoded in the Hub's URLs.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -139,7 +183,7 @@ impl HubStore {
                 StoreError::NotFound {
                     datastore,
                     path: format!(
-                        "{} {} at revision {} (a private or gated repository needs HF_TOKEN)",
+                        "{} {} at revision {} (a private or gated repository needs a token: HF_TOKEN, or a hugging_face datastore's credentials.token)",
                         self.repo_type, self.repo, self.revision
                     ),
                 }
