@@ -21,6 +21,10 @@ pub enum PathError {
     /// A NUL byte.
     #[error("{0:?} contains a NUL byte")]
     Nul(String),
+    /// A control character (a newline, an escape, …) in an object name: as a local file
+    /// name it would break line-based tools and can drive a terminal that lists it.
+    #[error("{0:?} contains a control character")]
+    Control(String),
     /// An empty or `.` segment (`a//b`, `a/./b`) in an object name.
     #[error("{0:?} has an empty or `.` segment")]
     EmptySegment(String),
@@ -62,6 +66,9 @@ pub fn object_name(name: &str) -> Result<&str, PathError> {
     }
     if name.starts_with('/') {
         return Err(PathError::Absolute(name.to_string()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(PathError::Control(name.to_string()));
     }
     for seg in name.split('/') {
         match seg {
@@ -193,6 +200,9 @@ mod tests {
             "./a",
             "a/",
             "nul\0",
+            "new\nline",
+            "esc\u{1b}[31m",
+            "c1\u{9b}",
         ] {
             assert!(object_name(bad).is_err(), "{bad:?} accepted");
         }

@@ -69,11 +69,11 @@ def serve(port):
     moto.server.main(["-H", "127.0.0.1", "-p", str(port)])
 
 
-def client():
+def client(service="s3"):
     import boto3
 
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=os.environ["S3_ENDPOINT"],
         region_name="us-east-1",
         aws_access_key_id="testing-key-id",
@@ -84,6 +84,13 @@ def client():
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "serve":
     serve(int(args[0]))
+    sys.exit(0)
+if cmd == "session-key":
+    # Temporary credentials from STS, "<id> <secret> <session token>" (one request).
+    c = client("sts").assume_role(
+        RoleArn="arn:aws:iam::123456789012:role/stagehand-test", RoleSessionName="test"
+    )["Credentials"]
+    print(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
     sys.exit(0)
 s3 = client()
 if cmd == "mkbucket":

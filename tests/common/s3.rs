@@ -25,6 +25,25 @@ pub struct Moto {
 impl Moto {
     /// Starts moto, or returns None (outside CI) when it is not installed.
     pub fn start() -> Option<Moto> {
+        Self::launch(&[])
+    }
+
+    /// Starts a moto that checks every request's signature and session token against
+    /// the keys it gave out, as AWS does, after the first `unchecked` requests (which can
+    /// ask it for keys: [`Moto::session_key`]).
+    pub fn start_checking_signatures(unchecked: u32) -> Option<Moto> {
+        Self::launch(&[("INITIAL_NO_AUTH_ACTION_COUNT", &unchecked.to_string())])
+    }
+
+    /// Temporary credentials from the server's STS: `(key id, secret, session token)`.
+    pub fn session_key(&self) -> (String, String, String) {
+        let out = self.py(&["session-key"]);
+        let w: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(w.len(), 3, "session-key printed {out:?}");
+        (w[0].to_string(), w[1].to_string(), w[2].to_string())
+    }
+
+    fn launch(env: &[(&str, &str)]) -> Option<Moto> {
         let python = std::env::var_os("STAGEHAND_TEST_PYTHON")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -53,6 +72,7 @@ impl Moto {
             let child = Command::new(&python)
                 .arg(super::repo().join("tests/common/s3.py"))
                 .args(["serve", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

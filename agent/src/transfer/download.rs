@@ -459,7 +459,7 @@ mod tests {
         let message = e.to_string();
         assert!(
             message.starts_with(&format!(
-                "datastore \"src\": refused 5 object name(s) that would escape or collide in {}: ",
+                "datastore \"src\": refused 5 object name(s) that would escape, collide or carry control characters in {}: ",
                 target.display()
             )),
             "{message}"

@@ -60,8 +60,9 @@ pub enum TransferError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Objects that would land outside the target, or on top of each other.
-    #[error("datastore {datastore:?}: refused {} object name(s) that would escape or collide in {}: {}", names.len(), target.display(), names.join("; "))]
+    /// Objects that would land outside the target, or on top of each other, or whose
+    /// names hold control characters.
+    #[error("datastore {datastore:?}: refused {} object name(s) that would escape, collide or carry control characters in {}: {}", names.len(), target.display(), names.join("; "))]
     UnsafeNames {
         /// Datastore name.
         datastore: String,
