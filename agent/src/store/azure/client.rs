@@ -241,22 +241,10 @@ pub fn transport(e: &reqwest::Error) -> String {
 /// A failed request as an error: [`HttpError::Untrusted`] when the service's certificate
 /// was refused, [`HttpError::Transport`] otherwise.
 fn request_error(e: &reqwest::Error) -> HttpError {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(mut s) = src {
-        // rustls's refusal travels inside io::Errors (nested), whose `source()` skips
-        // what they wrap.
-        while let Some(inner) = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            s = inner;
-        }
-        if let Some(rustls::Error::InvalidCertificate(why)) = s.downcast_ref::<rustls::Error>() {
-            return HttpError::Untrusted(format!("{why:?}"));
-        }
-        src = s.source();
+    match crate::store::http::get::untrusted(e) {
+        Some(why) => HttpError::Untrusted(why),
+        None => HttpError::Transport(transport(e)),
     }
-    HttpError::Transport(transport(e))
 }
 
 /// One container, reachable.
