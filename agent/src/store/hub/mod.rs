@@ -46,7 +46,10 @@ pub fn token(
         Some(secret) => {
             let t =
                 crate::credentials::resolve(secret, datastore, "credentials.token", workspace_dir)?;
-            Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
+            // What is sent is the trimmed token: that is what redaction must know.
+            let t = t.trim();
+            crate::redact::register(t);
+            Ok(Some(t.to_string()).filter(|t| !t.is_empty()))
         }
         None => Ok(crate::credentials::hub_token()),
     }
