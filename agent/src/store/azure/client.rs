@@ -240,7 +240,7 @@ pub fn transport(e: &reqwest::Error) -> String {
 
 /// A failed request as an error: [`HttpError::Untrusted`] when the service's certificate
 /// was refused, [`HttpError::Transport`] otherwise.
-fn request_error(e: &reqwest::Error) -> HttpError {
+pub fn request_error(e: &reqwest::Error) -> HttpError {
     match crate::store::http::get::untrusted(e) {
         Some(why) => HttpError::Untrusted(why),
         None => HttpError::Transport(transport(e)),

@@ -15,7 +15,7 @@
 use super::config::S3Target;
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
-use crate::store::azure::client::{transport, HttpError};
+use crate::store::azure::client::{request_error, transport, HttpError};
 use crate::store::pace::Pace;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
@@ -349,10 +349,6 @@ async fn answer(
         resp.text().await.ok().and_then(|t| error_code(&t))
     };
     Err(HttpError::Status { status, code })
-}
-
-fn request_error(e: &reqwest::Error) -> HttpError {
-    HttpError::Transport(transport(e))
 }
 
 /// S3's `<Error><Code>…</Code>` from an error answer's body.
