@@ -281,7 +281,7 @@ fn through(proxy: &Proxy, bucket: &str, dir: &Path) -> DynStore {
 }
 
 #[test]
-fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_listing() {
+fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_or_throttled_listing() {
     let Some(m) = Moto::start() else { return };
     m.mkbucket(&["box"]);
     let dir = tempfile::tempdir().unwrap();
@@ -332,6 +332,23 @@ fn s3_calls_survive_a_cut_range_a_lost_conditional_create_and_a_busy_listing() {
     let listed = rt.block_on(store.list("in")).unwrap();
     assert_eq!(proxy.injected(), 1);
     assert_eq!(listed.len(), 1);
+
+    // A listing answered 503 with `Retry-After: 2` (S3 sends none; compatible services
+    // and proxies in front of them do): waited out, not retried at the first backoff.
+    let proxy = Proxy::start(
+        m.port,
+        first(|l| l.contains("list-type=2"), Fault::Throttle(503, 2)),
+    );
+    let store = through(&proxy, "box", dir.path());
+    let asked = std::time::Instant::now();
+    let listed = rt.block_on(store.list("in")).unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(listed.len(), 1);
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_secs(2),
+        "the answer's Retry-After was not waited for: {:?}",
+        asked.elapsed()
+    );
 }
 
 #[test]

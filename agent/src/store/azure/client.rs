@@ -21,7 +21,7 @@ use super::config::{Auth, AzureTarget};
 use super::credential::Authorizer;
 use super::listing::{parse_block_list, parse_list, ListPage};
 use crate::retry::RetryConfig;
-use crate::store::pace::Pace;
+use crate::store::pace::{self, Pace};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -49,7 +49,7 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// How long an idle pooled connection is kept for reuse: less than servers keep one.
-const POOL_IDLE: Duration = Duration::from_secs(4);
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// A failed call, before it is given a datastore and a path.
 #[derive(Debug, Clone)]
@@ -247,6 +247,36 @@ pub fn request_error(e: &reqwest::Error) -> HttpError {
     }
 }
 
+/// Runs `op` (one attempt at a call, given its attempt number) under `retry`, retrying
+/// the errors [`HttpError::is_transient`] says are worth it, waiting at least what a
+/// `Retry-After` asks; a call that ran out of attempts or time is
+/// [`HttpError::GaveUp`], saying how many it made over how long. Every HTTP store
+/// client's calls go through it.
+pub async fn run<T, F, Fut>(retry: &RetryConfig, datastore: &str, op: F) -> Result<T, HttpError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, HttpError>>,
+{
+    retry
+        .run_with(
+            datastore,
+            HttpError::is_transient,
+            HttpError::retry_after,
+            op,
+        )
+        .await
+        .map_err(|g| {
+            if g.exhausted {
+                HttpError::GaveUp {
+                    tried: g.summary(),
+                    last: Box::new(g.error),
+                }
+            } else {
+                g.error
+            }
+        })
+}
+
 /// One container, reachable.
 #[derive(Clone)]
 pub struct Client {
@@ -256,10 +286,6 @@ pub struct Client {
     authorizer: Authorizer,
     /// How every call is retried.
     retry: RetryConfig,
-    /// When the service last asked (`Retry-After`) to be left alone until: every request
-    /// of this client (all of one store's calls to its account) waits for it, not only
-    /// the one that was told, so a throttled account sees the whole agent back off.
-    paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// How many of this client's requests may be in flight: fewer while the service
     /// says it is overloaded.
     pace: std::sync::Arc<Pace>,
@@ -346,7 +372,6 @@ impl Client {
             target,
             authorizer,
             retry,
-            paused_until: Default::default(),
         })
     }
 
@@ -364,30 +389,19 @@ impl Client {
     }
 
     /// Runs `op` (one attempt at a call, given its attempt number) under this client's
-    /// policy, retrying the errors [`HttpError::is_transient`] says are worth it.
+    /// policy ([`run`]).
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, HttpError>
     where
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, HttpError>>,
     {
-        self.retry
-            .run_with(
-                &self.target.datastore,
-                HttpError::is_transient,
-                HttpError::retry_after,
-                op,
-            )
-            .await
-            .map_err(|g| {
-                if g.exhausted {
-                    HttpError::GaveUp {
-                        tried: g.summary(),
-                        last: Box::new(g.error),
-                    }
-                } else {
-                    g.error
-                }
-            })
+        run(&self.retry, &self.target.datastore, op).await
+    }
+
+    /// How many of this client's requests may be in flight, and the service's answers'
+    /// bodies read so that a stall mid-body slows it ([`Pace::body`]).
+    pub fn pace(&self) -> &std::sync::Arc<Pace> {
+        &self.pace
     }
 
     /// The target this client reaches.
@@ -480,7 +494,6 @@ impl Client {
         self.authorizer
             .authorize(&self.target, method, &path, query, len, &mut h)
             .await?;
-        self.wait_if_paused().await;
         let mut req = self.http.request(method.clone(), &url).headers(h);
         let streamed = matches!(body, Body::File { .. });
         match body.into_reqwest().await? {
@@ -492,9 +505,7 @@ impl Client {
             None => {}
         }
         let slot = self.pace.slot().await;
-        let answer = self.answer(req.send().await);
-        slot.answered(&answer);
-        answer
+        slot.answer(self.answer(req.send().await))
     }
 
     /// A request's answer: the response when its status is a success.
@@ -512,16 +523,9 @@ impl Client {
             .get("x-ms-error-code")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        // Only seconds: Azure never sends an HTTP date here.
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        Err(match retry_after {
+        Err(match pace::retry_after(resp.headers()) {
             Some(retry_after) => {
-                self.pause_for(retry_after);
+                self.pace.pause_for(retry_after);
                 HttpError::Busy {
                     status,
                     code,
@@ -530,29 +534,6 @@ impl Client {
             }
             None => HttpError::Status { status, code },
         })
-    }
-
-    /// Holds every request of this client for `wait` (at most
-    /// [`crate::retry::RETRY_AFTER_MAX`]) from now, unless held longer already.
-    fn pause_for(&self, wait: Duration) {
-        let until = tokio::time::Instant::now() + wait.min(crate::retry::RETRY_AFTER_MAX);
-        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none_or(|at| at < until) {
-            tracing::debug!(
-                "{}: the service asked for a pause of {}s: every request waits",
-                self.target.datastore,
-                wait.as_secs()
-            );
-            *p = Some(until);
-        }
-    }
-
-    /// Waits out a pause the service asked for.
-    async fn wait_if_paused(&self) {
-        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = until.filter(|at| *at > tokio::time::Instant::now()) {
-            tokio::time::sleep_until(at).await;
-        }
     }
 
     /// One GET of the bytes `start..end` and the version they must still be
@@ -575,11 +556,8 @@ impl Client {
     /// The bytes `start..end` of a blob, the answer read whole inside each attempt.
     pub async fn read_range(&self, blob: &str, start: u64, end: u64) -> Result<Bytes, HttpError> {
         self.run(|_| async move {
-            self.get_range_once(blob, None, start, end)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| HttpError::Transport(transport(&e)))
+            let r = self.get_range_once(blob, None, start, end).await?;
+            self.pace.whole(r).await
         })
         .await
     }
@@ -636,12 +614,10 @@ impl Client {
         }
         let q = &q;
         self.run(|_| async move {
-            let body = self
+            let r = self
                 .send_once(&Method::GET, None, q, &[], Body::Empty)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| HttpError::Transport(transport(&e)))?;
+                .await?;
+            let body = self.pace.whole(r).await?;
             parse_list(&body)
                 .map_err(|e| HttpError::Answer(format!("cannot read the listing: {e}")))
         })
@@ -658,10 +634,7 @@ impl Client {
                 .send_once(&Method::GET, Some(blob), q, &[], Body::Empty)
                 .await
             {
-                Ok(r) => r
-                    .bytes()
-                    .await
-                    .map_err(|e| HttpError::Transport(transport(&e)))?,
+                Ok(r) => self.pace.whole(r).await?,
                 Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
                 Err(e) => return Err(e),
             };

@@ -8,7 +8,7 @@
 //!
 //! Never writes outside `dest` (and its `.ranges` record).
 
-use super::client::{self, HttpError};
+use super::client::HttpError;
 use super::md5_files::Landing;
 use super::tuning::Md5Check;
 use super::{resume, AzureStore};
@@ -255,7 +255,7 @@ impl AzureStore {
         // Chunks as hyper hands them over, written with one pwritev per megabyte: no copy
         // into an intermediate buffer.
         let mut pending = Pending::default();
-        let mut body = resp.bytes_stream();
+        let mut body = self.client.pace().body(resp);
         let mut failure = None;
         loop {
             match body.next().await {
@@ -271,7 +271,7 @@ impl AzureStore {
                     }
                 }
                 Some(Err(e)) => {
-                    failure = Some(client::transport(&e));
+                    failure = Some(e);
                     break;
                 }
                 None => break,
@@ -281,8 +281,9 @@ impl AzureStore {
         written(*pos);
         hash.feed(&mut pending).await;
         if *pos < range.end {
-            let why = failure.unwrap_or_else(|| "the answer ended early".into());
-            return Ok(Err(HttpError::Transport(why)));
+            let e =
+                failure.unwrap_or_else(|| HttpError::Transport("the answer ended early".into()));
+            return Ok(Err(e));
         }
         Ok(Ok(()))
     }

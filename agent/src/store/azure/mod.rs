@@ -415,8 +415,16 @@ impl Store for AzureStore {
         };
         let error = |e| self.error(path, e);
         let (retry, datastore) = (*self.client.retry(), &self.target().datastore);
-        range_stream::stream_range(&self.requests, retry, (datastore, path), range, get, error)
-            .await
+        range_stream::stream_range(
+            &self.requests,
+            self.client.pace(),
+            retry,
+            (datastore, path),
+            range,
+            get,
+            error,
+        )
+        .await
     }
 
     async fn download_metered(

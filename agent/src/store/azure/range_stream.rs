@@ -15,12 +15,13 @@
 //!
 //! [`Store::read_range_stream`]: crate::store::Store::read_range_stream
 
-use super::client::{transport, HttpError};
+use super::client::HttpError;
 use crate::retry::{Attempts, RetryConfig};
+use crate::store::pace::Pace;
 use crate::store::{ByteStream, StoreError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ type Get = Box<dyn Fn(Range<u64>) -> BoxFuture<'static, Result<Answer, HttpError
 /// that ends the stream, naming the datastore and the object.
 pub(crate) async fn stream_range<G, Fut>(
     requests: &Arc<Semaphore>,
+    pace: &Arc<Pace>,
     retry: RetryConfig,
     (datastore, path): (&str, &str),
     range: Range<u64>,
@@ -50,14 +52,10 @@ where
     G: Fn(Range<u64>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<reqwest::Response, HttpError>> + Send + 'static,
 {
+    let pace = pace.clone();
     let get: Get = Box::new(move |r| {
-        let answer = get(r);
-        Box::pin(async move {
-            let pieces = answer.await?.bytes_stream();
-            Ok(pieces
-                .map_err(|e| HttpError::Transport(transport(&e)))
-                .boxed())
-        })
+        let (answer, pace) = (get(r), pace.clone());
+        Box::pin(async move { Ok(pace.body(answer.await?)) })
     });
     resuming(requests, retry, (datastore, path), range, get, error).await
 }

@@ -113,7 +113,7 @@ async fn fetch_range(
             }
         };
         same_version(store, obj, &resp)?;
-        let mut body = resp.bytes_stream();
+        let mut body = store.client.pace().body(resp);
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
         let mut failure = None;
         loop {
@@ -127,7 +127,7 @@ async fn fetch_range(
                     }
                 }
                 Some(Err(e)) => {
-                    failure = Some(client::transport(&e));
+                    failure = Some(e);
                     break;
                 }
                 None => break,
@@ -142,7 +142,7 @@ async fn fetch_range(
                 attempts.progressed();
             }
             let e =
-                HttpError::Transport(failure.unwrap_or_else(|| "the answer ended early".into()));
+                failure.unwrap_or_else(|| HttpError::Transport("the answer ended early".into()));
             let what = format!("{}: {:?} at byte {pos}", store.target().datastore, obj.path);
             if !attempts.again(&what, &e, true).await {
                 return Err(store.error(&obj.path, e));

@@ -332,8 +332,16 @@ impl Store for FileShareStore {
         let error = |e| self.error(path, e);
         let (retry, datastore) = (*self.client.retry(), &self.client.target().datastore);
         let what = (datastore.as_str(), path);
-        super::azure::range_stream::stream_range(&self.requests, retry, what, range, get, error)
-            .await
+        super::azure::range_stream::stream_range(
+            &self.requests,
+            self.client.pace(),
+            retry,
+            what,
+            range,
+            get,
+            error,
+        )
+        .await
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
@@ -347,12 +355,8 @@ impl Store for FileShareStore {
             Err(e) if e.status() == Some(416) => return Ok(Bytes::new()),
             Err(e) => return Err(self.error(path, e)),
         };
-        resp.bytes().await.map_err(|e| {
-            self.error(
-                path,
-                HttpError::Transport(super::azure::client::transport(&e)),
-            )
-        })
+        let body = self.client.pace().whole(resp).await;
+        body.map_err(|e| self.error(path, e))
     }
 
     async fn download_metered(

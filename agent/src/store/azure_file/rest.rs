@@ -151,10 +151,7 @@ impl Share<'_> {
         }
         let p = (!path.is_empty()).then_some(path);
         let r = self.send(Method::GET, p, &q, vec![], Body::Empty).await?;
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| HttpError::Transport(client::transport(&e)))?;
+        let body = self.client.pace().whole(r).await?;
         parse_list(&body).map_err(|e| HttpError::Transport(format!("cannot read the listing: {e}")))
     }
 

@@ -16,7 +16,7 @@ use super::config::S3Target;
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
 use crate::store::azure::client::{request_error, transport, HttpError};
-use crate::store::pace::Pace;
+use crate::store::pace::{self, Pace};
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use reqwest::{Method, StatusCode};
@@ -114,6 +114,8 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(128)
+            // As the Azure client's: a connection the server may have closed is not reused.
+            .pool_idle_timeout(crate::store::azure::client::POOL_IDLE)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
@@ -152,9 +154,13 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, HttpError>>,
     {
-        self.retry
-            .run(&self.target.datastore, HttpError::is_transient, op)
-            .await
+        crate::store::azure::client::run(&self.retry, &self.target.datastore, op).await
+    }
+
+    /// How many of this client's requests may be in flight, and the service's answers'
+    /// bodies read so that a stall mid-body slows it ([`Pace::body`]).
+    pub fn pace(&self) -> &std::sync::Arc<Pace> {
+        &self.pace
     }
 
     /// The URL's host and path for `key` (`None` = the bucket itself).
@@ -214,9 +220,7 @@ impl Client {
             req = req.body(body.into_reqwest().await?);
         }
         let slot = self.pace.slot().await;
-        let answer = answer(method, req.send().await).await;
-        slot.answered(&answer);
-        answer
+        slot.answer(answer(method, req.send().await, &self.pace).await)
     }
 
     /// [`Client::send_once`] under the retry policy.
@@ -256,11 +260,8 @@ impl Client {
             let resp = self
                 .send_once(&Method::GET, None, &q, &[], Body::Empty)
                 .await?;
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| HttpError::Transport(transport(&e)))?;
-            parse_list(&text)
+            let body = self.pace.whole(resp).await?;
+            parse_list(&String::from_utf8_lossy(&body))
         })
         .await
     }
@@ -292,11 +293,8 @@ impl Client {
     /// The bytes `start..end`, read whole inside each attempt.
     pub async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, HttpError> {
         self.run(|_| async move {
-            self.get_range_once(key, None, start, end)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| HttpError::Transport(transport(&e)))
+            let r = self.get_range_once(key, None, start, end).await?;
+            self.pace.whole(r).await
         })
         .await
     }
@@ -327,28 +325,37 @@ pub fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_string()
 }
 
-/// A transport error as text, without the URL.
-pub fn transport_of(e: &reqwest::Error) -> String {
-    transport(e)
-}
-
 /// A request's answer: the response when its status is a success, else the status
 /// and S3's error code.
+/// A `Retry-After` (S3 itself sends none; compatible services and proxies may) holds
+/// every request of the client (`pace`) for that long.
 async fn answer(
     method: &Method,
     sent: Result<reqwest::Response, reqwest::Error>,
+    pace: &Pace,
 ) -> Result<reqwest::Response, HttpError> {
     let resp = sent.map_err(|e| request_error(&e))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
+    let retry_after = pace::retry_after(resp.headers());
     let code = if *method == Method::HEAD {
         None
     } else {
         resp.text().await.ok().and_then(|t| error_code(&t))
     };
-    Err(HttpError::Status { status, code })
+    Err(match retry_after {
+        Some(retry_after) => {
+            pace.pause_for(retry_after);
+            HttpError::Busy {
+                status,
+                code,
+                retry_after,
+            }
+        }
+        None => HttpError::Status { status, code },
+    })
 }
 
 /// S3's `<Error><Code>…</Code>` from an error answer's body.

@@ -11,7 +11,6 @@
 //!
 //! Never writes outside `dest` (and its `.ranges` record).
 
-use super::client::transport_of;
 use super::S3Store;
 use crate::store::azure::client::HttpError;
 use crate::store::azure::{allocate, resume};
@@ -148,7 +147,7 @@ impl S3Store {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let mut body = resp.bytes_stream();
+        let mut body = self.client.pace().body(resp);
         let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
         let mut failure = None;
         let write = |buf: &mut BytesMut, pos: &mut u64| -> Result<(), StoreError> {
@@ -169,7 +168,7 @@ impl S3Store {
                     }
                 }
                 Some(Err(e)) => {
-                    failure = Some(transport_of(&e));
+                    failure = Some(e);
                     break;
                 }
                 None => break,
@@ -177,8 +176,9 @@ impl S3Store {
         }
         write(&mut buf, pos)?;
         if *pos < range.end {
-            let why = failure.unwrap_or_else(|| "the answer ended early".into());
-            return Ok(Err(HttpError::Transport(why)));
+            let e =
+                failure.unwrap_or_else(|| HttpError::Transport("the answer ended early".into()));
+            return Ok(Err(e));
         }
         Ok(Ok(()))
     }

@@ -296,8 +296,16 @@ impl Store for S3Store {
         };
         let error = |e| self.error(path, e);
         let (retry, datastore) = (*self.client.retry(), &self.target().datastore);
-        range_stream::stream_range(&self.requests, retry, (datastore, path), range, get, error)
-            .await
+        range_stream::stream_range(
+            &self.requests,
+            self.client.pace(),
+            retry,
+            (datastore, path),
+            range,
+            get,
+            error,
+        )
+        .await
     }
 
     async fn download_metered(
