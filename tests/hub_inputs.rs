@@ -251,7 +251,7 @@ fn the_hub_store_conforms_read_only() {
 /// A private repository: without a token the server answers 401 and the run fails with
 /// 66, saying a token is needed; with `HF_TOKEN` it downloads, and the token shows in
 /// no output: not stdout, stderr, the events, `plan` (text and JSON), nor the job's
-/// environment.
+/// environment. Once its file is in the node cache, a run without the token still fails.
 #[test]
 fn a_private_repository_needs_the_token_and_the_token_is_never_shown() {
     const TOKEN: &str = "hf_private_token_never_shown_42";
@@ -312,6 +312,16 @@ fn a_private_repository_needs_the_token_and_the_token_is_never_shown() {
     for text in said {
         assert!(!text.contains(TOKEN), "the token is shown: {text}");
     }
+    // The run with the token put the file in the node cache; a run without it still
+    // fails at the revision's resolution, before any cache lookup: the cache never
+    // hands a private repository's bytes to a job that could not read them.
+    let (_, _, misses) = staged(&events, "m");
+    assert!(misses >= 1, "the file did not go through the node cache");
+    let before = web.hub_requests().len();
+    let out = run(None, &["run"]);
+    let (so, se) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    assert!((so + &se).contains("HF_TOKEN"), "the error says no token");
+    assert!(web.hub_requests().len() > before, "the Hub was not asked");
 }
 
 /// A private repository read through a workspace `hugging_face` datastore: its
@@ -407,4 +417,84 @@ fn a_hugging_face_datastore_reads_a_private_repository_with_its_own_token() {
         se.contains("credentials.token") && se.contains("hf-token.txt"),
         "{so}{se}"
     );
+}
+
+/// `datastore register --type hugging-face` writes a Hub with its endpoint and a token
+/// reference (never the token); an input's `hf://` URL then reads through it, its
+/// endpoint and its token, with neither `HF_ENDPOINT` nor `HF_TOKEN` set, and `plan`
+/// names the datastore.
+#[test]
+fn a_registered_hub_serves_hf_urls_with_its_endpoint_and_token() {
+    const TOKEN: &str = "hf_registered_token_never_shown_9";
+    let web = WebServer::start();
+    web.require_token(TOKEN);
+    web.put_hub("models", "org/private", "main", "w.bin", &bytes(6, 4096));
+    let s = Scratch::new();
+    s.write("hf-token.txt", &format!("{TOKEN}\n"));
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    let ws = s.write(
+        "workspace.yaml",
+        "default_datastore: store\ndatastores:\n  store: {type: local, root: ./store}\n",
+    );
+    let agent = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .in_scratch(&s)
+            .env_remove("HF_ENDPOINT")
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let ws_arg = ws.to_str().unwrap();
+    let url = web.url();
+    let out = agent(&[
+        "datastore",
+        "-w",
+        ws_arg,
+        "register",
+        "hub",
+        "--type",
+        "hugging-face",
+        "--endpoint",
+        &url,
+        "--token",
+        "file:hf-token.txt",
+    ]);
+    let (so, se) = expect_code(&out, 0);
+    assert!(so.contains("registered datastore \"hub\""), "{so}{se}");
+    let file = std::fs::read_to_string(&ws).unwrap();
+    assert!(
+        file.contains("type: hugging_face") && file.contains("token: {file: \"hf-token.txt\"}"),
+        "{file}"
+    );
+    assert!(!file.contains(TOKEN) && !(so + &se).contains(TOKEN));
+    let job = s.write(
+        "job.yaml",
+        "name: viaurl\ncommand: [\"true\"]\ninputs:\n  m: {url: \"hf://org/private\", mode: download}\n",
+    );
+    let job_arg = job.to_str().unwrap();
+    let runs = s.path().join("run");
+    let out = agent(&[
+        "run",
+        job_arg,
+        "--workspace",
+        ws_arg,
+        "--keep-run-dir",
+        "--run-dir",
+        runs.to_str().unwrap(),
+    ]);
+    let (so, se) = expect_code(&out, 0);
+    assert!(!(so + &se).contains(TOKEN), "the token is shown");
+    let got = files_under(&runs.join("inputs/m"));
+    let w = got.iter().find(|(k, _)| k.ends_with("w.bin"));
+    assert_eq!(w.map(|(_, v)| v), Some(&bytes(6, 4096)), "{:?}", got.keys());
+    let out = agent(&["plan", job_arg, "--workspace", ws_arg]);
+    let (plan, _) = expect_code(&out, 0);
+    assert!(
+        plan.contains(&format!(
+            "from {url}, token from file hf-token.txt (datastore hub)"
+        )),
+        "{plan}"
+    );
+    assert!(!plan.contains(TOKEN));
 }

@@ -513,6 +513,52 @@ fn datastore_commands_and_plan_check_reach_an_s3_bucket_and_show_no_secret() {
         !all.contains("7c4e.never-printed"),
         "the secret key was shown"
     );
+    // `register --type s3` writes the entry with its credentials as references, checks
+    // it (here creating the bucket) and the bucket is then there for boto3 too.
+    let o = Command::new(bin())
+        .args(["datastore", "-w", ws, "register", "made", "--type", "s3"])
+        .args(["--bucket", "made", "--endpoint", &m.endpoint()])
+        .args(["--access-key-id", "env:TEST_S3_KEY"])
+        .args(["--secret-access-key", "env:TEST_S3_SECRET"])
+        .arg("--create-if-not-exists")
+        .env("TEST_S3_KEY", KEY_ID)
+        .env("TEST_S3_SECRET", SECRET)
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    let (so, _) = expect_code(&o, 0);
+    assert!(so.contains("registered datastore \"made\""), "{so}");
+    m.py(&["put", "made", "x.txt", "hi"]);
+    assert_eq!(m.py(&["get", "made", "x.txt"]), "hi");
+    let file = std::fs::read_to_string(ws).unwrap();
+    assert!(
+        file.contains("access_key_id: {env: TEST_S3_KEY}")
+            && file.contains("secret_access_key: {env: TEST_S3_SECRET}")
+            && !file.contains(SECRET),
+        "{file}"
+    );
+    // A secret given as itself is refused, and the file is left as it was.
+    let o = agent(
+        &s,
+        &[
+            "datastore",
+            "-w",
+            ws,
+            "register",
+            "bad",
+            "--type",
+            "s3",
+            "--bucket",
+            "b",
+            "--access-key-id",
+            "env:K",
+            "--secret-access-key",
+            SECRET,
+        ],
+    );
+    let (_, se) = expect_code(&o, code::INVALID);
+    assert!(!se.contains(SECRET), "{se}");
+    assert_eq!(std::fs::read_to_string(ws).unwrap(), file);
 }
 
 #[test]
@@ -817,4 +863,40 @@ outputs:
             }
         }
     }
+}
+
+/// An S3 endpoint whose certificate comes from an authority this machine does not
+/// trust (here an HTTPS server of the tests, which is enough: the handshake fails
+/// before any S3 call): the run fails at once with 66, not 75 (a rerun meets the same
+/// certificate), saying why and what to do, without retrying it.
+#[test]
+fn an_s3_endpoint_with_an_untrusted_certificate_is_refused_at_once() {
+    let Some(tls) = crate::common::tls::Tls::new() else {
+        return;
+    };
+    let web = crate::common::web::WebServer::start_tls(&tls);
+    let s = Scratch::new();
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: s\ndatastores:\n  s: {{type: s3, bucket: data, endpoint: '{}', credentials: {{access_key_id: k, secret_access_key: s}}}}\n",
+            web.url()
+        ),
+    );
+    let job = s.write(
+        "job/job.yaml",
+        "name: tls\ncommand: [\"true\"]\ninputs:\n  a: {path: in/a.txt, mode: download}\n",
+    );
+    let out = s
+        .run_cmd(&job)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    let said = so + &se;
+    assert!(
+        said.contains("TLS certificate is not trusted") && said.contains("SSL_CERT_FILE"),
+        "{said}"
+    );
+    assert_eq!(said.matches("UnknownIssuer").count(), 1, "retried: {said}");
 }

@@ -223,6 +223,44 @@ pub fn on_hub(
     })
 }
 
+/// The workspace's Hugging Face datastore that an `hf://` URL is read through (its
+/// endpoint, its token), as an Azure URL is read through the datastore registered for
+/// its account: the only one, or the default datastore among several. `None` when the
+/// workspace registers none (the URL is read with `HF_ENDPOINT` and `HF_TOKEN`).
+fn registered_hub<'w>(
+    ws: &'w Workspace,
+    url: &str,
+) -> Result<Option<(&'w str, &'w Datastore)>, SourceError> {
+    let hubs: Vec<_> = ws
+        .datastores
+        .iter()
+        .filter(|(_, d)| {
+            matches!(
+                d,
+                Datastore::HuggingFace {
+                    repository: None,
+                    ..
+                }
+            )
+        })
+        .collect();
+    let default = ws.default_datastore.as_deref();
+    match hubs.as_slice() {
+        [] => Ok(None),
+        [(name, ds)] => Ok(Some((name.as_str(), *ds))),
+        several => match several.iter().find(|(n, _)| Some(n.as_str()) == default) {
+            Some((name, ds)) => Ok(Some((name.as_str(), *ds))),
+            None => Err(SourceError::Url {
+                reason: format!(
+                    "the workspace registers several Hugging Face datastores ({}) and none is the default: read {url:?} through one, `datastore: NAME, path: {}`",
+                    several.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                    &url[5..]
+                ),
+            }),
+        },
+    }
+}
+
 /// The datastore that reads the repository `h` names.
 fn hub_datastore(
     h: &hub_url::HubUrl,
@@ -286,6 +324,9 @@ fn from_url(
     };
     if hub_url::is_hub_url(url) {
         let h = hub_url::parse(url).map_err(|reason| SourceError::Url { reason })?;
+        if let Some((name, ds)) = registered_hub(ws, url)? {
+            return on_hub(name, ds, &url[5..], output);
+        }
         let ds = hub_datastore(&h, None, HubCredentials::default(), None);
         return read_only(ds, h.name(), h.path);
     }
@@ -547,6 +588,25 @@ data_assets:
             ("dataset", "org/d", "v1")
         );
         assert_eq!(repo.via.as_deref(), Some("hub"));
+        // An `hf://` URL goes through the workspace's Hub, with its endpoint and token.
+        let url = input(None, Some("hf://datasets/org/d@v1/train"), None);
+        let Some(DataSource::Anonymous { name, .. }) = at(&url, false).unwrap() else {
+            panic!("a hub repository")
+        };
+        assert_eq!(name, "hub:hf://datasets/org/d@v1");
+        // Of several, the default; none of them the default is an error naming them.
+        let mut two = ws.clone();
+        two.datastores
+            .insert("mirror".into(), two.datastores["hub"].clone());
+        let e = resolve(&two, Path::new("/"), Path::new("/"), &url, false).unwrap_err();
+        assert!(e.to_string().contains("hub, mirror"), "{e}");
+        two.default_datastore = Some("mirror".into());
+        let Some(DataSource::Anonymous { name, .. }) =
+            resolve(&two, Path::new("/"), Path::new("/"), &url, false).unwrap()
+        else {
+            panic!("a hub repository")
+        };
+        assert_eq!(name, "mirror:hf://datasets/org/d@v1");
         let e = at(&r, true).unwrap_err();
         assert_eq!(e.field(), "datastore");
         r.path = String::new();

@@ -117,7 +117,7 @@ pub enum DatastoreCommand {
     #[command(
         after_help = "Example:\n  stagehand datastore register blobs --type azure-blob \\\n    --account-name mystorage --container-name training \\\n    --account-key env:AZURE_STORAGE_KEY --create-if-not-exists"
     )]
-    Register(register::Register),
+    Register(Box<register::Register>),
     /// Make a datastore the workspace's default.
     #[command(after_help = "Example:\n  stagehand datastore set-default blobs")]
     SetDefault {

@@ -20,6 +20,11 @@ pub enum Kind {
     AzureDataLakeGen2,
     /// A folder (`--root`, relative to the workspace file).
     Local,
+    /// An S3 bucket (`--bucket`; `--endpoint` for a service other than AWS).
+    S3,
+    /// A Hugging Face Hub (`--endpoint` for a mirror, `--token`): inputs name a
+    /// repository in their path.
+    HuggingFace,
 }
 
 /// `datastore register`'s options.
@@ -36,7 +41,9 @@ pub struct Register {
     /// Azure: the container (ADLS Gen2: the filesystem).
     #[arg(long)]
     pub container_name: Option<String>,
-    /// Azure: a DNS suffix (core.windows.net) or the blob service's URL.
+    /// Azure: a DNS suffix (core.windows.net) or the blob service's URL; S3: the
+    /// service's URL (absent: AWS); Hugging Face: the Hub's URL (absent: HF_ENDPOINT,
+    /// else huggingface.co).
     #[arg(long)]
     pub endpoint: Option<String>,
     /// Azure: the account key, as env:NAME or file:PATH (never the key itself).
@@ -48,6 +55,27 @@ pub struct Register {
     /// Local: the folder, relative to the workspace file's folder.
     #[arg(long)]
     pub root: Option<String>,
+    /// S3: the bucket.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// S3: the region requests are signed for (absent: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// S3: the access key id, as env:NAME or file:PATH (absent: the AWS_* variables).
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// S3: the secret access key, as env:NAME or file:PATH.
+    #[arg(long)]
+    pub secret_access_key: Option<String>,
+    /// S3: a temporary credential's session token, as env:NAME or file:PATH.
+    #[arg(long)]
+    pub session_token: Option<String>,
+    /// S3: a public bucket, read without credentials.
+    #[arg(long)]
+    pub anonymous: bool,
+    /// Hugging Face: the access token, as env:NAME or file:PATH (absent: HF_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
     /// Create the container (local: the folder) when it does not exist.
     #[arg(long)]
     pub create_if_not_exists: bool,
@@ -75,6 +103,19 @@ fn body(r: &Register) -> Result<Vec<String>, DatastoreError> {
                 .ok_or_else(|| usage("--type local needs --root"))?;
             b.push("type: local".into());
             b.push(format!("root: {}", quote(root)));
+            return Ok(b);
+        }
+        Kind::S3 => return s3_body(r),
+        Kind::HuggingFace => {
+            b.push("type: hugging_face".into());
+            if let Some(e) = &r.endpoint {
+                b.push(format!("endpoint: {}", quote(e)));
+            }
+            if let Some(t) = &r.token {
+                let t = SecretRef::parse("--token", t).map_err(DatastoreError::Edit)?;
+                b.push("credentials:".into());
+                b.push(format!("  token: {}", t.yaml()));
+            }
             return Ok(b);
         }
         Kind::AzureBlob => b.push("type: azure_blob".into()),
@@ -113,6 +154,49 @@ fn body(r: &Register) -> Result<Vec<String>, DatastoreError> {
     if let Some((field, s)) = secret {
         b.push("credentials:".into());
         b.push(format!("  {field}: {}", s.yaml()));
+    }
+    Ok(b)
+}
+
+/// An S3 entry's lines: the bucket, where it is, and each credential as a reference.
+fn s3_body(r: &Register) -> Result<Vec<String>, DatastoreError> {
+    let bucket = r
+        .bucket
+        .as_deref()
+        .ok_or_else(|| usage("--type s3 needs --bucket"))?;
+    let mut b = vec!["type: s3".into(), format!("bucket: {}", quote(bucket))];
+    for (field, v) in [("endpoint", &r.endpoint), ("region", &r.region)] {
+        if let Some(v) = v {
+            b.push(format!("{field}: {}", quote(v)));
+        }
+    }
+    let keys = [
+        ("access_key_id", "--access-key-id", &r.access_key_id),
+        (
+            "secret_access_key",
+            "--secret-access-key",
+            &r.secret_access_key,
+        ),
+        ("session_token", "--session-token", &r.session_token),
+    ];
+    let given: Vec<_> = keys.iter().filter(|(_, _, v)| v.is_some()).collect();
+    if r.anonymous && !given.is_empty() {
+        return Err(usage("give --anonymous or credentials, not both"));
+    }
+    if !given.is_empty() && (r.access_key_id.is_none() || r.secret_access_key.is_none()) {
+        return Err(usage(
+            "S3 credentials need both --access-key-id and --secret-access-key",
+        ));
+    }
+    if r.anonymous {
+        b.push("credentials: {anonymous: true}".into());
+    } else if !given.is_empty() {
+        b.push("credentials:".into());
+        for (field, flag, v) in given {
+            let s = SecretRef::parse(flag, v.as_deref().unwrap_or_default())
+                .map_err(DatastoreError::Edit)?;
+            b.push(format!("  {field}: {}", s.yaml()));
+        }
     }
     Ok(b)
 }
@@ -160,6 +244,10 @@ pub async fn register(ws_file: &Path, r: &Register) -> Result<(), DatastoreError
             std::fs::create_dir_all(&root)
                 .map_err(|e| DatastoreError::Store(StoreError::io("cannot create", &root, e)))?;
         }
+        if r.kind == Kind::HuggingFace {
+            check_hub(&ws, ws_file, &r.name)?;
+            return finish(ws_file, &new, &r.name);
+        }
         let s = store::open(&ws, folder_of(ws_file), &r.name).map_err(DatastoreError::Open)?;
         let checked = s
             .check(r.create_if_not_exists)
@@ -172,14 +260,40 @@ pub async fn register(ws_file: &Path, r: &Register) -> Result<(), DatastoreError
         crate::console::outln(&format!("datastore {:?}: ok: {}", r.name, checked.reached))
             .map_err(DatastoreError::Output)?;
     }
-    write(ws_file, &new)?;
+    finish(ws_file, &new, &r.name)
+}
+
+/// A Hub is a service, not one repository: what can be checked before a job names one
+/// is that its token reference resolves.
+fn check_hub(
+    ws: &stagehand_protocol::Workspace,
+    ws_file: &Path,
+    name: &str,
+) -> Result<(), DatastoreError> {
+    if let Some(stagehand_protocol::Datastore::HuggingFace { credentials, .. }) =
+        ws.datastores.get(name)
+    {
+        store::hub::token(name, credentials, folder_of(ws_file)).map_err(|c| {
+            DatastoreError::Store(StoreError::Auth {
+                datastore: name.to_string(),
+                detail: c.to_string(),
+            })
+        })?;
+    }
     crate::console::outln(&format!(
-        "registered datastore {:?} in {}",
-        r.name,
+        "datastore {name:?}: its token resolves; each repository is checked when a job names it"
+    ))
+    .map_err(DatastoreError::Output)
+}
+
+/// Writes the edited workspace file and says so.
+fn finish(ws_file: &Path, text: &str, name: &str) -> Result<(), DatastoreError> {
+    write(ws_file, text)?;
+    crate::console::outln(&format!(
+        "registered datastore {name:?} in {}",
         ws_file.display()
     ))
-    .map_err(DatastoreError::Output)?;
-    Ok(())
+    .map_err(DatastoreError::Output)
 }
 
 /// `datastore set-default`.

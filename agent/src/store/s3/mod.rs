@@ -84,21 +84,46 @@ impl S3Store {
         } else {
             format!("{path:?} in {}", self.where_())
         };
-        match (e.status(), e.code()) {
-            (Some(401 | 403), code) => {
-                let hint = match (code, &t.keys) {
-                    (_, None) => "it cannot be read anonymously; give the datastore credentials",
-                    (Some("SignatureDoesNotMatch"), _) => {
-                        "the secret access key does not match the access key id (or the region is wrong); check credentials"
-                    }
-                    (Some("InvalidAccessKeyId"), _) => "the access key id is not known to the service; check credentials",
-                    _ => "the credentials were refused or lack the permission for this operation",
-                };
-                StoreError::Auth {
-                    datastore,
-                    detail: format!("{e} for {what}: {hint}"),
+        // S3 refuses a session token or a region with 400, not 403; a retry meets the
+        // same refusal, so these are credential errors too (exit 66, not 75).
+        let refused = match e.status() {
+            Some(401 | 403) => true,
+            Some(400) => matches!(
+                e.code(),
+                Some(
+                    "InvalidToken"
+                        | "ExpiredToken"
+                        | "TokenRefreshRequired"
+                        | "InvalidSecurity"
+                        | "AuthorizationHeaderMalformed"
+                )
+            ),
+            _ => false,
+        };
+        if refused {
+            let hint = match (e.code(), &t.keys) {
+                (_, None) => "it cannot be read anonymously; give the datastore credentials",
+                (Some("SignatureDoesNotMatch"), _) => {
+                    "the secret access key does not match the access key id (or the region is wrong); check credentials"
                 }
-            }
+                (Some("InvalidAccessKeyId"), _) => "the access key id is not known to the service; check credentials",
+                (Some("ExpiredToken" | "TokenRefreshRequired"), _) => {
+                    "the session token has expired; get new temporary credentials"
+                }
+                (Some("InvalidToken" | "InvalidSecurity"), _) => {
+                    "the session token is not valid for these keys; check credentials.session_token"
+                }
+                (Some("AuthorizationHeaderMalformed"), _) => {
+                    "the service expects another region; set the datastore's region"
+                }
+                _ => "the credentials were refused or lack the permission for this operation",
+            };
+            return StoreError::Auth {
+                datastore,
+                detail: format!("{e} for {what}: {hint}"),
+            };
+        }
+        match (e.status(), e.code()) {
             (_, Some("NoSuchBucket")) => StoreError::Remote {
                 datastore,
                 detail: format!(
@@ -336,5 +361,56 @@ impl Store for S3Store {
             },
             requests: self.requests.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> S3Store {
+        let ds = serde_yaml::from_str(
+            "{type: s3, bucket: b, endpoint: 'http://127.0.0.1:9/', credentials: {access_key_id: k, secret_access_key: s}}",
+        )
+        .unwrap();
+        let target =
+            config::resolve_target("s", &ds, std::path::Path::new("."), &|_| None).unwrap();
+        S3Store::open(target).unwrap()
+    }
+
+    fn status(status: u16, code: &str) -> HttpError {
+        HttpError::Status {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            code: Some(code.to_string()),
+        }
+    }
+
+    #[test]
+    fn refused_credentials_are_auth_errors_whatever_status_s3_uses() {
+        let s = store();
+        for (st, code, says) in [
+            (403, "AccessDenied", "lack the permission"),
+            (
+                403,
+                "SignatureDoesNotMatch",
+                "secret access key does not match",
+            ),
+            (403, "InvalidAccessKeyId", "access key id is not known"),
+            (400, "InvalidToken", "session token is not valid"),
+            (400, "ExpiredToken", "session token has expired"),
+            (400, "AuthorizationHeaderMalformed", "another region"),
+        ] {
+            match s.error("a.txt", status(st, code)) {
+                StoreError::Auth { detail, .. } => {
+                    assert!(detail.contains(says), "{code}: {detail}")
+                }
+                e => panic!("{st} {code}: {e:?}"),
+            }
+        }
+        // Any other 400 is the service's complaint about the request, not the keys.
+        assert!(matches!(
+            s.error("a.txt", status(400, "InvalidArgument")),
+            StoreError::Remote { .. }
+        ));
     }
 }
