@@ -223,6 +223,8 @@ pub struct Core {
     time: SystemTime,
     /// What the mount shows, for log lines: `datastore:path`.
     what: String,
+    /// The store paths of names not shown ([`usable_name`]), each warned of once.
+    hidden: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Core {
@@ -269,6 +271,18 @@ impl Core {
             gid: nix::unistd::getegid().as_raw(),
             time: SystemTime::now(),
             what,
+            hidden: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Says once per name that the store holds `path`, which the mount does not show.
+    fn hide(&self, path: String) {
+        let mut hidden = self.hidden.lock().unwrap_or_else(|e| e.into_inner());
+        if hidden.insert(path.clone()) {
+            tracing::warn!(
+                "mount {}: {path:?} is not shown: its name holds a control character, a '/' or is '.' or '..', which a reader of the folder could take for something else; rename it in the store to read it",
+                self.what
+            );
         }
     }
 
@@ -383,7 +397,11 @@ impl Core {
         let mut entries = Vec::with_capacity(files.len() + dirs.len());
         let mut by_name = HashMap::with_capacity(files.len() + dirs.len());
         for d in dirs {
-            if !usable_name(&d) || by_name.contains_key(&d) {
+            if !usable_name(&d) {
+                self.hide(stagehand_protocol::path::join(&path, &d));
+                continue;
+            }
+            if by_name.contains_key(&d) {
                 continue;
             }
             let child = nodes.intern(
@@ -397,8 +415,12 @@ impl Core {
         }
         for f in files {
             let name = f.path.rsplit('/').next().unwrap_or("").to_string();
+            if !usable_name(&name) {
+                self.hide(f.path.clone());
+                continue;
+            }
             // A folder and an object of the same name: the folder wins (as in blobfuse2).
-            if !usable_name(&name) || by_name.contains_key(&name) {
+            if by_name.contains_key(&name) {
                 continue;
             }
             let child = nodes.intern(ino, &name, f.path.clone(), Kind::File(f));
@@ -769,9 +791,16 @@ where
     Err(FsError::Io)
 }
 
-/// Whether a name from the store can be shown in a folder.
+/// Whether a name from the store can be shown in a folder: not a path, and no control
+/// character (a newline in a name splits it in two for `ls | while read`, an escape
+/// sequence rewrites the terminal); downloads refuse the same names
+/// (`stagehand_protocol::path::object_name`).
 fn usable_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -808,6 +837,31 @@ mod tests {
         let store: DynStore = Arc::new(LocalStore::open("local", &root).unwrap());
         let entry = store.stat("data").await.unwrap();
         Core::new(store, "data", entry, blocks(tmp), FsConfig::default())
+    }
+
+    #[tokio::test]
+    async fn names_with_control_characters_are_not_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = local_core(tmp.path()).await;
+        let data = tmp.path().join("store/data");
+        std::fs::write(data.join("new\nline.txt"), "x").unwrap();
+        std::fs::write(data.join("esc\x1b[2Jape.txt"), "x").unwrap();
+        std::fs::create_dir(data.join("tab\tdir")).unwrap();
+        let fh = core.opendir(1).await.unwrap();
+        let mut names: Vec<String> = core
+            .readdir(1, fh, 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.3)
+            .collect();
+        names.sort();
+        assert_eq!(names, [".", "..", "a.txt", "sub"]);
+        assert!(matches!(
+            core.lookup(1, "new\nline.txt").await,
+            Err(FsError::NotFound)
+        ));
+        let hidden = core.hidden.lock().unwrap().len();
+        assert_eq!(hidden, 3, "each name is warned of");
     }
 
     #[tokio::test]
