@@ -15,6 +15,7 @@ use stagehand::store::{DynStore, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Opens datastore `name` of a workspace file written with `yaml`, as the agent does.
@@ -899,4 +900,162 @@ fn an_s3_endpoint_with_an_untrusted_certificate_is_refused_at_once() {
         "{said}"
     );
     assert_eq!(said.matches("UnknownIssuer").count(), 1, "retried: {said}");
+}
+
+/// A stand-in for EC2's instance metadata service (IMDSv2): a session token on
+/// `PUT /latest/api/token`, the role's name, then its temporary keys as JSON, each GET
+/// only with the session token. Counts the key requests.
+fn metadata_service(id: String, secret: String, token: String) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let mut session = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("x-aws-ec2-metadata-token") {
+                        session = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let authorised = session.as_deref() == Some("imds-session");
+            let expires = humantime::format_rfc3339_seconds(
+                std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+            );
+            let (status, body) = match line.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+                ["PUT", "/latest/api/token"] => ("200 OK", "imds-session".to_string()),
+                [_, _] if !authorised => ("401 Unauthorized", String::new()),
+                ["GET", "/latest/meta-data/iam/security-credentials/"] => {
+                    ("200 OK", "train-role".to_string())
+                }
+                ["GET", "/latest/meta-data/iam/security-credentials/train-role"] => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    (
+                        "200 OK",
+                        format!(
+                            r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"{id}","SecretAccessKey":"{secret}","Token":"{token}","Expiration":"{expires}"}}"#
+                        ),
+                    )
+                }
+                _ => ("404 Not Found", String::new()),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, asked)
+}
+
+/// With no key in the workspace or the environment, on a machine whose role hands out
+/// temporary keys (EC2, SageMaker: the instance metadata service), a job reads and
+/// writes a bucket whose server checks every signature and session token; the keys are
+/// fetched once for the whole run, and neither the secret nor the session token shows
+/// in any output or reaches the job.
+#[test]
+fn the_instance_role_s_temporary_keys_sign_when_no_key_is_given() {
+    // Unchecked: the role, its policy, its keys, the bucket and its object.
+    let Some(m) = Moto::start_checking_signatures(5) else {
+        return;
+    };
+    let keys = m.role_key();
+    m.mkbucket(&["role"]);
+    m.py(&["put", "role", "in/a.txt", "from the bucket"]);
+    let (_, secret, token) = keys.clone();
+    let (port, asked) = metadata_service(keys.0.clone(), secret.clone(), token.clone());
+    let s = Scratch::new();
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: s3\ndatastores:\n  s3: {{type: s3, bucket: role, endpoint: '{}'}}\n",
+            m.endpoint()
+        ),
+    );
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: role
+command: [sh, -c, "env; cp \"$AZUREML_DATAREFERENCE_a\" \"$AZUREML_DATAREFERENCE_o\"/copy.txt"]
+inputs:
+  a: {path: in/a.txt, mode: download}
+outputs:
+  o: {path: out, mode: upload}
+"#,
+    );
+    let out = s
+        .run_cmd(&job)
+        .arg("-vv")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&out, 0);
+    assert_eq!(
+        m.py_as(&keys, &["get", "role", "out/copy.txt"]),
+        "from the bucket"
+    );
+    // The server checks: other keys are refused.
+    assert!(!m.py_raw(&["get", "role", "out/copy.txt"]).status.success());
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the keys were not kept");
+    let said = [so, se, std::fs::read_to_string(s.events_file()).unwrap()];
+    for text in said {
+        assert!(
+            !text.contains(&secret) && !text.contains(&token),
+            "a temporary key is shown: {text}"
+        );
+    }
+    // `datastore check` says where the keys come from.
+    let o = Command::new(bin())
+        .args(["datastore", "-w", "job/workspace.yaml", "check", "s3"])
+        .current_dir(s.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .output()
+        .unwrap();
+    let (checked, _) = expect_code(&o, 0);
+    assert!(
+        checked.contains(&format!(
+            "can be listed from the instance's role, at the metadata service http://127.0.0.1:{port}"
+        )),
+        "{checked}"
+    );
+    // A machine with no role (a laptop): no metadata service answers, and the run
+    // fails with 66 (a rerun meets the same machine), saying where keys were looked for.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let out = s
+        .run_cmd(&job)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &nowhere)
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    let said = so + &se;
+    assert!(
+        said.contains("no keys for bucket \"role\"") && said.contains(&nowhere),
+        "{said}"
+    );
 }

@@ -72,12 +72,15 @@ def serve(port):
 def client(service="s3"):
     import boto3
 
+    # S3_KEYS: "<id> <secret> <session token>" to sign with (a server that checks).
+    keys = os.environ.get("S3_KEYS", "testing-key-id testing-secret -").split()
     return boto3.client(
         service,
         endpoint_url=os.environ["S3_ENDPOINT"],
         region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret",
+        aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
+        aws_session_token=None if keys[2] == "-" else keys[2],
     )
 
 
@@ -89,6 +92,22 @@ if cmd == "session-key":
     # Temporary credentials from STS, "<id> <secret> <session token>" (one request).
     c = client("sts").assume_role(
         RoleArn="arn:aws:iam::123456789012:role/stagehand-test", RoleSessionName="test"
+    )["Credentials"]
+    print(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+    sys.exit(0)
+if cmd == "role-key":
+    # A role that may do anything on S3, and its temporary credentials from STS, as
+    # "session-key" prints them (three requests: a server that checks signatures also
+    # checks that the role exists and its policy allows the action).
+    iam = client("iam")
+    iam.create_role(RoleName="stagehand-s3", AssumeRolePolicyDocument="{}")
+    iam.put_role_policy(
+        RoleName="stagehand-s3",
+        PolicyName="s3",
+        PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}',
+    )
+    c = client("sts").assume_role(
+        RoleArn="arn:aws:iam::123456789012:role/stagehand-s3", RoleSessionName="test"
     )["Credentials"]
     print(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
     sys.exit(0)

@@ -37,9 +37,19 @@ impl Moto {
 
     /// Temporary credentials from the server's STS: `(key id, secret, session token)`.
     pub fn session_key(&self) -> (String, String, String) {
-        let out = self.py(&["session-key"]);
+        self.keys("session-key")
+    }
+
+    /// As [`Moto::session_key`], of a role that may do anything on S3 (three requests),
+    /// so that a server checking signatures lets them through.
+    pub fn role_key(&self) -> (String, String, String) {
+        self.keys("role-key")
+    }
+
+    fn keys(&self, how: &str) -> (String, String, String) {
+        let out = self.py(&[how]);
         let w: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(w.len(), 3, "session-key printed {out:?}");
+        assert_eq!(w.len(), 3, "{how} printed {out:?}");
         (w[0].to_string(), w[1].to_string(), w[2].to_string())
     }
 
@@ -120,6 +130,24 @@ impl Moto {
             .env("S3_ENDPOINT", self.endpoint())
             .output()
             .expect("cannot run python")
+    }
+
+    /// [`Moto::py`] signing with `keys` (`(id, secret, session token)`), for a server
+    /// that checks signatures.
+    pub fn py_as(&self, keys: &(String, String, String), args: &[&str]) -> String {
+        let o = Command::new(&self.python)
+            .arg(super::repo().join("tests/common/s3.py"))
+            .args(args)
+            .env("S3_ENDPOINT", self.endpoint())
+            .env("S3_KEYS", format!("{} {} {}", keys.0, keys.1, keys.2))
+            .output()
+            .expect("cannot run python");
+        assert!(
+            o.status.success(),
+            "s3.py {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     /// Creates buckets.

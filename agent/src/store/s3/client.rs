@@ -12,7 +12,7 @@
 //! Never put a URL's query, a header's value or a key in an error: a failure names
 //! the call, the status and the service's code.
 
-use super::config::S3Target;
+use super::config::{KeySource, S3Target};
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
 use crate::store::azure::client::{request_error, transport, HttpError};
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A request body that can be sent again on a retry.
@@ -99,6 +100,8 @@ pub struct Client {
     /// How many of this client's requests may be in flight: fewer while the service
     /// says it is overloaded (503 `SlowDown`).
     pace: std::sync::Arc<Pace>,
+    /// The platform's keys last registered for redaction.
+    registered: Arc<Mutex<Option<Arc<object_store::aws::AwsCredential>>>>,
 }
 
 impl Client {
@@ -127,6 +130,7 @@ impl Client {
             http,
             target,
             retry,
+            registered: Default::default(),
         })
     }
 
@@ -194,7 +198,16 @@ impl Client {
             format!("{scheme}://{host}{path}?{q}")
         };
         let mut req = self.http.request(method.clone(), &url);
-        if let Some(keys) = &self.target.keys {
+        let platform;
+        let keys = match &self.target.keys {
+            None => None,
+            Some(KeySource::Fixed(k)) => Some(k),
+            Some(KeySource::Platform(p)) => {
+                platform = self.platform_keys(p).await?;
+                Some(&platform)
+            }
+        };
+        if let Some(keys) = keys {
             let signed = sign::sign(
                 keys,
                 &self.target.region,
@@ -221,6 +234,33 @@ impl Client {
         }
         let slot = self.pace.slot().await;
         slot.answer(answer(method, req.send().await, &self.pace).await)
+    }
+
+    /// The platform's keys now (cached and renewed by the provider), each new secret
+    /// and session token registered for redaction as it arrives.
+    async fn platform_keys(
+        &self,
+        provider: &object_store::aws::AwsCredentialProvider,
+    ) -> Result<sign::Keys, HttpError> {
+        let c = provider
+            .get_credential()
+            .await
+            .map_err(|e| HttpError::Credential(e.to_string()))?;
+        let mut last = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
+            for v in [&c.key_id, &c.secret_key]
+                .into_iter()
+                .chain(c.token.as_ref())
+            {
+                crate::redact::register(v);
+            }
+            *last = Some(c.clone());
+        }
+        Ok(sign::Keys {
+            id: c.key_id.clone(),
+            secret: c.secret_key.clone(),
+            token: c.token.clone(),
+        })
     }
 
     /// [`Client::send_once`] under the retry policy.

@@ -2,6 +2,15 @@
 //! origin, how a bucket is named in a URL, the region, and the keys (read through
 //! `credentials.rs`, so each is registered for redaction as it is read).
 //!
+//! Where the keys come from, in the order of the AWS SDKs' default chain: the
+//! workspace's `credentials`, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, then
+//! the platform's temporary keys ([`KeySource::Platform`]): a web identity (EKS IRSA),
+//! a container's credentials endpoint (ECS task role, EKS Pod Identity), else the
+//! instance's role at the metadata service (EC2, SageMaker), unless
+//! `AWS_EC2_METADATA_DISABLED=true`. Those are fetched, cached and renewed before they
+//! expire by object_store's providers, as Entra ID tokens are for Azure; `~/.aws`
+//! profiles are not read.
+//!
 //! Never put a key in an error: say where it was looked for.
 
 use super::sign::Keys;
@@ -29,10 +38,104 @@ pub struct S3Target {
     pub region: String,
     /// Whether the bucket goes in the path (else in the host).
     pub path_style: bool,
-    /// The keys, or `None` to send requests unsigned (anonymous).
-    pub keys: Option<Keys>,
+    /// Where the keys come from, or `None` to send requests unsigned (anonymous).
+    pub keys: Option<KeySource>,
     /// Where the keys came from, for people (no secret).
     pub auth: String,
+}
+
+/// Where a request's keys come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// Keys read once, from the workspace or the environment.
+    Fixed(Keys),
+    /// The platform's temporary keys, fetched when first needed and renewed before
+    /// they expire.
+    Platform(object_store::aws::AwsCredentialProvider),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeySource::Fixed(_) => "Fixed(..)",
+            KeySource::Platform(_) => "Platform(..)",
+        })
+    }
+}
+
+/// The variables that choose and configure the platform's source of temporary keys, as
+/// the AWS SDKs read them, with the setting of object_store's builder each becomes.
+const PLATFORM_VARIABLES: &[(&str, &str)] = &[
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "aws_web_identity_token_file"),
+    ("AWS_ROLE_ARN", "aws_role_arn"),
+    ("AWS_ROLE_SESSION_NAME", "aws_role_session_name"),
+    ("AWS_ENDPOINT_URL_STS", "aws_endpoint_url_sts"),
+    (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "aws_container_credentials_relative_uri",
+    ),
+    (
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "aws_container_credentials_full_uri",
+    ),
+    (
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "aws_container_authorization_token_file",
+    ),
+    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "aws_metadata_endpoint"),
+];
+
+/// The platform's source of temporary keys for `bucket` in `region`, and how to say
+/// where they come from; `None` when the instance's metadata service is all that is
+/// left and `AWS_EC2_METADATA_DISABLED` is true.
+fn platform(
+    bucket: &str,
+    region: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(KeySource, String)>, ConfigError> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let said = match (
+        var("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        var("AWS_ROLE_ARN"),
+        var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+    ) {
+        (Some(file), Some(role), ..) => {
+            format!("as role {role}, for the web identity token in {file}")
+        }
+        (_, _, Some(_), ..) => "from the container's credentials endpoint (ECS task role)".into(),
+        (_, _, None, Some(url), Some(_)) => format!("from the EKS Pod Identity agent at {url}"),
+        _ if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) => {
+            return Ok(None)
+        }
+        _ => format!(
+            "from the instance's role, at the metadata service {}",
+            var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                .unwrap_or_else(|| "http://169.254.169.254".into())
+        ),
+    };
+    // object_store's reqwest is built without a bundled TLS provider (ring is ours).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        // A machine without the service (a laptop) is told so in seconds, not minutes.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(20),
+            ..Default::default()
+        });
+    for (variable, setting) in PLATFORM_VARIABLES {
+        if let (Some(v), Ok(key)) = (var(variable), setting.parse::<AmazonS3ConfigKey>()) {
+            b = b.with_config(key, v);
+        }
+    }
+    let s3 = b.build().map_err(|e| {
+        ConfigError::Invalid(format!("cannot set up the platform's credentials: {e}"))
+    })?;
+    Ok(Some((KeySource::Platform(s3.credentials().clone()), said)))
 }
 
 /// A workspace entry that cannot be used.
@@ -62,7 +165,7 @@ pub fn resolve_target(
         return Err(ConfigError::Invalid("not an S3 datastore".into()));
     };
     let (origin, region, path_style) = place(ds, env)?;
-    let (keys, auth) = keys(name, credentials, ws_dir, env)?;
+    let (keys, auth) = keys(name, credentials, ws_dir, env, (bucket, &region))?;
     Ok(S3Target {
         datastore: name.to_string(),
         bucket: bucket.clone(),
@@ -125,7 +228,8 @@ fn keys(
     c: &S3Credentials,
     ws_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Option<Keys>, String), ConfigError> {
+    (bucket, region): (&str, &str),
+) -> Result<(Option<KeySource>, String), ConfigError> {
     if c.anonymous {
         return Ok((None, "anonymously".into()));
     }
@@ -139,7 +243,10 @@ fn keys(
             secret: resolve(secret, name, "secret_access_key", ws_dir)?,
             token,
         };
-        return Ok((Some(keys), "with the workspace's access key".into()));
+        return Ok((
+            Some(KeySource::Fixed(keys)),
+            "with the workspace's access key".into(),
+        ));
     }
     let id = env(ENV_ACCESS_KEY_ID).filter(|v| !v.is_empty());
     let secret = env(ENV_SECRET_ACCESS_KEY).filter(|v| !v.is_empty());
@@ -150,13 +257,16 @@ fn keys(
                 crate::redact::register(v);
             }
             Ok((
-                Some(Keys { id, secret, token }),
+                Some(KeySource::Fixed(Keys { id, secret, token })),
                 format!("with the access key from ${ENV_ACCESS_KEY_ID}"),
             ))
         }
-        _ => Err(ConfigError::Invalid(format!(
-            "no credentials: give credentials.access_key_id and credentials.secret_access_key in the workspace, set ${ENV_ACCESS_KEY_ID} and ${ENV_SECRET_ACCESS_KEY}, or write `anonymous: true` for a public bucket"
-        ))),
+        _ => match platform(bucket, region, env)? {
+            Some((source, said)) => Ok((Some(source), said)),
+            None => Err(ConfigError::Invalid(format!(
+                "no credentials: give credentials.access_key_id and credentials.secret_access_key in the workspace, set ${ENV_ACCESS_KEY_ID} and ${ENV_SECRET_ACCESS_KEY}, or write `anonymous: true` for a public bucket (the instance's metadata service is off: AWS_EC2_METADATA_DISABLED)"
+            ))),
+        },
     }
 }
 
@@ -178,7 +288,7 @@ pub fn describe_credentials(c: &S3Credentials) -> String {
                 secret.describe()
             )
         }
-        _ => format!("none given: ${ENV_ACCESS_KEY_ID}, ${ENV_SECRET_ACCESS_KEY} (and ${ENV_SESSION_TOKEN}) from the environment"),
+        _ => format!("none given: ${ENV_ACCESS_KEY_ID}, ${ENV_SECRET_ACCESS_KEY} (and ${ENV_SESSION_TOKEN}) from the environment, else the platform's temporary keys (a web identity, a container's credentials endpoint, the instance's role)"),
     }
 }
 
@@ -241,10 +351,59 @@ mod tests {
         };
         let t = resolve_target("s", &ds("{type: s3, bucket: b}"), Path::new("."), &env).unwrap();
         assert_eq!(t.region, "eu-central-1");
-        assert_eq!(t.keys.unwrap().id, "AKIDENV");
+        let Some(KeySource::Fixed(keys)) = t.keys else {
+            panic!("{:?}", t.keys)
+        };
+        assert_eq!(keys.id, "AKIDENV");
         assert!(!t.auth.contains("s3cr3t"));
-        let e =
-            resolve_target("s", &ds("{type: s3, bucket: b}"), Path::new("."), &no_env).unwrap_err();
+        let no_metadata = |k: &str| (k == "AWS_EC2_METADATA_DISABLED").then(|| "true".to_string());
+        let e = resolve_target(
+            "s",
+            &ds("{type: s3, bucket: b}"),
+            Path::new("."),
+            &no_metadata,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+    }
+
+    #[test]
+    fn without_keys_the_platform_gives_them_in_the_sdks_order() {
+        let platform = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let t =
+                resolve_target("s", &ds("{type: s3, bucket: b}"), Path::new("."), &env).unwrap();
+            assert!(
+                matches!(t.keys, Some(KeySource::Platform(_))),
+                "{:?}",
+                t.keys
+            );
+            t.auth
+        };
+        let irsa = [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/train"),
+        ];
+        assert_eq!(
+            platform(&irsa),
+            "as role arn:aws:iam::1:role/train, for the web identity token in /var/run/secrets/token"
+        );
+        assert!(platform(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/x")]).contains("ECS"));
+        let pod = [
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/t"),
+        ];
+        assert!(platform(&pod).contains("EKS Pod Identity agent at http://169.254.170.23"));
+        assert_eq!(
+            platform(&[]),
+            "from the instance's role, at the metadata service http://169.254.169.254"
+        );
     }
 }

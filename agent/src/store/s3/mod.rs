@@ -79,6 +79,16 @@ impl S3Store {
                 reason,
             };
         }
+        if let HttpError::Credential(why) = &e {
+            return StoreError::Auth {
+                datastore,
+                detail: format!(
+                    "no keys for {} {}: {why}; give the datastore credentials, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    self.where_(),
+                    t.auth
+                ),
+            };
+        }
         let what = if path.is_empty() {
             self.where_()
         } else {
