@@ -1059,3 +1059,107 @@ outputs:
         "{said}"
     );
 }
+
+/// On EKS with IAM roles for service accounts: no key anywhere, but a web identity
+/// token file and a role. The token is traded at STS (a stand-in over HTTPS, trusted
+/// through `SSL_CERT_FILE`) for the role's temporary keys, which sign a job's reads and
+/// writes on a bucket whose server checks them; one trade for the whole run, and the
+/// token, the secret and the session token show nowhere.
+#[test]
+fn a_web_identity_is_traded_at_sts_for_the_role_s_keys() {
+    let Some(tls) = crate::common::tls::Tls::new() else {
+        return;
+    };
+    let Some(m) = Moto::start_checking_signatures(5) else {
+        return;
+    };
+    let keys = m.role_key();
+    m.mkbucket(&["irsa"]);
+    m.py(&["put", "irsa", "in/a.txt", "for the pod"]);
+    const ROLE: &str = "arn:aws:iam::123456789012:role/stagehand-s3";
+    const WEB_TOKEN: &str = "eyJ.the-pods-service-account-token.never-shown";
+    let s = Scratch::new();
+    let token_file = s.write("token", WEB_TOKEN);
+    let log = s.path().join("sts.log");
+    let (child, port) = crate::common::spawn_server(
+        Command::new(m.python())
+            .arg(crate::common::repo().join("tests/common/sts_server.py"))
+            .arg(&tls.cert)
+            .arg(&tls.key)
+            .arg(&log)
+            .args([ROLE, WEB_TOKEN, &keys.0, &keys.1, &keys.2]),
+        "the STS stand-in",
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sts = Kill(child);
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: s3\ndatastores:\n  s3: {{type: s3, bucket: irsa, endpoint: '{}'}}\n",
+            m.endpoint()
+        ),
+    );
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: irsa
+command: [sh, -c, "env; cp \"$AZUREML_DATAREFERENCE_a\" \"$AZUREML_DATAREFERENCE_o\"/copy.txt"]
+inputs:
+  a: {path: in/a.txt, mode: download}
+outputs:
+  o: {path: out, mode: upload}
+"#,
+    );
+    let out = s
+        .run_cmd(&job)
+        .arg("-vv")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_ROLE_ARN", ROLE)
+        .env("AWS_ENDPOINT_URL_STS", format!("https://127.0.0.1:{port}"))
+        .env("SSL_CERT_FILE", &tls.ca)
+        .output()
+        .unwrap();
+    let (so, se) = expect_code(&out, 0);
+    assert_eq!(
+        m.py_as(&keys, &["get", "irsa", "out/copy.txt"]),
+        "for the pod"
+    );
+    let asked = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(asked, format!("AssumeRoleWithWebIdentity {ROLE}\n"));
+    // A token STS refuses (another service account's): 66, saying where keys were
+    // looked for, and the token still nowhere.
+    let other = s.write("other-token", "eyJ.another-service-account.never-shown");
+    let out = s
+        .run_cmd(&job)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &other)
+        .env("AWS_ROLE_ARN", ROLE)
+        .env("AWS_ENDPOINT_URL_STS", format!("https://127.0.0.1:{port}"))
+        .env("SSL_CERT_FILE", &tls.ca)
+        .output()
+        .unwrap();
+    let (so2, se2) = expect_code(&out, code::NOT_FOUND_OR_DENIED);
+    assert!(
+        se2.contains("no keys for bucket \"irsa\"") && se2.contains(ROLE),
+        "{se2}"
+    );
+    for text in [
+        so,
+        se,
+        so2,
+        se2,
+        std::fs::read_to_string(s.events_file()).unwrap(),
+    ] {
+        for secret in [WEB_TOKEN, "another-service-account", &keys.1, &keys.2] {
+            assert!(!text.contains(secret), "{secret} is shown: {text}");
+        }
+    }
+}

@@ -106,6 +106,11 @@ impl Moto {
         panic!("moto did not start");
     }
 
+    /// The Python that runs it (with boto3), for other stand-ins of the tests.
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
     /// The service URL.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
