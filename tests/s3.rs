@@ -902,6 +902,30 @@ fn an_s3_endpoint_with_an_untrusted_certificate_is_refused_at_once() {
     assert_eq!(said.matches("UnknownIssuer").count(), 1, "retried: {said}");
 }
 
+/// A workspace whose S3 datastore on `bucket` gives no keys, and a job that copies
+/// `in/a.txt` from it to `out/copy.txt` (printing its environment first).
+fn keyless_job(m: &Moto, bucket: &str) -> (Scratch, PathBuf) {
+    let s = Scratch::new();
+    s.write(
+        "job/workspace.yaml",
+        &format!(
+            "default_datastore: s3\ndatastores:\n  s3: {{type: s3, bucket: {bucket}, endpoint: '{}'}}\n",
+            m.endpoint()
+        ),
+    );
+    let job = s.write(
+        "job/job.yaml",
+        r#"name: keyless
+command: [sh, -c, "env; cp \"$AZUREML_DATAREFERENCE_a\" \"$AZUREML_DATAREFERENCE_o\"/copy.txt"]
+inputs:
+  a: {path: in/a.txt, mode: download}
+outputs:
+  o: {path: out, mode: upload}
+"#,
+    );
+    (s, job)
+}
+
 /// A stand-in for EC2's instance metadata service (IMDSv2): a session token on
 /// `PUT /latest/api/token`, the role's name, then its temporary keys as JSON, each GET
 /// only with the session token. Counts the key requests.
@@ -976,24 +1000,7 @@ fn the_instance_role_s_temporary_keys_sign_when_no_key_is_given() {
     m.py(&["put", "role", "in/a.txt", "from the bucket"]);
     let (_, secret, token) = keys.clone();
     let (port, asked) = metadata_service(keys.0.clone(), secret.clone(), token.clone());
-    let s = Scratch::new();
-    s.write(
-        "job/workspace.yaml",
-        &format!(
-            "default_datastore: s3\ndatastores:\n  s3: {{type: s3, bucket: role, endpoint: '{}'}}\n",
-            m.endpoint()
-        ),
-    );
-    let job = s.write(
-        "job/job.yaml",
-        r#"name: role
-command: [sh, -c, "env; cp \"$AZUREML_DATAREFERENCE_a\" \"$AZUREML_DATAREFERENCE_o\"/copy.txt"]
-inputs:
-  a: {path: in/a.txt, mode: download}
-outputs:
-  o: {path: out, mode: upload}
-"#,
-    );
+    let (s, job) = keyless_job(&m, "role");
     let out = s
         .run_cmd(&job)
         .arg("-vv")
@@ -1078,7 +1085,7 @@ fn a_web_identity_is_traded_at_sts_for_the_role_s_keys() {
     m.py(&["put", "irsa", "in/a.txt", "for the pod"]);
     const ROLE: &str = "arn:aws:iam::123456789012:role/stagehand-s3";
     const WEB_TOKEN: &str = "eyJ.the-pods-service-account-token.never-shown";
-    let s = Scratch::new();
+    let (s, job) = keyless_job(&m, "irsa");
     let token_file = s.write("token", WEB_TOKEN);
     let log = s.path().join("sts.log");
     let (child, port) = crate::common::spawn_server(
@@ -1098,23 +1105,6 @@ fn a_web_identity_is_traded_at_sts_for_the_role_s_keys() {
         }
     }
     let _sts = Kill(child);
-    s.write(
-        "job/workspace.yaml",
-        &format!(
-            "default_datastore: s3\ndatastores:\n  s3: {{type: s3, bucket: irsa, endpoint: '{}'}}\n",
-            m.endpoint()
-        ),
-    );
-    let job = s.write(
-        "job/job.yaml",
-        r#"name: irsa
-command: [sh, -c, "env; cp \"$AZUREML_DATAREFERENCE_a\" \"$AZUREML_DATAREFERENCE_o\"/copy.txt"]
-inputs:
-  a: {path: in/a.txt, mode: download}
-outputs:
-  o: {path: out, mode: upload}
-"#,
-    );
     let out = s
         .run_cmd(&job)
         .arg("-vv")

@@ -839,14 +839,8 @@ mod tests {
         Core::new(store, "data", entry, blocks(tmp), FsConfig::default())
     }
 
-    #[tokio::test]
-    async fn names_with_control_characters_are_not_shown() {
-        let tmp = tempfile::tempdir().unwrap();
-        let core = local_core(tmp.path()).await;
-        let data = tmp.path().join("store/data");
-        std::fs::write(data.join("new\nline.txt"), "x").unwrap();
-        std::fs::write(data.join("esc\x1b[2Jape.txt"), "x").unwrap();
-        std::fs::create_dir(data.join("tab\tdir")).unwrap();
+    /// The root folder's names, sorted, and the handle they were read through.
+    async fn root_names(core: &Core) -> (u64, Vec<String>) {
         let fh = core.opendir(1).await.unwrap();
         let mut names: Vec<String> = core
             .readdir(1, fh, 0)
@@ -855,6 +849,18 @@ mod tests {
             .map(|e| e.3)
             .collect();
         names.sort();
+        (fh, names)
+    }
+
+    #[tokio::test]
+    async fn names_with_control_characters_are_not_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = local_core(tmp.path()).await;
+        let data = tmp.path().join("store/data");
+        std::fs::write(data.join("new\nline.txt"), "x").unwrap();
+        std::fs::write(data.join("esc\x1b[2Jape.txt"), "x").unwrap();
+        std::fs::create_dir(data.join("tab\tdir")).unwrap();
+        let (_, names) = root_names(&core).await;
         assert_eq!(names, [".", "..", "a.txt", "sub"]);
         assert!(matches!(
             core.lookup(1, "new\nline.txt").await,
@@ -868,14 +874,7 @@ mod tests {
     async fn lists_looks_up_and_reads_a_local_store() {
         let tmp = tempfile::tempdir().unwrap();
         let core = local_core(tmp.path()).await;
-        let fh = core.opendir(1).await.unwrap();
-        let mut names: Vec<String> = core
-            .readdir(1, fh, 0)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.3)
-            .collect();
-        names.sort();
+        let (fh, names) = root_names(&core).await;
         assert_eq!(names, [".", "..", "a.txt", "sub"]);
         // Paging: from offset 3 on, only the last entry.
         assert_eq!(core.readdir(1, fh, 3).unwrap().len(), 1);
