@@ -3,13 +3,13 @@
 //! `credentials.rs`, so each is registered for redaction as it is read).
 //!
 //! Where the keys come from, in the order of the AWS SDKs' default chain: the
-//! workspace's `credentials`, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, then
-//! the platform's temporary keys ([`KeySource::Platform`]): a web identity (EKS IRSA),
-//! a container's credentials endpoint (ECS task role, EKS Pod Identity), else the
-//! instance's role at the metadata service (EC2, SageMaker), unless
-//! `AWS_EC2_METADATA_DISABLED=true`. Those are fetched, cached and renewed before they
-//! expire by object_store's providers, as Entra ID tokens are for Azure; `~/.aws`
-//! profiles are not read.
+//! workspace's `credentials`, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, then a
+//! profile's static keys in `~/.aws/credentials` ([`profile`]), then the platform's
+//! temporary keys ([`KeySource::Platform`]): a web identity (EKS IRSA), a container's
+//! credentials endpoint (ECS task role, EKS Pod Identity), else the instance's role at
+//! the metadata service (EC2, SageMaker), unless `AWS_EC2_METADATA_DISABLED=true`.
+//! Those are fetched, cached and renewed before they expire by object_store's
+//! providers, as Entra ID tokens are for Azure.
 //!
 //! Never put a key in an error: say where it was looked for.
 
@@ -261,12 +261,85 @@ fn keys(
                 format!("with the access key from ${ENV_ACCESS_KEY_ID}"),
             ))
         }
-        _ => match platform(bucket, region, env)? {
-            Some((source, said)) => Ok((Some(source), said)),
+        _ => match profile(env)? {
+            Some((keys, said)) => Ok((Some(KeySource::Fixed(keys)), said)),
+            None => match platform(bucket, region, env)? {
+                Some((source, said)) => Ok((Some(source), said)),
             None => Err(ConfigError::Invalid(format!(
                 "no credentials: give credentials.access_key_id and credentials.secret_access_key in the workspace, set ${ENV_ACCESS_KEY_ID} and ${ENV_SECRET_ACCESS_KEY}, or write `anonymous: true` for a public bucket (the instance's metadata service is off: AWS_EC2_METADATA_DISABLED)"
             ))),
+            },
         },
+    }
+}
+
+/// The keys of a profile of the shared credentials file, as `aws configure` writes it:
+/// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`, profile `AWS_PROFILE`,
+/// else `default`. `None` when there is no such file, or (the default profile only)
+/// no such profile; a profile named by `AWS_PROFILE` that is not there, or that lacks
+/// a key, is an error naming it. Only static keys: a profile that assumes a role or
+/// signs in through SSO is not followed.
+fn profile(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Keys, String)>, ConfigError> {
+    let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let file = match (var("AWS_SHARED_CREDENTIALS_FILE"), var("HOME")) {
+        (Some(f), _) => std::path::PathBuf::from(f),
+        (None, Some(home)) => Path::new(&home).join(".aws/credentials"),
+        (None, None) => return Ok(None),
+    };
+    let named = var("AWS_PROFILE");
+    let wanted = named.clone().unwrap_or_else(|| "default".into());
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError::Invalid(format!(
+                "cannot read the AWS credentials file {}: {e}",
+                file.display()
+            )))
+        }
+    };
+    let mut section = None;
+    let mut found = false;
+    let (mut id, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.trim().to_string());
+            found |= section.as_deref() == Some(wanted.as_str());
+            continue;
+        }
+        if section.as_deref() != Some(wanted.as_str()) {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            match k.trim().to_ascii_lowercase().as_str() {
+                "aws_access_key_id" => id = v,
+                "aws_secret_access_key" => secret = v,
+                "aws_session_token" => token = v,
+                _ => {}
+            }
+        }
+    }
+    let said = format!("with profile {wanted:?} of {}", file.display());
+    match (id, secret) {
+        (Some(id), Some(secret)) => {
+            for v in [&id, &secret].into_iter().chain(token.as_ref()) {
+                crate::redact::register(v);
+            }
+            Ok(Some((Keys { id, secret, token }, said)))
+        }
+        _ if !found && named.is_none() => Ok(None),
+        _ if !found => Err(ConfigError::Invalid(format!(
+            "AWS_PROFILE names profile {wanted:?}, which {} does not hold",
+            file.display()
+        ))),
+        _ => Err(ConfigError::Invalid(format!(
+            "profile {wanted:?} of {} lacks aws_access_key_id or aws_secret_access_key (a profile that assumes a role or uses SSO is not followed: give keys, or set AWS_PROFILE to one that has them)",
+            file.display()
+        ))),
     }
 }
 
@@ -288,7 +361,7 @@ pub fn describe_credentials(c: &S3Credentials) -> String {
                 secret.describe()
             )
         }
-        _ => format!("none given: ${ENV_ACCESS_KEY_ID}, ${ENV_SECRET_ACCESS_KEY} (and ${ENV_SESSION_TOKEN}) from the environment, else the platform's temporary keys (a web identity, a container's credentials endpoint, the instance's role)"),
+        _ => format!("none given: ${ENV_ACCESS_KEY_ID}, ${ENV_SECRET_ACCESS_KEY} (and ${ENV_SESSION_TOKEN}) from the environment, else a profile of ~/.aws/credentials (AWS_PROFILE), else the platform's temporary keys (a web identity, a container's credentials endpoint, the instance's role)"),
     }
 }
 
@@ -365,6 +438,71 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+    }
+
+    #[test]
+    fn a_profile_of_the_shared_credentials_file_gives_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "# aws configure\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s3cr3t-default\n\n[lab]\naws_access_key_id=AKIDLAB\naws_secret_access_key=s3cr3t-lab\naws_session_token = tok-lab\n[sso]\nsso_session = corp\n",
+        )
+        .unwrap();
+        let at = |profile: Option<&'static str>| {
+            let file = file.to_str().unwrap().to_string();
+            move |k: &str| match k {
+                "AWS_SHARED_CREDENTIALS_FILE" => Some(file.clone()),
+                "AWS_PROFILE" => profile.map(str::to_string),
+                "AWS_EC2_METADATA_DISABLED" => Some("true".into()),
+                _ => None,
+            }
+        };
+        let keys_of = |profile| {
+            let t = resolve_target(
+                "s",
+                &ds("{type: s3, bucket: b}"),
+                Path::new("."),
+                &at(profile),
+            );
+            let t = t.unwrap();
+            let Some(KeySource::Fixed(k)) = t.keys else {
+                panic!("{:?}", t.keys)
+            };
+            (k.id, k.token, t.auth)
+        };
+        let (id, token, auth) = keys_of(None);
+        assert_eq!((id.as_str(), token), ("AKIDDEFAULT", None));
+        assert!(auth.contains("profile \"default\""), "{auth}");
+        let (id, token, _) = keys_of(Some("lab"));
+        assert_eq!(
+            (id.as_str(), token.as_deref()),
+            ("AKIDLAB", Some("tok-lab"))
+        );
+        for (profile, says) in [(Some("nope"), "does not hold"), (Some("sso"), "SSO")] {
+            let e = resolve_target(
+                "s",
+                &ds("{type: s3, bucket: b}"),
+                Path::new("."),
+                &at(profile),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        // The workspace's keys and the environment's come first.
+        let env_first = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDENV".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+            k => at(Some("lab"))(k),
+        };
+        let t = resolve_target(
+            "s",
+            &ds("{type: s3, bucket: b}"),
+            Path::new("."),
+            &env_first,
+        )
+        .unwrap();
+        assert!(t.auth.contains("AWS_ACCESS_KEY_ID"), "{}", t.auth);
     }
 
     #[test]
