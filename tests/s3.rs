@@ -714,8 +714,9 @@ inputs:
 type CredentialForm = (&'static str, String, Vec<(&'static str, String)>);
 
 /// Every way an S3 datastore is given its keys; the secret and the session token are
-/// `secret` and `token`, the key id `id`.
-fn credential_forms(id: &str, secret: &str, token: &str) -> Vec<CredentialForm> {
+/// `secret` and `token`, the key id `id`; `profiles` is a shared credentials file
+/// whose profile `train` holds them.
+fn credential_forms(id: &str, secret: &str, token: &str, profiles: &Path) -> Vec<CredentialForm> {
     vec![
         (
             "literal",
@@ -741,6 +742,14 @@ fn credential_forms(id: &str, secret: &str, token: &str) -> Vec<CredentialForm> 
                 ("AWS_SESSION_TOKEN", token.to_string()),
             ],
         ),
+        (
+            "shared credentials file",
+            String::new(),
+            vec![
+                ("AWS_SHARED_CREDENTIALS_FILE", profiles.display().to_string()),
+                ("AWS_PROFILE", "train".to_string()),
+            ],
+        ),
     ]
 }
 
@@ -760,7 +769,14 @@ fn s3_secret_keys_and_session_tokens_never_appear_in_any_form() {
     };
     let (id, _, token) = checking.session_key();
     const SECRET_KEY: &str = "s3-secret-5b0d.never-printed";
-    for (form, creds, vars) in credential_forms(&id, SECRET_KEY, &token) {
+    let aws = tempfile::tempdir().unwrap();
+    let profiles = aws.path().join("credentials");
+    std::fs::write(
+        &profiles,
+        format!("[default]\naws_access_key_id = other\naws_secret_access_key = other\n[train]\naws_access_key_id = {id}\naws_secret_access_key = {SECRET_KEY}\naws_session_token = {token}\n"),
+    )
+    .unwrap();
+    for (form, creds, vars) in credential_forms(&id, SECRET_KEY, &token, &profiles) {
         let s = Scratch::new();
         s.write("job/secret.txt", &format!("{SECRET_KEY}\n"));
         s.write("job/token.txt", &format!("{token}\n"));
