@@ -366,8 +366,7 @@ pub fn unquote(etag: &str) -> String {
 }
 
 /// A request's answer: the response when its status is a success, else the status
-/// and S3's error code.
-/// A `Retry-After` (S3 itself sends none; compatible services and proxies may) holds
+/// and S3's error code. A `Retry-After` (S3 itself sends none; compatible services and proxies may) holds
 /// every request of the client (`pace`) for that long.
 async fn answer(
     method: &Method,

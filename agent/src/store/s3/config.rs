@@ -261,23 +261,25 @@ fn keys(
                 format!("with the access key from ${ENV_ACCESS_KEY_ID}"),
             ))
         }
-        _ => match profile(env)? {
-            Some((keys, said)) => Ok((Some(KeySource::Fixed(keys)), said)),
-            None => match platform(bucket, region, env)? {
+        _ => {
+            if let Some((keys, said)) = profile(env)? {
+                return Ok((Some(KeySource::Fixed(keys)), said));
+            }
+            match platform(bucket, region, env)? {
                 Some((source, said)) => Ok((Some(source), said)),
-            None => Err(ConfigError::Invalid(format!(
-                "no credentials: give credentials.access_key_id and credentials.secret_access_key in the workspace, set ${ENV_ACCESS_KEY_ID} and ${ENV_SECRET_ACCESS_KEY}, or write `anonymous: true` for a public bucket (the instance's metadata service is off: AWS_EC2_METADATA_DISABLED)"
-            ))),
-            },
-        },
+                None => Err(ConfigError::Invalid(format!(
+                    "no credentials: give credentials.access_key_id and credentials.secret_access_key in the workspace, set ${ENV_ACCESS_KEY_ID} and ${ENV_SECRET_ACCESS_KEY} or AWS_PROFILE, or write `anonymous: true` for a public bucket (the instance's metadata service is off: AWS_EC2_METADATA_DISABLED)"
+                ))),
+            }
+        }
     }
 }
 
 /// The keys of a profile of the shared credentials file, as `aws configure` writes it:
 /// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`, profile `AWS_PROFILE`,
 /// else `default`. `None` when there is no such file, or (the default profile only)
-/// no such profile; a profile named by `AWS_PROFILE` that is not there, or that lacks
-/// a key, is an error naming it. Only static keys: a profile that assumes a role or
+/// no such profile or no keys in it; a profile named by `AWS_PROFILE` that is not
+/// there, or that lacks a key, is an error naming it. Only static keys: a profile that assumes a role or
 /// signs in through SSO is not followed.
 fn profile(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Keys, String)>, ConfigError> {
     let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
@@ -331,7 +333,8 @@ fn profile(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Keys, String)
             }
             Ok(Some((Keys { id, secret, token }, said)))
         }
-        _ if !found && named.is_none() => Ok(None),
+        // The default profile without keys (it may only hold a region): on down the chain.
+        _ if named.is_none() => Ok(None),
         _ if !found => Err(ConfigError::Invalid(format!(
             "AWS_PROFILE names profile {wanted:?}, which {} does not hold",
             file.display()
