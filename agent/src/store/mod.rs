@@ -11,6 +11,7 @@
 
 pub mod azure;
 pub mod azure_file;
+pub mod call;
 // Test support, never in a release build: the unit tests have it, and the end-to-end
 // tests through the `conformance` feature, which the crate's dev-dependency on itself
 // turns on (agent/Cargo.toml).

@@ -29,7 +29,7 @@
 //! This module must never hold a request back for good: the limit never goes below 1,
 //! and every slot released wakes whoever waits.
 
-use crate::store::azure::client::{transport, HttpError};
+use crate::store::call::{transport, HttpError};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::HeaderMap;

@@ -10,8 +10,9 @@
 //!
 //! Never put a key, a signature or a token in an error or a log line.
 
-use super::client::{b64, HttpError};
+use super::client::b64;
 use super::config::{Auth, AzureTarget, Identity};
+use crate::store::call::HttpError;
 use object_store::azure::{AzureCredential, MicrosoftAzureBuilder};
 use object_store::CredentialProvider;
 use reqwest::header::{HeaderMap, HeaderValue};

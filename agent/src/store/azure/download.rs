@@ -8,10 +8,10 @@
 //!
 //! Never writes outside `dest` (and its `.ranges` record).
 
-use super::client::HttpError;
 use super::md5_files::Landing;
 use super::tuning::Md5Check;
 use super::{resume, AzureStore};
+use crate::store::call::HttpError;
 use crate::store::{Advance, Meter, ObjectMeta, StoreError};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};

@@ -51,9 +51,10 @@ pub use upload::content_type;
 
 use super::{DynStore, Entry, Meter, ObjectMeta, Store, StoreError};
 use crate::retry::RetryConfig;
+use crate::store::call::HttpError;
 use async_trait::async_trait;
 use bytes::Bytes;
-use client::{BlobProps, Client, HttpError};
+use client::{BlobProps, Client};
 use config::{Auth, AzureTarget};
 use std::ops::Range;
 use std::path::Path;

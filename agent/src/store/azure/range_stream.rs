@@ -15,8 +15,8 @@
 //!
 //! [`Store::read_range_stream`]: crate::store::Store::read_range_stream
 
-use super::client::HttpError;
 use crate::retry::{Attempts, RetryConfig};
+use crate::store::call::HttpError;
 use crate::store::pace::Pace;
 use crate::store::{ByteStream, StoreError};
 use bytes::Bytes;

@@ -11,10 +11,11 @@
 //!
 //! Reads only `src`; never writes to the local disk.
 
-use super::client::{self, Body, HttpError};
+use super::client::{self, Body};
 use super::read_in_order::ReadInOrder;
 use super::tuning::Md5Check;
 use super::AzureStore;
+use crate::store::call::HttpError;
 use crate::store::{Meter, StoreError};
 use bytes::Bytes;
 use futures::stream::{self, TryStreamExt};

@@ -9,8 +9,9 @@
 //! Never writes outside `dest`.
 
 use super::FileShareStore;
-use crate::store::azure::client::{self, HttpError};
+use crate::store::azure::client;
 use crate::store::azure::Md5Check;
+use crate::store::call::HttpError;
 use crate::store::{Advance, Meter, ObjectMeta, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::ops::Range;

@@ -18,9 +18,10 @@ mod download;
 pub mod rest;
 mod upload;
 
-use super::azure::client::{Client, HttpError};
+use super::azure::client::Client;
 use super::azure::config::{Auth, AzureTarget};
 use super::azure::Tuning;
+use super::call::HttpError;
 use super::{Entry, ObjectMeta, Store, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -9,9 +9,10 @@
 //!
 //! Never put a URL with its query string, a header value or a response body in an error.
 
-use crate::store::azure::client::{self, Body, Client, HttpError};
+use crate::store::azure::client::{self, Body, Client};
 use crate::store::azure::config::Auth;
 use crate::store::azure::listing::XmlName;
+use crate::store::call::HttpError;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
 

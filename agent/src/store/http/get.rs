@@ -450,7 +450,7 @@ impl WebClient {
     }
 
     fn transport(&self, url: &str, e: reqwest::Error) -> StoreError {
-        if let Some(reason) = untrusted(&e) {
+        if let Some(reason) = crate::store::call::untrusted(&e) {
             return StoreError::Untrusted {
                 datastore: self.datastore.clone(),
                 url: bare(url).to_string(),
@@ -470,26 +470,6 @@ impl WebClient {
             detail: format!("{}: {TRANSPORT}{cause}", bare(url)),
         }
     }
-}
-
-/// What the TLS verifier said when it refused the server's certificate, if that is why
-/// `e` failed (rustls's error travels inside nested `io::Error`s, whose `source()`
-/// skips what they wrap).
-pub fn untrusted(e: &reqwest::Error) -> Option<String> {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(mut s) = src {
-        while let Some(inner) = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            s = inner;
-        }
-        if let Some(rustls::Error::InvalidCertificate(why)) = s.downcast_ref::<rustls::Error>() {
-            return Some(format!("{why:?}"));
-        }
-        src = s.source();
-    }
-    None
 }
 
 /// Where one download writes: its file (at the position reached), its hash, its count,

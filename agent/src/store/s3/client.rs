@@ -1,6 +1,6 @@
 //! The S3 REST calls stagehand makes (ListObjectsV2, HEAD, ranged GET, PUT, the
 //! multipart upload's create, part, complete and abort, CreateBucket), each signed
-//! ([`sign`]) and retried under the one policy ([`crate::retry`]). Errors are the Azure
+//! ([`sign`]) and retried under the one policy ([`call::run`]). Errors are every store
 //! client's [`HttpError`], with S3's `<Code>` as the code, so the same transient rule
 //! and the same streamed-read resume (`azure::range_stream`) serve both.
 //!
@@ -15,7 +15,7 @@
 use super::config::{KeySource, S3Target};
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
-use crate::store::azure::client::{request_error, transport, HttpError};
+use crate::store::call::{self, request_error, transport, HttpError};
 use crate::store::pace::{self, Pace};
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
@@ -118,7 +118,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(128)
             // As the Azure client's: a connection the server may have closed is not reused.
-            .pool_idle_timeout(crate::store::azure::client::POOL_IDLE)
+            .pool_idle_timeout(call::POOL_IDLE)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
@@ -158,7 +158,7 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, HttpError>>,
     {
-        crate::store::azure::client::run(&self.retry, &self.target.datastore, op).await
+        call::run(&self.retry, &self.target.datastore, op).await
     }
 
     /// How many of this client's requests may be in flight, and the service's answers'

@@ -12,8 +12,8 @@
 //! Never writes outside `dest` (and its `.ranges` record).
 
 use super::S3Store;
-use crate::store::azure::client::HttpError;
 use crate::store::azure::{allocate, resume};
+use crate::store::call::HttpError;
 use crate::store::{Advance, Meter, ObjectMeta, StoreError};
 use bytes::BytesMut;
 use futures::stream::{self, StreamExt, TryStreamExt};

@@ -23,7 +23,7 @@ mod upload;
 use super::azure::{range_stream, Tuning};
 use super::{DynStore, Entry, Meter, ObjectMeta, Store, StoreError};
 use crate::retry::RetryConfig;
-use crate::store::azure::client::HttpError;
+use crate::store::call::HttpError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use client::{Client, Props};

@@ -11,7 +11,7 @@
 
 use super::client::{already_exists, Body};
 use super::S3Store;
-use crate::store::azure::client::HttpError;
+use crate::store::call::HttpError;
 use crate::store::{Meter, StoreError};
 use futures::stream::{self, TryStreamExt};
 use reqwest::Method;
