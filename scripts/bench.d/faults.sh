@@ -33,6 +33,8 @@ if [ "$array" != no ]; then
   trials+=(fault_trials::array_tasks)
 fi
 start=$(date +%s)
+# The whole output is kept: a failure's message (which task, what it said) is in it.
+log=$(mktemp -t stagehand-bench-faults.XXXXXX.log)
 cargo test --release --locked --test e2e -- --test-threads=1 --nocapture "${trials[@]}" 2>&1 |
-  grep -E "faults injected|^array:|^test |test result|panicked"
-echo "faults: $STAGEHAND_FAULT_RUNS runs per kind and direction, array $array, in $(( $(date +%s) - start )) s"
+  tee "$log" | grep --line-buffered -E "faults injected|^array:|^test |test result|panicked"
+echo "faults: $STAGEHAND_FAULT_RUNS runs per kind and direction, array $array, in $(( $(date +%s) - start )) s; the whole output: $log"
