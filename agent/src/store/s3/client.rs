@@ -246,21 +246,17 @@ impl Client {
             .get_credential()
             .await
             .map_err(|e| HttpError::Credential(e.to_string()))?;
-        let mut last = self.registered.lock().unwrap_or_else(|e| e.into_inner());
-        if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
-            for v in [&c.key_id, &c.secret_key]
-                .into_iter()
-                .chain(c.token.as_ref())
-            {
-                crate::redact::register(v);
-            }
-            *last = Some(c.clone());
-        }
-        Ok(sign::Keys {
+        let keys = sign::Keys {
             id: c.key_id.clone(),
             secret: c.secret_key.clone(),
             token: c.token.clone(),
-        })
+        };
+        let mut last = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
+            keys.hide();
+            *last = Some(c);
+        }
+        Ok(keys)
     }
 
     /// [`Client::send_once`] under the retry policy.

@@ -253,11 +253,10 @@ fn keys(
     match (id, secret) {
         (Some(id), Some(secret)) => {
             let token = env(ENV_SESSION_TOKEN).filter(|v| !v.is_empty());
-            for v in [&id, &secret].into_iter().chain(token.as_ref()) {
-                crate::redact::register(v);
-            }
+            let keys = Keys { id, secret, token };
+            keys.hide();
             Ok((
-                Some(KeySource::Fixed(Keys { id, secret, token })),
+                Some(KeySource::Fixed(keys)),
                 format!("with the access key from ${ENV_ACCESS_KEY_ID}"),
             ))
         }
@@ -328,10 +327,9 @@ fn profile(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Keys, String)
     let said = format!("with profile {wanted:?} of {}", file.display());
     match (id, secret) {
         (Some(id), Some(secret)) => {
-            for v in [&id, &secret].into_iter().chain(token.as_ref()) {
-                crate::redact::register(v);
-            }
-            Ok(Some((Keys { id, secret, token }, said)))
+            let keys = Keys { id, secret, token };
+            keys.hide();
+            Ok(Some((keys, said)))
         }
         // The default profile without keys (it may only hold a region): on down the chain.
         _ if named.is_none() => Ok(None),

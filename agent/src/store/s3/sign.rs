@@ -35,6 +35,19 @@ pub struct Keys {
     pub token: Option<String>,
 }
 
+impl Keys {
+    /// Keeps the key id, the secret and the session token out of every output from
+    /// now on (keys that did not come through `credentials.rs`, which registers its own).
+    pub fn hide(&self) {
+        for v in [&self.id, &self.secret]
+            .into_iter()
+            .chain(self.token.as_ref())
+        {
+            crate::redact::register(v);
+        }
+    }
+}
+
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Keys(..)")
