@@ -13,21 +13,26 @@
 //!   its window once per round trip, not once per lost packet.
 //! - Each answer that is not "too busy" adds `1/limit`: about one more request in
 //!   flight per round of answers at the current limit.
-//!
 //! - An answer whose body stops coming for the read timeout is "too busy" too
 //!   ([`Pace::body`]), once per burst like the others: a service slowing down under load
 //!   stalls answers mid-body as often as before their headers.
-//! - A `Retry-After` ([`retry_after`]) holds every request of the client until it has
-//!   passed ([`Pace::pause_for`]), not only the one refused: the service asked the
-//!   account's client to wait, and 64 requests each waiting out their own refusal would
-//!   hit it again together.
+//! - Requests wait for their place first come, first served (a fair semaphore): under a
+//!   limit of 1, a request retried after a refusal queues behind those already waiting,
+//!   and none waits for ever while others overtake it.
+//!
+//! A `Retry-After` is the refused request's own wait ([`crate::retry`]), not a pause of
+//! the whole client: the limit already falls to a few requests in flight, and a pause of
+//! every request at each refusal would, under a service refusing a share of the answers
+//! (30 % in the array trial), send one round per pause and starve requests waiting
+//! their turn past the 3-minute bound on a call. Azure's SDKs and AzCopy honour it per
+//! request too.
 //!
 //! A warning says when the limit drops to a new low; an info line when it is back at
 //! full. A slot is held from sending a request until its answer's headers: the pace
 //! counts requests the service must start on, not the bytes of answers it is streaming.
 //!
 //! This module must never hold a request back for good: the limit never goes below 1,
-//! and every slot released wakes whoever waits.
+//! and every slot released either frees a place or pays back a place the limit lost.
 
 use crate::store::call::{transport, HttpError};
 use bytes::Bytes;
@@ -35,8 +40,7 @@ use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::HeaderMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The requests of one store client permitted in flight, adapted to the service's
 /// answers.
@@ -47,21 +51,21 @@ pub struct Pace {
     /// The configured parallelism: the most permitted, and where it starts.
     full: usize,
     state: Mutex<State>,
-    /// Woken when a slot is released or the limit rises.
-    freed: Notify,
+    /// One permit per place free; fair, so places go in the order they were asked for.
+    places: Semaphore,
 }
 
 #[derive(Debug)]
 struct State {
     /// Requests permitted in flight, between 1 and `full`; its whole part counts.
     limit: f64,
-    in_flight: usize,
+    /// Places the limit lost while they were taken: the next slots released are not
+    /// given back (free places + taken places - `owed` = permitted).
+    owed: usize,
     /// Bumped at each decrease: a slot taken before it does not decrease again.
     epoch: u64,
     /// The lowest limit warned of since the pace was last at full.
     low: usize,
-    /// Until when the service asked (`Retry-After`) to be left alone.
-    paused_until: Option<Instant>,
 }
 
 impl State {
@@ -77,6 +81,8 @@ impl State {
 pub struct Slot<'a> {
     pace: &'a Pace,
     epoch: u64,
+    /// `None` once released.
+    place: Option<SemaphorePermit<'a>>,
 }
 
 impl Pace {
@@ -88,12 +94,11 @@ impl Pace {
             full,
             state: Mutex::new(State {
                 limit: full as f64,
-                in_flight: 0,
+                owed: 0,
                 epoch: 0,
                 low: full,
-                paused_until: None,
             }),
-            freed: Notify::new(),
+            places: Semaphore::new(full),
         }
     }
 
@@ -106,52 +111,30 @@ impl Pace {
         self.state().permitted()
     }
 
-    /// Waits out a pause the service asked for, then for a place among the requests in
-    /// flight.
+    /// Waits for a place among the requests in flight, after those already waiting.
     pub async fn slot(&self) -> Slot<'_> {
-        loop {
-            let paused = self.state().paused_until;
-            if let Some(at) = paused.filter(|at| *at > Instant::now()) {
-                tokio::time::sleep_until(at).await;
-                continue;
-            }
-            // Registered before the check, so a release between the check and the
-            // wait is not missed.
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut s = self.state();
-                if s.in_flight < s.permitted() {
-                    s.in_flight += 1;
-                    return Slot {
-                        pace: self,
-                        epoch: s.epoch,
-                    };
-                }
-            }
-            freed.await;
+        // The semaphore is never closed.
+        let place = self
+            .places
+            .acquire()
+            .await
+            .expect("the pace's semaphore is open");
+        let epoch = self.state().epoch;
+        Slot {
+            pace: self,
+            epoch,
+            place: Some(place),
         }
     }
 
-    fn release(&self) {
-        self.state().in_flight -= 1;
-        self.freed.notify_waiters();
-    }
-
-    /// Holds every request not yet sent for `wait` (at most
-    /// [`crate::retry::RETRY_AFTER_MAX`]) from now, unless held longer already.
-    pub fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(crate::retry::RETRY_AFTER_MAX);
+    /// Gives a place back, or keeps it to pay what the limit lost.
+    fn release(&self, place: SemaphorePermit<'_>) {
         let mut s = self.state();
-        if s.paused_until.is_none_or(|at| at < until) {
-            s.paused_until = Some(until);
-            drop(s);
-            tracing::debug!(
-                "{}: the service asked for a pause of {}s: every request waits",
-                self.name,
-                wait.as_secs()
-            );
+        if s.owed > 0 {
+            s.owed -= 1;
+            place.forget();
+        } else {
+            drop(place);
         }
     }
 
@@ -199,8 +182,12 @@ impl Pace {
             return;
         }
         s.epoch += 1;
+        let before = s.permitted();
         s.limit = (s.limit / 2.0).max(1.0);
         let now = s.permitted();
+        // Free places go at once; taken ones are kept as they come back.
+        let lost = before - now;
+        s.owed += lost - self.places.forget_permits(lost);
         if now < s.low {
             s.low = now;
             drop(s);
@@ -208,6 +195,32 @@ impl Pace {
                 "{}: the service is throttling: at most {now} request{} in flight (of {}) until it keeps up",
                 self.name,
                 if now == 1 { "" } else { "s" },
+                self.full
+            );
+        }
+    }
+
+    /// One more request in flight per round of answers, up to full.
+    fn increase(&self) {
+        let full = {
+            let mut s = self.state();
+            let before = s.permitted();
+            s.limit = (s.limit + 1.0 / s.limit).min(self.full as f64);
+            let gained = s.permitted() - before;
+            // Places still owed are forgiven first: they were never given back.
+            let forgiven = gained.min(s.owed);
+            s.owed -= forgiven;
+            self.places.add_permits(gained - forgiven);
+            let full = s.permitted() == self.full && s.low < self.full;
+            if full {
+                s.low = self.full;
+            }
+            full
+        };
+        if full {
+            tracing::info!(
+                "{}: the service keeps up again: back at {} requests in flight",
+                self.name,
                 self.full
             );
         }
@@ -258,27 +271,7 @@ impl Slot<'_> {
 
     /// The service answered: one more request in flight per round of answers.
     pub fn succeeded(self) {
-        let pace = self.pace;
-        let (rose, full) = {
-            let mut s = pace.state();
-            let before = s.permitted();
-            s.limit = (s.limit + 1.0 / s.limit).min(pace.full as f64);
-            let full = s.permitted() == pace.full && s.low < pace.full;
-            if full {
-                s.low = pace.full;
-            }
-            (s.permitted() > before, full)
-        };
-        if full {
-            tracing::info!(
-                "{}: the service keeps up again: back at {} requests in flight",
-                pace.name,
-                pace.full
-            );
-        }
-        if rose {
-            pace.freed.notify_waiters();
-        }
+        self.pace.increase();
     }
 
     /// The service said it is overloaded: half as many requests in flight, unless the
@@ -290,7 +283,9 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.pace.release();
+        if let Some(place) = self.place.take() {
+            self.pace.release(place);
+        }
     }
 }
 
@@ -427,29 +422,65 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+        // Every place is free again, exactly as many as permitted.
         let s = pace.state();
-        assert_eq!(s.in_flight, 0);
         assert!(s.permitted() >= 1 && s.permitted() <= 4);
+        assert_eq!(pace.places.available_permits(), s.permitted());
+        assert_eq!(s.owed, 0, "places still owed with none taken");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_pause_holds_every_request_not_yet_sent_and_only_that_long() {
-        let pace = Pace::new("t", 8);
-        let start = Instant::now();
-        pace.pause_for(Duration::from_secs(3));
-        // A shorter pause asked for later does not cut the longer one short.
-        pace.pause_for(Duration::from_secs(1));
-        let _a = pace.slot().await;
-        assert_eq!(start.elapsed().as_secs(), 3);
-        let _b = pace.slot().await;
-        assert_eq!(start.elapsed().as_secs(), 3, "the pause is over");
-        // A service asking for an hour is waited for at most the retry policy's bound.
-        pace.pause_for(Duration::from_secs(3600));
-        let _c = pace.slot().await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_secs(3) + crate::retry::RETRY_AFTER_MAX
-        );
+    #[tokio::test]
+    async fn places_go_first_come_first_served() {
+        let pace = Arc::new(Pace::new("t", 1));
+        let first = pace.slot().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiting: Vec<_> = (0..5)
+            .map(|i| {
+                let (pace, order) = (pace.clone(), order.clone());
+                tokio::spawn(async move {
+                    let _slot = pace.slot().await;
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(order.lock().unwrap().is_empty());
+        // A request answered and retried at once (a refusal) queues behind those
+        // already waiting, rather than taking the place it just gave back.
+        drop(first);
+        let _again = pace.slot().await;
+        order.lock().unwrap().push(99);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 99]);
+    }
+
+    #[tokio::test]
+    async fn a_limit_halved_while_its_places_are_taken_is_kept_as_they_come_back() {
+        let pace = Pace::new("t", 4);
+        let taken: Vec<_> = futures::future::join_all((0..4).map(|_| pace.slot())).await;
+        // Halved with all four in flight: two of them (the refused one first) are not
+        // given back as they come back, the other two are.
+        let mut taken = taken.into_iter();
+        taken.next().unwrap().throttled();
+        assert_eq!(pace.permitted(), 2);
+        let mut free = vec![pace.places.available_permits()];
+        for slot in taken {
+            drop(slot);
+            free.push(pace.places.available_permits());
+        }
+        assert_eq!(free, [0, 0, 1, 2], "places free as each came back");
+        // Raised by answers back to 4 places, never more.
+        while pace.permitted() < 4 {
+            pace.slot().await.succeeded();
+        }
+        for _ in 0..50 {
+            pace.slot().await.succeeded();
+        }
+        assert_eq!(pace.places.available_permits(), 4);
     }
 
     #[test]

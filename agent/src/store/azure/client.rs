@@ -236,6 +236,8 @@ impl Client {
         extra: &[(&'static str, String)],
         body: Body,
     ) -> Result<reqwest::Response, HttpError> {
+        // Its place first, so its date and signature are made when it is sent.
+        let slot = self.pace.slot().await;
         let path = self.url_path(blob);
         let mut q: Vec<String> = query
             .iter()
@@ -276,36 +278,7 @@ impl Client {
             None if *method == Method::PUT => req = req.header("content-length", "0"),
             None => {}
         }
-        let slot = self.pace.slot().await;
-        slot.answer(self.answer(req.send().await))
-    }
-
-    /// A request's answer: the response when its status is a success.
-    fn answer(
-        &self,
-        sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<reqwest::Response, HttpError> {
-        let resp = sent.map_err(|e| request_error(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let code = resp
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        Err(match pace::retry_after(resp.headers()) {
-            Some(retry_after) => {
-                self.pace.pause_for(retry_after);
-                HttpError::Busy {
-                    status,
-                    code,
-                    retry_after,
-                }
-            }
-            None => HttpError::Status { status, code },
-        })
+        slot.answer(answer(req.send().await))
     }
 
     /// One GET of the bytes `start..end` and the version they must still be
@@ -471,4 +444,26 @@ pub fn decode_md5(b64: &str) -> Option<[u8; 16]> {
 pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A request's answer: the response when its status is a success.
+fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<reqwest::Response, HttpError> {
+    let resp = sent.map_err(|e| request_error(&e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let code = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Err(match pace::retry_after(resp.headers()) {
+        Some(retry_after) => HttpError::Busy {
+            status,
+            code,
+            retry_after,
+        },
+        None => HttpError::Status { status, code },
+    })
 }

@@ -190,6 +190,8 @@ impl Client {
         extra: &[(&'static str, String)],
         body: Body,
     ) -> Result<reqwest::Response, HttpError> {
+        // Its place first, so its signature's time is when it is sent.
+        let slot = self.pace.slot().await;
         let (scheme, host, path) = self.locate(key);
         let q = sign::canonical_query(query);
         let url = if q.is_empty() {
@@ -232,8 +234,7 @@ impl Client {
             req = req.header("content-length", body.len().to_string());
             req = req.body(body.into_reqwest().await?);
         }
-        let slot = self.pace.slot().await;
-        slot.answer(answer(method, req.send().await, &self.pace).await)
+        slot.answer(answer(method, req.send().await).await)
     }
 
     /// The platform's keys now (cached and renewed by the provider), each new secret
@@ -362,12 +363,11 @@ pub fn unquote(etag: &str) -> String {
 }
 
 /// A request's answer: the response when its status is a success, else the status
-/// and S3's error code. A `Retry-After` (S3 itself sends none; compatible services and proxies may) holds
-/// every request of the client (`pace`) for that long.
+/// and S3's error code. A `Retry-After` (S3 itself sends none; compatible services and
+/// proxies may) is the wait before this request's retry.
 async fn answer(
     method: &Method,
     sent: Result<reqwest::Response, reqwest::Error>,
-    pace: &Pace,
 ) -> Result<reqwest::Response, HttpError> {
     let resp = sent.map_err(|e| request_error(&e))?;
     let status = resp.status();
@@ -381,14 +381,11 @@ async fn answer(
         resp.text().await.ok().and_then(|t| error_code(&t))
     };
     Err(match retry_after {
-        Some(retry_after) => {
-            pace.pause_for(retry_after);
-            HttpError::Busy {
-                status,
-                code,
-                retry_after,
-            }
-        }
+        Some(retry_after) => HttpError::Busy {
+            status,
+            code,
+            retry_after,
+        },
         None => HttpError::Status { status, code },
     })
 }
