@@ -24,7 +24,7 @@
 //! the whole client: the limit already falls to a few requests in flight, and a pause of
 //! every request at each refusal would, under a service refusing a share of the answers
 //! (30 % in the array trial), send one round per pause and starve requests waiting
-//! their turn past the 3-minute bound on a call. Azure's SDKs and AzCopy honour it per
+//! their turn past the 3-minute bound on a call. Azure's SDKs honour it per
 //! request too.
 //!
 //! A warning says when the limit drops to a new low; an info line when it is back at
