@@ -9,9 +9,9 @@
 # read the same small blobs through a proxy answering 30% of requests 503 with
 # Retry-After: 1, and must all finish byte-exact.
 #
-#   scripts/bench faults            # 20 runs per kind and direction (long: about 2 hours on
-#                                   # 2 cores; an 8 s delay kind takes about 45 min, a reset,
-#                                   # status or Retry-After kind 5-10 min)
+#   scripts/bench faults            # 20 runs per kind and direction (long: about 1.5 hours
+#                                   # on 2 cores; an 8 s delay kind takes about 15 min, a
+#                                   # reset, status or Retry-After kind 5-10 min)
 #   RUNS=3 scripts/bench faults     # a quicker look
 #   ARRAY=no scripts/bench faults   # without the array trial
 #   RUNS=0 scripts/bench faults     # the array trial only
