@@ -450,8 +450,9 @@ mod tests {
         // A request answered and retried at once (a refusal) queues behind those
         // already waiting, rather than taking the place it just gave back.
         drop(first);
-        let _again = pace.slot().await;
+        let again = pace.slot().await;
         order.lock().unwrap().push(99);
+        drop(again);
         for w in waiting {
             w.await.unwrap();
         }
