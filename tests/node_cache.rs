@@ -275,12 +275,16 @@ fn cache_ls_du_and_clear_say_what_is_there_and_clear_skips_entries_in_use() {
     assert!(du.contains("still linked from run folders: 6.3 MB"), "{du}");
     assert!(du.contains("(bound 21.5 GB)"), "{du}");
 
-    // An entry a run holds right now (its lock taken) stays.
+    // An entry a run holds right now (its lock taken) stays. (An entry's lock, not the
+    // cache's own `.space.lock` beside them, which `read_dir` may list first.)
     let lock = std::fs::read_dir(s.cache_dir().join("downloads"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "lock")
+                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
         .unwrap();
     let mut holder = Command::new("sh")
         .args([
