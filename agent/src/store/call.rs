@@ -8,6 +8,7 @@
 //! request's signature too.
 
 use crate::retry::RetryConfig;
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use std::time::Duration;
 
@@ -120,6 +121,20 @@ impl HttpError {
         }
     }
 
+    /// An answer's error status as an error: [`HttpError::Busy`] when its headers say
+    /// when to come back (`Retry-After`), else [`HttpError::Status`]. `code` is the
+    /// service's error code (Azure's `x-ms-error-code`, S3's `<Code>`).
+    pub fn refused(status: StatusCode, code: Option<String>, headers: &HeaderMap) -> HttpError {
+        match retry_after(headers) {
+            Some(retry_after) => HttpError::Busy {
+                status,
+                code,
+                retry_after,
+            },
+            None => HttpError::Status { status, code },
+        }
+    }
+
     /// The wait the service asked for before the next attempt.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -201,6 +216,20 @@ pub fn transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// How long an answer's `Retry-After` asks to wait: seconds, or an HTTP date (S3
+/// compatible services send either; Azure sends seconds).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
 /// A failed request as an error: [`HttpError::Untrusted`] when the service's certificate
 /// was refused, [`HttpError::Transport`] otherwise.
 pub fn request_error(e: &reqwest::Error) -> HttpError {
@@ -263,6 +292,35 @@ pub fn untrusted(e: &reqwest::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            "Thu, 01 Jan 1970 00:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date passed: no wait"
+        );
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[tokio::test]
     async fn transport_errors_never_carry_the_url() {

@@ -37,9 +37,7 @@
 use crate::store::call::{transport, HttpError};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use reqwest::header::HeaderMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The requests of one store client permitted in flight, adapted to the service's
@@ -227,20 +225,6 @@ impl Pace {
     }
 }
 
-/// How long an answer's `Retry-After` asks to wait: seconds, or an HTTP date (S3
-/// compatible services send either; Azure sends seconds).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
-
 /// The pace's epoch when a request was sent, kept in its answer's extensions, so that a
 /// stall of its body later counts in the right burst.
 #[derive(Debug, Clone, Copy)]
@@ -294,6 +278,7 @@ mod tests {
     use super::*;
     use reqwest::StatusCode;
     use std::sync::Arc;
+    use std::time::Duration;
 
     fn busy(status: u16, code: Option<&str>) -> Result<(), HttpError> {
         Err(HttpError::Status {
@@ -345,7 +330,7 @@ mod tests {
             Err(HttpError::Busy {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 code: None,
-                retry_after: std::time::Duration::from_secs(1),
+                retry_after: Duration::from_secs(1),
             }),
             Err(HttpError::Transport(
                 "timed out: operation timed out".into(),
@@ -482,35 +467,6 @@ mod tests {
             pace.slot().await.succeeded();
         }
         assert_eq!(pace.places.available_permits(), 4);
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", " 7 ".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(120);
-        h.insert(
-            "retry-after",
-            httpdate::fmt_http_date(later).parse().unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        h.insert(
-            "retry-after",
-            "Thu, 01 Jan 1970 00:00:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(
-            retry_after(&h),
-            Some(Duration::ZERO),
-            "a date passed: no wait"
-        );
-        h.insert("retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
     }
 
     #[tokio::test]

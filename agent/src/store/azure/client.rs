@@ -22,7 +22,7 @@ use super::credential::Authorizer;
 use super::listing::{parse_block_list, parse_list, ListPage};
 use crate::retry::RetryConfig;
 use crate::store::call::{self, request_error, transport, HttpError, POOL_IDLE};
-use crate::store::pace::{self, Pace};
+use crate::store::pace::Pace;
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -458,12 +458,5 @@ fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<reqwest::Re
         .get("x-ms-error-code")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    Err(match pace::retry_after(resp.headers()) {
-        Some(retry_after) => HttpError::Busy {
-            status,
-            code,
-            retry_after,
-        },
-        None => HttpError::Status { status, code },
-    })
+    Err(HttpError::refused(status, code, resp.headers()))
 }

@@ -16,7 +16,7 @@ use super::config::{KeySource, S3Target};
 use super::sign::{self, Request, KEY};
 use crate::retry::RetryConfig;
 use crate::store::call::{self, request_error, transport, HttpError};
-use crate::store::pace::{self, Pace};
+use crate::store::pace::Pace;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use reqwest::{Method, StatusCode};
@@ -374,20 +374,13 @@ async fn answer(
     if status.is_success() {
         return Ok(resp);
     }
-    let retry_after = pace::retry_after(resp.headers());
+    let headers = resp.headers().clone();
     let code = if *method == Method::HEAD {
         None
     } else {
         resp.text().await.ok().and_then(|t| error_code(&t))
     };
-    Err(match retry_after {
-        Some(retry_after) => HttpError::Busy {
-            status,
-            code,
-            retry_after,
-        },
-        None => HttpError::Status { status, code },
-    })
+    Err(HttpError::refused(status, code, &headers))
 }
 
 /// S3's `<Error><Code>…</Code>` from an error answer's body.
